@@ -1,0 +1,28 @@
+"""snnedge: ANN-to-SNN conversion, fast spiking simulation, and neuromorphic cost estimates.
+
+See DESIGN in the README for the public contract. The main entry points::
+
+    snnedge.sequential(...)     # build a SpikingNetwork from torch modules and neurons
+    snnedge.simulate(snn, x, timesteps=32)   # -> SimulationResult
+    snnedge.IF, snnedge.LIF     # neuron layers
+"""
+from importlib.metadata import PackageNotFoundError, version
+
+from .encoders import ENCODERS
+from .layers import Add, Concat, Scale, SumPool2d, TemporalModule
+from .network import Node, SpikingNetwork, sequential
+from .neurons import IF, LIF, SpikingNeuron, if_step, lif_step
+from .results import SimulationResult
+from .simulate import ENGINES, simulate
+from .surrogate import SURROGATES, get_surrogate
+
+try:
+    __version__ = version("snnedge")
+except PackageNotFoundError:  # running from a source tree without installation
+    __version__ = "0.0.0+local"
+
+__all__ = [
+    "IF", "LIF", "SpikingNeuron", "if_step", "lif_step", "Add", "Concat", "Scale", "SumPool2d",
+    "TemporalModule", "Node", "SpikingNetwork", "sequential", "simulate", "SimulationResult",
+    "ENGINES", "ENCODERS", "SURROGATES", "get_surrogate", "__version__",
+]

@@ -1,0 +1,133 @@
+"""Exact fan-out of every neuron, for counting synaptic events.
+
+A synaptic event is one spike delivered along one synapse (a non-zero weight). For a
+weighted layer ``L`` the fan-out of each input element is the number of non-zero weights
+leaving it; for a convolution this is a transposed convolution of ones with the weight mask,
+which is exact at the image borders (as in sinabs' synaptic-operation counting).
+
+Between a spiking layer ``S`` and ``L`` there may be weight-free linear modules (pooling,
+flatten, residual junctions, concatenation). They are folded into the connectivity the way
+hardware folds them: a spike entering a pooling window is forwarded once to the pooled
+position. With ``P`` that structural (counting) map, the events ``S`` sends into ``L`` are
+``<P(counts_S), f_L> = <counts_S, P^T f_L>``, so ``g = P^T f_L`` (one number per neuron of
+``S``) is computed once by autograd and the engines only need each source's spike totals.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .layers import Scale
+from .network import INPUT, SpikingNetwork
+
+
+def fanout(module: nn.Module, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> torch.Tensor:
+    """Non-zero weights leaving each input element of a weighted layer (per-sample shape)."""
+    mask = (module.weight.detach() != 0).to(torch.float64)
+    if isinstance(module, nn.Linear):
+        f = mask.sum(0)
+        return f.expand(in_shape).clone() if len(in_shape) > 1 else f
+    conv_t = F.conv_transpose2d if isinstance(module, nn.Conv2d) else F.conv_transpose1d
+    ones = torch.ones((1, *out_shape), dtype=torch.float64)
+    f = conv_t(ones, mask, stride=module.stride, padding=module.padding,
+               dilation=module.dilation, groups=module.groups)[0]
+    # Trailing rows/columns that the convolution's stride never reaches have no fan-out.
+    pad = []
+    for have, want in zip(reversed(f.shape[1:]), reversed(in_shape[1:])):
+        pad += [0, want - have]
+    return F.pad(f, pad)
+
+
+def _structural(module: nn.Module, xs: list[torch.Tensor]) -> torch.Tensor:
+    """The counting version of a weight-free module: how many copies of an event go where."""
+    x = xs[0]
+    if isinstance(module, nn.AvgPool2d):
+        return F.avg_pool2d(x, module.kernel_size, module.stride, module.padding,
+                            module.ceil_mode, module.count_include_pad, divisor_override=1)
+    if isinstance(module, nn.AvgPool1d):
+        k = module.kernel_size[0]
+        return F.avg_pool1d(x, module.kernel_size, module.stride, module.padding,
+                            module.ceil_mode, module.count_include_pad) * k
+    if isinstance(module, nn.AdaptiveAvgPool2d):
+        return _adaptive_sum(x, module.output_size)
+    if isinstance(module, nn.Dropout):
+        return x
+    if isinstance(module, Scale):
+        s = (module.scale != 0).to(x.dtype)
+        return x * (s if s.dim() == 0 else s.view(-1, *([1] * (x.dim() - 2))))
+    return module(*xs)
+
+
+def _adaptive_sum(x: torch.Tensor, output_size) -> torch.Tensor:
+    h, w = x.shape[-2:]
+    oh, ow = (output_size, output_size) if isinstance(output_size, int) else output_size
+    oh, ow = oh or h, ow or w
+    # PyTorch's adaptive windows: [floor(i*H/oh), ceil((i+1)*H/oh)).
+    rows = torch.tensor([math.ceil((i + 1) * h / oh) - (i * h) // oh for i in range(oh)], dtype=x.dtype)
+    cols = torch.tensor([math.ceil((j + 1) * w / ow) - (j * w) // ow for j in range(ow)], dtype=x.dtype)
+    return F.adaptive_avg_pool2d(x, (oh, ow)) * rows.view(-1, 1) * cols.view(1, -1)
+
+
+@dataclass(frozen=True)
+class SourceLink:
+    """Events from ``source`` into weighted layer ``target``: ``<counts_source, weight>``."""
+
+    source: str
+    target: str
+    weight: torch.Tensor  # per-sample shape of the source's output, float64
+
+
+def event_sources(net: SpikingNetwork) -> tuple[str, ...]:
+    """Layers whose outputs are counted: the input, temporal modules, and weighted layers
+    whose (analog) output reaches another weighted layer without a neuron in between."""
+    sources = [INPUT] + [n for n in net._names if net.kind(n) == "temporal"]
+    for n in net._names:
+        if net.kind(n) == "weighted" and _reaches_weighted(net, n):
+            sources.append(n)
+    return tuple(sources)
+
+
+def _reaches_weighted(net: SpikingNetwork, name: str) -> bool:
+    stack = list(net.consumers_of(name))
+    while stack:
+        c = stack.pop()
+        if net.kind(c) == "weighted":
+            return True
+        if net.kind(c) == "weight_free":
+            stack.extend(net.consumers_of(c))
+    return False
+
+
+@torch.enable_grad()
+def source_links(net: SpikingNetwork, input_shape: tuple[int, ...]) -> list[SourceLink]:
+    """For every (source, weighted layer) pair joined by weight-free modules, ``P^T f``."""
+    shapes = net.shapes(input_shape)
+    shapes[INPUT] = tuple(input_shape)
+    weighted = [n for n in net._names if net.kind(n) == "weighted"]
+    fan = {}
+    for n in weighted:
+        (src,) = net.inputs_of(n)
+        fan[n] = fanout(net.layer(n), shapes[src], shapes[n])
+    links = []
+    for s in event_sources(net):
+        x = torch.ones((1, *shapes[s]), dtype=torch.float64, requires_grad=True)
+        vals = {s: x}
+        reached = {}
+        for n in net._names:
+            ins = net.inputs_of(n)
+            if not any(i in vals for i in ins):
+                continue
+            if net.kind(n) == "weighted":
+                reached[n] = vals[ins[0]]
+            elif net.kind(n) == "weight_free":
+                xs = [vals[i] if i in vals else torch.zeros((1, *shapes[i]), dtype=torch.float64)
+                      for i in ins]
+                vals[n] = _structural(net.layer(n), xs)
+        for target, inp in reached.items():
+            (g,) = torch.autograd.grad((inp * fan[target]).sum(), x, retain_graph=True)
+            links.append(SourceLink(s, target, g[0].detach()))
+    return links

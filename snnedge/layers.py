@@ -1,0 +1,99 @@
+"""Weight-free synaptic modules that torch lacks, and the base of stateful modules.
+
+Everything here acts on one time step's tensor ``(N, C, ...)``; the engines fold time into
+the batch dimension (``N = T_block * B``) before calling them.
+"""
+from __future__ import annotations
+
+import abc
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class TemporalModule(nn.Module, abc.ABC):
+    """A module with state carried across time steps (neurons, spiking max-pool gates).
+
+    Subclasses implement :meth:`initial_state` and :meth:`forward_block`. Class flags:
+
+    ``emits_spikes``
+        its outputs are spikes of neurons it owns (counted in ``spike_counts``);
+    ``emits_events``
+        its outputs are binary events delivered to the next synaptic layer (counted as
+        synaptic events); true for neurons and for routing modules such as a gated max-pool.
+    """
+
+    emits_spikes = False
+    emits_events = True
+
+    @abc.abstractmethod
+    def initial_state(self, template: torch.Tensor):
+        """State at t=0 for one step's input ``template`` of shape ``(B, ...)``."""
+
+    @abc.abstractmethod
+    def forward_block(self, current: torch.Tensor, state, steps: int, static: bool = False):
+        """Advance ``steps`` ticks; ``current`` is ``(steps, B, ...)`` or, when ``static``,
+        ``(B, ...)``. Returns ``(outputs (steps, B, ...), state)``."""
+
+
+class Add(nn.Module):
+    """Element-wise sum of its inputs (a residual junction)."""
+
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+        out = xs[0]
+        for x in xs[1:]:
+            out = out + x
+        return out
+
+
+class Concat(nn.Module):
+    """Concatenation of its inputs along ``dim`` (1 = channels of a ``(N, C, ...)`` tensor)."""
+
+    def __init__(self, dim: int = 1):
+        super().__init__()
+        if dim == 0:
+            raise ValueError("Concat(dim=0) would concatenate along the batch; use dim >= 1.")
+        self.dim = dim
+
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+        return torch.cat(xs, dim=self.dim)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"
+
+
+class SumPool2d(nn.Module):
+    """Sum over each pooling window (NIR's SumPool2d; DYNAP-CNN's sum pooling)."""
+
+    def __init__(self, kernel_size, stride=None, padding=0):
+        super().__init__()
+        self.kernel_size = kernel_size
+        self.stride = kernel_size if stride is None else stride
+        self.padding = padding
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding, divisor_override=1)
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+class Scale(nn.Module):
+    """Per-channel affine map ``y = scale * x + bias`` (a BatchNorm with no layer to fold into).
+
+    ``scale`` and ``bias`` are scalars or 1-D tensors with one value per channel (dim 1).
+    """
+
+    def __init__(self, scale, bias=None):
+        super().__init__()
+        self.register_buffer("scale", torch.as_tensor(scale, dtype=torch.get_default_dtype()).clone())
+        b = None if bias is None else torch.as_tensor(bias, dtype=torch.get_default_dtype()).clone()
+        self.register_buffer("bias", b)
+
+    def _shape(self, p: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return p if p.dim() == 0 else p.view(-1, *([1] * (x.dim() - 2)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x * self._shape(self.scale.to(x), x)
+        return y if self.bias is None else y + self._shape(self.bias.to(x), x)

@@ -1,0 +1,239 @@
+"""`SpikingNetwork`: a named graph of synaptic modules and neuron layers.
+
+A network is a list of :class:`Node` s in topological order. Each node has a name (a
+converted network keeps the ANN's module paths, such as ``features.3``), a module and the
+names of its inputs (``"input"`` is the network input). Modules are of three kinds:
+
+* weighted synaptic modules: ``nn.Conv1d``, ``nn.Conv2d``, ``nn.Linear``;
+* weight-free linear modules: pooling (average, sum, adaptive average), ``Flatten``,
+  ``Identity``, ``Dropout`` (inactive), :class:`~snnedge.layers.Scale`, and the junctions
+  :class:`~snnedge.layers.Add` and :class:`~snnedge.layers.Concat` (two or more inputs);
+* temporal modules with state (:class:`~snnedge.IF`, :class:`~snnedge.LIF`, or any
+  :class:`~snnedge.layers.TemporalModule`).
+
+The network's output is its single sink node. Nodes with no temporal module downstream form
+the readout: they accumulate their input over time and the accumulated value is the
+simulation's output.
+
+Tensors inside the engines are time-first, ``(T, B, ...)``; synaptic modules see time
+folded into the batch, ``(T * B, ...)``.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .layers import Add, Concat, Scale, SumPool2d, TemporalModule
+
+WEIGHTED = (nn.Conv1d, nn.Conv2d, nn.Linear)
+WEIGHT_FREE = (nn.AvgPool1d, nn.AvgPool2d, SumPool2d, nn.AdaptiveAvgPool2d, nn.Flatten,
+               nn.Unflatten, nn.Identity, nn.Dropout, Scale, Add, Concat)
+MERGES = (Add, Concat)
+INPUT = "input"
+
+
+@dataclass(frozen=True)
+class Node:
+    """One layer of a :class:`SpikingNetwork`: ``name``, ``module`` and input names."""
+
+    name: str
+    module: nn.Module
+    inputs: tuple[str, ...] = (INPUT,)
+
+
+def _kind(module: nn.Module) -> str:
+    if isinstance(module, TemporalModule):
+        return "temporal"
+    if isinstance(module, WEIGHTED):
+        return "weighted"
+    if isinstance(module, WEIGHT_FREE):
+        return "weight_free"
+    return "unsupported"
+
+
+class SpikingNetwork(nn.Module):
+    """A spiking neural network: a graph of named synaptic and neuron layers.
+
+    Parameters
+    ----------
+    nodes:
+        :class:`Node` s (or ``(name, module, inputs)`` tuples) in topological order.
+    input_shape:
+        Shape of one input sample, e.g. ``(1, 28, 28)``; checked against data in
+        :func:`snnedge.simulate` when given.
+
+    Calling the network on a time-first input ``(T, B, ...)`` runs it from its initial state
+    and returns the readout's input at every step, ``(T, B, ...)`` (differentiable through
+    the neurons' surrogate gradients); :func:`snnedge.simulate` is the fast, counting path.
+    """
+
+    def __init__(self, nodes: Iterable[Node | tuple], input_shape: Sequence[int] | None = None):
+        super().__init__()
+        nodes = [n if isinstance(n, Node) else Node(n[0], n[1], tuple(n[2]) if len(n) > 2 else (INPUT,))
+                 for n in nodes]
+        if not nodes:
+            raise ValueError("A SpikingNetwork needs at least one layer. Got an empty list.")
+        self.input_shape = None if input_shape is None else tuple(int(s) for s in input_shape)
+        self._names: list[str] = []
+        self._inputs: dict[str, tuple[str, ...]] = {}
+        self._kinds: dict[str, str] = {}
+        for node in nodes:
+            self._add(node)
+        self._validate_topology()
+
+    # -- construction ------------------------------------------------------------------
+    def _add(self, node: Node) -> None:
+        name, module, inputs = node.name, node.module, tuple(node.inputs)
+        if not isinstance(name, str) or not name or name == INPUT or name in self._inputs:
+            why = "is reserved for the network input" if name == INPUT else (
+                "is used twice" if name in self._inputs else "must be a non-empty string")
+            raise ValueError(f"Layer name {name!r} {why}; give each layer a unique name.")
+        if not isinstance(module, nn.Module):
+            raise TypeError(f"Layer {name!r}: expected a torch.nn.Module, got {type(module).__name__}.")
+        kind = _kind(module)
+        if kind == "unsupported":
+            supported = ", ".join(t.__name__ for t in (*WEIGHTED, *WEIGHT_FREE)) + ", IF, LIF"
+            raise TypeError(
+                f"Layer {name!r} is a {type(module).__name__}, which a SpikingNetwork cannot run. "
+                f"Supported modules: {supported}. Put nonlinearities into snnedge neurons (IF/LIF), "
+                f"or convert an ANN with converters.convert, which maps ReLU and MaxPool2d.")
+        for i in inputs:
+            if i != INPUT and i not in self._inputs:
+                raise ValueError(f"Layer {name!r} takes input {i!r}, which is not defined before it. "
+                                 f"List nodes in topological order; inputs are earlier layer names "
+                                 f"or {INPUT!r}.")
+        n_in = len(inputs)
+        if isinstance(module, MERGES) and n_in < 2:
+            raise ValueError(f"Layer {name!r} ({type(module).__name__}) joins branches and needs "
+                             f"two or more inputs. Got {list(inputs)}.")
+        if not isinstance(module, MERGES) and n_in != 1:
+            raise ValueError(f"Layer {name!r} ({type(module).__name__}) takes exactly one input. "
+                             f"Got {list(inputs)}; join branches with snnedge.Add or snnedge.Concat.")
+        self._attach(name, module)
+        self._names.append(name)
+        self._inputs[name] = inputs
+        self._kinds[name] = kind
+
+    def _attach(self, name: str, module: nn.Module) -> None:
+        # Nested containers so that state_dict keys match the ANN's ("features.3.weight").
+        *parents, leaf = name.split(".")
+        owner: nn.Module = self
+        for i, part in enumerate(parents):
+            child = owner._modules.get(part)
+            if child is None:
+                child = nn.Module()
+                owner.add_module(part, child)
+            elif ".".join(parents[:i + 1]) in self._inputs:
+                raise ValueError(f"Layer name {name!r} nests inside layer "
+                                 f"{'.'.join(parents[:i + 1])!r}; rename one of them.")
+            owner = child
+        if not part_ok(leaf) or leaf in owner._modules or hasattr(type(owner), leaf):
+            raise ValueError(f"Layer name {name!r} clashes with another layer or attribute; rename it.")
+        owner.add_module(leaf, module)
+
+    def _validate_topology(self) -> None:
+        consumed = {i for ins in self._inputs.values() for i in ins}
+        if INPUT not in consumed:
+            raise ValueError(f"No layer takes {INPUT!r}: the network has no input.")
+        sinks = [n for n in self._names if n not in consumed]
+        if len(sinks) != 1:
+            raise ValueError(f"A SpikingNetwork needs exactly one output layer (a layer no other "
+                             f"layer consumes). Found {sinks}; join or remove the extra branches.")
+        self.output_name = sinks[0]
+        # Readout: nodes with no temporal module at or after them.
+        consumers: dict[str, list[str]] = {n: [] for n in self._names}
+        for n, ins in self._inputs.items():
+            for i in ins:
+                if i != INPUT:
+                    consumers[i].append(n)
+        temporal_after: dict[str, bool] = {}
+        for n in reversed(self._names):
+            temporal_after[n] = self._kinds[n] == "temporal" or any(temporal_after[c] for c in consumers[n])
+        self.readout_names = tuple(n for n in self._names if not temporal_after[n])
+        self._consumers = {n: tuple(c) for n, c in consumers.items()}
+
+    # -- views -------------------------------------------------------------------------
+    @property
+    def nodes(self) -> tuple[Node, ...]:
+        """The layers in topological order."""
+        return tuple(Node(n, self.get_submodule(n), self._inputs[n]) for n in self._names)
+
+    def layer(self, name: str) -> nn.Module:
+        """The module of layer ``name`` (a ``KeyError`` lists the valid names)."""
+        if name not in self._inputs:
+            raise KeyError(f"No layer {name!r}; layers are {self._names}.")
+        return self.get_submodule(name)
+
+    def kind(self, name: str) -> str:
+        """``"weighted"``, ``"weight_free"`` or ``"temporal"``."""
+        return self._kinds[name]
+
+    def inputs_of(self, name: str) -> tuple[str, ...]:
+        return self._inputs[name]
+
+    def consumers_of(self, name: str) -> tuple[str, ...]:
+        return tuple(self._consumers[name]) if name != INPUT else tuple(
+            n for n in self._names if INPUT in self._inputs[n])
+
+    @property
+    def neuron_layers(self) -> tuple[str, ...]:
+        """Names of layers whose outputs are neuron spikes."""
+        return tuple(n for n in self._names
+                     if self._kinds[n] == "temporal" and self.get_submodule(n).emits_spikes)
+
+    @torch.no_grad()
+    def shapes(self, input_shape: Sequence[int]) -> dict[str, tuple[int, ...]]:
+        """Per-sample output shape of every layer for a sample of ``input_shape``.
+
+        Raises a ``ValueError`` naming the first layer that cannot take its input.
+        """
+        ref = next((t for t in (*self.parameters(), *self.buffers()) if t.is_floating_point()), None)
+        vals = {INPUT: torch.zeros((1, *input_shape)) if ref is None else
+                torch.zeros((1, *input_shape), dtype=ref.dtype, device=ref.device)}
+        out = {}
+        for n in self._names:
+            module = self.get_submodule(n)
+            xs = [vals[i] for i in self._inputs[n]]
+            try:
+                y = xs[0] if self._kinds[n] == "temporal" else module(*xs)
+            except (RuntimeError, ValueError) as e:
+                got = [tuple(x.shape[1:]) for x in xs]
+                raise ValueError(f"Layer {n!r} ({type(module).__name__}) cannot take an input of "
+                                 f"shape {got[0] if len(got) == 1 else got} (per sample) that follows "
+                                 f"from input shape {tuple(input_shape)}: {e}") from None
+            vals[n] = y
+            out[n] = tuple(y.shape[1:])
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from .engine import run_sequence  # engine imports this module
+        return run_sequence(self, x)
+
+    def extra_repr(self) -> str:
+        return f"output={self.output_name!r}, readout={list(self.readout_names)}"
+
+
+def part_ok(part: str) -> bool:
+    return bool(part) and "." not in part
+
+
+def sequential(*modules: nn.Module, input_shape: Sequence[int] | None = None) -> SpikingNetwork:
+    """A chain of modules named ``"0"``, ``"1"``, ... like ``nn.Sequential``.
+
+    Example
+    -------
+    >>> import torch.nn as nn, snnedge
+    >>> net = snnedge.sequential(nn.Conv2d(1, 4, 3), snnedge.IF(), nn.Flatten(), nn.Linear(4 * 26 * 26, 10))
+    >>> net.output_name, net.readout_names
+    ('3', ('2', '3'))
+    """
+    if len(modules) == 1 and isinstance(modules[0], nn.Sequential):
+        modules = tuple(modules[0])
+    nodes, prev = [], INPUT
+    for i, m in enumerate(modules):
+        nodes.append(Node(str(i), m, (prev,)))
+        prev = str(i)
+    return SpikingNetwork(nodes, input_shape=input_shape)

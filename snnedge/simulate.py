@@ -1,0 +1,208 @@
+"""`simulate`: run a SpikingNetwork on data and count what it does."""
+from __future__ import annotations
+
+import contextlib
+import copy
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+
+import torch
+from tqdm.auto import tqdm
+
+from .connectivity import event_sources, source_links
+from .encoders import get_encoder
+from .engine import block_steps_for, run_batch
+from .errors import check_choice, check_positive_int
+from .network import INPUT, SpikingNetwork
+from .results import SimulationResult
+
+ENGINES: dict[str, Callable | None] = {"dense": None, "event": None, "auto": None}
+
+
+def register_engine(name: str, fn: Callable) -> None:
+    """Add an engine that takes ``simulate``'s arguments and returns a SimulationResult."""
+    ENGINES[name] = fn
+
+
+def simulate(snn: SpikingNetwork, x, timesteps: int = 32, encoding: str = "direct",
+             engine: str = "auto", batch_size: int = 256, seed: int = 0, *,
+             device: str | torch.device | None = None, dtype: torch.dtype | None = None,
+             progress: bool | None = None, block_steps: int | None = None,
+             labels=None, **engine_options) -> SimulationResult:
+    """Simulate ``snn`` on ``x`` for ``timesteps`` steps and count spikes and synaptic events.
+
+    Parameters
+    ----------
+    snn:
+        The network (from ``converters.convert``, ``snnedge.sequential`` or ``from_nir``).
+    x:
+        A tensor ``[N, ...]`` of samples, or a DataLoader/iterable of ``(x, y)`` batches (its
+        labels are kept, so ``res.accuracy()`` needs no argument).
+    timesteps:
+        Number of steps ``T``.
+    encoding:
+        ``"direct"``, ``"poisson"`` or ``"latency"`` (see :mod:`snnedge.encoders`).
+    engine:
+        ``"dense"``, ``"event"``, ``"auto"`` (event when the first block's activity and the
+        batch are small), or a registered engine such as ``"brian2"``.
+    batch_size:
+        Samples per batch for a tensor input.
+    seed:
+        Seed of stochastic encoders; same seed and batch size give the same result.
+    device, dtype:
+        Where and in which float type to simulate (``torch.float64`` is the exact mode used
+        to compare engines). The network is copied, never changed.
+    progress:
+        Show a progress bar (default: when there is more than one batch).
+    block_steps:
+        Steps per time block (default: as many as fit 256 MiB of activations, at most 32).
+    labels:
+        Labels for a tensor input (optional; ``res.accuracy(y)`` also takes them).
+    """
+    if not isinstance(snn, SpikingNetwork):
+        raise TypeError(f"simulate expects a snnedge.SpikingNetwork. Got {type(snn).__name__}; "
+                        f"convert an ANN with converters.convert(ann, calibration=...) or build one "
+                        f"with snnedge.sequential(...).")
+    check_positive_int(timesteps, param="timesteps", where="simulate")
+    check_choice(encoding, ("direct", "poisson", "latency"), param="encoding", where="simulate")
+    check_choice(engine, ENGINES, param="engine", where="simulate")
+    check_positive_int(batch_size, param="batch_size", where="simulate")
+    if block_steps is not None:
+        check_positive_int(block_steps, param="block_steps", where="simulate")
+    if dtype is not None and (not isinstance(dtype, torch.dtype) or not dtype.is_floating_point):
+        raise ValueError(f"The 'dtype' parameter of simulate must be a floating torch.dtype such as "
+                         f"torch.float32 or torch.float64. Got {dtype!r}.")
+    if ENGINES[engine] is not None:
+        return ENGINES[engine](snn, x, timesteps=timesteps, encoding=encoding, batch_size=batch_size,
+                               seed=seed, device=device, dtype=dtype, progress=progress,
+                               labels=labels, **engine_options)
+    if engine_options:
+        raise TypeError(f"simulate got unexpected options {sorted(engine_options)} for engine {engine!r}.")
+
+    batches, n, y_all = _batches(x, batch_size, labels)
+    device = torch.device(device) if device is not None else _net_device(snn)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("simulate(device='cuda') but torch sees no CUDA device; use device='cpu'.")
+    dtype = dtype or _net_dtype(snn)
+    net = _prepared(snn, device, dtype)
+
+    start = time.perf_counter()
+    results, links, sources, shape = [], None, None, None
+    bar = tqdm(total=n, desc=f"simulate T={timesteps}", unit="sample", leave=False,
+               disable=not (progress if progress is not None else n > batch_size))
+    with torch.no_grad(), _eval_mode(net):
+        for xb, _ in batches:
+            xb = xb.to(device, dtype)
+            if shape is None:
+                shape = _check_input(net, xb)
+                links = source_links(net, shape)
+                enc_kind = "events" if get_encoder(encoding).spiking else "analog"
+                sources = {s: ("events" if net.kind(s) == "temporal" else "analog")
+                           for s in event_sources(net) if s != INPUT}
+                sources = {INPUT: enc_kind, **sources}
+                steps = block_steps or block_steps_for(net, shape, xb.shape[0], timesteps,
+                                                       torch.finfo(dtype).bits // 8)
+            elif tuple(xb.shape[1:]) != shape:
+                raise ValueError(f"Input batches differ in shape: {shape} then {tuple(xb.shape[1:])}.")
+            _check_finite(xb)
+            results.append(run_batch(net, xb, get_encoder(encoding), timesteps, seed=seed + len(results),
+                                     engine=engine, block_steps=steps, sources=sources))
+            bar.update(xb.shape[0])
+    bar.close()
+    return _assemble(net, results, links, sources, timesteps, encoding, y_all,
+                     time.perf_counter() - start)
+
+
+def _assemble(net, runs, links, sources, timesteps, encoding, labels, wall) -> SimulationResult:
+    counts = {s: sum(r.counts[s] for r in runs) for s in sources}
+    events, macs = {}, {}
+    for link in links:
+        total = float((counts[link.source].cpu() * link.weight).sum())
+        book = events if sources[link.source] == "events" else macs
+        book[link.target] = book.get(link.target, 0) + int(round(total))
+    neuron_layers = net.neuron_layers
+    engines = Counter(r.engine for r in runs)
+    return SimulationResult(
+        output=torch.cat([r.output for r in runs]),
+        step_predictions=torch.cat([r.step_predictions for r in runs], dim=1),
+        spike_counts={k: int(round(float(counts[k].sum()))) for k in neuron_layers},
+        synaptic_events=events, input_macs=macs,
+        neurons={k: counts[k].numel() for k in neuron_layers},
+        neuron_spike_counts={k: counts[k].cpu() for k in neuron_layers},
+        timesteps=timesteps, num_samples=sum(r.output.shape[0] for r in runs),
+        encoding=encoding, engine=engines.most_common(1)[0][0], labels=labels, wall_time_s=wall,
+        extra={"activity_first_block": [r.activity for r in runs]})
+
+
+def _batches(x, batch_size: int, labels):
+    """``([(x, y), ...], N, labels or None)`` from a tensor or an iterable of batches."""
+    if isinstance(x, torch.Tensor):
+        if x.dim() < 2 or x.shape[0] == 0:
+            raise ValueError(f"simulate expects a tensor [N, ...] with N >= 1 samples. Got shape "
+                             f"{tuple(x.shape)}; add a batch dimension with x.unsqueeze(0).")
+        y = None if labels is None else torch.as_tensor(labels).reshape(-1)
+        if y is not None and y.numel() != x.shape[0]:
+            raise ValueError(f"simulate got {y.numel()} labels for {x.shape[0]} samples.")
+        return [(x[i:i + batch_size], None) for i in range(0, x.shape[0], batch_size)], x.shape[0], y
+    if isinstance(x, Iterable):
+        data = list(x)
+        if not data:
+            raise ValueError("simulate got an empty DataLoader/iterable; it needs at least one batch.")
+        xs, ys = [], []
+        for item in data:
+            xb, yb = (item[0], item[1]) if isinstance(item, (tuple, list)) else (item, None)
+            if not isinstance(xb, torch.Tensor):
+                raise TypeError(f"simulate expects batches of tensors (x or (x, y)). Got {type(xb).__name__}.")
+            xs.append((xb, yb))
+            ys.append(yb)
+        y = torch.cat([torch.as_tensor(v).reshape(-1) for v in ys]) if all(v is not None for v in ys) else None
+        return xs, sum(b[0].shape[0] for b in xs), y
+    raise TypeError(f"simulate expects x as a torch.Tensor [N, ...] or a DataLoader of (x, y). "
+                    f"Got {type(x).__name__}; convert arrays with torch.as_tensor(x).")
+
+
+def _check_input(net: SpikingNetwork, xb: torch.Tensor) -> tuple[int, ...]:
+    shape = tuple(xb.shape[1:])
+    if net.input_shape is not None and shape != net.input_shape:
+        raise ValueError(f"simulate: the network expects input of shape [N, "
+                         f"{', '.join(map(str, net.input_shape))}] but got {list(xb.shape)}. "
+                         f"Reshape the data (e.g. x.view(-1, {', '.join(map(str, net.input_shape))})).")
+    net.shapes(shape)  # raises naming the first layer that cannot take it
+    return shape
+
+
+def _check_finite(xb: torch.Tensor) -> None:
+    if not torch.isfinite(xb).all():
+        bad = int((~torch.isfinite(xb)).sum())
+        raise ValueError(f"simulate: the input holds {bad} NaN or infinite values; clean or impute "
+                         f"the data first (e.g. torch.nan_to_num).")
+
+
+def _net_device(net: torch.nn.Module) -> torch.device:
+    p = next(iter([*net.parameters(), *net.buffers()]), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+def _net_dtype(net: torch.nn.Module) -> torch.dtype:
+    p = next(iter(net.parameters()), None)
+    return p.dtype if p is not None else torch.get_default_dtype()
+
+
+def _prepared(net: SpikingNetwork, device: torch.device, dtype: torch.dtype) -> SpikingNetwork:
+    """The network on ``device`` in ``dtype``: the same object if nothing changes, else a copy."""
+    tensors = [*net.parameters(), *net.buffers()]
+    if all(t.device == device and (t.dtype == dtype or not t.is_floating_point()) for t in tensors):
+        return net
+    return copy.deepcopy(net).to(device=device, dtype=dtype)
+
+
+@contextlib.contextmanager
+def _eval_mode(net: torch.nn.Module):
+    modes = {m: m.training for m in net.modules()}
+    net.eval()
+    try:
+        yield
+    finally:
+        for m, training in modes.items():
+            m.training = training
