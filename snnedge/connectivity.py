@@ -26,20 +26,36 @@ from .network import INPUT, SpikingNetwork
 
 
 def fanout(module: nn.Module, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> torch.Tensor:
-    """Non-zero weights leaving each input element of a weighted layer (per-sample shape)."""
-    mask = (module.weight.detach() != 0).to(torch.float64)
+    """Non-zero weights leaving each input element of a weighted layer (per-sample shape).
+
+    For a convolution the count factorizes over the spatial axes: input ``(c, y, x)`` reaches
+    output ``(o, oy, ox)`` through tap ``(ky, kx)`` iff ``oy * stride - pad + ky * dil == y``
+    (same for x) and the weight is non-zero, so
+    ``f[c, y, x] = sum_{ky, kx} C[c, ky, kx] * Vy[y, ky] * Vx[x, kx]`` with ``C`` the number
+    of non-zero weights of input channel ``c`` at each tap and ``V`` the 0/1 tap validity.
+    This equals a transposed convolution of ones with the weight mask, without running one.
+    """
+    mask = (module.weight.detach() != 0).to("cpu", torch.float64)
     if isinstance(module, nn.Linear):
         f = mask.sum(0)
         return f.expand(in_shape).clone() if len(in_shape) > 1 else f
-    conv_t = F.conv_transpose2d if isinstance(module, nn.Conv2d) else F.conv_transpose1d
-    ones = torch.ones((1, *out_shape), dtype=torch.float64)
-    f = conv_t(ones, mask, stride=module.stride, padding=module.padding,
-               dilation=module.dilation, groups=module.groups)[0]
-    # Trailing rows/columns that the convolution's stride never reaches have no fan-out.
-    pad = []
-    for have, want in zip(reversed(f.shape[1:]), reversed(in_shape[1:])):
-        pad += [0, want - have]
-    return F.pad(f, pad)
+    groups = module.groups
+    c_out, c_in_g, *kernel = mask.shape
+    per_tap = mask.view(groups, c_out // groups, c_in_g, *kernel).sum(1).reshape(groups * c_in_g, *kernel)
+    axes = [_tap_validity(n_in, n_out, k, s, p, d) for n_in, n_out, k, s, p, d in zip(
+        in_shape[1:], out_shape[1:], kernel, module.stride, module.padding, module.dilation)]
+    if len(axes) == 1:
+        return torch.einsum("ck,yk->cy", per_tap, axes[0])
+    return torch.einsum("ckl,yk,xl->cyx", per_tap, axes[0], axes[1])
+
+
+def _tap_validity(n_in: int, n_out: int, k: int, stride: int, pad: int, dil: int) -> torch.Tensor:
+    """``V[i, j] = 1`` when input index ``i`` reaches some output through tap ``j``."""
+    i = torch.arange(n_in).view(-1, 1)
+    j = torch.arange(k).view(1, -1)
+    pos = i + pad - j * dil
+    o = torch.div(pos, stride, rounding_mode="floor")
+    return ((pos >= 0) & (pos % stride == 0) & (o < n_out)).to(torch.float64)
 
 
 def _structural(module: nn.Module, xs: list[torch.Tensor]) -> torch.Tensor:
@@ -102,10 +118,24 @@ def _reaches_weighted(net: SpikingNetwork, name: str) -> bool:
     return False
 
 
-@torch.enable_grad()
 def source_links(net: SpikingNetwork, input_shape: tuple[int, ...]) -> list[SourceLink]:
-    """For every (source, weighted layer) pair joined by weight-free modules, ``P^T f``."""
-    shapes = net.shapes(input_shape)
+    """For every (source, weighted layer) pair joined by weight-free modules, ``P^T f``.
+
+    Cached on the network, keyed by the input shape and by each weight tensor's identity and
+    version counter (in-place updates such as optimizer steps bump it)."""
+    key = (tuple(input_shape), tuple(
+        (id(w), w._version, w.data_ptr()) for w in (net.layer(n).weight for n in net._names
+                                                     if net.kind(n) == "weighted")))
+    cache = net.__dict__.setdefault("_links_cache", {})
+    if key not in cache:
+        cache.clear()
+        cache[key] = _source_links(net, tuple(input_shape))
+    return cache[key]
+
+
+@torch.enable_grad()
+def _source_links(net: SpikingNetwork, input_shape: tuple[int, ...]) -> list[SourceLink]:
+    shapes = dict(net.shapes(input_shape))
     shapes[INPUT] = tuple(input_shape)
     weighted = [n for n in net._names if net.kind(n) == "weighted"]
     fan = {}

@@ -16,14 +16,15 @@ not ``T``.
 """
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .encoders import Encoder
 from .network import INPUT, SpikingNetwork
+from .neurons import SpikingNeuron
 
 # Auto engine: switch to event propagation after the first block when the measured mean
 # activity of the spiking layers and the batch are both small (see examples/benchmarks).
@@ -51,10 +52,10 @@ class BatchRun:
     extra: dict = field(default_factory=dict)
 
 
-def block_steps_for(net: SpikingNetwork, input_shape, batch: int, timesteps: int,
+def block_steps_for(shapes: dict[str, tuple[int, ...]], batch: int, timesteps: int,
                     itemsize: int, budget_bytes: int = DEFAULT_BLOCK_BYTES) -> int:
-    """Time steps per block so that one block's activations fit ``budget_bytes``."""
-    per_step = sum(_numel(s) for s in net.shapes(input_shape).values()) * batch * itemsize
+    """Time steps per block so that one block's activations (layer ``shapes``) fit ``budget_bytes``."""
+    per_step = sum(_numel(s) for s in shapes.values()) * batch * itemsize
     return max(1, min(timesteps, MAX_BLOCK_STEPS, budget_bytes // max(per_step, 1)))
 
 
@@ -73,6 +74,7 @@ class _Executor:
         self.engine = engine
         self.state: dict[str, object] = {}
         self.static_cache: dict[str, torch.Tensor] = {}
+        self.buffers: dict[str, torch.Tensor] = {}  # reused spike outputs (no-grad runs)
         self.uses = {n: len(net.consumers_of(n)) for n in (INPUT, *net._names)}
         self.uses[net.output_name] += 1
 
@@ -92,7 +94,12 @@ class _Executor:
                 if name not in self.state:
                     template = cur.tensor if cur.static else cur.tensor[0]
                     self.state[name] = module.initial_state(template)
-                y, self.state[name] = module.forward_block(cur.tensor, self.state[name], steps, cur.static)
+                if isinstance(module, SpikingNeuron) and not torch.is_grad_enabled():
+                    y, self.state[name] = module.forward_block(cur.tensor, self.state[name], steps,
+                                                               cur.static, out=self.buffers.get(name))
+                    self.buffers[name] = y
+                else:
+                    y, self.state[name] = module.forward_block(cur.tensor, self.state[name], steps, cur.static)
                 out = _Value(y, False)
             else:
                 out = self._synaptic(name, module, ins, steps)
@@ -142,35 +149,50 @@ def _event_linear(module: nn.Linear, x: torch.Tensor) -> torch.Tensor:
     return out if module.bias is None else out + module.bias
 
 
+_TAPS: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
+
+
+def _conv_taps(module: nn.Conv2d, h: int, w: int, device) -> tuple[torch.Tensor, int, int]:
+    """For each input position ``y * w + x`` and tap ``ky * kw + kx``: the output position
+    ``oy * ow + ox`` it reaches, or ``oh * ow`` (a spare row) when it reaches none.
+    Cached per module and input size, outside the module."""
+    key = (h, w, str(device))
+    cached = _TAPS.setdefault(module, {})
+    if key not in cached:
+        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (module.kernel_size, module.stride,
+                                                  module.padding, module.dilation)
+        oh = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+        ow = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+        y = torch.arange(h).view(h, 1, 1, 1)
+        x = torch.arange(w).view(1, w, 1, 1)
+        ny = y + ph - torch.arange(kh).view(1, 1, kh, 1) * dh
+        nx = x + pw - torch.arange(kw).view(1, 1, 1, kw) * dw
+        oy, ox = torch.div(ny, sh, rounding_mode="floor"), torch.div(nx, sw, rounding_mode="floor")
+        ok = (ny >= 0) & (nx >= 0) & (ny % sh == 0) & (nx % sw == 0) & (oy < oh) & (ox < ow)
+        pos = torch.where(ok, oy * ow + ox, torch.full_like(oy * ox, oh * ow))
+        cached[key] = (pos.reshape(h * w, kh * kw).to(device), oh, ow)
+    return cached[key]
+
+
 def _event_conv2d(module: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    # Each non-zero input (b, c, y, x) adds kernel column (c, tap) to the output position its
+    # tap reaches: a sparse (output position x (c, tap)) matrix times the kernel matrix.
     n, c_in, h, w = x.shape
-    kh, kw = module.kernel_size
-    sh, sw = module.stride
-    ph, pw = module.padding
-    dh, dw = module.dilation
-    oh = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
-    ow = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    taps, oh, ow = _conv_taps(module, h, w, x.device)
+    k = taps.shape[1]
+    rows_per_sample = oh * ow + 1  # the spare row collects taps that fall off the map
     b, c, y, xx = x.nonzero(as_tuple=True)
-    val = x[b, c, y, xx]
-    # Each input spike at (y, x) reaches output (oy, ox) through tap (ky, kx) when
-    # oy * sh - ph + ky * dh == y; build the sparse (output position, tap) matrix.
-    ky = torch.arange(kh, device=x.device).repeat_interleave(kw)
-    kx = torch.arange(kw, device=x.device).repeat(kh)
-    ny = y.unsqueeze(1) + ph - ky * dh
-    nx = xx.unsqueeze(1) + pw - kx * dw
-    ok = (ny >= 0) & (nx >= 0) & (ny % sh == 0) & (nx % sw == 0)
-    oy, ox = ny // sh, nx // sw
-    ok &= (oy < oh) & (ox < ow)
-    row = ((b.unsqueeze(1) * oh + oy) * ow + ox)[ok]
-    col = (c.unsqueeze(1) * (kh * kw) + ky * kw + kx)[ok]
-    vals = val.unsqueeze(1).expand_as(ok)[ok]
-    taps = torch.sparse_coo_tensor(torch.stack([row, col]), vals, (n * oh * ow, c_in * kh * kw))
+    rows = (b * rows_per_sample).unsqueeze(1) + taps[y * w + xx]
+    cols = (c * k).unsqueeze(1) + torch.arange(k, device=x.device)
+    vals = x[b, c, y, xx].unsqueeze(1).expand(-1, k)
+    sparse = torch.sparse_coo_tensor(torch.stack([rows.reshape(-1), cols.reshape(-1)]), vals.reshape(-1),
+                                     (n * rows_per_sample, c_in * k), check_invariants=False)
     kernel = module.weight.reshape(module.out_channels, -1).t()
-    out = torch.sparse.mm(taps, kernel)  # (n*oh*ow, c_out)
-    out = out.view(n, oh, ow, -1).permute(0, 3, 1, 2)
+    out = torch.sparse.mm(sparse, kernel).view(n, rows_per_sample, -1)[:, :-1]
+    out = out.permute(0, 2, 1).reshape(n, -1, oh, ow)
     if module.bias is not None:
         out = out + module.bias.view(1, -1, 1, 1)
-    return out.contiguous()
+    return out
 
 
 def run_batch(net: SpikingNetwork, x: torch.Tensor, encoder: Encoder, timesteps: int, *,

@@ -37,11 +37,13 @@ INPUT = "input"
 
 @dataclass(frozen=True)
 class Node:
-    """One layer of a :class:`SpikingNetwork`: ``name``, ``module`` and input names."""
+    """One layer of a :class:`SpikingNetwork`: ``name``, ``module`` and input names.
+
+    ``inputs=None`` means the layer listed just before (the network input for the first)."""
 
     name: str
     module: nn.Module
-    inputs: tuple[str, ...] = (INPUT,)
+    inputs: tuple[str, ...] | None = None
 
 
 def _kind(module: nn.Module) -> str:
@@ -72,16 +74,19 @@ class SpikingNetwork(nn.Module):
 
     def __init__(self, nodes: Iterable[Node | tuple], input_shape: Sequence[int] | None = None):
         super().__init__()
-        nodes = [n if isinstance(n, Node) else Node(n[0], n[1], tuple(n[2]) if len(n) > 2 else (INPUT,))
-                 for n in nodes]
+        nodes = [n if isinstance(n, Node) else Node(*n) for n in nodes]
         if not nodes:
             raise ValueError("A SpikingNetwork needs at least one layer. Got an empty list.")
         self.input_shape = None if input_shape is None else tuple(int(s) for s in input_shape)
         self._names: list[str] = []
         self._inputs: dict[str, tuple[str, ...]] = {}
         self._kinds: dict[str, str] = {}
+        prev = INPUT
         for node in nodes:
-            self._add(node)
+            inputs = (prev,) if node.inputs is None else (
+                (node.inputs,) if isinstance(node.inputs, str) else tuple(node.inputs))
+            self._add(Node(node.name, node.module, inputs))
+            prev = node.name
         self._validate_topology()
 
     # -- construction ------------------------------------------------------------------
@@ -184,12 +189,19 @@ class SpikingNetwork(nn.Module):
         return tuple(n for n in self._names
                      if self._kinds[n] == "temporal" and self.get_submodule(n).emits_spikes)
 
-    @torch.no_grad()
     def shapes(self, input_shape: Sequence[int]) -> dict[str, tuple[int, ...]]:
         """Per-sample output shape of every layer for a sample of ``input_shape``.
 
         Raises a ``ValueError`` naming the first layer that cannot take its input.
         """
+        key = tuple(int(s) for s in input_shape)
+        cache = self.__dict__.setdefault("_shapes_cache", {})
+        if key not in cache:
+            cache[key] = self._infer_shapes(key)
+        return dict(cache[key])
+
+    @torch.no_grad()
+    def _infer_shapes(self, input_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
         ref = next((t for t in (*self.parameters(), *self.buffers()) if t.is_floating_point()), None)
         vals = {INPUT: torch.zeros((1, *input_shape)) if ref is None else
                 torch.zeros((1, *input_shape), dtype=ref.dtype, device=ref.device)}

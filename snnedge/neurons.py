@@ -114,9 +114,14 @@ class SpikingNeuron(TemporalModule):
         return (self.v_init * theta).expand_as(template).clone()
 
     def forward_block(self, current: torch.Tensor, v: torch.Tensor, steps: int,
-                      static: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+                      static: bool = False, out: torch.Tensor | None = None
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
         """Run ``steps`` ticks. ``current`` is ``(steps, B, ...)``, or ``(B, ...)`` when
-        ``static`` (the same input every step). Returns ``(spikes (steps, B, ...), v)``."""
+        ``static`` (the same input every step). Returns ``(spikes (steps, B, ...), v)``.
+
+        ``out``, when given and no gradient is needed, is a buffer of the spikes' shape to
+        write into (the engines reuse one per layer so that memory stays flat over blocks).
+        """
         template = current if static else current[0]
         theta = self._per_channel(self.threshold.to(template), template)
         beta = self._beta(template)
@@ -124,7 +129,7 @@ class SpikingNeuron(TemporalModule):
             current.requires_grad or v.requires_grad or any(p.requires_grad for p in self.parameters()))
         if needs_grad:
             return self._block_autograd(current, v, steps, static, theta, beta)
-        return self._block_inplace(current, v, steps, static, theta, beta)
+        return self._block_inplace(current, v, steps, static, theta, beta, out)
 
     def _block_autograd(self, current, v, steps, static, theta, beta):
         out = []
@@ -137,26 +142,23 @@ class SpikingNeuron(TemporalModule):
         return torch.stack(out), v
 
     @torch.no_grad()
-    def _block_inplace(self, current, v, steps, static, theta, beta):
-        # Same arithmetic as if_step, in place, on one preallocated output: a few memory
-        # passes per step and no allocation inside the loop.
+    def _block_inplace(self, current, v, steps, static, theta, beta, out=None):
+        # Same arithmetic as if_step, in place, written straight into one preallocated
+        # output: three memory passes per step (add, compare, reset) and no allocation.
         v = v.clone()
-        out = torch.empty((steps, *v.shape), dtype=v.dtype, device=v.device)
-        fired = torch.empty(v.shape, dtype=torch.bool, device=v.device)
+        shape = (steps, *v.shape)
+        if out is None or out.shape != shape or out.dtype != v.dtype or out.device != v.device:
+            out = torch.empty(shape, dtype=v.dtype, device=v.device)
         scalar = theta.dim() == 0
-        theta_f = float(theta) if scalar else None
+        theta_f = float(theta) if scalar else theta
         for t in range(steps):
             if beta is not None:
                 v.mul_(beta)
             v.add_(current if static else current[t])
-            if scalar:
-                torch.ge(v, theta_f, out=fired)
-            else:
-                torch.ge(v, theta, out=fired)
             z = out[t]
-            z.copy_(fired)
+            torch.ge(v, theta_f, out=z)
             if self.reset == "zero":
-                v.masked_fill_(fired, 0.0)
+                v.addcmul_(v, z, value=-1.0)  # v * (1 - z), in place
             elif scalar:
                 v.sub_(z, alpha=theta_f)
             else:

@@ -95,13 +95,13 @@ def simulate(snn: SpikingNetwork, x, timesteps: int = 32, encoding: str = "direc
         for xb, _ in batches:
             xb = xb.to(device, dtype)
             if shape is None:
-                shape = _check_input(net, xb)
+                shape, shapes = _check_input(net, xb)
                 links = source_links(net, shape)
                 enc_kind = "events" if get_encoder(encoding).spiking else "analog"
                 sources = {s: ("events" if net.kind(s) == "temporal" else "analog")
                            for s in event_sources(net) if s != INPUT}
                 sources = {INPUT: enc_kind, **sources}
-                steps = block_steps or block_steps_for(net, shape, xb.shape[0], timesteps,
+                steps = block_steps or block_steps_for(shapes, xb.shape[0], timesteps,
                                                        torch.finfo(dtype).bits // 8)
             elif tuple(xb.shape[1:]) != shape:
                 raise ValueError(f"Input batches differ in shape: {shape} then {tuple(xb.shape[1:])}.")
@@ -162,14 +162,14 @@ def _batches(x, batch_size: int, labels):
                     f"Got {type(x).__name__}; convert arrays with torch.as_tensor(x).")
 
 
-def _check_input(net: SpikingNetwork, xb: torch.Tensor) -> tuple[int, ...]:
+def _check_input(net: SpikingNetwork, xb: torch.Tensor):
+    """The sample shape and every layer's output shape, or an error naming the mismatch."""
     shape = tuple(xb.shape[1:])
     if net.input_shape is not None and shape != net.input_shape:
         raise ValueError(f"simulate: the network expects input of shape [N, "
                          f"{', '.join(map(str, net.input_shape))}] but got {list(xb.shape)}. "
                          f"Reshape the data (e.g. x.view(-1, {', '.join(map(str, net.input_shape))})).")
-    net.shapes(shape)  # raises naming the first layer that cannot take it
-    return shape
+    return shape, net.shapes(shape)  # raises naming the first layer that cannot take it
 
 
 def _check_finite(xb: torch.Tensor) -> None:

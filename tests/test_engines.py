@@ -1,0 +1,209 @@
+"""Engines against each other, against hand counts, and properties of the counts."""
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from torch import nn
+
+import snnedge
+from snnedge import Node, SpikingNetwork
+
+
+def residual_net(seed=0, dtype=torch.float64):
+    """conv -> IF -> [conv -> IF -> conv] + identity -> IF -> avgpool -> flatten -> linear."""
+    torch.manual_seed(seed)
+    layers = [
+        Node("stem", nn.Conv2d(1, 6, 3, padding=1)),
+        Node("stem_if", snnedge.IF(threshold=0.6)),
+        Node("block.conv1", nn.Conv2d(6, 6, 3, padding=1), ("stem_if",)),
+        Node("block.if1", snnedge.IF(threshold=0.5), ("block.conv1",)),
+        Node("block.conv2", nn.Conv2d(6, 6, 3, padding=1, stride=1), ("block.if1",)),
+        Node("block.add", snnedge.Add(), ("block.conv2", "stem_if")),
+        Node("block.if2", snnedge.IF(threshold=[0.4, 0.5, 0.6, 0.7, 0.8, 0.9]), ("block.add",)),
+        Node("pool", nn.AvgPool2d(2), ("block.if2",)),
+        Node("down", nn.Conv2d(6, 8, 3, stride=2, padding=0), ("pool",)),
+        Node("down_if", snnedge.LIF(beta=0.9, threshold=0.5), ("down",)),
+        Node("flat", nn.Flatten(), ("down_if",)),
+        Node("fc", nn.Linear(8 * 3 * 3, 5), ("flat",)),
+    ]
+    return SpikingNetwork(layers).to(dtype)
+
+
+def test_dense_and_event_engines_agree_exactly():
+    net = residual_net()
+    x = torch.rand(12, 1, 14, 14, dtype=torch.float64)
+    dense = snnedge.simulate(net, x, timesteps=20, engine="dense", dtype=torch.float64, block_steps=7)
+    event = snnedge.simulate(net, x, timesteps=20, engine="event", dtype=torch.float64, block_steps=3)
+    assert dense.spike_counts == event.spike_counts
+    assert dense.synaptic_events == event.synaptic_events
+    assert dense.input_macs == event.input_macs
+    for k in dense.neuron_spike_counts:
+        assert torch.equal(dense.neuron_spike_counts[k], event.neuron_spike_counts[k])
+    assert torch.allclose(dense.output, event.output, atol=1e-9)
+    assert torch.equal(dense.step_predictions, event.step_predictions)
+    assert all(v > 0 for v in dense.spike_counts.values()), dense.spike_counts
+    assert event.engine == "event" and dense.engine == "dense"
+
+
+def test_block_size_does_not_change_results():
+    net = residual_net(seed=1)
+    x = torch.rand(5, 1, 14, 14, dtype=torch.float64)
+    a = snnedge.simulate(net, x, timesteps=9, dtype=torch.float64, engine="dense", block_steps=1)
+    b = snnedge.simulate(net, x, timesteps=9, dtype=torch.float64, engine="dense", block_steps=9)
+    assert a.spike_counts == b.spike_counts and torch.allclose(a.output, b.output)
+
+
+def test_synaptic_events_hand_count_linear():
+    # Linear 3 -> 2 with one zero weight: input 0 reaches 2 neurons, input 1 reaches 1,
+    # input 2 reaches 2. Inputs are Poisson spikes (events), so events = spikes x fan-out.
+    fc = nn.Linear(3, 2, bias=False)
+    with torch.no_grad():
+        fc.weight.copy_(torch.tensor([[1.0, 0.0, 1.0], [1.0, 1.0, 1.0]]))
+    net = snnedge.sequential(nn.Identity(), fc)
+    x = torch.tensor([[1.0, 1.0, 0.0]])  # inputs 0 and 1 fire every step, input 2 never
+    res = snnedge.simulate(net, x, timesteps=4, encoding="poisson")
+    assert res.synaptic_events == {"1": 4 * (2 + 1)}
+    assert res.input_macs == {}
+
+
+def test_conv_fanout_is_border_exact():
+    # A 3x3 conv with padding 1 on a 4x4 map: a corner input reaches 4 outputs, an edge one
+    # 6, an interior one 9 (times 2 output channels).
+    conv = nn.Conv2d(1, 2, 3, padding=1)
+    f = snnedge.connectivity.fanout(conv, (1, 4, 4), (2, 4, 4))
+    assert f[0, 0, 0] == 8 and f[0, 0, 1] == 12 and f[0, 1, 1] == 18
+    ones = nn.functional.conv_transpose2d(torch.ones(1, 2, 4, 4), torch.ones(2, 1, 3, 3), padding=1)
+    assert torch.equal(f, ones[0].double())
+
+
+def test_direct_input_counts_as_macs_not_events():
+    conv = nn.Conv2d(1, 1, 1, bias=False)
+    net = snnedge.sequential(conv, snnedge.IF())
+    x = torch.tensor([[[[0.5, 0.0], [1.0, 0.25]]]])
+    res = snnedge.simulate(net, x, timesteps=3)
+    assert res.input_macs == {"0": 3 * 3}  # 3 non-zero pixels x fan-out 1 x 3 steps
+    assert res.synaptic_events == {}
+
+
+@given(st.integers(1, 40), st.floats(0.2, 2.0), st.integers(0, 2**16))
+def test_if_count_is_floor_of_accumulated_input(timesteps, theta, seed):
+    # With reset by subtraction and currents in [0, theta], v stays in [0, theta) after each
+    # step, so the spike count is floor(sum(I) / theta) (within one for rounding at ties).
+    g = torch.Generator().manual_seed(seed)
+    current = torch.rand((timesteps, 3, 7), generator=g, dtype=torch.float64) * theta
+    spikes = snnedge.IF(threshold=theta)(current)
+    expected = torch.floor(current.sum(0) / theta)
+    assert torch.all((spikes.sum(0) - expected).abs() <= 1)
+    assert torch.all(spikes.sum(0) <= timesteps)
+
+
+@given(st.integers(1, 12), st.integers(0, 2**16))
+def test_events_equal_spikes_times_fanout(timesteps, seed):
+    torch.manual_seed(seed)
+    conv = nn.Conv2d(3, 4, 3, padding=1, stride=2)
+    net = snnedge.sequential(nn.Conv2d(1, 3, 3, padding=1), snnedge.IF(threshold=0.3), conv, snnedge.IF())
+    x = torch.rand(2, 1, 8, 8)
+    res = snnedge.simulate(net, x, timesteps=timesteps, dtype=torch.float64)
+    f = snnedge.connectivity.fanout(conv, (3, 8, 8), (4, 4, 4))
+    assert res.synaptic_events["2"] == int((res.neuron_spike_counts["1"] * f).sum())
+
+
+@given(st.integers(0, 2**16), st.sampled_from(["poisson", "latency"]))
+def test_stochastic_encodings_reproducible_for_a_seed(seed, encoding):
+    net = residual_net(dtype=torch.float64)
+    x = torch.rand(3, 1, 14, 14, dtype=torch.float64)
+    a = snnedge.simulate(net, x, timesteps=6, encoding=encoding, seed=seed, block_steps=2)
+    b = snnedge.simulate(net, x, timesteps=6, encoding=encoding, seed=seed, block_steps=2)
+    c = snnedge.simulate(net, x, timesteps=6, encoding=encoding, seed=seed, block_steps=5)
+    assert a.spike_counts == b.spike_counts and torch.equal(a.output, b.output)
+    # Another block size draws the same spikes; only float summation order may differ.
+    assert a.spike_counts == c.spike_counts and torch.allclose(a.output, c.output)
+
+
+def test_auto_engine_picks_event_for_small_sparse_batches():
+    torch.manual_seed(0)
+    net = snnedge.sequential(nn.Linear(50, 200), snnedge.IF(threshold=50.0), nn.Linear(200, 4))
+    res = snnedge.simulate(net, torch.rand(1, 50), timesteps=8, engine="auto")
+    assert res.engine == "event"
+    res = snnedge.simulate(net, torch.rand(64, 50), timesteps=8, engine="auto")
+    assert res.engine == "dense"
+
+
+def test_result_fields_and_accuracy():
+    net = residual_net(dtype=torch.float32)
+    x = torch.rand(10, 1, 14, 14)
+    y = torch.arange(10) % 5
+    res = snnedge.simulate(net, x, timesteps=7, labels=y)
+    assert res.output.shape == (10, 5) and res.predictions.shape == (10,)
+    assert res.timesteps == 7 and res.num_samples == 10
+    assert res.neurons == {"stem_if": 6 * 14 * 14, "block.if1": 6 * 14 * 14,
+                           "block.if2": 6 * 14 * 14, "down_if": 8 * 3 * 3}
+    curve = res.accuracy_curve()
+    assert curve.shape == (7,) and float(curve[-1]) == res.accuracy() == res.accuracy(y)
+    d = res.to_dict()
+    assert d["num_samples"] == 10 and "accuracy_curve" in d
+    assert "stem_if" in res.summary()
+
+
+def test_dataloader_input_keeps_labels():
+    net = residual_net(dtype=torch.float32)
+    x, y = torch.rand(9, 1, 14, 14), torch.arange(9) % 5
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=4)
+    res = snnedge.simulate(net, loader, timesteps=3)
+    ref = snnedge.simulate(net, x, timesteps=3, batch_size=4)
+    assert res.num_samples == 9 and torch.equal(res.labels, y)
+    assert torch.equal(res.predictions, ref.predictions)
+
+
+def test_simulate_does_not_change_the_network():
+    net = residual_net(dtype=torch.float32).train()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    snnedge.simulate(net, torch.rand(2, 1, 14, 14), timesteps=3, dtype=torch.float64)
+    assert net.training and all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    assert next(net.parameters()).dtype == torch.float32
+
+
+@pytest.mark.parametrize("kwargs, exc, message", [
+    ({"timesteps": 0}, ValueError,
+     "The 'timesteps' parameter of simulate must be a positive integer. Got 0 instead."),
+    ({"encoding": "rate"}, ValueError,
+     "The 'encoding' parameter of simulate must be one of 'direct', 'poisson', 'latency'. Got 'rate' instead."),
+    ({"engine": "fast"}, ValueError, "The 'engine' parameter of simulate must be one of 'dense', 'event', 'auto'"),
+    ({"batch_size": -1}, ValueError, "The 'batch_size' parameter of simulate must be a positive integer."),
+])
+def test_parameter_errors(kwargs, exc, message):
+    net = residual_net(dtype=torch.float32)
+    args = {"timesteps": 2, **kwargs}
+    with pytest.raises(exc) as e:
+        snnedge.simulate(net, torch.rand(2, 1, 14, 14), **args)
+    assert str(e.value).startswith(message)
+
+
+def test_input_errors():
+    net = snnedge.sequential(nn.Conv2d(1, 2, 3), snnedge.IF(), nn.Flatten(), nn.Linear(2 * 12 * 12, 3),
+                             input_shape=(1, 14, 14))
+    with pytest.raises(ValueError, match=r"expects input of shape \[N, 1, 14, 14\] but got \[2, 1, 28, 28\]"):
+        snnedge.simulate(net, torch.rand(2, 1, 28, 28), timesteps=2)
+    free = snnedge.sequential(nn.Conv2d(1, 2, 3), snnedge.IF(), nn.Flatten(), nn.Linear(2 * 12 * 12, 3))
+    with pytest.raises(ValueError, match=r"Layer '3' \(Linear\) cannot take an input of shape \(1152,\)"):
+        snnedge.simulate(free, torch.rand(2, 1, 26, 26), timesteps=2)
+    x = torch.rand(2, 1, 14, 14)
+    x[0, 0, 3, 3] = float("nan")
+    with pytest.raises(ValueError, match="the input holds 1 NaN or infinite values"):
+        snnedge.simulate(net, x, timesteps=2)
+    with pytest.raises(ValueError, match=r"'poisson' encoding needs inputs in \[0, 1\]"):
+        snnedge.simulate(net, torch.rand(2, 1, 14, 14) * 3, timesteps=2, encoding="poisson")
+    with pytest.raises(TypeError, match="simulate expects a snnedge.SpikingNetwork"):
+        snnedge.simulate(nn.Linear(2, 2), torch.rand(2, 2), timesteps=2)
+    with pytest.raises(TypeError, match="Got ndarray"):
+        snnedge.simulate(net, torch.rand(2, 1, 14, 14).numpy(), timesteps=2)
+
+
+@pytest.mark.cuda
+def test_cuda_matches_cpu():
+    net = residual_net()
+    x = torch.rand(6, 1, 14, 14, dtype=torch.float64)
+    for engine in ("dense", "event"):
+        cpu = snnedge.simulate(net, x, timesteps=10, engine=engine, dtype=torch.float64)
+        gpu = snnedge.simulate(net, x, timesteps=10, engine=engine, dtype=torch.float64, device="cuda")
+        assert cpu.spike_counts == gpu.spike_counts and cpu.synaptic_events == gpu.synaptic_events

@@ -1,0 +1,110 @@
+"""Golden traces and validation of the IF and LIF neurons."""
+import pytest
+import torch
+
+import snnedge
+from snnedge.neurons import if_step, lif_step
+
+
+def trace(neuron, currents):
+    """Spikes and membrane after each step for a single neuron fed ``currents``."""
+    x = torch.tensor(currents, dtype=torch.float64).view(-1, 1, 1)
+    v = neuron.initial_state(x[0])
+    zs, vs = [], []
+    for t in range(x.shape[0]):
+        z, v = neuron.forward_block(x[t:t + 1], v, 1)
+        zs.append(float(z))
+        vs.append(float(v))
+    return zs, vs
+
+
+def test_if_subtract_golden():
+    # theta = 1, I = 3/8 (exact in binary): v = 3/8, 6/8, 9/8 -> spike -> 1/8, 4/8, 7/8,
+    # 10/8 -> spike -> 2/8. Subtraction keeps the residue above threshold.
+    zs, vs = trace(snnedge.IF(threshold=1.0, reset="subtract"), [0.375] * 6)
+    assert zs == [0, 0, 1, 0, 0, 1]
+    assert vs == [0.375, 0.75, 0.125, 0.5, 0.875, 0.25]
+
+
+def test_if_zero_golden():
+    # theta = 1, I = 0.7: v = 0.7, 1.4 -> spike -> 0, 0.7, 1.4 -> spike -> 0
+    zs, vs = trace(snnedge.IF(threshold=1.0, reset="zero"), [0.7] * 4)
+    assert zs == [0, 1, 0, 1]
+    assert vs == pytest.approx([0.7, 0.0, 0.7, 0.0])
+
+
+def test_lif_subtract_golden():
+    # beta = 0.5, theta = 1, I = 0.8: v1 = 0.8; v2 = 0.4 + 0.8 = 1.2 -> spike -> 0.2;
+    # v3 = 0.1 + 0.8 = 0.9; v4 = 0.45 + 0.8 = 1.25 -> spike -> 0.25
+    zs, vs = trace(snnedge.LIF(beta=0.5, threshold=1.0, reset="subtract"), [0.8] * 4)
+    assert zs == [0, 1, 0, 1]
+    assert vs == pytest.approx([0.8, 0.2, 0.9, 0.25])
+
+
+def test_lif_zero_golden():
+    # beta = 0.5, theta = 1, I = 0.8: 0.8; 1.2 -> spike -> 0; 0.8; 1.2 -> spike -> 0
+    zs, vs = trace(snnedge.LIF(beta=0.5, threshold=1.0, reset="zero"), [0.8] * 4)
+    assert zs == [0, 1, 0, 1]
+    assert vs == pytest.approx([0.8, 0.0, 0.8, 0.0])
+
+
+def test_v_init_half_threshold():
+    # theta = 2, v0 = 1 (theta/2), I = 0.5: v = 1.5, 2.0 -> spike -> 0, 0.5
+    zs, vs = trace(snnedge.IF(threshold=2.0, v_init=0.5), [0.5] * 3)
+    assert zs == [0, 1, 0]
+    assert vs == pytest.approx([1.5, 0.0, 0.5])
+
+
+def test_per_channel_threshold():
+    neuron = snnedge.IF(threshold=[1.0, 2.0])
+    x = torch.full((3, 1, 2, 1, 1), 1.0)  # (T, B, C, H, W)
+    spikes = neuron(x)
+    # channel 0 (theta 1) fires every step; channel 1 (theta 2) every second step
+    assert spikes[:, 0, 0, 0, 0].tolist() == [1, 1, 1]
+    assert spikes[:, 0, 1, 0, 0].tolist() == [0, 1, 0]
+
+
+def test_inplace_and_autograd_paths_agree():
+    torch.manual_seed(0)
+    for neuron in (snnedge.IF(threshold=[0.5, 1.0, 1.5]), snnedge.LIF(beta=0.8, reset="zero")):
+        x = torch.randn(10, 4, 3, 5, 5, dtype=torch.float64)
+        fast = neuron(x)
+        slow = neuron(x.clone().requires_grad_(True))
+        assert torch.equal(fast, slow.detach())
+
+
+def test_functional_steps_match_modules():
+    v = torch.zeros(3)
+    z, v = if_step(v, torch.tensor([0.5, 1.0, 1.5]), 1.0)
+    assert z.tolist() == [0, 1, 1] and v.tolist() == [0.5, 0.0, 0.5]
+    z, v = lif_step(torch.ones(2), torch.tensor([0.0, 0.6]), 0.5, 1.0, reset="zero")
+    assert z.tolist() == [0, 1] and v.tolist() == [0.5, 0.0]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"reset": "hard"}, "The 'reset' parameter of IF must be one of 'subtract', 'zero'. Got 'hard' instead."),
+    ({"threshold": -1.0}, "The 'threshold' parameter of IF must be positive and finite. Got -1.0."),
+    ({"v_init": 2.0}, "The 'v_init' parameter of IF must be a float in [0, 1]. Got 2.0 instead."),
+    ({"surrogate": "relu"}, "The 'surrogate' parameter of snnedge must be one of 'atan', 'sigmoid', "
+                            "'fast_sigmoid', 'triangle'. Got 'relu' instead."),
+])
+def test_neuron_errors(kwargs, message):
+    with pytest.raises(ValueError) as e:
+        snnedge.IF(**kwargs)
+    assert str(e.value) == message
+
+
+def test_lif_beta_error_and_channel_mismatch():
+    with pytest.raises(ValueError, match=r"'beta' parameter of LIF must be in \(0, 1\]"):
+        snnedge.LIF(beta=1.5)
+    with pytest.raises(ValueError, match="has 3 per-channel values but its input has channel size"):
+        snnedge.IF(threshold=[1.0, 1.0, 1.0])(torch.ones(2, 1, 4))
+
+
+def test_learnable_parameters():
+    neuron = snnedge.LIF(beta=0.9, learn_beta=True, learn_threshold=True)
+    names = {n for n, _ in neuron.named_parameters()}
+    assert names == {"threshold", "beta_logit"}
+    x = torch.rand(6, 2, 4, requires_grad=True)
+    neuron(x).sum().backward()
+    assert neuron.beta_logit.grad is not None and neuron.threshold.grad is not None
