@@ -11,6 +11,7 @@ from importlib.metadata import PackageNotFoundError, version
 from .encoders import ENCODERS
 from .layers import Add, Concat, Scale, SumPool2d, TemporalModule
 from .network import Node, SpikingNetwork, sequential
+from .ops import LayerOps, OpCount, count_ops
 from .neurons import IF, LIF, SpikingNeuron, if_step, lif_step
 from .results import SimulationResult
 from .simulate import ENGINES, simulate
@@ -24,5 +25,6 @@ except PackageNotFoundError:  # running from a source tree without installation
 __all__ = [
     "IF", "LIF", "SpikingNeuron", "if_step", "lif_step", "Add", "Concat", "Scale", "SumPool2d",
     "TemporalModule", "Node", "SpikingNetwork", "sequential", "simulate", "SimulationResult",
-    "ENGINES", "ENCODERS", "SURROGATES", "get_surrogate", "__version__",
+    "ENGINES", "ENCODERS", "SURROGATES", "get_surrogate", "count_ops", "OpCount", "LayerOps",
+    "__version__",
 ]

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import Scale
+from .layers import Add, Concat, Scale, SumPool2d
 from .network import INPUT, SpikingNetwork
 
 
@@ -58,24 +58,32 @@ def _tap_validity(n_in: int, n_out: int, k: int, stride: int, pad: int, dil: int
     return ((pos >= 0) & (pos % stride == 0) & (o < n_out)).to(torch.float64)
 
 
-def _structural(module: nn.Module, xs: list[torch.Tensor]) -> torch.Tensor:
-    """The counting version of a weight-free module: how many copies of an event go where."""
+def structural(module: nn.Module, xs: list[torch.Tensor], name: str = "") -> torch.Tensor:
+    """The counting version of a weight-free module: how many copies of an event go where.
+
+    Pooling becomes sum pooling, a per-channel scale becomes its non-zero mask, junctions and
+    shape changes stay as they are. Raises ``ValueError`` naming the layer for a module with
+    no such model.
+    """
     x = xs[0]
     if isinstance(module, nn.AvgPool2d):
         return F.avg_pool2d(x, module.kernel_size, module.stride, module.padding,
                             module.ceil_mode, module.count_include_pad, divisor_override=1)
     if isinstance(module, nn.AvgPool1d):
-        k = module.kernel_size[0]
         return F.avg_pool1d(x, module.kernel_size, module.stride, module.padding,
-                            module.ceil_mode, module.count_include_pad) * k
+                            module.ceil_mode, module.count_include_pad) * module.kernel_size[0]
     if isinstance(module, nn.AdaptiveAvgPool2d):
         return _adaptive_sum(x, module.output_size)
-    if isinstance(module, nn.Dropout):
+    if isinstance(module, (nn.Dropout, nn.Identity)):
         return x
     if isinstance(module, Scale):
-        s = (module.scale != 0).to(x.dtype)
+        s = (module.scale != 0).to(x)
         return x * (s if s.dim() == 0 else s.view(-1, *([1] * (x.dim() - 2))))
-    return module(*xs)
+    if isinstance(module, (SumPool2d, nn.Flatten, nn.Unflatten, Add, Concat)):
+        return module(*xs)
+    raise ValueError(f"Layer {name!r} ({type(module).__name__}) has no structural (event-counting) "
+                     f"model, so its connectivity is unknown; use the supported weight-free modules "
+                     f"(pooling, Flatten, Scale, Add, Concat).")
 
 
 def _adaptive_sum(x: torch.Tensor, output_size) -> torch.Tensor:
@@ -156,7 +164,7 @@ def _source_links(net: SpikingNetwork, input_shape: tuple[int, ...]) -> list[Sou
             elif net.kind(n) == "weight_free":
                 xs = [vals[i] if i in vals else torch.zeros((1, *shapes[i]), dtype=torch.float64)
                       for i in ins]
-                vals[n] = _structural(net.layer(n), xs)
+                vals[n] = structural(net.layer(n), xs, n)
         for target, inp in reached.items():
             (g,) = torch.autograd.grad((inp * fan[target]).sum(), x, retain_graph=True)
             links.append(SourceLink(s, target, g[0].detach()))

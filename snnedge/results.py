@@ -33,6 +33,9 @@ class SimulationResult:
         ``T`` and ``N``.
     labels:
         Labels when the data came with them (a DataLoader of ``(x, y)``), else ``None``.
+    input_spike_counts:
+        Input spikes per input element (per-sample shape), summed over samples and steps, for
+        spiking encodings (``poisson``, ``latency``); ``None`` for ``direct``.
     engine:
         Engine used (``"auto"`` resolves per batch; the most used one is reported).
     dt_s:
@@ -51,6 +54,7 @@ class SimulationResult:
     encoding: str
     engine: str
     labels: torch.Tensor | None = None
+    input_spike_counts: torch.Tensor | None = None
     wall_time_s: float = 0.0
     extra: dict = field(default_factory=dict)
 

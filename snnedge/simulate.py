@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .connectivity import event_sources, source_links
 from .encoders import get_encoder
@@ -132,6 +132,7 @@ def _assemble(net, runs, links, sources, timesteps, encoding, labels, wall) -> S
         neuron_spike_counts={k: counts[k].cpu() for k in neuron_layers},
         timesteps=timesteps, num_samples=sum(r.output.shape[0] for r in runs),
         encoding=encoding, engine=engines.most_common(1)[0][0], labels=labels, wall_time_s=wall,
+        input_spike_counts=counts[INPUT].cpu() if sources[INPUT] == "events" else None,
         extra={"activity_first_block": [r.activity for r in runs]})
 
 

@@ -57,7 +57,7 @@ import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 from torch.utils.checkpoint import checkpoint
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .encoders import ENCODERS, get_encoder
 from .engine import _Executor, _Value
@@ -69,6 +69,7 @@ from .neurons import SpikingNeuron
 BPTT_MODES = ("full", "checkpoint", "truncated")
 CHECKPOINT_FORMAT = "snnedge-checkpoint"
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+Transform = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
 
 # -- fused neuron block ---------------------------------------------------------------
@@ -114,6 +115,7 @@ class _NeuronBlock(torch.autograd.Function):
         ctx.save_for_backward(u_all, v0, theta, beta_t)
         ctx.beta_f = None if beta_t is not None else beta
         ctx.neuron, ctx.static, ctx.smooth = neuron, static, smooth
+        ctx.set_materialize_grads(False)  # no zero tensors for an unused final membrane
         return out, v
 
     @staticmethod
@@ -129,17 +131,20 @@ class _NeuronBlock(torch.autograd.Function):
         for t in range(u_all.shape[0] - 1, -1, -1):
             u = u_all[t]
             h = u - theta
-            g_z = g_out[t]
-            if not detach:
-                g_z = g_z - (theta * g_v if subtract else u * g_v)
-            g_zs = g_z * neuron.surrogate.grad(h)
-            if subtract:
-                g_u = g_v + g_zs
+            g_z = g_out[t] if g_out is not None else torch.zeros_like(u)
+            if g_v is None:  # the final membrane is unused: no gradient through the last reset
+                g_u = g_zs = g_z * neuron.surrogate.grad(h)
             else:
-                g_u = torch.addcmul(g_zs, g_v, 1 - _fire(h, neuron, smooth))
+                if not detach:
+                    g_z = g_z - (theta * g_v if subtract else u * g_v)
+                g_zs = g_z * neuron.surrogate.grad(h)
+                if subtract:
+                    g_u = g_v + g_zs
+                else:
+                    g_u = torch.addcmul(g_zs, g_v, 1 - _fire(h, neuron, smooth))
             if need_theta:
                 acc_theta.sub_(g_zs)
-                if subtract:
+                if subtract and g_v is not None:
                     acc_theta.sub_(_fire(h, neuron, smooth) * g_v)
             if need_beta:
                 if t == 0:
@@ -408,6 +413,24 @@ class _Data:
             yield item[0], item[1]
 
 
+def random_shift(max_shift: int = 1) -> Transform:
+    """Augmentation for :func:`fit`: shift each image ``[N, C, H, W]`` by up to ``max_shift``
+    pixels in each direction (uniform integers), filling with zeros."""
+    check_positive_int(max_shift, param="max_shift", where="random_shift")
+
+    def shift(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        if x.dim() != 4:
+            raise ValueError(f"random_shift expects images [N, C, H, W]. Got shape {tuple(x.shape)}.")
+        n, _, h, w = x.shape
+        d = torch.randint(0, 2 * max_shift + 1, (2, n, 1), generator=generator).to(x.device)
+        padded = F.pad(x, (max_shift,) * 4)
+        rows = torch.arange(h, device=x.device) + d[0]  # [N, H]
+        cols = torch.arange(w, device=x.device) + d[1]  # [N, W]
+        out = padded[torch.arange(n, device=x.device)[:, None, None], :, rows[:, :, None], cols[:, None, :]]
+        return out.permute(0, 3, 1, 2).contiguous()  # advanced indexing put channels last
+    return shift
+
+
 # -- history --------------------------------------------------------------------------
 @dataclass
 class History:
@@ -484,7 +507,7 @@ def fit(net: SpikingNetwork, train, epochs: int = 1, timesteps: int = 8, encodin
         lr: float = 1e-3, batch_size: int = 64, seed: int = 0, *, val=None, loss: str | LossFn = "ce",
         optimizer=None, device: str | torch.device | None = None, progress: bool = True,
         bptt: str = "full", block_steps: int | None = None, shuffle: bool = True,
-        lr_schedule: str | None = None) -> History:
+        lr_schedule: str | None = None, transform: Transform | None = None) -> History:
     """Train ``net`` in place with surrogate-gradient BPTT; returns a :class:`History`.
 
     Parameters
@@ -518,6 +541,10 @@ def fit(net: SpikingNetwork, train, epochs: int = 1, timesteps: int = 8, encodin
     lr_schedule:
         ``None`` (constant) or ``"cosine"``: the learning rate decays to 0 along a half cosine
         over all training batches (Loshchilov & Hutter, ICLR 2017, arXiv:1608.03983).
+    transform:
+        Data augmentation applied to every training batch, ``transform(x, generator) -> x``,
+        drawing its randomness from ``generator`` (seeded from ``seed``), e.g.
+        :func:`random_shift`.
 
     Example
     -------
@@ -567,6 +594,10 @@ def fit(net: SpikingNetwork, train, epochs: int = 1, timesteps: int = 8, encodin
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * n_batches)
     history = History(timesteps=timesteps)
     generator = torch.Generator().manual_seed(seed) if shuffle else None
+    aug_gen = torch.Generator().manual_seed(seed + 1)
+    if transform is not None and not callable(transform):
+        raise TypeError(f"The 'transform' parameter of fit must be a callable transform(x, generator) "
+                        f"-> x, such as snnedge.training.random_shift(1). Got {type(transform).__name__}.")
     was_training = net.training
     with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
         torch.manual_seed(seed)  # dropout masks repeat with the seed
@@ -578,6 +609,8 @@ def fit(net: SpikingNetwork, train, epochs: int = 1, timesteps: int = 8, encodin
                 bar = tqdm(total=len(train_data) or None, desc=f"epoch {epoch + 1}/{epochs}",
                            unit="sample", disable=not progress)
                 for i, (xb, yb) in enumerate(train_data.batches(batch_size, generator)):
+                    if transform is not None:
+                        xb = transform(xb, aug_gen)
                     xb, yb = xb.to(device, dtype), yb.to(device)
                     b_loss, b_correct = _train_step(net, view, xb, yb, opt, loss_fn, timesteps, encoding,
                                                     seed + 1_000_003 * epoch + i, bptt, block)

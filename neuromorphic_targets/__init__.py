@@ -1,0 +1,31 @@
+"""neuromorphic_targets: what a spiking network would cost on neuromorphic hardware.
+
+Hardware profiles with cited figures (TrueNorth, DYNAP-SE, DYNAP-CNN, Loihi), mapping of a
+:class:`snnedge.SpikingNetwork` onto their cores with every limit checked, hardware-aware
+weight quantization, and energy per inference from simulated activity::
+
+    from neuromorphic_targets import get_profile, map_network, estimate_energy, quantize_for
+    m = map_network(snn, "truenorth", input_shape=(1, 28, 28))
+    m.feasible, m.problems, m.cores, m.chips, m.per_layer
+    e = estimate_energy(snnedge.simulate(snn, x, timesteps=32), m)
+    e.total_j, e.static_j, e.dynamic_j, e.breakdown
+
+This package imports :mod:`snnedge`, never the reverse.
+"""
+from .energy import EnergyEstimate, EnergyTerm, estimate_energy
+from .figures import UNITS, Figure
+from .graph import MappingError
+from .mapping import LayerRow, Mapping, map_network
+from .power import chip_power, fit_static_plus_marginal
+from .profile_io import load_profile, profile_from_dict, profile_to_dict, save_profile
+from .profiles import (FAMILIES, PROFILES, DynapCNNProfile, DynapSEProfile, LoihiProfile, Profile,
+                       TrueNorthProfile, get_profile, register_profile)
+from .quantize import quantize_for
+
+__all__ = [
+    "EnergyEstimate", "EnergyTerm", "estimate_energy", "UNITS", "Figure", "MappingError",
+    "LayerRow", "Mapping", "map_network", "chip_power", "fit_static_plus_marginal",
+    "load_profile", "profile_from_dict", "profile_to_dict", "save_profile", "FAMILIES",
+    "PROFILES", "DynapCNNProfile", "DynapSEProfile", "LoihiProfile", "Profile",
+    "TrueNorthProfile", "get_profile", "register_profile", "quantize_for",
+]

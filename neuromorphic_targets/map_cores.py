@@ -1,0 +1,234 @@
+"""Mapping onto meshes of neuron cores: TrueNorth, DYNAP-SE and Loihi.
+
+Each population is tiled into cores (:mod:`.tiling`); each layer starts on a fresh core and
+cores are numbered in network order. What is checked:
+
+* TrueNorth (Merolla et al. 2014 and supplement): a neuron's fan-in must fit the 256 axons
+  of its core, and so must the union of a core's receptive fields; each neuron targets one
+  axon, so a neuron whose targets lie on ``k > 1`` cores needs ``k`` splitter neurons (one
+  axon in, ``k`` copies out, one tick of delay), packed onto splitter cores of 256 neurons and
+  256 axons. A layer whose fan-in exceeds 256 is infeasible (Esser et al. 2016 trained with
+  grouped convolutions for this reason). Weights: at most 4 distinct non-zero values per
+  neuron (axon types), each a signed 9-bit integer times the neuron's scale.
+* DYNAP-SE (Moradi et al. 2018): fan-in at most 64 (CAM entries) per neuron; fan-out at most
+  4 destination cores (SRAM entries) per neuron; weights: per core, 4 synapse types shared by
+  all its neurons, read as at most 2 excitatory and 2 inhibitory weight values.
+* Loihi (Davies et al. 2018): 1024 compartments per core; synaptic memory per core when the
+  profile gives the bits per synapse.
+"""
+from __future__ import annotations
+
+import torch
+
+from snnedge.network import INPUT
+
+from .graph import NetworkGraph, Population
+from .mapping import LayerRow, Mapping, ceil_div, lower_bound, who
+from .profiles import Profile
+from .tiling import TileReport, choose_tiling
+from .weights import distinct_nonzero, off_grid, sign_split_counts, weight_rows
+
+
+def map_cores(graph: NetworkGraph, prof: Profile) -> Mapping:
+    fam, cap = prof.family, int(prof.value("neurons_per_core"))
+    problems, notes = [], []
+    reports: dict[str, TileReport] = {}
+    fan_in: dict[str, torch.Tensor] = {}
+    dest: dict[str, torch.Tensor] = {}
+    for pop in graph.populations:
+        problems += _chained(graph, pop)
+        fi = graph.fan_in(pop)
+        fan_in[pop.name], max_fi = fi, int(fi.max()) if fi.numel() else 0
+        if fam == "truenorth":
+            axons = int(prof.value("axons_per_core"))
+            if max_fi > axons:
+                problems.append(f"{who(pop)}: fan-in {max_fi} inputs per neuron exceeds TrueNorth's "
+                                f"{axons} axons per core (axons_per_core); cut it with grouped "
+                                f"convolutions or smaller kernels (Esser et al. 2016)")
+            rep = choose_tiling(graph, pop, cap, max_axons=axons if max_fi <= axons else None)
+            worst = int(rep.axons.max())
+            if max_fi <= axons < worst:
+                problems.append(f"{who(pop)}: no tiling keeps a core's receptive-field union within "
+                                f"{axons} axons (axons_per_core); the best tile {rep.tiling.tile} "
+                                f"needs {worst} on one core")
+        elif fam == "dynap-se":
+            cam = int(prof.value("cam_entries_per_neuron"))
+            if max_fi > cam:
+                problems.append(f"{who(pop)}: fan-in {max_fi} inputs per neuron exceeds DYNAP-SE's "
+                                f"{cam} CAM entries per neuron (cam_entries_per_neuron)")
+            rep = choose_tiling(graph, pop, cap, max_fanout=int(prof.value("destinations_per_neuron")))
+        else:
+            rep = _loihi_tiling(graph, pop, prof, fi)
+        reports[pop.name] = rep
+        for s, d in rep.destinations.items():
+            dest[s] = dest[s] + d if s in dest else d.clone()
+
+    splitters = _splitters(graph, prof, dest) if fam == "truenorth" else {}
+    if fam == "dynap-se":
+        problems += _fanout_problems(graph, prof, dest)
+    rows = [_row(graph, prof, pop, reports[pop.name], fan_in[pop.name], dest, splitters, problems,
+                 notes) for pop in graph.populations]
+    weight_problems = _weight_problems(graph, prof, reports, notes)
+    notes += _family_notes(graph, fam)
+    cores = sum(r.cores + r.splitter_cores for r in rows)
+    chips = ceil_div(cores, prof.value("cores_per_chip"))
+    boards = ceil_div(chips, prof.value("chips_per_board")) if fam == "dynap-se" else None
+    destinations = {p.name: dest.get(p.name, torch.zeros(p.shape, dtype=torch.long))
+                    for p in graph.populations if not p.readout}
+    return Mapping(prof, not problems, problems, cores, chips, boards, lower_bound(graph, cap), rows,
+                   not weight_problems, weight_problems, notes, graph.input_shape, destinations)
+
+
+def _loihi_tiling(graph: NetworkGraph, pop: Population, prof: Profile, fi: torch.Tensor) -> TileReport:
+    """Fewest cores whose synaptic memory holds their neurons' synapses (when the profile gives
+    the bits per synapse): shrink the neurons per core until the fullest core fits."""
+    cap = int(prof.value("neurons_per_core"))
+    rep = choose_tiling(graph, pop, cap)
+    if not prof.synapse_bits.known:
+        return rep
+    mem, bits = prof.value("synaptic_memory_bytes_per_core"), prof.value("synapse_bits")
+    while cap > 1:
+        need = float(rep.tiling.per_tile_sum(fi).max()) * bits / 8
+        if need <= mem:
+            break
+        cap = max(1, min(cap - 1, int(cap * mem / need)))
+        rep = choose_tiling(graph, pop, cap)
+    return rep
+
+
+def _chained(graph: NetworkGraph, pop: Population) -> list[str]:
+    return [f"{who(pop)}: weighted layers {a!r} and {b!r} follow each other with no neuron between "
+            f"them; cores need neurons between synaptic layers (fold the two into one layer)"
+            for a, b in graph.chained_weighted(pop)]
+
+
+def _row(graph, prof, pop, rep, fi, dest, splitters, problems, notes) -> LayerRow:
+    fam, cap = prof.family, int(prof.value("neurons_per_core"))
+    cores = rep.tiling.n_tiles
+    axon_util = max_axons = mem_util = None
+    if fam == "truenorth":
+        axon_util = float(rep.axons.double().mean()) / prof.value("axons_per_core")
+        max_axons = int(rep.axons.max())
+    elif fam == "dynap-se":
+        axon_util = float(fi.double().mean()) / prof.value("cam_entries_per_neuron")
+    elif fam == "loihi" and prof.synapse_bits.known:
+        per_core = rep.tiling.per_tile_sum(fi).double() * prof.value("synapse_bits") / 8
+        mem = prof.value("synaptic_memory_bytes_per_core")
+        mem_util = float(per_core.max()) / mem
+        if mem_util > 1:
+            problems.append(f"{who(pop)}: a core needs {int(per_core.max()):,} bytes of synaptic "
+                            f"memory; Loihi has {mem:,} per core (synaptic_memory_bytes_per_core)")
+    fan_out = None if pop.readout else int(dest[pop.name].max()) if pop.name in dest else 0
+    sn, sc = splitters.get(pop.name, (0, 0))
+    return LayerRow(layer=pop.label, neuron_layer=None if pop.readout else pop.name,
+                    neurons=pop.neurons, cores=cores, neuron_utilisation=pop.neurons / (cores * cap),
+                    fan_in=int(fi.max()) if fi.numel() else 0, fan_out_cores=fan_out,
+                    axon_utilisation=axon_util, memory_utilisation=mem_util, tile=rep.tiling.tile,
+                    splitter_neurons=sn, splitter_cores=sc, max_axons=max_axons)
+
+
+def _splitters(graph: NetworkGraph, prof: Profile, dest: dict) -> dict[str, tuple[int, int]]:
+    """Splitter neurons and cores per source layer (the network input is copied by the host)."""
+    cap_n, cap_a = int(prof.value("neurons_per_core")), int(prof.value("axons_per_core"))
+    out = {}
+    for s, k in dest.items():
+        if s == INPUT:
+            continue
+        values, counts = k[k > 1].unique(return_counts=True)
+        sizes: dict[int, int] = {}
+        for v, c in zip(values.tolist(), counts.tolist()):
+            for size in _splitter_tree(v, cap_n):
+                sizes[size] = sizes.get(size, 0) + c
+        out[s] = (sum(size * c for size, c in sizes.items()), _pack(sizes, cap_n, cap_a))
+    return out
+
+
+def _splitter_tree(k: int, cap: int) -> list[int]:
+    """Neuron groups (one per input axon) that copy one spike to ``k`` cores."""
+    if k <= cap:
+        return [k]
+    leaves = [cap] * (k // cap) + ([k % cap] if k % cap else [])
+    return _splitter_tree(len(leaves), cap) + leaves
+
+
+def _pack(sizes: dict[int, int], cap_n: int, cap_a: int) -> int:
+    """Cores for groups of ``size`` neurons (one axon each), next-fit decreasing."""
+    cores = free_n = free_a = 0
+    for size in sorted(sizes, reverse=True):
+        left = sizes[size]
+        fit = min(left, free_n // size, free_a)
+        left, free_n, free_a = left - fit, free_n - fit * size, free_a - fit
+        if left:
+            per_core = min(cap_n // size, cap_a)
+            full, rem = divmod(left, per_core)
+            cores += full + (1 if rem else 0)
+            free_n, free_a = (cap_n - rem * size, cap_a - rem) if rem else (0, 0)
+    return cores
+
+
+def _fanout_problems(graph: NetworkGraph, prof: Profile, dest: dict) -> list[str]:
+    limit = int(prof.value("destinations_per_neuron"))
+    out = []
+    for s, k in dest.items():
+        if s != INPUT and int(k.max()) > limit:
+            out.append(f"neuron layer {s!r}: a neuron's spikes must reach {int(k.max())} cores "
+                       f"(into {graph.consumers[s]}); DYNAP-SE neurons have {limit} destination "
+                       f"entries (destinations_per_neuron)")
+    return out
+
+
+def _weight_problems(graph: NetworkGraph, prof: Profile, reports: dict, notes: list) -> list[str]:
+    fam, out = prof.family, []
+    if fam == "loihi":
+        notes.append("weight precision not checked: no published Loihi weight format in snnedge's "
+                     "sources")
+        return out
+    for pop in graph.populations:
+        for w in pop.weighted:
+            rows = weight_rows(graph.net.layer(w).weight)
+            if fam == "truenorth":
+                types, bits = int(prof.value("axon_types_per_core")), int(prof.value("weight_bits"))
+                worst = int(distinct_nonzero(rows).max())
+                if worst > types:
+                    out.append(f"layer {w!r}: a neuron uses {worst} distinct non-zero weights; "
+                               f"TrueNorth allows {types} per neuron (axon_types_per_core); run "
+                               f"quantize_for(snn, 'truenorth')")
+                elif any(off_grid(r[r != 0], 2 ** (bits - 1) - 1) for r in rows):
+                    out.append(f"layer {w!r}: weights are not signed {bits}-bit integers times one "
+                               f"scale per neuron (weight_bits); run quantize_for(snn, 'truenorth')")
+            else:
+                out += _dynapse_weights(w, rows, pop, reports[pop.name], prof)
+    return out
+
+
+def _dynapse_weights(w: str, rows: torch.Tensor, pop: Population, rep: TileReport,
+                     prof: Profile) -> list[str]:
+    # Output channels per core when the layer's channels are the neurons' first dimension.
+    per_core = len(pop.weighted) == 1 and rows.shape[0] == pop.shape[0]
+    block = rep.tiling.tile[0] if per_core else rows.shape[0]
+    half = int(prof.value("synapse_types")) // 2
+    worst = max((sign_split_counts(rows[i:i + block]) for i in range(0, rows.shape[0], block)),
+                key=lambda pn: max(pn))
+    if max(worst) > half:
+        return [f"layer {w!r}: a core's neurons use {worst[0]} excitatory and {worst[1]} inhibitory "
+                f"weight values; DYNAP-SE shares {half} + {half} per core (synapse_types); run "
+                f"quantize_for(snn, 'dynap-se')"]
+    return []
+
+
+def _family_notes(graph: NetworkGraph, fam: str) -> list[str]:
+    notes = []
+    if fam == "truenorth":
+        notes.append("axon types are shared by all neurons of a core; only the per-neuron limit of "
+                     "distinct weights is checked, so sharing may need duplicated axons")
+        notes.append("input spikes are sent by the host to every core that needs them (no splitters "
+                     "counted for the input); splitters sit on their own cores and add one tick each")
+    if fam == "dynap-se":
+        notes.append("each destination entry is counted as one core (conservative reading of "
+                     "the SRAM routing table); per-neuron biases are not checked")
+    if fam == "loihi":
+        notes.append("Loihi fan-in and fan-out limits are not checked (not in snnedge's sources)")
+        notes.append("synaptic memory is checked only when the profile gives synapse_bits")
+    if any(not p.weighted for p in graph.populations):
+        notes.append("identity (skip) connections are counted as synapses of weight 1")
+    return notes

@@ -1,0 +1,415 @@
+"""ANN-to-SNN conversion on small random networks: exactness, graph forms, errors, purity."""
+import hashlib
+import time
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given
+from hypothesis import strategies as st
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+import snnedge
+from converters import QCFS, SpikingMaxPool2d, UnsupportedLayerError, convert, replace_relu_with_qcfs
+from converters.fold import simplify
+from converters.graph import capture_fx
+
+
+def _randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            n = m.num_features
+            m.running_mean.copy_(torch.rand(n, generator=g) * 0.4 - 0.2)
+            m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
+            m.bias.data.copy_(torch.rand(n, generator=g) * 0.4 - 0.2)
+    return model
+
+
+def vgg_tiny(pool=nn.MaxPool2d) -> nn.Sequential:
+    torch.manual_seed(0)
+    return _randomize_bn(nn.Sequential(
+        nn.Conv2d(1, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(), pool(2),
+        nn.Conv2d(6, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), pool(2), nn.Dropout(0.2),
+        nn.Flatten(), nn.Linear(8 * 3 * 3, 16), nn.ReLU(), nn.Linear(16, 5))).eval()
+
+
+class Block(nn.Module):
+    def __init__(self, c_in, c_out, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False),
+                                          nn.BatchNorm2d(c_out))
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        out += self.shortcut(x)
+        return F.relu(out)
+
+
+class ResCat(nn.Module):
+    """Functional ops everywhere: F.relu, +=, torch.cat, x.view(x.size(0), -1), x.mean."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU())
+        self.layer1 = nn.Sequential(Block(6, 6, 1))
+        self.layer2 = nn.Sequential(Block(6, 8, 2))
+        self.left = nn.Conv2d(8, 4, 1)
+        self.right = nn.Conv2d(8, 4, 3, padding=1)
+        self.fc = nn.Linear(8, 5)
+
+    def forward(self, x):
+        x = self.layer2(self.layer1(self.stem(x)))
+        x = torch.cat([F.relu(self.left(x)), torch.relu(self.right(x))], dim=1)
+        x = x.mean((2, 3), keepdim=True)
+        return self.fc(x.view(x.size(0), -1))
+
+
+def rescat() -> ResCat:
+    torch.manual_seed(1)
+    return _randomize_bn(ResCat()).eval()
+
+
+def rel_error(snn, ann, x, timesteps):
+    res = snnedge.simulate(snn, x, timesteps=timesteps, dtype=torch.float64)
+    with torch.no_grad():
+        y = ann(x).double()
+    return float((res.output / timesteps - y).abs().max() / y.abs().max())
+
+
+def state_hash(model: nn.Module) -> str:
+    h = hashlib.sha256()
+    for k, v in model.state_dict().items():
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+X12 = torch.rand(48, 1, 12, 12, generator=torch.Generator().manual_seed(0))
+
+
+# -- exactness on single layers ---------------------------------------------------------------
+def test_rate_times_threshold_is_the_relu_output():
+    # normalization="none": weights unchanged, threshold 1. A constant input current a per
+    # step into an IF neuron with v_init = theta/2 and reset by subtraction fires
+    # floor(T * a / theta + 1/2) times in T steps (0 <= a <= theta), so rate * theta is
+    # relu(W x + b) rounded to the nearest multiple of theta / T.
+    torch.manual_seed(0)
+    ann = nn.Sequential(nn.Linear(6, 10), nn.ReLU(), nn.Linear(10, 3)).eval()
+    with torch.no_grad():
+        ann[0].weight.mul_(0.3)
+    x = torch.rand(6, 6)
+    snn = convert(ann, x, normalization="none", v_init=0.5)
+    assert snn.layer("1").threshold.item() == 1.0
+    relu = torch.relu(ann[0](x)).double()
+    assert relu.max() < 1.0
+    for T in (10, 200):
+        counts = torch.stack([snnedge.simulate(snn, x[i:i + 1], timesteps=T, dtype=torch.float64)
+                              .neuron_spike_counts["1"] for i in range(len(x))])
+        assert torch.equal(counts, torch.floor(T * relu + 0.5))
+        assert (counts / T - relu).abs().max() <= 0.5 / T + 1e-12
+
+
+def test_v_init_zero_floors_the_rate():
+    torch.manual_seed(0)
+    ann = nn.Sequential(nn.Linear(4, 5), nn.ReLU(), nn.Linear(5, 2)).eval()
+    with torch.no_grad():
+        ann[0].weight.mul_(0.3)
+    x = torch.rand(1, 4)
+    snn = convert(ann, x, normalization="none", v_init=0.0)
+    counts = snnedge.simulate(snn, x, timesteps=50, dtype=torch.float64).neuron_spike_counts["1"]
+    relu = torch.relu(ann[0](x)).double()[0]
+    assert torch.equal(counts, torch.floor(50 * relu + 1e-9))
+
+
+def test_batchnorm_folding_equals_the_bn_model_exactly():
+    torch.manual_seed(0)
+    ann = _randomize_bn(nn.Sequential(nn.Conv2d(1, 4, 3, bias=False), nn.BatchNorm2d(4))).eval()
+    snn = convert(ann, X12, normalization="none")
+    assert [n.name for n in snn.nodes] == ["0"] and snn.conversion_.folded == {"1": "0"}
+    res = snnedge.simulate(snn, X12, timesteps=1, dtype=torch.float64)
+    assert torch.allclose(res.output, ann(X12).flatten(1).double(), atol=1e-5)
+    # the folded graph computes the BN model's output too
+    graph, folded = simplify(capture_fx(ann, X12[:2]))
+    assert folded == {"1": "0"} and len(graph.ops) == 1
+    assert torch.allclose(graph.run(X12)[0], ann(X12), atol=1e-5)
+
+
+def test_batchnorm_without_a_layer_before_becomes_a_scale():
+    torch.manual_seed(0)
+    ann = _randomize_bn(nn.Sequential(nn.BatchNorm2d(1), nn.Conv2d(1, 3, 3), nn.ReLU(),
+                                      nn.AvgPool2d(2), nn.BatchNorm2d(3), nn.Flatten(),
+                                      nn.Linear(3 * 5 * 5, 4))).eval()
+    snn = convert(ann, X12)
+    assert isinstance(snn.layer("0"), snnedge.Scale) and isinstance(snn.layer("4"), snnedge.Scale)
+    assert rel_error(snn, ann, X12[:16], 256) < 0.03
+
+
+def test_qcfs_first_layer_is_exact_at_T_equal_L():
+    # IF with threshold lambda, v_init lambda/2, constant input a: floor(L a / lambda + 1/2)
+    # spikes in L steps, clipped to [0, L]: the QCFS output times L / lambda, exactly.
+    torch.manual_seed(0)
+    ann = nn.Sequential(nn.Linear(6, 12), QCFS(levels=4, threshold=1.5), nn.Linear(12, 3)).eval()
+    x = torch.rand(10, 6) * 2
+    snn = convert(ann, x, normalization="max")  # QCFS ignores the normalization option
+    neuron = snn.layer("1")
+    assert neuron.v_init == 0.5 and neuron.threshold.item() == 1.0
+    assert snn.conversion_.scales["1"] == pytest.approx(1.5)
+    q = ann[1](ann[0](x)).double()
+    for i in range(len(x)):
+        counts = snnedge.simulate(snn, x[i:i + 1], timesteps=4, dtype=torch.float64).neuron_spike_counts["1"]
+        assert torch.allclose(counts * 1.5 / 4, q[i], atol=1e-6)
+    res = snnedge.simulate(snn, x, timesteps=4, dtype=torch.float64)
+    assert torch.allclose(res.output / 4, ann(x).double(), atol=1e-5)
+
+
+def test_qcfs_activation_values_and_gradients():
+    act = QCFS(levels=4, threshold=2.0)
+    x = torch.tensor([-1.0, 0.2, 0.3, 1.1, 5.0], requires_grad=True)
+    y = act(x)
+    assert y.tolist() == [0.0, 0.0, 0.5, 1.0, 2.0]
+    y.sum().backward()
+    assert x.grad.tolist() == [0.0, 1.0, 1.0, 1.0, 0.0]  # straight through inside [0, lambda]
+    assert act.threshold.grad is not None
+
+
+def test_replace_relu_with_qcfs_returns_a_new_model():
+    ann = vgg_tiny()
+    before = state_hash(ann)
+    q = replace_relu_with_qcfs(ann, levels=8, threshold={"2": 3.0, "default": 5.0})
+    assert sum(isinstance(m, QCFS) for m in q.modules()) == 3
+    assert sum(isinstance(m, nn.ReLU) for m in ann.modules()) == 3
+    assert q[2].threshold.item() == 3.0 and q[6].threshold.item() == 5.0
+    assert state_hash(ann) == before
+
+
+# -- graph forms ------------------------------------------------------------------------------
+def test_vgg_with_maxpool_converts_and_approaches_the_ann():
+    ann = vgg_tiny()
+    snn = convert(ann, X12)
+    names = [n.name for n in snn.nodes]
+    assert names[:3] == ["0", "2", "3"] and "8" not in names and "1" not in names  # BN, Dropout gone
+    assert isinstance(snn.layer("3"), SpikingMaxPool2d)
+    assert snn.output_name == "12" and "12" in snn.readout_names
+    errs = [rel_error(snn, ann, X12[:16], T) for T in (16, 128)]
+    assert errs[1] < errs[0] and errs[1] < 0.05, errs
+
+
+def test_residual_and_concat_graph_converts_with_module_paths():
+    ann = rescat()
+    snn = convert(ann, X12)
+    names = [n.name for n in snn.nodes]
+    for expected in ("stem.0", "stem.2", "layer1.0.conv1", "layer1.0.relu", "layer1.0.add",
+                     "layer1.0.relu_1", "layer2.0.shortcut.0", "layer2.0.add", "cat", "fc"):
+        assert expected in names, (expected, names)
+    assert snn.inputs_of("layer1.0.add") == ("layer1.0.conv2", "stem.2")  # identity shortcut
+    # the identity shortcut carries the stem's spikes unscaled: the sum's threshold absorbs it
+    info = snn.conversion_
+    assert info.thresholds["layer1.0.relu_1"] == pytest.approx(
+        info.scales["layer1.0.relu_1"] / info.scales["stem.2"])
+    errs = [rel_error(snn, ann, X12[:16], T) for T in (16, 256)]
+    assert errs[1] < errs[0] and errs[1] < 0.03, errs
+
+
+@pytest.mark.parametrize("normalization", ["max", "percentile", "channelwise", "none"])
+def test_every_normalization_converges(normalization):
+    ann = rescat()
+    snn = convert(ann, X12, normalization=normalization)
+    assert rel_error(snn, ann, X12[:4], 256) < 0.04
+
+
+def test_channelwise_scales_are_per_channel():
+    snn = convert(vgg_tiny(), X12, normalization="channelwise")
+    assert len(snn.conversion_.scales["2"]) == 6
+    assert snn.conversion_.thresholds["2"] == 1.0
+
+
+def test_reset_zero_is_passed_to_every_neuron():
+    snn = convert(vgg_tiny(), X12, reset="zero")
+    assert {snn.layer(n).reset for n in snn.neuron_layers} == {"zero"}
+
+
+def test_torch_export_program_gives_the_same_network():
+    ann = rescat()
+    program = torch.export.export(ann, (X12[:4],))
+    a, b = convert(ann, X12), convert(program, X12)
+    assert [n.name for n in a.nodes] == [n.name for n in b.nodes]
+    ra = snnedge.simulate(a, X12[:8], timesteps=16, dtype=torch.float64)
+    rb = snnedge.simulate(b, X12[:8], timesteps=16, dtype=torch.float64)
+    assert torch.allclose(ra.output, rb.output, atol=1e-6)
+
+
+def test_exported_qcfs_keeps_its_threshold():
+    torch.manual_seed(0)
+    ann = nn.Sequential(nn.Conv2d(1, 3, 3), QCFS(4, 1.3), nn.Flatten(), nn.Linear(300, 2)).eval()
+    snn = convert(torch.export.export(ann, (X12[:2],)), X12)
+    assert snn.conversion_.scales["1"] == pytest.approx(1.3) and snn.layer("1").v_init == 0.5
+
+
+def test_dataloader_calibration_equals_tensor_calibration():
+    ann = vgg_tiny()
+    loader = DataLoader(TensorDataset(X12, torch.zeros(len(X12))), batch_size=10)
+    a, b = convert(ann, X12), convert(ann, loader)
+    assert a.conversion_.scales == b.conversion_.scales
+    c = convert(ann, DataLoader(X12, batch_size=7))  # batches of x only
+    assert c.conversion_.scales == a.conversion_.scales
+
+
+def test_conversion_of_a_three_conv_network_takes_seconds():
+    torch.manual_seed(0)
+    ann = _randomize_bn(nn.Sequential(
+        nn.Conv2d(1, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(64, 128, 3, padding=1), nn.BatchNorm2d(128), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(128 * 3 * 3, 128), nn.ReLU(), nn.Linear(128, 10))).eval()
+    x = torch.rand(256, 1, 28, 28)
+    start = time.perf_counter()
+    convert(ann, x)
+    assert time.perf_counter() - start < 10.0
+
+
+# -- spiking max pool -------------------------------------------------------------------------
+@pytest.mark.parametrize("keep_shape", [False, True])
+def test_spiking_maxpool_follows_the_max_rate_input(keep_shape):
+    # One 2x2 window; inputs fire with rates 0.2, 0.5, 0.8, 0.3 (regular trains); the pooled
+    # output count equals the largest input count at every step.
+    T = 40
+    rates = torch.tensor([0.2, 0.5, 0.8, 0.3], dtype=torch.float64)
+    t = torch.arange(1, T + 1, dtype=torch.float64).view(-1, 1)
+    counts = torch.floor(t * rates + 0.5)
+    spikes = torch.diff(counts, dim=0, prepend=torch.zeros(1, 4, dtype=torch.float64))
+    x = spikes.view(T, 1, 1, 2, 2)
+    out = SpikingMaxPool2d(2, keep_shape=keep_shape)(x)
+    assert set(out.unique().tolist()) <= {0.0, 1.0}
+    pooled = out.flatten(1).sum(1).cumsum(0)
+    assert torch.equal(pooled, counts.max(1).values)
+    if keep_shape:  # the spikes sit at the winner's position
+        assert out.sum((0, 1, 2)).argmax().item() == 2
+
+
+@given(st.integers(0, 10_000))
+def test_spiking_maxpool_count_never_exceeds_one_per_step(seed):
+    g = torch.Generator().manual_seed(seed)
+    x = (torch.rand(12, 2, 3, 4, 4, generator=g) < torch.rand(1, 2, 3, 4, 4, generator=g)).double()
+    out = SpikingMaxPool2d(2)(x)
+    assert ((out == 0) | (out == 1)).all()
+    assert torch.equal(out.sum(0), F.max_pool2d(x.sum(0), 2))
+
+
+def test_gate_mode_passes_the_winners_spikes():
+    x = torch.zeros(3, 1, 1, 2, 2)
+    x[:, 0, 0, 0, 1] = torch.tensor([1.0, 1.0, 0.0])
+    x[:, 0, 0, 1, 0] = torch.tensor([0.0, 0.0, 1.0])
+    out = SpikingMaxPool2d(2, mode="gate")(x)
+    assert out.flatten().tolist() == [1.0, 1.0, 0.0]  # winner (0, 1) does not fire at step 3
+
+
+def test_maxpool_before_relu_converts():
+    torch.manual_seed(0)
+    ann = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.MaxPool2d(2), nn.ReLU(), nn.Flatten(),
+                        nn.Linear(4 * 6 * 6, 3)).eval()
+    snn = convert(ann, X12)
+    assert rel_error(snn, ann, X12[:8], 256) < 0.03
+
+
+# -- errors -----------------------------------------------------------------------------------
+def test_unsupported_module_names_path_type_and_fix():
+    ann = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Sequential(nn.ReLU(), nn.Sigmoid())).eval()
+    with pytest.raises(UnsupportedLayerError) as e:
+        convert(ann, X12)
+    assert str(e.value) == ("convert cannot convert '1.1' (Sigmoid): it has no spiking equivalent. "
+                            "Fix: replace Sigmoid with ReLU (or converters.QCFS) and retrain")
+    assert isinstance(e.value, TypeError)
+    assert (e.value.path, e.value.layer_type) == ("1.1", "Sigmoid")
+
+
+def test_unsupported_function_names_the_calling_module():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Sequential(nn.Conv2d(1, 2, 3))
+
+        def forward(self, x):
+            return torch.tanh(self.body(x)).flatten(1)
+
+    with pytest.raises(UnsupportedLayerError, match=r"'tanh' \(tanh\).*replace Tanh with ReLU"):
+        convert(Net().eval(), X12)
+
+
+def test_training_mode_is_refused():
+    ann = vgg_tiny().train()
+    with pytest.raises(ValueError, match=r"eval mode.*Call ann.eval\(\) first"):
+        convert(ann, X12)
+    ann.eval()
+    ann[1].train()
+    with pytest.raises(ValueError, match=r"submodule '1' \(BatchNorm2d\) is in training mode"):
+        convert(ann, X12)
+
+
+@pytest.mark.parametrize("calibration, message", [
+    (torch.empty(0, 1, 12, 12), r"N >= 1. Got shape \[0, 1, 12, 12\]"),
+    (torch.rand(12), r"Got shape \[12\]; for one sample use x.unsqueeze\(0\)"),
+    ([], r"empty DataLoader"),
+    ("x", r"must be a tensor \[N, ...\] or a DataLoader"),
+    (torch.full((2, 1, 12, 12), float("nan")), r"NaN or infinite"),
+    (torch.rand(4, 3, 12, 12), r"do not fit the model: a batch of shape \[4, 3, 12, 12\]"),
+])
+def test_bad_calibration_data_is_explained(calibration, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        convert(vgg_tiny(), calibration)
+
+
+def test_nan_weights_are_refused():
+    ann = vgg_tiny()
+    with torch.no_grad():
+        ann[4].weight[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"'4.weight' holds 1 NaN or infinite values"):
+        convert(ann, X12)
+
+
+def test_parameter_validation_messages():
+    with pytest.raises(ValueError, match=r"^The 'percentile' parameter of convert must be a float "
+                                         r"in \(0, 100\]. Got 150 instead.$"):
+        convert(vgg_tiny(), X12, percentile=150)
+    with pytest.raises(ValueError, match=r"'normalization' parameter of convert must be one of "
+                                         r"'percentile', 'max', 'channelwise', 'none'"):
+        convert(vgg_tiny(), X12, normalization="l2")
+    with pytest.raises(ValueError, match="'reset' parameter"):
+        convert(vgg_tiny(), X12, reset="hard")
+
+
+def test_untraceable_model_suggests_torch_export():
+    class Branchy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 2)
+
+        def forward(self, x):
+            return self.fc(x) if x.sum() > 0 else -self.fc(x)
+
+    with pytest.raises(TypeError, match="torch.export.export"):
+        convert(Branchy().eval(), torch.rand(3, 4))
+
+
+# -- purity -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("build", [vgg_tiny, rescat])
+def test_convert_never_mutates_the_ann(build):
+    ann = build()
+    before = state_hash(ann)
+    flags = [(m.training, *(p.requires_grad for p in m.parameters(recurse=False))) for m in ann.modules()]
+    snn = convert(ann, X12)
+    assert state_hash(ann) == before
+    assert flags == [(m.training, *(p.requires_grad for p in m.parameters(recurse=False)))
+                     for m in ann.modules()]
+    # the SNN shares no tensor with the ANN
+    ann_ptrs = {t.data_ptr() for t in ann.state_dict().values()}
+    assert not ann_ptrs & {t.data_ptr() for t in snn.state_dict().values()}

@@ -1,0 +1,323 @@
+"""snnedge.training: the fused BPTT neuron block, fit, memory modes, checkpoints and errors."""
+import itertools
+import re
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+import snnedge
+from snnedge import training
+from snnedge.datasets import synthetic_images
+from snnedge.engine import _Executor, _Value
+from snnedge.training import (History, evaluate, fit, load_checkpoint, output_sequence,
+                              save_checkpoint, step_peak_memory)
+
+
+def conv_net(classes: int = 4, out_neuron: bool = False, **lif) -> snnedge.SpikingNetwork:
+    torch.manual_seed(0)
+    layers = [nn.Conv2d(1, 4, 3, padding=1), nn.AvgPool2d(2), snnedge.LIF(beta=0.9, **lif),
+              nn.Conv2d(4, 8, 3, padding=1), nn.AvgPool2d(2), snnedge.LIF(beta=0.9, **lif),
+              nn.Flatten(), nn.Linear(8 * 4 * 4, classes)]
+    if out_neuron:
+        layers.append(snnedge.LIF(beta=0.9, threshold=0.25))
+    return snnedge.sequential(*layers)
+
+
+@pytest.fixture(scope="module")
+def data():
+    x, y = synthetic_images(96, shape=(1, 16, 16), classes=4, seed=0)
+    return x, y
+
+
+# -- the fused neuron block against the core's autograd path ---------------------------
+CASES = [c for c in itertools.product(("IF", "LIF"), ("subtract", "zero"), (False, True),
+                                      (False, True), (False, True), (False, True), (False, True))
+         if not (c[0] == "IF" and c[4])]
+
+
+@pytest.mark.parametrize("cls, reset, detach, learn_theta, learn_beta, per_channel, static", CASES)
+def test_fused_block_matches_core_autograd(cls, reset, detach, learn_theta, learn_beta,
+                                           per_channel, static):
+    kw = dict(reset=reset, detach_reset=detach, learn_threshold=learn_theta, v_init=0.3,
+              threshold=[0.8, 1.2, 1.0] if per_channel else 1.0)
+    if cls == "LIF":
+        kw.update(learn_beta=learn_beta, beta=[0.9, 0.7, 0.8] if per_channel else 0.85)
+    neuron = getattr(snnedge, cls)(**kw).double()
+    gen = torch.Generator().manual_seed(1)
+    shape = (4, 3, 5) if static else (6, 4, 3, 5)
+    current = (0.8 * torch.randn(shape, generator=gen, dtype=torch.float64) + 0.5).requires_grad_()
+    g_z = torch.randn((6, 4, 3, 5), generator=gen, dtype=torch.float64)
+    g_v = torch.randn((4, 3, 5), generator=gen, dtype=torch.float64)
+    results = []
+    for module in (neuron, training._FusedNeuron(neuron)):
+        v0 = module.initial_state(current if static else current[0])
+        z, v = module.forward_block(current, v0, 6, static)
+        params = [current, *neuron.parameters()]
+        grads = torch.autograd.grad((z * g_z).sum() + (v * g_v).sum(), params)
+        results.append((z.detach(), v.detach(), grads))
+    (z_ref, v_ref, g_ref), (z, v, g) = results
+    assert torch.equal(z, z_ref)
+    torch.testing.assert_close(v, v_ref, rtol=1e-12, atol=1e-12)
+    for a, b in zip(g, g_ref):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_fused_forward_is_the_simulator_arithmetic():
+    # float32, same spikes and membrane bit for bit as the no-grad in-place path.
+    neuron = snnedge.LIF(beta=0.93, threshold=0.7)
+    current = torch.randn(16, 8, 32)
+    with torch.no_grad():
+        z_ref, v_ref = neuron.forward_block(current, neuron.initial_state(current[0]), 16)
+    z, v = training._FusedNeuron(neuron).forward_block(
+        current.requires_grad_(), neuron.initial_state(current[0]), 16)
+    assert torch.equal(z, z_ref) and torch.equal(v, v_ref)
+
+
+def test_training_view_leaves_the_network_alone():
+    net = conv_net()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    modules = [n.module for n in net.nodes]
+    view = training.training_view(net)
+    assert [n.module for n in net.nodes] == modules
+    assert net.state_dict().keys() == before.keys()
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    assert isinstance(view.layer("2"), training._FusedNeuron) and view.layer("0") is net.layer("0")
+
+
+# -- memory modes ---------------------------------------------------------------------
+def param_grads(net, loss):
+    return torch.autograd.grad(loss, [p for p in net.parameters()])
+
+
+@pytest.mark.parametrize("encoding", ["direct", "poisson"])
+def test_checkpoint_gives_the_full_gradient(data, encoding):
+    net = conv_net().double()
+    x, y = data[0][:16].double(), data[1][:16]
+    full = param_grads(net, training._ce(output_sequence(net, x, 9, encoding, seed=5), y))
+    ckpt = param_grads(net, training._ce(
+        output_sequence(net, x, 9, encoding, seed=5, bptt="checkpoint", block_steps=2), y))
+    for a, b in zip(full, ckpt):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def truncated_reference(net, x, y, steps, block):
+    """Truncated BPTT written the plain way: one graph, state detached at block borders."""
+    ex = _Executor(net, "dense")
+    outs = []
+    for t0 in range(0, steps, block):
+        n = min(block, steps - t0)
+        outs.append(ex.block(_Value(x, True), n)[net.output_name].tensor)
+        ex.state = {k: v.detach() for k, v in ex.state.items()}
+    return param_grads(net, training._ce(torch.cat(outs).flatten(2), y))
+
+
+@pytest.mark.parametrize("block", [3, 8])
+def test_truncated_gradient(data, block):
+    net = conv_net().double()
+    x, y = data[0][:16].double(), data[1][:16]
+    opt = torch.optim.SGD(net.parameters(), lr=0.0)  # lr 0: leaves the weights, keeps .grad
+    view = training.training_view(net)
+    training._train_step(net, view, x, y, opt, training._ce, 8, "direct", 0, "truncated", block)
+    got = [p.grad for p in net.parameters()]
+    for a, b in zip(got, truncated_reference(net, x, y, 8, block)):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    if block == 8:  # one block: truncation changes nothing
+        full = param_grads(net, training._ce(output_sequence(net, x, 8), y))
+        for a, b in zip(got, full):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_memory_stays_bounded_in_time(data):
+    net = conv_net()
+    x, y = data[0][:32], data[1][:32]
+    full_8 = step_peak_memory(net, x, y, 8)
+    full_64 = step_peak_memory(net, x, y, 64)
+    ckpt_64 = step_peak_memory(net, x, y, 64, bptt="checkpoint", block_steps=8)
+    trunc_64 = step_peak_memory(net, x, y, 64, bptt="truncated", block_steps=8)
+    assert full_64 > 5 * full_8  # BPTT keeps every step
+    assert ckpt_64 < 0.4 * full_64
+    assert trunc_64 < 1.5 * full_8  # one block of 8 steps, whatever T
+
+
+def test_peak_memory_counts_live_tensors():
+    def work():
+        a = torch.ones(1000, 250)  # 1 MB
+        b = a + 1                  # 2 MB live
+        del a
+        c = b * 2                  # 2 MB live again
+        return float(c.sum())
+    _, peak = training.measure_peak_memory(work)
+    assert 2_000_000 <= peak < 2_100_000
+
+
+# -- fit ------------------------------------------------------------------------------
+def test_fit_learns_and_reports(data):
+    x, y = data
+    net = conv_net()
+    hist = fit(net, (x, y), epochs=4, timesteps=4, lr=5e-3, batch_size=16, val=(x[:32], y[:32]),
+               progress=False)
+    assert isinstance(hist, History) and hist.epochs == 4 and hist.timesteps == 4
+    assert len(hist.accuracy) == len(hist.val_loss) == len(hist.val_accuracy) == 4
+    assert hist.loss[-1] < hist.loss[0] and hist.accuracy[-1] > 0.6
+    assert hist.val_accuracy[-1] == evaluate(net, (x[:32], y[:32]), 4)["accuracy"]
+    assert "val_acc" in hist.summary() and hist.to_dict()["loss"] == hist.loss
+
+
+def test_trained_network_simulates_the_same(data):
+    x, y = data
+    net = conv_net()
+    fit(net, (x, y), epochs=2, timesteps=6, lr=5e-3, batch_size=16, progress=False)
+    for encoding in ("direct", "poisson"):
+        train_out = output_sequence(net, x[:32], 6, encoding, seed=0)  # with gradients, as in fit
+        res = snnedge.simulate(net, x[:32], timesteps=6, encoding=encoding, engine="dense",
+                               batch_size=32, seed=0, progress=False)
+        assert torch.equal(train_out.sum(0).argmax(-1), res.predictions)
+        torch.testing.assert_close(train_out.detach().sum(0), res.output, rtol=1e-5, atol=1e-5)
+
+
+def test_fit_is_reproducible(data):
+    x, y = data
+    runs = []
+    for _ in range(2):
+        net = conv_net()
+        hist = fit(net, (x, y), epochs=1, timesteps=3, encoding="poisson", batch_size=32,
+                   progress=False)
+        runs.append((hist.loss, net.state_dict()))
+    assert runs[0][0] == runs[1][0]
+    assert all(torch.equal(runs[0][1][k], runs[1][1][k]) for k in runs[0][1])
+
+
+@pytest.mark.parametrize("loss", ["count_ce", "count_mse"])
+def test_count_losses(data, loss):
+    x, y = data
+    net = conv_net(out_neuron=True)
+    hist = fit(net, (x, y), epochs=4, timesteps=8, lr=1e-2, batch_size=16, loss=loss, progress=False)
+    assert hist.loss[-1] < 0.5 * hist.loss[0] and hist.accuracy[-1] > 0.8
+
+
+def test_count_mse_targets():
+    # 2 steps, spikes [1, 1, 0] then [1, 0, 0]: counts [2, 1, 0]; label 0 -> targets
+    # [0.8 * 2, 0.2 * 2, 0.2 * 2] = [1.6, 0.4, 0.4]; MSE = (0.16 + 0.36 + 0.16) / 3.
+    out = torch.tensor([[[1.0, 1.0, 0.0]], [[1.0, 0.0, 0.0]]])
+    got = training.count_mse_loss()(out, torch.tensor([0]))
+    assert float(got) == pytest.approx((0.16 + 0.36 + 0.16) / 3)
+
+
+def test_optimizers_and_loaders(data):
+    x, y = data
+    net = conv_net()
+    opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
+    loader = DataLoader(TensorDataset(x, y), batch_size=32, shuffle=True)
+    hist = fit(net, loader, epochs=1, timesteps=3, optimizer=opt, progress=False, val=loader)
+    assert hist.epochs == 1 and opt.state  # the given optimizer did the steps
+    net2 = conv_net()
+    fit(net2, (x, y), epochs=1, timesteps=3, optimizer=torch.optim.RMSprop, lr=1e-3, progress=False)
+    assert not torch.equal(net2.layer("0").weight, conv_net().layer("0").weight)
+
+
+def test_learnable_neuron_parameters_train(data):
+    x, y = data
+    net = conv_net(learn_beta=True, learn_threshold=True)
+    before = [p.detach().clone() for p in net.layer("2").parameters()]
+    fit(net, (x, y), epochs=1, timesteps=4, lr=1e-2, batch_size=32, progress=False)
+    assert all(not torch.equal(b, p) for b, p in zip(before, net.layer("2").parameters()))
+
+
+def test_cosine_schedule_and_bptt_modes(data):
+    x, y = data
+    net = conv_net()
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    fit(net, (x, y), epochs=2, timesteps=4, batch_size=32, optimizer=opt, lr_schedule="cosine",
+        bptt="checkpoint", progress=False)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+    hist = fit(net, (x, y), epochs=1, timesteps=4, batch_size=32, bptt="truncated", block_steps=2,
+               progress=False)
+    assert hist.loss[0] == hist.loss[0]
+
+
+# -- checkpoints ----------------------------------------------------------------------
+def test_checkpoint_roundtrip(tmp_path, data):
+    x, y = data
+    net = conv_net(learn_threshold=True)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    hist = fit(net, (x, y), epochs=1, timesteps=3, optimizer=opt, progress=False)
+    path = save_checkpoint(net, tmp_path / "net.pt", optimizer=opt, history=hist)
+    torch.load(path, weights_only=True)  # loads without unpickling code
+    fresh = conv_net(learn_threshold=True)
+    opt2 = torch.optim.Adam(fresh.parameters(), lr=1e-3)
+    back = load_checkpoint(fresh, path, optimizer=opt2)
+    assert back == hist and opt2.state_dict()["state"].keys() == opt.state_dict()["state"].keys()
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), fresh.state_dict().values()))
+    res_a = snnedge.simulate(net, x, timesteps=3, progress=False)
+    res_b = snnedge.simulate(fresh, x, timesteps=3, progress=False)
+    assert torch.equal(res_a.output, res_b.output)
+    torch.save(net.state_dict(), tmp_path / "bare.pt")
+    with pytest.raises(ValueError, match="is not a snnedge checkpoint"):
+        load_checkpoint(fresh, tmp_path / "bare.pt")
+
+
+# -- bad input ------------------------------------------------------------------------
+def test_labels_out_of_range(data):
+    x, y = data
+    bad = y.clone()
+    bad[3] = 4
+    msg = ("The labels of fit must be class indices in [0, 4) for a network with 4 outputs "
+           "(output layer '7'). Got labels in [0, 4] ('train' data); check the labels or the size "
+           "of the last layer.")
+    with pytest.raises(ValueError, match=re.escape(msg)):
+        fit(conv_net(), (x, bad), progress=False)
+    loader = DataLoader(TensorDataset(x, bad - 1), batch_size=200)
+    with pytest.raises(ValueError, match=re.escape("Got labels in [-1, 3] ('train' data)")):
+        fit(conv_net(), loader, progress=False)
+
+
+def test_mismatched_lengths(data):
+    x, y = data
+    with pytest.raises(ValueError, match=re.escape(
+            "fit got 96 samples in x but 95 labels in y ('train' data); x and y need the same "
+            "length N.")):
+        fit(conv_net(), (x, y[:-1]), progress=False)
+    with pytest.raises(ValueError, match=re.escape("fit got 96 samples in x but 10 labels in y ('val'")):
+        fit(conv_net(), (x, y), val=(x, y[:10]), progress=False)
+
+
+@pytest.mark.parametrize("epochs", [0, -1])
+def test_epochs_must_be_positive(data, epochs):
+    with pytest.raises(ValueError, match=re.escape(
+            f"The 'epochs' parameter of fit must be a positive integer. Got {epochs} instead.")):
+        fit(conv_net(), data, epochs=epochs, progress=False)
+
+
+def test_no_trainable_parameters(data):
+    net = snnedge.sequential(nn.AvgPool2d(2), snnedge.IF(), nn.Flatten())
+    with pytest.raises(ValueError, match=re.escape(
+            "fit: the network has no trainable parameters (0 parameters, none with "
+            "requires_grad=True).")):
+        fit(net, data, progress=False)
+    frozen = conv_net()
+    frozen.requires_grad_(False)
+    with pytest.raises(ValueError, match=re.escape("(6 parameters, none with requires_grad=True)")):
+        fit(frozen, data, progress=False)
+
+
+def test_other_bad_input(data):
+    x, y = data
+    with pytest.raises(TypeError, match=re.escape(
+            "The 'train' labels of fit must be a 1-D integer tensor of class indices [N]. Got "
+            "torch.float32 of shape (96,); use y.long().")):
+        fit(conv_net(), (x, y.float()), progress=False)
+    with pytest.raises(TypeError, match="fit expects a snnedge.SpikingNetwork. Got Sequential"):
+        fit(nn.Sequential(nn.Linear(2, 2)), (x, y), progress=False)
+    with pytest.raises(ValueError, match=re.escape(
+            "The 'count_ce' loss of fit needs spike counts, but the output layer '7' (Linear) "
+            "does not spike.")):
+        fit(conv_net(), (x, y), loss="count_ce", progress=False)
+    with pytest.raises(ValueError, match=re.escape("The 'bptt' parameter of fit must be one of "
+                                                   "'full', 'checkpoint', 'truncated'. Got 'tbptt'")):
+        fit(conv_net(), (x, y), bptt="tbptt", progress=False)
+    with pytest.raises(TypeError, match="The 'optimizer' parameter of fit must be None"):
+        fit(conv_net(), (x, y), optimizer="adam", progress=False)
+    with pytest.raises(ValueError, match="Layer '0' \\(Conv2d\\) cannot take an input"):
+        fit(conv_net(), (torch.rand(8, 2, 16, 16), y[:8]), progress=False)
