@@ -18,19 +18,19 @@ models and print their accuracy on the 10k MNIST test set.
 """
 from __future__ import annotations
 
-import math
 import os
 import sys
 import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 _REPO = str(Path(__file__).resolve().parents[2])
 if _REPO not in sys.path:  # run as a script from anywhere, without installing snnedge
     sys.path.insert(0, _REPO)
+from snnedge.ann import evaluate  # noqa: E402,F401  (re-exported for the benchmarks)
+from snnedge.ann import train_classifier as train_ann  # noqa: E402
 from snnedge.datasets import load_mnist_digits, load_mnist_test  # noqa: E402
 
 CACHE_DIR = Path(__file__).resolve().parent / "_cache"
@@ -107,77 +107,6 @@ class ResNetMNIST(nn.Module):
 def resnet_mnist() -> ResNetMNIST:
     """A small ResNet for ``[B, 1, 28, 28]`` inputs, logits ``[B, 10]`` (see ResNetMNIST)."""
     return ResNetMNIST()
-
-
-def _random_shift(x: torch.Tensor, max_shift: int, gen: torch.Generator) -> torch.Tensor:
-    """Shift each image by up to ``max_shift`` pixels in each direction, filling with zeros."""
-    b, _, h, w = x.shape
-    padded = F.pad(x, (max_shift,) * 4)
-    dy, dx = torch.randint(0, 2 * max_shift + 1, (2, b), generator=gen)
-    rows = (dy[:, None] + torch.arange(h))[:, :, None]  # [B, H, 1]
-    cols = (dx[:, None] + torch.arange(w))[:, None, :]  # [B, 1, W]
-    batch = torch.arange(b)[:, None, None]
-    return padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)
-
-
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500) -> float:
-    """Top-1 accuracy of ``model`` in eval mode; the model's train/eval mode is restored."""
-    was_training = model.training
-    model.eval()
-    correct = 0
-    with torch.no_grad():
-        for i in range(0, len(x), batch_size):
-            correct += (model(x[i:i + batch_size]).argmax(1) == y[i:i + batch_size]).sum().item()
-    model.train(was_training)
-    return correct / len(x)
-
-
-def train_ann(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int = 10,
-              lr: float = 2e-3, batch_size: int = 128, seed: int = 0,
-              x_val: torch.Tensor | None = None, y_val: torch.Tensor | None = None,
-              progress: bool = True, max_shift: int = 2) -> dict[str, list[float]]:
-    """Train ``model`` in place with Adam and cross-entropy; the learning rate follows a
-    cosine from ``lr`` to 0 over all steps. Each batch is shifted by up to ``max_shift``
-    pixels (0 turns augmentation off). Shuffling and shifts come from a generator seeded
-    with ``seed``, so a model built after ``torch.manual_seed(s)`` trains the same way twice.
-
-    Returns ``{"loss", "train_acc", "val_acc", "seconds"}``, one value per epoch (train
-    accuracy on the augmented batches; ``val_acc`` empty without validation data).
-    """
-    gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    steps = epochs * math.ceil(len(x) / batch_size)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda step: 0.5 * (1 + math.cos(math.pi * step / steps)))
-    history: dict[str, list[float]] = {"loss": [], "train_acc": [], "val_acc": [], "seconds": []}
-    for epoch in range(epochs):
-        start = time.perf_counter()
-        model.train()
-        total_loss, correct = 0.0, 0
-        for idx in torch.randperm(len(x), generator=gen).split(batch_size):
-            xb, yb = x[idx], y[idx]
-            if max_shift > 0:
-                xb = _random_shift(xb, max_shift, gen)
-            logits = model(xb)
-            loss = F.cross_entropy(logits, yb)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            total_loss += loss.item() * len(idx)
-            correct += (logits.argmax(1) == yb).sum().item()
-        history["loss"].append(total_loss / len(x))
-        history["train_acc"].append(correct / len(x))
-        if x_val is not None and y_val is not None:
-            history["val_acc"].append(evaluate(model, x_val, y_val))
-        history["seconds"].append(time.perf_counter() - start)
-        if progress:
-            val = f" val_acc {history['val_acc'][-1]:.4f}" if history["val_acc"] else ""
-            print(f"epoch {epoch + 1}/{epochs} loss {history['loss'][-1]:.4f} "
-                  f"train_acc {history['train_acc'][-1]:.4f}{val} "
-                  f"({history['seconds'][-1]:.1f} s)", file=sys.stderr)
-    model.eval()
-    return history
 
 
 BUILDERS = {"vgg_max": lambda: vgg_mnist("max"), "vgg_avg": lambda: vgg_mnist("avg"),
