@@ -12,6 +12,9 @@ weight quantization, and energy per inference from simulated activity::
 
 This package imports :mod:`snnedge`, never the reverse.
 """
+from .baselines import (BASELINE_FAMILIES, BASELINES, BaselineEstimate, BaselineProfile,
+                        EyerissProfile, estimate_baseline, get_baseline, register_baseline)
+from .compare import Comparison, ComparisonRow, RateEquivalentANN, compare
 from .energy import EnergyEstimate, EnergyTerm, estimate_energy
 from .figures import UNITS, Figure
 from .graph import MappingError
@@ -23,6 +26,9 @@ from .profiles import (FAMILIES, PROFILES, DynapCNNProfile, DynapSEProfile, Loih
 from .quantize import quantize_for
 
 __all__ = [
+    "BASELINE_FAMILIES", "BASELINES", "BaselineEstimate", "BaselineProfile", "EyerissProfile",
+    "estimate_baseline", "get_baseline", "register_baseline", "Comparison", "ComparisonRow",
+    "RateEquivalentANN", "compare",
     "EnergyEstimate", "EnergyTerm", "estimate_energy", "UNITS", "Figure", "MappingError",
     "LayerRow", "Mapping", "map_network", "chip_power", "fit_static_plus_marginal",
     "load_profile", "profile_from_dict", "profile_to_dict", "save_profile", "FAMILIES",

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import io
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,6 +124,11 @@ class Comparison:
         lines.append("`>=`: a lower bound (some energy term has no published figure; see unknown "
                      "terms). `-`: not applicable.")
         lines += [f"- {n}" for n in self.notes]
+        for name, m in self.mappings.items():
+            lines += [f"- {name} infeasible: {p}" for p in m.problems[:3]]
+            if len(m.problems) > 3:
+                lines.append(f"- {name}: {len(m.problems) - 3} more problem(s) in "
+                             f"comparison.mappings[{name!r}].problems")
         lines.append("")
         lines += [f"[{i}] {s}" for s, i in refs.items()]
         return "\n".join(lines)
@@ -204,6 +210,8 @@ def _terms_sources(est) -> tuple[str, ...]:
 
 def _network_of(result: SimulationResult, snn) -> SpikingNetwork | None:
     for candidate in (snn, getattr(result, "network", None), result.extra.get("network")):
+        if isinstance(candidate, weakref.ref):  # a result may hold its network weakly
+            candidate = candidate()
         if candidate is not None:
             return candidate
     return None
@@ -333,7 +341,8 @@ def compare(result: SimulationResult | Sequence[SimulationResult], ann: nn.Modul
                 sources=_terms_sources(e), estimate=e))
         notes.append(f"baselines: {ops.macs:,} MACs and {ops.memory_bytes:,} B of 32-bit traffic "
                      f"per inference (count_ops), rescaled to each baseline's precision; "
-                     f"utilisation {utilisation:g} of peak throughput")
+                     f"utilisation {utilisation:g} of peak throughput; feasibility not checked "
+                     f"(weights stream from off-chip DRAM)")
     if any(r.macs for r in rows if r.kind == "neuromorphic"):
         notes.append("SNN rows: MACs are the analog input MACs of direct encoding, which the "
                      "targets do not price (an unknown 'input' term)")

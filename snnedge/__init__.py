@@ -11,6 +11,7 @@ from importlib.metadata import PackageNotFoundError, version
 from .encoders import ENCODERS
 from .layers import Add, Concat, Scale, SumPool2d, TemporalModule
 from .network import Node, SpikingNetwork, sequential
+from .neurobench_metrics import NeuroBenchMetrics, neurobench_metrics
 from .ops import LayerOps, OpCount, count_ops
 from .neurons import IF, LIF, SpikingNeuron, if_step, lif_step
 from .results import SimulationResult
@@ -26,5 +27,6 @@ __all__ = [
     "IF", "LIF", "SpikingNeuron", "if_step", "lif_step", "Add", "Concat", "Scale", "SumPool2d",
     "TemporalModule", "Node", "SpikingNetwork", "sequential", "simulate", "SimulationResult",
     "ENGINES", "ENCODERS", "SURROGATES", "get_surrogate", "count_ops", "OpCount", "LayerOps",
+    "NeuroBenchMetrics", "neurobench_metrics",
     "__version__",
 ]

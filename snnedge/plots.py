@@ -21,6 +21,7 @@ read through their attributes.
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -62,7 +63,7 @@ def plot_spike_raster(spikes, ax=None, max_neurons: int | None = None,
     t, n = torch.nonzero(s > 0, as_tuple=True)
     fig, ax = _axes(ax)
     few = s.shape[1] <= 200  # ticks for a few neurons, pixels for thousands
-    ax.scatter(t.numpy() + 1, n.numpy(), marker="|" if few else ",", s=30 if few else 1,
+    ax.scatter(t.numpy() + 1, n.numpy(), marker="|" if few else "s", s=30 if few else 0.5,
                linewidths=1 if few else 0, color="k")
     ax.set_xlim(0.5, s.shape[0] + 0.5)
     ax.set_ylim(-0.5, s.shape[1] - 0.5)
@@ -306,8 +307,9 @@ def _gap_plot(ax, models: dict, devices: dict, unknown: list, per_x: bool, iso_l
             j = np.flatnonzero(inside)[len(np.flatnonzero(inside)) // 2]
             ax.annotate(iso_label(v), (grid[j], line_y[j]), fontsize=6, color="0.4")
     if unknown:
-        ax.text(0.99, 0.01, "not shown (figure unknown): " + ", ".join(unknown),
-                transform=ax.transAxes, ha="right", va="bottom", fontsize=6, color="0.3")
+        text = textwrap.fill("not shown (figure unknown): " + ", ".join(unknown), 60)
+        ax.text(0.99, 0.01, text, transform=ax.transAxes, ha="right", va="bottom", fontsize=6,
+                color="0.3")
 
 
 def _si(v: float, unit: str) -> str:

@@ -36,6 +36,9 @@ class SimulationResult:
     input_spike_counts:
         Input spikes per input element (per-sample shape), summed over samples and steps, for
         spiking encodings (``poisson``, ``latency``); ``None`` for ``direct``.
+    network:
+        The simulated :class:`~snnedge.SpikingNetwork` (the caller's object, not a copy), so
+        that reports such as ``neuromorphic_targets.compare`` can map it.
     engine:
         Engine used (``"auto"`` resolves per batch; the most used one is reported).
     dt_s:
@@ -55,6 +58,7 @@ class SimulationResult:
     engine: str
     labels: torch.Tensor | None = None
     input_spike_counts: torch.Tensor | None = None
+    network: object | None = field(default=None, repr=False, compare=False)
     wall_time_s: float = 0.0
     extra: dict = field(default_factory=dict)
 

@@ -110,8 +110,10 @@ def simulate(snn: SpikingNetwork, x, timesteps: int = 32, encoding: str = "direc
                                      engine=engine, block_steps=steps, sources=sources))
             bar.update(xb.shape[0])
     bar.close()
-    return _assemble(net, results, links, sources, timesteps, encoding, y_all,
-                     time.perf_counter() - start)
+    res = _assemble(net, results, links, sources, timesteps, encoding, y_all,
+                    time.perf_counter() - start)
+    res.network = snn
+    return res
 
 
 def _assemble(net, runs, links, sources, timesteps, encoding, labels, wall) -> SimulationResult:

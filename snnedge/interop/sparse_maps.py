@@ -181,8 +181,9 @@ def affine_maps(net: SpikingNetwork, input_shape, input_is_source: bool):
     input. The static part (biases, and a direct-encoded input) is left to torch: it is the
     layer's value when every source is zero.
 
-    Returns ``(maps, shapes)``: ``maps[name]`` for each temporal layer ``name`` and for
-    ``net.output_name`` when the output is not temporal; ``shapes`` the per-sample shapes.
+    Returns ``(maps, shapes, static)``: ``maps[name]`` for each temporal layer ``name`` and
+    for ``net.output_name`` when the output is not temporal; ``shapes`` the per-sample
+    shapes; ``static`` the layers that no spiking source reaches (constant over time).
     """
     shapes = dict(net.shapes(input_shape))
     shapes[INPUT] = tuple(input_shape)
@@ -208,7 +209,7 @@ def affine_maps(net: SpikingNetwork, input_shape, input_is_source: bool):
     sinks = {n: values[net.inputs_of(n)[0]] for n in net._names if net.kind(n) == "temporal"}
     if net.kind(net.output_name) != "temporal":
         sinks[net.output_name] = values[net.output_name]
-    return sinks, shapes
+    return sinks, shapes, {n for n, v in values.items() if not v}
 
 
 def _concat(module: Concat, parts, part_shapes, shapes, name: str):
@@ -228,10 +229,11 @@ def _concat(module: Concat, parts, part_shapes, shapes, name: str):
 
 @torch.no_grad()
 def static_values(net: SpikingNetwork, x: torch.Tensor | None, input_shape, batch: int,
-                  sinks) -> dict[str, torch.Tensor]:
+                  sinks, layers=()) -> dict[str, torch.Tensor]:
     """Each sink's input when every spiking source is zero: biases and, for a direct-encoded
     input ``x`` (``None`` when the input is spikes), the current it drives, computed by the
-    network's own modules exactly as the dense engine computes its static currents."""
+    network's own modules exactly as the dense engine computes its static currents. Also the
+    output of each of ``layers``."""
     shapes = net.shapes(input_shape)
     ref = next(iter(net.parameters()), None)
     dtype = ref.dtype if ref is not None else torch.float64
@@ -241,4 +243,5 @@ def static_values(net: SpikingNetwork, x: torch.Tensor | None, input_shape, batc
             vals[name] = torch.zeros((batch, *shapes[name]), dtype=dtype)
         else:
             vals[name] = net.layer(name)(*[vals[i] for i in net.inputs_of(name)])
-    return {s: (vals[net.inputs_of(s)[0]] if net.kind(s) == "temporal" else vals[s]) for s in sinks}
+    out = {s: (vals[net.inputs_of(s)[0]] if net.kind(s) == "temporal" else vals[s]) for s in sinks}
+    return out | {n: vals[n] for n in layers}

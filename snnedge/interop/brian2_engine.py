@@ -1,0 +1,320 @@
+r"""brian2 as a reference simulator: ``snnedge.simulate(snn, x, engine="brian2")``.
+
+The network is rebuilt in brian2 (Stimberg et al., eLife 8:e47314, 2019,
+doi:10.7554/eLife.47314) from explicit synapse lists and run there; the result is the same
+:class:`~snnedge.SimulationResult` as the torch engines give, counted the same way.
+
+Mapping (one brian2 time step = one snnedge tick, ``dt_s`` seconds):
+
+* each IF/LIF layer is a ``NeuronGroup`` with per-neuron ``theta`` (scalar and per-channel
+  thresholds broadcast), initial membrane ``v0 = v_init * theta`` and, for LIF, ``beta``;
+  threshold ``v >= theta``; reset ``v = v - theta`` (subtract) or ``v = 0`` (zero);
+* its input current is ``I = sum_S A_S z_S + c``: one ``Synapses`` object per spiking source
+  ``S`` with ``on_pre = "I_syn_post += w"`` and the index lists of the sparse matrix ``A_S``
+  (Linear and Conv weights with their padding, stride and groups, with every weight-free
+  module between ``S`` and the layer folded in: pooling, flatten, Scale, Add, Concat;
+  see :mod:`snnedge.interop.sparse_maps`); ``c`` (biases, and the current a direct-encoded
+  input drives) is a constant current per neuron, computed by the layer's own torch modules
+  and set per sample;
+* the update is ``v = beta * v`` (LIF), ``v = v + (I_const + I_syn)``, as in
+  :func:`snnedge.if_step`; a readout accumulator group sums the readout's input the same way;
+* a Poisson or latency input is a ``SpikeGeneratorGroup`` replaying snnedge's own encoder
+  (same seed, same spikes), with synapses like any other source.
+
+Schedule. brian2's default schedule runs state updates, then thresholds, then synaptic
+propagation, so each layer would see the previous layer's spikes one step late (a lag of one
+step per layer). Here every object is placed explicitly in the ``thresholds`` slot with
+``when``/``order`` so that, within one step and in topological order, layer ``k`` updates
+its membrane (order ``3k``), tests its threshold (``3k + 1``) and its outgoing synapses
+deliver (``3k + 2``) before layer ``k + 1`` updates: the same zero-lag order as snnedge's
+engines, so no extra steps and no realignment are needed. Resets run in the ``resets``
+slot, after every layer has read its current.
+
+All samples of a batch run in one brian2 run of ``N * T`` steps: a ``run_regularly`` at
+every sample boundary restores the initial membranes, clears the readout and loads the
+sample's constant currents from a ``TimedArray`` (so the same network also serves the
+``cpp_standalone`` device, which cannot change values between runs).
+
+Arithmetic is float64 throughout (brian2's default). Spike counts equal the dense engine's
+in float64 exactly unless a membrane lands within rounding error of its threshold (the
+synaptic sums are added in another order).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+from ..connectivity import event_sources, source_links
+from ..encoders import get_encoder
+from ..engine import BatchRun
+from ..errors import check_choice, check_real
+from ..network import INPUT, SpikingNetwork
+from ..neurons import LIF, SpikingNeuron
+from ..simulate import (_assemble, _batches, _check_finite, _check_input, _eval_mode, _prepared,
+                        register_engine)
+from .sparse_maps import UnsupportedLayer, affine_maps, static_values
+
+CODE_TARGETS = ("numpy", "cython", "cpp_standalone")
+
+
+def simulate_brian2(snn: SpikingNetwork, x, timesteps: int = 32, encoding: str = "direct",
+                    batch_size: int = 256, seed: int = 0, *, device=None, dtype=None,
+                    progress=None, labels=None, code_target: str = "numpy", dt_s: float = 1e-3,
+                    build_dir: str | os.PathLike | None = None):
+    """Simulate ``snn`` in brian2; called as ``snnedge.simulate(..., engine="brian2")``.
+
+    Parameters (besides :func:`snnedge.simulate`'s)
+    ----------
+    code_target:
+        ``"numpy"`` (default: no compiler needed), ``"cython"`` (compiles each code object
+        once; the first run can take minutes) or ``"cpp_standalone"`` (writes, compiles
+        and runs a C++ project in ``build_dir``; all samples go into one run).
+    dt_s:
+        Seconds per step in brian2 (only a time base: the dynamics are per step).
+    build_dir:
+        Directory of the ``cpp_standalone`` project (default: a temporary one).
+
+    ``device`` must be the CPU; ``dtype`` is ignored (brian2 computes in float64, so compare
+    with ``engine="dense", dtype=torch.float64``). ``batch_size`` samples go into one
+    brian2 network; the ``seed`` of batch ``b`` is ``seed + b``, as in the torch engines.
+
+    Example
+    -------
+    >>> import torch, torch.nn as nn, snnedge
+    >>> net = snnedge.sequential(nn.Linear(4, 3), snnedge.IF(), nn.Linear(3, 2))
+    >>> x = torch.rand(2, 4)
+    >>> a = snnedge.simulate(net, x, timesteps=8, engine="brian2")
+    >>> b = snnedge.simulate(net, x, timesteps=8, engine="dense", dtype=torch.float64)
+    >>> a.spike_counts == b.spike_counts
+    True
+    """
+    where = "simulate(engine='brian2')"
+    check_choice(code_target, CODE_TARGETS, param="code_target", where=where)
+    check_real(dt_s, param="dt_s", where=where, low=0.0, low_open=True)
+    if device is not None and torch.device(device).type != "cpu":
+        raise ValueError(f"The 'device' parameter of {where} must be 'cpu' (brian2 runs on the "
+                         f"CPU). Got {device!r}.")
+    batches, n, y_all = _batches(x, batch_size, labels)
+    if code_target == "cpp_standalone":  # one project, one run: every sample in one batch
+        batches = [(torch.cat([b[0] for b in batches]), None)]
+    net = _prepared(snn, torch.device("cpu"), torch.float64)
+    plan = None
+    start = time.perf_counter()
+    runs, timing = [], {"build_s": 0.0, "run_s": 0.0}
+    with torch.no_grad(), _eval_mode(net):
+        for b, (xb, _) in enumerate(batches):
+            xb = xb.to("cpu", torch.float64)
+            _check_finite(xb)
+            if plan is None:
+                shape, _ = _check_input(net, xb)
+                plan = _Plan(net, shape, encoding)
+            elif tuple(xb.shape[1:]) != plan.input_shape:
+                raise ValueError(f"Input batches differ in shape: {plan.input_shape} then "
+                                 f"{tuple(xb.shape[1:])}.")
+            runs.append(_run_batch(plan, xb, timesteps, seed + b, code_target, dt_s, build_dir,
+                                   timing))
+    res = _assemble(net, runs, plan.links, plan.sources, timesteps, encoding, y_all,
+                    time.perf_counter() - start)
+    res.extra["brian2"] = {"code_target": code_target, "dt_s": dt_s, **timing}
+    return res
+
+
+class _Plan:
+    """What does not depend on the data: sources, synapse matrices, neuron parameters."""
+
+    def __init__(self, net: SpikingNetwork, input_shape: tuple[int, ...], encoding: str):
+        self.net, self.input_shape, self.encoding = net, input_shape, encoding
+        self.spiking_input = get_encoder(encoding).spiking
+        for name in net._names:
+            module = net.layer(name)
+            if net.kind(name) == "temporal" and not isinstance(module, SpikingNeuron):
+                raise UnsupportedLayer(
+                    f"Layer {name!r} is a {type(module).__name__}, a temporal module that the "
+                    f"brian2 engine cannot build (it builds IF and LIF neurons). Simulate this "
+                    f"network with engine='dense' or 'event'; for a converted network, use "
+                    f"average pooling instead of max pooling.")
+        self.maps, self.shapes, static = affine_maps(net, input_shape, self.spiking_input)
+        # Weighted layers whose analog output drives another weighted layer: their MACs are
+        # counted from their values, known here only when they are constant (direct input).
+        self.analog = [s for s in event_sources(net) if s != INPUT and net.kind(s) == "weighted"]
+        for s in self.analog:
+            if s not in static:
+                raise UnsupportedLayer(
+                    f"Layer {s!r} ({type(net.layer(s)).__name__}) sends time-varying analog "
+                    f"values into another weighted layer with no neuron between them; the brian2 "
+                    f"engine only builds synapses driven by spikes. Merge the two layers or put "
+                    f"a neuron between them.")
+        self.links = source_links(net, input_shape)
+        kind_in = "events" if self.spiking_input else "analog"
+        self.sources = {INPUT: kind_in, **{s: ("analog" if s in self.analog else "events")
+                                           for s in event_sources(net) if s != INPUT}}
+        self.order = [n for n in net._names if net.kind(n) == "temporal"]
+        self.readout = net.output_name if net.kind(net.output_name) != "temporal" else None
+
+
+def _neuron_params(module: SpikingNeuron, shape) -> dict[str, np.ndarray]:
+    template = torch.zeros((1, *shape), dtype=torch.float64)
+    theta = module._per_channel(module.threshold.detach().to(template), template)
+    p = {"theta": torch.broadcast_to(theta, template.shape).reshape(-1).numpy().copy(),
+         "v0": module.initial_state(template).reshape(-1).numpy().copy()}
+    if isinstance(module, LIF):
+        beta = module._beta(template)
+        beta = torch.as_tensor(beta, dtype=torch.float64).detach()
+        p["beta"] = torch.broadcast_to(beta, template.shape).reshape(-1).numpy().copy()
+    return p
+
+
+@contextlib.contextmanager
+def _brian2_target(code_target: str, build_dir):
+    import brian2 as b2  # slow to import: only when the engine runs
+
+    old_target = b2.prefs.codegen.target
+    if code_target == "cpp_standalone":
+        directory = str(build_dir) if build_dir is not None else tempfile.mkdtemp(prefix="snnedge_b2_")
+        b2.set_device("cpp_standalone", directory=directory, build_on_run=False)
+        standalone = b2.get_device()
+        try:
+            yield b2, directory
+        finally:
+            b2.reset_device()
+            standalone.reinit()
+    else:
+        b2.prefs.codegen.target = code_target
+        try:
+            yield b2, None
+        finally:
+            b2.prefs.codegen.target = old_target
+
+
+def _run_batch(plan: _Plan, xb: torch.Tensor, timesteps: int, seed: int, code_target: str,
+               dt_s: float, build_dir, timing: dict) -> BatchRun:
+    net, batch, T = plan.net, xb.shape[0], timesteps
+    encoder = get_encoder(plan.encoding)
+    encoder.start(xb, T, seed)
+    input_spikes = encoder.block(0, T) if plan.spiking_input else None  # (T, B, ...)
+    static = static_values(net, None if plan.spiking_input else xb, plan.input_shape, batch,
+                           plan.maps, plan.analog)
+    with _brian2_target(code_target, build_dir) as (b2, directory):
+        t_build = time.perf_counter()  # after brian2's import (seconds, once per process)
+        dt = dt_s * b2.second
+        b2net = b2.Network()
+        groups, monitors = {}, {}
+        tick = dict(dt=dt)
+        boundary = dict(dt=T * dt, when="start")
+        if plan.spiking_input:
+            z = input_spikes.reshape(T, batch, -1).numpy()
+            t_idx, b_idx, n_idx = np.nonzero(z)
+            steps = b_idx * T + t_idx
+            gen = b2.SpikeGeneratorGroup(z.shape[2], n_idx, steps * dt, dt=dt, when="thresholds",
+                                         order=-2, name="input")
+            groups[INPUT] = gen
+            b2net.add(gen)
+        for k, name in enumerate(plan.order):
+            module = net.layer(name)
+            n = int(np.prod(plan.shapes[name]))
+            p = _neuron_params(module, plan.shapes[name])
+            eqs = "v : 1\nI_syn : 1\nI_tot : 1\nI_const : 1\ntheta : 1 (constant)\nv0 : 1 (constant)"
+            update = "I_tot = I_const + I_syn\nv = v + I_tot\nI_syn = 0"
+            if "beta" in p:
+                eqs += "\nbeta : 1 (constant)"
+                update = "v = beta * v\n" + update
+            reset = "v = v - theta" if module.reset == "subtract" else "v = 0"
+            namespace, load = _const_current(static[name], batch, b2, T * dt, f"const_{k}")
+            g = b2.NeuronGroup(n, eqs, threshold="v >= theta", reset=reset, order=3 * k + 1,
+                               namespace=namespace, name=f"layer_{k}", **tick)
+            for key, val in p.items():
+                setattr(g, key, val)
+            g.v = p["v0"]
+            if not load:
+                g.I_const = static[name].reshape(batch, -1)[0].numpy()
+            g.run_regularly(update, when="thresholds", order=3 * k, name=f"layer_{k}_update", **tick)
+            g.run_regularly("v = v0\nI_syn = 0" + load, name=f"layer_{k}_sample_start", **boundary)
+            monitors[name] = b2.SpikeMonitor(g, record=name == net.output_name,
+                                             name=f"layer_{k}_spikes")
+            groups[name] = g
+            b2net.add(g, monitors[name])
+        order_of = {INPUT: -1, **{name: k for k, name in enumerate(plan.order)}}
+        readout_mon = None
+        if plan.readout is not None:
+            n_out = int(np.prod(plan.shapes[plan.readout]))
+            namespace, load = _const_current(static[plan.readout], batch, b2, T * dt, "const_readout")
+            g = b2.NeuronGroup(n_out, "acc : 1\nI_syn : 1\nI_tot : 1\nI_const : 1",
+                               order=3 * len(plan.order), namespace=namespace, name="readout", **tick)
+            if not load:
+                g.I_const = static[plan.readout].reshape(batch, -1)[0].numpy()
+            g.run_regularly("I_tot = I_const + I_syn\nacc = acc + I_tot\nI_syn = 0",
+                            when="thresholds", order=3 * len(plan.order), name="readout_update", **tick)
+            g.run_regularly("acc = 0\nI_syn = 0" + load, name="readout_sample_start", **boundary)
+            readout_mon = b2.StateMonitor(g, "acc", record=True, when="end", name="readout_acc", **tick)
+            groups[plan.readout] = g
+            b2net.add(g, readout_mon)
+        n_syn = 0
+        for target, by_source in plan.maps.items():
+            for source, mat in by_source.items():
+                mat = mat.tocoo()
+                if mat.nnz == 0:
+                    continue
+                s = b2.Synapses(groups[source], groups[target], "w : 1 (constant)",
+                                on_pre="I_syn_post += w", delay=0 * b2.second,
+                                name=f"syn_{order_of[source] + 1}_{_group_index(plan, target)}", **tick)
+                s.connect(i=mat.col.astype(np.int32), j=mat.row.astype(np.int32))
+                s.w = mat.data
+                s.pre.when, s.pre.order = "thresholds", 3 * order_of[source] + 2
+                n_syn += mat.nnz
+                b2net.add(s)
+        timing["synapses"] = n_syn
+        t_run = time.perf_counter()
+        b2net.run(batch * T * dt)
+        if code_target == "cpp_standalone":
+            b2.get_device().build(directory=directory, compile=True, run=True, with_output=False)
+        t_done = time.perf_counter()
+        counts = {name: torch.from_numpy(np.asarray(monitors[name].count, dtype=np.float64).copy())
+                  .reshape(plan.shapes[name]) for name in plan.order}
+        if plan.readout is not None:
+            acc = np.asarray(readout_mon.acc).reshape(-1, batch, T)      # (C, B, T)
+            running = torch.from_numpy(acc.transpose(2, 1, 0).copy())   # (T, B, C)
+        else:
+            mon = monitors[net.output_name]
+            idx = np.asarray(mon.i)
+            step = np.rint(np.asarray(mon.t / dt)).astype(np.int64)
+            n_out = int(np.prod(plan.shapes[net.output_name]))
+            spikes = np.zeros((batch * T, n_out))
+            np.add.at(spikes, (step, idx), 1.0)
+            running = torch.from_numpy(spikes.reshape(batch, T, n_out).cumsum(1).transpose(1, 0, 2).copy())
+    timing["build_s"] += t_run - t_build   # groups and synapse lists
+    timing["run_s"] += t_done - t_run      # code generation (and compilation) and the run
+    counts = _source_counts(plan, xb, input_spikes, T, counts)
+    for s in plan.analog:  # constant analog values: non-zero outputs x steps, as the engines count
+        counts[s] = (static[s] != 0).to(torch.float64).sum(0) * T
+    output = running[-1].clone()
+    return BatchRun(output, running.argmax(-1), counts, "brian2", 0.0)
+
+
+def _group_index(plan: _Plan, name: str) -> str:
+    return str(plan.order.index(name)) if name in plan.order else "readout"
+
+
+def _const_current(values: torch.Tensor, batch: int, b2, period, name: str):
+    """``(namespace, code)``: code that loads each sample's constant current from a
+    ``TimedArray`` at the sample's first step, or ``({}, "")`` when all samples share it."""
+    flat = values.reshape(batch, -1).numpy()
+    if np.array_equal(flat, np.broadcast_to(flat[:1], flat.shape)):
+        return {}, ""
+    return {name: b2.TimedArray(flat, dt=period, name=name)}, f"\nI_const = {name}(t, i)"
+
+
+def _source_counts(plan: _Plan, xb, input_spikes, T: int, counts: dict) -> dict:
+    """Per-element totals of every counted source, as the torch engines count them."""
+    if plan.spiking_input:
+        counts[INPUT] = input_spikes.sum((0, 1)).to(torch.float64)
+    else:
+        counts[INPUT] = (xb != 0).to(torch.float64).sum(0) * T
+    return counts
+
+
+register_engine("brian2", simulate_brian2)
