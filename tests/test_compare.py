@@ -152,8 +152,11 @@ def test_network_carried_by_the_result():
 
 
 def test_errors_say_what_to_pass():
+    import dataclasses
+
+    orphan = dataclasses.replace(RESULTS[1], network=None)  # e.g. a result built by hand
     with pytest.raises(ValueError, match="snn="):
-        compare(RESULTS[1], ann=ANN)
+        compare(orphan, ann=ANN)
     with pytest.raises(ValueError, match="'spinnaker'"):
         compare(RESULTS[1], snn=SNN, targets=["spinnaker"])
     with pytest.raises(ValueError, match="'gpu'"):
@@ -163,4 +166,4 @@ def test_errors_say_what_to_pass():
     with pytest.raises(TypeError, match="SimulationResult"):
         compare("result", snn=SNN)
     with pytest.raises(ValueError, match="input_shape"):
-        compare(RESULTS[1], ann=ANN, targets=[], baselines=["cpu"])
+        compare(orphan, ann=ANN, targets=[], baselines=["cpu"])
