@@ -6,9 +6,12 @@ each temporal module (neuron) updates step by step. The state carried between bl
 membrane of every neuron, so memory is bounded by the block size, not by ``T``.
 
 * ``dense``: synaptic modules are ordinary dense convolutions and matrix products.
-* ``event``: weighted layers fed by spikes propagate only the non-zero inputs: a row gather
-  for ``Linear`` and a kernel scatter (a sparse matrix of spike-to-output taps times the
-  kernel matrix) for ``Conv2d``.
+* ``event``: weighted layers fed by spikes propagate only the non-zero inputs: a sparse
+  spike matrix times the transposed weight for ``Linear`` (one weight row per spike) and a
+  sparse matrix of spike-to-output taps times the kernel matrix for ``Conv2d``.
+* ``auto``: dense, switching after the first block to event propagation for ``Linear``
+  layers (``"event-linear"``) when activity and batch are small; convolutions stay dense,
+  which measured faster on CPU at every activity tried (examples/benchmarks/RESULTS.md).
 
 A value that is the same at every step (direct encoding, and any weight-free or weighted
 layer fed only by it) is computed once per batch: a static current costs one convolution,
@@ -125,27 +128,46 @@ class _Executor:
             if v.static:
                 t = t.unsqueeze(0).expand(steps, *t.shape)
             flat.append(t.reshape(steps * batch, *t.shape[2:]))
-        if self.engine == "event" and len(flat) == 1 and self.net.kind(name) == "weighted":
-            y = event_apply(module, flat[0])
+        if self.engine in ("event", "event-linear") and len(flat) == 1 and self.net.kind(name) == "weighted":
+            y = event_apply(module, flat[0], convs=self.engine == "event")
         else:
             y = module(*flat)
         return _Value(y.view(steps, batch, *y.shape[1:]), False)
 
 
-def event_apply(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """A weighted layer applied to ``x`` ``(N, ...)`` touching only its non-zero entries."""
-    if isinstance(module, nn.Linear):
+def event_apply(module: nn.Module, x: torch.Tensor, convs: bool = True) -> torch.Tensor:
+    """A weighted layer applied to ``x`` ``(N, ...)`` touching only its non-zero entries.
+
+    ``convs=False`` keeps convolutions dense (what ``engine="auto"`` does: on CPU the dense
+    convolution kernels beat the sparse tap matrix down to a few percent activity, see
+    examples/benchmarks/RESULTS.md)."""
+    if isinstance(module, nn.Linear) and x.dim() == 2:
         return _event_linear(module, x)
-    if isinstance(module, nn.Conv2d) and module.groups == 1 and module.padding_mode == "zeros":
+    if convs and isinstance(module, nn.Conv2d) and module.groups == 1 and module.padding_mode == "zeros":
         return _event_conv2d(module, x)
     return module(x)
 
 
+_W_T: "weakref.WeakKeyDictionary[nn.Module, tuple]" = weakref.WeakKeyDictionary()
+
+
+def _weight_rows(module: nn.Module, rows: torch.Tensor) -> torch.Tensor:
+    """``rows`` (a view of the weight) made contiguous, cached per module until the weight
+    changes (its version counter moves)."""
+    w = module.weight
+    key = (w._version, w.data_ptr(), w.dtype, w.device)
+    hit = _W_T.get(module)
+    if hit is None or hit[0] != key:
+        hit = (key, rows.contiguous())
+        _W_T[module] = hit
+    return hit[1]
+
+
 def _event_linear(module: nn.Linear, x: torch.Tensor) -> torch.Tensor:
-    rows, cols = x.nonzero(as_tuple=True)
-    w_t = module.weight.t()
-    out = torch.zeros(x.shape[0], module.out_features, dtype=x.dtype, device=x.device)
-    out.index_add_(0, rows, w_t[cols] * x[rows, cols].unsqueeze(1))
+    # A sparse (samples x inputs) matrix of the spikes times the transposed weight: each
+    # spike adds one weight row.
+    w_t = _weight_rows(module, module.weight.detach().t())
+    out = torch.sparse.mm(x.to_sparse(), w_t)
     return out if module.bias is None else out + module.bias
 
 
@@ -227,7 +249,7 @@ def run_batch(net: SpikingNetwork, x: torch.Tensor, encoder: Encoder, timesteps:
             size = sum(counts[s].numel() for s in spiking) * steps * batch
             activity = fired / size
             if engine == "auto" and activity <= AUTO_EVENT_MAX_ACTIVITY and batch <= AUTO_EVENT_MAX_BATCH:
-                ex.engine = mode = "event"
+                ex.engine = mode = "event-linear"
         out = kept[net.output_name]
         y = out.tensor.unsqueeze(0).expand(steps, *out.tensor.shape) if out.static else out.tensor
         y = y.reshape(steps, batch, -1)

@@ -44,8 +44,9 @@ def simulate(snn: SpikingNetwork, x, timesteps: int = 32, encoding: str = "direc
     encoding:
         ``"direct"``, ``"poisson"`` or ``"latency"`` (see :mod:`snnedge.encoders`).
     engine:
-        ``"dense"``, ``"event"``, ``"auto"`` (event when the first block's activity and the
-        batch are small), or a registered engine such as ``"brian2"``.
+        ``"dense"``, ``"event"``, ``"auto"`` (dense; event propagation for Linear layers when
+        the first block's activity and the batch are small), or a registered engine such as
+        ``"brian2"``.
     batch_size:
         Samples per batch for a tensor input.
     seed:

@@ -124,7 +124,7 @@ def test_auto_engine_picks_event_for_small_sparse_batches():
     torch.manual_seed(0)
     net = snnedge.sequential(nn.Linear(50, 200), snnedge.IF(threshold=50.0), nn.Linear(200, 4))
     res = snnedge.simulate(net, torch.rand(1, 50), timesteps=8, engine="auto")
-    assert res.engine == "event"
+    assert res.engine == "event-linear"  # event propagation for Linear layers
     res = snnedge.simulate(net, torch.rand(64, 50), timesteps=8, engine="auto")
     assert res.engine == "dense"
 
