@@ -16,6 +16,7 @@ from .ops import LayerOps, OpCount, count_ops
 from .neurons import IF, LIF, SpikingNeuron, if_step, lif_step
 from .results import SimulationResult
 from .simulate import ENGINES, simulate
+from .interop import from_nir, to_nir  # registers engine="brian2"; brian2 and nir load lazily
 from .surrogate import SURROGATES, get_surrogate
 
 try:
@@ -27,6 +28,6 @@ __all__ = [
     "IF", "LIF", "SpikingNeuron", "if_step", "lif_step", "Add", "Concat", "Scale", "SumPool2d",
     "TemporalModule", "Node", "SpikingNetwork", "sequential", "simulate", "SimulationResult",
     "ENGINES", "ENCODERS", "SURROGATES", "get_surrogate", "count_ops", "OpCount", "LayerOps",
-    "NeuroBenchMetrics", "neurobench_metrics",
+    "NeuroBenchMetrics", "neurobench_metrics", "to_nir", "from_nir",
     "__version__",
 ]

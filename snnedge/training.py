@@ -10,8 +10,8 @@ every synaptic layer runs once per time block with time folded into the batch
 (``(T_block * B, ...)``) and a static input (direct encoding) goes through the first layer
 once, not ``T`` times. Neuron layers (:class:`~snnedge.IF`, :class:`~snnedge.LIF`) run a
 fused block (:class:`_NeuronBlock`): the forward loop is the same in-place arithmetic as the
-simulator's, so a trained network gives the same spikes in :func:`snnedge.simulate`, and it
-saves one tensor per step (the membrane before reset, ``u``) for a hand-written backward:
+simulator's, and it saves one tensor per step (the membrane before reset, ``u``) for a
+hand-written backward:
 
 .. code-block:: text
 
@@ -22,6 +22,13 @@ saves one tensor per step (the membrane before reset, ``u``) for a hand-written 
               dL/du[t] = gv + gz * s  (subtract)  |  gv * (1 - z[t]) + gz * s  (zero)
               dL/dI[t] = dL/du[t];  gv <- dL/dv[t-1] = beta * dL/du[t]
               dL/dbeta += dL/du[t] * v[t-1];  dL/dtheta -= gz * s (+ z[t] * gv for subtract)
+
+A convolution followed only by a non-overlapping average pool is trained as one strided
+convolution whose kernel is the conv kernel convolved with the pooling box (``fold_pooling``,
+:class:`_ConvAvgPool`): the same linear map with 0.44x the multiply-accumulates for a 3x3
+kernel and 2x2 pool, and no full-resolution intermediate. The network itself keeps its layers,
+so :func:`snnedge.simulate` runs them as they are and agrees with the training forward pass to
+float rounding (bit for bit without folding).
 
 Memory in ``T`` (``bptt=``):
 
@@ -46,6 +53,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import time
 import weakref
 from collections.abc import Callable, Iterable
@@ -54,6 +62,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 from torch.utils.checkpoint import checkpoint
@@ -193,15 +202,77 @@ def _fusable(module) -> bool:
         for m in ("forward_block", "_block_autograd", "_block_inplace"))
 
 
-def training_view(net: SpikingNetwork, smooth: bool = False) -> SpikingNetwork:
-    """The same graph and the same module objects, with IF/LIF layers running the fused block.
+class _ConvAvgPool(nn.Conv2d):
+    """``avg_pool2d(conv(x), p)`` as one convolution with stride ``p``.
 
+    The folded kernel is the conv kernel convolved with a ``p x p`` box of ``1/p^2``: the same
+    linear map with ``(k + p - 1)^2 / (p^2 k^2)`` of the multiply-accumulates (0.44 for k=3,
+    p=2) and no full-resolution intermediate. It is rebuilt from ``conv.weight`` on every call,
+    so gradients reach the original weight. Subclassing ``nn.Conv2d`` keeps it a weighted layer
+    of the graph; it owns no parameters of its own.
+    """
+
+    def __init__(self, conv: nn.Conv2d, pool: int):
+        nn.Module.__init__(self)
+        self.conv, self.pool = conv, pool
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c, p = self.conv, self.pool
+        w = c.weight
+        box = torch.full((1, 1, p, p), 1.0 / (p * p), dtype=w.dtype, device=w.device)
+        k = F.conv_transpose2d(w.reshape(-1, 1, *w.shape[2:]), box)
+        k = k.view(*w.shape[:2], *k.shape[2:])
+        return F.conv2d(x, k, c.bias, stride=p, padding=c.padding, groups=c.groups)
+
+    def extra_repr(self) -> str:
+        return f"{self.conv!r} + AvgPool2d({self.pool})"
+
+
+def _pool_size(pool) -> int | None:
+    """``p`` for an ``nn.AvgPool2d`` with non-overlapping ``p x p`` windows and no padding."""
+    if type(pool) is not nn.AvgPool2d or pool.padding not in (0, (0, 0)) or pool.ceil_mode:
+        return None
+    k = pool.kernel_size if isinstance(pool.kernel_size, int) else (
+        pool.kernel_size[0] if pool.kernel_size[0] == pool.kernel_size[1] else None)
+    stride = pool.stride if isinstance(pool.stride, int) else (
+        pool.stride[0] if pool.stride[0] == pool.stride[1] else None)
+    if k is None or stride != k or pool.divisor_override is not None:
+        return None
+    return k
+
+
+def _foldable(net: SpikingNetwork, name: str) -> int | None:
+    """The pool size when layer ``name`` is a stride-1 Conv2d whose only consumer is a foldable
+    AvgPool2d, else None."""
+    conv = net.layer(name)
+    if type(conv) is not nn.Conv2d or conv.stride != (1, 1) or conv.dilation != (1, 1) \
+            or conv.padding_mode != "zeros" or isinstance(conv.padding, str):
+        return None
+    consumers = net.consumers_of(name)
+    if len(consumers) != 1 or name == net.output_name:
+        return None
+    return _pool_size(net.layer(consumers[0]))
+
+
+def training_view(net: SpikingNetwork, smooth: bool = False,
+                  fold_pooling: bool = True) -> SpikingNetwork:
+    """The same graph and the same module objects, arranged for training.
+
+    IF/LIF layers run the fused block; with ``fold_pooling`` each stride-1 ``Conv2d`` followed
+    only by a non-overlapping ``AvgPool2d`` becomes one strided convolution (:class:`_ConvAvgPool`:
+    the same function, rounded differently in float32), and the pool an ``Identity``.
     Nothing of ``net`` is changed; parameters are shared, so training the view trains ``net``.
     ``smooth=True`` gives the smooth surrogate model (spikes ``sigma(v - theta)``), used to
     check gradients against finite differences.
     """
-    nodes = [Node(n.name, _FusedNeuron(n.module, smooth) if _fusable(n.module) else n.module,
-                  n.inputs) for n in net.nodes]
+    swap: dict[str, nn.Module] = {}
+    for node in net.nodes:
+        if _fusable(node.module):
+            swap[node.name] = _FusedNeuron(node.module, smooth)
+        elif fold_pooling and (p := _foldable(net, node.name)) is not None:
+            swap[node.name] = _ConvAvgPool(node.module, p)
+            swap[net.consumers_of(node.name)[0]] = nn.Identity()
+    nodes = [Node(n.name, swap.get(n.name, n.module), n.inputs) for n in net.nodes]
     return SpikingNetwork(nodes, input_shape=net.input_shape)
 
 
@@ -229,15 +300,17 @@ def _blocks(timesteps: int, block_steps: int):
 
 
 def output_sequence(net: SpikingNetwork, x: torch.Tensor, timesteps: int, encoding: str = "direct",
-                    seed: int = 0, bptt: str = "full", block_steps: int | None = None) -> torch.Tensor:
+                    seed: int = 0, bptt: str = "full", block_steps: int | None = None,
+                    fold_pooling: bool = True) -> torch.Tensor:
     """The readout at every step, ``(T, B, C)``, as :func:`fit` computes it (differentiable).
 
     ``x`` is a batch ``(B, ...)``; ``bptt`` is ``"full"`` or ``"checkpoint"`` (see the module
-    docstring). ``output_sequence(...).sum(0)`` equals ``simulate(...).output``.
+    docstring). Summed over time it is ``simulate(...).output``: bit for bit (as a running sum)
+    with ``fold_pooling=False``, to float rounding with the folded pooling that :func:`fit` uses.
     """
     check_positive_int(timesteps, param="timesteps", where="output_sequence")
     check_choice(bptt, BPTT_MODES[:2], param="bptt", where="output_sequence")
-    view = training_view(net) if torch.is_grad_enabled() else net
+    view = training_view(net, fold_pooling=fold_pooling)
     return _sequence(view, x, timesteps, encoding, seed, bptt, _block_size(bptt, block_steps, timesteps))
 
 
@@ -262,15 +335,18 @@ def _block_size(bptt: str, block_steps: int | None, timesteps: int) -> int:
     return timesteps if bptt == "full" else max(1, math.ceil(math.sqrt(timesteps)))
 
 
-def _truncated_backward(net, view, x, y, loss_fn, timesteps, encoding, seed, block_steps):
+def _truncated_backward(view, x, y, loss_fn, timesteps, encoding, seed, block_steps):
     """Truncated BPTT in two passes; returns the loss and the outputs (no graph)."""
     rng = torch.get_rng_state()  # the same dropout masks in both passes
+    cuda_rng = torch.cuda.get_rng_state(x.device) if x.is_cuda else None
     with torch.no_grad():
-        outs = _sequence(net, x, timesteps, encoding, seed, "full", block_steps)
+        outs = _sequence(view, x, timesteps, encoding, seed, "full", block_steps)
     outs.requires_grad_(True)
     loss = loss_fn(outs, y)
     (g_outs,) = torch.autograd.grad(loss, outs)
     torch.set_rng_state(rng)
+    if cuda_rng is not None:
+        torch.cuda.set_rng_state(cuda_rng, x.device)
     encoder = get_encoder(encoding)
     encoder.start(x, timesteps, seed)
     static = _static_prefix(view, x) if encoder.static else {}
@@ -303,7 +379,7 @@ def count_mse_loss(correct_rate: float = 0.8, incorrect_rate: float = 0.2) -> Lo
     check_real(incorrect_rate, param="incorrect_rate", where="count_mse_loss", low=0, high=1)
 
     def loss(outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        steps, _, classes = outputs.shape
+        steps = outputs.shape[0]
         target = torch.full_like(outputs[0], incorrect_rate * steps)
         target.scatter_(1, y.view(-1, 1), correct_rate * steps)
         return F.mse_loss(outputs.sum(0), target)
@@ -490,10 +566,10 @@ def _net_dtype(net: SpikingNetwork) -> torch.dtype:
     return p.dtype if p is not None else torch.get_default_dtype()
 
 
-def _train_step(net, view, xb, yb, optimizer, loss_fn, timesteps, encoding, seed, bptt, block):
+def _train_step(view, xb, yb, optimizer, loss_fn, timesteps, encoding, seed, bptt, block):
     optimizer.zero_grad(set_to_none=True)
     if bptt == "truncated":
-        loss, outs = _truncated_backward(net, view, xb, yb, loss_fn, timesteps, encoding, seed, block)
+        loss, outs = _truncated_backward(view, xb, yb, loss_fn, timesteps, encoding, seed, block)
     else:
         outs = _sequence(view, xb, timesteps, encoding, seed, bptt, block)
         loss = loss_fn(outs, yb)
@@ -507,7 +583,8 @@ def fit(net: SpikingNetwork, train, epochs: int = 1, timesteps: int = 8, encodin
         lr: float = 1e-3, batch_size: int = 64, seed: int = 0, *, val=None, loss: str | LossFn = "ce",
         optimizer=None, device: str | torch.device | None = None, progress: bool = True,
         bptt: str = "full", block_steps: int | None = None, shuffle: bool = True,
-        lr_schedule: str | None = None, transform: Transform | None = None) -> History:
+        lr_schedule: str | None = None, transform: Transform | None = None,
+        fold_pooling: bool = True) -> History:
     """Train ``net`` in place with surrogate-gradient BPTT; returns a :class:`History`.
 
     Parameters
@@ -545,6 +622,10 @@ def fit(net: SpikingNetwork, train, epochs: int = 1, timesteps: int = 8, encodin
         Data augmentation applied to every training batch, ``transform(x, generator) -> x``,
         drawing its randomness from ``generator`` (seeded from ``seed``), e.g.
         :func:`random_shift`.
+    fold_pooling:
+        Train each stride-1 ``Conv2d`` followed only by a non-overlapping ``AvgPool2d`` as one
+        strided convolution (the same linear map with fewer multiply-accumulates; see
+        :func:`training_view`). Validation and :func:`snnedge.simulate` run the layers as they are.
 
     Example
     -------
@@ -584,7 +665,7 @@ def fit(net: SpikingNetwork, train, epochs: int = 1, timesteps: int = 8, encodin
     dtype = _net_dtype(net)
     opt = _optimizer(optimizer, params, lr)
     block = _block_size(bptt, block_steps, timesteps)
-    view = training_view(net)
+    view = training_view(net, fold_pooling=fold_pooling)
     sched = None
     if lr_schedule == "cosine":
         n_batches = train_data.num_batches(batch_size)
@@ -612,7 +693,7 @@ def fit(net: SpikingNetwork, train, epochs: int = 1, timesteps: int = 8, encodin
                     if transform is not None:
                         xb = transform(xb, aug_gen)
                     xb, yb = xb.to(device, dtype), yb.to(device)
-                    b_loss, b_correct = _train_step(net, view, xb, yb, opt, loss_fn, timesteps, encoding,
+                    b_loss, b_correct = _train_step(view, xb, yb, opt, loss_fn, timesteps, encoding,
                                                     seed + 1_000_003 * epoch + i, bptt, block)
                     if sched is not None:
                         sched.step()
@@ -683,7 +764,9 @@ def save_checkpoint(net: SpikingNetwork, path: str | Path, *, optimizer=None,
         payload["optimizer"] = optimizer.state_dict()
     if history is not None:
         payload["history"] = history.to_dict()
-    torch.save(payload, path)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)  # a reader never sees half a file
     return path
 
 
@@ -751,15 +834,16 @@ def measure_peak_memory(fn: Callable, *args, **kwargs):
 
 def step_peak_memory(net: SpikingNetwork, x: torch.Tensor, y: torch.Tensor, timesteps: int,
                      encoding: str = "direct", *, bptt: str = "full", block_steps: int | None = None,
-                     loss: str | LossFn = "ce", lr: float = 1e-3) -> int:
-    """Peak bytes of one training step (forward, backward, Adam) on a copy of ``net``."""
+                     loss: str | LossFn = "ce", lr: float = 1e-3, fold_pooling: bool = True) -> int:
+    """Peak bytes of one training step (forward, backward, Adam) on a copy of ``net``, as
+    :func:`fit` runs it with these options (see :func:`measure_peak_memory`)."""
     work = copy.deepcopy(net)
     check_choice(bptt, BPTT_MODES, param="bptt", where="step_peak_memory")
     params = [p for p in work.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=lr)
     block = _block_size(bptt, block_steps, timesteps)
     loss_fn = _loss_fn(loss, work, "step_peak_memory")
-    view = training_view(work)
-    _, peak = measure_peak_memory(_train_step, work, view, x, y, opt, loss_fn, timesteps, encoding,
-                                  0, bptt, block)
+    view = training_view(work, fold_pooling=fold_pooling)
+    _, peak = measure_peak_memory(_train_step, view, x, y, opt, loss_fn, timesteps, encoding, 0,
+                                  bptt, block)
     return peak

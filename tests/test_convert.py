@@ -14,6 +14,9 @@ import snnedge
 from converters import QCFS, SpikingMaxPool2d, UnsupportedLayerError, convert, replace_relu_with_qcfs
 from converters.fold import simplify
 from converters.graph import capture_fx
+from converters.membrane import CalibratedIF
+
+FAST = {"calibrate_membrane": False}  # skip the membrane calibration's simulations
 
 
 def _randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -223,25 +226,25 @@ def test_residual_and_concat_graph_converts_with_module_paths():
 @pytest.mark.parametrize("normalization", ["max", "percentile", "channelwise", "none"])
 def test_every_normalization_converges(normalization):
     ann = rescat()
-    snn = convert(ann, X12, normalization=normalization)
+    snn = convert(ann, X12, normalization=normalization, **FAST)
     assert rel_error(snn, ann, X12[:4], 256) < 0.04
 
 
 def test_channelwise_scales_are_per_channel():
-    snn = convert(vgg_tiny(), X12, normalization="channelwise")
+    snn = convert(vgg_tiny(), X12, normalization="channelwise", **FAST)
     assert len(snn.conversion_.scales["2"]) == 6
     assert snn.conversion_.thresholds["2"] == 1.0
 
 
 def test_reset_zero_is_passed_to_every_neuron():
-    snn = convert(vgg_tiny(), X12, reset="zero")
+    snn = convert(vgg_tiny(), X12, reset="zero", **FAST)
     assert {snn.layer(n).reset for n in snn.neuron_layers} == {"zero"}
 
 
 def test_torch_export_program_gives_the_same_network():
     ann = rescat()
     program = torch.export.export(ann, (X12[:4],))
-    a, b = convert(ann, X12), convert(program, X12)
+    a, b = convert(ann, X12, **FAST), convert(program, X12, **FAST)
     assert [n.name for n in a.nodes] == [n.name for n in b.nodes]
     ra = snnedge.simulate(a, X12[:8], timesteps=16, dtype=torch.float64)
     rb = snnedge.simulate(b, X12[:8], timesteps=16, dtype=torch.float64)
@@ -251,16 +254,16 @@ def test_torch_export_program_gives_the_same_network():
 def test_exported_qcfs_keeps_its_threshold():
     torch.manual_seed(0)
     ann = nn.Sequential(nn.Conv2d(1, 3, 3), QCFS(4, 1.3), nn.Flatten(), nn.Linear(300, 2)).eval()
-    snn = convert(torch.export.export(ann, (X12[:2],)), X12)
+    snn = convert(torch.export.export(ann, (X12[:2],)), X12, **FAST)
     assert snn.conversion_.scales["1"] == pytest.approx(1.3) and snn.layer("1").v_init == 0.5
 
 
 def test_dataloader_calibration_equals_tensor_calibration():
     ann = vgg_tiny()
     loader = DataLoader(TensorDataset(X12, torch.zeros(len(X12))), batch_size=10)
-    a, b = convert(ann, X12), convert(ann, loader)
+    a, b = convert(ann, X12, **FAST), convert(ann, loader, **FAST)
     assert a.conversion_.scales == b.conversion_.scales
-    c = convert(ann, DataLoader(X12, batch_size=7))  # batches of x only
+    c = convert(ann, DataLoader(X12, batch_size=7), **FAST)  # batches of x only
     assert c.conversion_.scales == a.conversion_.scales
 
 
@@ -319,6 +322,22 @@ def test_maxpool_before_relu_converts():
                         nn.Linear(4 * 6 * 6, 3)).eval()
     snn = convert(ann, X12)
     assert rel_error(snn, ann, X12[:8], 256) < 0.03
+
+
+# -- initial-membrane calibration -------------------------------------------------------------
+def test_membrane_calibration_removes_early_spikes_of_a_residual_net():
+    ann = rescat()
+    plain = convert(ann, X12, **FAST)
+    calibrated = convert(ann, X12, timesteps=8)
+    # layers fed by the static input have no transient and stay plain IF neurons
+    assert type(calibrated.layer("stem.2")) is snnedge.IF
+    deep = calibrated.layer("layer2.0.relu_1")
+    assert isinstance(deep, CalibratedIF) and isinstance(deep, snnedge.IF)
+    assert deep.v_init_map.shape == (8, 6, 6)
+    assert set(calibrated.conversion_.membrane_excess) == {
+        n for n in calibrated.neuron_layers if n != "stem.2"}
+    errs = [rel_error(net, ann, X12[16:32], 8) for net in (plain, calibrated)]
+    assert errs[1] < errs[0], errs
 
 
 # -- errors -----------------------------------------------------------------------------------
@@ -413,3 +432,12 @@ def test_convert_never_mutates_the_ann(build):
     # the SNN shares no tensor with the ANN
     ann_ptrs = {t.data_ptr() for t in ann.state_dict().values()}
     assert not ann_ptrs & {t.data_ptr() for t in snn.state_dict().values()}
+
+
+def test_maxpool_before_relu_becomes_neurons_then_spiking_pool():
+    torch.manual_seed(0)
+    ann = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.MaxPool2d(2), nn.ReLU(), nn.Flatten(),
+                        nn.Linear(4 * 6 * 6, 3)).eval()
+    snn = convert(ann, X12)
+    assert snn.inputs_of("2") == ("0",) and snn.inputs_of("1") == ("2",)  # relu(max) = max(relu)
+    assert isinstance(snn.layer("2"), snnedge.IF) and isinstance(snn.layer("1"), SpikingMaxPool2d)

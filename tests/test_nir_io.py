@@ -11,16 +11,20 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 import snnedge
 from snnedge import Node
 from snnedge.datasets import load_mnist_digits, load_mnist_test
-from snnedge.interop import from_nir, to_nir
+from snnedge.interop import PresetIF, from_nir, initial_membranes, to_nir
 from snnedge.interop.nir_io import SNNTORCH_DT, SNNTORCH_TAU
 
 nir = pytest.importorskip("nir")
-pytestmark = pytest.mark.peers
+pytestmark = [pytest.mark.peers,
+              # snnTorch 1.0.0's exporter calls nirtorch's deprecated extract_nir_graph
+              pytest.mark.filterwarnings("ignore::DeprecationWarning:nirtorch")]
 
 
 def small_cnn(reset="subtract", v_init=0.5):
@@ -91,6 +95,23 @@ def test_round_trip_of_add_scale_sumpool_dropout():
     assert a.spike_counts == b.spike_counts and a.spike_counts["out_if"] > 0
 
 
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2**16), reset=st.sampled_from(["subtract", "zero"]),
+       v_init=st.sampled_from([0.0, 0.5]), beta=st.floats(0.05, 1.0),
+       pool=st.sampled_from(["avg", "sum"]), dt=st.sampled_from([1.0, 1e-3, 1e-4]))
+def test_random_networks_round_trip_exactly(seed, reset, v_init, beta, pool, dt):
+    torch.manual_seed(seed)
+    neuron = (lambda th: snnedge.IF(threshold=th, reset=reset, v_init=v_init)) if beta == 1 else (
+        lambda th: snnedge.LIF(beta=beta, threshold=th, reset=reset, v_init=v_init))
+    net = snnedge.sequential(nn.Conv2d(1, 3, 3, padding=1), neuron(torch.rand(3) + 0.2),
+                             nn.AvgPool2d(2) if pool == "avg" else snnedge.SumPool2d(2),
+                             nn.Flatten(), nn.Linear(3 * 9, 6), neuron(float(torch.rand(1)) + 0.1),
+                             nn.Linear(6, 4), input_shape=(1, 6, 6))
+    back = from_nir(to_nir(net, dt=dt), reset=reset, dt=dt, v_init=v_init)
+    x = torch.rand(2, 1, 6, 6, generator=torch.Generator().manual_seed(seed))
+    assert_same_run(net, back, x, timesteps=12)
+
+
 def test_lif_beta_and_per_channel_threshold_survive_exactly():
     for beta in (0.9, 0.5, 0.999, 0.123456789):
         net = snnedge.sequential(nn.Linear(3, 2), snnedge.LIF(beta=beta, threshold=[0.7, 1.3]),
@@ -98,6 +119,22 @@ def test_lif_beta_and_per_channel_threshold_survive_exactly():
         lif = from_nir(to_nir(net, dt=1e-3), reset="subtract", dt=1e-3).layer("1")
         assert torch.equal(lif.beta, net.layer("1").beta)
         assert torch.equal(lif.threshold, net.layer("1").threshold)
+
+
+def test_per_neuron_initial_membranes_are_passed_explicitly():
+    net = small_cnn()
+    v_map = torch.linspace(-0.5, 0.9, 4 * 8 * 8, dtype=torch.float64).reshape(4, 8, 8)
+    preset = PresetIF(v_map, threshold=0.8)
+    net = snnedge.SpikingNetwork([snnedge.Node(n.name, preset if n.name == "1" else n.module, n.inputs)
+                                  for n in net.nodes], input_shape=(1, 8, 8))
+    v0 = initial_membranes(net)
+    assert torch.equal(v0["1"], v_map) and v0["4"] == 0.5 and v0["7"] == 0.5
+    back = from_nir(to_nir(net), reset="subtract", v_init=v0)
+    assert isinstance(back.layer("1"), PresetIF)
+    x = torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(7))
+    assert_same_run(net, back, x)
+    with pytest.raises(ValueError, match="has 3 values for 256 neurons"):
+        from_nir(to_nir(net), reset="subtract", v_init={"1": torch.zeros(3)})
 
 
 def test_if_is_written_with_r_one_over_dt():
@@ -150,6 +187,34 @@ def test_lif_read_with_the_wrong_dt_says_so():
         from_nir(g, reset="subtract", dt=1.0)
 
 
+def test_grouped_convolutions_are_written_ungrouped():
+    torch.manual_seed(0)
+    net = snnedge.sequential(nn.Conv2d(2, 4, 3, padding=1), snnedge.IF(),
+                             nn.Conv2d(4, 4, 3, padding=1, groups=4), snnedge.IF(threshold=0.3),
+                             nn.Flatten(), nn.Linear(4 * 36, 3), input_shape=(2, 6, 6))
+    g = to_nir(net)
+    assert g.nodes["2"].weight.shape == (4, 4, 3, 3) and g.nodes["2"].groups == 1
+    back = from_nir(g, reset="subtract")
+    x = torch.rand(3, 2, 6, 6, generator=torch.Generator().manual_seed(5))
+    a = snnedge.simulate(net, x, timesteps=20, dtype=torch.float64)
+    b = snnedge.simulate(back, x, timesteps=20, dtype=torch.float64)
+    assert a.spike_counts == b.spike_counts and a.spike_counts["3"] > 0
+
+
+def test_recurrent_graphs_and_unknown_v_init_layers_are_refused():
+    nodes = {"input": nir.Input(input_type=np.array([3])),
+             "w": nir.Affine(weight=np.ones((2, 3)), bias=np.zeros(2)),
+             "lif": nir.IF(r=np.ones(2), v_threshold=np.ones(2)),
+             "rec": nir.Linear(weight=np.eye(2)),
+             "output": nir.Output(output_type=np.array([2]))}
+    edges = [("input", "w"), ("w", "lif"), ("lif", "rec"), ("rec", "lif"), ("lif", "output")]
+    with pytest.raises(ValueError, match=r"nodes \['lif', 'rec', 'output'\] form a cycle"):
+        from_nir(nir.NIRGraph(nodes=nodes, edges=edges, type_check=False), reset="zero")
+    net = snnedge.sequential(nn.Linear(3, 2), snnedge.IF(), nn.Linear(2, 2), input_shape=(3,))
+    with pytest.raises(ValueError, match=r"'v_init' parameter of from_nir names \['2'\], which are not neuron layers"):
+        from_nir(to_nir(net), reset="zero", v_init={"1": 0.5, "2": 0.5})
+
+
 def test_layers_nir_cannot_express_are_named():
     net = snnedge.SpikingNetwork([Node("a", nn.Conv2d(1, 2, 3), ("input",)), Node("a_if", snnedge.IF(), ("a",)),
                                   Node("cat", snnedge.Concat(1), ("a_if", "a")),
@@ -186,7 +251,7 @@ def test_snntorch_flavor_folds_thresholds_and_writes_non_leaky_lif():
 
 def test_snntorch_flavor_refuses_what_snntorch_would_run_differently():
     with pytest.raises(ValueError, match=r"layer '1' has reset='subtract' .* and v_init=0.5 .*"
-                                         r"Convert with reset='zero', v_init=0.0, or pass strict=False"):
+                                         r"Convert with reset='zero', v_init=0.0 .* or pass strict=False"):
         to_nir(small_cnn(), flavor="snntorch")
     with pytest.warns(UserWarning, match="snnTorch 1.0.0 would run a different network"):
         to_nir(small_cnn(), flavor="snntorch", strict=False)
@@ -213,6 +278,11 @@ def test_snntorch_imports_the_snntorch_flavor_and_runs_it_the_same(tmp_path):
     net = small_cnn(reset="zero", v_init=0.0)
     to_nir(net, tmp_path / "net.nir", flavor="snntorch")
     st = import_from_nir(nir.read(tmp_path / "net.nir"))
+    import snntorch
+    leaky = [m for m in st.modules() if isinstance(m, snntorch.Leaky)]
+    # the importer's beta = 1 - 1e-4 / tau: exactly 1 for the two IF layers, 0.9 for the LIF
+    assert [torch.unique(m.beta).tolist() for m in leaky] == [[1.0], [pytest.approx(0.9)], [1.0]]
+    assert all(float(m.threshold) == 1.0 and m.reset_mechanism == "zero" for m in leaky)
     x = torch.rand(8, 1, 8, 8, generator=torch.Generator().manual_seed(3)) * 2
     out = _run_snntorch(st, x, 20)
     res = snnedge.simulate(net, x, timesteps=20)
@@ -300,7 +370,8 @@ def test_converted_cnn_round_trip_reproduces_spike_counts(mnist_cnn, tmp_path):
     from converters import convert
     snn = convert(mnist_cnn, load_mnist_digits()[0][::10])
     to_nir(snn, tmp_path / "cnn.nir")
-    back = from_nir(tmp_path / "cnn.nir", reset="subtract", v_init=snn.conversion_.v_init)
+    # NIR has no initial membrane: pass it explicitly (per neuron after membrane calibration)
+    back = from_nir(tmp_path / "cnn.nir", reset="subtract", v_init=initial_membranes(snn))
     x, _ = load_mnist_test()
     res = assert_same_run(snn, back, x[:20], timesteps=50)
     assert min(res.spike_counts.values()) > 0
@@ -311,7 +382,9 @@ def test_snntorch_agrees_with_snnedge_on_1000_mnist_images(mnist_cnn, tmp_path):
     pytest.importorskip("snntorch")
     from converters import convert
     from snntorch.import_nir import import_from_nir
-    snn = convert(mnist_cnn, load_mnist_digits()[0][::10], reset="zero", v_init=0.0)
+    # what snnTorch runs: reset to zero from a zero membrane (so no membrane calibration)
+    snn = convert(mnist_cnn, load_mnist_digits()[0][::10], reset="zero", v_init=0.0,
+                  calibrate_membrane=False)
     to_nir(snn, tmp_path / "cnn.nir", flavor="snntorch")
     st = import_from_nir(nir.read(tmp_path / "cnn.nir"))
     x, y = load_mnist_test()

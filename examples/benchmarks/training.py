@@ -1,27 +1,31 @@
 """Training speed and memory: `snnedge.fit` against snnTorch, same network, T, batch and data.
 
 Both sides train the acceptance network (``acceptance_net()``: conv 1->32 (3x3) -> avg-pool ->
-LIF -> conv 32->64 -> avg-pool -> LIF -> linear 3136->128 -> LIF -> linear 128->10 readout,
+LIF -> conv 32->64 -> avg-pool -> LIF -> linear 3136->256 -> LIF -> linear 256->10 readout,
 beta 0.9, threshold 1, arctan surrogate with alpha 2, reset by subtraction) from the same
 initial weights on the same 5,000 MNIST digits in the same order, with Adam and cross-entropy on
 the mean readout over T steps.
 
 * snnedge: ``snnedge.fit`` (the dense engine's multi-step execution: one convolution over
-  ``T x B``, the static first layer once per batch, fused neuron blocks).
+  ``T x B``, the static first layer once per batch, fused neuron blocks, and each
+  convolution + 2x2 average pool trained as one stride-2 convolution). The side
+  ``snnedge-nofold`` is the same with ``fold_pooling=False``, to show what the folding adds.
 * snnTorch 1.0.0: its ``snn.Leaky`` neurons and its usual loop, one time step per call
   (``for t in range(T): cur = pool(conv(x)); spk, mem = lif(cur, mem) ...``), as in the
   snnTorch tutorials.
 
 Each side runs in its own process (snnTorch from the peers virtual environment, which has
-the same torch), with the same thread count and ``OMP_WAIT_POLICY``; epochs alternate between
-the sides and the fastest of ``--repeats`` epochs is kept. Peak memory of one training step
-(forward, backward, Adam) at ``T=8`` and ``T=64`` is measured for both with
-``snnedge.training.measure_peak_memory`` (the most tensor bytes alive at once).
+the same torch), with the same thread count and ``OMP_WAIT_POLICY``. The processes train in
+lockstep: one batch of one side at a time, the sides taking turns (the order rotates every
+batch), so that all of them meet the same load on a shared machine; an epoch's time is the sum
+of its batches' times (for snnedge, everything ``fit`` does per batch). Peak memory of one
+training step (forward, backward, Adam) at ``T=8`` and ``T=64`` is measured for every side
+with ``snnedge.training.measure_peak_memory`` (the most tensor bytes alive at once).
 
 Usage::
 
-    python examples/benchmarks/training.py [--timesteps 4] [--batch-size 32] [--threads 2]
-        [--repeats 2] [--peers-python /work/peersvenv/bin/python] [--json out.json]
+    python examples/benchmarks/training.py [--timesteps 8] [--batch-size 32] [--threads 2]
+        [--peers-python /work/peersvenv/bin/python] [--json out.json]
     python examples/benchmarks/training.py --quick     # a few batches, for a smoke test
 """
 from __future__ import annotations
@@ -36,10 +40,11 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-DEFAULT_PEERS_PYTHON = os.environ.get("SNNEDGE_PEERS_PYTHON", str(REPO.parent / "peersvenv" / "bin" / "python"))
+DEFAULT_PEERS_PYTHON = os.environ.get("SNNEDGE_PEERS_PYTHON",
+                                      str(REPO.parent / "peersvenv" / "bin" / "python"))
 
 
-def acceptance_net(c1: int = 32, c2: int = 64, hidden: int = 128, beta: float = 0.9):
+def acceptance_net(c1: int = 32, c2: int = 64, hidden: int = 256, beta: float = 0.9):
     """The convolutional LIF network of the training acceptance test (MNIST, 28x28 inputs)."""
     import snnedge
     from torch import nn
@@ -87,37 +92,64 @@ def snntorch_net(state: dict, beta: float = 0.9):
 
 
 # -- one side, in its own process -----------------------------------------------------
-def _side_snnedge(work: Path, args) -> dict:
-    import torch
+class _Lockstep:
+    """Batches of ``(x, y)`` handed out one at a time when the parent says ``go`` on stdin.
+
+    The time from handing out a batch to being asked for the next one is that batch's
+    training step (the whole of fit's loop for it); it is reported as ``T <seconds>``.
+    """
+
+    def __init__(self, x, y, batch_size: int):
+        self.x, self.y, self.batch_size = x, y, batch_size
+
+    def __len__(self) -> int:
+        return -(-self.x.shape[0] // self.batch_size)
+
+    def __iter__(self):
+        for i in range(0, self.x.shape[0], self.batch_size):
+            _wait_for_go()
+            start = time.perf_counter()
+            yield self.x[i:i + self.batch_size], self.y[i:i + self.batch_size]
+            _report(time.perf_counter() - start)
+
+
+def _wait_for_go() -> None:
+    if sys.stdin.readline().strip() != "go":
+        raise SystemExit("benchmark parent went away")
+
+
+def _report(seconds: float) -> None:
+    print(f"T {seconds:.6f}", flush=True)
+
+
+def _side_snnedge(data: dict, state: dict, args) -> dict:
     from snnedge.training import evaluate, fit, step_peak_memory
-    data = torch.load(work / "data.pt", weights_only=True)
     x, y, xt, yt = data["x"], data["y"], data["x_test"], data["y_test"]
-    net = acceptance_net()
-    net.load_state_dict(torch.load(work / "init.pt", weights_only=True))
+    fold = args.side == "snnedge"
     warm = acceptance_net()
     fit(warm, (x[:2 * args.batch_size], y[:2 * args.batch_size]), epochs=1, timesteps=args.timesteps,
-        batch_size=args.batch_size, progress=False)
-    hist = fit(net, (x, y), epochs=1, timesteps=args.timesteps, batch_size=args.batch_size,
-               lr=args.lr, shuffle=False, progress=False)
-    result = {"epoch_s": hist.epoch_time_s[0], "train_loss": hist.loss[0],
-              "train_accuracy": hist.accuracy[0],
+        batch_size=args.batch_size, progress=False, fold_pooling=fold)
+    net = acceptance_net()
+    net.load_state_dict(state)
+    print("READY", flush=True)
+    hist = fit(net, _Lockstep(x, y, args.batch_size), epochs=1, timesteps=args.timesteps,
+               lr=args.lr, progress=False, fold_pooling=fold)
+    result = {"train_loss": hist.loss[0], "train_accuracy": hist.accuracy[0],
               "test_accuracy": evaluate(net, (xt, yt), args.timesteps)["accuracy"]}
-    if args.memory:
-        xb, yb = x[:args.batch_size], y[:args.batch_size]
-        for steps in (8, 64):
-            result[f"peak_mib_T{steps}_full"] = step_peak_memory(net, xb, yb, steps) / 2**20
-            result[f"peak_mib_T{steps}_checkpoint"] = step_peak_memory(
-                net, xb, yb, steps, bptt="checkpoint", block_steps=8) / 2**20
+    xb, yb = x[:args.batch_size], y[:args.batch_size]
+    for steps in (8, 64):
+        for mode in ("full", "checkpoint", "truncated"):
+            result[f"peak_mib_T{steps}_{mode}"] = step_peak_memory(
+                net, xb, yb, steps, bptt=mode, block_steps=8, fold_pooling=fold) / 2**20
     return result
 
 
-def _side_snntorch(work: Path, args) -> dict:
+def _side_snntorch(data: dict, state: dict, args) -> dict:
+    import snntorch
     import torch
     import torch.nn.functional as F
     from snnedge.training import measure_peak_memory
-    data = torch.load(work / "data.pt", weights_only=True)
     x, y, xt, yt = data["x"], data["y"], data["x_test"], data["y_test"]
-    state = torch.load(work / "init.pt", weights_only=True)
     steps, bs = args.timesteps, args.batch_size
 
     def train_step(net, opt, xb, yb, t):
@@ -126,7 +158,7 @@ def _side_snntorch(work: Path, args) -> dict:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        return float(loss), int((out.detach().sum(0).argmax(-1) == yb).sum())
+        return float(loss.detach()), int((out.detach().sum(0).argmax(-1) == yb).sum())
 
     warm = snntorch_net(state)
     warm_opt = torch.optim.Adam(warm.parameters(), lr=args.lr)
@@ -135,77 +167,99 @@ def _side_snntorch(work: Path, args) -> dict:
     net = snntorch_net(state)
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
     net.train()
-    start = time.perf_counter()
+    print("READY", flush=True)
     total, correct = 0.0, 0
-    for i in range(0, x.shape[0], bs):
-        loss, c = train_step(net, opt, x[i:i + bs], y[i:i + bs], steps)
-        total += loss * x[i:i + bs].shape[0]
+    for xb, yb in _Lockstep(x, y, bs):
+        loss, c = train_step(net, opt, xb, yb, steps)
+        total += loss * xb.shape[0]
         correct += c
-    epoch_s = time.perf_counter() - start
     with torch.no_grad():
         pred = torch.cat([net(xt[i:i + 256], steps).sum(0).argmax(-1) for i in range(0, xt.shape[0], 256)])
-    result = {"epoch_s": epoch_s, "train_loss": total / x.shape[0], "train_accuracy": correct / x.shape[0],
-              "test_accuracy": float((pred == yt).float().mean())}
-    if args.memory:
-        for t in (8, 64):
-            fresh = snntorch_net(state)
-            fresh_opt = torch.optim.Adam(fresh.parameters(), lr=args.lr)
-            _, peak = measure_peak_memory(train_step, fresh, fresh_opt, x[:bs], y[:bs], t)
-            result[f"peak_mib_T{t}_full"] = peak / 2**20
-    import snntorch
-    result["snntorch"] = snntorch.__version__
+    result = {"train_loss": total / x.shape[0], "train_accuracy": correct / x.shape[0],
+              "test_accuracy": float((pred == yt).float().mean()), "snntorch": snntorch.__version__}
+    for t in (8, 64):
+        fresh = snntorch_net(state)
+        fresh_opt = torch.optim.Adam(fresh.parameters(), lr=args.lr)
+        _, peak = measure_peak_memory(train_step, fresh, fresh_opt, x[:bs], y[:bs], t)
+        result[f"peak_mib_T{t}_full"] = peak / 2**20
     return result
 
 
 def _child(args) -> None:
-    os.environ.setdefault("PYTHONHASHSEED", "0")
     import torch
     torch.set_num_threads(args.threads)
     sys.path.insert(0, str(REPO))
     work = Path(args.work)
-    result = (_side_snnedge if args.side == "snnedge" else _side_snntorch)(work, args)
+    data = torch.load(work / "data.pt", weights_only=True)
+    state = torch.load(work / "init.pt", weights_only=True)
+    result = (_side_snntorch if args.side == "snntorch" else _side_snnedge)(data, state, args)
     result.update(side=args.side, torch=torch.__version__, threads=torch.get_num_threads())
-    print("RESULT " + json.dumps(result))
+    print("RESULT " + json.dumps(result), flush=True)
 
 
-def _run_side(python: str, side: str, work: Path, args) -> dict:
+def _start_side(python: str, side: str, work: Path, args) -> subprocess.Popen:
     cmd = [python, __file__, "--side", side, "--work", str(work), "--timesteps", str(args.timesteps),
            "--batch-size", str(args.batch_size), "--threads", str(args.threads), "--lr", str(args.lr)]
-    if args.memory:
-        cmd.append("--memory")
     env = dict(os.environ)
     if args.omp_wait_policy != "unset":
         env["OMP_WAIT_POLICY"] = args.omp_wait_policy.upper()
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
-    if out.returncode != 0:
-        raise RuntimeError(f"the {side} side failed:\n{out.stderr[-3000:]}")
-    line = next(s for s in out.stdout.splitlines()[::-1] if s.startswith("RESULT "))
-    return json.loads(line[len("RESULT "):])
+    return subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+                            cwd=REPO, bufsize=1)
+
+
+def _expect(proc: subprocess.Popen, side: str, prefix: str) -> str:
+    while True:
+        line = proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the {side} side stopped (exit code {proc.wait()}); run it alone "
+                               f"to see its error")
+        if line.startswith(prefix):
+            return line[len(prefix):].strip()
+
+
+def _lockstep_epoch(sides, work: Path, args, n_batches: int) -> dict:
+    """One epoch per side, batch by batch in turn (the order rotates every batch), so that
+    every side meets the same machine load; returns each side's seconds per batch."""
+    procs = {side: _start_side(python, side, work, args) for side, python in sides}
+    for side, proc in procs.items():
+        _expect(proc, side, "READY")
+    times = {side: [] for side in procs}
+    names = list(procs)
+    for i in range(n_batches):
+        for side in names[i % len(names):] + names[:i % len(names)]:
+            procs[side].stdin.write("go\n")
+            procs[side].stdin.flush()
+            times[side].append(float(_expect(procs[side], side, "T ")))
+    results = {}
+    for side, proc in procs.items():
+        results[side] = json.loads(_expect(proc, side, "RESULT "))
+        results[side]["batch_s"] = times[side]
+        proc.stdin.close()
+        proc.wait()
+    return results
 
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--timesteps", type=int, default=4)
+    p.add_argument("--timesteps", type=int, default=8)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--repeats", type=int, default=2, help="epochs timed per side (fastest kept)")
+    p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--train-samples", type=int, default=5000)
     p.add_argument("--test-samples", type=int, default=2000)
     p.add_argument("--peers-python", default=DEFAULT_PEERS_PYTHON)
     p.add_argument("--omp-wait-policy", default="passive", choices=["passive", "active", "unset"],
-                   help="set for both sides; 'passive' keeps OpenMP threads from spinning on a "
+                   help="set for every side; 'passive' keeps OpenMP threads from spinning on a "
                         "shared machine, where spinning threads slow small operators 30-100x")
-    p.add_argument("--quick", action="store_true", help="256 samples, 1 repeat: a smoke test")
+    p.add_argument("--quick", action="store_true", help="256 samples: a smoke test")
     p.add_argument("--json", help="write the results here")
-    p.add_argument("--side", choices=["snnedge", "snntorch"], help=argparse.SUPPRESS)
+    p.add_argument("--side", choices=["snnedge", "snnedge-nofold", "snntorch"], help=argparse.SUPPRESS)
     p.add_argument("--work", help=argparse.SUPPRESS)
-    p.add_argument("--memory", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.side:
         return _child(args)
     if args.quick:
-        args.train_samples, args.test_samples, args.repeats = 256, 256, 1
+        args.train_samples, args.test_samples = 256, 256
 
     sys.path.insert(0, str(REPO))
     import torch
@@ -215,31 +269,36 @@ def main(argv=None) -> dict:
     xt, yt = load_mnist_test()
     torch.manual_seed(0)
     init = acceptance_net().state_dict()
-    runs: dict[str, list[dict]] = {"snnedge": [], "snntorch": []}
+    sides = (("snnedge", sys.executable), ("snnedge-nofold", sys.executable),
+             ("snntorch", args.peers_python))
+    n_batches = -(-args.train_samples // args.batch_size)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         torch.save({"x": x[order], "y": y[order], "x_test": xt[:args.test_samples],
                     "y_test": yt[:args.test_samples]}, work / "data.pt")
         torch.save(init, work / "init.pt")
-        for r in range(args.repeats):
-            args.memory = r == 0
-            for side, python in (("snnedge", sys.executable), ("snntorch", args.peers_python)):
-                res = _run_side(python, side, work, args)
-                runs[side].append(res)
-                print(f"{side:9s} epoch {res['epoch_s']:7.1f} s  train acc {res['train_accuracy']:.4f}  "
-                      f"test acc {res['test_accuracy']:.4f}", flush=True)
-    best = {side: min(r["epoch_s"] for r in rs) for side, rs in runs.items()}
+        runs = _lockstep_epoch(sides, work, args, n_batches)
+    epoch = {side: sum(r["batch_s"]) for side, r in runs.items()}
+    median = {side: sorted(r["batch_s"])[len(r["batch_s"]) // 2] for side, r in runs.items()}
     summary = {"timesteps": args.timesteps, "batch_size": args.batch_size, "threads": args.threads,
                "train_samples": args.train_samples, "omp_wait_policy": args.omp_wait_policy,
-               "epoch_s": best, "speedup": best["snntorch"] / best["snnedge"], "runs": runs}
-    mem = {side: {k: v for k, v in rs[0].items() if k.startswith("peak_mib")} for side, rs in runs.items()}
-    summary["peak_mib"] = mem
+               "epoch_s": epoch, "median_batch_s": median,
+               "speedup": epoch["snntorch"] / epoch["snnedge"],
+               "speedup_nofold": epoch["snntorch"] / epoch["snnedge-nofold"],
+               "peak_mib": {side: {k: v for k, v in r.items() if k.startswith("peak_mib")}
+                            for side, r in runs.items()},
+               "runs": runs}
+    for side, r in runs.items():
+        print(f"{side:14s} epoch {epoch[side]:6.1f} s (median batch {1000 * median[side]:6.1f} ms)  "
+              f"train acc {r['train_accuracy']:.4f}  test acc {r['test_accuracy']:.4f}")
     print(f"\nseconds per epoch ({args.train_samples} samples, T={args.timesteps}, batch "
-          f"{args.batch_size}, {args.threads} threads): snnedge {best['snnedge']:.1f}, snnTorch "
-          f"{best['snntorch']:.1f} -> snnedge is {summary['speedup']:.2f}x faster")
+          f"{args.batch_size}, {args.threads} threads, batches in lockstep): snnedge "
+          f"{epoch['snnedge']:.1f}, snnTorch {epoch['snntorch']:.1f} -> snnedge is "
+          f"{summary['speedup']:.2f}x faster ({summary['speedup_nofold']:.2f}x without folding the "
+          f"pooling: {epoch['snnedge-nofold']:.1f} s)")
     print("peak memory of one training step (MiB):")
-    for side, m in mem.items():
-        print(f"  {side:9s} " + "  ".join(f"{k[9:]}={v:.1f}" for k, v in sorted(m.items())))
+    for side, m in summary["peak_mib"].items():
+        print(f"  {side:14s} " + "  ".join(f"{k[9:]}={v:.1f}" for k, v in sorted(m.items())))
     if args.json:
         Path(args.json).write_text(json.dumps(summary, indent=2))
     return summary

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 import time
 
@@ -57,7 +58,6 @@ from ..network import INPUT, SpikingNetwork
 from ..neurons import LIF, SpikingNeuron
 from ..simulate import (_assemble, _batches, _check_finite, _check_input, _eval_mode, _prepared,
                         register_engine)
-from .sparse_maps import UnsupportedLayer, affine_maps, static_values
 
 CODE_TARGETS = ("numpy", "cython", "cpp_standalone")
 
@@ -73,7 +73,7 @@ def simulate_brian2(snn: SpikingNetwork, x, timesteps: int = 32, encoding: str =
     code_target:
         ``"numpy"`` (default: no compiler needed), ``"cython"`` (compiles each code object
         once; the first run can take minutes) or ``"cpp_standalone"`` (writes, compiles
-        and runs a C++ project in ``build_dir``; all samples go into one run).
+        and runs a C++ project in ``build_dir``; all batches go into its one run).
     dt_s:
         Seconds per step in brian2 (only a time base: the dynamics are per step).
     build_dir:
@@ -100,24 +100,30 @@ def simulate_brian2(snn: SpikingNetwork, x, timesteps: int = 32, encoding: str =
         raise ValueError(f"The 'device' parameter of {where} must be 'cpu' (brian2 runs on the "
                          f"CPU). Got {device!r}.")
     batches, n, y_all = _batches(x, batch_size, labels)
-    if code_target == "cpp_standalone":  # one project, one run: every sample in one batch
-        batches = [(torch.cat([b[0] for b in batches]), None)]
     net = _prepared(snn, torch.device("cpu"), torch.float64)
     plan = None
     start = time.perf_counter()
-    runs, timing = [], {"build_s": 0.0, "run_s": 0.0}
+    runs, timing = [], {"plan_s": 0.0, "build_s": 0.0, "run_s": 0.0}
     with torch.no_grad(), _eval_mode(net):
+        chunks = []
         for b, (xb, _) in enumerate(batches):
             xb = xb.to("cpu", torch.float64)
             _check_finite(xb)
             if plan is None:
                 shape, _ = _check_input(net, xb)
+                t_plan = time.perf_counter()
                 plan = _Plan(net, shape, encoding)
+                timing["plan_s"] = time.perf_counter() - t_plan
             elif tuple(xb.shape[1:]) != plan.input_shape:
                 raise ValueError(f"Input batches differ in shape: {plan.input_shape} then "
                                  f"{tuple(xb.shape[1:])}.")
-            runs.append(_run_batch(plan, xb, timesteps, seed + b, code_target, dt_s, build_dir,
-                                   timing))
+            chunks.append((xb, seed + b))
+        # One brian2 run per batch; cpp_standalone builds one project, so all batches go into
+        # its one run (each keeps its own seed and static currents).
+        groups = [chunks] if code_target == "cpp_standalone" else [[c] for c in chunks]
+        for group in groups:
+            runs.append(_run_batch(plan, group, timesteps, code_target, dt_s, build_dir, timing,
+                                   bool(progress)))
     res = _assemble(net, runs, plan.links, plan.sources, timesteps, encoding, y_all,
                     time.perf_counter() - start)
     res.extra["brian2"] = {"code_target": code_target, "dt_s": dt_s, **timing}
@@ -128,6 +134,7 @@ class _Plan:
     """What does not depend on the data: sources, synapse matrices, neuron parameters."""
 
     def __init__(self, net: SpikingNetwork, input_shape: tuple[int, ...], encoding: str):
+        from .sparse_maps import UnsupportedLayer, affine_maps  # scipy: only when the engine runs
         self.net, self.input_shape, self.encoding = net, input_shape, encoding
         self.spiking_input = get_encoder(encoding).spiking
         for name in net._names:
@@ -181,8 +188,11 @@ def _brian2_target(code_target: str, build_dir):
         try:
             yield b2, directory
         finally:
-            b2.reset_device()
+            from brian2.devices.device import reset_device
+            reset_device()  # back to the device before (runtime)
             standalone.reinit()
+            if build_dir is None:  # results were read inside the block
+                shutil.rmtree(directory, ignore_errors=True)
     else:
         b2.prefs.codegen.target = code_target
         try:
@@ -191,14 +201,24 @@ def _brian2_target(code_target: str, build_dir):
             b2.prefs.codegen.target = old_target
 
 
-def _run_batch(plan: _Plan, xb: torch.Tensor, timesteps: int, seed: int, code_target: str,
-               dt_s: float, build_dir, timing: dict) -> BatchRun:
-    net, batch, T = plan.net, xb.shape[0], timesteps
-    encoder = get_encoder(plan.encoding)
-    encoder.start(xb, T, seed)
-    input_spikes = encoder.block(0, T) if plan.spiking_input else None  # (T, B, ...)
-    static = static_values(net, None if plan.spiking_input else xb, plan.input_shape, batch,
-                           plan.maps, plan.analog)
+def _run_batch(plan: _Plan, chunks: list, timesteps: int, code_target: str, dt_s: float,
+               build_dir, timing: dict, progress: bool) -> BatchRun:
+    """One brian2 run over the samples of ``chunks`` (``[(x, seed), ...]``, one per batch
+    of the torch engines, so that encoders and static currents see the same batches)."""
+    from .sparse_maps import static_values
+    net, T = plan.net, timesteps
+    xb = torch.cat([c[0] for c in chunks])
+    batch = xb.shape[0]
+    spikes, statics = [], []
+    for xc, seed in chunks:
+        if plan.spiking_input:
+            encoder = get_encoder(plan.encoding)
+            encoder.start(xc, T, seed)
+            spikes.append(encoder.block(0, T))  # (T, B, ...)
+        statics.append(static_values(net, None if plan.spiking_input else xc, plan.input_shape,
+                                     xc.shape[0], plan.maps, plan.analog))
+    input_spikes = torch.cat(spikes, dim=1) if spikes else None
+    static = {k: torch.cat([s[k] for s in statics]) for k in statics[0]}
     with _brian2_target(code_target, build_dir) as (b2, directory):
         t_build = time.perf_counter()  # after brian2's import (seconds, once per process)
         dt = dt_s * b2.second
@@ -269,7 +289,7 @@ def _run_batch(plan: _Plan, xb: torch.Tensor, timesteps: int, seed: int, code_ta
                 b2net.add(s)
         timing["synapses"] = n_syn
         t_run = time.perf_counter()
-        b2net.run(batch * T * dt)
+        b2net.run(batch * T * dt, report="text" if progress else None)
         if code_target == "cpp_standalone":
             b2.get_device().build(directory=directory, compile=True, run=True, with_output=False)
         t_done = time.perf_counter()
@@ -286,7 +306,7 @@ def _run_batch(plan: _Plan, xb: torch.Tensor, timesteps: int, seed: int, code_ta
             spikes = np.zeros((batch * T, n_out))
             np.add.at(spikes, (step, idx), 1.0)
             running = torch.from_numpy(spikes.reshape(batch, T, n_out).cumsum(1).transpose(1, 0, 2).copy())
-    timing["build_s"] += t_run - t_build   # groups and synapse lists
+    timing["build_s"] += t_run - t_build   # brian2 groups, synapses and monitors
     timing["run_s"] += t_done - t_run      # code generation (and compilation) and the run
     counts = _source_counts(plan, xb, input_spikes, T, counts)
     for s in plan.analog:  # constant analog values: non-zero outputs x steps, as the engines count
