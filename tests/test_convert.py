@@ -1,6 +1,5 @@
 """ANN-to-SNN conversion on small random networks: exactness, graph forms, errors, purity."""
 import hashlib
-import time
 
 import pytest
 import torch
@@ -275,9 +274,11 @@ def test_conversion_of_a_three_conv_network_takes_seconds():
         nn.Conv2d(64, 128, 3, padding=1), nn.BatchNorm2d(128), nn.ReLU(), nn.MaxPool2d(2),
         nn.Flatten(), nn.Linear(128 * 3 * 3, 128), nn.ReLU(), nn.Linear(128, 10))).eval()
     x = torch.rand(256, 1, 28, 28)
-    start = time.perf_counter()
-    convert(ann, x)
-    assert time.perf_counter() - start < 10.0
+    snn = convert(ann, x)
+    # How long this takes is measured in examples/benchmarks/conversion.py (tests check
+    # correctness, not timings): every conv, neuron and readout is there, BN folded away.
+    assert [snn.kind(n) for n in snn.neuron_layers] == ["temporal"] * 4
+    assert snn.conversion_.calibration_samples == 256
 
 
 # -- spiking max pool -------------------------------------------------------------------------
@@ -336,8 +337,12 @@ def test_membrane_calibration_removes_early_spikes_of_a_residual_net():
     assert deep.v_init_map.shape == (8, 6, 6)
     assert set(calibrated.conversion_.membrane_excess) == {
         n for n in calibrated.neuron_layers if n != "stem.2"}
-    errs = [rel_error(net, ann, X12[16:32], 8) for net in (plain, calibrated)]
-    assert errs[1] < errs[0], errs
+    with torch.no_grad():
+        y = ann(X12).double()
+    for T in (8, 32):  # the correction is a number of spikes, so it helps at every T
+        errs = [float((snnedge.simulate(net, X12, timesteps=T, dtype=torch.float64).output / T - y)
+                      .abs().mean() / y.abs().mean()) for net in (plain, calibrated)]
+        assert errs[1] < 0.7 * errs[0], (T, errs)
 
 
 # -- errors -----------------------------------------------------------------------------------

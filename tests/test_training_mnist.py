@@ -33,7 +33,7 @@ def test_conv_lif_reaches_975_on_mnist():
     torch.manual_seed(0)
     net = acceptance_net()
     start = time.perf_counter()
-    hist = fit(net, (x, y), epochs=5, timesteps=8, encoding="direct", lr=3e-3, batch_size=32,
+    hist = fit(net, (x, y), epochs=5, timesteps=8, encoding="direct", lr=4e-3, batch_size=32,
                seed=0, lr_schedule="cosine", transform=random_shift(1), progress=False)
     train_s = time.perf_counter() - start
     res = snnedge.simulate(net, x_test, timesteps=8, encoding="direct", progress=False)

@@ -143,15 +143,17 @@ def markdown(results: dict, n_test: int, timesteps) -> str:
 
 ABLATION_HEADING = "### Conversion options (ablation)"
 ABLATIONS = {
-    "default (percentile 99.9, v_init 0.5, count max-pool)": {},
+    "default (percentile 99.9, v_init 0.5, membrane calibrated at T=16, count max-pool)": {},
+    "no membrane calibration": {"calibrate_membrane": False},
+    "membrane calibrated at T=32": {"timesteps": 32},
     "v_init 0": {"v_init": 0.0},
-    "max-pool gate (Rueckauer)": {"maxpool": "gate"},
+    "v_init 0, no membrane calibration": {"v_init": 0.0, "calibrate_membrane": False},
+    "max-pool gate (Rueckauer et al. 2017)": {"maxpool": "gate"},
     "percentile 99.99": {"percentile": 99.99},
-    "percentile 99": {"percentile": 99.0},
     "max normalization": {"normalization": "max"},
     "channelwise 99.9": {"normalization": "channelwise"},
-    "reset to zero": {"reset": "zero"},
     "percentile of all activations (zeros included)": {"_all_values": True},
+    "reset to zero": {"reset": "zero"},
 }
 
 

@@ -244,7 +244,7 @@ def main(argv=None) -> dict:
     p.add_argument("--timesteps", type=int, default=8)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--lr", type=float, default=4e-3)
     p.add_argument("--train-samples", type=int, default=5000)
     p.add_argument("--test-samples", type=int, default=2000)
     p.add_argument("--peers-python", default=DEFAULT_PEERS_PYTHON)

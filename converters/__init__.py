@@ -1,0 +1,17 @@
+"""ANN-to-SNN conversion for snnedge.
+
+``convert(ann, calibration, ...)`` turns a trained PyTorch CNN (ReLU or QCFS activations,
+BatchNorm, max or average pooling, residual additions, concatenations) into a rate-coded
+:class:`snnedge.SpikingNetwork` whose layers keep the ANN's module paths::
+
+    from converters import convert, QCFS
+    snn = convert(ann, calibration=x_train[:500], normalization="percentile", percentile=99.9)
+    res = snnedge.simulate(snn, x_test, timesteps=32)
+"""
+from .pipeline import DEFAULT_V_INIT, ConversionInfo, convert
+from .errors import UnsupportedLayerError
+from .maxpool import SpikingMaxPool2d
+from .qcfs import QCFS, replace_relu_with_qcfs
+
+__all__ = ["convert", "ConversionInfo", "QCFS", "replace_relu_with_qcfs", "SpikingMaxPool2d",
+           "UnsupportedLayerError", "DEFAULT_V_INIT"]

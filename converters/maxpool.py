@@ -1,0 +1,110 @@
+r"""Spiking max pooling that keeps the ANN's ``MaxPool2d`` (Rueckauer et al. 2017).
+
+Max pooling of rates cannot be done by summing spikes; swapping it for average pooling
+changes the network. :class:`SpikingMaxPool2d` keeps the max by looking at what each
+input has accumulated so far, ``c_k[t] = sum_{s<=t} x_k[s]``:
+
+``mode="count"`` (default)
+    the output's accumulated count follows the largest accumulated input of its window,
+    ``o[t] = max_k c_k[t] - max_k c_k[t-1]``. Each ``c_k`` grows by at most one per step
+    when the inputs are spikes, so ``o[t]`` is a spike (0 or 1) and the output count equals
+    the max input count at every step: the pooled rate is exactly the max of the rates.
+``mode="gate"``
+    Rueckauer et al.'s gate (Front. Neurosci. 11:682, 2017, doi:10.3389/fnins.2017.00682):
+    pass the spike of the input with the largest accumulated count, ``o[t] = x_{k*}[t]``
+    with ``k* = argmax_k c_k[t]``; a change of winner loses or repeats spikes.
+
+Both modes also accept analog inputs (a max pool before the ReLU): for a constant input,
+``count`` gives the exact max at every step.
+
+With ``keep_shape=True`` the module emits at its input's resolution: each window's output
+goes to the position of the window's current winner and every other position stays 0.
+Followed by a :class:`snnedge.SumPool2d` with the same non-overlapping windows it is the
+same max pool, built from a temporal module that keeps its input's shape (as the core's
+shape inference assumes of temporal modules).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch.nn.modules.utils import _pair
+
+from snnedge.errors import check_choice
+from snnedge.layers import TemporalModule
+
+MAXPOOL_MODES = ("count", "gate")
+
+
+class SpikingMaxPool2d(TemporalModule):
+    """Max pooling of spike trains by accumulated counts (see the module docstring).
+
+    Parameters as ``nn.MaxPool2d`` (``kernel_size``, ``stride``, ``padding``, ``dilation``,
+    ``ceil_mode``), plus ``mode``: ``"count"`` or ``"gate"``, and ``keep_shape`` (emit at
+    the input's resolution, at the winners' positions).
+
+    Example
+    -------
+    >>> import torch
+    >>> pool = SpikingMaxPool2d(2)
+    >>> x = torch.zeros(4, 1, 1, 2, 2); x[:, 0, 0, 0, 0] = torch.tensor([1., 0, 1, 0]); x[:, 0, 0, 1, 1] = 1
+    >>> pool(x).flatten().tolist()   # the input with rate 1 wins
+    [1.0, 1.0, 1.0, 1.0]
+    """
+
+    emits_spikes = False  # routes its inputs' spikes; owns no neurons
+    emits_events = True
+
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False,
+                 mode: str = "count", keep_shape: bool = False):
+        super().__init__()
+        self.kernel_size = _pair(kernel_size)
+        self.stride = self.kernel_size if stride is None or stride == [] else _pair(stride)
+        self.padding = _pair(padding)
+        self.dilation = _pair(dilation)
+        self.ceil_mode = bool(ceil_mode)
+        self.mode = check_choice(mode, MAXPOOL_MODES, param="mode", where="SpikingMaxPool2d")
+        self.keep_shape = bool(keep_shape)
+
+    def _pool(self, x: torch.Tensor, indices: bool = False):
+        return F.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation,
+                            self.ceil_mode, return_indices=indices)
+
+    def initial_state(self, template: torch.Tensor):
+        acc = torch.zeros_like(template)
+        return acc, torch.zeros_like(self._pool(acc))
+
+    def forward_block(self, current: torch.Tensor, state, steps: int, static: bool = False):
+        acc, prev_max = state
+        if static:
+            t = torch.arange(1, steps + 1, dtype=current.dtype, device=current.device)
+            cum = acc.unsqueeze(0) + t.view(-1, *([1] * current.dim())) * current.unsqueeze(0)
+            current = current.unsqueeze(0).expand(steps, *current.shape)
+        else:
+            cum = acc.unsqueeze(0) + torch.cumsum(current, 0)
+        batch = cum.shape[1]
+        pooled, idx = self._pool(cum.flatten(0, 1), indices=True)
+        pooled = pooled.view(steps, batch, *pooled.shape[1:])
+        if self.mode == "count":
+            out = torch.diff(pooled, dim=0, prepend=prev_max.unsqueeze(0))
+        else:
+            flat = current.reshape(steps * batch, *current.shape[2:]).flatten(2)
+            out = flat.gather(2, idx.flatten(2)).view(pooled.shape)
+        if self.keep_shape:
+            full = torch.zeros(steps * batch, cum.shape[2], cum.shape[3] * cum.shape[4],
+                               dtype=out.dtype, device=out.device)
+            full.scatter_(2, idx.flatten(2), out.reshape(steps * batch, out.shape[2], -1))
+            out = full.view(cum.shape)
+        return out, (cum[-1], pooled[-1])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Multi-step call on a time-first input ``(T, B, C, H, W)`` from the initial state."""
+        if x.dim() != 5:
+            raise ValueError(f"SpikingMaxPool2d expects a time-first input (T, B, C, H, W). "
+                             f"Got shape {tuple(x.shape)}.")
+        out, _ = self.forward_block(x, self.initial_state(x[0]), x.shape[0])
+        return out
+
+    def extra_repr(self) -> str:
+        return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
+                f"dilation={self.dilation}, ceil_mode={self.ceil_mode}, mode={self.mode!r}"
+                + (", keep_shape=True" if self.keep_shape else ""))

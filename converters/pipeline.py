@@ -1,0 +1,253 @@
+"""`convert`: a trained ANN to a rate-coded :class:`snnedge.SpikingNetwork`.
+
+Pipeline (each step a pure function of the previous one's result; the ANN is only read):
+
+1. capture the ANN as a graph of primitive ops (:mod:`converters.graph`, torch.fx, or
+   :mod:`converters.export` for ``torch.export`` programs) and check that the captured
+   graph computes what the ANN computes on calibration samples;
+2. remove no-ops and fold BatchNorm (:mod:`converters.fold`);
+3. measure each ReLU's scale on the calibration data (:mod:`converters.calibration`);
+   QCFS activations bring their trained thresholds;
+4. rescale weights layer by layer and build the spiking layers (:mod:`converters.normalize`):
+   ReLU and QCFS become IF neurons, MaxPool2d a :class:`~converters.SpikingMaxPool2d`, the
+   last layer the non-spiking readout;
+5. calibrate each neuron's initial membrane against the spikes it fires too early
+   (:mod:`converters.membrane`).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+import snnedge
+from snnedge.errors import check_choice, check_positive_int, check_real
+
+from .calibration import NORMALIZATIONS, activation_scales, calibration_tensor
+from .export import capture_export
+from .fold import simplify
+from .graph import Graph, capture_fx
+from .maxpool import MAXPOOL_MODES
+from .membrane import calibrate_membrane as calibrate_membrane_
+from .normalize import Normalizer, describe_scale, is_close
+
+RESETS = ("subtract", "zero")
+# v_init for ReLU neurons when not given. theta/2 rounds the rate code instead of flooring
+# it (a neuron with input a*theta per step has fired floor(t*a + 1/2) times after t steps),
+# which halves the quantization error at every T; measured best on the MNIST benchmarks
+# (examples/benchmarks/RESULTS_conversion.md).
+DEFAULT_V_INIT = 0.5
+# Initial-membrane calibration: steps simulated and samples used (from the calibration set).
+CALIBRATION_TIMESTEPS = 16
+MEMBRANE_SAMPLES = 256
+
+
+@dataclass
+class ConversionInfo:
+    """What :func:`convert` did, stored on the result as ``snn.conversion_``.
+
+    ``scales``: each activation layer's lambda (the ANN value of one spike per step);
+    ``thresholds``: each IF layer's threshold after normalization (1 unless an addition or
+    a pooling-before-ReLU layout needed otherwise); ``folded``: BatchNorm layers and the
+    layer they went into; ``removed``: no-op layers dropped; ``v_init``: initial membrane
+    per IF layer (fraction of the threshold); ``capture_error``: largest relative difference
+    between the captured graph and the ANN on calibration samples.
+    """
+
+    normalization: str
+    percentile: float
+    reset: str
+    scales: dict[str, float | list[float]] = field(default_factory=dict)
+    thresholds: dict[str, float | list[float]] = field(default_factory=dict)
+    v_init: dict[str, float] = field(default_factory=dict)
+    folded: dict[str, str] = field(default_factory=dict)
+    removed: list[str] = field(default_factory=list)
+    capture_error: float = 0.0
+    membrane_excess: dict[str, float] = field(default_factory=dict)
+    calibration_samples: int = 0
+    seconds: float = 0.0
+
+
+def convert(ann, calibration, normalization: str = "percentile", percentile: float = 99.9,
+            reset: str = "subtract", *, v_init: float | None = None, maxpool: str = "count",
+            calibrate_membrane: bool = True, timesteps: int = CALIBRATION_TIMESTEPS,
+            batch_size: int = 256, max_calibration_samples: int | None = None,
+            seed: int = 0) -> snnedge.SpikingNetwork:
+    """Convert a trained ReLU (or QCFS) network into a rate-coded spiking network.
+
+    Parameters
+    ----------
+    ann:
+        An ``nn.Module`` in eval mode (traced with torch.fx), or a
+        ``torch.export.ExportedProgram``. It is never modified.
+    calibration:
+        Training samples: a tensor ``[N, ...]`` or a DataLoader of ``(x, y)`` or ``x``
+        batches. A few hundred samples are enough.
+    normalization:
+        ``"percentile"`` (robust, Rueckauer et al. 2017), ``"max"``, ``"channelwise"``
+        (percentile per output channel) or ``"none"`` (weights unchanged, thresholds 1).
+        QCFS activations always use their trained thresholds.
+    percentile:
+        Percentile of the positive activations used as a layer's scale, in (0, 100].
+    reset:
+        ``"subtract"`` (reset by subtraction, keeps the residue) or ``"zero"``.
+    v_init:
+        Initial membrane of the ReLU neurons as a fraction of the threshold; default 0.5
+        (theta/2, see :data:`DEFAULT_V_INIT`). QCFS neurons start at their shift (theta/2).
+    maxpool:
+        ``"count"`` or ``"gate"`` (see :class:`converters.SpikingMaxPool2d`).
+    calibrate_membrane:
+        Set each neuron's initial membrane so that the spikes it would fire too early are
+        removed (potential calibration, Li et al., ICML 2021; see
+        :mod:`converters.membrane`). Costs one short simulation per neuron layer on
+        ``MEMBRANE_SAMPLES`` calibration samples; the neurons become
+        :class:`~converters.membrane.CalibratedIF`.
+    timesteps:
+        Steps simulated by the membrane calibration (the correction holds for other ``T``
+        too; pass the ``T`` you will run at to tune it for that).
+    batch_size:
+        Samples per forward pass during calibration.
+    max_calibration_samples:
+        Use at most this many calibration samples.
+    seed:
+        Seed of the subsampling of activations for percentiles.
+
+    Returns
+    -------
+    snnedge.SpikingNetwork
+        Layers named after the ANN's module paths; ``snn.conversion_`` is a
+        :class:`ConversionInfo`.
+
+    Example
+    -------
+    >>> import torch, torch.nn as nn
+    >>> from converters import convert
+    >>> ann = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
+    ...                     nn.Linear(4 * 6 * 6, 3)).eval()
+    >>> snn = convert(ann, torch.rand(32, 1, 8, 8))
+    >>> [n.name for n in snn.nodes], snn.conversion_.folded
+    (['0', '2', '3', '4'], {'1': '0'})
+    """
+    start = time.perf_counter()
+    check_choice(normalization, NORMALIZATIONS, param="normalization", where="convert")
+    check_real(percentile, param="percentile", where="convert", low=0.0, high=100.0, low_open=True)
+    check_choice(reset, RESETS, param="reset", where="convert")
+    check_choice(maxpool, MAXPOOL_MODES, param="maxpool", where="convert")
+    check_positive_int(batch_size, param="batch_size", where="convert")
+    check_positive_int(timesteps, param="timesteps", where="convert")
+    if max_calibration_samples is not None:
+        check_positive_int(max_calibration_samples, param="max_calibration_samples", where="convert")
+    v0 = DEFAULT_V_INIT if v_init is None else check_real(v_init, param="v_init", where="convert",
+                                                           low=0.0, high=1.0)
+    x = calibration_tensor(calibration, max_calibration_samples)
+
+    exported = isinstance(ann, torch.export.ExportedProgram)
+    if exported:
+        _check_finite_state(ann.state_dict, "the exported program")
+        x = x.to(_device_of(ann.state_dict.values()))
+        graph = capture_export(ann, x[:1])
+        reference = _exported_reference(ann)
+    elif isinstance(ann, nn.Module):
+        _check_eval(ann)
+        _check_finite_state(dict(ann.state_dict()), type(ann).__name__)
+        x = x.to(_device_of([*ann.parameters(), *ann.buffers()]))
+        graph = capture_fx(ann, x[:min(8, x.shape[0])])
+        reference = ann
+    else:
+        raise TypeError(f"The 'ann' parameter of convert must be a torch.nn.Module or a "
+                        f"torch.export.ExportedProgram. Got {type(ann).__name__}.")
+
+    probe = x[:min(16, x.shape[0])]
+    err = _check_capture(graph, reference, probe, "captured graph", exported)
+    simple, folded = simplify(graph)
+    _check_capture(simple, reference, probe, "graph with BatchNorm folded", exported, rtol=1e-3)
+
+    relus = [o.name for o in simple.ops if o.kind == "relu"]
+    lambdas = activation_scales(simple, x, relus, normalization, percentile, batch_size, seed)
+    for o in simple.ops:
+        if o.kind == "qcfs":
+            lam = float(o.module.threshold.detach())
+            if not lam > 0:
+                raise ValueError(f"The QCFS layer {o.name!r} has threshold {lam:g}; thresholds must "
+                                 f"be positive. Train longer or clamp the threshold (e.g. "
+                                 f"threshold.data.clamp_(min=1e-3)).")
+            lambdas[o.name] = torch.tensor(lam, dtype=torch.float64)
+    norm = Normalizer(simple, lambdas, reset, v0, maxpool, per_neuron_v_init=calibrate_membrane)
+    nodes = norm.nodes()
+    snn = snnedge.SpikingNetwork(nodes, input_shape=simple.input_shape)
+    snn = snn.to(x.device)
+    excess = {}
+    if calibrate_membrane:
+        pick = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed))
+        excess = calibrate_membrane_(snn, simple, x[pick[:MEMBRANE_SAMPLES].to(x.device)],
+                                     norm.lam, timesteps, batch_size)
+    kept = {o.name for o in simple.ops}
+    snn.conversion_ = ConversionInfo(
+        normalization=normalization, percentile=float(percentile), reset=reset,
+        scales={k: describe_scale(v) for k, v in norm.lam.items()},
+        thresholds={k: describe_scale(v) for k, v in norm.thresholds.items()},
+        v_init={o.name: (o.module.shift if o.kind == "qcfs" else v0) for o in simple.ops
+                if o.kind in ("relu", "qcfs")},
+        folded=folded,
+        removed=[o.name for o in graph.ops if o.name not in kept and o.name not in folded],
+        capture_error=err, membrane_excess=excess, calibration_samples=int(x.shape[0]),
+        seconds=time.perf_counter() - start)
+    return snn
+
+
+def _device_of(tensors) -> torch.device:
+    t = next(iter(tensors), None)
+    return t.device if isinstance(t, torch.Tensor) else torch.device("cpu")
+
+
+def _check_eval(ann: nn.Module) -> None:
+    for path, m in ann.named_modules():
+        if m.training:
+            where = f"its submodule {path!r} ({type(m).__name__}) is" if path else "it is"
+            raise ValueError(f"convert needs the ANN in eval mode, but {where} in training mode "
+                             f"(BatchNorm would use batch statistics and Dropout would be active). "
+                             f"Call ann.eval() first.")
+
+
+def _check_finite_state(state: dict, what: str) -> None:
+    for key, t in state.items():
+        if isinstance(t, torch.Tensor) and t.is_floating_point() and not torch.isfinite(t).all():
+            bad = int((~torch.isfinite(t)).sum())
+            raise ValueError(f"The ANN's {key!r} holds {bad} NaN or infinite values ({what}); "
+                             f"convert needs finite weights. Check the training run (learning "
+                             f"rate, loss scaling) or reload a good checkpoint.")
+
+
+def _exported_reference(program):
+    module = program.module()
+
+    def run(x):
+        return module(x)
+    return run
+
+
+@torch.no_grad()
+def _check_capture(graph: Graph, reference, x: torch.Tensor, what: str, exported: bool,
+                   rtol: float = 1e-4) -> float:
+    try:
+        expected = reference(x)
+    except Exception:  # noqa: BLE001 - an exported program may be specialised to a batch size
+        if exported:
+            return float("nan")
+        raise
+    if isinstance(expected, (tuple, list)) and len(expected) == 1:
+        expected = expected[0]
+    got, _ = graph.run(x)
+    if not isinstance(expected, torch.Tensor) or got.shape != expected.shape:
+        raise ValueError(f"convert: the {what} returns shape {list(got.shape)} but the ANN returns "
+                         f"{list(getattr(expected, 'shape', []))}; the model's forward does "
+                         f"something graph capture does not see. Please report this model.")
+    close, err = is_close(got.double(), expected.double(), rtol)
+    if not close:
+        raise ValueError(f"convert: the {what} differs from the ANN's output by {err:.3g} "
+                         f"(relative); the model's forward does something graph capture does "
+                         f"not see (such as in-place changes or Python-side randomness). "
+                         f"Please report this model.")
+    return err
