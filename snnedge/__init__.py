@@ -18,6 +18,7 @@ from .results import SimulationResult
 from .simulate import ENGINES, simulate
 from .interop import from_nir, to_nir  # registers engine="brian2"; brian2 and nir load lazily
 from .surrogate import SURROGATES, get_surrogate
+from .training import History, fit, load_checkpoint, save_checkpoint
 
 try:
     __version__ = version("snnedge")
@@ -29,5 +30,6 @@ __all__ = [
     "TemporalModule", "Node", "SpikingNetwork", "sequential", "simulate", "SimulationResult",
     "ENGINES", "ENCODERS", "SURROGATES", "get_surrogate", "count_ops", "OpCount", "LayerOps",
     "NeuroBenchMetrics", "neurobench_metrics", "to_nir", "from_nir",
+    "fit", "History", "save_checkpoint", "load_checkpoint",
     "__version__",
 ]
