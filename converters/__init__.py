@@ -8,10 +8,11 @@ BatchNorm, max or average pooling, residual additions, concatenations) into a ra
     snn = convert(ann, calibration=x_train[:500], normalization="percentile", percentile=99.9)
     res = snnedge.simulate(snn, x_test, timesteps=32)
 """
-from .pipeline import DEFAULT_V_INIT, ConversionInfo, convert
 from .errors import UnsupportedLayerError
 from .maxpool import SpikingMaxPool2d
+from .membrane import CalibratedIF
+from .pipeline import DEFAULT_V_INIT, ConversionInfo, convert
 from .qcfs import QCFS, replace_relu_with_qcfs
 
 __all__ = ["convert", "ConversionInfo", "QCFS", "replace_relu_with_qcfs", "SpikingMaxPool2d",
-           "UnsupportedLayerError", "DEFAULT_V_INIT"]
+           "CalibratedIF", "UnsupportedLayerError", "DEFAULT_V_INIT"]

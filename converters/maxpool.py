@@ -18,7 +18,8 @@ Both modes also accept analog inputs (a max pool before the ReLU): for a constan
 ``count`` gives the exact max at every step.
 
 With ``keep_shape=True`` the module emits at its input's resolution: each window's output
-goes to the position of the window's current winner and every other position stays 0.
+goes to one position of the window (``count``: its first position; ``gate``: the current
+winner) and every other position stays 0.
 Followed by a :class:`snnedge.SumPool2d` with the same non-overlapping windows it is the
 same max pool, built from a temporal module that keeps its input's shape (as the core's
 shape inference assumes of temporal modules).
@@ -40,7 +41,7 @@ class SpikingMaxPool2d(TemporalModule):
 
     Parameters as ``nn.MaxPool2d`` (``kernel_size``, ``stride``, ``padding``, ``dilation``,
     ``ceil_mode``), plus ``mode``: ``"count"`` or ``"gate"``, and ``keep_shape`` (emit at
-    the input's resolution, at the winners' positions).
+    the input's resolution, one position per window).
 
     Example
     -------
@@ -65,7 +66,22 @@ class SpikingMaxPool2d(TemporalModule):
         self.mode = check_choice(mode, MAXPOOL_MODES, param="mode", where="SpikingMaxPool2d")
         self.keep_shape = bool(keep_shape)
 
+    def _tiles(self, shape) -> bool:
+        """Whether the windows tile the input exactly (then reshapes beat max_pool2d on CPU)."""
+        return (self.stride == self.kernel_size and self.padding == (0, 0) and self.dilation == (1, 1)
+                and shape[-2] % self.kernel_size[0] == 0 and shape[-1] % self.kernel_size[1] == 0)
+
     def _pool(self, x: torch.Tensor, indices: bool = False):
+        if not indices and self._tiles(x.shape):
+            # max over strided slices: several times faster than max_pool2d on CPU
+            (kh, kw) = self.kernel_size
+            rows = x[..., 0::kh, :]
+            for i in range(1, kh):
+                rows = torch.maximum(rows, x[..., i::kh, :])
+            out = rows[..., 0::kw]
+            for j in range(1, kw):
+                out = torch.maximum(out, rows[..., j::kw])
+            return out
         return F.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation,
                             self.ceil_mode, return_indices=indices)
 
@@ -80,21 +96,42 @@ class SpikingMaxPool2d(TemporalModule):
             cum = acc.unsqueeze(0) + t.view(-1, *([1] * current.dim())) * current.unsqueeze(0)
             current = current.unsqueeze(0).expand(steps, *current.shape)
         else:
-            cum = acc.unsqueeze(0) + torch.cumsum(current, 0)
+            # a running sum in place: several times faster than torch.cumsum over dim 0 on CPU
+            cum = current.clone()
+            cum[0].add_(acc)
+            for t in range(1, steps):
+                cum[t].add_(cum[t - 1])
         batch = cum.shape[1]
-        pooled, idx = self._pool(cum.flatten(0, 1), indices=True)
-        pooled = pooled.view(steps, batch, *pooled.shape[1:])
         if self.mode == "count":
+            pooled = self._pool(cum.flatten(0, 1))
+            pooled = pooled.view(steps, batch, *pooled.shape[1:])
             out = torch.diff(pooled, dim=0, prepend=prev_max.unsqueeze(0))
+            if self.keep_shape:
+                out = self._at_window_starts(out, cum.shape)
         else:
+            pooled, idx = self._pool(cum.flatten(0, 1), indices=True)
             flat = current.reshape(steps * batch, *current.shape[2:]).flatten(2)
-            out = flat.gather(2, idx.flatten(2)).view(pooled.shape)
-        if self.keep_shape:
-            full = torch.zeros(steps * batch, cum.shape[2], cum.shape[3] * cum.shape[4],
-                               dtype=out.dtype, device=out.device)
-            full.scatter_(2, idx.flatten(2), out.reshape(steps * batch, out.shape[2], -1))
-            out = full.view(cum.shape)
+            out = flat.gather(2, idx.flatten(2))
+            if self.keep_shape:
+                full = torch.zeros(steps * batch, cum.shape[2], cum.shape[3] * cum.shape[4],
+                                   dtype=out.dtype, device=out.device)
+                out = full.scatter_(2, idx.flatten(2), out)
+            pooled = pooled.view(steps, batch, *pooled.shape[1:])
+            out = out.view(cum.shape if self.keep_shape else pooled.shape)
         return out, (cum[-1], pooled[-1])
+
+    def _at_window_starts(self, out: torch.Tensor, shape) -> torch.Tensor:
+        """``out`` (pooled) written at the first input position of each (disjoint) window."""
+        if self._tiles(shape):
+            (kh, kw), (h, w) = self.kernel_size, shape[-2:]
+            full = out.new_zeros(shape)
+            full.view(*shape[:-2], h // kh, kh, w // kw, kw)[..., :, 0, :, 0] = out
+            return full
+        rows = (torch.arange(out.shape[-2], device=out.device) * self.stride[0] - self.padding[0]).clamp(min=0)
+        cols = (torch.arange(out.shape[-1], device=out.device) * self.stride[1] - self.padding[1]).clamp(min=0)
+        full = out.new_zeros(shape)
+        full[..., rows.view(-1, 1), cols.view(1, -1)] = out
+        return full
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Multi-step call on a time-first input ``(T, B, C, H, W)`` from the initial state."""

@@ -52,8 +52,11 @@ class ConversionInfo:
     ``thresholds``: each IF layer's threshold after normalization (1 unless an addition or
     a pooling-before-ReLU layout needed otherwise); ``folded``: BatchNorm layers and the
     layer they went into; ``removed``: no-op layers dropped; ``v_init``: initial membrane
-    per IF layer (fraction of the threshold); ``capture_error``: largest relative difference
-    between the captured graph and the ANN on calibration samples.
+    per IF layer (fraction of the threshold, before membrane calibration);
+    ``capture_error``: largest relative difference between the captured graph and the ANN on
+    calibration samples; ``membrane_excess``: mean spikes per neuron that each layer fired
+    too early before the membrane calibration took them out (empty when it is off; layers
+    fed only by the static input have no transient and are not calibrated).
     """
 
     normalization: str
@@ -96,6 +99,7 @@ def convert(ann, calibration, normalization: str = "percentile", percentile: flo
     v_init:
         Initial membrane of the ReLU neurons as a fraction of the threshold; default 0.5
         (theta/2, see :data:`DEFAULT_V_INIT`). QCFS neurons start at their shift (theta/2).
+        With ``calibrate_membrane`` this is the starting point that calibration corrects.
     maxpool:
         ``"count"`` or ``"gate"`` (see :class:`converters.SpikingMaxPool2d`).
     calibrate_membrane:
@@ -159,7 +163,7 @@ def convert(ann, calibration, normalization: str = "percentile", percentile: flo
         raise TypeError(f"The 'ann' parameter of convert must be a torch.nn.Module or a "
                         f"torch.export.ExportedProgram. Got {type(ann).__name__}.")
 
-    probe = x[:min(16, x.shape[0])]
+    probe = x[:min(_probe_size(ann) if exported else 16, x.shape[0])]
     err = _check_capture(graph, reference, probe, "captured graph", exported)
     simple, folded = simplify(graph)
     _check_capture(simple, reference, probe, "graph with BatchNorm folded", exported, rtol=1e-3)
@@ -218,6 +222,17 @@ def _check_finite_state(state: dict, what: str) -> None:
             raise ValueError(f"The ANN's {key!r} holds {bad} NaN or infinite values ({what}); "
                              f"convert needs finite weights. Check the training run (learning "
                              f"rate, loss scaling) or reload a good checkpoint.")
+
+
+def _probe_size(program) -> int:
+    """Samples to compare the captured graph with: a program exported with a fixed batch
+    size only runs on that many."""
+    user = set(program.graph_signature.user_inputs)
+    for node in program.graph.nodes:
+        if node.op == "placeholder" and node.name in user:
+            batch = node.meta["val"].shape[0]
+            return int(batch) if isinstance(batch, int) else 16
+    return 16
 
 
 def _exported_reference(program):
