@@ -16,6 +16,7 @@ from .ops import LayerOps, OpCount, count_ops
 from .neurons import IF, LIF, SpikingNeuron, if_step, lif_step
 from .results import SimulationResult
 from .simulate import ENGINES, simulate
+from .io import load_network, save_network
 from .interop import from_nir, to_nir  # registers engine="brian2"; brian2 and nir load lazily
 from .surrogate import SURROGATES, get_surrogate
 from .training import History, fit, load_checkpoint, save_checkpoint
@@ -29,7 +30,7 @@ __all__ = [
     "IF", "LIF", "SpikingNeuron", "if_step", "lif_step", "Add", "Concat", "Scale", "SumPool2d",
     "TemporalModule", "Node", "SpikingNetwork", "sequential", "simulate", "SimulationResult",
     "ENGINES", "ENCODERS", "SURROGATES", "get_surrogate", "count_ops", "OpCount", "LayerOps",
-    "NeuroBenchMetrics", "neurobench_metrics", "to_nir", "from_nir",
+    "NeuroBenchMetrics", "neurobench_metrics", "to_nir", "from_nir", "save_network", "load_network",
     "fit", "History", "save_checkpoint", "load_checkpoint",
     "__version__",
 ]
