@@ -245,7 +245,7 @@ def compare(result: SimulationResult | Sequence[SimulationResult], ann: nn.Modul
             targets: Sequence[str] = DEFAULT_TARGETS, baselines: Sequence[str] = DEFAULT_BASELINES,
             snn: SpikingNetwork | None = None, input_shape: Sequence[int] | None = None,
             accuracy_ann: float | None = None, y=None, utilisation: float = 1.0,
-            static_scope: str = "chips") -> Comparison:
+            static_scope: str = "chips", ops: OpCount | None = None) -> Comparison:
     """Compare the SNN on neuromorphic ``targets`` with the ANN on conventional ``baselines``.
 
     Parameters
@@ -272,8 +272,15 @@ def compare(result: SimulationResult | Sequence[SimulationResult], ann: nn.Modul
         Fraction of the baselines' throughput sustained, in (0, 1] (1.0: peak, a best case).
     static_scope:
         Passed to :func:`~neuromorphic_targets.estimate_energy` (``"chips"`` or ``"cores"``).
+    ops:
+        The ANN's operation counts (:func:`snnedge.count_ops`) when the ANN itself is not at
+        hand, e.g. the counts ``snnedge convert`` stores beside the network; used instead of
+        counting ``ann``.
     """
     results = (result,) if isinstance(result, SimulationResult) else tuple(result)
+    if ops is not None and not isinstance(ops, OpCount):
+        raise TypeError(f"The 'ops' parameter of compare must be a snnedge.OpCount (from "
+                        f"snnedge.count_ops or OpCount.from_dict). Got {type(ops).__name__} instead.")
     if not results or not all(isinstance(r, SimulationResult) for r in results):
         raise TypeError("The 'result' parameter of compare must be a snnedge.SimulationResult or "
                         "a list of them (the same network simulated at different T). Got "
@@ -317,8 +324,7 @@ def compare(result: SimulationResult | Sequence[SimulationResult], ann: nn.Modul
                 problems=tuple(m.problems), sources=_terms_sources(e), estimate=e))
 
     notes = []
-    ops = None
-    if base_profiles:
+    if base_profiles and ops is None:
         model = ann
         if model is None:
             if net is None:
@@ -330,6 +336,7 @@ def compare(result: SimulationResult | Sequence[SimulationResult], ann: nn.Modul
         if shape is None:
             raise ValueError("compare needs input_shape=... to count the ANN's operations.")
         ops = count_ops(model, shape)
+    if base_profiles:
         for prof in base_profiles:
             e = estimate_baseline(ops, prof, utilisation=utilisation)
             rows.append(ComparisonRow(

@@ -120,6 +120,17 @@ class OpCount:
         out["notes"] = list(self.notes)
         return out
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> OpCount:
+        """The counts back from :meth:`to_dict` (lists read back as tuples), e.g. counts
+        stored beside a converted network by ``snnedge convert``."""
+        def tuples(v):
+            return tuple(tuples(x) for x in v) if isinstance(v, (list, tuple)) else v
+
+        rows = tuple(LayerOps(**{k: tuples(v) for k, v in row.items()})
+                     for row in data["per_layer"])
+        return cls(**{**{k: tuples(v) for k, v in data.items()}, "per_layer": rows})
+
     def table(self) -> str:
         """An aligned text table: one row per layer, then totals, traffic and notes."""
         header = ("layer", "type", "output shape", "MACs", "params", "activations", "other ops")

@@ -136,6 +136,17 @@ def test_accuracy_is_none_without_labels():
     assert all(r.accuracy is None for r in rep.rows)
 
 
+def test_baselines_from_stored_op_counts():
+    # counts stored beside a network (snnedge convert) stand in for the ANN itself
+    ops = snnedge.OpCount.from_dict(snnedge.count_ops(ANN, SHAPE).to_dict())
+    rep = compare(RESULTS[1], snn=SNN, targets=[], baselines=BASELINES, ops=ops)
+    assert rep.ops == ops and not any("rate-equivalent" in n for n in rep.notes)
+    assert [(r.name, r.macs, r.energy_j) for r in rep.rows] == \
+        [(b, REP.row(b).macs, REP.row(b).energy_j) for b in BASELINES]
+    with pytest.raises(TypeError, match="'ops' parameter of compare"):
+        compare(RESULTS[1], snn=SNN, targets=[], baselines=["cpu"], ops={"macs": 1})
+
+
 def test_baselines_only_with_an_ann():
     rep = compare(RESULTS[1], ann=ANN, targets=[], baselines=["cpu"], input_shape=SHAPE)
     assert [r.name for r in rep.rows] == ["cpu"] and rep.mappings == {}

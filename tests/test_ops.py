@@ -1,6 +1,7 @@
 """Tests of snnedge.ops.count_ops: hand-derived golden counts, a reference comparison with
 torch's own FLOP counter, non-mutation, pinned errors, and torchvision's published counts."""
 import hashlib
+import json
 import math
 import re
 
@@ -194,6 +195,11 @@ def test_table_and_to_dict():
     assert d["macs"] == 34_816 and d["per_layer"][0]["name"] == "conv1"
     assert OpCount(**{**d, "per_layer": tuple(LayerOps(**r) for r in d["per_layer"]),
                       "notes": tuple(d["notes"])}) == ops
+
+
+def test_from_dict_reads_json_back():
+    ops = count_ops(SmallConvNet(), input_shape=(3, 16, 16))
+    assert OpCount.from_dict(json.loads(json.dumps(ops.to_dict()))) == ops
 
 
 def test_error_not_a_module():
