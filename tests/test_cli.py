@@ -1,9 +1,16 @@
-"""The command line: version, help, and the demo's report folder."""
+"""The command line: version, help, the demo's report folder, and convert / simulate / report
+on a user's model (happy paths, and every user error as one line with exit code 2)."""
+import argparse
+import io
 import json
 import subprocess
 import sys
+import zipfile
+from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 import snnedge
 from snnedge.cli import main
@@ -39,3 +46,220 @@ def test_demo_quick_writes_a_complete_report(tmp_path):
     assert {"truenorth", "dynap-se", "dynap-cnn", "cpu", "gpu-jetson-tx2", "tpu-v1", "eyeriss"} <= rows
     assert report["snn"]["accuracy_by_T"]["32"] > 0.8
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no leftovers
+
+
+# -- convert, simulate, report on a user's model ------------------------------------------
+TESTS = Path(__file__).resolve().parent
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """A tiny CNN saved every way a user might save it, data files, and its converted SNN."""
+    d = tmp_path_factory.mktemp("cli")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.syspath_prepend(str(TESTS))
+        from cli_models import SigmoidCNN, TinyCNN
+    torch.manual_seed(0)
+    ann = TinyCNN().eval()
+    x = torch.rand(24, 1, 8, 8)
+    np.savez(d / "calib.npz", x=x.numpy(), y=ann(x).argmax(1).numpy())
+    np.savez(d / "wrong_shape.npz", x=np.random.default_rng(0).random((6, 1, 6, 6), dtype=np.float32))
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    torch.export.save(torch.export.export(ann, (x[:4],), dynamic_shapes=({0: batch},)),
+                      d / "model.pt2")
+    torch.save(ann.state_dict(), d / "weights.pt")
+    torch.save(ann, d / "whole.pt")  # a pickled nn.Module: must be refused
+    torch.save(SigmoidCNN().state_dict(), d / "sigmoid.pt")
+    assert main(["convert", str(d / "model.pt2"), "--calibration", str(d / "calib.npz"),
+                 "--timesteps", "8", "-o", str(d / "snn.pt")]) == 0
+    return d
+
+
+@pytest.fixture
+def models_on_path(monkeypatch):
+    monkeypatch.syspath_prepend(str(TESTS))
+
+
+def test_help_of_every_command(capsys):
+    for command in ("convert", "simulate", "report"):
+        with pytest.raises(SystemExit) as e:
+            main([command, "--help"])
+        assert e.value.code == 0
+        out = capsys.readouterr().out
+        assert "example: snnedge " + command in out and "weights_only=True" in out
+
+
+def test_convert_simulate_report(files, tmp_path, capsys):
+    calib = str(files / "calib.npz")
+    assert main(["convert", str(files / "model.pt2"), "--calibration", calib, "--timesteps", "8",
+                 "--normalization", "max", "-o", str(tmp_path / "snn.pt")]) == 0
+    out = capsys.readouterr().out
+    assert "neuron layers" in out and "normalization: max" in out and "capture error" in out
+
+    assert main(["simulate", str(tmp_path / "snn.pt"), "--data", calib, "--timesteps", "8",
+                 "--engine", "event", "-o", str(tmp_path / "results.json")]) == 0
+    out = capsys.readouterr().out
+    assert "SimulationResult: 24 samples x 8 steps" in out and "accuracy:" in out
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert {"timesteps", "num_samples", "spike_counts", "synaptic_events", "firing_rates",
+            "per_inference", "accuracy", "accuracy_curve", "network", "data"} <= set(results)
+    assert results["timesteps"] == 8 and results["num_samples"] == 24
+    assert results["engine"] == "event" and results["accuracy"] > 0.5
+
+    report = tmp_path / "report"
+    assert main(["report", str(tmp_path / "snn.pt"), "--data", calib, "--timesteps", "4", "8",
+                 "--no-progress", "-o", str(report)]) == 0
+    assert "| truenorth | SNN |" in capsys.readouterr().out
+    assert {"report.md", "report.json", "energy.png", "firing_rates.png", "core_occupancy.png",
+            "accuracy_vs_T.png", "accuracy_vs_energy.png"} <= {p.name for p in report.iterdir()}
+    rep = json.loads((report / "report.json").read_text())
+    rows = {(r["name"], r["timesteps"]) for r in rep["comparison"]}
+    assert {("truenorth", 4), ("truenorth", 8), ("dynap-se", 8), ("dynap-cnn", 8), ("loihi", 8),
+            ("cpu", None), ("gpu-jetson-tx2", None), ("tpu-v1", None), ("eyeriss", None)} <= rows
+    assert set(rep["snn"]["accuracy_by_T"]) == {"4", "8"}
+    assert "## Mapping problems" in (report / "report.md").read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report", "results.json", "snn.pt"]
+
+
+def test_state_dict_with_class(files, tmp_path, capsys, models_on_path):
+    snn = tmp_path / "snn.pt"
+    assert main(["convert", str(files / "weights.pt"), "--class", "cli_models:TinyCNN",
+                 "--class-kwargs", '{"channels": 4}', "--calibration", str(files / "calib.npz"),
+                 "--timesteps", "8", "-o", str(snn)]) == 0
+    assert "MACs" in capsys.readouterr().out
+    net, meta = snnedge.load_network(snn, with_metadata=True)
+    assert meta["class"] == "cli_models:TinyCNN" and meta["ann_ops"]["macs"] > 0
+    assert main(["report", str(snn), "--data", str(files / "calib.npz"), "--timesteps", "8",
+                 "--targets", "truenorth", "--baselines", "cpu", "eyeriss", "-o",
+                 str(tmp_path / "rep")]) == 0
+    rep = json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert [r["name"] for r in rep["comparison"]] == ["truenorth", "cpu", "eyeriss"]
+    assert rep["ann_ops"]["macs"] == meta["ann_ops"]["macs"]  # the ANN's own counts
+    assert not any("rate-equivalent" in n for n in rep["notes"])
+    # a second report replaces the folder as a whole and leaves no temporary folders
+    assert main(["report", str(snn), "--data", str(files / "calib.npz"), "--timesteps", "4",
+                 "--targets", "dynap-se", "--baselines", "tpu-v1", "-o", str(tmp_path / "rep")]) == 0
+    rep = json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert [r["name"] for r in rep["comparison"]] == ["dynap-se", "tpu-v1"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rep", "snn.pt"]
+
+
+def test_saved_network_simulates_like_the_converted_one(files):
+    from converters import convert
+
+    x = torch.as_tensor(np.load(files / "calib.npz")["x"])
+    fresh = convert(torch.export.load(files / "model.pt2"), calibration=x, timesteps=8)
+    loaded = snnedge.load_network(files / "snn.pt")
+    a, b = snnedge.simulate(fresh, x, timesteps=8), snnedge.simulate(loaded, x, timesteps=8)
+    assert a.spike_counts == b.spike_counts and torch.equal(a.output, b.output)
+
+
+def _usage_error(capsys, argv, out_dir, *fragments):
+    code = main([str(a) for a in argv])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"snnedge {argv[0]}: error: ")
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    assert list(out_dir.iterdir()) == []  # nothing written, no temporary files
+
+
+ERRORS = {
+    "missing model": (lambda f, o: ["convert", f / "nope.pt2", "--calibration", f / "calib.npz",
+                                    "-o", o / "snn.pt"], ["'", "nope.pt2", "does not exist"]),
+    "missing calibration data": (lambda f, o: ["convert", f / "model.pt2", "--calibration",
+                                               f / "nope.npz", "-o", o / "snn.pt"],
+                                 ["nope.npz", "does not exist"]),
+    "missing simulate data": (lambda f, o: ["simulate", f / "snn.pt", "--data", f / "nope.npz",
+                                            "-o", o / "r.json"], ["nope.npz", "does not exist"]),
+    "missing network": (lambda f, o: ["report", f / "nope.pt", "--data", f / "calib.npz",
+                                      "-o", o / "rep"], ["nope.pt", "snnedge convert"]),
+    "pickled model": (lambda f, o: ["convert", f / "whole.pt", "--calibration", f / "calib.npz",
+                                    "-o", o / "snn.pt"],
+                      ["pickled", "torch.export.save", "state_dict()", "--class"]),
+    "unsupported layer": (lambda f, o: ["convert", f / "sigmoid.pt", "--class",
+                                        "cli_models:SigmoidCNN", "--calibration",
+                                        f / "calib.npz", "-o", o / "snn.pt"],
+                          ["'act' (Sigmoid)", "Fix: replace Sigmoid with ReLU"]),
+    "calibration shape (class)": (lambda f, o: ["convert", f / "weights.pt", "--class",
+                                                "cli_models:TinyCNN", "--calibration",
+                                                f / "wrong_shape.npz", "-o", o / "snn.pt"],
+                                  ["[1, 6, 6]", "shaped like the model's input"]),
+    "calibration shape (export)": (lambda f, o: ["convert", f / "model.pt2", "--calibration",
+                                                 f / "wrong_shape.npz", "-o", o / "snn.pt"],
+                                   ["[1, 8, 8]", "[1, 6, 6]"]),
+    "simulate shape": (lambda f, o: ["simulate", f / "snn.pt", "--data", f / "wrong_shape.npz",
+                                     "-o", o / "r.json"], ["[1, 6, 6]", "takes [1, 8, 8]"]),
+    "unknown target": (lambda f, o: ["report", f / "snn.pt", "--data", f / "calib.npz",
+                                     "--targets", "truenorth", "spinnaker", "-o", o / "rep"],
+                       ["unknown target 'spinnaker'", "truenorth, dynap-se, dynap-cnn"]),
+    "unknown baseline": (lambda f, o: ["report", f / "snn.pt", "--data", f / "calib.npz",
+                                       "--baselines", "tpu-v9", "-o", o / "rep"],
+                         ["unknown baseline 'tpu-v9'", "gpu-jetson-tx2", "eyeriss"]),
+    "class not importable": (lambda f, o: ["convert", f / "weights.pt", "--class",
+                                           "no_such_package.models:Net", "--calibration",
+                                           f / "calib.npz", "-o", o / "snn.pt"],
+                             ["cannot import module 'no_such_package.models'", "PYTHONPATH"]),
+    "class not in module": (lambda f, o: ["convert", f / "weights.pt", "--class",
+                                          "cli_models:Missing", "--calibration", f / "calib.npz",
+                                          "-o", o / "snn.pt"], ["no attribute 'Missing'"]),
+    "state dict without class": (lambda f, o: ["convert", f / "weights.pt", "--calibration",
+                                               f / "calib.npz", "-o", o / "snn.pt"],
+                                 ["state dict", "--class"]),
+    "weights of another class": (lambda f, o: ["convert", f / "weights.pt", "--class",
+                                               "cli_models:SigmoidCNN", "--calibration",
+                                               f / "calib.npz", "-o", o / "snn.pt"],
+                                 ["does not fit cli_models:SigmoidCNN"]),
+    "network as model": (lambda f, o: ["convert", f / "snn.pt", "--calibration", f / "calib.npz",
+                                       "-o", o / "snn.pt"], ["already", "snnedge simulate"]),
+    "model as network": (lambda f, o: ["simulate", f / "weights.pt", "--data", f / "calib.npz",
+                                       "-o", o / "r.json"], ["not a network saved by"]),
+}
+
+
+@pytest.mark.parametrize("case", list(ERRORS))
+def test_user_errors_are_one_line(case, files, tmp_path, capsys, models_on_path):
+    argv, fragments = ERRORS[case]
+    _usage_error(capsys, argv(files, tmp_path), tmp_path, *fragments)
+
+
+def test_data_file_with_unknown_arrays(files, tmp_path, capsys):
+    np.savez(files / "keys.npz", a=np.zeros((2, 1, 8, 8)), b=np.zeros(2))
+    out = tmp_path / "out"
+    out.mkdir()
+    _usage_error(capsys, ["simulate", files / "snn.pt", "--data", files / "keys.npz", "-o",
+                          out / "r.json"], out, "['a', 'b']", "x=x, y=y")
+
+
+def _tampered_pt2(src, dst, member: str, data: bytes, replace: bool):
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        root = zin.namelist()[0].split("/")[0]
+        for item in zin.infolist():
+            if not (replace and item.filename == f"{root}/{member}"):
+                zout.writestr(item, zin.read(item.filename))
+        zout.writestr(f"{root}/{member}", data)
+
+
+def _pickle_bytes() -> bytes:
+    buf = io.BytesIO()
+    torch.save(argparse.Namespace(evil=True), buf)  # weights_only loading refuses this
+    return buf.getvalue()
+
+
+_PICKLED_WEIGHTS = json.dumps({"config": {"0.weight": {"path_name": "weight_0", "is_param": True,
+                                                       "use_pickle": True}}}).encode()
+
+
+@pytest.mark.parametrize("member,data,replace,fragment", [
+    ("data/sample_inputs/model.pt", _pickle_bytes(), True, "data/sample_inputs/model.pt"),
+    ("data/aotinductor/model/model.so", b"\x7fELF", False, "compiled code"),
+    ("data/weights/model_weights_config.json", _PICKLED_WEIGHTS, True, "'0.weight' as a pickled"),
+])
+def test_pt2_that_would_unpickle_or_load_code_is_refused(files, tmp_path, capsys, member, data,
+                                                          replace, fragment):
+    _tampered_pt2(files / "model.pt2", files / "tampered.pt2", member, data, replace)
+    _usage_error(capsys, ["convert", files / "tampered.pt2", "--calibration", files / "calib.npz",
+                          "-o", tmp_path / "snn.pt"], tmp_path, fragment, "torch.export.save")
