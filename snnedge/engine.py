@@ -6,12 +6,13 @@ each temporal module (neuron) updates step by step. The state carried between bl
 membrane of every neuron, so memory is bounded by the block size, not by ``T``.
 
 * ``dense``: synaptic modules are ordinary dense convolutions and matrix products.
-* ``event``: weighted layers fed by spikes propagate only the non-zero inputs: a sparse
-  spike matrix times the transposed weight for ``Linear`` (one weight row per spike) and a
-  sparse matrix of spike-to-output taps times the kernel matrix for ``Conv2d``.
-* ``auto``: dense, switching after the first block to event propagation for ``Linear``
-  layers (``"event-linear"``) when activity and batch are small; convolutions stay dense,
-  which measured faster on CPU at every activity tried (examples/benchmarks/RESULTS.md).
+* ``event``: weighted layers fed by spikes propagate only the non-zero inputs
+  (:mod:`snnedge.events`): one weight row per spike for ``Linear``, one kernel column per
+  spike and tap for ``Conv2d``, accumulated by a compiled sparse kernel.
+* ``auto``: dense for the first block, then event propagation when the measured activity
+  of the spiking layers is low (thresholds measured in examples/benchmarks/RESULTS.md).
+
+Pooling layers whose windows tile their input run as sums of strided slices in both engines.
 
 A value that is the same at every step (direct encoding, and any weight-free or weighted
 layer fed only by it) is computed once per batch: a static current costs one convolution,
@@ -19,20 +20,21 @@ not ``T``.
 """
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from .encoders import Encoder
+from .events import apply_synaptic, event_apply
 from .network import INPUT, SpikingNetwork
 from .neurons import SpikingNeuron
 
 # Auto engine: switch to event propagation after the first block when the measured mean
-# activity of the spiking layers and the batch are both small (see examples/benchmarks).
-AUTO_EVENT_MAX_ACTIVITY = 0.05
-AUTO_EVENT_MAX_BATCH = 8
+# activity of the spiking layers (spikes per neuron per step) is at most this. Event and dense
+# work both grow with the batch, so the batch does not enter; per layer the event path won
+# from about 2% (32->64 channels, 3x3) to 5-10% (128->256) in examples/benchmarks/RESULTS.md.
+AUTO_EVENT_MAX_ACTIVITY = 0.03
 DEFAULT_BLOCK_BYTES = 256 * 2**20
 MAX_BLOCK_STEPS = 32
 
@@ -128,93 +130,13 @@ class _Executor:
             if v.static:
                 t = t.unsqueeze(0).expand(steps, *t.shape)
             flat.append(t.reshape(steps * batch, *t.shape[2:]))
-        if self.engine in ("event", "event-linear") and len(flat) == 1 and self.net.kind(name) == "weighted":
-            y = event_apply(module, flat[0], convs=self.engine == "event")
+        if self.engine == "event" and len(flat) == 1 and self.net.kind(name) == "weighted":
+            y = event_apply(module, flat[0])
+        elif len(flat) == 1:
+            y = apply_synaptic(module, flat[0])
         else:
             y = module(*flat)
         return _Value(y.view(steps, batch, *y.shape[1:]), False)
-
-
-def event_apply(module: nn.Module, x: torch.Tensor, convs: bool = True) -> torch.Tensor:
-    """A weighted layer applied to ``x`` ``(N, ...)`` touching only its non-zero entries.
-
-    ``convs=False`` keeps convolutions dense (what ``engine="auto"`` does: on CPU the dense
-    convolution kernels beat the sparse tap matrix down to a few percent activity, see
-    examples/benchmarks/RESULTS.md)."""
-    if isinstance(module, nn.Linear) and x.dim() == 2:
-        return _event_linear(module, x)
-    if convs and isinstance(module, nn.Conv2d) and module.groups == 1 and module.padding_mode == "zeros":
-        return _event_conv2d(module, x)
-    return module(x)
-
-
-_W_T: "weakref.WeakKeyDictionary[nn.Module, tuple]" = weakref.WeakKeyDictionary()
-
-
-def _weight_rows(module: nn.Module, rows: torch.Tensor) -> torch.Tensor:
-    """``rows`` (a view of the weight) made contiguous, cached per module until the weight
-    changes (its version counter moves)."""
-    w = module.weight
-    key = (w._version, w.data_ptr(), w.dtype, w.device)
-    hit = _W_T.get(module)
-    if hit is None or hit[0] != key:
-        hit = (key, rows.contiguous())
-        _W_T[module] = hit
-    return hit[1]
-
-
-def _event_linear(module: nn.Linear, x: torch.Tensor) -> torch.Tensor:
-    # A sparse (samples x inputs) matrix of the spikes times the transposed weight: each
-    # spike adds one weight row.
-    w_t = _weight_rows(module, module.weight.detach().t())
-    out = torch.sparse.mm(x.to_sparse(), w_t)
-    return out if module.bias is None else out + module.bias
-
-
-_TAPS: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
-
-
-def _conv_taps(module: nn.Conv2d, h: int, w: int, device) -> tuple[torch.Tensor, int, int]:
-    """For each input position ``y * w + x`` and tap ``ky * kw + kx``: the output position
-    ``oy * ow + ox`` it reaches, or ``oh * ow`` (a spare row) when it reaches none.
-    Cached per module and input size, outside the module."""
-    key = (h, w, str(device))
-    cached = _TAPS.setdefault(module, {})
-    if key not in cached:
-        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (module.kernel_size, module.stride,
-                                                  module.padding, module.dilation)
-        oh = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
-        ow = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
-        y = torch.arange(h).view(h, 1, 1, 1)
-        x = torch.arange(w).view(1, w, 1, 1)
-        ny = y + ph - torch.arange(kh).view(1, 1, kh, 1) * dh
-        nx = x + pw - torch.arange(kw).view(1, 1, 1, kw) * dw
-        oy, ox = torch.div(ny, sh, rounding_mode="floor"), torch.div(nx, sw, rounding_mode="floor")
-        ok = (ny >= 0) & (nx >= 0) & (ny % sh == 0) & (nx % sw == 0) & (oy < oh) & (ox < ow)
-        pos = torch.where(ok, oy * ow + ox, torch.full_like(oy * ox, oh * ow))
-        cached[key] = (pos.reshape(h * w, kh * kw).to(device), oh, ow)
-    return cached[key]
-
-
-def _event_conv2d(module: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-    # Each non-zero input (b, c, y, x) adds kernel column (c, tap) to the output position its
-    # tap reaches: a sparse (output position x (c, tap)) matrix times the kernel matrix.
-    n, c_in, h, w = x.shape
-    taps, oh, ow = _conv_taps(module, h, w, x.device)
-    k = taps.shape[1]
-    rows_per_sample = oh * ow + 1  # the spare row collects taps that fall off the map
-    b, c, y, xx = x.nonzero(as_tuple=True)
-    rows = (b * rows_per_sample).unsqueeze(1) + taps[y * w + xx]
-    cols = (c * k).unsqueeze(1) + torch.arange(k, device=x.device)
-    vals = x[b, c, y, xx].unsqueeze(1).expand(-1, k)
-    sparse = torch.sparse_coo_tensor(torch.stack([rows.reshape(-1), cols.reshape(-1)]), vals.reshape(-1),
-                                     (n * rows_per_sample, c_in * k), check_invariants=False)
-    kernel = module.weight.reshape(module.out_channels, -1).t()
-    out = torch.sparse.mm(sparse, kernel).view(n, rows_per_sample, -1)[:, :-1]
-    out = out.permute(0, 2, 1).reshape(n, -1, oh, ow)
-    if module.bias is not None:
-        out = out + module.bias.view(1, -1, 1, 1)
-    return out
 
 
 def run_batch(net: SpikingNetwork, x: torch.Tensor, encoder: Encoder, timesteps: int, *,
@@ -248,8 +170,8 @@ def run_batch(net: SpikingNetwork, x: torch.Tensor, encoder: Encoder, timesteps:
             fired = sum(float(counts[s].sum()) for s in spiking)
             size = sum(counts[s].numel() for s in spiking) * steps * batch
             activity = fired / size
-            if engine == "auto" and activity <= AUTO_EVENT_MAX_ACTIVITY and batch <= AUTO_EVENT_MAX_BATCH:
-                ex.engine = mode = "event-linear"
+            if engine == "auto" and activity <= AUTO_EVENT_MAX_ACTIVITY:
+                ex.engine = mode = "event"
         out = kept[net.output_name]
         y = out.tensor.unsqueeze(0).expand(steps, *out.tensor.shape) if out.static else out.tensor
         y = y.reshape(steps, batch, -1)

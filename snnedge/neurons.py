@@ -151,11 +151,11 @@ class SpikingNeuron(TemporalModule):
             out = torch.empty(shape, dtype=v.dtype, device=v.device)
         scalar = theta.dim() == 0
         theta_f = float(theta) if scalar else theta
-        for t in range(steps):
+        inputs = (current,) * steps if static else current.unbind(0)
+        for i_t, z in zip(inputs, out.unbind(0)):
             if beta is not None:
                 v.mul_(beta)
-            v.add_(current if static else current[t])
-            z = out[t]
+            v.add_(i_t)
             torch.ge(v, theta_f, out=z)
             if self.reset == "zero":
                 v.addcmul_(v, z, value=-1.0)  # v * (1 - z), in place

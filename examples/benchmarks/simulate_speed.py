@@ -70,6 +70,31 @@ def with_raised_thresholds(snn: snnedge.SpikingNetwork, x: torch.Tensor, timeste
         factor *= 1.25
 
 
+def event_vs_dense(snn: snnedge.SpikingNetwork, xs: torch.Tensor, T: int, dev: str,
+                   repeats: int) -> dict:
+    """Both engines, one sample at a time, on ``snn`` with thresholds raised to <= 2% activity."""
+    sparse_net, factor, activity = with_raised_thresholds(snn, xs, T, 0.02)
+    per_engine: dict[str, list[float]] = {"dense": [], "event": []}
+    for engine in per_engine:  # warm-up
+        snnedge.simulate(sparse_net, xs[:1], timesteps=T, engine=engine, progress=False, device=dev)
+
+    def one_at_a_time(engine: str) -> None:
+        for i in range(len(xs)):
+            snnedge.simulate(sparse_net, xs[i:i + 1], timesteps=T, engine=engine, progress=False,
+                             device=dev)
+        _sync(dev)
+
+    for _ in range(repeats):
+        for engine in per_engine:
+            per_engine[engine].append(timed(lambda: one_at_a_time(engine)))
+    ratio = [d / e for d, e in zip(per_engine["dense"], per_engine["event"])]
+    auto = snnedge.simulate(sparse_net, xs[:1], timesteps=T, engine="auto", progress=False,
+                            device=dev).engine
+    return {"samples": len(xs), "threshold_factor": factor, "activity": activity,
+            "median_seconds": {k: statistics.median(v) for k, v in per_engine.items()},
+            "dense_over_event": statistics.median(ratio), "auto_picks": auto}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--timesteps", type=int, default=32)
@@ -78,6 +103,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--event-samples", type=int, default=20)
+    ap.add_argument("--event-models", nargs="+", default=["vgg_avg", "vgg_wide"],
+                    help="networks for the batch-1 event-vs-dense figure")
+    ap.add_argument("--skip-batch", action="store_true",
+                    help="only the event-vs-dense figure (skip the batch-100 comparisons)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -110,8 +139,8 @@ def main() -> None:
         peers.spikingjelly_simulate(sj, x, T, batch_size=args.batch)
         _sync(dev)
 
-    runs = {"dense bound": ann_bound, "snnedge": ours}
-    if sj is not None:
+    runs = {} if args.skip_batch else {"dense bound": ann_bound, "snnedge": ours}
+    if sj is not None and not args.skip_batch:
         runs["SpikingJelly"] = theirs
     for fn in runs.values():  # warm-up: allocator, thread pools, caches
         fn()
@@ -120,23 +149,19 @@ def main() -> None:
         for k, fn in runs.items():
             times[k].append(timed(fn))
     med = {k: statistics.median(v) for k, v in times.items()}
-    ratios = {"snnedge / dense bound": [a / b for a, b in zip(times["snnedge"], times["dense bound"])]}
-    if sj is not None:
+    ratios = {} if args.skip_batch else {
+        "snnedge / dense bound": [a / b for a, b in zip(times["snnedge"], times["dense bound"])]}
+    if "SpikingJelly" in times:
         ratios["SpikingJelly / snnedge"] = [a / b for a, b in zip(times["SpikingJelly"], times["snnedge"])]
 
-    # Event vs dense at batch 1 and low activity.
+    # Event vs dense at batch 1 and low activity, on this VGG and on a wider one.
     xs = x_test[args.batch:args.batch + args.event_samples].to(dev)
-    sparse_net, factor, activity = with_raised_thresholds(snn, xs, T, 0.02)
-    per_engine: dict[str, list[float]] = {"dense": [], "event": []}
-    for engine in per_engine:  # warm-up
-        snnedge.simulate(sparse_net, xs[:1], timesteps=T, engine=engine, progress=False)
-    for _ in range(max(1, args.repeats // 2)):
-        for engine in per_engine:
-            per_engine[engine].append(timed(lambda: [snnedge.simulate(
-                sparse_net, xs[i:i + 1], timesteps=T, engine=engine, progress=False, device=dev)
-                for i in range(len(xs))]))
-    event_ratio = [d / e for d, e in zip(per_engine["dense"], per_engine["event"])]
-    auto = snnedge.simulate(sparse_net, xs[:1], timesteps=T, engine="auto", progress=False).engine
+    event_nets = {"vgg_avg": snn}
+    if "vgg_wide" in args.event_models:
+        wide = models.trained("vgg_wide").to(dev)
+        event_nets["vgg_wide"] = convert(wide, calibration=x_train[:500].to(dev))
+    events = {name: event_vs_dense(net, xs, T, dev, max(1, args.repeats // 2))
+              for name, net in event_nets.items() if name in args.event_models}
 
     report = {
         "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
@@ -145,19 +170,18 @@ def main() -> None:
         "T": T, "batch": args.batch,
         "median_seconds": med,
         "median_ratios": {k: statistics.median(v) for k, v in ratios.items()},
-        "event": {"samples": len(xs), "threshold_factor": factor, "activity": activity,
-                  "median_seconds": {k: statistics.median(v) for k, v in per_engine.items()},
-                  "dense_over_event": statistics.median(event_ratio), "auto_picks": auto},
+        "event": events,
     }
     print(f"T={T}, batch {args.batch}, {report['machine']}")
     for k, v in med.items():
         print(f"  {k:<14} {v:8.3f} s (median of {args.repeats})")
     for k, v in report["median_ratios"].items():
         print(f"  {k:<24} {v:6.2f}")
-    e = report["event"]
-    print(f"  batch 1, activity {e['activity']:.4f} (thresholds x{factor:.2f}): dense "
-          f"{e['median_seconds']['dense']:.3f} s, event {e['median_seconds']['event']:.3f} s for "
-          f"{len(xs)} samples; dense / event = {e['dense_over_event']:.2f}; auto picks {auto!r}")
+    for name, e in events.items():
+        print(f"  {name}, batch 1, activity {e['activity']:.4f} (thresholds x{e['threshold_factor']:.2f}): "
+              f"dense {e['median_seconds']['dense']:.3f} s, event {e['median_seconds']['event']:.3f} s "
+              f"for {e['samples']} samples; dense / event = {e['dense_over_event']:.2f}; auto picks "
+              f"{e['auto_picks']!r}")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
 

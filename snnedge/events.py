@@ -1,0 +1,236 @@
+"""Event-driven synaptic operations: a weighted layer applied to sparse spikes.
+
+Only the non-zero inputs do work. For a ``Linear`` layer each spike adds one row of the
+transposed weight. For a ``Conv2d`` layer each non-zero input ``(n, c, y, x)`` adds, for
+every kernel tap ``(ky, kx)``, the kernel column ``W[:, c, ky, kx]`` to the one output
+position that tap reaches (or to none at a border). Written as a matrix product, the output
+``(N * positions, C_out)`` is a sparse matrix ``S`` (one entry per input event and tap) times
+the kernel matrix ``(C_in * taps, C_out)``.
+
+On CPU the product runs in scipy's compiled COO kernel, which walks the entries once and
+accumulates weight rows in place: no sort, no gathered copy of the weights (torch's own
+sparse kernels measured 3-5x slower here, examples/benchmarks/RESULTS.md). Elsewhere (CUDA)
+it runs as ``index_add_`` of gathered weight rows. Both give the dense convolution's result up
+to the order of floating-point additions (exactly, for spikes, in float64).
+
+Pooling layers that tile their input (window = stride, no padding) run as sums of strided
+slices, several times faster than ``avg_pool2d`` on CPU, in the same order of additions.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import functools
+import os
+import weakref
+
+import numpy as np
+import scipy.sparse
+import torch
+from torch import nn
+
+from .layers import SumPool2d
+
+_CACHE: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
+
+
+def event_apply(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """A weighted ``module`` applied to ``x`` ``(N, ...)`` touching only its non-zero entries.
+
+    Modules without an event path (grouped or non-zero-padded convolutions, other layers)
+    run densely."""
+    if torch.is_grad_enabled():  # the event paths are for simulation, not differentiable
+        return module(x)
+    if isinstance(module, nn.Linear) and x.dim() == 2:
+        return event_linear(module, x)
+    if event_conv_capable(module) and x.dim() == 4:
+        return event_conv2d(module, x)
+    return module(x)
+
+
+def event_conv_capable(module: nn.Module) -> bool:
+    """Whether :func:`event_conv2d` handles ``module``: an ungrouped, zero-padded Conv2d
+    with numeric padding."""
+    return (isinstance(module, nn.Conv2d) and module.groups == 1 and module.padding_mode == "zeros"
+            and isinstance(module.padding, tuple))
+
+
+def _cached(module: nn.Module, key: str, build):
+    """A value derived from ``module.weight``, rebuilt when the weight changes (its version
+    counter, storage, dtype or device moves). Kept outside the module, dropped with it."""
+    w = module.weight
+    stamp = (w._version, w.data_ptr(), w.dtype, w.device)
+    slot = _CACHE.setdefault(module, {})
+    hit = slot.get(key)
+    if hit is None or hit[0] != stamp:
+        hit = (stamp, build())
+        slot[key] = hit
+    return hit[1]
+
+
+def event_linear(module: nn.Linear, x: torch.Tensor, backend: str | None = None) -> torch.Tensor:
+    """``module(x)`` for ``x`` ``(N, in)``: each non-zero input adds one row of the
+    transposed weight, scaled by its value."""
+    w_t = _cached(module, ("w_t", x.dtype), lambda: module.weight.detach().t().to(x.dtype).contiguous())
+    rows, cols = x.nonzero().unbind(1)
+    out = _sparse_times_dense(rows, cols, x[rows, cols], tuple(x.shape), w_t, backend, groups=rows)
+    if module.bias is not None:
+        out.add_(module.bias.detach().to(x.dtype))
+    return out
+
+
+def _sparse_times_dense(rows: torch.Tensor, cols: torch.Tensor, vals: torch.Tensor,
+                        shape: tuple[int, int], dense: torch.Tensor, backend: str | None,
+                        groups: torch.Tensor | None = None) -> torch.Tensor:
+    """``S @ dense`` for the sparse matrix ``S`` of ``shape`` with entries ``(rows, cols,
+    vals)`` (duplicates add up). ``backend``: ``"scipy"`` (compiled COO kernel, the CPU
+    default) or ``"torch"`` (gathered rows and ``index_add_``, the default elsewhere).
+
+    ``groups``: a non-decreasing key per entry such that entries with different keys never
+    share an output row (the sample index); on CPU the entries are then split at key
+    boundaries over torch's intra-op threads, each writing its own rows of the output."""
+    if backend is None:
+        backend = "scipy" if dense.device.type == "cpu" else "torch"
+    if backend == "scipy":
+        out = torch.zeros(shape[0], dense.shape[1], dtype=dense.dtype)
+        kernel = _coo_kernel()
+        if kernel is None:
+            sparse = scipy.sparse.coo_matrix((vals.numpy(), (rows.numpy(), cols.numpy())), shape=shape)
+            return out.copy_(torch.from_numpy(np.asarray(sparse @ dense.numpy())))
+        r, c, v, d, o = rows.numpy(), cols.numpy(), vals.numpy(), dense.numpy().ravel(), out.numpy()
+        work = rows.numel() * dense.shape[1]
+        threads = min(torch.get_num_threads(), work // PARALLEL_MIN_WORK)
+        if groups is None or threads < 2:
+            kernel(rows.numel(), dense.shape[1], r, c, v, d, o)
+            return out
+        # the kernel releases the GIL: one slice of entries per thread, disjoint output rows
+        last = int(groups[-1])
+        bounds = torch.searchsorted(groups, torch.arange(1, threads) * (last + 1) // threads).tolist()
+        cuts = [0, *bounds, rows.numel()]
+        jobs = [_pool().submit(kernel, b - a, dense.shape[1], r[a:b], c[a:b], v[a:b], d, o)
+                for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
+        for job in jobs:
+            job.result()
+        return out
+    if backend != "torch":
+        raise ValueError(f"The 'backend' parameter must be one of 'scipy', 'torch'. Got {backend!r} instead.")
+    src = dense.index_select(0, cols).mul_(vals.unsqueeze(1))
+    out = torch.zeros(shape[0], dense.shape[1], dtype=dense.dtype, device=dense.device)
+    return out.index_add_(0, rows, src)
+
+
+# Below this many multiply-adds per thread, splitting the sparse product costs more than it saves.
+PARALLEL_MIN_WORK = 1_000_000
+
+
+@functools.cache
+def _pool() -> concurrent.futures.ThreadPoolExecutor:
+    return concurrent.futures.ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1),
+                                                 thread_name_prefix="snnedge-events")
+
+
+@functools.cache
+def _coo_kernel():
+    """scipy's compiled COO-times-dense kernel (``coo_matmat_dense``, scipy >= 1.15), checked
+    once on a small product; None where it is missing or behaves differently, and then the
+    public ``coo_matrix @ dense`` (same kernel, plus argument checks per call) is used."""
+    try:
+        from scipy.sparse._sparsetools import coo_matmat_dense
+        rows, cols = np.array([0, 1, 1, 0]), np.array([1, 0, 2, 1])
+        vals, dense = np.array([1.0, 2.0, 3.0, 4.0]), np.arange(6.0).reshape(3, 2)
+        out = np.zeros((2, 2))
+        coo_matmat_dense(4, 2, rows, cols, vals, dense.ravel(), out)
+        expected = scipy.sparse.coo_matrix((vals, (rows, cols)), shape=(2, 3)) @ dense
+    except (ImportError, TypeError, ValueError):
+        return None
+    return coo_matmat_dense if np.array_equal(out, expected) else None
+
+
+def _conv_taps(module: nn.Conv2d, h: int, w: int, device) -> tuple[torch.Tensor, int, int]:
+    """For each input position ``y * w + x`` and tap ``ky * kw + kx``: the output position
+    ``oy * ow + ox`` it reaches, or ``oh * ow`` (a spare row) when it reaches none."""
+    key = ("taps", h, w, str(device))
+    slot = _CACHE.setdefault(module, {})
+    if key not in slot:
+        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (module.kernel_size, module.stride,
+                                                  module.padding, module.dilation)
+        oh = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+        ow = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+        y = torch.arange(h).view(h, 1, 1, 1)
+        x = torch.arange(w).view(1, w, 1, 1)
+        ny = y + ph - torch.arange(kh).view(1, 1, kh, 1) * dh
+        nx = x + pw - torch.arange(kw).view(1, 1, 1, kw) * dw
+        oy, ox = torch.div(ny, sh, rounding_mode="floor"), torch.div(nx, sw, rounding_mode="floor")
+        ok = (ny >= 0) & (nx >= 0) & (ny % sh == 0) & (nx % sw == 0) & (oy < oh) & (ox < ow)
+        pos = torch.where(ok, oy * ow + ox, torch.full_like(oy * ox, oh * ow))
+        slot[key] = (pos.reshape(h * w, kh * kw).to(device), oh, ow)
+    return slot[key]
+
+
+def event_conv2d(module: nn.Conv2d, x: torch.Tensor, backend: str | None = None) -> torch.Tensor:
+    """``module(x)`` computed from the non-zero entries of ``x`` ``(N, C_in, H, W)``.
+
+    ``backend``: ``"scipy"`` (CPU default) or ``"torch"`` (default on other devices)."""
+    n, c_in, h, w = x.shape
+    taps, oh, ow = _conv_taps(module, h, w, x.device)
+    k = taps.shape[1]
+    rows_per_sample = oh * ow + 1  # the spare row collects taps that fall off the map
+    c_out = module.out_channels
+    flat = x.reshape(-1)
+    idx = flat.nonzero().squeeze(1)
+    nc = torch.div(idx, h * w, rounding_mode="floor")
+    pos = idx - nc * (h * w)
+    b = torch.div(nc, c_in, rounding_mode="floor")
+    c = nc - b * c_in
+    rows = ((b * rows_per_sample).unsqueeze(1) + taps[pos]).reshape(-1)
+    cols = ((c * k).unsqueeze(1) + torch.arange(k, device=x.device)).reshape(-1)
+    vals = flat[idx].unsqueeze(1).expand(-1, k).reshape(-1)
+    # kernel matrix: row (c, ky, kx) holds W[:, c, ky, kx]
+    kernel = _cached(module, ("kernel", x.dtype), lambda: module.weight.detach().permute(1, 2, 3, 0)
+                     .reshape(c_in * k, c_out).to(x.dtype).contiguous())
+    groups = b.unsqueeze(1).expand(-1, k).reshape(-1)  # entries come sample by sample
+    out = _sparse_times_dense(rows, cols, vals, (n * rows_per_sample, c_in * k), kernel, backend, groups)
+    out = out.view(n, rows_per_sample, c_out)[:, :-1].view(n, oh, ow, c_out).permute(0, 3, 1, 2).contiguous()
+    if module.bias is not None:
+        out.add_(module.bias.detach().to(x.dtype).view(1, -1, 1, 1))
+    return out
+
+
+def tiling_pool(module: nn.Module, shape) -> tuple[int, int] | None:
+    """The window ``(kh, kw)`` of an average or sum pool whose windows tile an input of
+    ``shape`` exactly (stride = window, no padding, sizes divisible), else None."""
+    if isinstance(module, nn.AvgPool2d):
+        if module.divisor_override is not None:
+            return None
+    elif not isinstance(module, SumPool2d):
+        return None
+    pair = lambda v: tuple(v) if isinstance(v, (tuple, list)) else (v, v)  # noqa: E731
+    kernel, stride, padding = pair(module.kernel_size), pair(module.stride), pair(module.padding)
+    if len(shape) != 4 or stride != kernel or padding != (0, 0):
+        return None
+    if shape[-2] % kernel[0] or shape[-1] % kernel[1]:
+        return None
+    return kernel
+
+
+def pool_tiles(module: nn.Module, x: torch.Tensor, kernel: tuple[int, int]) -> torch.Tensor:
+    """Average (or sum) pooling over tiling windows as a sum of strided slices, added in the
+    window's row-major order as ``avg_pool2d`` does."""
+    kh, kw = kernel
+    out = x[..., 0::kh, 0::kw].clone()
+    for i in range(kh):
+        for j in range(kw):
+            if i or j:
+                out.add_(x[..., i::kh, j::kw])
+    return out if isinstance(module, SumPool2d) else out.div_(kh * kw)
+
+
+def apply_synaptic(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``module(x)`` with the fast tiling-pool path (no-gradient runs)."""
+    if not torch.is_grad_enabled():
+        kernel = tiling_pool(module, x.shape)
+        if kernel is not None:
+            return pool_tiles(module, x, kernel)
+    return module(x)
+
+
+__all__ = ["event_apply", "event_linear", "event_conv2d", "apply_synaptic", "pool_tiles", "tiling_pool"]

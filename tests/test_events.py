@@ -1,0 +1,122 @@
+"""Event-driven kernels against the dense torch layers they replace."""
+import pytest
+import torch
+import torch.nn as nn
+from hypothesis import given
+from hypothesis import strategies as st
+
+import snnedge
+from snnedge.events import event_apply, event_conv2d, event_linear, pool_tiles, tiling_pool
+
+
+@pytest.mark.parametrize("backend", ["scipy", "torch"])
+@given(seed=st.integers(0, 10_000), stride=st.integers(1, 3), padding=st.integers(0, 2),
+       dilation=st.integers(1, 2), kernel=st.sampled_from([1, 2, 3, (3, 2)]), bias=st.booleans())
+def test_event_conv_equals_the_dense_convolution(backend, seed, stride, padding, dilation, kernel, bias):
+    g = torch.Generator().manual_seed(seed)
+    conv = nn.Conv2d(3, 5, kernel, stride=stride, padding=padding, dilation=dilation, bias=bias).double()
+    # binary spikes and non-binary sparse values (a sum pool of spikes)
+    x = (torch.rand(4, 3, 9, 8, generator=g, dtype=torch.float64) < 0.2).double()
+    x[1] *= 0.25
+    with torch.no_grad():
+        assert torch.allclose(event_conv2d(conv, x, backend=backend), conv(x), atol=1e-12)
+
+
+def test_event_conv_of_no_spikes_is_the_bias():
+    conv = nn.Conv2d(2, 3, 3, padding=1)
+    x = torch.zeros(2, 2, 5, 5)
+    with torch.no_grad():
+        assert torch.equal(event_conv2d(conv, x), conv.bias.view(1, -1, 1, 1).expand(2, 3, 5, 5))
+
+
+def test_event_conv_follows_weight_updates():
+    conv = nn.Conv2d(1, 2, 3, padding=1, bias=False)
+    x = (torch.rand(1, 1, 6, 6) < 0.3).float()
+    with torch.no_grad():
+        event_conv2d(conv, x)
+        conv.weight.mul_(2)  # in place: the cached kernel matrix must be rebuilt
+        assert torch.allclose(event_conv2d(conv, x), conv(x), atol=1e-6)
+
+
+def test_grouped_conv_falls_back_to_dense():
+    conv = nn.Conv2d(4, 4, 3, groups=2)
+    x = (torch.rand(2, 4, 6, 6) < 0.3).float()
+    with torch.no_grad():
+        assert torch.equal(event_apply(conv, x), conv(x))
+
+
+@pytest.mark.parametrize("module", [nn.AvgPool2d(2), nn.AvgPool2d((2, 3)), snnedge.SumPool2d(2),
+                                    nn.AvgPool2d(3, stride=3)])
+def test_tiling_pool_matches_torch_pooling(module):
+    x = torch.randn(3, 2, 6, 12, dtype=torch.float64)
+    kernel = tiling_pool(module, x.shape)
+    assert kernel is not None
+    assert torch.equal(pool_tiles(module, x, kernel), module(x))
+
+
+@pytest.mark.parametrize("module, shape", [(nn.AvgPool2d(2, stride=1), (1, 1, 4, 4)),
+                                           (nn.AvgPool2d(2, padding=1), (1, 1, 4, 4)),
+                                           (nn.AvgPool2d(2), (1, 1, 5, 4)),
+                                           (nn.AvgPool2d(2, divisor_override=3), (1, 1, 4, 4)),
+                                           (nn.MaxPool2d(2), (1, 1, 4, 4))])
+def test_pools_that_do_not_tile_keep_the_torch_path(module, shape):
+    assert tiling_pool(module, shape) is None
+
+
+@pytest.mark.parametrize("backend", ["scipy", "torch"])
+@pytest.mark.parametrize("bias", [True, False])
+def test_event_linear_equals_the_dense_layer(backend, bias):
+    g = torch.Generator().manual_seed(1)
+    fc = nn.Linear(30, 7, bias=bias).double()
+    x = (torch.rand(5, 30, generator=g, dtype=torch.float64) < 0.1).double() * 0.5
+    x[2] = 0  # a row with no spikes
+    with torch.no_grad():
+        assert torch.allclose(event_linear(fc, x, backend=backend), fc(x), atol=1e-12)
+
+
+def test_unknown_backend_is_named():
+    with pytest.raises(ValueError, match="The 'backend' parameter must be one of 'scipy', 'torch'"):
+        event_linear(nn.Linear(3, 2), torch.ones(1, 3), backend="mkl")
+
+
+def test_scipy_kernel_and_its_public_fallback_agree(monkeypatch):
+    import snnedge.events as ev
+    fc = nn.Linear(20, 4).double()
+    x = (torch.rand(6, 20, dtype=torch.float64) < 0.2).double()
+    with torch.no_grad():
+        fast = ev.event_linear(fc, x, backend="scipy")
+        monkeypatch.setattr(ev, "_coo_kernel", lambda: None)
+        slow = ev.event_linear(fc, x, backend="scipy")
+        assert torch.equal(fast, slow) and torch.allclose(fast, fc(x), atol=1e-12)
+
+
+def test_event_engine_with_pools_matches_dense():
+    torch.manual_seed(2)
+    net = snnedge.sequential(
+        nn.Conv2d(1, 6, 3, padding=1), snnedge.IF(threshold=0.5), nn.AvgPool2d(2),
+        nn.Conv2d(6, 8, 3, padding=1), snnedge.IF(threshold=0.5), snnedge.SumPool2d(2),
+        nn.Conv2d(8, 8, 3), snnedge.IF(threshold=0.5), nn.Flatten(), nn.Linear(8, 3)).double()
+    x = torch.rand(3, 1, 12, 12, dtype=torch.float64)
+    dense = snnedge.simulate(net, x, timesteps=12, engine="dense", progress=False, block_steps=5)
+    event = snnedge.simulate(net, x, timesteps=12, engine="event", progress=False, block_steps=5)
+    assert dense.spike_counts == event.spike_counts and dense.synaptic_events == event.synaptic_events
+    assert all(torch.equal(dense.neuron_spike_counts[k], event.neuron_spike_counts[k]) for k in dense.spike_counts)
+    assert torch.allclose(dense.output, event.output, atol=1e-9)
+    assert sum(dense.spike_counts.values()) > 0
+
+
+def test_threaded_split_gives_the_same_result(monkeypatch):
+    import snnedge.events as ev
+    conv = nn.Conv2d(8, 16, 3, padding=1).double()
+    x = (torch.rand(12, 8, 10, 10, dtype=torch.float64) < 0.1).double()
+    with torch.no_grad():
+        single = ev.event_conv2d(conv, x)
+        monkeypatch.setattr(ev, "PARALLEL_MIN_WORK", 1)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(3)
+        try:
+            split = ev.event_conv2d(conv, x)
+        finally:
+            torch.set_num_threads(threads)
+    assert torch.equal(single, split)
+    assert torch.allclose(split, conv(x), atol=1e-12)
