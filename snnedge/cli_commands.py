@@ -229,7 +229,6 @@ def run_report(args) -> None:
     comparison = compare(results, snn=snn, targets=targets, baselines=baselines,
                          input_shape=snn.input_shape, ops=ops)
     table = comparison.to_markdown()
-    print(table)
     notes = list(comparison.notes)
     if baselines and ops is None:
         notes.append("the ANN's operations were not stored with the network (a torch.export "
@@ -264,6 +263,7 @@ def run_report(args) -> None:
         figures["accuracy_vs_energy.png"] = plots.plot_accuracy_vs_energy(comparison)
     report["seconds"] = round(time.perf_counter() - start, 2)
     _write_report(out, report, table, figures, main)
+    print(table)  # after the folder is in place: a closed pipe cannot lose the report
     _say(f"wrote {out}/report.md")
 
 

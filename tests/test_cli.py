@@ -263,3 +263,19 @@ def test_pt2_that_would_unpickle_or_load_code_is_refused(files, tmp_path, capsys
     _tampered_pt2(files / "model.pt2", files / "tampered.pt2", member, data, replace)
     _usage_error(capsys, ["convert", files / "tampered.pt2", "--calibration", files / "calib.npz",
                           "-o", tmp_path / "snn.pt"], tmp_path, fragment, "torch.export.save")
+
+
+def test_report_survives_a_closed_pipe(files, tmp_path, monkeypatch):
+    """`snnedge report ... | head` must still leave the whole report folder."""
+    real_print = print
+
+    def closed_pipe(*args, **kwargs):
+        if kwargs.get("file") is None:
+            raise BrokenPipeError
+        real_print(*args, **kwargs)
+
+    monkeypatch.setattr("builtins.print", closed_pipe)
+    rc = main(["report", str(files / "snn.pt"), "--data", str(files / "calib.npz"), "--timesteps", "4", "--targets", "loihi",
+               "--baselines", "cpu", "--no-progress", "-o", str(tmp_path / "rep")])
+    monkeypatch.undo()
+    assert rc == 0 and (tmp_path / "rep" / "report.md").is_file()
