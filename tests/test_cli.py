@@ -34,8 +34,9 @@ def test_console_script_runs():
     assert "--quick" in out.stdout
 
 
-@pytest.mark.slow
 def test_demo_quick_writes_a_complete_report(tmp_path):
+    # in the default run, so that CI executes `snnedge demo --quick` (about 20 s) besides the
+    # full demo of the README's first command
     out = tmp_path / "report"
     assert main(["demo", "--quick", "--no-progress", "-o", str(out)]) == 0
     names = {p.name for p in out.iterdir()}
