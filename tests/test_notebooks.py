@@ -1,0 +1,70 @@
+"""Every notebook in examples/ is stored without outputs and runs top to bottom in quick mode
+(``SNNEDGE_NOTEBOOK_QUICK=1``: small data, few steps), printing what it promises."""
+from pathlib import Path
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+NOTEBOOKS = sorted(p.name for p in EXAMPLES.glob("*.ipynb"))
+
+
+def run_notebook(name: str, monkeypatch, tmp_path) -> tuple[str, int]:
+    """Execute ``examples/<name>`` in quick mode; returns its printed text and figure count."""
+    monkeypatch.setenv("SNNEDGE_NOTEBOOK_QUICK", "1")  # the kernel inherits the environment
+    monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel's inline backend shows figures
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    # On a shared CI machine, spinning OpenMP threads slow small operators 30-100x.
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
+    nb = nbformat.read(EXAMPLES / name, as_version=4)
+    nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
+                            resources={"metadata": {"path": str(EXAMPLES)}}).execute()
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    text = "".join(o.get("text", "") for o in outputs)
+    images = sum("image/png" in o.get("data", {}) for o in outputs)
+    return text, images
+
+
+def test_every_notebook_is_covered():
+    assert NOTEBOOKS == ["01_convert_cnn.ipynb", "02_surrogate_training.ipynb",
+                         "03_neuromorphic_targets.ipynb", "04_energy_comparison.ipynb"]
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_is_stored_without_outputs(name):
+    nb = nbformat.read(EXAMPLES / name, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, \
+                f"{name}: commit the notebook with outputs cleared"
+
+
+def test_convert_notebook(monkeypatch, tmp_path):
+    text, images = run_notebook("01_convert_cnn.ipynb", monkeypatch, tmp_path)
+    assert "quick mode" in text and "ANN test accuracy" in text and "T=  32: SNN" in text
+    assert images >= 2  # accuracy vs T and per-layer firing rates
+
+
+def test_training_notebook(monkeypatch, tmp_path):
+    text, images = run_notebook("02_surrogate_training.ipynb", monkeypatch, tmp_path)
+    assert "quick mode" in text and "test accuracy after T=4 steps" in text
+    assert "same predictions True" in text and "bptt=checkpoint" in text
+    assert images == 2  # the learning curves and the spike raster
+
+
+def test_targets_notebook(monkeypatch, tmp_path):
+    text, images = run_notebook("03_neuromorphic_targets.ipynb", monkeypatch, tmp_path)
+    assert "Mapping onto 'truenorth'" in text and "per inference" in text
+    assert images >= 1
+
+
+def test_energy_notebook(monkeypatch, tmp_path):
+    text, images = run_notebook("04_energy_comparison.ipynb", monkeypatch, tmp_path)
+    assert "quick mode" in text
+    for row in ("| truenorth |", "| dynap-se |", "| dynap-cnn |", "| cpu |", "| gpu-jetson-tx2 |",
+                "| gpu-v100 |", "| tpu-v1 |", "| eyeriss |"):
+        assert row in text, row
+    # accuracy, energy, accuracy-energy, rates, cores and the two gap figures
+    assert images >= 7, f"{images} figures displayed"
