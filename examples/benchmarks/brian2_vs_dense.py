@@ -39,34 +39,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import snnedge  # noqa: E402
 import snnedge.interop  # noqa: E402,F401  (registers engine="brian2")
 from converters import convert  # noqa: E402
-from models import CACHE_DIR, evaluate, train_ann  # noqa: E402
+import models  # noqa: E402
+from models import evaluate  # noqa: E402
 from snnedge.datasets import load_mnist_digits, load_mnist_test  # noqa: E402
 
 EPOCHS = 8
 
 
-def interop_cnn() -> nn.Sequential:
-    """conv 1->8 (28x28) -> avg pool -> conv 8->16 (14x14) -> avg pool -> 784 -> 64 -> 10."""
-    return nn.Sequential(
-        nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2),
-        nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2),
-        nn.Flatten(), nn.Linear(16 * 7 * 7, 64), nn.ReLU(), nn.Linear(64, 10))
-
-
 def trained_cnn(epochs: int = EPOCHS, seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    model = interop_cnn()
-    path = CACHE_DIR / f"interop_cnn_e{epochs}_s{seed}.pt"
-    if path.is_file():
-        model.load_state_dict(torch.load(path, weights_only=True))
-        return model.eval()
-    x, y = load_mnist_digits()
-    train_ann(model, x, y, epochs=epochs, batch_size=64, lr=5e-3, seed=seed, progress=True, max_shift=0)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save(model.state_dict(), tmp)
-    os.replace(tmp, path)
-    return model.eval()
+    return models.trained("interop_cnn", epochs=epochs, seed=seed, progress=True)
 
 
 def timed(fn):

