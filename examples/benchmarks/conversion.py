@@ -15,8 +15,9 @@ Usage (SpikingJelly lives in the peers environment; without it its columns are s
     python examples/benchmarks/conversion.py --ablation --test-samples 2000  # design choices
     python examples/benchmarks/conversion.py --quick                         # smoke run
 
-Writes ``RESULTS_conversion.md`` next to this file (``--out``); ``--ablation`` adds (or
-replaces) its section in the same file. ``--json PATH`` also saves the raw numbers.
+Writes (or replaces) the section "ANN-to-SNN conversion" of ``RESULTS.md`` next to this file
+(``--out``); ``--ablation`` writes its subsection there. ``--json PATH`` also saves the raw
+numbers, and ``--from-json PATH`` rewrites the section from them without simulating.
 """
 from __future__ import annotations
 
@@ -203,7 +204,7 @@ def main(argv=None) -> None:
     p.add_argument("--ablation", action="store_true", help="compare conversion options instead")
     p.add_argument("--quick", action="store_true", help="500 test images, T up to 32")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--out", type=Path, default=HERE / "RESULTS_conversion.md")
+    p.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
     p.add_argument("--json", type=Path, default=None, help="also save the raw results here")
     p.add_argument("--from-json", type=Path, default=None,
                    help="rewrite the table from a saved --json file (no simulation)")
@@ -239,9 +240,8 @@ def main(argv=None) -> None:
         section = (f"{ABLATION_HEADING}\n\nsnnedge conversion options (one changed at a time "
                    f"from the default), accuracy (%) on the first {len(x_test):,} MNIST test "
                    f"images after T steps. Produced by `{cmd.strip()}`.\n\n{table}\n")
-        text = args.out.read_text() if args.out.is_file() else ""
-        text = text.split(ABLATION_HEADING)[0].rstrip()
-        args.out.write_text((text + "\n\n" if text else "") + section)
+        main_part, _ = _split_section(args.out)
+        _write_section(args.out, main_part or SECTION_HEADING + "\n", section)
         return
 
     peers_ok = not args.no_peers and have_spikingjelly()
@@ -264,15 +264,43 @@ def main(argv=None) -> None:
         args.json.write_text(json.dumps(results, indent=1, default=str))
 
 
+SECTION_HEADING = "## ANN-to-SNN conversion: snnedge vs SpikingJelly (issue 3)"
+
+
+def _split_section(out: Path) -> tuple[str, str]:
+    """This benchmark's section of ``out`` as (main table part, ablation part); empty strings
+    where absent."""
+    text = out.read_text() if out.is_file() else ""
+    if SECTION_HEADING not in text:
+        return "", ""
+    body = SECTION_HEADING + text.split(SECTION_HEADING, 1)[1]
+    body = body.split("\n## ", 1)[0]
+    if ABLATION_HEADING in body:
+        main, ablation = body.split(ABLATION_HEADING, 1)
+        return main, ABLATION_HEADING + ablation
+    return body, ""
+
+
+def _write_section(out: Path, main: str, ablation: str) -> None:
+    """Replace this benchmark's section of ``out`` (or append it), leaving the rest alone."""
+    text = out.read_text() if out.is_file() else ""
+    section = main.rstrip() + "\n\n" + (ablation.rstrip() + "\n\n" if ablation else "")
+    if SECTION_HEADING in text:
+        before, rest = text.split(SECTION_HEADING, 1)
+        after = rest.split("\n## ", 1)
+        text = before + section + ("## " + after[1] if len(after) == 2 else "")
+    else:
+        text = text.rstrip() + "\n\n" + section
+    out.write_text(text.rstrip() + "\n")
+
+
 def write_results(out: Path, results: dict, cmd: str, peers_ok: bool) -> str:
-    """Write the main table to ``out``, keeping an ablation section already there."""
+    """Write the main table into this benchmark's section of ``out``, keeping its ablation."""
     table = markdown(results, results["test_samples"], tuple(results["timesteps"]))
-    old = out.read_text() if out.is_file() else ""
-    ablation_section = ABLATION_HEADING + old.split(ABLATION_HEADING)[1] if ABLATION_HEADING in old else ""
-    out.write_text(f"## ANN-to-SNN conversion: snnedge vs SpikingJelly\n\n{table}\n\n"
-                   f"Produced by `{cmd}` (torch {results.get('torch', '')}"
-                   f"{', SpikingJelly 2.0.0' if peers_ok else ', SpikingJelly not installed'}).\n"
-                   + (f"\n{ablation_section}" if ablation_section else ""))
+    _, ablation = _split_section(out)
+    main = (f"{SECTION_HEADING}\n\n{table}\n\nProduced by `{cmd}` (torch {results.get('torch', '')}"
+            f"{', SpikingJelly 2.0.0' if peers_ok else ', SpikingJelly not installed'}).\n")
+    _write_section(out, main, ablation)
     return table
 
 
