@@ -56,7 +56,8 @@ class ConversionInfo:
     ``capture_error``: largest relative difference between the captured graph and the ANN on
     calibration samples; ``membrane_excess``: mean spikes per neuron that each layer fired
     too early before the membrane calibration took them out (empty when it is off; layers
-    fed only by the static input have no transient and are not calibrated).
+    fed only by the static input have no transient and are not calibrated);
+    ``calibration_timesteps``: the steps that calibration simulated (None when it is off).
     """
 
     normalization: str
@@ -71,11 +72,12 @@ class ConversionInfo:
     membrane_excess: dict[str, float] = field(default_factory=dict)
     calibration_samples: int = 0
     seconds: float = 0.0
+    calibration_timesteps: int | None = None
 
 
 def convert(ann, calibration, normalization: str = "percentile", percentile: float = 99.9,
             reset: str = "subtract", *, v_init: float | None = None, maxpool: str = "count",
-            calibrate_membrane: bool = True, timesteps: int = CALIBRATION_TIMESTEPS,
+            calibrate_membrane: bool = True, timesteps: int | None = None,
             batch_size: int = 256, max_calibration_samples: int | None = None,
             seed: int = 0) -> snnedge.SpikingNetwork:
     """Convert a trained ReLU (or QCFS) network into a rate-coded spiking network.
@@ -110,7 +112,9 @@ def convert(ann, calibration, normalization: str = "percentile", percentile: flo
         :class:`~converters.membrane.CalibratedIF`.
     timesteps:
         Steps simulated by the membrane calibration (the correction holds for other ``T``
-        too; pass the ``T`` you will run at to tune it for that).
+        too; pass the ``T`` you will run at to tune it for that). Default: the QCFS levels
+        ``L`` when the ANN has QCFS activations (such networks are meant to run at
+        ``T`` near ``L``, Bu et al. 2022), else :data:`CALIBRATION_TIMESTEPS` (16).
     batch_size:
         Samples per forward pass during calibration.
     max_calibration_samples:
@@ -140,7 +144,8 @@ def convert(ann, calibration, normalization: str = "percentile", percentile: flo
     check_choice(reset, RESETS, param="reset", where="convert")
     check_choice(maxpool, MAXPOOL_MODES, param="maxpool", where="convert")
     check_positive_int(batch_size, param="batch_size", where="convert")
-    check_positive_int(timesteps, param="timesteps", where="convert")
+    if timesteps is not None:
+        check_positive_int(timesteps, param="timesteps", where="convert")
     if max_calibration_samples is not None:
         check_positive_int(max_calibration_samples, param="max_calibration_samples", where="convert")
     v0 = DEFAULT_V_INIT if v_init is None else check_real(v_init, param="v_init", where="convert",
@@ -178,6 +183,9 @@ def convert(ann, calibration, normalization: str = "percentile", percentile: flo
                                  f"be positive. Train longer or clamp the threshold (e.g. "
                                  f"threshold.data.clamp_(min=1e-3)).")
             lambdas[o.name] = torch.tensor(lam, dtype=torch.float64)
+    if timesteps is None:
+        levels = [int(o.module.levels) for o in simple.ops if o.kind == "qcfs"]
+        timesteps = max(levels) if levels else CALIBRATION_TIMESTEPS
     norm = Normalizer(simple, lambdas, reset, v0, maxpool, per_neuron_v_init=calibrate_membrane)
     nodes = norm.nodes()
     snn = snnedge.SpikingNetwork(nodes, input_shape=simple.input_shape)
@@ -197,7 +205,8 @@ def convert(ann, calibration, normalization: str = "percentile", percentile: flo
         folded=folded,
         removed=[o.name for o in graph.ops if o.name not in kept and o.name not in folded],
         capture_error=err, membrane_excess=excess, calibration_samples=int(x.shape[0]),
-        seconds=time.perf_counter() - start)
+        seconds=time.perf_counter() - start,
+        calibration_timesteps=int(timesteps) if calibrate_membrane else None)
     return snn
 
 

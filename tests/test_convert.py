@@ -459,3 +459,14 @@ def test_maxpool_before_relu_becomes_neurons_then_spiking_pool():
     snn = convert(ann, X12)
     assert snn.inputs_of("2") == ("0",) and snn.inputs_of("1") == ("2",)  # relu(max) = max(relu)
     assert isinstance(snn.layer("2"), snnedge.IF) and isinstance(snn.layer("1"), SpikingMaxPool2d)
+
+
+def test_membrane_calibration_runs_at_the_qcfs_levels_by_default():
+    torch.manual_seed(0)
+    relu_net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3)).eval()
+    x = torch.rand(64, 1, 8, 8)
+    assert convert(relu_net, x).conversion_.calibration_timesteps == 16
+    assert convert(relu_net, x, timesteps=5).conversion_.calibration_timesteps == 5
+    assert convert(relu_net, x, calibrate_membrane=False).conversion_.calibration_timesteps is None
+    qcfs_net = replace_relu_with_qcfs(relu_net, levels=4).eval()
+    assert convert(qcfs_net, x).conversion_.calibration_timesteps == 4
