@@ -9,8 +9,10 @@ membrane of every neuron, so memory is bounded by the block size, not by ``T``.
 * ``event``: weighted layers fed by spikes propagate only the non-zero inputs
   (:mod:`snnedge.events`): one weight row per spike for ``Linear``, one kernel column per
   spike and tap for ``Conv2d``, accumulated by a compiled sparse kernel.
-* ``auto``: dense for the first block, then event propagation when the measured activity
-  of the spiking layers is low (thresholds measured in examples/benchmarks/RESULTS.md).
+* ``auto``: dense for the first block, which measures the density of non-zero inputs of
+  every spike-fed weighted layer; afterwards each such layer propagates events when its
+  density is below what it breaks even at (:func:`snnedge.events.event_density_limit`,
+  fitted to examples/benchmarks/event_layers.py), and stays dense otherwise.
 
 Pooling layers whose windows tile their input run as sums of strided slices in both engines.
 
@@ -26,15 +28,10 @@ import torch
 from torch import nn
 
 from .encoders import Encoder
-from .events import apply_synaptic, event_apply
+from .events import apply_synaptic, event_apply, event_density_limit
 from .network import INPUT, SpikingNetwork
 from .neurons import SpikingNeuron
 
-# Auto engine: switch to event propagation after the first block when the measured mean
-# activity of the spiking layers (spikes per neuron per step) is at most this. Event and dense
-# work both grow with the batch, so the batch does not enter; per layer the event path won
-# from about 2% (32->64 channels, 3x3) to 5-10% (128->256) in examples/benchmarks/RESULTS.md.
-AUTO_EVENT_MAX_ACTIVITY = 0.03
 DEFAULT_BLOCK_BYTES = 256 * 2**20
 MAX_BLOCK_STEPS = 32
 
@@ -79,6 +76,10 @@ class _Executor:
         self.engine = engine
         self.state: dict[str, object] = {}
         self.static_cache: dict[str, torch.Tensor] = {}
+        # engine "event": the weighted layers that propagate events (None: all that can);
+        # ``densities`` (when a dict) records each spike-fed weighted layer's input density
+        self.event_layers: set[str] | None = None
+        self.densities: dict[str, float] | None = None
         self.buffers: dict[str, torch.Tensor] = {}  # reused spike outputs (no-grad runs)
         self.uses = {n: len(net.consumers_of(n)) for n in (INPUT, *net._names)}
         self.uses[net.output_name] += 1
@@ -130,7 +131,11 @@ class _Executor:
             if v.static:
                 t = t.unsqueeze(0).expand(steps, *t.shape)
             flat.append(t.reshape(steps * batch, *t.shape[2:]))
-        if self.engine == "event" and len(flat) == 1 and self.net.kind(name) == "weighted":
+        weighted = len(flat) == 1 and self.net.kind(name) == "weighted"
+        if weighted and self.densities is not None:
+            self.densities[name] = float(torch.count_nonzero(flat[0])) / max(flat[0].numel(), 1)
+        if (self.engine == "event" and weighted
+                and (self.event_layers is None or name in self.event_layers)):
             y = event_apply(module, flat[0])
         elif len(flat) == 1:
             y = apply_synaptic(module, flat[0])
@@ -149,12 +154,15 @@ def run_batch(net: SpikingNetwork, x: torch.Tensor, encoder: Encoder, timesteps:
     encoder.start(x, timesteps, seed)
     mode = "dense" if engine == "auto" else engine
     ex = _Executor(net, mode)
+    if engine == "auto":
+        ex.densities = {}
     batch = x.shape[0]
     acc = None
     preds = torch.empty((timesteps, batch), dtype=torch.int64, device=x.device)
     counts: dict[str, torch.Tensor] = {}
     spiking = [s for s, kind in sources.items() if kind == "events" and s != INPUT]
     activity = 0.0
+    extra: dict = {}
     for t0 in range(0, timesteps, block_steps):
         steps = min(block_steps, timesteps - t0)
         inp = _Value(encoder.block(t0, t0 + steps), encoder.static)
@@ -170,7 +178,12 @@ def run_batch(net: SpikingNetwork, x: torch.Tensor, encoder: Encoder, timesteps:
             fired = sum(float(counts[s].sum()) for s in spiking)
             size = sum(counts[s].numel() for s in spiking) * steps * batch
             activity = fired / size
-            if engine == "auto" and activity <= AUTO_EVENT_MAX_ACTIVITY:
+        if t0 == 0 and ex.densities is not None:
+            ex.event_layers = {name for name, d in ex.densities.items()
+                               if d <= event_density_limit(net.get_submodule(name))}
+            extra = {"input_density": dict(ex.densities), "event_layers": sorted(ex.event_layers)}
+            ex.densities = None
+            if ex.event_layers:
                 ex.engine = mode = "event"
         out = kept[net.output_name]
         y = out.tensor.unsqueeze(0).expand(steps, *out.tensor.shape) if out.static else out.tensor
@@ -178,7 +191,7 @@ def run_batch(net: SpikingNetwork, x: torch.Tensor, encoder: Encoder, timesteps:
         running = torch.cumsum(y, 0) if acc is None else acc.unsqueeze(0) + torch.cumsum(y, 0)
         acc = running[-1].clone()
         preds[t0:t0 + steps] = running.argmax(-1)
-    return BatchRun(acc, preds, counts, mode, activity)
+    return BatchRun(acc, preds, counts, mode, activity, extra)
 
 
 def run_sequence(net: SpikingNetwork, x: torch.Tensor, timesteps: int | None = None,

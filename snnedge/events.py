@@ -47,6 +47,29 @@ def event_apply(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return module(x)
 
 
+# Break-even input density of the event path, per unit of work each input event carries
+# (output channels x kernel taps for a convolution, output features for a linear layer):
+# examples/benchmarks/event_layers.py measured dense / event = 1 near 5-8% for Conv2d
+# 32->64 3x3 (576 per event), 9-10% for 64->128 and 128->128 (1152), ~15% for 128->256
+# (2304) and 1-2% for Linear 1152->128 (128), on one CPU thread.
+EVENT_DENSITY_PER_WORK = 1 / 12_000
+EVENT_DENSITY_CAP = 0.15
+
+
+def event_density_limit(module: nn.Module) -> float:
+    """The density of non-zero inputs below which :func:`event_apply` beats ``module(x)``
+    (0 for modules without an event path). ``engine="auto"`` compares each layer's measured
+    input density with this."""
+    if isinstance(module, nn.Linear):
+        work = module.out_features
+    elif event_conv_capable(module):
+        work = module.out_channels * module.kernel_size[0] * module.kernel_size[1]
+        work /= module.stride[0] * module.stride[1]
+    else:
+        return 0.0
+    return min(EVENT_DENSITY_CAP, work * EVENT_DENSITY_PER_WORK)
+
+
 def event_conv_capable(module: nn.Module) -> bool:
     """Whether :func:`event_conv2d` handles ``module``: an ungrouped, zero-padded Conv2d
     with numeric padding."""
@@ -233,4 +256,5 @@ def apply_synaptic(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return module(x)
 
 
-__all__ = ["event_apply", "event_linear", "event_conv2d", "apply_synaptic", "pool_tiles", "tiling_pool"]
+__all__ = ["event_apply", "event_linear", "event_conv2d", "event_density_limit", "apply_synaptic",
+           "pool_tiles", "tiling_pool"]

@@ -44,9 +44,9 @@ def simulate(snn: SpikingNetwork, x, timesteps: int = 32, encoding: str = "direc
     encoding:
         ``"direct"``, ``"poisson"`` or ``"latency"`` (see :mod:`snnedge.encoders`).
     engine:
-        ``"dense"``, ``"event"``, ``"auto"`` (dense; event propagation for Linear layers when
-        the first block's activity and the batch are small), or a registered engine such as
-        ``"brian2"``.
+        ``"dense"``, ``"event"``, ``"auto"`` (dense for the first block, then event
+        propagation in each layer whose measured input density is below its break-even,
+        see :mod:`snnedge.engine`), or a registered engine such as ``"brian2"``.
     batch_size:
         Samples per batch for a tensor input.
     seed:
@@ -136,7 +136,9 @@ def _assemble(net, runs, links, sources, timesteps, encoding, labels, wall) -> S
         timesteps=timesteps, num_samples=sum(r.output.shape[0] for r in runs),
         encoding=encoding, engine=engines.most_common(1)[0][0], labels=labels, wall_time_s=wall,
         input_spike_counts=counts[INPUT].cpu() if sources[INPUT] == "events" else None,
-        extra={"activity_first_block": [r.activity for r in runs]})
+        extra={"activity_first_block": [r.activity for r in runs],
+               **({k: [r.extra[k] for r in runs] for k in ("input_density", "event_layers")}
+                  if all("event_layers" in r.extra for r in runs) else {})})
 
 
 def _batches(x, batch_size: int, labels):

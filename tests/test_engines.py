@@ -120,14 +120,23 @@ def test_stochastic_encodings_reproducible_for_a_seed(seed, encoding):
     assert a.spike_counts == c.spike_counts and torch.allclose(a.output, c.output)
 
 
-@pytest.mark.parametrize("threshold, engine", [(50.0, "event"), (0.05, "dense")])
-def test_auto_engine_picks_event_at_low_activity(threshold, engine):
+@pytest.mark.parametrize("threshold, engine", [(30.0, "event"), (2.2, "event"), (0.05, "dense")])
+def test_auto_engine_picks_event_per_layer_at_low_density(threshold, engine):
+    from snnedge.events import event_density_limit
     torch.manual_seed(0)
-    net = snnedge.sequential(nn.Linear(50, 200), snnedge.IF(threshold=threshold), nn.Linear(200, 4))
+    net = snnedge.sequential(nn.Linear(50, 200), snnedge.IF(threshold=threshold),
+                             nn.Linear(200, 600), snnedge.IF(threshold=0.4 * threshold),
+                             nn.Linear(600, 4))
     x = torch.rand(4, 50)
-    res = snnedge.simulate(net, x, timesteps=8, engine="auto", block_steps=2)
+    res = snnedge.simulate(net, x, timesteps=16, engine="auto", block_steps=8)
     assert res.engine == engine
-    ref = snnedge.simulate(net, x, timesteps=8, engine="dense", block_steps=2)
+    density = res.extra["input_density"][0]
+    assert set(density) == {"2", "4"}  # the spike-fed weighted layers ("0" sees the static input)
+    chosen = {k for k, d in density.items() if d <= event_density_limit(net.layer(k))}
+    assert res.extra["event_layers"] == [sorted(chosen)]
+    if threshold == 2.2:  # sparse, not silent: the 600-output layer pays for events, the readout not
+        assert chosen == {"2"} and 0 < density["4"]
+    ref = snnedge.simulate(net, x, timesteps=16, engine="dense", block_steps=8)
     assert res.spike_counts == ref.spike_counts and torch.allclose(res.output, ref.output, atol=1e-5)
 
 

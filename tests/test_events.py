@@ -120,3 +120,13 @@ def test_threaded_split_gives_the_same_result(monkeypatch):
             torch.set_num_threads(threads)
     assert torch.equal(single, split)
     assert torch.allclose(split, conv(x), atol=1e-12)
+
+
+def test_event_density_limit_grows_with_the_work_per_event():
+    from snnedge.events import EVENT_DENSITY_CAP, event_density_limit
+    small, big = nn.Conv2d(32, 64, 3), nn.Conv2d(64, 128, 3)
+    assert 0 < event_density_limit(small) < event_density_limit(big) <= EVENT_DENSITY_CAP
+    assert event_density_limit(nn.Conv2d(8, 64, 3, stride=2)) < event_density_limit(nn.Conv2d(8, 64, 3))
+    assert event_density_limit(nn.Linear(100, 4)) < event_density_limit(nn.Linear(100, 400))
+    assert event_density_limit(nn.Conv2d(4, 4, 3, groups=2)) == 0.0  # no event path
+    assert event_density_limit(nn.AvgPool2d(2)) == 0.0

@@ -3,8 +3,8 @@
 For each layer shape and input activity (fraction of non-zero inputs), times the dense torch
 layer and ``snnedge.events.event_apply`` on the same binary input of ``N`` rows (a block of
 ``T`` steps at batch 1 is ``N = T``) and prints dense time / event time (> 1: event wins).
-This is what ``engine="auto"``'s activity threshold (``snnedge.engine.AUTO_EVENT_MAX_ACTIVITY``)
-is read from.
+``engine="auto"``'s per-layer break-even (``snnedge.events.event_density_limit``) is fitted
+to this table.
 
 Usage: python examples/benchmarks/event_layers.py [--threads 1] [--rows 32 320]
 """
