@@ -115,8 +115,10 @@ SETUP = (
     f"{QCFS_EPOCHS} epochs (lr {QCFS_LR:g}). Both converters calibrate on the same "
     f"{CALIBRATION_SAMPLES:,} random training digits. snnedge: `convert(ann, calib)` with its "
     "defaults (99.9th percentile of the positive activations, reset by subtraction, initial "
-    "membrane theta/2 then calibrated per neuron at T=16, spiking max pool by counts), one "
-    "conversion for all T. SpikingJelly 2.0.0: `RateCodingRecipe(mode=\"99.9%\")` (its IF "
+    "membrane theta/2 then calibrated per neuron at T=16, or at T=L=8 for the QCFS network, "
+    "spiking max pool by counts), one conversion for all T. The QCFS network's SNN approaches "
+    "its clipped but unquantized ReLU network as T grows, not the quantized ANN, so its "
+    "accuracy is highest near T=L. SpikingJelly 2.0.0: `RateCodingRecipe(mode=\"99.9%\")` (its IF "
     "neurons reset by subtraction; max pooling stays after the neurons), batches of 100.")
 
 
