@@ -32,7 +32,10 @@ from .events import apply_synaptic, event_apply, event_density_limit
 from .network import INPUT, SpikingNetwork
 from .neurons import SpikingNeuron
 
-DEFAULT_BLOCK_BYTES = 256 * 2**20
+# Activations of one block (all layers, T_block x B samples). Blocks this small keep each
+# block's convolutions in cache: on the 2-core test machine, batch 100 of the VGG benchmark
+# (38 MiB of activations per step) ran 20-35% faster in blocks of 2-4 steps than of 1 or 6+.
+DEFAULT_BLOCK_BYTES = 128 * 2**20
 MAX_BLOCK_STEPS = 32
 
 
@@ -123,7 +126,8 @@ class _Executor:
 
     def _synaptic(self, name: str, module: nn.Module, ins: list[_Value], steps: int) -> _Value:
         if all(v.static for v in ins):
-            return _Value(module(*[v.tensor for v in ins]), True)
+            y = apply_synaptic(module, ins[0].tensor) if len(ins) == 1 else module(*[v.tensor for v in ins])
+            return _Value(y, True)
         batch = next(v.tensor.shape[1] for v in ins if not v.static)
         flat = []
         for v in ins:
@@ -142,6 +146,16 @@ class _Executor:
         else:
             y = module(*flat)
         return _Value(y.view(steps, batch, *y.shape[1:]), False)
+
+
+def _sum_steps_and_batch(t: torch.Tensor) -> torch.Tensor:
+    """``t.sum((0, 1))``, reduced in ``t``'s memory order (a channels-last block sums about
+    5x faster read in place than through the logical NCHW order)."""
+    order = sorted(range(2, t.dim()), key=lambda d: -t.stride(d))
+    if order == list(range(2, t.dim())):
+        return t.sum((0, 1))
+    total = t.permute(0, 1, *order).sum((0, 1))
+    return total.permute(*sorted(range(len(order)), key=lambda i: order[i]))
 
 
 def run_batch(net: SpikingNetwork, x: torch.Tensor, encoder: Encoder, timesteps: int, *,
@@ -171,7 +185,7 @@ def run_batch(net: SpikingNetwork, x: torch.Tensor, encoder: Encoder, timesteps:
         for s, kind in sources.items():
             v = kept[s]
             t = v.tensor if kind == "events" else (v.tensor != 0).to(v.tensor.dtype)
-            total = t.sum(0) * steps if v.static else t.sum((0, 1))
+            total = t.sum(0) * steps if v.static else _sum_steps_and_batch(t)
             total = total.to(torch.float64)
             counts[s] = total if s not in counts else counts[s] + total
         if t0 == 0 and spiking:

@@ -239,7 +239,9 @@ def pool_tiles(module: nn.Module, x: torch.Tensor, kernel: tuple[int, int]) -> t
     """Average (or sum) pooling over tiling windows as a sum of strided slices, added in the
     window's row-major order as ``avg_pool2d`` does."""
     kh, kw = kernel
-    out = x[..., 0::kh, 0::kw].clone()
+    layout = (torch.channels_last if x.dim() == 4 and not x.is_contiguous()
+              and x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format)
+    out = x[..., 0::kh, 0::kw].clone(memory_format=layout)
     for i in range(kh):
         for j in range(kw):
             if i or j:
@@ -248,11 +250,16 @@ def pool_tiles(module: nn.Module, x: torch.Tensor, kernel: tuple[int, int]) -> t
 
 
 def apply_synaptic(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``module(x)`` with the fast tiling-pool path (no-gradient runs)."""
+    """``module(x)`` with the fast paths of no-gradient runs: tiling pools as strided sums,
+    and 2-D convolutions on channels-last inputs (oneDNN's native layout on CPU, about twice
+    as fast here; the output stays channels-last, and the neurons and pools after it keep
+    that layout)."""
     if not torch.is_grad_enabled():
         kernel = tiling_pool(module, x.shape)
         if kernel is not None:
             return pool_tiles(module, x, kernel)
+        if isinstance(module, nn.Conv2d) and x.dim() == 4 and x.device.type == "cpu":
+            return module(x.contiguous(memory_format=torch.channels_last))
     return module(x)
 
 

@@ -111,7 +111,8 @@ class SpikingNeuron(TemporalModule):
     def initial_state(self, template: torch.Tensor) -> torch.Tensor:
         """Membrane at t=0 for one step's input shape ``(B, ...)``."""
         theta = self._per_channel(self.threshold.to(template), template)
-        return (self.v_init * theta).expand_as(template).clone()
+        # same memory layout as the input (channels-last convolution outputs stay so)
+        return torch.empty_like(template).copy_((self.v_init * theta).expand_as(template))
 
     def forward_block(self, current: torch.Tensor, v: torch.Tensor, steps: int,
                       static: bool = False, out: torch.Tensor | None = None
@@ -147,8 +148,11 @@ class SpikingNeuron(TemporalModule):
         # output: three memory passes per step (add, compare, reset) and no allocation.
         v = v.clone()
         shape = (steps, *v.shape)
-        if out is None or out.shape != shape or out.dtype != v.dtype or out.device != v.device:
-            out = torch.empty(shape, dtype=v.dtype, device=v.device)
+        if (out is None or out.shape != shape or out.dtype != v.dtype or out.device != v.device
+                or out[0].stride() != v.stride()):
+            out = torch.empty((steps, *v.shape), dtype=v.dtype, device=v.device)
+            if not v.is_contiguous():  # spikes in the membrane's layout (e.g. channels-last)
+                out = out.as_strided(shape, (v.numel(), *v.stride()))
         scalar = theta.dim() == 0
         theta_f = float(theta) if scalar else theta
         inputs = (current,) * steps if static else current.unbind(0)

@@ -130,3 +130,20 @@ def test_event_density_limit_grows_with_the_work_per_event():
     assert event_density_limit(nn.Linear(100, 4)) < event_density_limit(nn.Linear(100, 400))
     assert event_density_limit(nn.Conv2d(4, 4, 3, groups=2)) == 0.0  # no event path
     assert event_density_limit(nn.AvgPool2d(2)) == 0.0
+
+
+def test_fast_paths_match_plain_torch_modules():
+    """Channels-last convolutions, tiling pools as strided sums and the counting in memory
+    order (no-gradient simulation) give what the plain modules give (the differentiable run)."""
+    torch.manual_seed(4)
+    net = snnedge.sequential(
+        nn.Conv2d(1, 6, 3, padding=1), snnedge.IF(threshold=0.4), nn.AvgPool2d(2),
+        nn.Conv2d(6, 8, 3, padding=1), snnedge.IF(threshold=0.4, v_init=0.5), snnedge.SumPool2d(2),
+        nn.Conv2d(8, 8, 3), snnedge.IF(threshold=0.4), nn.Flatten(), nn.Linear(8, 3)).double()
+    x = torch.rand(5, 1, 12, 12, dtype=torch.float64)
+    res = snnedge.simulate(net, x, timesteps=10, engine="dense", progress=False, block_steps=4)
+    with torch.enable_grad():
+        plain = net(x.unsqueeze(0).expand(10, *x.shape))  # (T, B, 3), no fast paths
+    assert torch.allclose(res.output, plain.sum(0).detach(), atol=1e-10)
+    assert torch.equal(res.step_predictions, plain.detach().cumsum(0).argmax(-1))
+    assert sum(res.spike_counts.values()) > 0
