@@ -239,9 +239,7 @@ def pool_tiles(module: nn.Module, x: torch.Tensor, kernel: tuple[int, int]) -> t
     """Average (or sum) pooling over tiling windows as a sum of strided slices, added in the
     window's row-major order as ``avg_pool2d`` does."""
     kh, kw = kernel
-    layout = (torch.channels_last if x.dim() == 4 and not x.is_contiguous()
-              and x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format)
-    out = x[..., 0::kh, 0::kw].clone(memory_format=layout)
+    out = x[..., 0::kh, 0::kw].clone(memory_format=torch.contiguous_format)
     for i in range(kh):
         for j in range(kw):
             if i or j:
@@ -250,16 +248,21 @@ def pool_tiles(module: nn.Module, x: torch.Tensor, kernel: tuple[int, int]) -> t
 
 
 def apply_synaptic(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``module(x)`` with the fast paths of no-gradient runs: tiling pools as strided sums,
-    and 2-D convolutions on channels-last inputs (oneDNN's native layout on CPU, about twice
+    """``module(x)`` with the fast paths of no-gradient runs: tiling pools on NCHW inputs as
+    strided sums (on channels-last inputs torch's own pooling is faster), and 2-D
+    convolutions on channels-last inputs (oneDNN's native layout on CPU, about twice
     as fast here; the output stays channels-last, and the neurons and pools after it keep
     that layout)."""
     if not torch.is_grad_enabled():
         kernel = tiling_pool(module, x.shape)
-        if kernel is not None:
+        channels_last = (x.dim() == 4 and not x.is_contiguous()
+                         and x.is_contiguous(memory_format=torch.channels_last))
+        if kernel is not None and not channels_last:  # torch's channels-last pooling is faster
             return pool_tiles(module, x, kernel)
         if isinstance(module, nn.Conv2d) and x.dim() == 4 and x.device.type == "cpu":
-            return module(x.contiguous(memory_format=torch.channels_last))
+            # (with one input channel both layouts coincide and oneDNN may answer in NCHW)
+            y = module(x.contiguous(memory_format=torch.channels_last))
+            return y.contiguous(memory_format=torch.channels_last)
     return module(x)
 
 
