@@ -12,7 +12,8 @@ membrane of every neuron, so memory is bounded by the block size, not by ``T``.
 * ``auto``: dense for the first block, which measures the density of non-zero inputs of
   every spike-fed weighted layer; afterwards each such layer propagates events when its
   density is below what it breaks even at (:func:`snnedge.events.event_density_limit`,
-  fitted to examples/benchmarks/event_layers.py), and stays dense otherwise.
+  fitted to examples/benchmarks/event_layers.py), and stays dense otherwise. A run that fits
+  in one block (e.g. batch 1 at T <= 32) stays dense: ask for ``engine="event"`` there.
 
 Pooling layers whose windows tile their input run as sums of strided slices in both engines.
 

@@ -196,23 +196,36 @@ def event_conv2d(module: nn.Conv2d, x: torch.Tensor, backend: str | None = None)
     n, c_in, h, w = x.shape
     taps, oh, ow = _conv_taps(module, h, w, x.device)
     k = taps.shape[1]
-    rows_per_sample = oh * ow + 1  # the spare row collects taps that fall off the map
+    positions = oh * ow  # taps that fall off the map reach position ``positions``
     c_out = module.out_channels
-    flat = x.reshape(-1)
-    idx = flat.nonzero().squeeze(1)
-    nc = torch.div(idx, h * w, rounding_mode="floor")
-    pos = idx - nc * (h * w)
-    b = torch.div(nc, c_in, rounding_mode="floor")
-    c = nc - b * c_in
-    rows = ((b * rows_per_sample).unsqueeze(1) + taps[pos]).reshape(-1)
+    if x.is_contiguous() or not x.is_contiguous(memory_format=torch.channels_last):
+        flat = x.reshape(-1)  # (b, c, y, x) order
+        idx = flat.nonzero().squeeze(1)
+        bc = torch.div(idx, h * w, rounding_mode="floor")
+        pos = idx - bc * (h * w)
+        b = torch.div(bc, c_in, rounding_mode="floor")
+        c = bc - b * c_in
+    else:  # channels-last input, read in place: (b, y, x, c) order
+        flat = x.permute(0, 2, 3, 1).reshape(-1)
+        idx = flat.nonzero().squeeze(1)
+        bp = torch.div(idx, c_in, rounding_mode="floor")
+        c = idx - bp * c_in
+        b = torch.div(bp, h * w, rounding_mode="floor")
+        pos = bp - b * (h * w)
+    reach = taps[pos]
+    # output rows (b, oy, ox); a tap that falls off the map goes to its sample's spare row
+    # after all the real ones, so the real rows form one channels-last block
+    rows = torch.where(reach < positions, (b * positions).unsqueeze(1) + reach,
+                       (n * positions + b).unsqueeze(1)).reshape(-1)
     cols = ((c * k).unsqueeze(1) + torch.arange(k, device=x.device)).reshape(-1)
     vals = flat[idx].unsqueeze(1).expand(-1, k).reshape(-1)
     # kernel matrix: row (c, ky, kx) holds W[:, c, ky, kx]
     kernel = _cached(module, ("kernel", x.dtype), lambda: module.weight.detach().permute(1, 2, 3, 0)
                      .reshape(c_in * k, c_out).to(x.dtype).contiguous())
     groups = b.unsqueeze(1).expand(-1, k).reshape(-1)  # entries come sample by sample
-    out = _sparse_times_dense(rows, cols, vals, (n * rows_per_sample, c_in * k), kernel, backend, groups)
-    out = out.view(n, rows_per_sample, c_out)[:, :-1].view(n, oh, ow, c_out).permute(0, 3, 1, 2).contiguous()
+    out = _sparse_times_dense(rows, cols, vals, (n * positions + n, c_in * k), kernel, backend, groups)
+    # (b, oy, ox, c_out) rows: the output as a channels-last (N, C_out, OH, OW) tensor, no copy
+    out = out[:n * positions].view(n, oh, ow, c_out).permute(0, 3, 1, 2)
     if module.bias is not None:
         out.add_(module.bias.detach().to(x.dtype).view(1, -1, 1, 1))
     return out

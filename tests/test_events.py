@@ -20,6 +20,10 @@ def test_event_conv_equals_the_dense_convolution(backend, seed, stride, padding,
     x[1] *= 0.25
     with torch.no_grad():
         assert torch.allclose(event_conv2d(conv, x, backend=backend), conv(x), atol=1e-12)
+        # a channels-last input is read in place and the output comes out channels-last
+        got = event_conv2d(conv, x.contiguous(memory_format=torch.channels_last), backend=backend)
+        assert torch.allclose(got, conv(x), atol=1e-12)
+        assert got.is_contiguous(memory_format=torch.channels_last)
 
 
 def test_event_conv_of_no_spikes_is_the_bias():
