@@ -12,8 +12,9 @@ membrane of every neuron, so memory is bounded by the block size, not by ``T``.
 * ``auto``: dense for the first block, which measures the density of non-zero inputs of
   every spike-fed weighted layer; afterwards each such layer propagates events when its
   density is below what it breaks even at (:func:`snnedge.events.event_density_limit`,
-  fitted to examples/benchmarks/event_layers.py), and stays dense otherwise. A run that fits
-  in one block (e.g. batch 1 at T <= 32) stays dense: ask for ``engine="event"`` there.
+  fitted to examples/benchmarks/event_layers.py), and stays dense otherwise. Later batches of
+  the same ``simulate`` call reuse the first batch's choice from their first step; a single
+  call on a single block (one sample at T <= 32) stays dense: ask for ``engine="event"`` there.
 
 Pooling layers whose windows tile their input run as sums of strided slices in both engines.
 
@@ -160,8 +161,12 @@ def _sum_steps_and_batch(t: torch.Tensor) -> torch.Tensor:
 
 
 def run_batch(net: SpikingNetwork, x: torch.Tensor, encoder: Encoder, timesteps: int, *,
-              seed: int, engine: str, block_steps: int, sources: dict[str, str]) -> BatchRun:
+              seed: int, engine: str, block_steps: int, sources: dict[str, str],
+              event_layers: list[str] | None = None) -> BatchRun:
     """Simulate one batch ``x`` ``(B, ...)`` for ``timesteps`` steps.
+
+    ``event_layers`` (engine ``"auto"``): the choice an earlier batch measured; this batch
+    then uses it from its first step instead of measuring again.
 
     ``sources`` maps each counted layer to ``"events"`` (sum of its binary outputs) or
     ``"analog"`` (number of non-zero outputs), per neuron, over steps and batch.
@@ -169,7 +174,12 @@ def run_batch(net: SpikingNetwork, x: torch.Tensor, encoder: Encoder, timesteps:
     encoder.start(x, timesteps, seed)
     mode = "dense" if engine == "auto" else engine
     ex = _Executor(net, mode)
-    if engine == "auto":
+    extra: dict = {}
+    if engine == "auto" and event_layers is not None:
+        ex.event_layers = set(event_layers)
+        ex.engine = mode = "event" if event_layers else "dense"
+        extra = {"input_density": {}, "event_layers": sorted(event_layers)}
+    elif engine == "auto":
         ex.densities = {}
     batch = x.shape[0]
     acc = None
@@ -177,7 +187,6 @@ def run_batch(net: SpikingNetwork, x: torch.Tensor, encoder: Encoder, timesteps:
     counts: dict[str, torch.Tensor] = {}
     spiking = [s for s, kind in sources.items() if kind == "events" and s != INPUT]
     activity = 0.0
-    extra: dict = {}
     for t0 in range(0, timesteps, block_steps):
         steps = min(block_steps, timesteps - t0)
         inp = _Value(encoder.block(t0, t0 + steps), encoder.static)

@@ -107,8 +107,12 @@ def simulate(snn: SpikingNetwork, x, timesteps: int = 32, encoding: str = "direc
             elif tuple(xb.shape[1:]) != shape:
                 raise ValueError(f"Input batches differ in shape: {shape} then {tuple(xb.shape[1:])}.")
             _check_finite(xb)
+            # engine "auto": later batches reuse the first batch's per-layer choice, so that
+            # small batches (one block each) switch too
+            chosen = results[0].extra.get("event_layers") if results else None
             results.append(run_batch(net, xb, get_encoder(encoding), timesteps, seed=seed + len(results),
-                                     engine=engine, block_steps=steps, sources=sources))
+                                     engine=engine, block_steps=steps, sources=sources,
+                                     event_layers=chosen))
             bar.update(xb.shape[0])
     bar.close()
     res = _assemble(net, results, links, sources, timesteps, encoding, y_all,

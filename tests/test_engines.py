@@ -218,3 +218,16 @@ def test_cuda_matches_cpu():
         cpu = snnedge.simulate(net, x, timesteps=10, engine=engine, dtype=torch.float64)
         gpu = snnedge.simulate(net, x, timesteps=10, engine=engine, dtype=torch.float64, device="cuda")
         assert cpu.spike_counts == gpu.spike_counts and cpu.synaptic_events == gpu.synaptic_events
+
+
+def test_auto_carries_the_first_batchs_choice_to_later_batches():
+    torch.manual_seed(0)
+    net = snnedge.sequential(nn.Linear(50, 200), snnedge.IF(threshold=2.2),
+                             nn.Linear(200, 600), snnedge.IF(threshold=0.88), nn.Linear(600, 4)).double()
+    x = torch.rand(3, 50, dtype=torch.float64)
+    res = snnedge.simulate(net, x, timesteps=16, engine="auto", batch_size=1)
+    chosen = res.extra["event_layers"]
+    assert chosen == [["2"], ["2"], ["2"]] and res.engine == "event"
+    assert res.extra["input_density"][0] and res.extra["input_density"][1] == {}  # measured once
+    ref = snnedge.simulate(net, x, timesteps=16, engine="dense", batch_size=1)
+    assert res.spike_counts == ref.spike_counts and torch.allclose(res.output, ref.output, atol=1e-10)
