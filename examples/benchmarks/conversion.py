@@ -70,15 +70,16 @@ def qcfs_model(x: torch.Tensor, y: torch.Tensor, calib: torch.Tensor, levels: in
     return model.eval()
 
 
-def snnedge_accuracy(ann, calib, x, y, timesteps=TIMESTEPS, **options) -> dict:
-    """Accuracy after each T (one simulation of max(T) steps; the readout is causal)."""
+def snnedge_accuracy(ann, calib, x, y, steps=TIMESTEPS, **options) -> dict:
+    """Accuracy after each T in ``steps`` (one simulation of max(T) steps; the readout is
+    causal). ``options`` go to ``convert`` (its ``timesteps`` is the calibration's)."""
     t0 = time.perf_counter()
     snn = convert(ann, calib, **options)
     t1 = time.perf_counter()
-    res = snnedge.simulate(snn, x, timesteps=max(timesteps), batch_size=500, dtype=torch.float32,
+    res = snnedge.simulate(snn, x, timesteps=max(steps), batch_size=500, dtype=torch.float32,
                            progress=False)
     curve = res.accuracy_curve(y)
-    return {"acc": {t: float(curve[t - 1]) for t in timesteps}, "convert_s": t1 - t0,
+    return {"acc": {t: float(curve[t - 1]) for t in steps}, "convert_s": t1 - t0,
             "simulate_s": time.perf_counter() - t1, "firing_rates": res.firing_rates()}
 
 
