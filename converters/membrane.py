@@ -47,7 +47,7 @@ class CalibratedIF(snnedge.IF):
 
     def initial_state(self, template: torch.Tensor) -> torch.Tensor:
         theta = self._per_channel(self.threshold.to(template), template)
-        return torch.empty_like(template).copy_((self.v_init_map.to(template) * theta).expand_as(template))
+        return self._state_like(template, self.v_init_map.to(template) * theta)
 
     def extra_repr(self) -> str:
         m = self.v_init_map

@@ -37,7 +37,7 @@ RESETS = ("subtract", "zero")
 # v_init for ReLU neurons when not given. theta/2 rounds the rate code instead of flooring
 # it (a neuron with input a*theta per step has fired floor(t*a + 1/2) times after t steps),
 # which halves the quantization error at every T; measured best on the MNIST benchmarks
-# (examples/benchmarks/RESULTS_conversion.md).
+# (examples/benchmarks/RESULTS.md, "Conversion options (ablation)").
 DEFAULT_V_INIT = 0.5
 # Initial-membrane calibration: steps simulated and samples used (from the calibration set).
 CALIBRATION_TIMESTEPS = 16

@@ -16,7 +16,9 @@ membrane of every neuron, so memory is bounded by the block size, not by ``T``.
   the same ``simulate`` call reuse the first batch's choice from their first step; a single
   call on a single block (one sample at T <= 32) stays dense: ask for ``engine="event"`` there.
 
-Pooling layers whose windows tile their input run as sums of strided slices in both engines.
+In both engines, no-gradient runs take the fast paths of :func:`snnedge.events.apply_synaptic`:
+tiling pools on NCHW inputs as sums of strided slices, and CPU convolutions channels-last (the
+neurons and pools after them keep that layout).
 
 A value that is the same at every step (direct encoding, and any weight-free or weighted
 layer fed only by it) is computed once per batch: a static current costs one convolution,
@@ -128,8 +130,7 @@ class _Executor:
 
     def _synaptic(self, name: str, module: nn.Module, ins: list[_Value], steps: int) -> _Value:
         if all(v.static for v in ins):
-            y = apply_synaptic(module, ins[0].tensor) if len(ins) == 1 else module(*[v.tensor for v in ins])
-            return _Value(y, True)
+            return _Value(apply_synaptic(module, *[v.tensor for v in ins]), True)
         batch = next(v.tensor.shape[1] for v in ins if not v.static)
         flat = []
         for v in ins:
@@ -143,10 +144,8 @@ class _Executor:
         if (self.engine == "event" and weighted
                 and (self.event_layers is None or name in self.event_layers)):
             y = event_apply(module, flat[0])
-        elif len(flat) == 1:
-            y = apply_synaptic(module, flat[0])
         else:
-            y = module(*flat)
+            y = apply_synaptic(module, *flat)
         return _Value(y.view(steps, batch, *y.shape[1:]), False)
 
 

@@ -13,8 +13,9 @@ sparse kernels measured 3-5x slower here, examples/benchmarks/RESULTS.md). Elsew
 it runs as ``index_add_`` of gathered weight rows. Both give the dense convolution's result up
 to the order of floating-point additions (exactly, for spikes, in float64).
 
-Pooling layers that tile their input (window = stride, no padding) run as sums of strided
-slices, several times faster than ``avg_pool2d`` on CPU, in the same order of additions.
+Pooling layers that tile an NCHW input (window = stride, no padding) run as sums of strided
+slices, several times faster than ``avg_pool2d`` on CPU, in the same order of additions; on
+channels-last inputs torch's own pooling is the faster one.
 """
 from __future__ import annotations
 
@@ -198,7 +199,7 @@ def event_conv2d(module: nn.Conv2d, x: torch.Tensor, backend: str | None = None)
     k = taps.shape[1]
     positions = oh * ow  # taps that fall off the map reach position ``positions``
     c_out = module.out_channels
-    if x.is_contiguous() or not x.is_contiguous(memory_format=torch.channels_last):
+    if not _channels_last(x):
         flat = x.reshape(-1)  # (b, c, y, x) order
         idx = flat.nonzero().squeeze(1)
         bc = torch.div(idx, h * w, rounding_mode="floor")
@@ -260,23 +261,28 @@ def pool_tiles(module: nn.Module, x: torch.Tensor, kernel: tuple[int, int]) -> t
     return out if isinstance(module, SumPool2d) else out.div_(kh * kw)
 
 
-def apply_synaptic(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``module(x)`` with the fast paths of no-gradient runs: tiling pools on NCHW inputs as
+def apply_synaptic(module: nn.Module, *xs: torch.Tensor) -> torch.Tensor:
+    """``module(*xs)`` with the fast paths of no-gradient runs: tiling pools on NCHW inputs as
     strided sums (on channels-last inputs torch's own pooling is faster), and 2-D
     convolutions on channels-last inputs (oneDNN's native layout on CPU, about twice
     as fast here; the output stays channels-last, and the neurons and pools after it keep
     that layout)."""
-    if not torch.is_grad_enabled():
-        kernel = tiling_pool(module, x.shape)
-        channels_last = (x.dim() == 4 and not x.is_contiguous()
-                         and x.is_contiguous(memory_format=torch.channels_last))
-        if kernel is not None and not channels_last:  # torch's channels-last pooling is faster
-            return pool_tiles(module, x, kernel)
-        if isinstance(module, nn.Conv2d) and x.dim() == 4 and x.device.type == "cpu":
-            # (with one input channel both layouts coincide and oneDNN may answer in NCHW)
-            y = module(x.contiguous(memory_format=torch.channels_last))
-            return y.contiguous(memory_format=torch.channels_last)
+    if len(xs) != 1 or torch.is_grad_enabled():
+        return module(*xs)
+    (x,) = xs
+    kernel = tiling_pool(module, x.shape)
+    if kernel is not None and not _channels_last(x):  # torch's channels-last pooling is faster
+        return pool_tiles(module, x, kernel)
+    if isinstance(module, nn.Conv2d) and x.dim() == 4 and x.device.type == "cpu":
+        # (with one input channel both layouts coincide and oneDNN may answer in NCHW)
+        y = module(x.contiguous(memory_format=torch.channels_last))
+        return y.contiguous(memory_format=torch.channels_last)
     return module(x)
+
+
+def _channels_last(x: torch.Tensor) -> bool:
+    """Whether ``x`` is a 4-D tensor stored channels-last (and not also plain contiguous)."""
+    return x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
 
 
 __all__ = ["event_apply", "event_linear", "event_conv2d", "event_density_limit", "apply_synaptic",

@@ -111,8 +111,13 @@ class SpikingNeuron(TemporalModule):
     def initial_state(self, template: torch.Tensor) -> torch.Tensor:
         """Membrane at t=0 for one step's input shape ``(B, ...)``."""
         theta = self._per_channel(self.threshold.to(template), template)
-        # same memory layout as the input (channels-last convolution outputs stay so)
-        return torch.empty_like(template).copy_((self.v_init * theta).expand_as(template))
+        return self._state_like(template, self.v_init * theta)
+
+    @staticmethod
+    def _state_like(template: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+        """``value`` broadcast to ``template``'s shape, in a new tensor with the same memory
+        layout (channels-last convolution outputs keep their layout through the neurons)."""
+        return torch.empty_like(template).copy_(value.expand_as(template))
 
     def forward_block(self, current: torch.Tensor, v: torch.Tensor, steps: int,
                       static: bool = False, out: torch.Tensor | None = None
