@@ -46,7 +46,10 @@ def fold_scale(weighted: nn.Module, scale: Scale) -> nn.Module:
     a = scale.scale.double()
     a = a.expand(out_ch) if a.dim() == 0 else a
     w = new.weight.detach().double() * a.view(-1, *([1] * (new.weight.dim() - 1)))
-    b = new.bias.detach().double() if new.bias is not None else torch.zeros(out_ch, dtype=torch.float64)
+    if new.bias is not None:
+        b = new.bias.detach().double()
+    else:
+        b = torch.zeros(out_ch, dtype=torch.float64, device=new.weight.device)
     b = b * a + (0 if scale.bias is None else scale.bias.double())
     dtype = new.weight.dtype
     with torch.no_grad():

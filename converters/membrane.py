@@ -76,14 +76,14 @@ def calibrate_membrane(snn: SpikingNetwork, graph: Graph, x: torch.Tensor,
     excess = {}
     for name in layers:
         neuron = snn.layer(name)
-        lam = scales[name].to(torch.float32)
         a = acts[name].to(torch.float32)
+        lam = scales[name].to(a.device, torch.float32)
         lam = lam if lam.dim() == 0 else lam.view(1, *lam.shape)
         target = torch.clamp(a / lam * timesteps, 0, timesteps).mean(0)
         sub = SpikingNetwork(_ancestors(snn, name), input_shape=snn.input_shape)
         res = snnedge.simulate(sub, x, timesteps=timesteps, batch_size=batch_size,
                                dtype=torch.float32, engine="dense", progress=False)
-        count = res.neuron_spike_counts[name].to(torch.float32) / x.shape[0]
+        count = res.neuron_spike_counts[name].to(target.device, torch.float32) / x.shape[0]
         err = count - target
         neuron.v_init_map.sub_(err.to(neuron.v_init_map)).clamp_(max=1.0)
         excess[name] = float(err.mean())

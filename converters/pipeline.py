@@ -16,13 +16,15 @@ Pipeline (each step a pure function of the previous one's result; the ANN is onl
 """
 from __future__ import annotations
 
+import copy
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
 
 import snnedge
+from snnedge.engine import exact_float32
 from snnedge.errors import check_choice, check_positive_int, check_real
 
 from .calibration import NORMALIZATIONS, activation_scales, calibration_tensor
@@ -75,6 +77,7 @@ class ConversionInfo:
     calibration_timesteps: int | None = None
 
 
+@exact_float32()  # on CUDA, calibrate in full float32 as simulate runs
 def convert(ann, calibration, normalization: str = "percentile", percentile: float = 99.9,
             reset: str = "subtract", *, v_init: float | None = None, maxpool: str = "count",
             calibrate_membrane: bool = True, timesteps: int | None = None,
@@ -186,7 +189,9 @@ def convert(ann, calibration, normalization: str = "percentile", percentile: flo
     if timesteps is None:
         levels = [int(o.module.levels) for o in simple.ops if o.kind == "qcfs"]
         timesteps = max(levels) if levels else CALIBRATION_TIMESTEPS
-    norm = Normalizer(simple, lambdas, reset, v0, maxpool, per_neuron_v_init=calibrate_membrane)
+    # Weights are rescaled in float64 on CPU copies (the scales live there); the SNN then moves
+    # to the calibration data's device.
+    norm = Normalizer(_on_cpu(simple), lambdas, reset, v0, maxpool, per_neuron_v_init=calibrate_membrane)
     nodes = norm.nodes()
     snn = snnedge.SpikingNetwork(nodes, input_shape=simple.input_shape)
     snn = snn.to(x.device)
@@ -208,6 +213,13 @@ def convert(ann, calibration, normalization: str = "percentile", percentile: flo
         seconds=time.perf_counter() - start,
         calibration_timesteps=int(timesteps) if calibrate_membrane else None)
     return snn
+
+
+def _on_cpu(graph: Graph) -> Graph:
+    """``graph`` with CPU copies of its modules (the same graph if they are all on CPU)."""
+    if all(t.device.type == "cpu" for o in graph.ops for t in (*o.module.parameters(), *o.module.buffers())):
+        return graph
+    return replace(graph, ops=[replace(o, module=copy.deepcopy(o.module).cpu()) for o in graph.ops])
 
 
 def _device_of(tensors) -> torch.device:

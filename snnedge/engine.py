@@ -15,6 +15,8 @@ membrane of every neuron, so memory is bounded by the block size, not by ``T``.
   fitted to examples/benchmarks/event_layers.py), and stays dense otherwise. Later batches of
   the same ``simulate`` call reuse the first batch's choice from their first step; a single
   call on a single block (one sample at T <= 32) stays dense: ask for ``engine="event"`` there.
+  On GPUs ``auto`` is dense: on an H200 cuDNN beat the event path even at batch 1 and 2%
+  activity (examples/benchmarks/RESULTS.md).
 
 In both engines, no-gradient runs take the fast paths of :func:`snnedge.events.apply_synaptic`:
 tiling pools on NCHW inputs as sums of strided slices, and CPU convolutions channels-last (the
@@ -26,6 +28,7 @@ not ``T``.
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 
 import torch
@@ -59,6 +62,20 @@ class BatchRun:
     engine: str = "dense"
     activity: float = 0.0
     extra: dict = field(default_factory=dict)
+
+
+@contextlib.contextmanager
+def exact_float32():
+    """Turn TF32 off for CUDA convolutions and matrix products while in the block (also a
+    decorator). cuDNN's default TF32 rounds float32 inputs to 10-bit mantissas, which flips
+    spikes of neurons near their threshold: measured on an H200, 9% of a random residual
+    net's predictions changed against the CPU (examples/benchmarks/RESULTS.md)."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 def block_steps_for(shapes: dict[str, tuple[int, ...]], batch: int, timesteps: int,
@@ -203,7 +220,7 @@ def run_batch(net: SpikingNetwork, x: torch.Tensor, encoder: Encoder, timesteps:
             activity = fired / size
         if t0 == 0 and ex.densities is not None:
             ex.event_layers = {name for name, d in ex.densities.items()
-                               if d <= event_density_limit(net.get_submodule(name))}
+                               if d < event_density_limit(net.get_submodule(name), x.device)}
             extra = {"input_density": dict(ex.densities), "event_layers": sorted(ex.event_layers)}
             ex.densities = None
             if ex.event_layers:

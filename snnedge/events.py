@@ -57,10 +57,13 @@ EVENT_DENSITY_PER_WORK = 1 / 12_000
 EVENT_DENSITY_CAP = 0.15
 
 
-def event_density_limit(module: nn.Module) -> float:
+def event_density_limit(module: nn.Module, device: str | torch.device = "cpu") -> float:
     """The density of non-zero inputs below which :func:`event_apply` beats ``module(x)``
-    (0 for modules without an event path). ``engine="auto"`` compares each layer's measured
-    input density with this."""
+    on ``device`` (0 for modules without an event path, and on GPUs: on an H200 the event
+    path ran 0.80-0.90x as fast as cuDNN at batch 1 and 2% activity, examples/benchmarks/
+    RESULTS.md). ``engine="auto"`` compares each layer's measured input density with this."""
+    if torch.device(device).type != "cpu":
+        return 0.0
     if isinstance(module, nn.Linear):
         work = module.out_features
     elif event_conv_capable(module):

@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from .connectivity import event_sources, source_links
 from .encoders import get_encoder
-from .engine import block_steps_for, run_batch
+from .engine import block_steps_for, exact_float32, run_batch
 from .errors import check_choice, check_positive_int
 from .network import INPUT, SpikingNetwork
 from .results import SimulationResult
@@ -53,7 +53,8 @@ def simulate(snn: SpikingNetwork, x, timesteps: int = 32, encoding: str = "direc
         Seed of stochastic encoders; same seed and batch size give the same result.
     device, dtype:
         Where and in which float type to simulate (``torch.float64`` is the exact mode used
-        to compare engines). The network is copied, never changed.
+        to compare engines). The network is copied, never changed. On CUDA, float32 runs
+        in full float32 (TF32 off while simulating), so spikes match the CPU's.
     progress:
         Show a progress bar (default: when there is more than one batch).
     block_steps:
@@ -92,7 +93,7 @@ def simulate(snn: SpikingNetwork, x, timesteps: int = 32, encoding: str = "direc
     results, links, sources, shape = [], None, None, None
     bar = tqdm(total=n, desc=f"simulate T={timesteps}", unit="sample", leave=False,
                disable=not (progress if progress is not None else n > batch_size))
-    with torch.no_grad(), _eval_mode(net):
+    with torch.no_grad(), _eval_mode(net), exact_float32():
         for xb, _ in batches:
             xb = xb.to(device, dtype)
             if shape is None:

@@ -470,3 +470,22 @@ def test_membrane_calibration_runs_at_the_qcfs_levels_by_default():
     assert convert(relu_net, x, calibrate_membrane=False).conversion_.calibration_timesteps is None
     qcfs_net = replace_relu_with_qcfs(relu_net, levels=4).eval()
     assert convert(qcfs_net, x).conversion_.calibration_timesteps == 4
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("model, options", [
+    (vgg_tiny, {}), (rescat, {}), (rescat, {"normalization": "channelwise"}),
+    (lambda: replace_relu_with_qcfs(vgg_tiny(nn.AvgPool2d), levels=4).eval(), {}),
+])
+def test_conversion_on_cuda_equals_conversion_on_cpu(model, options):
+    ann = model()
+    cpu = convert(ann, X12, **options)
+    gpu = convert(ann.cuda(), X12.cuda(), **options)
+    assert next(gpu.parameters()).device.type == "cuda"
+    for field in ("scales", "thresholds"):
+        a, b = getattr(cpu.conversion_, field), getattr(gpu.conversion_, field)
+        assert a.keys() == b.keys()
+        for k in a:
+            assert torch.allclose(torch.tensor(b[k]), torch.tensor(a[k]), rtol=1e-5), (field, k)
+    for (k, a), (_, b) in zip(cpu.state_dict().items(), gpu.state_dict().items()):
+        assert torch.allclose(a, b.cpu(), rtol=1e-4, atol=1e-5), k

@@ -132,7 +132,7 @@ def test_auto_engine_picks_event_per_layer_at_low_density(threshold, engine):
     assert res.engine == engine
     density = res.extra["input_density"][0]
     assert set(density) == {"2", "4"}  # the spike-fed weighted layers ("0" sees the static input)
-    chosen = {k for k, d in density.items() if d <= event_density_limit(net.layer(k))}
+    chosen = {k for k, d in density.items() if d < event_density_limit(net.layer(k))}
     assert res.extra["event_layers"] == [sorted(chosen)]
     if threshold == 2.2:  # sparse, not silent: the 600-output layer pays for events, the readout not
         assert chosen == {"2"} and 0 < density["4"]

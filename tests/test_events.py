@@ -134,6 +134,7 @@ def test_event_density_limit_grows_with_the_work_per_event():
     assert event_density_limit(nn.Linear(100, 4)) < event_density_limit(nn.Linear(100, 400))
     assert event_density_limit(nn.Conv2d(4, 4, 3, groups=2)) == 0.0  # no event path
     assert event_density_limit(nn.AvgPool2d(2)) == 0.0
+    assert event_density_limit(big, "cuda") == 0.0  # GPUs: the event path never broke even
 
 
 def test_fast_paths_match_plain_torch_modules():

@@ -111,6 +111,9 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     dev, T = args.device, args.timesteps
+    # simulate runs CUDA float32 with TF32 off (snnedge.engine.exact_float32); the ANN bound
+    # and SpikingJelly run the same way
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
 
     ann = models.trained("vgg_avg", epochs=3).to(dev)  # speed, not accuracy, is measured here
     x_train, _ = load_mnist_digits()
