@@ -105,6 +105,8 @@ class _Executor:
         self.event_layers: set[str] | None = None
         self.densities: dict[str, float] | None = None
         self.buffers: dict[str, torch.Tensor] = {}  # reused spike outputs (no-grad runs)
+        # per-neuron spike counts of the last block, summed by the neuron layers themselves
+        self.block_counts: dict[str, torch.Tensor] = {}
         self.uses = {n: len(net.consumers_of(n)) for n in (INPUT, *net._names)}
         self.uses[net.output_name] += 1
 
@@ -125,9 +127,13 @@ class _Executor:
                     template = cur.tensor if cur.static else cur.tensor[0]
                     self.state[name] = module.initial_state(template)
                 if isinstance(module, SpikingNeuron) and not torch.is_grad_enabled():
+                    counts = torch.zeros_like(self.state[name][0]) if name in keep else None
                     y, self.state[name] = module.forward_block(cur.tensor, self.state[name], steps,
-                                                               cur.static, out=self.buffers.get(name))
+                                                               cur.static, out=self.buffers.get(name),
+                                                               counts=counts)
                     self.buffers[name] = y
+                    if counts is not None:
+                        self.block_counts[name] = counts
                 else:
                     y, self.state[name] = module.forward_block(cur.tensor, self.state[name], steps, cur.static)
                 out = _Value(y, False)
@@ -210,9 +216,12 @@ def run_batch(net: SpikingNetwork, x: torch.Tensor, encoder: Encoder, timesteps:
         kept[INPUT] = inp
         for s, kind in sources.items():
             v = kept[s]
-            t = v.tensor if kind == "events" else (v.tensor != 0).to(v.tensor.dtype)
-            total = t.sum(0) * steps if v.static else _sum_steps_and_batch(t)
-            total = total.to(torch.float64)
+            if kind == "events" and s in ex.block_counts:  # summed by the neuron layer
+                total = ex.block_counts.pop(s).to(torch.float64)
+            else:
+                t = v.tensor if kind == "events" else (v.tensor != 0).to(v.tensor.dtype)
+                total = t.sum(0) * steps if v.static else _sum_steps_and_batch(t)
+                total = total.to(torch.float64)
             counts[s] = total if s not in counts else counts[s] + total
         if t0 == 0 and spiking:
             fired = sum(float(counts[s].sum()) for s in spiking)

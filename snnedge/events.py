@@ -3,15 +3,22 @@
 Only the non-zero inputs do work. For a ``Linear`` layer each spike adds one row of the
 transposed weight. For a ``Conv2d`` layer each non-zero input ``(n, c, y, x)`` adds, for
 every kernel tap ``(ky, kx)``, the kernel column ``W[:, c, ky, kx]`` to the one output
-position that tap reaches (or to none at a border). Written as a matrix product, the output
-``(N * positions, C_out)`` is a sparse matrix ``S`` (one entry per input event and tap) times
-the kernel matrix ``(C_in * taps, C_out)``.
+position that tap reaches (or to none at a border).
 
-On CPU the product runs in scipy's compiled COO kernel, which walks the entries once and
-accumulates weight rows in place: no sort, no gathered copy of the weights (torch's own
-sparse kernels measured 3-5x slower here, examples/benchmarks/RESULTS.md). Elsewhere (CUDA)
-it runs as ``index_add_`` of gathered weight rows. Both give the dense convolution's result up
-to the order of floating-point additions (exactly, for spikes, in float64).
+Three backends compute the same sums:
+
+* ``"native"`` (the CPU default): snnedge's compiled kernel (``snnedge/_event_kernels.c``,
+  built at install, AVX2 where the CPU has it). Per sample it lists the non-zero inputs of
+  each position, then every output position gathers the weight rows of the events in its
+  receptive field into vector registers and stores its output once. Split over torch's
+  intra-op threads by sample.
+* ``"scipy"`` (the CPU fallback where the kernel was not built): the output ``(N *
+  positions, C_out)`` as a sparse matrix (one entry per input event and tap) times the
+  kernel matrix ``(C_in * taps, C_out)``, in scipy's compiled COO kernel.
+* ``"torch"`` (other devices): the same sparse product as ``index_add_`` of gathered rows.
+
+All give the dense layer's result up to the order of floating-point additions (exactly, for
+spikes, in float64): tests/test_events.py. Speed per layer: examples/benchmarks/RESULTS.md.
 
 Pooling layers that tile an NCHW input (window = stride, no padding) run as sums of strided
 slices, several times faster than ``avg_pool2d`` on CPU, in the same order of additions; on
@@ -96,8 +103,16 @@ def _cached(module: nn.Module, key: str, build):
 
 def event_linear(module: nn.Linear, x: torch.Tensor, backend: str | None = None) -> torch.Tensor:
     """``module(x)`` for ``x`` ``(N, in)``: each non-zero input adds one row of the
-    transposed weight, scaled by its value."""
+    transposed weight, scaled by its value. ``backend``: ``"native"``, ``"scipy"`` or
+    ``"torch"`` (see the module docstring; default: the fastest available)."""
     w_t = _cached(module, ("w_t", x.dtype), lambda: module.weight.detach().t().to(x.dtype).contiguous())
+    if _use_native(backend, x):  # a linear layer is a 1x1 convolution of a 1x1 map
+        n, f_in = x.shape
+        bias = _cached(module, ("bias", x.dtype), lambda: _bias_of(module, x.dtype))
+        out = torch.empty(n, module.out_features, dtype=x.dtype)
+        _native_run(x.contiguous(), w_t, bias, out, (1, 1, f_in, 1, 1, module.out_features,
+                                                     1, 1, 1, 1, 0, 0, 1, 1))
+        return out
     rows, cols = x.nonzero().unbind(1)
     out = _sparse_times_dense(rows, cols, x[rows, cols], tuple(x.shape), w_t, backend, groups=rows)
     if module.bias is not None:
@@ -139,7 +154,8 @@ def _sparse_times_dense(rows: torch.Tensor, cols: torch.Tensor, vals: torch.Tens
             job.result()
         return out
     if backend != "torch":
-        raise ValueError(f"The 'backend' parameter must be one of 'scipy', 'torch'. Got {backend!r} instead.")
+        raise ValueError(f"The 'backend' parameter must be one of {', '.join(map(repr, BACKENDS))}. "
+                         f"Got {backend!r} instead.")
     src = dense.index_select(0, cols).mul_(vals.unsqueeze(1))
     out = torch.zeros(shape[0], dense.shape[1], dtype=dense.dtype, device=dense.device)
     return out.index_add_(0, rows, src)
@@ -172,6 +188,125 @@ def _coo_kernel():
     return coo_matmat_dense if np.array_equal(out, expected) else None
 
 
+BACKENDS = ("native", "scipy", "torch")
+
+
+@functools.cache
+def native_kernel():
+    """snnedge's compiled event kernel module, or None where it was not built (no C compiler
+    at install) or ``SNNEDGE_NATIVE=0`` is set; then CPU event layers use scipy's kernel."""
+    if os.environ.get("SNNEDGE_NATIVE", "1") == "0":
+        return None
+    try:
+        from . import _event_kernels
+    except ImportError:
+        return None
+    return _event_kernels
+
+
+def _use_native(backend: str | None, x: torch.Tensor) -> bool:
+    if backend not in (None, "native"):
+        return False
+    ok = native_kernel() is not None and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
+    if backend == "native" and not ok:
+        raise ValueError(_native_unavailable(x))
+    return ok
+
+
+def _native_unavailable(x: torch.Tensor) -> str:
+    if native_kernel() is None:
+        return ("The 'native' event backend is not built in this install (it needs a C compiler "
+                "when snnedge is installed; reinstall with `pip install -e .` where gcc or clang is "
+                "available) or SNNEDGE_NATIVE=0 is set. Use backend='scipy'.")
+    return (f"The 'native' event backend runs float32 and float64 CPU tensors. Got {x.dtype} on "
+            f"{x.device}; use backend='torch' there.")
+
+
+def _bias_of(module: nn.Module, dtype: torch.dtype) -> torch.Tensor | None:
+    return None if module.bias is None else module.bias.detach().to(dtype).contiguous()
+
+
+def _native_run(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, out: torch.Tensor,
+                geometry: tuple[int, ...]) -> None:
+    """Run the compiled kernel on contiguous ``x`` ``(N, H, W, C_in)``, ``weight`` ``(KH, KW,
+    C_in, C_out)`` and ``out`` ``(N, OH, OW, C_out)``; ``geometry`` = (H, W, C_in, OH, OW,
+    C_out, KH, KW, SH, SW, PH, PW, DH, DW). Samples are split over torch's intra-op threads
+    when each part has at least ``PARALLEL_MIN_WORK`` of work (input values scanned plus
+    output values times kernel taps)."""
+    kernel = native_kernel()
+    n = x.shape[0]
+    work = x.numel() + out.numel() * geometry[6] * geometry[7]
+    threads = int(min(torch.get_num_threads(), n, work // PARALLEL_MIN_WORK))
+    args = (x.data_ptr(), weight.data_ptr(), 0 if bias is None else bias.data_ptr(), out.data_ptr(),
+            x.dtype == torch.float64)
+    if threads < 2:
+        kernel.conv(*args, 0, n, 1, *geometry)
+        return
+    # interleaved samples: the rows of a block are its time steps, whose activity varies
+    jobs = [_pool().submit(kernel.conv, *args, i, n, threads, *geometry) for i in range(1, threads)]
+    kernel.conv(*args, 0, n, threads, *geometry)  # one part on this thread
+    for job in jobs:
+        job.result()
+
+
+# Below this many neuron updates (ticks x neurons) per thread, one thread does them all.
+NEURON_MIN_WORK = 400_000
+
+
+def native_neuron_block(current: torch.Tensor, v: torch.Tensor, out: torch.Tensor, steps: int,
+                        static: bool, theta: torch.Tensor, beta, reset_zero: bool,
+                        counts: torch.Tensor | None = None) -> bool:
+    """IF/LIF neurons over ``steps`` ticks in the compiled kernel, the same arithmetic as
+    :meth:`snnedge.neurons.SpikingNeuron._block_inplace` in one pass per block instead of
+    three tensor passes per tick: ``v`` updated in place, spikes written to ``out`` and, when
+    ``counts`` (one sample's shape, in ``v``'s layout and dtype) is given, added to it summed
+    over ticks and samples. Returns False (nothing done) where the kernel does not apply: not
+    built, not a float32/64 CPU tensor, or layouts that differ between the current, the
+    membrane, the spikes and the counts."""
+    kernel = native_kernel()
+    if kernel is None or v.device.type != "cpu" or v.dtype not in (torch.float32, torch.float64):
+        return False
+    if current.dtype != v.dtype or out.dtype != v.dtype or v.dim() == 0 or v.shape[0] == 0:
+        return False
+    if not (v.is_contiguous() or v.is_contiguous(memory_format=torch.channels_last)):
+        return False
+    first = current if static else current[0]
+    if first.shape != v.shape or first.stride() != v.stride() or out[0].stride() != v.stride():
+        return False
+    if counts is not None and (counts.dtype != v.dtype or counts.shape != v.shape[1:]
+                               or counts.stride() != v[0].stride()):
+        return False
+    batch = v.shape[0]
+    size = v.numel() // batch
+    params = []
+    for p in (theta, beta):
+        if p is None:
+            params.append(None)
+            continue
+        m = torch.empty_like(v[:1])  # v's layout: the kernel reads it in v's memory order
+        params.append(m.fill_(p) if isinstance(p, float) else m.copy_(torch.as_tensor(p).to(v).expand_as(m)))
+    theta_map, beta_map = params
+    args = (current.data_ptr(), v.data_ptr(), out.data_ptr(), theta_map.data_ptr(),
+            0 if beta_map is None else beta_map.data_ptr(), 0 if counts is None else counts.data_ptr(),
+            v.dtype == torch.float64, reset_zero, steps)
+    tail = (size, 0 if static else current.stride(0), out.stride(0))
+    threads = int(min(torch.get_num_threads(), steps * v.numel() // NEURON_MIN_WORK))
+    if threads < 2:
+        kernel.neuron(*args, 0, batch, 0, size, *tail)
+        return True
+    # split samples, else (or when counting) each sample's neurons, in whole vectors
+    if batch >= threads and counts is None:
+        parts = [(batch * i // threads, batch * (i + 1) // threads, 0, size) for i in range(threads)]
+    else:
+        cut = [min(size, (size * i // threads + 63) // 64 * 64) for i in range(threads)] + [size]
+        parts = [(0, batch, a, b) for a, b in zip(cut[:-1], cut[1:])]
+    jobs = [_pool().submit(kernel.neuron, *args, *part, *tail) for part in parts[1:]]
+    kernel.neuron(*args, *parts[0], *tail)
+    for job in jobs:
+        job.result()
+    return True
+
+
 def _conv_taps(module: nn.Conv2d, h: int, w: int, device) -> tuple[torch.Tensor, int, int]:
     """For each input position ``y * w + x`` and tap ``ky * kw + kx``: the output position
     ``oy * ow + ox`` it reaches, or ``oh * ow`` (a spare row) when it reaches none."""
@@ -194,10 +329,25 @@ def _conv_taps(module: nn.Conv2d, h: int, w: int, device) -> tuple[torch.Tensor,
 
 
 def event_conv2d(module: nn.Conv2d, x: torch.Tensor, backend: str | None = None) -> torch.Tensor:
-    """``module(x)`` computed from the non-zero entries of ``x`` ``(N, C_in, H, W)``.
+    """``module(x)`` computed from the non-zero entries of ``x`` ``(N, C_in, H, W)``; the
+    output is channels-last.
 
-    ``backend``: ``"scipy"`` (CPU default) or ``"torch"`` (default on other devices)."""
+    ``backend``: ``"native"``, ``"scipy"`` or ``"torch"`` (see the module docstring;
+    default: the fastest available)."""
     n, c_in, h, w = x.shape
+    if _use_native(backend, x):
+        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (module.kernel_size, module.stride,
+                                                  module.padding, module.dilation)
+        oh = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+        ow = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+        kernel = _cached(module, ("kernel_hwio", x.dtype), lambda: module.weight.detach()
+                         .permute(2, 3, 1, 0).to(x.dtype).contiguous())
+        bias = _cached(module, ("bias", x.dtype), lambda: _bias_of(module, x.dtype))
+        out = torch.empty(n, oh, ow, module.out_channels, dtype=x.dtype)
+        x_cl = x.permute(0, 2, 3, 1).contiguous()  # no copy for a channels-last input
+        _native_run(x_cl, kernel, bias, out, (h, w, c_in, oh, ow, module.out_channels, kh, kw,
+                                              sh, sw, ph, pw, dh, dw))
+        return out.permute(0, 3, 1, 2)
     taps, oh, ow = _conv_taps(module, h, w, x.device)
     k = taps.shape[1]
     positions = oh * ow  # taps that fall off the map reach position ``positions``
@@ -289,4 +439,4 @@ def _channels_last(x: torch.Tensor) -> bool:
 
 
 __all__ = ["event_apply", "event_linear", "event_conv2d", "event_density_limit", "apply_synaptic",
-           "pool_tiles", "tiling_pool"]
+           "native_kernel", "pool_tiles", "tiling_pool"]

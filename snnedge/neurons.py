@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from .errors import check_choice, check_real
+from .events import native_neuron_block
 from .layers import TemporalModule
 from .surrogate import Surrogate, get_surrogate, spike
 
@@ -120,13 +121,15 @@ class SpikingNeuron(TemporalModule):
         return torch.empty_like(template).copy_(value.expand_as(template))
 
     def forward_block(self, current: torch.Tensor, v: torch.Tensor, steps: int,
-                      static: bool = False, out: torch.Tensor | None = None
-                      ) -> tuple[torch.Tensor, torch.Tensor]:
+                      static: bool = False, out: torch.Tensor | None = None,
+                      counts: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Run ``steps`` ticks. ``current`` is ``(steps, B, ...)``, or ``(B, ...)`` when
         ``static`` (the same input every step). Returns ``(spikes (steps, B, ...), v)``.
 
         ``out``, when given and no gradient is needed, is a buffer of the spikes' shape to
         write into (the engines reuse one per layer so that memory stays flat over blocks).
+        ``counts`` (no-gradient runs), a tensor of one sample's shape, gets this block's
+        spikes added, summed over ticks and samples (the engines' per-neuron counts).
         """
         template = current if static else current[0]
         theta = self._per_channel(self.threshold.to(template), template)
@@ -134,8 +137,10 @@ class SpikingNeuron(TemporalModule):
         needs_grad = torch.is_grad_enabled() and (
             current.requires_grad or v.requires_grad or any(p.requires_grad for p in self.parameters()))
         if needs_grad:
+            if counts is not None:
+                raise ValueError("forward_block counts spikes in no-gradient runs only.")
             return self._block_autograd(current, v, steps, static, theta, beta)
-        return self._block_inplace(current, v, steps, static, theta, beta, out)
+        return self._block_inplace(current, v, steps, static, theta, beta, out, counts)
 
     def _block_autograd(self, current, v, steps, static, theta, beta):
         out = []
@@ -148,9 +153,10 @@ class SpikingNeuron(TemporalModule):
         return torch.stack(out), v
 
     @torch.no_grad()
-    def _block_inplace(self, current, v, steps, static, theta, beta, out=None):
+    def _block_inplace(self, current, v, steps, static, theta, beta, out=None, counts=None):
         # Same arithmetic as if_step, in place, written straight into one preallocated
-        # output: three memory passes per step (add, compare, reset) and no allocation.
+        # output: one pass per block in the compiled kernel (snnedge/_event_kernels.c) where
+        # it applies, else three memory passes per step (add, compare, reset).
         v = v.clone()
         shape = (steps, *v.shape)
         if (out is None or out.shape != shape or out.dtype != v.dtype or out.device != v.device
@@ -160,6 +166,9 @@ class SpikingNeuron(TemporalModule):
                 out = out.as_strided(shape, (v.numel(), *v.stride()))
         scalar = theta.dim() == 0
         theta_f = float(theta) if scalar else theta
+        if native_neuron_block(current, v, out, steps, static, theta_f, beta, self.reset == "zero",
+                               counts):
+            return out, v
         inputs = (current,) * steps if static else current.unbind(0)
         for i_t, z in zip(inputs, out.unbind(0)):
             if beta is not None:
@@ -172,6 +181,8 @@ class SpikingNeuron(TemporalModule):
                 v.sub_(z, alpha=theta_f)
             else:
                 v.addcmul_(z, theta, value=-1.0)
+        if counts is not None:
+            counts.add_(out.sum((0, 1)))
         return out, v
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,7 @@ import snnedge
 from snnedge.events import event_apply, event_conv2d, event_linear, pool_tiles, tiling_pool
 
 
-@pytest.mark.parametrize("backend", ["scipy", "torch"])
+@pytest.mark.parametrize("backend", ["native", "scipy", "torch"])
 @given(seed=st.integers(0, 10_000), stride=st.integers(1, 3), padding=st.integers(0, 2),
        dilation=st.integers(1, 2), kernel=st.sampled_from([1, 2, 3, (3, 2)]), bias=st.booleans())
 def test_event_conv_equals_the_dense_convolution(backend, seed, stride, padding, dilation, kernel, bias):
@@ -67,7 +67,7 @@ def test_pools_that_do_not_tile_keep_the_torch_path(module, shape):
     assert tiling_pool(module, shape) is None
 
 
-@pytest.mark.parametrize("backend", ["scipy", "torch"])
+@pytest.mark.parametrize("backend", ["native", "scipy", "torch"])
 @pytest.mark.parametrize("bias", [True, False])
 def test_event_linear_equals_the_dense_layer(backend, bias):
     g = torch.Generator().manual_seed(1)
@@ -79,7 +79,7 @@ def test_event_linear_equals_the_dense_layer(backend, bias):
 
 
 def test_unknown_backend_is_named():
-    with pytest.raises(ValueError, match="The 'backend' parameter must be one of 'scipy', 'torch'"):
+    with pytest.raises(ValueError, match="The 'backend' parameter must be one of 'native', 'scipy', 'torch'"):
         event_linear(nn.Linear(3, 2), torch.ones(1, 3), backend="mkl")
 
 
@@ -152,3 +152,33 @@ def test_fast_paths_match_plain_torch_modules():
     assert torch.allclose(res.output, plain.sum(0).detach(), atol=1e-10)
     assert torch.equal(res.step_predictions, plain.detach().cumsum(0).argmax(-1))
     assert sum(res.spike_counts.values()) > 0
+
+
+def test_the_native_kernel_is_built_and_named_in_the_fallback_message(monkeypatch):
+    import snnedge.events as ev
+    assert ev.native_kernel() is not None, "snnedge/_event_kernels.c was not compiled at install"
+    assert ev.native_kernel().isa() in ("avx2+fma", "baseline")
+    monkeypatch.setattr(ev, "native_kernel", lambda: None)
+    conv = nn.Conv2d(2, 3, 3).double()
+    x = (torch.rand(2, 2, 6, 6, dtype=torch.float64) < 0.3).double()
+    with torch.no_grad():
+        assert torch.allclose(ev.event_conv2d(conv, x), conv(x), atol=1e-12)  # scipy instead
+        with pytest.raises(ValueError, match="'native' event backend is not built"):
+            ev.event_conv2d(conv, x, backend="native")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("c_out, kernel, padding", [(70, 3, 1), (64, 1, 0), (33, (9, 9), 4), (5, (2, 3), 0)])
+def test_native_kernel_chunks_tails_and_large_kernels(dtype, c_out, kernel, padding):
+    # 64 float32 / 32 float64 output channels accumulate at a time (70 and 33 leave tails);
+    # a 9x9 kernel has more taps (81) than the kernel collects in one part (64)
+    torch.manual_seed(c_out)
+    conv = nn.Conv2d(6, c_out, kernel, padding=padding).to(dtype)
+    x = (torch.rand(3, 6, 11, 10, dtype=dtype) < 0.15).to(dtype) * torch.rand(3, 6, 11, 10, dtype=dtype)
+    with torch.no_grad():
+        got = event_conv2d(conv, x, backend="native")
+        tol = 1e-12 if dtype == torch.float64 else 1e-5
+        assert torch.allclose(got, conv(x), atol=tol)
+        fc = nn.Linear(66, c_out).to(dtype)
+        v = (torch.rand(4, 66, dtype=dtype) < 0.1).to(dtype)
+        assert torch.allclose(event_linear(fc, v, backend="native"), fc(v), atol=tol)

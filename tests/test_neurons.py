@@ -108,3 +108,60 @@ def test_learnable_parameters():
     x = torch.rand(6, 2, 4, requires_grad=True)
     neuron(x).sum().backward()
     assert neuron.beta_logit.grad is not None and neuron.threshold.grad is not None
+
+
+@pytest.mark.parametrize("neuron", [
+    lambda: snnedge.IF(threshold=0.7), lambda: snnedge.IF(threshold=[0.5, 0.9, 1.3], reset="zero"),
+    lambda: snnedge.LIF(beta=0.8, threshold=0.6, v_init=0.5),
+    lambda: snnedge.LIF(beta=[0.5, 0.9, 1.0], threshold=[0.4, 0.8, 1.1], reset="zero")])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("layout", ["nchw", "channels_last", "flat"])
+@pytest.mark.parametrize("static", [False, True])
+def test_compiled_neuron_block_equals_the_tensor_loop(monkeypatch, neuron, dtype, layout, static):
+    import snnedge.events as ev
+    import snnedge.neurons as nm
+    assert ev.native_kernel() is not None
+    torch.manual_seed(0)
+    layer = neuron().to(dtype)
+    shape = (5, 3) if layout == "flat" else (5, 3, 4, 6)
+    if layout == "flat" and layer.threshold.numel() > 1:
+        shape = (5, 3)
+    current = torch.rand(7, *shape, dtype=dtype) * 0.9 - 0.1
+    if layout == "channels_last":
+        current = torch.stack([c.contiguous(memory_format=torch.channels_last) for c in current])
+        current = current.as_strided(current.shape, (current[0].numel(), *current[0].stride()))
+    if static:
+        current = current[0]
+    v0 = layer.initial_state(current if static else current[0])
+    with torch.no_grad():
+        calls = []
+        monkeypatch.setattr(nm, "native_neuron_block", lambda *a: calls.append(1) or ev.native_neuron_block(*a))
+        c_native, c_loop = torch.zeros_like(v0[0]), torch.zeros_like(v0[0])
+        z_native, v_native = layer.forward_block(current, v0, 7, static=static, counts=c_native)
+        monkeypatch.setattr(nm, "native_neuron_block", lambda *a: False)
+        z_loop, v_loop = layer.forward_block(current, v0, 7, static=static, counts=c_loop)
+    assert calls and torch.equal(z_native, z_loop) and torch.equal(v_native, v_loop)
+    assert torch.equal(c_native, c_loop) and torch.equal(c_loop, z_loop.sum((0, 1)))
+    assert 0 < z_loop.sum() < z_loop.numel()
+    assert z_native.stride() == z_loop.stride()
+
+
+@pytest.mark.parametrize("batch", [1, 6])
+def test_compiled_neuron_block_split_over_threads(monkeypatch, batch):
+    import snnedge.events as ev
+    layer = snnedge.LIF(beta=0.9, threshold=[0.3, 0.5, 0.7, 0.9])
+    current = torch.rand(9, batch, 4, 10, 13)
+    v0 = layer.initial_state(current[0])
+    with torch.no_grad():
+        one, v_one = layer.forward_block(current, v0, 9)
+        monkeypatch.setattr(ev, "NEURON_MIN_WORK", 1)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(3)
+        counts = torch.zeros_like(v0[0])
+        try:
+            split, v_split = layer.forward_block(current, v0, 9)
+            counted, _ = layer.forward_block(current, v0, 9, counts=counts)
+        finally:
+            torch.set_num_threads(threads)
+    assert torch.equal(one, split) and torch.equal(v_one, v_split) and torch.equal(one, counted)
+    assert torch.equal(counts, one.sum((0, 1)))
