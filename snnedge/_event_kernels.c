@@ -40,6 +40,41 @@ struct conv_args {
     int64_t h, w, c_in, oh, ow, c_out, kh, kw, sh, sw, ph, pw, dh, dw;
 };
 
+/* Per-call work space of the convolution (see conv_body_ in _event_kernels_body.h). */
+struct conv_scratch {
+    int32_t *ptr, *cols, *taps;
+    void *vals;
+    int64_t *tap_off, *tap_pos;
+};
+
+static void
+scratch_free(struct conv_scratch *sc)
+{
+    free(sc->ptr);
+    free(sc->cols);
+    free(sc->taps);
+    free(sc->vals);
+    free(sc->tap_off);
+    free(sc->tap_pos);
+}
+
+static int
+scratch_alloc(struct conv_scratch *sc, const struct conv_args *a, size_t value_size)
+{
+    size_t positions = (size_t)(a->h * a->w), out_positions = (size_t)(a->oh * a->ow);
+    size_t slots = positions * (size_t)a->c_in + 1, taps = out_positions * (size_t)(a->kh * a->kw) + 1;
+    sc->ptr = malloc((positions + 1) * sizeof(int32_t));
+    sc->cols = malloc(slots * sizeof(int32_t));
+    sc->vals = malloc(slots * value_size);
+    sc->taps = malloc((out_positions + 1) * sizeof(int32_t));
+    sc->tap_off = malloc(taps * sizeof(int64_t));
+    sc->tap_pos = malloc(taps * sizeof(int64_t));
+    if (sc->ptr && sc->cols && sc->vals && sc->taps && sc->tap_off && sc->tap_pos)
+        return 0;
+    scratch_free(sc);
+    return -1;
+}
+
 /* IF/LIF neurons over a block of ticks. Memory of one sample: ``size`` values in the
  * membrane's own order (any dense layout whose batch dimension is outermost); the input
  * current and the spikes share that order, tick t of sample b at t * *_step + b * size.
@@ -127,8 +162,8 @@ conv(PyObject *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "conv: n0 must be >= 0 and n_step >= 1");
         return NULL;
     }
-    if (a.h * a.w * a.c_in >= INT32_MAX) {
-        PyErr_SetString(PyExc_ValueError, "conv: one sample has 2**31 or more inputs");
+    if (a.h * a.w * a.c_in >= INT32_MAX || a.oh * a.ow * a.kh * a.kw >= INT32_MAX) {
+        PyErr_SetString(PyExc_ValueError, "conv: one sample has 2**31 or more inputs or taps");
         return NULL;
     }
     int status;

@@ -53,82 +53,39 @@ SNN_FN(axpy_tail_)(SNN_T *restrict acc, SNN_T v, const SNN_T *restrict w, int64_
         acc[i] += v * w[i];
 }
 
-/* dst[0 .. c_out) = base + the weighted events of taps [0, taps), chunk by chunk. base is
- * bias (zero where bias is NULL) when from_dst is 0, else what dst holds. */
-static inline __attribute__((always_inline)) void
-SNN_FN(chunks_)(SNN_T *restrict dst, int from_dst, const SNN_T *bias, const SNN_T *weight,
-                int64_t c_out, int64_t full_chunks, int64_t tail, const int64_t *tap_off,
-                const int64_t *tap_pos, int taps, const int32_t *ptr, const int32_t *cols,
-                const SNN_T *vals)
-{
-    for (int64_t chunk = 0; chunk <= full_chunks; chunk++) {
-        const int64_t c0 = chunk * SNN_CHUNK;
-        const int64_t len = chunk < full_chunks ? SNN_CHUNK : tail;
-        if (len == 0)
-            break;
-        SNN_T acc[SNN_CHUNK];
-        for (int64_t i = 0; i < len; i++)
-            acc[i] = from_dst ? dst[c0 + i] : bias ? bias[c0 + i] : (SNN_T)0;
-        if (len == SNN_CHUNK) {
-            SNN_V r[SNN_VECS];
-            for (int k = 0; k < SNN_VECS; k++)
-                __builtin_memcpy(&r[k], acc + k * SNN_LANES, sizeof r[k]);
-            for (int t = 0; t < taps; t++) {
-                const SNN_T *tap = weight + tap_off[t] + c0;
-                for (int32_t j = ptr[tap_pos[t]]; j < ptr[tap_pos[t] + 1]; j++) {
-                    const SNN_T *row = tap + (int64_t)cols[j] * c_out;
-                    SNN_V v = (SNN_V){0} + vals[j];
-                    for (int k = 0; k < SNN_VECS; k++) {
-                        SNN_V wk;
-                        __builtin_memcpy(&wk, row + k * SNN_LANES, sizeof wk);
-                        r[k] += v * wk;
-                    }
-                }
-            }
-            for (int k = 0; k < SNN_VECS; k++)
-                __builtin_memcpy(dst + c0 + k * SNN_LANES, &r[k], sizeof r[k]);
-        } else {
-            for (int t = 0; t < taps; t++) {
-                const SNN_T *tap = weight + tap_off[t] + c0;
-                for (int32_t j = ptr[tap_pos[t]]; j < ptr[tap_pos[t] + 1]; j++)
-                    SNN_FN(axpy_tail_)(acc, vals[j], tap + (int64_t)cols[j] * c_out, len);
-            }
-            for (int64_t i = 0; i < len; i++)
-                dst[c0 + i] = acc[i];
-        }
-    }
-}
-
-#define SNN_MAX_TAPS 64
-
-/* Samples n0, n0 + n_step, ... below n1 of the convolution (see conv_args); scratch holds positions + 1 row
- * pointers and positions * c_in event slots.
+/* Samples n0, n0 + n_step, ... below n1 of the convolution (see conv_args). Scratch:
+ * ptr (positions + 1), cols and vals (positions * c_in), tap_off and tap_pos
+ * (out_positions * kh * kw), taps (out_positions + 1).
  *
- * Each output position and chunk of SNN_CHUNK output channels accumulates in SNN_VECS
- * vector registers, starting from the bias: for each kernel tap that lands inside the
- * input on a position with events, the weight rows of those events, scaled by their
- * values. The result is stored once. (Tried: tap by tap over the whole map, so that one
- * tap's weights stay in L1, re-reading the output per tap: 10-35% slower at 2% activity.) */
+ * Per sample: list the events of each input position; list, for each output position, the
+ * kernel taps that land on an input position with events. Then, chunk of SNN_CHUNK output
+ * channels by chunk (so that the weights one chunk reads, taps x c_in x SNN_CHUNK values,
+ * can stay in L2), each output position accumulates in SNN_VECS vector registers, from the
+ * bias, the weight rows of the events its taps reach, scaled by their values, and stores
+ * the result once. (Tried: tap by tap over the whole map, so that one tap's weights stay in
+ * L1, re-reading the output per tap: 10-35% slower at 2% activity; all chunks of a position
+ * before the next position: the weights of wide layers no longer fit in L2.) */
 static inline __attribute__((always_inline)) void
 SNN_FN(conv_body_)(const struct conv_args *a, int64_t n0, int64_t n1, int64_t n_step,
-                   int32_t *ptr, int32_t *cols, SNN_T *vals)
+                   struct conv_scratch *sc)
 {
     const SNN_T *x = (const SNN_T *)a->x, *weight = (const SNN_T *)a->weight;
     const SNN_T *bias = (const SNN_T *)a->bias;
     SNN_T *out = (SNN_T *)a->out;
+    SNN_T *vals = (SNN_T *)sc->vals;
+    int32_t *ptr = sc->ptr, *cols = sc->cols, *taps = sc->taps;
+    int64_t *tap_off = sc->tap_off, *tap_pos = sc->tap_pos;
     const int64_t h = a->h, w = a->w, c_in = a->c_in, oh = a->oh, ow = a->ow, c_out = a->c_out;
     const int64_t kh = a->kh, kw = a->kw, sh = a->sh, sw = a->sw, ph = a->ph, pw = a->pw;
     const int64_t dh = a->dh, dw = a->dw;
     const int64_t positions = h * w, out_positions = oh * ow, tap_stride = c_in * c_out;
     const int64_t full_chunks = c_out / SNN_CHUNK, tail = c_out - full_chunks * SNN_CHUNK;
-    int64_t tap_off[SNN_MAX_TAPS], tap_pos[SNN_MAX_TAPS];
     for (int64_t n = n0; n < n1; n += n_step) {
         SNN_FN(input_events_)(x + n * positions * c_in, positions, c_in, ptr, cols, vals);
-        SNN_T *o = out + n * out_positions * c_out;
+        int32_t k = 0;
         for (int64_t oy = 0; oy < oh; oy++)
             for (int64_t ox = 0; ox < ow; ox++) {
-                SNN_T *dst = o + (oy * ow + ox) * c_out;
-                int taps = 0, from_dst = 0;
+                taps[oy * ow + ox] = k;
                 for (int64_t ky = 0; ky < kh; ky++) {
                     int64_t iy = oy * sh - ph + ky * dh;
                     if (iy < 0 || iy >= h)
@@ -137,37 +94,70 @@ SNN_FN(conv_body_)(const struct conv_args *a, int64_t n0, int64_t n1, int64_t n_
                         int64_t ix = ox * sw - pw + kx * dw;
                         if (ix < 0 || ix >= w || ptr[iy * w + ix] == ptr[iy * w + ix + 1])
                             continue;
-                        if (taps == SNN_MAX_TAPS) { /* a large kernel: add its taps in parts */
-                            SNN_FN(chunks_)(dst, from_dst, bias, weight, c_out, full_chunks, tail,
-                                            tap_off, tap_pos, taps, ptr, cols, vals);
-                            taps = 0;
-                            from_dst = 1;
-                        }
-                        tap_off[taps] = (ky * kw + kx) * tap_stride;
-                        tap_pos[taps] = iy * w + ix;
-                        taps++;
+                        tap_off[k] = (ky * kw + kx) * tap_stride;
+                        tap_pos[k] = iy * w + ix;
+                        k++;
                     }
                 }
-                SNN_FN(chunks_)(dst, from_dst, bias, weight, c_out, full_chunks, tail, tap_off,
-                                tap_pos, taps, ptr, cols, vals);
             }
+        taps[out_positions] = k;
+        SNN_T *o = out + n * out_positions * c_out;
+        for (int64_t chunk = 0; chunk <= full_chunks; chunk++) {
+            const int64_t c0 = chunk * SNN_CHUNK;
+            const int64_t len = chunk < full_chunks ? SNN_CHUNK : tail;
+            if (len == 0)
+                break;
+            for (int64_t q = 0; q < out_positions; q++) {
+                SNN_T *dst = o + q * c_out + c0;
+                SNN_T acc[SNN_CHUNK];
+                for (int64_t i = 0; i < len; i++)
+                    acc[i] = bias ? bias[c0 + i] : (SNN_T)0;
+                if (len == SNN_CHUNK) {
+                    SNN_V r[SNN_VECS];
+                    for (int v = 0; v < SNN_VECS; v++)
+                        __builtin_memcpy(&r[v], acc + v * SNN_LANES, sizeof r[v]);
+                    for (int32_t t = taps[q]; t < taps[q + 1]; t++) {
+                        const SNN_T *tap = weight + tap_off[t] + c0;
+                        for (int32_t j = ptr[tap_pos[t]]; j < ptr[tap_pos[t] + 1]; j++) {
+                            const SNN_T *row = tap + (int64_t)cols[j] * c_out;
+                            SNN_V e = (SNN_V){0} + vals[j];
+                            for (int v = 0; v < SNN_VECS; v++) {
+                                SNN_V wv;
+                                __builtin_memcpy(&wv, row + v * SNN_LANES, sizeof wv);
+                                r[v] += e * wv;
+                            }
+                        }
+                    }
+                    for (int v = 0; v < SNN_VECS; v++)
+                        __builtin_memcpy(dst + v * SNN_LANES, &r[v], sizeof r[v]);
+                } else {
+                    for (int32_t t = taps[q]; t < taps[q + 1]; t++) {
+                        const SNN_T *tap = weight + tap_off[t] + c0;
+                        for (int32_t j = ptr[tap_pos[t]]; j < ptr[tap_pos[t] + 1]; j++)
+                            SNN_FN(axpy_tail_)(acc, vals[j], tap + (int64_t)cols[j] * c_out, len);
+                    }
+                    for (int64_t i = 0; i < len; i++)
+                        dst[i] = acc[i];
+                }
+            }
+        }
     }
 }
 
 #if SNN_HAVE_AVX2
 __attribute__((target("avx2,fma"))) static void
 SNN_FN(conv_avx2_)(const struct conv_args *a, int64_t n0, int64_t n1, int64_t n_step,
-                   int32_t *ptr, int32_t *cols, SNN_T *vals)
+                   struct conv_scratch *sc)
 {
-    SNN_FN(conv_body_)(a, n0, n1, n_step, ptr, cols, vals);
+    SNN_FN(conv_body_)(a, n0, n1, n_step, sc);
 }
 #endif
 
 static void
 SNN_FN(conv_base_)(const struct conv_args *a, int64_t n0, int64_t n1, int64_t n_step,
-                   int32_t *ptr, int32_t *cols, SNN_T *vals)
+                   struct conv_scratch *sc)
 {
-    SNN_FN(conv_body_)(a, n0, n1, n_step, ptr, cols, vals);
+    SNN_FN(conv_body_)(a, n0, n1, n_step, sc);
 }
 
 /* Runs samples n0, n0 + n_step, ... below n1; returns 0, or -1 when the scratch memory
@@ -175,26 +165,19 @@ SNN_FN(conv_base_)(const struct conv_args *a, int64_t n0, int64_t n1, int64_t n_
 static int
 SNN_FN(conv_)(const struct conv_args *a, int64_t n0, int64_t n1, int64_t n_step, int use_avx2)
 {
-    int64_t positions = a->h * a->w;
-    int32_t *ptr = malloc((size_t)(positions + 1) * sizeof(int32_t));
-    int32_t *cols = malloc((size_t)(positions * a->c_in + 1) * sizeof(int32_t));
-    SNN_T *vals = malloc((size_t)(positions * a->c_in + 1) * sizeof(SNN_T));
-    int ok = ptr && cols && vals;
-    if (ok) {
+    struct conv_scratch sc;
+    if (scratch_alloc(&sc, a, sizeof(SNN_T)))
+        return -1;
 #if SNN_HAVE_AVX2
-        if (use_avx2)
-            SNN_FN(conv_avx2_)(a, n0, n1, n_step, ptr, cols, vals);
-        else
+    if (use_avx2)
+        SNN_FN(conv_avx2_)(a, n0, n1, n_step, &sc);
+    else
 #endif
-            SNN_FN(conv_base_)(a, n0, n1, n_step, ptr, cols, vals);
-    }
+        SNN_FN(conv_base_)(a, n0, n1, n_step, &sc);
     (void)use_avx2;
-    free(ptr);
-    free(cols);
-    free(vals);
-    return ok ? 0 : -1;
+    scratch_free(&sc);
+    return 0;
 }
-
 
 /* The neuron update of elements [e0, e1) of samples [b0, b1) over ``steps`` ticks (see
  * neuron() in _event_kernels.c): per tick v = beta * v + I (IF: no beta), z = v >= theta,

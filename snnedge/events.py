@@ -56,12 +56,19 @@ def event_apply(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 # Break-even input density of the event path, per unit of work each input event carries
-# (output channels x kernel taps for a convolution, output features for a linear layer):
-# examples/benchmarks/event_layers.py measured dense / event = 1 near 5-8% for Conv2d
-# 32->64 3x3 (576 per event), 9-10% for 64->128 and 128->128 (1152), ~15% for 128->256
-# (2304) and 1-2% for Linear 1152->128 (128), on one CPU thread.
-EVENT_DENSITY_PER_WORK = 1 / 12_000
-EVENT_DENSITY_CAP = 0.15
+# (output channels x kernel taps / stride^2 for a convolution, output features for a linear
+# layer), against the dense engine's channels-last oneDNN layers, with the native kernel:
+# examples/benchmarks/event_layers.py measured the event path still 1.2-1.5x faster at 20%
+# input density for Conv2d 32->64 (576 per event) up to 128->256 (2304), and dense / event =
+# 1 near 8% for Linear 1152->128 (128) at N = 320 rows, beyond 20% at N = 32 (one thread and
+# two alike). The limit stays below those break-evens: min(0.2, work / 3000).
+EVENT_DENSITY_PER_WORK = 1 / 3_000
+EVENT_DENSITY_CAP = 0.2
+# The same with scipy's kernel (an install without a C compiler): dense / event = 1 near 5-8%
+# for Conv2d 32->64, 9-10% for 64->128 and 128->128, ~15% for 128->256, 1-2% for Linear
+# 1152->128 (event_layers.py before the native kernel existed).
+SCIPY_DENSITY_PER_WORK = 1 / 12_000
+SCIPY_DENSITY_CAP = 0.15
 
 
 def event_density_limit(module: nn.Module, device: str | torch.device = "cpu") -> float:
@@ -71,6 +78,8 @@ def event_density_limit(module: nn.Module, device: str | torch.device = "cpu") -
     RESULTS.md). ``engine="auto"`` compares each layer's measured input density with this."""
     if torch.device(device).type != "cpu":
         return 0.0
+    per_work, cap = ((EVENT_DENSITY_PER_WORK, EVENT_DENSITY_CAP) if native_kernel() is not None
+                     else (SCIPY_DENSITY_PER_WORK, SCIPY_DENSITY_CAP))
     if isinstance(module, nn.Linear):
         work = module.out_features
     elif event_conv_capable(module):
@@ -78,7 +87,7 @@ def event_density_limit(module: nn.Module, device: str | torch.device = "cpu") -
         work /= module.stride[0] * module.stride[1]
     else:
         return 0.0
-    return min(EVENT_DENSITY_CAP, work * EVENT_DENSITY_PER_WORK)
+    return min(cap, work * per_work)
 
 
 def event_conv_capable(module: nn.Module) -> bool:

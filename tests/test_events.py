@@ -1,4 +1,6 @@
 """Event-driven kernels against the dense torch layers they replace."""
+import os
+
 import pytest
 import torch
 import torch.nn as nn
@@ -8,8 +10,14 @@ from hypothesis import strategies as st
 import snnedge
 from snnedge.events import event_apply, event_conv2d, event_linear, pool_tiles, tiling_pool
 
+# The compiled kernels are required unless turned off on purpose (SNNEDGE_NATIVE=0 runs the
+# suite on the fallback paths).
+needs_native = pytest.mark.skipif(os.environ.get("SNNEDGE_NATIVE") == "0",
+                                  reason="SNNEDGE_NATIVE=0 turns the compiled kernels off")
+BACKENDS = [pytest.param("native", marks=needs_native), "scipy", "torch"]
 
-@pytest.mark.parametrize("backend", ["native", "scipy", "torch"])
+
+@pytest.mark.parametrize("backend", BACKENDS)
 @given(seed=st.integers(0, 10_000), stride=st.integers(1, 3), padding=st.integers(0, 2),
        dilation=st.integers(1, 2), kernel=st.sampled_from([1, 2, 3, (3, 2)]), bias=st.booleans())
 def test_event_conv_equals_the_dense_convolution(backend, seed, stride, padding, dilation, kernel, bias):
@@ -67,7 +75,7 @@ def test_pools_that_do_not_tile_keep_the_torch_path(module, shape):
     assert tiling_pool(module, shape) is None
 
 
-@pytest.mark.parametrize("backend", ["native", "scipy", "torch"])
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("bias", [True, False])
 def test_event_linear_equals_the_dense_layer(backend, bias):
     g = torch.Generator().manual_seed(1)
@@ -137,6 +145,15 @@ def test_event_density_limit_grows_with_the_work_per_event():
     assert event_density_limit(big, "cuda") == 0.0  # GPUs: the event path never broke even
 
 
+@needs_native
+def test_event_density_limit_follows_the_kernel_in_use(monkeypatch):
+    import snnedge.events as ev
+    conv = nn.Conv2d(32, 64, 3)  # 576 units of work per input event
+    assert ev.event_density_limit(conv) == pytest.approx(576 / 3000)
+    monkeypatch.setattr(ev, "native_kernel", lambda: None)  # scipy's kernel breaks even lower
+    assert ev.event_density_limit(conv) == pytest.approx(576 / 12000)
+
+
 def test_fast_paths_match_plain_torch_modules():
     """Channels-last convolutions, tiling pools as strided sums and the counting in memory
     order (no-gradient simulation) give what the plain modules give (the differentiable run)."""
@@ -154,6 +171,7 @@ def test_fast_paths_match_plain_torch_modules():
     assert sum(res.spike_counts.values()) > 0
 
 
+@needs_native
 def test_the_native_kernel_is_built_and_named_in_the_fallback_message(monkeypatch):
     import snnedge.events as ev
     assert ev.native_kernel() is not None, "snnedge/_event_kernels.c was not compiled at install"
@@ -167,6 +185,7 @@ def test_the_native_kernel_is_built_and_named_in_the_fallback_message(monkeypatc
             ev.event_conv2d(conv, x, backend="native")
 
 
+@needs_native
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("c_out, kernel, padding", [(70, 3, 1), (64, 1, 0), (33, (9, 9), 4), (5, (2, 3), 0)])
 def test_native_kernel_chunks_tails_and_large_kernels(dtype, c_out, kernel, padding):

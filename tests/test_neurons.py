@@ -1,4 +1,6 @@
 """Golden traces and validation of the IF and LIF neurons."""
+import os
+
 import pytest
 import torch
 
@@ -110,6 +112,11 @@ def test_learnable_parameters():
     assert neuron.beta_logit.grad is not None and neuron.threshold.grad is not None
 
 
+needs_native = pytest.mark.skipif(os.environ.get("SNNEDGE_NATIVE") == "0",
+                                  reason="SNNEDGE_NATIVE=0 turns the compiled kernels off")
+
+
+@needs_native
 @pytest.mark.parametrize("neuron", [
     lambda: snnedge.IF(threshold=0.7), lambda: snnedge.IF(threshold=[0.5, 0.9, 1.3], reset="zero"),
     lambda: snnedge.LIF(beta=0.8, threshold=0.6, v_init=0.5),
@@ -146,6 +153,7 @@ def test_compiled_neuron_block_equals_the_tensor_loop(monkeypatch, neuron, dtype
     assert z_native.stride() == z_loop.stride()
 
 
+@needs_native
 @pytest.mark.parametrize("batch", [1, 6])
 def test_compiled_neuron_block_split_over_threads(monkeypatch, batch):
     import snnedge.events as ev

@@ -1,8 +1,10 @@
 """Per-layer crossover of the event and dense engines: one weighted layer, random spikes.
 
-For each layer shape and input activity (fraction of non-zero inputs), times the dense torch
-layer and ``snnedge.events.event_apply`` on the same binary input of ``N`` rows (a block of
-``T`` steps at batch 1 is ``N = T``) and prints dense time / event time (> 1: event wins).
+For each layer shape and input activity (fraction of non-zero inputs), times the two
+engines' paths on the same binary input of ``N`` rows (a block of ``T`` steps at batch 1 is
+``N = T``), channels-last as the engines pass it: the dense engine's
+``snnedge.events.apply_synaptic`` (oneDNN's convolution) against the event engine's
+``snnedge.events.event_apply``, and prints dense time / event time (> 1: event wins).
 ``engine="auto"``'s per-layer break-even (``snnedge.events.event_density_limit``) is fitted
 to this table.
 
@@ -19,7 +21,7 @@ from torch import nn
 from torch.utils.benchmark import Timer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from snnedge.events import event_apply  # noqa: E402
+from snnedge.events import apply_synaptic, event_apply, native_kernel  # noqa: E402
 
 ACTIVITIES = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
 LAYERS = {
@@ -42,7 +44,9 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    print(f"dense time / event time, {args.threads} thread(s), torch {torch.__version__}\n")
+    kernel = native_kernel()
+    print(f"dense time / event time, {args.threads} thread(s), torch {torch.__version__}, event "
+          f"kernel: {'native ' + kernel.isa() if kernel else 'scipy'}\n")
     print("| layer | N | " + " | ".join(f"{a:.1%}" for a in ACTIVITIES) + " |")
     print("|---|---|" + "---|" * len(ACTIVITIES))
     with torch.no_grad():
@@ -52,8 +56,11 @@ def main() -> None:
                 cells = []
                 for activity in ACTIVITIES:
                     x = (torch.rand(n, *shape) < activity).float()
+                    if x.dim() == 4:
+                        x = x.contiguous(memory_format=torch.channels_last)
                     assert torch.allclose(event_apply(layer, x), layer(x), atol=1e-4)
-                    cells.append(f"{median_ms(lambda: layer(x)) / median_ms(lambda: event_apply(layer, x)):.2f}")
+                    dense = median_ms(lambda: apply_synaptic(layer, x))
+                    cells.append(f"{dense / median_ms(lambda: event_apply(layer, x)):.2f}")
                 print(f"| {name} | {n} | " + " | ".join(cells) + " |", flush=True)
 
 
