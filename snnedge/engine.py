@@ -127,7 +127,10 @@ class _Executor:
                     template = cur.tensor if cur.static else cur.tensor[0]
                     self.state[name] = module.initial_state(template)
                 if isinstance(module, SpikingNeuron) and not torch.is_grad_enabled():
-                    counts = torch.zeros_like(self.state[name][0]) if name in keep else None
+                    # on CPU the neuron layer counts its spikes in the same pass (compiled
+                    # kernel); on GPUs the engine sums them below (fewer kernel launches)
+                    on_cpu = self.state[name].device.type == "cpu"
+                    counts = torch.zeros_like(self.state[name][0]) if name in keep and on_cpu else None
                     y, self.state[name] = module.forward_block(cur.tensor, self.state[name], steps,
                                                                cur.static, out=self.buffers.get(name),
                                                                counts=counts)
