@@ -93,12 +93,6 @@ struct neuron_args {
 #define SNN_LANES 8
 #define SNN_CHUNK 64
 #include "_event_kernels_body.h"
-#undef SNN_T
-#undef SNN_S
-#undef SNN_V
-#undef SNN_M
-#undef SNN_LANES
-#undef SNN_CHUNK
 
 #define SNN_T double
 #define SNN_S f64
@@ -107,12 +101,6 @@ struct neuron_args {
 #define SNN_LANES 4
 #define SNN_CHUNK 32
 #include "_event_kernels_body.h"
-#undef SNN_T
-#undef SNN_S
-#undef SNN_V
-#undef SNN_M
-#undef SNN_LANES
-#undef SNN_CHUNK
 
 static int
 has_avx2(void)
