@@ -20,6 +20,9 @@ Three backends compute the same sums:
 All give the dense layer's result up to the order of floating-point additions (exactly, for
 spikes, in float64): tests/test_events.py. Speed per layer: examples/benchmarks/RESULTS.md.
 
+The same compiled module updates IF/LIF neurons over a block of steps
+(:func:`native_neuron_block`, called by :mod:`snnedge.neurons`).
+
 Pooling layers that tile an NCHW input (window = stride, no padding) run as sums of strided
 slices, several times faster than ``avg_pool2d`` on CPU, in the same order of additions; on
 channels-last inputs torch's own pooling is the faster one.
@@ -263,7 +266,8 @@ NEURON_MIN_WORK = 400_000
 
 
 def native_neuron_block(current: torch.Tensor, v: torch.Tensor, out: torch.Tensor, steps: int,
-                        static: bool, theta: torch.Tensor, beta, reset_zero: bool,
+                        static: bool, theta: torch.Tensor | float, beta: torch.Tensor | float | None,
+                        reset_zero: bool,
                         counts: torch.Tensor | None = None) -> bool:
     """IF/LIF neurons over ``steps`` ticks in the compiled kernel, the same arithmetic as
     :meth:`snnedge.neurons.SpikingNeuron._block_inplace` in one pass per block instead of
@@ -316,16 +320,22 @@ def native_neuron_block(current: torch.Tensor, v: torch.Tensor, out: torch.Tenso
     return True
 
 
+def _conv_geometry(module: nn.Conv2d, h: int, w: int) -> tuple[int, ...]:
+    """``(OH, OW, KH, KW, SH, SW, PH, PW, DH, DW)`` of ``module`` on an ``h`` x ``w`` input."""
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (module.kernel_size, module.stride,
+                                              module.padding, module.dilation)
+    oh = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    ow = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    return oh, ow, kh, kw, sh, sw, ph, pw, dh, dw
+
+
 def _conv_taps(module: nn.Conv2d, h: int, w: int, device) -> tuple[torch.Tensor, int, int]:
     """For each input position ``y * w + x`` and tap ``ky * kw + kx``: the output position
     ``oy * ow + ox`` it reaches, or ``oh * ow`` (a spare row) when it reaches none."""
     key = ("taps", h, w, str(device))
     slot = _CACHE.setdefault(module, {})
     if key not in slot:
-        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (module.kernel_size, module.stride,
-                                                  module.padding, module.dilation)
-        oh = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
-        ow = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+        oh, ow, kh, kw, sh, sw, ph, pw, dh, dw = _conv_geometry(module, h, w)
         y = torch.arange(h).view(h, 1, 1, 1)
         x = torch.arange(w).view(1, w, 1, 1)
         ny = y + ph - torch.arange(kh).view(1, 1, kh, 1) * dh
@@ -345,17 +355,13 @@ def event_conv2d(module: nn.Conv2d, x: torch.Tensor, backend: str | None = None)
     default: the fastest available)."""
     n, c_in, h, w = x.shape
     if _use_native(backend, x):
-        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (module.kernel_size, module.stride,
-                                                  module.padding, module.dilation)
-        oh = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
-        ow = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+        oh, ow, *window = _conv_geometry(module, h, w)
         kernel = _cached(module, ("kernel_hwio", x.dtype), lambda: module.weight.detach()
                          .permute(2, 3, 1, 0).to(x.dtype).contiguous())
         bias = _cached(module, ("bias", x.dtype), lambda: _bias_of(module, x.dtype))
         out = torch.empty(n, oh, ow, module.out_channels, dtype=x.dtype)
         x_cl = x.permute(0, 2, 3, 1).contiguous()  # no copy for a channels-last input
-        _native_run(x_cl, kernel, bias, out, (h, w, c_in, oh, ow, module.out_channels, kh, kw,
-                                              sh, sw, ph, pw, dh, dw))
+        _native_run(x_cl, kernel, bias, out, (h, w, c_in, oh, ow, module.out_channels, *window))
         return out.permute(0, 3, 1, 2)
     taps, oh, ow = _conv_taps(module, h, w, x.device)
     k = taps.shape[1]

@@ -171,7 +171,7 @@ class SpikingNeuron(TemporalModule):
         shape = (steps, *v.shape)
         if (out is None or out.shape != shape or out.dtype != v.dtype or out.device != v.device
                 or out[0].stride() != v.stride()):
-            out = torch.empty((steps, *v.shape), dtype=v.dtype, device=v.device)
+            out = torch.empty(shape, dtype=v.dtype, device=v.device)
             if not v.is_contiguous():  # spikes in the membrane's layout (e.g. channels-last)
                 out = out.as_strided(shape, (v.numel(), *v.stride()))
         scalar = theta.dim() == 0
