@@ -24,7 +24,8 @@ from __future__ import annotations
 import torch
 
 import snnedge
-from snnedge.network import INPUT, Node, SpikingNetwork
+from snnedge.layers import INPUT
+from snnedge.network import Node, SpikingNetwork
 
 from .graph import Graph
 

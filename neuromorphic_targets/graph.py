@@ -30,7 +30,7 @@ from torch import nn
 
 from snnedge import SpikingNetwork
 from snnedge.connectivity import structural
-from snnedge.network import INPUT
+from snnedge.layers import INPUT
 
 
 class MappingError(ValueError):

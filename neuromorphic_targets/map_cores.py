@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-from snnedge.network import INPUT
+from snnedge.layers import INPUT
 
 from .graph import NetworkGraph, Population
 from .mapping import LayerRow, Mapping, ceil_div, lower_bound, who

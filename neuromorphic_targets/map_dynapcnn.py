@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from snnedge import SumPool2d
-from snnedge.network import INPUT
+from snnedge.layers import INPUT
 
 from .graph import NetworkGraph, Population
 from .mapping import LayerRow, Mapping, who

@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import Add, Concat, Scale, SumPool2d
-from .network import INPUT, SpikingNetwork
+from .layers import INPUT, Add, Concat, Scale, SumPool2d
+from .network import SpikingNetwork
 
 
 def fanout(module: nn.Module, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> torch.Tensor:
@@ -108,8 +108,8 @@ class SourceLink:
 def event_sources(net: SpikingNetwork) -> tuple[str, ...]:
     """Layers whose outputs are counted: the input, temporal modules, and weighted layers
     whose (analog) output reaches another weighted layer without a neuron in between."""
-    sources = [INPUT] + [n for n in net._names if net.kind(n) == "temporal"]
-    for n in net._names:
+    sources = [INPUT] + [n for n in net.names if net.kind(n) == "temporal"]
+    for n in net.names:
         if net.kind(n) == "weighted" and _reaches_weighted(net, n):
             sources.append(n)
     return tuple(sources)
@@ -132,7 +132,7 @@ def source_links(net: SpikingNetwork, input_shape: tuple[int, ...]) -> list[Sour
     Cached on the network, keyed by the input shape and by each weight tensor's identity and
     version counter (in-place updates such as optimizer steps bump it)."""
     key = (tuple(input_shape), tuple(
-        (id(w), w._version, w.data_ptr()) for w in (net.layer(n).weight for n in net._names
+        (id(w), w._version, w.data_ptr()) for w in (net.layer(n).weight for n in net.names
                                                      if net.kind(n) == "weighted")))
     cache = net.__dict__.setdefault("_links_cache", {})
     if key not in cache:
@@ -145,7 +145,7 @@ def source_links(net: SpikingNetwork, input_shape: tuple[int, ...]) -> list[Sour
 def _source_links(net: SpikingNetwork, input_shape: tuple[int, ...]) -> list[SourceLink]:
     shapes = dict(net.shapes(input_shape))
     shapes[INPUT] = tuple(input_shape)
-    weighted = [n for n in net._names if net.kind(n) == "weighted"]
+    weighted = [n for n in net.names if net.kind(n) == "weighted"]
     fan = {}
     for n in weighted:
         (src,) = net.inputs_of(n)
@@ -155,7 +155,7 @@ def _source_links(net: SpikingNetwork, input_shape: tuple[int, ...]) -> list[Sou
         x = torch.ones((1, *shapes[s]), dtype=torch.float64, requires_grad=True)
         vals = {s: x}
         reached = {}
-        for n in net._names:
+        for n in net.names:
             ins = net.inputs_of(n)
             if not any(i in vals for i in ins):
                 continue

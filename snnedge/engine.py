@@ -36,7 +36,8 @@ from torch import nn
 
 from .encoders import Encoder
 from .events import apply_synaptic, event_apply, event_density_limit
-from .network import INPUT, SpikingNetwork
+from .layers import INPUT
+from .network import SpikingNetwork
 from .neurons import SpikingNeuron, sum_steps_and_batch
 
 # Activations of one block (all layers, T_block x B samples). Blocks this small keep each
@@ -107,7 +108,7 @@ class _Executor:
         self.buffers: dict[str, torch.Tensor] = {}  # reused spike outputs (no-grad runs)
         # per-neuron spike counts of the last block, summed by the neuron layers themselves
         self.block_counts: dict[str, torch.Tensor] = {}
-        self.uses = {n: len(net.consumers_of(n)) for n in (INPUT, *net._names)}
+        self.uses = {n: len(net.consumers_of(n)) for n in (INPUT, *net.names)}
         self.uses[net.output_name] += 1
 
     def block(self, x: _Value, steps: int, keep: tuple[str, ...] = ()) -> dict[str, _Value]:
@@ -116,7 +117,7 @@ class _Executor:
         vals = {INPUT: x}
         left = dict(self.uses)
         kept = {}
-        for name in net._names:
+        for name in net.names:
             ins = [vals[i] for i in net.inputs_of(name)]
             module = net.get_submodule(name)
             if name in self.static_cache:

@@ -11,6 +11,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+#: Name of the network input in a :class:`~snnedge.SpikingNetwork` graph (a node's inputs
+#: name earlier layers or this).
+INPUT = "input"
+
 
 class TemporalModule(nn.Module, abc.ABC):
     """A module with state carried across time steps (neurons, spiking max-pool gates).

@@ -26,13 +26,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .layers import Add, Concat, Scale, SumPool2d, TemporalModule
+from .layers import INPUT, Add, Concat, Scale, SumPool2d, TemporalModule
 
 WEIGHTED = (nn.Conv1d, nn.Conv2d, nn.Linear)
 WEIGHT_FREE = (nn.AvgPool1d, nn.AvgPool2d, SumPool2d, nn.AdaptiveAvgPool2d, nn.Flatten,
                nn.Unflatten, nn.Identity, nn.Dropout, Scale, Add, Concat)
 MERGES = (Add, Concat)
-INPUT = "input"
 
 
 @dataclass(frozen=True)
@@ -161,6 +160,11 @@ class SpikingNetwork(nn.Module):
         self._consumers = {n: tuple(c) for n, c in consumers.items()}
 
     # -- views -------------------------------------------------------------------------
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Layer names in topological order (the network input, ``INPUT``, is not one)."""
+        return tuple(self._names)
+
     @property
     def nodes(self) -> tuple[Node, ...]:
         """The layers in topological order."""

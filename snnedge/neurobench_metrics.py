@@ -31,7 +31,8 @@ from dataclasses import asdict, dataclass
 import torch
 
 from .connectivity import fanout
-from .network import INPUT, SpikingNetwork
+from .layers import INPUT
+from .network import SpikingNetwork
 from .results import SimulationResult
 
 __all__ = ["NeuroBenchMetrics", "neurobench_metrics"]

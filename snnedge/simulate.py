@@ -14,7 +14,8 @@ from .connectivity import event_sources, source_links
 from .encoders import get_encoder
 from .engine import block_steps_for, exact_float32, run_batch
 from .errors import check_choice, check_positive_int
-from .network import INPUT, SpikingNetwork
+from .layers import INPUT
+from .network import SpikingNetwork
 from .results import SimulationResult
 
 ENGINES: dict[str, Callable | None] = {"dense": None, "event": None, "auto": None}

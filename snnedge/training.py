@@ -71,8 +71,8 @@ from tqdm import tqdm
 from .encoders import ENCODERS, get_encoder
 from .engine import _Executor, _Value
 from .errors import check_choice, check_positive_int, check_real
-from .layers import TemporalModule
-from .network import INPUT, Node, SpikingNetwork
+from .layers import INPUT, TemporalModule
+from .network import Node, SpikingNetwork
 from .neurons import SpikingNeuron
 
 BPTT_MODES = ("full", "checkpoint", "truncated")
@@ -280,7 +280,7 @@ def training_view(net: SpikingNetwork, smooth: bool = False,
 def _static_prefix(net: SpikingNetwork, x: torch.Tensor) -> dict[str, torch.Tensor]:
     """Every layer fed only by a static input, computed once (as the engine would)."""
     vals, cache = {INPUT: x}, {}
-    for name in net._names:
+    for name in net.names:
         ins = net.inputs_of(name)
         if net.kind(name) != "temporal" and all(i in vals for i in ins):
             vals[name] = cache[name] = net.get_submodule(name)(*[vals[i] for i in ins])

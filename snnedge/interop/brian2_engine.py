@@ -54,7 +54,8 @@ from ..connectivity import event_sources, source_links
 from ..encoders import get_encoder
 from ..engine import BatchRun
 from ..errors import check_choice, check_real
-from ..network import INPUT, SpikingNetwork
+from ..layers import INPUT
+from ..network import SpikingNetwork
 from ..neurons import LIF, SpikingNeuron
 from ..simulate import (_assemble, _batches, _check_finite, _check_input, _eval_mode, _prepared,
                         register_engine)
@@ -137,7 +138,7 @@ class _Plan:
         from .sparse_maps import UnsupportedLayer, affine_maps  # scipy: only when the engine runs
         self.net, self.input_shape, self.encoding = net, input_shape, encoding
         self.spiking_input = get_encoder(encoding).spiking
-        for name in net._names:
+        for name in net.names:
             module = net.layer(name)
             if net.kind(name) == "temporal" and not isinstance(module, SpikingNeuron):
                 raise UnsupportedLayer(
@@ -160,7 +161,7 @@ class _Plan:
         kind_in = "events" if self.spiking_input else "analog"
         self.sources = {INPUT: kind_in, **{s: ("analog" if s in self.analog else "events")
                                            for s in event_sources(net) if s != INPUT}}
-        self.order = [n for n in net._names if net.kind(n) == "temporal"]
+        self.order = [n for n in net.names if net.kind(n) == "temporal"]
         self.readout = net.output_name if net.kind(net.output_name) != "temporal" else None
 
 

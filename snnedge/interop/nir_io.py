@@ -54,7 +54,8 @@ from torch import nn
 
 from ..errors import check_choice, check_real
 from ..layers import Add, Scale, SumPool2d
-from ..network import INPUT, Node, SpikingNetwork
+from ..layers import INPUT
+from ..network import Node, SpikingNetwork
 from ..neurons import SpikingNeuron
 from .nir_nodes import (SNNTORCH_DT, SNNTORCH_TAU, PresetIF, PresetLIF, export_node, import_node,
                         initial_membrane)
@@ -138,8 +139,8 @@ def to_nir(snn: SpikingNetwork, path: str | os.PathLike | None = None, *, dt: fl
     shapes = net.shapes(shape)
     shapes[INPUT] = shape
     nodes, bypass = {}, {}
-    out_name = "output" if "output" not in net._names else "output_"
-    for name in net._names:
+    out_name = "output" if "output" not in net.names else "output_"
+    for name in net.names:
         module = net.layer(name)
         ins = net.inputs_of(name)
         in_shape = shapes[ins[0]]
@@ -196,7 +197,7 @@ def _fold_for_snntorch(net: SpikingNetwork, input_shape, strict: bool) -> Spikin
     """``net`` (a copy) with Scale layers and thresholds folded into the weighted layer
     before them, every threshold 1."""
     folded = {}
-    for name in net._names:
+    for name in net.names:
         module = net.layer(name)
         if isinstance(module, Scale):
             w_name = net.inputs_of(name)[0]

@@ -21,7 +21,8 @@ import torch
 from torch import nn
 
 from ..layers import Add, Concat, Scale, SumPool2d
-from ..network import INPUT, SpikingNetwork
+from ..layers import INPUT
+from ..network import SpikingNetwork
 
 IDENTITY_MODULES = (nn.Flatten, nn.Unflatten, nn.Identity, nn.Dropout)
 
@@ -189,7 +190,7 @@ def affine_maps(net: SpikingNetwork, input_shape, input_is_source: bool):
     shapes[INPUT] = tuple(input_shape)
     values: dict[str, dict[str, sp.csr_matrix]] = {
         INPUT: {INPUT: sp.identity(_numel(input_shape), format="csr")} if input_is_source else {}}
-    for name in net._names:
+    for name in net.names:
         module = net.layer(name)
         ins = net.inputs_of(name)
         if net.kind(name) == "temporal":
@@ -206,7 +207,7 @@ def affine_maps(net: SpikingNetwork, input_shape, input_is_source: bool):
         else:
             m = module_matrix(module, shapes[ins[0]], shapes[name], name)
             values[name] = {s: (m @ a).tocsr() for s, a in values[ins[0]].items()}
-    sinks = {n: values[net.inputs_of(n)[0]] for n in net._names if net.kind(n) == "temporal"}
+    sinks = {n: values[net.inputs_of(n)[0]] for n in net.names if net.kind(n) == "temporal"}
     if net.kind(net.output_name) != "temporal":
         sinks[net.output_name] = values[net.output_name]
     return sinks, shapes, {n for n, v in values.items() if not v}
@@ -238,7 +239,7 @@ def static_values(net: SpikingNetwork, x: torch.Tensor | None, input_shape, batc
     ref = next(iter(net.parameters()), None)
     dtype = ref.dtype if ref is not None else torch.float64
     vals = {INPUT: x if x is not None else torch.zeros((batch, *input_shape), dtype=dtype)}
-    for name in net._names:
+    for name in net.names:
         if net.kind(name) == "temporal":
             vals[name] = torch.zeros((batch, *shapes[name]), dtype=dtype)
         else:
