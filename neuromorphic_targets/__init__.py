@@ -15,14 +15,16 @@ This package imports :mod:`snnedge`, never the reverse.
 from .baselines import (BASELINE_FAMILIES, BASELINES, BaselineEstimate, BaselineProfile,
                         EyerissProfile, estimate_baseline, get_baseline, register_baseline)
 from .compare import Comparison, ComparisonRow, RateEquivalentANN, compare
-from .energy import EnergyEstimate, EnergyTerm, estimate_energy
+from .energy import EnergyEstimate, chip_power, estimate_energy
 from .figures import UNITS, Figure
 from .graph import MappingError
-from .mapping import LayerRow, Mapping, map_network
-from .power import chip_power, fit_static_plus_marginal
+from .mapping import map_network
+from .mapping_types import LayerRow, Mapping
+from .power import fit_static_plus_marginal
+from .pricing import EnergyTerm
 from .profile_io import load_profile, profile_from_dict, profile_to_dict, save_profile
-from .profiles import (FAMILIES, PROFILES, DynapCNNProfile, DynapSEProfile, LoihiProfile, Profile,
-                       TrueNorthProfile, get_profile, register_profile)
+from .profiles import (FAMILIES, PROFILES, DynapCNNProfile, DynapSEProfile, LoihiProfile,
+                       NeuromorphicProfile, Profile, TrueNorthProfile, get_profile, register_profile)
 from .quantize import quantize_for
 
 __all__ = [
@@ -32,6 +34,6 @@ __all__ = [
     "EnergyEstimate", "EnergyTerm", "estimate_energy", "UNITS", "Figure", "MappingError",
     "LayerRow", "Mapping", "map_network", "chip_power", "fit_static_plus_marginal",
     "load_profile", "profile_from_dict", "profile_to_dict", "save_profile", "FAMILIES",
-    "PROFILES", "DynapCNNProfile", "DynapSEProfile", "LoihiProfile", "Profile",
+    "PROFILES", "DynapCNNProfile", "DynapSEProfile", "LoihiProfile", "NeuromorphicProfile", "Profile",
     "TrueNorthProfile", "get_profile", "register_profile", "quantize_for",
 ]

@@ -36,7 +36,7 @@ doi:10.1109/ISCA.2016.40; Jouppi et al., ISCA 2017, doi:10.1145/3079856.3080246.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar
 
 from torch import nn
@@ -44,9 +44,10 @@ from torch import nn
 from snnedge.errors import check_choice, check_real
 from snnedge.ops import OpCount, count_ops
 
-from .energy import INCLUDED, PRICED, UNKNOWN, EnergyTerm, _j
-from .figures import UNITS, Figure
+from .figures import UNITS, Figure, figure_field
+from .pricing import EnergyTerm, PricedEstimate, included, price, sum_priced, unknown_kinds
 from .profiles import Profile
+from .registry import Registry
 
 #: Units a baseline figure may carry: the neuromorphic ones plus throughput, bandwidth, area
 #: and dimensionless ratios (``"x"``, relative to the energy of one MAC).
@@ -71,9 +72,7 @@ NO_TABLE = "unknown: only the device's throughput and power are published"
 
 def baseline_field(unit: str, doc: str):
     """A dataclass field holding a :class:`Figure` in ``unit`` (one of :data:`BASELINE_UNITS`)."""
-    if unit not in BASELINE_UNITS:
-        raise ValueError(f"Unit {unit!r} is not one of {sorted(BASELINE_UNITS)}.")
-    return field(metadata={"unit": unit, "doc": doc})
+    return figure_field(unit, doc, BASELINE_UNITS)
 
 
 @dataclass(frozen=True)
@@ -285,8 +284,12 @@ def _eyeriss() -> EyerissProfile:
     )
 
 
-BASELINES: dict[str, BaselineProfile] = {p.name: p for p in (
-    _cpu(False), _cpu(True), _tx2(), _v100(), _tpu(), _eyeriss())}
+BASELINE_REGISTRY: Registry[BaselineProfile] = Registry(
+    "baseline", BaselineProfile, "get_baseline", "register_baseline", "start from one with "
+    "get_baseline('cpu').replace(name=..., ...)",
+    (_cpu(False), _cpu(True), _tx2(), _v100(), _tpu(), _eyeriss()))
+#: The registered baselines by name.
+BASELINES: dict[str, BaselineProfile] = BASELINE_REGISTRY.entries
 
 
 def get_baseline(name: str | BaselineProfile) -> BaselineProfile:
@@ -295,27 +298,16 @@ def get_baseline(name: str | BaselineProfile) -> BaselineProfile:
     >>> get_baseline("cpu").e_mac_j.value
     4.6e-12
     """
-    if isinstance(name, BaselineProfile):
-        return name
-    check_choice(name, BASELINES, param="name", where="get_baseline")
-    return BASELINES[name]
+    return BASELINE_REGISTRY.get(name)
 
 
 def register_baseline(profile: BaselineProfile, overwrite: bool = False) -> BaselineProfile:
     """Make ``profile`` available to :func:`get_baseline` under its name."""
-    if not isinstance(profile, BaselineProfile):
-        raise TypeError(f"register_baseline expects a BaselineProfile. Got "
-                        f"{type(profile).__name__}; start from one with "
-                        f"get_baseline('cpu').replace(name=..., ...).")
-    if profile.name in BASELINES and not overwrite:
-        raise ValueError(f"A baseline named {profile.name!r} is already registered; pass "
-                         f"overwrite=True to replace it, or give yours another name.")
-    BASELINES[profile.name] = profile
-    return profile
+    return BASELINE_REGISTRY.register(profile, overwrite)
 
 
 @dataclass(frozen=True)
-class BaselineEstimate:
+class BaselineEstimate(PricedEstimate):
     """Joules and seconds per inference of the ANN on a baseline.
 
     Attributes
@@ -354,50 +346,11 @@ class BaselineEstimate:
     utilisation: float
     notes: list[str]
 
-    @property
-    def is_lower_bound(self) -> bool:
-        return not self.complete
-
-    def sources(self) -> list[str]:
-        """Citations of the priced terms, in order, without repeats."""
-        return list(dict.fromkeys(t.source for t in self.breakdown.values()
-                                  if t.status == PRICED and t.source != "-"))
-
-    def to_dict(self) -> dict:
-        d = {k: v for k, v in asdict(self).items() if k != "breakdown"}
-        d["breakdown"] = {k: asdict(t) for k, t in self.breakdown.items()}
-        return d
-
     def table(self) -> str:
         """The breakdown as an aligned text table."""
-        head = (f"{self.profile} ({self.method}): {_j(self.total_j)} per inference"
-                + ("" if self.complete else f" (lower bound; unknown: {', '.join(self.missing)})")
-                + f", latency {'unknown' if self.latency_s is None else f'{self.latency_s:.4g} s'}")
-        w = max(len(k) for k in self.breakdown)
-        lines = [head]
-        for k, t in self.breakdown.items():
-            amount = _j(t.joules) if t.status == PRICED else t.status
-            count = "-" if t.count is None else f"{t.count:,.4g} {t.count_unit}"
-            lines.append(f"  {k:<{w}}  {amount:>12}  {count:>24}  {t.cost_name}  {t.note}".rstrip())
-        lines += [f"  note: {n}" for n in self.notes]
-        return "\n".join(lines)
-
-    def __str__(self) -> str:
-        return self.table()
-
-
-def _src(fig: Figure) -> str:
-    return fig.source + ("" if fig.verified or not fig.known else " (unverified)") + (
-        " (derived)" if fig.derived else "")
-
-
-def _priced(kind: str, count: float | None, unit: str, prof: BaselineProfile, key: str,
-            note: str = "") -> EnergyTerm:
-    fig = getattr(prof, key)
-    if count is None or not fig.known:
-        why = note or (f"{key} has no published source" if not fig.known else "")
-        return EnergyTerm(kind, count, unit, None, key, None, UNKNOWN, _src(fig), why)
-    return EnergyTerm(kind, count, unit, fig.value, key, count * fig.value, PRICED, _src(fig), note)
+        head = (f"{self.profile} ({self.method}): {self.headline()}, latency "
+                f"{'unknown' if self.latency_s is None else f'{self.latency_s:.4g} s'}")
+        return "\n".join([head] + self.breakdown_lines() + [f"  note: {n}" for n in self.notes])
 
 
 def _traffic(ops: OpCount, bits: int) -> tuple[float, float, float]:
@@ -463,42 +416,35 @@ def estimate_baseline(ann: nn.Module | OpCount, profile: str | BaselineProfile,
     if compute_s is not None:
         notes.append(f"compute at {util:g} x {rate:.4g} MAC/s")
 
-    terms: dict[str, EnergyTerm] = {}
     if prof.method == "energy-table":
-        terms["macs"] = _priced("macs", macs, "MACs", prof, "e_mac_j")
-        for kind, (nbytes, level) in streams.items():
-            terms[kind] = _access_term(kind, nbytes, level, prof)
+        compute = price("macs", macs, "MACs", prof, "e_mac_j")
     elif prof.method == "throughput-power":
-        terms["device"] = _priced("device", latency, "s", prof, "power_w",
-                                  "device power x latency" if latency is not None else
-                                  "throughput unknown: no latency")
+        compute = price("device", latency, "s", prof, "power_w",
+                        "device power x latency" if latency is not None else
+                        "throughput unknown: no latency")
         notes.append("energy = device power x latency: memory, static and idle power inside "
                      "power_w" + ("" if prof.power_covers_dram else " (chip only)"))
     else:  # measured
-        terms["chip"] = _priced("chip", macs, "MACs", prof, "e_mac_j",
-                                "measured chip energy per MAC (on-chip memory included)")
-    if prof.method != "energy-table":
-        for kind, (nbytes, level) in streams.items():
-            if level != "dram":
-                terms[kind] = EnergyTerm(kind, nbytes, "bytes", None, "-", None, INCLUDED, "-",
-                                         f"included in {next(iter(terms))} ({level.upper()})")
-            elif prof.power_covers_dram:
-                terms[kind] = EnergyTerm(kind, nbytes, "bytes", None, "-", None, INCLUDED, "-",
-                                         "included in device power (covers DRAM)")
-            else:
-                terms[kind] = _access_term(kind, nbytes, level, prof)
-    priced = [t.joules for t in terms.values() if t.status == PRICED]
-    missing = [k for k, t in terms.items() if t.status == UNKNOWN]
-    return BaselineEstimate(prof.name, prof.method, sum(priced) if priced else None, terms,
-                            latency, not missing, missing, macs, w_bytes, a_bytes, bits, util,
-                            notes)
+        compute = price("chip", macs, "MACs", prof, "e_mac_j",
+                        "measured chip energy per MAC (on-chip memory included)")
+    terms = {compute.kind: compute}
+    for kind, (nbytes, level) in streams.items():
+        if prof.method == "energy-table" or (level == "dram" and not prof.power_covers_dram):
+            terms[kind] = _access_term(kind, nbytes, level, prof)
+        elif level != "dram":
+            terms[kind] = included(kind, f"{compute.kind} ({level.upper()})", nbytes, "bytes")
+        else:
+            terms[kind] = included(kind, "device power (covers DRAM)", nbytes, "bytes")
+    missing = unknown_kinds(terms)
+    return BaselineEstimate(prof.name, prof.method, sum_priced(terms), terms, latency,
+                            not missing, missing, macs, w_bytes, a_bytes, bits, util, notes)
 
 
 def _access_term(kind: str, nbytes: float, level: str, prof: BaselineProfile) -> EnergyTerm:
     bits = prof.access_bits.value
     key = f"e_{level}_access_j"
     if not bits:
-        return _priced(kind, nbytes, "bytes", prof, key, f"{level.upper()}: {key} unknown")
+        return price(kind, nbytes, "bytes", prof, key, f"{level.upper()}: {key} unknown")
     accesses = math.ceil(nbytes * 8 / bits)
-    return _priced(kind, accesses, f"{level.upper()} accesses", prof, key,
-                   f"{nbytes:,.0f} B / {bits:g}-bit accesses")
+    return price(kind, accesses, f"{level.upper()} accesses", prof, key,
+                 f"{nbytes:,.0f} B / {bits:g}-bit accesses")

@@ -32,7 +32,7 @@ from snnedge.errors import check_real
 from snnedge.ops import OpCount, count_ops
 
 from .baselines import BaselineEstimate, estimate_baseline, get_baseline
-from .energy import PRICED, EnergyEstimate, estimate_energy
+from .energy import EnergyEstimate, estimate_energy
 from .mapping import Mapping, map_network
 from .profiles import get_profile
 
@@ -203,11 +203,6 @@ def _accuracy(result: SimulationResult, y) -> float | None:
     return result.accuracy(y)
 
 
-def _terms_sources(est) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(t.source for t in est.breakdown.values()
-                               if t.status == PRICED and t.source != "-"))
-
-
 def _network_of(result: SimulationResult, snn) -> SpikingNetwork | None:
     for candidate in (snn, getattr(result, "network", None), result.extra.get("network")):
         if isinstance(candidate, weakref.ref):  # a result may hold its network weakly
@@ -321,7 +316,7 @@ def compare(result: SimulationResult | Sequence[SimulationResult], ann: nn.Modul
                 spikes=per["spikes"], synaptic_events=per["synaptic_events"],
                 macs=per["input_macs"], cores=m.cores, chips=m.chips, feasible=m.feasible,
                 weights_representable=m.weights_representable, missing=tuple(e.missing),
-                problems=tuple(m.problems), sources=_terms_sources(e), estimate=e))
+                problems=tuple(m.problems), sources=tuple(e.sources()), estimate=e))
 
     notes = []
     if base_profiles and ops is None:
@@ -345,7 +340,7 @@ def compare(result: SimulationResult | Sequence[SimulationResult], ann: nn.Modul
                 energy_method=prof.method, latency_s=e.latency_s, spikes=None,
                 synaptic_events=None, macs=e.macs, cores=None, chips=None, feasible=True,
                 weights_representable=None, missing=tuple(e.missing), problems=(),
-                sources=_terms_sources(e), estimate=e))
+                sources=tuple(e.sources()), estimate=e))
         notes.append(f"baselines: {ops.macs:,} MACs and {ops.memory_bytes:,} B of 32-bit traffic "
                      f"per inference (count_ops), rescaled to each baseline's precision; "
                      f"utilisation {utilisation:g} of peak throughput; feasibility not checked "

@@ -1,4 +1,5 @@
-"""`estimate_energy`: joules per inference from measured activity and a mapping.
+"""`estimate_energy`: joules per inference from measured activity and a mapping;
+`chip_power`: watts of one fully used chip at a mean rate.
 
 Energy per inference = static power x latency + per-event costs::
 
@@ -11,7 +12,7 @@ each neuron's spikes reach). Every term carries the figure it uses and its sourc
 whose figure has no published source is *unknown*, not zero: the total is then the sum of the
 known terms, a lower bound, and ``missing`` names what is left out. A term folded into another
 figure (TrueNorth's spikes and routing are part of its fitted marginal cost per synaptic event)
-is marked *included*.
+is marked *included* (:mod:`~neuromorphic_targets.pricing`, shared with the baselines).
 
 Per family:
 
@@ -30,38 +31,19 @@ the input as spikes (``encoding="poisson"`` or ``"latency"``) to price the first
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from snnedge import SimulationResult
+from snnedge.errors import check_choice, check_real
 
-from .figures import Figure
-from .mapping import Mapping
-from .profiles import Profile
-
-PRICED, UNKNOWN, INCLUDED = "priced", "unknown", "included"
-
-
-@dataclass(frozen=True)
-class EnergyTerm:
-    """One kind of cost per inference.
-
-    ``count`` events (or seconds for static) x ``cost`` (J per event, or W) = ``joules``;
-    ``status`` is ``"priced"``, ``"unknown"`` (no published figure: ``joules`` is ``None``) or
-    ``"included"`` (part of another term's figure, ``joules`` is ``None``)."""
-
-    kind: str
-    count: float | None
-    count_unit: str
-    cost: float | None
-    cost_name: str
-    joules: float | None
-    status: str
-    source: str
-    note: str = ""
+from .mapping_types import Mapping
+from .pricing import (EnergyTerm, PricedEstimate, included, price, sum_priced, unknown,
+                      unknown_kinds)
+from .profiles import Profile, get_profile
 
 
 @dataclass(frozen=True)
-class EnergyEstimate:
+class EnergyEstimate(PricedEstimate):
     """Joules per inference with a breakdown by kind.
 
     Attributes
@@ -107,56 +89,9 @@ class EnergyEstimate:
     def dynamic(self) -> float | None:
         return self.dynamic_j
 
-    @property
-    def is_lower_bound(self) -> bool:
-        return not self.complete
-
-    def to_dict(self) -> dict:
-        d = {k: v for k, v in asdict(self).items() if k != "breakdown"}
-        d["breakdown"] = {k: asdict(t) for k, t in self.breakdown.items()}
-        return d
-
     def table(self) -> str:
         """The breakdown as an aligned text table."""
-        lines = [f"{self.profile}: {_j(self.total_j)} per inference"
-                 + ("" if self.complete else f" (lower bound; unknown: {', '.join(self.missing)})")]
-        w = max(len(k) for k in self.breakdown)
-        for k, t in self.breakdown.items():
-            amount = _j(t.joules) if t.status == PRICED else t.status
-            count = "-" if t.count is None else f"{t.count:,.4g} {t.count_unit}"
-            lines.append(f"  {k:<{w}}  {amount:>12}  {count:>24}  {t.cost_name}  {t.note}".rstrip())
-        return "\n".join(lines)
-
-    def __str__(self) -> str:
-        return self.table()
-
-
-def _j(v: float | None) -> str:
-    if v is None:
-        return "unknown"
-    for unit, f in (("J", 1), ("mJ", 1e-3), ("uJ", 1e-6), ("nJ", 1e-9), ("pJ", 1e-12)):
-        if abs(v) >= f or unit == "pJ":
-            return f"{v / f:.4g} {unit}"
-    return f"{v} J"
-
-
-def _term(kind: str, count: float | None, count_unit: str, prof: Profile, cost_name: str,
-          note: str = "") -> EnergyTerm:
-    fig: Figure = prof.figures()[cost_name]
-    src = fig.source + ("" if fig.verified or not fig.known else " (unverified)") + (
-        " (derived)" if fig.derived else "")
-    if not fig.known or count is None:
-        return EnergyTerm(kind, count, count_unit, None, cost_name, None, UNKNOWN, src,
-                          note or (f"{cost_name} has no published source" if not fig.known else ""))
-    return EnergyTerm(kind, count, count_unit, fig.value, cost_name, count * fig.value, PRICED, src, note)
-
-
-def _included(kind: str, into: str, count: float | None = None, unit: str = "") -> EnergyTerm:
-    return EnergyTerm(kind, count, unit, None, "-", None, INCLUDED, "-", f"included in {into}")
-
-
-def _unknown(kind: str, note: str, count: float | None = None, unit: str = "") -> EnergyTerm:
-    return EnergyTerm(kind, count, unit, None, "-", None, UNKNOWN, "-", note)
+        return "\n".join([f"{self.profile}: {self.headline()}"] + self.breakdown_lines())
 
 
 def estimate_energy(result: SimulationResult, mapping: Mapping,
@@ -173,8 +108,6 @@ def estimate_energy(result: SimulationResult, mapping: Mapping,
         ``"chips"`` (default): every chip used draws its full static power; ``"cores"``:
         static power pro rata to the cores used (a chip shared with other work).
     """
-    from snnedge.errors import check_choice
-
     check_choice(static_scope, ("chips", "cores"), param="static_scope", where="estimate_energy")
     if not isinstance(result, SimulationResult) or not isinstance(mapping, Mapping):
         raise TypeError(f"estimate_energy expects (SimulationResult, Mapping). Got "
@@ -187,21 +120,20 @@ def estimate_energy(result: SimulationResult, mapping: Mapping,
     act = _activity(result, mapping)
     tick = prof.figures().get("tick_s")
     latency = T * tick.value if tick is not None and tick.known else None
-    terms = {"static": _static(prof, mapping, latency, static_scope)}
-    terms.update(FAMILY_TERMS[prof.family](prof, act, n, T))
+    terms = [_static(prof, mapping, latency, static_scope), *FAMILY_TERMS[prof.family](prof, act)]
     if prof.family == "dynap-se" and result.encoding != "direct":
-        terms["input_routing"] = _unknown("input_routing", "broadcasts of input spikes: the result "
-                                          "has no per-input spike counts")
+        terms.append(unknown("input_routing", "broadcasts of input spikes: the result has no "
+                                              "per-input spike counts"))
     macs = sum(result.input_macs.values()) / n
     if macs:
-        terms["input"] = _unknown("input", "analog input MACs of direct encoding are not spikes a chip "
-                                  "takes; simulate with encoding='poisson' or 'latency' to price them",
-                                  macs, "MACs")
-    priced = [t.joules for t in terms.values() if t.status == PRICED]
-    dyn = [t.joules for k, t in terms.items() if t.status == PRICED and k != "static"]
-    missing = [k for k, t in terms.items() if t.status == UNKNOWN]
-    return EnergyEstimate(prof.name, sum(priced) if priced else None, terms["static"].joules,
-                          sum(dyn) if dyn else None, terms, latency, not missing, missing, T, n)
+        terms.append(unknown("input", "analog input MACs of direct encoding are not spikes a chip "
+                                      "takes; simulate with encoding='poisson' or 'latency' to "
+                                      "price them", macs, "MACs"))
+    breakdown = {t.kind: t for t in terms}
+    missing = unknown_kinds(breakdown)
+    return EnergyEstimate(prof.name, sum_priced(breakdown), breakdown["static"].joules,
+                          sum_priced(breakdown, skip=("static",)), breakdown, latency, not missing,
+                          missing, T, n)
 
 
 def _activity(result: SimulationResult, m: Mapping) -> dict[str, float]:
@@ -223,52 +155,82 @@ def _static(prof: Profile, m: Mapping, latency: float | None, scope: str) -> Ene
     share = m.chips if scope == "chips" else m.cores / prof.value("cores_per_chip")
     note = f"{share:.4g} chip(s) x latency" + ("" if latency is not None else " (tick unknown)")
     seconds = None if latency is None else share * latency
-    return _term("static", seconds, "chip-s", prof, "p_static_w", note)
+    return price("static", seconds, "chip-s", prof, "p_static_w", note)
 
 
-def _truenorth(prof: Profile, a: dict, n: int, T: int) -> dict[str, EnergyTerm]:
-    return {
-        "synaptic_events": _term("synaptic_events", a["synaptic_events"], "events", prof, "e_synop_j",
-                                 "fitted marginal cost"),
-        "splitters": _term("splitters", a["splitter_copies"], "copies", prof, "e_synop_j",
-                           "one event per splitter copy, priced as a synaptic event"),
-        "spikes": _included("spikes", "synaptic_events (fitted marginal cost)", a["spikes"], "spikes"),
-        "routing": _included("routing", "synaptic_events (fitted marginal cost)", a["deliveries"],
-                             "deliveries"),
-        "neuron_updates": _included("neuron_updates", "static (1 kHz tick updates)",
-                                    a["neuron_updates"], "updates"),
-    }
+def _truenorth(prof: Profile, a: dict) -> list[EnergyTerm]:
+    return [
+        price("synaptic_events", a["synaptic_events"], "events", prof, "e_synop_j",
+              "fitted marginal cost"),
+        price("splitters", a["splitter_copies"], "copies", prof, "e_synop_j",
+              "one event per splitter copy, priced as a synaptic event"),
+        included("spikes", "synaptic_events (fitted marginal cost)", a["spikes"], "spikes"),
+        included("routing", "synaptic_events (fitted marginal cost)", a["deliveries"], "deliveries"),
+        included("neuron_updates", "static (1 kHz tick updates)", a["neuron_updates"], "updates"),
+    ]
 
 
-def _dynap_se(prof: Profile, a: dict, n: int, T: int) -> dict[str, EnergyTerm]:
-    return {
-        "spikes": _term("spikes", a["spikes"], "spikes", prof, "e_spike_j"),
-        "synaptic_events": _term("synaptic_events", a["synaptic_events"], "events", prof, "e_synop_j",
-                                 "pulse extension"),
-        "broadcast": _term("broadcast", a["deliveries"], "deliveries", prof, "e_broadcast_j",
-                           "spikes x destination cores"),
-        "routing": _term("routing", a["deliveries"], "deliveries", prof, "e_route_j"),
-        "neuron_updates": _included("neuron_updates", "static (analog circuits, no updates)"),
-    }
+def _dynap_se(prof: Profile, a: dict) -> list[EnergyTerm]:
+    return [
+        price("spikes", a["spikes"], "spikes", prof, "e_spike_j"),
+        price("synaptic_events", a["synaptic_events"], "events", prof, "e_synop_j", "pulse extension"),
+        price("broadcast", a["deliveries"], "deliveries", prof, "e_broadcast_j",
+              "spikes x destination cores"),
+        price("routing", a["deliveries"], "deliveries", prof, "e_route_j"),
+        included("neuron_updates", "static (analog circuits, no updates)"),
+    ]
 
 
-def _loihi(prof: Profile, a: dict, n: int, T: int) -> dict[str, EnergyTerm]:
-    return {
-        "synaptic_events": _term("synaptic_events", a["synaptic_events"], "events", prof, "e_synop_j",
-                                 "minimum cost per op (lower bound)"),
-        "neuron_updates": _term("neuron_updates", a["neuron_updates"], "updates", prof,
-                                "e_neuron_update_inactive_j", "all at the inactive cost (lower bound)"),
-        "spikes": _term("spikes", a["deliveries"], "deliveries", prof, "e_spike_tile_j",
-                        "spikes x destination cores, within a tile"),
-        "routing": _unknown("routing", "tile hops: the mesh placement of cores is not modelled"),
-    }
+def _loihi(prof: Profile, a: dict) -> list[EnergyTerm]:
+    return [
+        price("synaptic_events", a["synaptic_events"], "events", prof, "e_synop_j",
+              "minimum cost per op (lower bound)"),
+        price("neuron_updates", a["neuron_updates"], "updates", prof, "e_neuron_update_inactive_j",
+              "all at the inactive cost (lower bound)"),
+        price("spikes", a["deliveries"], "deliveries", prof, "e_spike_tile_j",
+              "spikes x destination cores, within a tile"),
+        unknown("routing", "tile hops: the mesh placement of cores is not modelled"),
+    ]
 
 
-def _dynap_cnn(prof: Profile, a: dict, n: int, T: int) -> dict[str, EnergyTerm]:
-    return {
-        "spikes": _term("spikes", a["spikes"], "spikes", prof, "e_spike_j"),
-        "synaptic_events": _term("synaptic_events", a["synaptic_events"], "events", prof, "e_synop_j"),
-    }
+def _dynap_cnn(prof: Profile, a: dict) -> list[EnergyTerm]:
+    return [
+        price("spikes", a["spikes"], "spikes", prof, "e_spike_j"),
+        price("synaptic_events", a["synaptic_events"], "events", prof, "e_synop_j"),
+    ]
 
 
+#: The per-event terms of each family, from the activity per inference (see the module docstring).
 FAMILY_TERMS = {"truenorth": _truenorth, "dynap-se": _dynap_se, "loihi": _loihi, "dynap-cnn": _dynap_cnn}
+
+
+def chip_power(prof: Profile | str, rate_hz: float = 20.0, active_synapses: float = 128) -> float:
+    """Watts drawn by one fully used chip at mean rate ``rate_hz`` per neuron and
+    ``active_synapses`` per neuron (synaptic events per spike).
+
+    ``P = p_static_w + neurons_per_chip * rate_hz * (e_spike_j + active_synapses * e_synop_j)``
+    where a profile's per-spike cost is absent or folded into its marginal synaptic cost
+    (TrueNorth: see :mod:`neuromorphic_targets.power` for the fit and its limits). Raises a
+    ``ValueError`` naming the figures that have no published source for this profile.
+
+    >>> round(chip_power(get_profile("truenorth"), 20.0, 128) * 1e3, 1)
+    72.0
+    >>> round(chip_power(get_profile("truenorth"), 0.0) * 1e3, 1)
+    42.0
+    """
+    prof = get_profile(prof)
+    check_real(rate_hz, param="rate_hz", where="chip_power", low=0.0)
+    check_real(active_synapses, param="active_synapses", where="chip_power", low=0.0)
+    figs = prof.figures()
+    needed = ["p_static_w", "e_synop_j"] + (["e_spike_j"] if "e_spike_j" in figs else [])
+    missing = [k for k in needed if k not in figs or not figs[k].known]
+    if "neurons_per_core" not in figs or "cores_per_chip" not in figs:
+        missing.append("neurons_per_core and cores_per_chip")
+    if missing:
+        raise ValueError(f"chip_power cannot price profile {prof.name!r}: {', '.join(missing)} "
+                         f"{'has' if len(missing) == 1 else 'have'} no published source "
+                         f"(unknown). Load a profile with these figures (load_profile) to use it.")
+    neurons = figs["neurons_per_core"].value * figs["cores_per_chip"].value
+    per_spike = active_synapses * figs["e_synop_j"].value + (
+        figs["e_spike_j"].value if "e_spike_j" in figs else 0.0)
+    return float(figs["p_static_w"].value + neurons * rate_hz * per_spike)

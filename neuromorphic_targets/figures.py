@@ -68,10 +68,11 @@ def _fmt(v) -> str:
     return f"{v:g}" if isinstance(v, float) else str(v)
 
 
-def figure_field(unit: str, doc: str):
-    """A dataclass field holding a :class:`Figure` in ``unit``; ``doc`` says what it is."""
-    if unit not in UNITS:
-        raise ValueError(f"Unit {unit!r} is not one of {sorted(UNITS)}.")
+def figure_field(unit: str, doc: str, units: frozenset[str] = UNITS):
+    """A dataclass field holding a :class:`Figure` in ``unit`` (one of ``units``); ``doc`` says
+    what it is."""
+    if unit not in units:
+        raise ValueError(f"Unit {unit!r} is not one of {sorted(units)}.")
     return field(metadata={"unit": unit, "doc": doc})
 
 

@@ -23,7 +23,7 @@ import torch
 from snnedge.layers import INPUT
 
 from .graph import NetworkGraph, Population
-from .mapping import LayerRow, Mapping, ceil_div, lower_bound, who
+from .mapping_types import LayerRow, Mapping, ceil_div, lower_bound, who
 from .profiles import Profile
 from .tiling import TileReport, choose_tiling
 from .weights import distinct_nonzero, off_grid, sign_split_counts, weight_rows

@@ -18,6 +18,7 @@ weights, and at most 9 layers.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -27,7 +28,7 @@ from snnedge import SumPool2d
 from snnedge.layers import INPUT
 
 from .graph import NetworkGraph, Population
-from .mapping import LayerRow, Mapping, who
+from .mapping_types import LayerRow, Mapping, ceil_div, who
 from .profiles import Profile
 from .weights import off_grid
 
@@ -97,28 +98,20 @@ def map_dynapcnn(graph: NetworkGraph, prof: Profile) -> Mapping:
                  "not checked against the chip")
     destinations = {p.name: torch.full(p.shape, len(graph.consumers.get(p.name, [])), dtype=torch.long)
                     for p in pops if not p.readout}
-    chips = max(1, math.ceil(len(pops) / n_cores))
+    chips = max(1, ceil_div(len(pops), n_cores))
     return Mapping(prof, not problems, problems, len(pops), chips, None, len(pops), rows,
                    not weight_problems, weight_problems, notes, graph.input_shape, destinations)
 
 
-def _downstream(graph: NetworkGraph, pop: Population, start: str) -> list[str]:
-    seen, stack = [], list(graph.net.consumers_of(start))
+def _walk(pop: Population, start: str, neighbours: Callable[[str], Sequence[str]]) -> list[str]:
+    """Nodes of ``pop`` reached from ``start`` by repeatedly following ``neighbours`` (the
+    network's ``consumers_of`` walks downstream, its ``inputs_of`` upstream), depth first."""
+    seen, stack = [], list(neighbours(start))
     while stack:
         n = stack.pop()
         if n in pop.nodes and n not in seen:
             seen.append(n)
-            stack.extend(graph.net.consumers_of(n))
-    return seen
-
-
-def _upstream(graph: NetworkGraph, pop: Population, start: str) -> list[str]:
-    seen, stack = [], list(graph.net.inputs_of(start))
-    while stack:
-        n = stack.pop()
-        if n in pop.nodes and n not in seen:
-            seen.append(n)
-            stack.extend(graph.net.inputs_of(n))
+            stack.extend(neighbours(n))
     return seen
 
 
@@ -131,12 +124,12 @@ def _layer(graph: NetworkGraph, pop: Population, prof: Profile, problems: list,
         return None
     net, (w,) = graph.net, pop.weighted
     module = net.layer(w)
-    for n in _downstream(graph, pop, w):
+    for n in _walk(pop, w, net.consumers_of):
         if not isinstance(net.layer(n), PASS):
             problems.append(f"{who(pop)}: {type(net.layer(n)).__name__} {n!r} sits between the "
                             f"convolution and its neurons; DYNAP-CNN pools only after the neurons")
     pool = 1
-    for n in _upstream(graph, pop, w):
+    for n in _walk(pop, w, net.inputs_of):
         m = net.layer(n)
         if isinstance(m, (nn.AvgPool2d, SumPool2d)):
             k, s, p = _pair(m.kernel_size), _pair(m.stride or m.kernel_size), _pair(m.padding)
@@ -163,7 +156,7 @@ def _layer(graph: NetworkGraph, pop: Population, prof: Profile, problems: list,
                          f"weight's shape as sinabs counts it, support for groups is not verified")
     elif isinstance(module, nn.Linear):
         src = graph.shapes[net.inputs_of(w)[0]]
-        flat = [n for n in _upstream(graph, pop, w) if isinstance(net.layer(n), nn.Flatten)]
+        flat = [n for n in _walk(pop, w, net.inputs_of) if isinstance(net.layer(n), nn.Flatten)]
         if flat:
             src = graph.shapes[net.inputs_of(flat[0])[0]]
         c_in, k_h, k_w = (src if len(src) == 3 else (math.prod(src), 1, 1))

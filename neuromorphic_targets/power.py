@@ -11,8 +11,9 @@ on activity. snnedge therefore models a fully used chip as
     P(r, s) = P_\mathrm{static} + e_\mathrm{syn} \cdot N_\mathrm{chip} \cdot r \cdot s
 
 with :math:`N_\mathrm{chip}` neurons per chip, mean rate :math:`r` (Hz) and :math:`s` active
-synapses per neuron, and fits the two parameters on two published operating points
-(:func:`fit_static_plus_marginal`):
+synapses per neuron (:func:`~neuromorphic_targets.chip_power` evaluates it for a profile), and
+fits the two parameters on two published operating points (:func:`fit_static_plus_marginal`,
+which :mod:`~neuromorphic_targets.profiles` uses to derive TrueNorth's figures):
 
 * the floor, no spikes: 42 mW (0.70 V, 0 Hz; Merolla et al. 2014). With no events all power is
   static (leakage, clock and the 1 kHz tick's neuron updates), so
@@ -39,13 +40,6 @@ al., IEEE TCAD 34:1537 (2015), doi:10.1109/TCAD.2015.2474396.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from snnedge.errors import check_real
-
-if TYPE_CHECKING:
-    from .profiles import Profile
-
 
 def fit_static_plus_marginal(neurons_per_chip: int, floor_w: float, point_w: float,
                              rate_hz: float, active_synapses: float) -> tuple[float, float]:
@@ -64,38 +58,3 @@ def fit_static_plus_marginal(neurons_per_chip: int, floor_w: float, point_w: flo
                          f"least the floor's power. Got {point_w} W at {events_per_s} events/s "
                          f"over a floor of {floor_w} W.")
     return floor_w, (point_w - floor_w) / events_per_s
-
-
-def chip_power(prof: Profile | str, rate_hz: float = 20.0, active_synapses: float = 128) -> float:
-    """Watts drawn by one fully used chip at mean rate ``rate_hz`` per neuron and
-    ``active_synapses`` per neuron (synaptic events per spike).
-
-    ``P = p_static_w + neurons_per_chip * rate_hz * (e_spike_j + active_synapses * e_synop_j)``
-    where a profile's per-spike cost is absent or folded into its marginal synaptic cost
-    (TrueNorth: see this module's docstring for the fit and its limits). Raises a
-    ``ValueError`` naming the figures that have no published source for this profile.
-
-    >>> from neuromorphic_targets import get_profile
-    >>> round(chip_power(get_profile("truenorth"), 20.0, 128) * 1e3, 1)
-    72.0
-    >>> round(chip_power(get_profile("truenorth"), 0.0) * 1e3, 1)
-    42.0
-    """
-    from .profiles import get_profile
-
-    prof = get_profile(prof)
-    check_real(rate_hz, param="rate_hz", where="chip_power", low=0.0)
-    check_real(active_synapses, param="active_synapses", where="chip_power", low=0.0)
-    figs = prof.figures()
-    needed = ["p_static_w", "e_synop_j"] + (["e_spike_j"] if "e_spike_j" in figs else [])
-    missing = [k for k in needed if k not in figs or not figs[k].known]
-    if "neurons_per_core" not in figs or "cores_per_chip" not in figs:
-        missing.append("neurons_per_core and cores_per_chip")
-    if missing:
-        raise ValueError(f"chip_power cannot price profile {prof.name!r}: {', '.join(missing)} "
-                         f"{'has' if len(missing) == 1 else 'have'} no published source "
-                         f"(unknown). Load a profile with these figures (load_profile) to use it.")
-    neurons = figs["neurons_per_core"].value * figs["cores_per_chip"].value
-    per_spike = active_synapses * figs["e_synop_j"].value + (
-        figs["e_spike_j"].value if "e_spike_j" in figs else 0.0)
-    return float(figs["p_static_w"].value + neurons * rate_hz * per_spike)

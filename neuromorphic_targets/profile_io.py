@@ -27,7 +27,7 @@ from pathlib import Path
 from snnedge.errors import check_choice
 
 from .figures import Figure
-from .profiles import FAMILIES, PROFILES, Profile
+from .profiles import FAMILIES, PROFILES, Profile, register_profile
 
 TOP_KEYS = ("family", "name", "description", "base", "figures")
 FIGURE_KEYS = ("value", "unit", "source", "verified", "note", "derived")
@@ -126,7 +126,6 @@ def load_profile(path: str | Path, register: bool = False) -> Profile:
         raise ValueError(f"load_profile could not parse {str(path)!r}: {e}") from None
     prof = profile_from_dict(data, where=f"profile file {str(path)!r}")
     if register:
-        from .profiles import register_profile
         register_profile(prof, overwrite=True)
     return prof
 

@@ -14,10 +14,9 @@ import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar
 
-from snnedge.errors import check_choice
-
 from .figures import Figure, check_figure, figure_field
 from .power import fit_static_plus_marginal
+from .registry import Registry
 
 MEROLLA = "Merolla et al., Science 345:668 (2014), doi:10.1126/science.1254642"
 AKOPYAN = "Akopyan et al., IEEE TCAD 34:1537 (2015), doi:10.1109/TCAD.2015.2474396"
@@ -86,7 +85,23 @@ class Profile:
 
 
 @dataclass(frozen=True)
-class TrueNorthProfile(Profile):
+class NeuromorphicProfile(Profile):
+    """Base of the neuromorphic chip families: the figures every energy estimate reads.
+
+    Per inference, ``static = p_static_w x chips x T x tick_s`` and each synaptic event costs
+    ``e_synop_j`` on top of it (:func:`~neuromorphic_targets.estimate_energy`,
+    :func:`~neuromorphic_targets.chip_power`); a family adds its structure (the limits its
+    mapper checks) and its other per-event costs.
+    """
+
+    cores_per_chip: Figure = figure_field("core", "cores per chip")
+    tick_s: Figure = figure_field("s", "hardware time per simulated step (tick)")
+    p_static_w: Figure = figure_field("W", "static (activity-independent) power of one chip")
+    e_synop_j: Figure = figure_field("J", "marginal energy per synaptic event (on top of static)")
+
+
+@dataclass(frozen=True)
+class TrueNorthProfile(NeuromorphicProfile):
     """IBM TrueNorth-like chip: a mesh of cores, each a binary crossbar of axons x neurons.
 
     Neuron ``j``'s weight from axon ``i`` is ``w_ij = c_ij * S_j[type(i)]`` with ``c_ij`` in
@@ -98,14 +113,10 @@ class TrueNorthProfile(Profile):
     """
 
     family: ClassVar[str] = "truenorth"
-    cores_per_chip: Figure = figure_field("core", "cores per chip (64 x 64 mesh)")
     neurons_per_core: Figure = figure_field("neuron", "neurons per core")
     axons_per_core: Figure = figure_field("axon", "input axons per core (crossbar rows)")
     axon_types_per_core: Figure = figure_field("type", "axon types: distinct non-zero weights per neuron")
     weight_bits: Figure = figure_field("bit", "bits of each signed per-type weight S_j")
-    tick_s: Figure = figure_field("s", "duration of one time step (tick)")
-    p_static_w: Figure = figure_field("W", "activity-independent power of one chip")
-    e_synop_j: Figure = figure_field("J", "marginal energy per synaptic event")
     e_route_hop_j: Figure = figure_field("J", "spike routing energy per mesh hop")
     op_floor_power_w: Figure = figure_field("W", "measured chip power with no spikes")
     op_typical_power_w: Figure = figure_field("W", "measured chip power at the typical point")
@@ -116,7 +127,7 @@ class TrueNorthProfile(Profile):
 
 
 @dataclass(frozen=True)
-class DynapSEProfile(Profile):
+class DynapSEProfile(NeuromorphicProfile):
     """DYNAP-SE-like mixed-signal chip: cores of analog neurons with CAM-tagged synapses.
 
     Each neuron has ``cam_entries_per_neuron`` input tags (fan-in) and
@@ -126,22 +137,18 @@ class DynapSEProfile(Profile):
     """
 
     family: ClassVar[str] = "dynap-se"
-    cores_per_chip: Figure = figure_field("core", "cores per chip")
     neurons_per_core: Figure = figure_field("neuron", "neurons per core")
     chips_per_board: Figure = figure_field("chip", "chips per board")
     cam_entries_per_neuron: Figure = figure_field("entry", "CAM entries per neuron (fan-in)")
     destinations_per_neuron: Figure = figure_field("destination", "SRAM destination entries per neuron")
     synapse_types: Figure = figure_field("type", "synapse types with per-core shared weights")
-    tick_s: Figure = figure_field("s", "hardware time per simulated step")
-    p_static_w: Figure = figure_field("W", "static power of one chip")
     e_spike_j: Figure = figure_field("J", "energy per spike generated")
-    e_synop_j: Figure = figure_field("J", "energy per synaptic event (pulse extension)")
     e_broadcast_j: Figure = figure_field("J", "energy per spike broadcast to one destination core")
     e_route_j: Figure = figure_field("J", "energy per spike routed to another core or chip")
 
 
 @dataclass(frozen=True)
-class DynapCNNProfile(Profile):
+class DynapCNNProfile(NeuromorphicProfile):
     """DYNAP-CNN / Speck-like chip: one convolutional layer per core, memories per core.
 
     A layer needs ``kernel = c_in * 2^(ceil(log2(kx*ky)) + ceil(log2(c_out)))`` kernel entries
@@ -150,7 +157,6 @@ class DynapCNNProfile(Profile):
     """
 
     family: ClassVar[str] = "dynap-cnn"
-    cores_per_chip: Figure = figure_field("core", "cores per chip, one layer each")
     kernel_memory_entries: Figure = figure_field("entry", "kernel memory of each core")
     neuron_memory_entries: Figure = figure_field("entry", "neuron state memory of each core")
     bias_memory_entries: Figure = figure_field("entry", "bias memory of each core")
@@ -162,25 +168,18 @@ class DynapCNNProfile(Profile):
     max_input_px: Figure = figure_field("px", "largest input side")
     pool_sizes_px: Figure = figure_field("px", "allowed sum-pooling sizes")
     destinations_per_layer: Figure = figure_field("destination", "layers one layer can send to")
-    tick_s: Figure = figure_field("s", "hardware time per simulated step")
-    p_static_w: Figure = figure_field("W", "static power of one chip")
     e_spike_j: Figure = figure_field("J", "energy per spike")
-    e_synop_j: Figure = figure_field("J", "energy per synaptic event")
 
 
 @dataclass(frozen=True)
-class LoihiProfile(Profile):
+class LoihiProfile(NeuromorphicProfile):
     """Intel Loihi-like digital chip (pre-silicon figures): cores of neuron compartments with
     a synaptic memory each; energy per synaptic op, neuron update and spike hop."""
 
     family: ClassVar[str] = "loihi"
-    cores_per_chip: Figure = figure_field("core", "cores per chip")
     neurons_per_core: Figure = figure_field("neuron", "neuron compartments per core")
     synaptic_memory_bytes_per_core: Figure = figure_field("byte", "synaptic memory per core")
     synapse_bits: Figure = figure_field("bit", "memory per synapse")
-    tick_s: Figure = figure_field("s", "hardware time per simulated step")
-    p_static_w: Figure = figure_field("W", "static power of one chip")
-    e_synop_j: Figure = figure_field("J", "energy per synaptic operation")
     e_neuron_update_active_j: Figure = figure_field("J", "energy per active neuron update")
     e_neuron_update_inactive_j: Figure = figure_field("J", "energy per inactive neuron update")
     e_spike_tile_j: Figure = figure_field("J", "energy per spike delivered within a tile")
@@ -301,7 +300,11 @@ def _loihi() -> LoihiProfile:
     )
 
 
-PROFILES: dict[str, Profile] = {p.name: p for p in (_truenorth(), _dynap_se(), _dynap_cnn(), _loihi())}
+PROFILE_REGISTRY: Registry[Profile] = Registry(
+    "profile", Profile, "get_profile", "register_profile", "load one from a file with "
+    "load_profile(path)", (_truenorth(), _dynap_se(), _dynap_cnn(), _loihi()))
+#: The registered profiles by name.
+PROFILES: dict[str, Profile] = PROFILE_REGISTRY.entries
 
 
 def get_profile(name: str | Profile) -> Profile:
@@ -310,19 +313,9 @@ def get_profile(name: str | Profile) -> Profile:
     >>> get_profile("truenorth").neurons_per_core.value
     256
     """
-    if isinstance(name, Profile):
-        return name
-    check_choice(name, PROFILES, param="name", where="get_profile")
-    return PROFILES[name]
+    return PROFILE_REGISTRY.get(name)
 
 
 def register_profile(profile: Profile, overwrite: bool = False) -> Profile:
     """Make ``profile`` available to :func:`get_profile` under its name."""
-    if not isinstance(profile, Profile):
-        raise TypeError(f"register_profile expects a Profile. Got {type(profile).__name__}; "
-                        f"load one from a file with load_profile(path).")
-    if profile.name in PROFILES and not overwrite:
-        raise ValueError(f"A profile named {profile.name!r} is already registered; pass "
-                         f"overwrite=True to replace it, or give yours another name.")
-    PROFILES[profile.name] = profile
-    return profile
+    return PROFILE_REGISTRY.register(profile, overwrite)

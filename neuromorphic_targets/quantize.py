@@ -21,6 +21,7 @@ import torch
 from snnedge import SpikingNetwork
 
 from .graph import NetworkGraph
+from .mapping import map_network
 from .profiles import Profile, get_profile
 from .weights import kmeans_rows, snap_levels_to_bits, weight_rows
 
@@ -87,8 +88,6 @@ def _per_core(rows: torch.Tensor, block: int, half: int) -> torch.Tensor:
 
 def _dynapse_blocks(snn: SpikingNetwork, prof: Profile, input_shape) -> dict[str, int]:
     """Output channels per core of each weighted layer, from the mapping's tiles."""
-    from .mapping import map_network
-
     shape = input_shape if input_shape is not None else snn.input_shape
     if shape is None:
         raise ValueError("quantize_for(snn, 'dynap-se') groups weights by the cores of the mapping, "
