@@ -1,7 +1,8 @@
 """`map_network`: place a `SpikingNetwork`'s neurons on a profile's cores and check its limits.
 
 The mapping is a pure function: it reads the network's graph, shapes and weights and returns a
-frozen :class:`Mapping`; the network is never changed. Each family has its rules:
+frozen :class:`Mapping` (:mod:`.mapping_types`); the network is never changed. This module only
+picks the mapper of the profile's family (:data:`MAPPERS`); each family has its rules:
 
 * TrueNorth (:mod:`.map_cores`): cores of 256 axons x 256 neurons; conv layers tiled so each
   core's receptive-field union fits its axons; splitter neurons for fan-out beyond one core;

@@ -105,7 +105,8 @@ class PricedEstimate:
     """What an estimate made of :class:`EnergyTerm` s offers, whatever it prices.
 
     For dataclasses with the fields ``breakdown`` (``{kind: EnergyTerm}``), ``total_j``,
-    ``complete`` and ``missing``.
+    ``complete`` and ``missing``, and a ``table()`` (which ``str()`` returns) built from
+    :meth:`headline` and :meth:`breakdown_lines`.
     """
 
     @property

@@ -9,7 +9,6 @@ included.
 import hashlib
 import json
 
-import pytest
 import torch
 from torch import nn
 
