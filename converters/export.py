@@ -142,9 +142,7 @@ def _aten_ops(node, path, typ, value, const, names, example) -> list[Op]:
                 raise UnsupportedLayerError(path or node.name, "ConvTranspose", fix_for("ConvTranspose2d"))
         else:
             stride, padding, dilation, groups = param(3, 1), param(4, 0), param(5, 1), param(6, 1)
-        if isinstance(padding, str):
-            raise UnsupportedLayerError(path or node.name, src, "give the padding as numbers, "
-                                        "not 'same'/'valid'")
+        # padding may be "same" or "valid" (aten.conv2d.padding): nn.Conv2d takes them as is
         cls = nn.Conv2d if w.dim() == 4 else nn.Conv1d
         m = cls(w.shape[1] * groups, w.shape[0], tuple(w.shape[2:]), stride, padding, dilation,
                 groups, bias=b is not None)

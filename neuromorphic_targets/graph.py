@@ -30,6 +30,7 @@ from torch import nn
 
 from snnedge import SpikingNetwork
 from snnedge.connectivity import structural
+from snnedge.geometry import module_axes, torch_pad
 from snnedge.layers import INPUT
 
 
@@ -195,12 +196,16 @@ def _weighted(module: nn.Module, mask: torch.Tensor, x: torch.Tensor) -> torch.T
     if isinstance(module, nn.Linear):
         return F.linear(x, mask)
     conv = F.conv2d if isinstance(module, nn.Conv2d) else F.conv1d
-    if getattr(module, "padding_mode", "zeros") != "zeros":
-        # Reflect/replicate/circular padding wires border inputs to extra targets; pad the
-        # indicator the same way so the structure stays exact.
-        x = F.pad(x, module._reversed_padding_repeated_twice, mode=module.padding_mode)
-        return conv(x, mask, None, module.stride, 0, module.dilation, module.groups)
-    return conv(x, mask, None, module.stride, module.padding, module.dilation, module.groups)
+    # The padding as explicit (before, after) zeros per axis ("same" pads an even kernel's
+    # extra one after the input). Reflect/replicate/circular padding wires border inputs to
+    # extra targets; padding the indicator the same way keeps the structure exact.
+    axes = module_axes(module, x.shape[2:])
+    mode = getattr(module, "padding_mode", "zeros")
+    if mode == "zeros" and all(a.pad_lo == a.pad_hi for a in axes):  # no padded copy needed
+        pads = tuple(a.pad_lo for a in axes)
+        return conv(x, mask, None, module.stride, pads, module.dilation, module.groups)
+    x = F.pad(x, torch_pad(axes), mode="constant" if mode == "zeros" else mode)
+    return conv(x, mask, None, module.stride, 0, module.dilation, module.groups)
 
 
 def _structural(name: str, module: nn.Module, xs: list[torch.Tensor]) -> torch.Tensor:

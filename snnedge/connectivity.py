@@ -14,13 +14,13 @@ position. With ``P`` that structural (counting) map, the events ``S`` sends into
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .geometry import module_axes
 from .layers import INPUT, Add, Concat, Scale, SumPool2d
 from .network import SpikingNetwork
 
@@ -29,11 +29,12 @@ def fanout(module: nn.Module, in_shape: tuple[int, ...], out_shape: tuple[int, .
     """Non-zero weights leaving each input element of a weighted layer (per-sample shape).
 
     For a convolution the count factorizes over the spatial axes: input ``(c, y, x)`` reaches
-    output ``(o, oy, ox)`` through tap ``(ky, kx)`` iff ``oy * stride - pad + ky * dil == y``
+    output ``(o, oy, ox)`` through tap ``(ky, kx)`` iff ``oy * stride - pad_lo + ky * dil == y``
     (same for x) and the weight is non-zero, so
     ``f[c, y, x] = sum_{ky, kx} C[c, ky, kx] * Vy[y, ky] * Vx[x, kx]`` with ``C`` the number
-    of non-zero weights of input channel ``c`` at each tap and ``V`` the 0/1 tap validity.
-    This equals a transposed convolution of ones with the weight mask, without running one.
+    of non-zero weights of input channel ``c`` at each tap and ``V`` the 0/1 tap validity
+    (:meth:`snnedge.geometry.Axis.reach`; any padding, ``"same"`` included). This equals a
+    transposed convolution of ones with the weight mask, without running one.
     """
     mask = (module.weight.detach() != 0).to("cpu", torch.float64)
     if isinstance(module, nn.Linear):
@@ -42,20 +43,11 @@ def fanout(module: nn.Module, in_shape: tuple[int, ...], out_shape: tuple[int, .
     groups = module.groups
     c_out, c_in_g, *kernel = mask.shape
     per_tap = mask.view(groups, c_out // groups, c_in_g, *kernel).sum(1).reshape(groups * c_in_g, *kernel)
-    axes = [_tap_validity(n_in, n_out, k, s, p, d) for n_in, n_out, k, s, p, d in zip(
-        in_shape[1:], out_shape[1:], kernel, module.stride, module.padding, module.dilation)]
+    axes = [torch.from_numpy(a.reach() >= 0).to(torch.float64)
+            for a in module_axes(module, in_shape[1:])]
     if len(axes) == 1:
         return torch.einsum("ck,yk->cy", per_tap, axes[0])
     return torch.einsum("ckl,yk,xl->cyx", per_tap, axes[0], axes[1])
-
-
-def _tap_validity(n_in: int, n_out: int, k: int, stride: int, pad: int, dil: int) -> torch.Tensor:
-    """``V[i, j] = 1`` when input index ``i`` reaches some output through tap ``j``."""
-    i = torch.arange(n_in).view(-1, 1)
-    j = torch.arange(k).view(1, -1)
-    pos = i + pad - j * dil
-    o = torch.div(pos, stride, rounding_mode="floor")
-    return ((pos >= 0) & (pos % stride == 0) & (o < n_out)).to(torch.float64)
 
 
 def structural(module: nn.Module, xs: list[torch.Tensor], name: str = "") -> torch.Tensor:
@@ -69,11 +61,8 @@ def structural(module: nn.Module, xs: list[torch.Tensor], name: str = "") -> tor
     if isinstance(module, nn.AvgPool2d):
         return F.avg_pool2d(x, module.kernel_size, module.stride, module.padding,
                             module.ceil_mode, module.count_include_pad, divisor_override=1)
-    if isinstance(module, nn.AvgPool1d):
-        return F.avg_pool1d(x, module.kernel_size, module.stride, module.padding,
-                            module.ceil_mode, module.count_include_pad) * module.kernel_size[0]
-    if isinstance(module, nn.AdaptiveAvgPool2d):
-        return _adaptive_sum(x, module.output_size)
+    if isinstance(module, (nn.AvgPool1d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d)):
+        return window_sum(x, module_axes(module, x.shape[2:], name))
     if isinstance(module, (nn.Dropout, nn.Identity)):
         return x
     if isinstance(module, Scale):
@@ -86,14 +75,15 @@ def structural(module: nn.Module, xs: list[torch.Tensor], name: str = "") -> tor
                      f"(pooling, Flatten, Scale, Add, Concat).")
 
 
-def _adaptive_sum(x: torch.Tensor, output_size) -> torch.Tensor:
-    h, w = x.shape[-2:]
-    oh, ow = (output_size, output_size) if isinstance(output_size, int) else output_size
-    oh, ow = oh or h, ow or w
-    # PyTorch's adaptive windows: [floor(i*H/oh), ceil((i+1)*H/oh)).
-    rows = torch.tensor([math.ceil((i + 1) * h / oh) - (i * h) // oh for i in range(oh)], dtype=x.dtype)
-    cols = torch.tensor([math.ceil((j + 1) * w / ow) - (j * w) // ow for j in range(ow)], dtype=x.dtype)
-    return F.adaptive_avg_pool2d(x, (oh, ow)) * rows.view(-1, 1) * cols.view(1, -1)
+def window_sum(x: torch.Tensor, axes) -> torch.Tensor:
+    """Each window's sum over the trailing ``len(axes)`` axes of ``x``: one 0/1 matrix per
+    axis from :mod:`snnedge.geometry` (exact in float64, any padding, ``ceil_mode`` or
+    adaptive window, output larger than the input included)."""
+    first = x.dim() - len(axes)
+    for k, axis in enumerate(axes):
+        m = torch.from_numpy(axis.matrix()).to(x)
+        x = torch.tensordot(x, m, dims=([first + k], [1])).movedim(-1, first + k)
+    return x
 
 
 @dataclass(frozen=True)

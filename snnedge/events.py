@@ -39,6 +39,7 @@ import scipy.sparse
 import torch
 from torch import nn
 
+from .geometry import module_axes
 from .layers import SumPool2d
 
 _CACHE: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
@@ -95,9 +96,8 @@ def event_density_limit(module: nn.Module, device: str | torch.device = "cpu") -
 
 def event_conv_capable(module: nn.Module) -> bool:
     """Whether :func:`event_conv2d` handles ``module``: an ungrouped, zero-padded Conv2d
-    with numeric padding."""
-    return (isinstance(module, nn.Conv2d) and module.groups == 1 and module.padding_mode == "zeros"
-            and isinstance(module.padding, tuple))
+    (any padding amount, ``"same"`` and ``"valid"`` included)."""
+    return isinstance(module, nn.Conv2d) and module.groups == 1 and module.padding_mode == "zeros"
 
 
 def _cached(module: nn.Module, key: str, build):
@@ -321,12 +321,17 @@ def native_neuron_block(current: torch.Tensor, v: torch.Tensor, out: torch.Tenso
 
 
 def _conv_geometry(module: nn.Conv2d, h: int, w: int) -> tuple[int, ...]:
-    """``(OH, OW, KH, KW, SH, SW, PH, PW, DH, DW)`` of ``module`` on an ``h`` x ``w`` input."""
-    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (module.kernel_size, module.stride,
-                                              module.padding, module.dilation)
-    oh = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
-    ow = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
-    return oh, ow, kh, kw, sh, sw, ph, pw, dh, dw
+    """``(OH, OW, KH, KW, SH, SW, PH, PW, DH, DW)`` of ``module`` on an ``h`` x ``w`` input,
+    with ``PH``, ``PW`` the zeros before the input (``"same"`` may pad one more after it:
+    the output size already counts that, and the kernel skips taps outside the input).
+    Cached per input size, as the tap table is."""
+    slot = _CACHE.setdefault(module, {})
+    key = ("geometry", h, w)
+    if key not in slot:
+        ay, ax = module_axes(module, (h, w))
+        slot[key] = (ay.size_out, ax.size_out, ay.kernel, ax.kernel, ay.stride, ax.stride,
+                     ay.pad_lo, ax.pad_lo, ay.dilation, ax.dilation)
+    return slot[key]
 
 
 def _conv_taps(module: nn.Conv2d, h: int, w: int, device) -> tuple[torch.Tensor, int, int]:
@@ -335,15 +340,12 @@ def _conv_taps(module: nn.Conv2d, h: int, w: int, device) -> tuple[torch.Tensor,
     key = ("taps", h, w, str(device))
     slot = _CACHE.setdefault(module, {})
     if key not in slot:
-        oh, ow, kh, kw, sh, sw, ph, pw, dh, dw = _conv_geometry(module, h, w)
-        y = torch.arange(h).view(h, 1, 1, 1)
-        x = torch.arange(w).view(1, w, 1, 1)
-        ny = y + ph - torch.arange(kh).view(1, 1, kh, 1) * dh
-        nx = x + pw - torch.arange(kw).view(1, 1, 1, kw) * dw
-        oy, ox = torch.div(ny, sh, rounding_mode="floor"), torch.div(nx, sw, rounding_mode="floor")
-        ok = (ny >= 0) & (nx >= 0) & (ny % sh == 0) & (nx % sw == 0) & (oy < oh) & (ox < ow)
-        pos = torch.where(ok, oy * ow + ox, torch.full_like(oy * ox, oh * ow))
-        slot[key] = (pos.reshape(h * w, kh * kw).to(device), oh, ow)
+        ay, ax = module_axes(module, (h, w))
+        oy = torch.from_numpy(ay.reach()).view(h, 1, ay.kernel, 1)
+        ox = torch.from_numpy(ax.reach()).view(1, w, 1, ax.kernel)
+        oh, ow = ay.size_out, ax.size_out
+        pos = torch.where((oy >= 0) & (ox >= 0), oy * ow + ox, oh * ow)
+        slot[key] = (pos.reshape(h * w, ay.kernel * ax.kernel).to(device), oh, ow)
     return slot[key]
 
 

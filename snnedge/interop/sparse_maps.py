@@ -3,9 +3,11 @@
 Every synaptic and weight-free module of a :class:`~snnedge.SpikingNetwork` is affine on one
 sample. :func:`module_matrix` gives its linear part as a ``scipy.sparse`` matrix
 ``(out elements x in elements)`` over C-order flattened per-sample tensors; biases stay with
-torch (see :func:`affine_maps`). Convolutions keep their padding, stride, dilation and groups;
-pooling uses PyTorch's own window and divisor rules, so a pooling layer folded into the next
-layer's synapses gives the same numbers as running it.
+torch (see :func:`affine_maps`). Convolutions keep their padding (``"same"`` included),
+stride, dilation and groups; pooling uses PyTorch's own window and divisor rules
+(``ceil_mode`` and adaptive windows included), so a pooling layer folded into the next
+layer's synapses gives the same numbers as running it. The windows come from
+:mod:`snnedge.geometry`.
 
 :func:`affine_maps` composes them through the graph: the input current of every neuron layer
 (and of the readout) is ``sum_S A[S] @ z_S + c``, one sparse ``A[S]`` per spiking source
@@ -20,6 +22,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
+from ..geometry import module_axes
 from ..layers import Add, Concat, Scale, SumPool2d
 from ..layers import INPUT
 from ..network import SpikingNetwork
@@ -35,20 +38,6 @@ def _numel(shape) -> int:
     return int(math.prod(shape))
 
 
-def _pair(v, n: int = 2) -> tuple:
-    return tuple(v) if isinstance(v, (tuple, list)) else (v,) * n
-
-
-def _conv_axis(n_in: int, n_out: int, k: int, stride: int, pad: int, dil: int):
-    """Valid ``(out index, tap, in index)`` triples along one axis of a convolution."""
-    o = np.arange(n_out).reshape(-1, 1)
-    j = np.arange(k).reshape(1, -1)
-    i = o * stride - pad + j * dil
-    ok = (i >= 0) & (i < n_in)
-    oo, jj = np.nonzero(ok)
-    return oo, jj, i[oo, jj]
-
-
 def _conv_matrix(module, in_shape, out_shape, name: str) -> sp.csr_matrix:
     if module.padding_mode != "zeros":
         raise UnsupportedLayer(f"Layer {name!r} ({type(module).__name__}) uses padding_mode="
@@ -57,12 +46,7 @@ def _conv_matrix(module, in_shape, out_shape, name: str) -> sp.csr_matrix:
     w = module.weight.detach().to("cpu", torch.float64).numpy()
     c_out, c_in_g, *kernel = w.shape
     dims = len(kernel)
-    pads = module.padding
-    if isinstance(pads, str):  # 'valid' or 'same' (torch puts an odd extra pad at the end)
-        pads = tuple(0 if pads == "valid" else d * (k - 1) // 2
-                     for k, d in zip(kernel, module.dilation))
-    axes = [_conv_axis(n_i, n_o, k, s, p, d) for n_i, n_o, k, s, p, d in zip(
-        in_shape[1:], out_shape[1:], kernel, module.stride, pads, module.dilation)]
+    axes = [a.taps() for a in module_axes(module, in_shape[1:], name)]
     groups = module.groups
     per_group = c_out // groups
     o_ch = np.arange(c_out).reshape(-1, 1)
@@ -87,52 +71,22 @@ def _conv_matrix(module, in_shape, out_shape, name: str) -> sp.csr_matrix:
                          shape=(_numel(out_shape), _numel(in_shape)))
 
 
-def _pool_axis(n_in: int, n_out: int, k: int, s: int, p: int):
-    """PyTorch's average-pool windows along one axis: ``(out, in)`` pairs, the window size
-    counting padding (clipped to the padded input) and the window size without padding."""
-    o = np.arange(n_out)
-    start = o * s - p
-    end = np.minimum(start + k, n_in + p)
-    padded = end - start
-    lo, hi = np.maximum(start, 0), np.minimum(end, n_in)
-    pairs = [(a, b) for a in range(n_out) for b in range(lo[a], hi[a])]
-    oo, ii = (np.array(v, dtype=np.int64) for v in zip(*pairs)) if pairs else (np.zeros(0, int),) * 2
-    return oo, ii, padded, hi - lo
-
-
-def _avgpool_matrix(kernel, stride, padding, in_shape, out_shape, count_include_pad=True,
-                    divisor_override=None) -> sp.csr_matrix:
-    """Average pooling over the trailing axes, per channel (``divisor_override=1``: sum)."""
-    spatial_in, spatial_out = in_shape[1:], out_shape[1:]
-    per_axis = []
-    for n_i, n_o, k, s, p in zip(spatial_in, spatial_out, kernel, stride, padding):
-        oo, ii, padded, valid = _pool_axis(n_i, n_o, k, s, p)
-        per_axis.append((oo, ii, padded, valid))
+def _pool_matrix(axes, channels: int, count_include_pad: bool = True,
+                 divisor_override: int | None = None) -> sp.csr_matrix:
+    """Average pooling over the trailing axes, per channel, with PyTorch's divisor per
+    window: ``divisor_override``, else the window's size counting padding
+    (``count_include_pad``) or not; adaptive windows have no padding (``divisor_override=1``:
+    a sum pool)."""
     mat = None
-    for (oo, ii, padded, valid), n_i, n_o in zip(per_axis, spatial_in, spatial_out):
+    for axis in axes:
+        oo, _, ii = axis.taps()
         if divisor_override:
-            vals = np.ones(len(oo))
+            vals = np.full(len(oo), 1.0 / divisor_override) if mat is None else np.ones(len(oo))
         else:
-            vals = 1.0 / (padded if count_include_pad else valid)[oo]
-        m = sp.csr_matrix((vals, (oo, ii)), shape=(n_o, n_i))
+            vals = 1.0 / (axis.padded_sizes() if count_include_pad else axis.fan_in())[oo]
+        m = sp.csr_matrix((vals, (oo, ii)), shape=(axis.size_out, axis.size_in))
         mat = m if mat is None else sp.kron(mat, m, format="csr")
-    if divisor_override:
-        mat = mat / float(divisor_override)
-    return sp.kron(sp.identity(in_shape[0], format="csr"), mat, format="csr")
-
-
-def _adaptive_matrix(output_size, in_shape, out_shape) -> sp.csr_matrix:
-    mat = None
-    for n_i, n_o in zip(in_shape[1:], out_shape[1:]):
-        pairs, vals = [], []
-        for a in range(n_o):
-            lo, hi = (a * n_i) // n_o, math.ceil((a + 1) * n_i / n_o)
-            pairs += [(a, b) for b in range(lo, hi)]
-            vals += [1.0 / (hi - lo)] * (hi - lo)
-        oo, ii = zip(*pairs)
-        m = sp.csr_matrix((vals, (oo, ii)), shape=(n_o, n_i))
-        mat = m if mat is None else sp.kron(mat, m, format="csr")
-    return sp.kron(sp.identity(in_shape[0], format="csr"), mat, format="csr")
+    return sp.kron(sp.identity(channels, format="csr"), mat, format="csr")
 
 
 def module_matrix(module: nn.Module, in_shape, out_shape, name: str = "?") -> sp.csr_matrix:
@@ -156,20 +110,14 @@ def module_matrix(module: nn.Module, in_shape, out_shape, name: str = "?") -> sp
         s = s if s.dim() == 0 else s.view(-1, *([1] * (len(in_shape) - 1)))
         return sp.diags(torch.broadcast_to(s, in_shape).reshape(-1).numpy(), format="csr")
     if isinstance(module, SumPool2d):
-        return _avgpool_matrix(_pair(module.kernel_size), _pair(module.stride), _pair(module.padding),
-                               in_shape, out_shape, divisor_override=1)
+        return _pool_matrix(module_axes(module, in_shape[1:], name), in_shape[0],
+                            divisor_override=1)
     if isinstance(module, (nn.AvgPool1d, nn.AvgPool2d)):
-        n = 1 if isinstance(module, nn.AvgPool1d) else 2
-        if module.ceil_mode:
-            # PyTorch drops a ceil-mode window that would start in the right padding; the
-            # window rules above follow the floor mode only.
-            raise UnsupportedLayer(f"Layer {name!r} ({type(module).__name__}) uses ceil_mode=True, "
-                                   f"which has no synapse list here; use ceil_mode=False.")
-        return _avgpool_matrix(_pair(module.kernel_size, n), _pair(module.stride, n),
-                               _pair(module.padding, n), in_shape, out_shape,
-                               module.count_include_pad, getattr(module, "divisor_override", None))
-    if isinstance(module, nn.AdaptiveAvgPool2d):
-        return _adaptive_matrix(module.output_size, in_shape, out_shape)
+        return _pool_matrix(module_axes(module, in_shape[1:], name), in_shape[0],
+                            module.count_include_pad, getattr(module, "divisor_override", None))
+    if isinstance(module, (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d)):
+        return _pool_matrix(module_axes(module, in_shape[1:], name), in_shape[0],
+                            count_include_pad=False)
     raise UnsupportedLayer(f"Layer {name!r} is a {type(module).__name__}, which has no synapse "
                            f"list; supported: Linear, Conv1d, Conv2d, pooling, Flatten, Scale, "
                            f"Add, Concat, Identity, Dropout.")
