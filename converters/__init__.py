@@ -8,6 +8,7 @@ BatchNorm, max or average pooling, residual additions, concatenations) into a ra
     snn = convert(ann, calibration=x_train[:500], normalization="percentile", percentile=99.9)
     res = snnedge.simulate(snn, x_test, timesteps=32)
 """
+from . import io_types
 from .errors import UnsupportedLayerError
 from .maxpool import SpikingMaxPool2d
 from .membrane import CalibratedIF
@@ -16,3 +17,7 @@ from .qcfs import QCFS, replace_relu_with_qcfs
 
 __all__ = ["convert", "ConversionInfo", "QCFS", "replace_relu_with_qcfs", "SpikingMaxPool2d",
            "CalibratedIF", "UnsupportedLayerError", "DEFAULT_V_INIT"]
+
+# snnedge.save_network / load_network learn converters' types (load_network also finds them
+# through the entry point in pyproject.toml, without this import)
+io_types.register()

@@ -1,48 +1,56 @@
 """Saving and loading spiking networks without pickled code: :func:`save_network`,
-:func:`load_network`.
+:func:`load_network`, and the registry of the types they write (from :mod:`snnedge.io_registry`).
 
 A saved network is one ``torch.save`` file holding only tensors, strings, numbers, lists and
 dicts, so :func:`load_network` reads it with ``torch.load(weights_only=True)``: nothing in the
 file is executed, and a file that holds anything else is refused. The payload::
 
-    {"format": "snnedge.network", "version": 1,
+    {"format": "snnedge.network", "version": 2,
      "input_shape": [1, 28, 28] or None,
      "nodes": [{"name": "features.0", "type": "torch.nn.Conv2d",
                 "args": {"in_channels": 1, "out_channels": 16, ...}, "inputs": ["input"]}, ...],
      "state_dict": {"features.0.weight": tensor, ...},     # every parameter and buffer
      "training": False,                                    # nn.Module.training
-     "conversion": {...} or None,                          # converters.ConversionInfo as data
+     "attributes": {"conversion_": {"type": "converters.ConversionInfo", "data": {...}}},
      "metadata": {...}}                                     # the caller's plain data
 
-Loading rebuilds each module from its type (one of :data:`MODULE_TYPES`, a fixed list: no
-name in a file can make this module import or call anything else) and its constructor
-arguments, then loads the state dict with ``assign=True``, so every tensor keeps its saved
-dtype and values: the loaded network computes exactly what the saved one did.
+(Version 1 files, which kept a converted network's record under ``"conversion"``, still load.)
 
-Two module types belong to ``converters`` (the spiking max-pool and the calibrated IF
-neuron); ``converters`` is imported only when a file contains them.
+Loading rebuilds each module from its type, a name in the registry :data:`MODULE_TYPES`
+(no name in a file can make this module import or call anything else; one that no package
+registers is refused, naming the layer), and its constructor arguments, then loads the
+state dict with ``assign=True``, so every tensor keeps its saved dtype and values: the
+loaded network computes exactly what the saved one did. The network's learned attributes
+(public names ending in ``_``) are written and read through :data:`ATTRIBUTE_TYPES`.
+
+A new layer type registers with :func:`register_layer_type`: a core type in
+``snnedge/io_registry.py``, another package's from a function named in the entry-point
+group ``snnedge.layer_types`` of its ``pyproject.toml`` (``converters/io_types.py`` is the
+example), which :func:`load_network` calls when a file names a type it does not know yet.
 """
 from __future__ import annotations
 
-import dataclasses
-import importlib
 import os
+import re
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
+from .io_registry import (ATTRIBUTE_TYPES, ENTRY_POINT_GROUP, MODULE_TYPES, AttributeType,
+                          LayerType, find_type, register_attribute_type, register_layer_type)
 from .network import Node, SpikingNetwork
 
-__all__ = ["save_network", "load_network", "MODULE_TYPES", "NETWORK_FORMAT"]
+__all__ = ["save_network", "load_network", "MODULE_TYPES", "NETWORK_FORMAT", "LayerType",
+           "register_layer_type", "ATTRIBUTE_TYPES", "AttributeType", "register_attribute_type",
+           "ENTRY_POINT_GROUP"]
 
 NETWORK_FORMAT = "snnedge.network"
-VERSION = 1
+VERSION = 2
 
 
 def _plain(value: Any) -> Any:
@@ -54,116 +62,6 @@ def _plain(value: Any) -> Any:
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     raise TypeError(f"not plain data: {type(value).__name__}")
-
-
-def _tuples(value: Any) -> Any:
-    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
-
-
-def _shape(t: torch.Tensor | None) -> list[int] | None:
-    return None if t is None else list(t.shape)
-
-
-def _attrs(*names: str) -> Callable[[nn.Module], dict]:
-    return lambda m: {n: getattr(m, n) for n in names}
-
-
-def _neuron_args(m) -> dict:
-    return {"threshold_shape": _shape(m.threshold), "reset": m.reset, "v_init": m.v_init,
-            "surrogate": m.surrogate.name, "alpha": m.surrogate.alpha,
-            "learn_threshold": isinstance(m.threshold, nn.Parameter),
-            "detach_reset": m.detach_reset}
-
-
-def _build_neuron(cls, a: dict, **extra) -> nn.Module:
-    # placeholder values of the right shapes; the state dict brings the real ones
-    return cls(threshold=torch.ones(a["threshold_shape"]), reset=a["reset"], v_init=a["v_init"],
-               surrogate=a["surrogate"], alpha=a["alpha"], learn_threshold=a["learn_threshold"],
-               detach_reset=a["detach_reset"], **extra)
-
-
-def _lif_args(m) -> dict:
-    beta = m.beta_logit if m.learn_beta else m.beta
-    return {**_neuron_args(m), "beta_shape": _shape(beta), "learn_beta": m.learn_beta}
-
-
-def _build_lif(cls, a: dict) -> nn.Module:
-    return _build_neuron(cls, a, beta=torch.full(a["beta_shape"], 0.5), learn_beta=a["learn_beta"])
-
-
-def _build_scale(cls, a: dict) -> nn.Module:
-    bias = None if a["bias_shape"] is None else torch.zeros(a["bias_shape"])
-    return cls(torch.ones(a["scale_shape"]), bias)
-
-
-def _calibrated_args(m) -> dict:
-    return {"threshold_shape": _shape(m.threshold), "reset": m.reset, "v_init": m.v_init,
-            "shape": _shape(m.v_init_map)}
-
-
-def _build_calibrated(cls, a: dict) -> nn.Module:
-    return cls(threshold=torch.ones(a["threshold_shape"]), reset=a["reset"], v_init=a["v_init"],
-               shape=a["shape"])
-
-
-def _call(cls, a: dict) -> nn.Module:
-    return cls(**{k: _tuples(v) for k, v in a.items()})
-
-
-@dataclasses.dataclass(frozen=True)
-class _ModuleType:
-    """How to write one module type as plain data and build it back."""
-
-    where: str  # "package.module:Class", imported only from this fixed table
-    args: Callable[[nn.Module], dict]
-    build: Callable[[type, dict], nn.Module] = _call
-
-
-_CONV = ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups",
-         "padding_mode")
-
-#: Module types a saved network may contain: type name -> how it is written and rebuilt.
-MODULE_TYPES: dict[str, _ModuleType] = {
-    "torch.nn.Conv1d": _ModuleType("torch.nn:Conv1d", lambda m: {
-        **_attrs(*_CONV)(m), "bias": m.bias is not None}),
-    "torch.nn.Conv2d": _ModuleType("torch.nn:Conv2d", lambda m: {
-        **_attrs(*_CONV)(m), "bias": m.bias is not None}),
-    "torch.nn.Linear": _ModuleType("torch.nn:Linear", lambda m: {
-        "in_features": m.in_features, "out_features": m.out_features, "bias": m.bias is not None}),
-    "torch.nn.AvgPool1d": _ModuleType("torch.nn:AvgPool1d", _attrs(
-        "kernel_size", "stride", "padding", "ceil_mode", "count_include_pad")),
-    "torch.nn.AvgPool2d": _ModuleType("torch.nn:AvgPool2d", _attrs(
-        "kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override")),
-    "torch.nn.AdaptiveAvgPool2d": _ModuleType("torch.nn:AdaptiveAvgPool2d", _attrs("output_size")),
-    "torch.nn.Flatten": _ModuleType("torch.nn:Flatten", _attrs("start_dim", "end_dim")),
-    "torch.nn.Unflatten": _ModuleType("torch.nn:Unflatten", _attrs("dim", "unflattened_size")),
-    "torch.nn.Identity": _ModuleType("torch.nn:Identity", lambda m: {}),
-    "torch.nn.Dropout": _ModuleType("torch.nn:Dropout", _attrs("p")),
-    "snnedge.SumPool2d": _ModuleType("snnedge.layers:SumPool2d", _attrs(
-        "kernel_size", "stride", "padding")),
-    "snnedge.Scale": _ModuleType("snnedge.layers:Scale", lambda m: {
-        "scale_shape": _shape(m.scale), "bias_shape": _shape(m.bias)}, _build_scale),
-    "snnedge.Add": _ModuleType("snnedge.layers:Add", lambda m: {}),
-    "snnedge.Concat": _ModuleType("snnedge.layers:Concat", _attrs("dim")),
-    "snnedge.IF": _ModuleType("snnedge.neurons:IF", _neuron_args, _build_neuron),
-    "snnedge.LIF": _ModuleType("snnedge.neurons:LIF", _lif_args, _build_lif),
-    "converters.SpikingMaxPool2d": _ModuleType("converters.maxpool:SpikingMaxPool2d", _attrs(
-        "kernel_size", "stride", "padding", "dilation", "ceil_mode", "mode", "keep_shape")),
-    "converters.CalibratedIF": _ModuleType("converters.membrane:CalibratedIF", _calibrated_args,
-                                           _build_calibrated),
-}
-_BY_CLASS = {tuple(t.where.split(":")): name for name, t in MODULE_TYPES.items()}
-
-
-def _type_name(module: nn.Module) -> str | None:
-    cls = type(module)
-    where = "torch.nn" if cls.__module__.startswith("torch.nn.") else cls.__module__
-    return _BY_CLASS.get((where, cls.__qualname__))
-
-
-def _class_of(type_name: str) -> type:
-    module, cls = MODULE_TYPES[type_name].where.split(":")
-    return getattr(importlib.import_module(module), cls)
 
 
 # --------------------------------------------------------------------------------------
@@ -209,11 +107,48 @@ def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
 # --------------------------------------------------------------------------------------
 # networks
 # --------------------------------------------------------------------------------------
-def _conversion(net: SpikingNetwork):
-    info = getattr(net, "conversion_", None)
-    if info is None:
-        return None
-    return _plain(dataclasses.asdict(info) if dataclasses.is_dataclass(info) else dict(info))
+_ATTRIBUTE_NAME = re.compile(r"[a-z][a-z0-9_]*_")
+# Version 1 files kept converters.convert's record under one fixed key.
+_VERSION_1_ATTRIBUTES = {"conversion": ("conversion_", "converters.ConversionInfo")}
+
+
+def _layer_spec(node: Node) -> dict:
+    cls = type(node.module)
+    kind, note = find_type(MODULE_TYPES, cls=cls)
+    if kind is None:
+        raise TypeError(f"save_network cannot write layer {node.name!r}: its type "
+                        f"{cls.__module__}.{cls.__qualname__} is not one of the module types it "
+                        f"can rebuild without pickled code ({', '.join(MODULE_TYPES)}).{note} "
+                        f"Register it with snnedge.io.register_layer_type, or save its state dict "
+                        f"with torch.save(net.state_dict(), path) and rebuild the network in code.")
+    try:
+        args = _plain(kind.to_args(node.module))
+    except TypeError as e:
+        raise TypeError(f"save_network: layer {node.name!r} ({kind.name}) gave arguments that are "
+                        f"not plain data ({e}); fix the to_args of its registered type.") from None
+    return {"name": node.name, "type": kind.name, "args": args, "inputs": list(node.inputs)}
+
+
+def _attributes(net: SpikingNetwork) -> dict:
+    """The network's learned attributes (public names ending in ``_``) as typed plain data."""
+    out = {}
+    for attr, value in vars(net).items():
+        if not _ATTRIBUTE_NAME.fullmatch(attr) or value is None:
+            continue
+        cls = type(value)
+        kind, note = find_type(ATTRIBUTE_TYPES, cls=cls)
+        if kind is None:
+            raise TypeError(f"save_network cannot write the network's attribute {attr!r}: its "
+                            f"type {cls.__module__}.{cls.__qualname__} is not a registered "
+                            f"attribute type ({', '.join(ATTRIBUTE_TYPES) or 'none'})."
+                            f"{note} Register it with "
+                            f"snnedge.io.register_attribute_type, or delete the attribute first.")
+        try:
+            out[attr] = {"type": kind.name, "data": _plain(kind.to_data(value))}
+        except TypeError as e:
+            raise TypeError(f"save_network: attribute {attr!r} ({kind.name}) gave data that is "
+                            f"not plain ({e}); fix the to_data of its registered type.") from None
+    return out
 
 
 def save_network(net: SpikingNetwork, path: str | os.PathLike, *,
@@ -223,9 +158,10 @@ def save_network(net: SpikingNetwork, path: str | os.PathLike, *,
     Parameters
     ----------
     net:
-        A :class:`~snnedge.SpikingNetwork` whose modules are all in :data:`MODULE_TYPES`
-        (what :func:`snnedge.sequential` and ``converters.convert`` build). A converted
-        network's ``conversion_`` is kept.
+        A :class:`~snnedge.SpikingNetwork` whose modules are all of types registered in
+        :data:`MODULE_TYPES` (what :func:`snnedge.sequential` and ``converters.convert``
+        build). Its learned attributes of registered types are kept (a converted
+        network's ``conversion_``).
     path:
         File to write; replaced in one step, so a reader never sees half a file.
     metadata:
@@ -244,19 +180,7 @@ def save_network(net: SpikingNetwork, path: str | os.PathLike, *,
     if not isinstance(net, SpikingNetwork):
         raise TypeError(f"The 'net' parameter of save_network must be a snnedge.SpikingNetwork. "
                         f"Got {type(net).__name__} instead.")
-    nodes = []
-    for node in net.nodes:
-        type_name = _type_name(node.module)
-        if type_name is None:
-            cls = type(node.module)
-            raise TypeError(f"save_network cannot write layer {node.name!r}: its type "
-                            f"{cls.__module__}.{cls.__qualname__} is not one of the module types "
-                            f"it can rebuild without pickled code ({', '.join(MODULE_TYPES)}). "
-                            f"Save its state dict with torch.save(net.state_dict(), path) and "
-                            f"rebuild the network in code instead.")
-        nodes.append({"name": node.name, "type": type_name,
-                      "args": _plain(MODULE_TYPES[type_name].args(node.module)),
-                      "inputs": list(node.inputs)})
+    nodes = [_layer_spec(node) for node in net.nodes]
     try:
         meta = _plain(metadata or {})
     except TypeError as e:
@@ -266,15 +190,58 @@ def save_network(net: SpikingNetwork, path: str | os.PathLike, *,
                "input_shape": None if net.input_shape is None else list(net.input_shape),
                "nodes": nodes,
                "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
-               "training": net.training, "conversion": _conversion(net), "metadata": meta}
+               "training": net.training, "attributes": _attributes(net), "metadata": meta}
     path = Path(path)
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
     return path
 
 
+def _build_layer(path: Path, spec: Any) -> Node:
+    if not isinstance(spec, dict):
+        raise ValueError(f"{path}: a layer is stored as {type(spec).__name__}, not as a dict; the "
+                         f"file is damaged or not written by snnedge.save_network.")
+    name, type_name = spec.get("name"), spec.get("type")
+    kind, note = find_type(MODULE_TYPES, name=type_name)
+    if kind is None:
+        raise ValueError(f"{path}: layer {name!r} has type {type_name!r}, which this snnedge "
+                         f"cannot rebuild (known: {', '.join(MODULE_TYPES)}).{note} "
+                         f"Install the package that registers it, or upgrade snnedge.")
+    try:
+        module = kind.from_args(spec["args"])
+    except (TypeError, ValueError, KeyError) as e:
+        raise ValueError(f"{path}: layer {name!r} of type {type_name!r} could not be rebuilt from "
+                         f"its saved arguments ({type(e).__name__}: {e}). The file is damaged or "
+                         f"was written by another version of the package that registers "
+                         f"{type_name!r}.") from None
+    return Node(name, module, tuple(spec["inputs"]))
+
+
+def _set_attribute(path: Path, net: SpikingNetwork, attr: str, spec: dict) -> None:
+    if not isinstance(attr, str) or not _ATTRIBUTE_NAME.fullmatch(attr) or hasattr(net, attr):
+        raise ValueError(f"{path}: attribute {attr!r} is not a learned attribute name (lowercase, "
+                         f"ending in '_', not one the network already has); the file is damaged "
+                         f"or not written by snnedge.save_network.")
+    type_name = spec.get("type") if isinstance(spec, dict) else None
+    kind, note = find_type(ATTRIBUTE_TYPES, name=type_name)
+    if kind is None:
+        raise ValueError(f"{path}: the network's attribute {attr!r} has type {type_name!r}, which "
+                         f"this snnedge cannot read (known: {', '.join(ATTRIBUTE_TYPES) or 'none'})."
+                         f"{note} Install the package that registers it.")
+    try:
+        value = kind.from_data(spec["data"])
+    except (TypeError, ValueError, KeyError) as e:
+        raise ValueError(f"{path}: the network's attribute {attr!r} of type {type_name!r} could "
+                         f"not be read ({type(e).__name__}: {e}).") from None
+    setattr(net, attr, value)
+
+
 def load_network(path: str | os.PathLike, *, map_location=None, with_metadata: bool = False):
     """Read a network written by :func:`save_network` (``torch.load(weights_only=True)``).
+
+    Layer types that the core does not define (``converters``' spiking max-pool) are found
+    through the packages' registration functions (:data:`ENTRY_POINT_GROUP`): the caller
+    need not import those packages first.
 
     Parameters
     ----------
@@ -296,7 +263,8 @@ def load_network(path: str | os.PathLike, *, map_location=None, with_metadata: b
     FileNotFoundError
         If ``path`` does not exist.
     ValueError
-        If the file is not a saved snnedge network (the message says what it is instead).
+        If the file is not a saved snnedge network (the message says what it is instead), or
+        names a layer type or attribute type that no installed package registers.
     """
     path = Path(path)
     if not path.is_file():
@@ -314,33 +282,21 @@ def load_network(path: str | os.PathLike, *, map_location=None, with_metadata: b
         raise ValueError(f"{path} is {what}, not a network saved by snnedge.save_network (no "
                          f"'format': {NETWORK_FORMAT!r}). Write it with snnedge.save_network, or "
                          f"'snnedge convert' a model into it.")
-    if payload.get("version") != VERSION:
-        raise ValueError(f"{path} was written in format version {payload.get('version')!r}; this "
-                         f"snnedge reads version {VERSION}. Upgrade snnedge or convert again.")
-    nodes = []
-    for spec in payload["nodes"]:
-        type_name = spec["type"]
-        if type_name not in MODULE_TYPES:
-            raise ValueError(f"{path}: layer {spec['name']!r} has type {type_name!r}, which this "
-                             f"snnedge cannot rebuild (known: {', '.join(MODULE_TYPES)}). Upgrade "
-                             f"snnedge.")
-        kind = MODULE_TYPES[type_name]
-        module = kind.build(_class_of(type_name), spec["args"])
-        nodes.append(Node(spec["name"], module, tuple(spec["inputs"])))
+    version = payload.get("version")
+    if version not in (1, VERSION):
+        raise ValueError(f"{path} was written in format version {version!r}; this snnedge reads "
+                         f"versions 1 to {VERSION}. Upgrade snnedge or convert again.")
+    attributes = dict(payload.get("attributes") or {})
+    if version == 1:
+        for key, (attr, type_name) in _VERSION_1_ATTRIBUTES.items():
+            if payload.get(key) is not None:
+                attributes[attr] = {"type": type_name, "data": payload[key]}
+    nodes = [_build_layer(path, spec) for spec in payload["nodes"]]
     net = SpikingNetwork(nodes, input_shape=payload["input_shape"])
     net.load_state_dict(payload["state_dict"], strict=True, assign=True)
     net.train(bool(payload.get("training", False)))
-    if payload.get("conversion") is not None:
-        net.conversion_ = _conversion_info(payload["conversion"])
+    for attr, spec in attributes.items():
+        _set_attribute(path, net, attr, spec)
     if with_metadata:
         return net, payload.get("metadata") or {}
     return net
-
-
-def _conversion_info(data: dict):
-    try:
-        from converters import ConversionInfo
-    except ImportError:  # pragma: no cover - converters ships with snnedge
-        return data
-    fields = {f.name for f in dataclasses.fields(ConversionInfo)}
-    return ConversionInfo(**{k: v for k, v in data.items() if k in fields})
