@@ -27,16 +27,14 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import os
-import shutil
-import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from .atomic import atomic_path
 from .network import Node, SpikingNetwork
 
 __all__ = ["save_network", "load_network", "MODULE_TYPES", "NETWORK_FORMAT"]
@@ -164,46 +162,6 @@ def _type_name(module: nn.Module) -> str | None:
 def _class_of(type_name: str) -> type:
     module, cls = MODULE_TYPES[type_name].where.split(":")
     return getattr(importlib.import_module(module), cls)
-
-
-# --------------------------------------------------------------------------------------
-# atomic writes
-# --------------------------------------------------------------------------------------
-@contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success it replaces ``path`` in one step
-    (``os.replace``), on failure it is removed. A reader never sees half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-@contextmanager
-def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a fresh folder beside ``path`` to fill; on success it replaces ``path`` as a whole
-    (an existing folder is moved aside first and removed after), on failure it is removed."""
-    path = Path(path).resolve()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
-    try:
-        yield tmp
-        if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}-old-", dir=path.parent))
-            os.replace(path, old / path.name)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 # --------------------------------------------------------------------------------------
