@@ -148,14 +148,15 @@ class Comparison:
 
     def plot(self, ax=None):
         """Log-scale bars of energy per inference; infeasible rows hatched, lower bounds and
-        unknown energies marked (see :func:`snnedge.plots.plot_energy_comparison`)."""
-        from snnedge.plots import plot_energy_comparison
+        unknown energies marked (see
+        :func:`neuromorphic_targets.plots.plot_energy_comparison`)."""
+        from .plots import plot_energy_comparison
 
         return plot_energy_comparison(self, ax=ax)
 
     def plot_accuracy_vs_energy(self, ax=None):
         """Accuracy against energy per inference, one line per target across ``T``."""
-        from snnedge.plots import plot_accuracy_vs_energy
+        from .plots import plot_accuracy_vs_energy
 
         return plot_accuracy_vs_energy(self, ax=ax)
 

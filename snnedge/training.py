@@ -53,7 +53,6 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 import time
 import weakref
 from collections.abc import Callable, Iterable
@@ -68,6 +67,7 @@ from torch.utils._pytree import tree_leaves
 from torch.utils.checkpoint import checkpoint
 from tqdm import tqdm
 
+from .atomic import atomic_path
 from .encoders import ENCODERS, get_encoder
 from .engine import _Executor, _Value
 from .errors import check_choice, check_positive_int, check_real
@@ -764,9 +764,8 @@ def save_checkpoint(net: SpikingNetwork, path: str | Path, *, optimizer=None,
         payload["optimizer"] = optimizer.state_dict()
     if history is not None:
         payload["history"] = history.to_dict()
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)  # a reader never sees half a file
+    with atomic_path(path) as tmp:  # a reader never sees half a file
+        torch.save(payload, tmp)
     return path
 
 

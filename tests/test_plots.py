@@ -1,4 +1,5 @@
-"""snnedge.plots: every function returns a Figure whose title, labels and data are right."""
+"""snnedge.plots and neuromorphic_targets.plots: every function returns a Figure whose title,
+labels and data are right."""
 import io
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from torch import nn
 
 import snnedge
 from neuromorphic_targets.baselines import BASELINES, get_baseline
+from neuromorphic_targets import plots as target_plots
 from neuromorphic_targets.compare import compare
 from snnedge import plots
 
@@ -92,12 +94,12 @@ def test_infeasible_rows_are_hatched():
                             feasible=False, kind="neuromorphic"),
             SimpleNamespace(name="b", timesteps=None, energy_j=2e-6, energy_complete=False,
                             feasible=True, kind="baseline")]
-    ax = only_axes(plots.plot_energy_comparison(SimpleNamespace(rows=rows)))
+    ax = only_axes(target_plots.plot_energy_comparison(SimpleNamespace(rows=rows)))
     bars = ax.patches[:2]
     assert bars[0].get_hatch() == "//" and not bars[1].get_hatch()
     assert {t.get_text() for t in ax.texts} == {"infeasible", ">="}
     with pytest.raises(TypeError, match="Comparison"):
-        plots.plot_energy_comparison([1, 2])
+        target_plots.plot_energy_comparison([1, 2])
 
 
 def test_accuracy_vs_energy():
@@ -114,12 +116,12 @@ def test_accuracy_vs_energy():
 
 
 def test_core_occupancy_bars():
-    ax = only_axes(plots.plot_core_occupancy(REP.mappings))
+    ax = only_axes(target_plots.plot_core_occupancy(REP.mappings))
     want = [r.cores + r.splitter_cores for m in REP.mappings.values() for r in m.per_layer]
     assert [p.get_height() for p in ax.patches] == want
     assert (ax.get_xlabel(), ax.get_ylabel(), ax.get_title()) == (
         "layer", "cores", "Core occupancy per layer")
-    single = only_axes(plots.plot_core_occupancy(REP.mappings["truenorth"]))
+    single = only_axes(target_plots.plot_core_occupancy(REP.mappings["truenorth"]))
     assert single.get_legend_handles_labels()[1] == ["truenorth"]
 
 
@@ -127,7 +129,7 @@ def test_ops_vs_performance_density_points():
     ops = snnedge.count_ops(nn.Sequential(nn.Flatten(), nn.Linear(64, 10)), SHAPE)
     models = {"tiny": ops, "alexnet conv": 666e6}
     devices = [get_baseline(n) for n in ("cpu", "gpu-jetson-tx2", "eyeriss")]
-    ax = only_axes(plots.plot_ops_vs_performance_density(models, devices))
+    ax = only_axes(target_plots.plot_ops_vs_performance_density(models, devices))
     pts = {tuple(p) for p in np.asarray(ax.collections[0].get_offsets())}
     want = {(d.performance_density("W"), m) for d in devices for m in (640.0, 666e6)}
     assert len(pts) == len(want)
@@ -138,29 +140,29 @@ def test_ops_vs_performance_density_points():
     assert ax.get_xscale() == ax.get_yscale() == "log"
     assert any(ln.get_gid() == "iso" for ln in ax.get_lines())  # joules-per-inference lines
     # no device has a die area in our sources: the per-mm^2 plot lists them as unknown
-    ax = only_axes(plots.plot_ops_vs_performance_density(models, devices, per="mm^2"))
+    ax = only_axes(target_plots.plot_ops_vs_performance_density(models, devices, per="mm^2"))
     assert "cpu" in ax.texts[0].get_text() and not ax.collections
-    ax = only_axes(plots.plot_ops_vs_performance_density({"m": 10.0}, {"dev": 1e9}))
+    ax = only_axes(target_plots.plot_ops_vs_performance_density({"m": 10.0}, {"dev": 1e9}))
     assert np.allclose(ax.collections[0].get_offsets(), [[1e9, 10.0]])
 
 
 def test_memory_vs_energy_efficiency_points():
     ops = snnedge.count_ops(nn.Sequential(nn.Flatten(), nn.Linear(64, 10)), SHAPE)
     devices = list(BASELINES.values())
-    ax = only_axes(plots.plot_memory_vs_energy_efficiency({"tiny": ops}, devices))
+    ax = only_axes(target_plots.plot_memory_vs_energy_efficiency({"tiny": ops}, devices))
     pts = np.asarray(ax.collections[0].get_offsets())
     cpu = get_baseline("cpu").memory_energy_efficiency("dram")
     assert np.allclose(pts[0], [cpu, ops.memory_bytes])
     assert "gpu-v100" in " ".join(t.get_text() for t in ax.texts)  # listed as unknown
     assert ax.get_title() == "Memory accesses vs memory energy efficiency"
     assert ax.get_ylabel() == "memory traffic per inference (bytes)"
-    ax = only_axes(plots.plot_memory_vs_energy_efficiency({"tiny": ops}, devices,
-                                                          level=("sram", "dram")))
+    ax = only_axes(target_plots.plot_memory_vs_energy_efficiency({"tiny": ops}, devices,
+                                                                 level=("sram", "dram")))
     assert len(ax.collections[0].get_offsets()) == 4  # SRAM and DRAM of cpu and cpu-int8
     with pytest.raises(ValueError, match="'level'"):
-        plots.plot_memory_vs_energy_efficiency({"tiny": ops}, devices, level="disk")
+        target_plots.plot_memory_vs_energy_efficiency({"tiny": ops}, devices, level="disk")
     with pytest.raises(TypeError, match="models"):
-        plots.plot_memory_vs_energy_efficiency([ops], devices)
+        target_plots.plot_memory_vs_energy_efficiency([ops], devices)
 
 
 def test_draws_into_a_given_axes_and_saves_headless():
@@ -174,5 +176,11 @@ def test_draws_into_a_given_axes_and_saves_headless():
 
 def test_importing_plots_leaves_pyplot_alone():
     code = "import sys, snnedge.plots; print('matplotlib.pyplot' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_importing_target_plots_leaves_pyplot_alone():
+    code = "import sys, neuromorphic_targets.plots; print('matplotlib.pyplot' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

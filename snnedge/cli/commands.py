@@ -9,43 +9,23 @@
 ``convert`` writes the spiking network with :func:`snnedge.save_network` (plain data and
 tensors, read back with ``weights_only=True``), together with the ANN's operation counts
 (:func:`snnedge.count_ops`) that the conventional baselines of ``report`` need. Every file is
-written beside its target and moved into place when complete. Problems with the user's
-input raise :class:`~snnedge.cli.UsageError` (one line, exit code 2).
+written beside its target and moved into place when complete (:mod:`snnedge.cli.report`).
+Problems with the user's input raise :class:`~snnedge.cli.errors.UsageError` (one line, exit
+code 2).
 """
 from __future__ import annotations
 
-import json
 import math
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-from .cli import UsageError
-from .cli_inputs import first_line, fit_shape, load_data, load_model, parse_shape
-from .io import atomic_folder, atomic_path, load_network, save_network
-
-
-def _say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-def _write_json(path: Path, data) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(_jsonable(data), indent=2) + "\n")
-
-
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None  # strict JSON has no NaN
-    if isinstance(value, (str, int, bool)) or value is None:
-        return value
-    return str(value)
+from ..io import load_network, save_network
+from .errors import UsageError
+from .inputs import first_line, fit_shape, load_data, load_model, parse_shape
+from .report import (TARGETS_HEADING, accuracy_table, activity_section, mapping_section, say,
+                     write_json, write_report)
 
 
 # --------------------------------------------------------------------------------------
@@ -60,7 +40,7 @@ def _check_writable(out: Path, example: str) -> None:
 def _ann_ops(ann, input_shape) -> dict | None:
     """The ANN's operation counts as plain data; ``None`` when they cannot be counted
     (``count_ops`` traces modules, not exported programs)."""
-    from .ops import count_ops
+    from ..ops import count_ops
 
     if not isinstance(ann, torch.nn.Module) or input_shape is None:
         return None
@@ -155,7 +135,7 @@ def _device(name: str | None) -> torch.device | None:
 
 
 def _simulate(snn, x, y, args, timesteps: int):
-    from .simulate import simulate
+    from ..simulate import simulate
 
     try:
         return simulate(snn, x, timesteps=timesteps, encoding=args.encoding, engine=args.engine,
@@ -181,9 +161,9 @@ def run_simulate(args) -> None:
     if y is not None:
         print(f"accuracy: {res.accuracy():.2%} on {res.num_samples} samples at T={res.timesteps}")
     if args.out is not None:
-        _write_json(Path(args.out), {"network": str(args.network), "data": str(args.data),
-                                     **res.to_dict()})
-        _say(f"wrote {args.out}")
+        write_json(Path(args.out), {"network": str(args.network), "data": str(args.data),
+                                    **res.to_dict()})
+        say(f"wrote {args.out}")
 
 
 # --------------------------------------------------------------------------------------
@@ -209,10 +189,13 @@ def _resolve(names, registry: dict, what: str, loader=None) -> list:
 def run_report(args) -> None:
     from neuromorphic_targets.baselines import BASELINES
     from neuromorphic_targets.compare import compare
+    from neuromorphic_targets.plots import (plot_accuracy_vs_energy, plot_core_occupancy,
+                                            plot_energy_comparison)
     from neuromorphic_targets.profile_io import load_profile
     from neuromorphic_targets.profiles import PROFILES
 
-    from .ops import OpCount
+    from ..ops import OpCount
+    from ..plots import plot_accuracy_vs_timesteps, plot_firing_rates
 
     start = time.perf_counter()
     targets = _resolve(args.targets if args.targets is not None else list(PROFILES), PROFILES,
@@ -252,40 +235,29 @@ def run_report(args) -> None:
         "notes": notes,
         "seconds": None,
     }
-    from . import plots
-
-    figures = {"energy.png": plots.plot_energy_comparison(comparison),
-               "firing_rates.png": plots.plot_firing_rates(main),
-               "core_occupancy.png": plots.plot_core_occupancy(comparison.mappings)}
+    figures = {"energy.png": plot_energy_comparison(comparison),
+               "firing_rates.png": plot_firing_rates(main),
+               "core_occupancy.png": plot_core_occupancy(comparison.mappings)}
     if y is not None:
-        figures["accuracy_vs_T.png"] = plots.plot_accuracy_vs_timesteps(
+        figures["accuracy_vs_T.png"] = plot_accuracy_vs_timesteps(
             results if len(results) > 1 else main, title="SNN accuracy vs time steps")
-        figures["accuracy_vs_energy.png"] = plots.plot_accuracy_vs_energy(comparison)
+        figures["accuracy_vs_energy.png"] = plot_accuracy_vs_energy(comparison)
     report["seconds"] = round(time.perf_counter() - start, 2)
-    _write_report(out, report, table, figures, main)
+    write_report(out, report, _markdown(report, table, main), figures)
     print(table)  # after the folder is in place: a closed pipe cannot lose the report
-    _say(f"wrote {out}/report.md")
+    say(f"wrote {out}/report.md")
 
 
-def _write_report(out: Path, report: dict, table: str, figures: dict, main) -> None:
-    with atomic_folder(out) as tmp:
-        for name, fig in figures.items():
-            fig.savefig(tmp / name, dpi=110, bbox_inches="tight")
-        (tmp / "report.json").write_text(json.dumps(_jsonable(report), indent=2) + "\n")
-        snn = report["snn"]
-        lines = [f"# snnedge report: {report['network']}", "",
-                 f"Data: {report['data']['samples']} samples from `{report['data']['file']}`"
-                 + ("" if report["data"]["labels"] else " (no labels: accuracy not measured)"),
-                 ""]
-        if snn["accuracy_by_T"]:
-            acc = snn["accuracy_by_T"]
-            lines += ["| T | " + " | ".join(map(str, acc)) + " |", "|---|" + "---|" * len(acc),
-                      "| SNN accuracy | " + " | ".join(f"{a:.2%}" for a in acc.values()) + " |", ""]
-        lines += ["## Neuromorphic targets and conventional baselines", "", table, ""]
-        lines += [f"- {n}" for n in report["notes"] if n not in table]
-        lines += ["", "## Mapping problems", ""]
-        for target, problems in report["mapping_problems"].items():
-            lines.append(f"- **{target}**: " + ("fits" if not problems else "; ".join(problems)))
-        lines += ["", f"## Activity at T={main.timesteps}", "", "```", main.summary(), "```", ""]
-        lines += [f"![{n}]({n})" for n in figures]
-        (tmp / "report.md").write_text("\n".join(lines) + "\n")
+def _markdown(report: dict, table: str, main) -> list[str]:
+    """``report.md`` of ``snnedge report``, before the links to the figures."""
+    snn = report["snn"]
+    lines = [f"# snnedge report: {report['network']}", "",
+             f"Data: {report['data']['samples']} samples from `{report['data']['file']}`"
+             + ("" if report["data"]["labels"] else " (no labels: accuracy not measured)"),
+             ""]
+    if snn["accuracy_by_T"]:
+        lines += accuracy_table(snn["accuracy_by_T"])
+    lines += [TARGETS_HEADING, "", table, ""]
+    lines += [f"- {n}" for n in report["notes"] if n not in table]
+    lines += [""] + mapping_section(report["mapping_problems"])
+    return lines + activity_section(f"Activity at T={main.timesteps}", main)

@@ -3,11 +3,11 @@
 ``snnedge convert`` turns a trained CNN (a ``torch.export`` program, or a state dict plus its
 class) into a spiking network file; ``snnedge simulate`` runs that file on data;
 ``snnedge report`` maps it onto neuromorphic targets, compares it with conventional
-baselines and writes a report folder (:mod:`snnedge.cli_commands`). ``snnedge demo`` runs the
+baselines and writes a report folder (:mod:`snnedge.cli.commands`). ``snnedge demo`` runs the
 whole job on built-in MNIST digits. ``snnedge --version`` prints the version and whether the compiled CPU kernels are in use.
 
 No file is unpickled: models, data and networks are read with ``weights_only=True`` (see
-:mod:`snnedge.cli_inputs`). Errors a user can fix are printed as one line on stderr with exit
+:mod:`snnedge.cli.inputs`). Errors a user can fix are printed as one line on stderr with exit
 code 2, never a traceback.
 """
 from __future__ import annotations
@@ -17,14 +17,12 @@ import os
 import sys
 from pathlib import Path
 
-
-class UsageError(Exception):
-    """A problem with the user's input: printed as one line, exit code 2."""
+from .errors import UsageError
 
 
 def _parser() -> argparse.ArgumentParser:
-    from . import __version__
-    from .events import native_kernel
+    from .. import __version__
+    from ..events import native_kernel
 
     kernel = native_kernel()
     kernels = (f"compiled CPU kernels ({kernel.isa()})" if kernel is not None else
@@ -92,7 +90,7 @@ def _add_convert(sub) -> None:
 
 
 def _add_run_options(p, several_timesteps: bool = False) -> None:
-    from .simulate import ENGINES
+    from ..simulate import ENGINES
 
     p.add_argument("network", metavar="SNN", help="a network file written by 'snnedge convert'")
     p.add_argument("--data", metavar="DATA", required=True,
@@ -158,9 +156,9 @@ def main(argv: list[str] | None = None) -> int:
             from .demo import run_demo
             run_demo(out=args.out, quick=args.quick, seed=args.seed, progress=not args.no_progress)
         else:
-            from . import cli_commands
+            from . import commands
             _check_counts(args)
-            getattr(cli_commands, f"run_{args.command}")(args)
+            getattr(commands, f"run_{args.command}")(args)
         return 0
     except UsageError as err:
         print(f"snnedge {args.command}: error: {' '.join(str(err).split())}", file=sys.stderr)
@@ -179,7 +177,3 @@ def _check_counts(args) -> None:
         raise UsageError(f"--timesteps must be positive. Got {args.timesteps}.")
     if getattr(args, "batch_size", 1) <= 0:
         raise UsageError(f"--batch-size must be positive. Got {args.batch_size}.")
-
-
-if __name__ == "__main__":
-    sys.exit(main())

