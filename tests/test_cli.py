@@ -25,6 +25,13 @@ def test_version(capsys):
     assert capsys.readouterr().out.strip().startswith(f"snnedge {snnedge.__version__}, {kernels}")
 
 
+def test_version_names_torch_and_numpy(capsys):
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.strip().endswith(
+        f"; torch {torch.__version__}, numpy {np.__version__}")
+
+
 def test_help_lists_demo(capsys):
     assert main([]) == 0
     assert "demo" in capsys.readouterr().out
@@ -266,6 +273,37 @@ def test_pt2_that_would_unpickle_or_load_code_is_refused(files, tmp_path, capsys
     _tampered_pt2(files / "model.pt2", files / "tampered.pt2", member, data, replace)
     _usage_error(capsys, ["convert", files / "tampered.pt2", "--calibration", files / "calib.npz",
                           "-o", tmp_path / "snn.pt"], tmp_path, fragment, "torch.export.save")
+
+
+# tiny_cnn_torch<version>.pt2: one model saved by each torch release named (written by
+# tests/data/pt2/make_archive.py), so that one environment checks every release's archives
+PT2_ARCHIVES = sorted((TESTS / "data" / "pt2").glob("tiny_cnn_torch*.pt2"))
+
+
+def _torch_release(archive: Path) -> tuple[int, int]:
+    major, minor = archive.stem.removeprefix("tiny_cnn_torch").split(".")[:2]
+    return int(major), int(minor)
+
+
+def test_pt2_archives_span_the_supported_torch_range():
+    releases = {_torch_release(a) for a in PT2_ARCHIVES}
+    assert {(2, 8), (2, 9), (2, 13), (2, 14), (2, 15)} <= releases
+
+
+@pytest.mark.parametrize("archive", PT2_ARCHIVES, ids=lambda a: a.stem)
+def test_pt2_archive_of_each_torch_release(archive, files, tmp_path, capsys):
+    argv = ["convert", archive, "--calibration", files / "calib.npz", "--timesteps", "8",
+            "-o", tmp_path / "snn.pt"]
+    if _torch_release(archive) >= (2, 9):  # raw tensor bytes and JSON: accepted and converted
+        assert main([str(a) for a in argv]) == 0, capsys.readouterr().err
+        # the archive holds the seeded TinyCNN of `files`: the same network comes out
+        got = snnedge.load_network(tmp_path / "snn.pt").state_dict()
+        want = snnedge.load_network(files / "snn.pt").state_dict()
+        assert got.keys() == want.keys()
+        assert all(torch.equal(got[k], want[k]) for k in want)
+    else:  # torch 2.8 pickled the weights into data/weights/model.pt: refused, with the reason
+        _usage_error(capsys, argv, tmp_path, "data/weights/model.pt", "torch 2.8 and older",
+                     "torch 2.9 or newer")
 
 
 def test_report_survives_a_closed_pipe(files, tmp_path, monkeypatch):

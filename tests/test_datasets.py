@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
+import importlib.resources
 import importlib.util
 import re
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -14,11 +17,13 @@ from snnedge import datasets
 from snnedge.datasets import (as_loader, load_digits_8x8, load_mnist_digits, load_mnist_test,
                               read_idx, synthetic_images, train_test_split)
 
-MNIST_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
-needs_mnist = pytest.mark.skipif(
-    not (MNIST_DIR / "t10k-images-idx3-ubyte.gz").is_file(),
-    reason=f"the MNIST test files are not in {MNIST_DIR}",
-)
+# The MNIST test set ships inside the package (snnedge/data/mnist); SHA-256 of the
+# decompressed IDX bytes, as its README lists them.
+PACKAGED_MNIST = importlib.resources.files("snnedge").joinpath("data", "mnist")
+MNIST_SHA256 = {
+    "t10k-images-idx3-ubyte.gz": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+    "t10k-labels-idx1-ubyte.gz": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+}
 
 
 def check_layout(x: torch.Tensor, y: torch.Tensor, shape: tuple[int, ...], classes: int) -> None:
@@ -65,14 +70,42 @@ def test_mnist_digits_default_cache_dir_follows_xdg(tmp_path, monkeypatch):
     assert (tmp_path / "snnedge" / "mnist_digits_5000.npz").is_file()
 
 
-@needs_mnist
-def test_mnist_test_set_from_shared_data():
-    x, y = load_mnist_test(MNIST_DIR)
+def test_mnist_test_set_ships_with_the_package(monkeypatch):
+    monkeypatch.delenv("SNNEDGE_MNIST_DIR", raising=False)
+    x, y = load_mnist_test()
     check_layout(x, y, (10000, 1, 28, 28), 10)
     # Class counts of the MNIST test set (LeCun et al. 1998), and its first labels.
     counts = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
     assert y.bincount().tolist() == counts
     assert y[:10].tolist() == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]
+    # the loader reads exactly the shipped files: same labels and pixels, byte for byte
+    for name, digest in MNIST_SHA256.items():
+        with PACKAGED_MNIST.joinpath(name).open("rb") as f:
+            assert hashlib.sha256(gzip.decompress(f.read())).hexdigest() == digest, name
+    with PACKAGED_MNIST.joinpath("t10k-images-idx3-ubyte.gz").open("rb") as f:
+        pixels = np.frombuffer(gzip.decompress(f.read()), np.uint8, offset=16)
+    assert torch.equal((x * 255).round().to(torch.uint8).flatten(), torch.from_numpy(pixels.copy()))
+
+
+def test_mnist_package_data_credits_and_declaration():
+    readme = PACKAGED_MNIST.joinpath("README.md").read_text()
+    for credit in ("Yann LeCun", "Corinna Cortes", "Burges", "CC BY-SA 3.0"):
+        assert credit in readme
+    # pyproject.toml declares every shipped file as package data, so wheels carry them too
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    globs = tomllib.loads(pyproject.read_text())["tool"]["setuptools"]["package-data"]["snnedge"]
+    for name in [*MNIST_SHA256, "README.md"]:
+        assert any(Path("data", "mnist", name).match(g) for g in globs), name
+
+
+def test_mnist_test_incomplete_installation(tmp_path, monkeypatch):
+    monkeypatch.delenv("SNNEDGE_MNIST_DIR", raising=False)
+    monkeypatch.setattr(datasets.importlib.resources, "files", lambda package: tmp_path)
+    expected = tmp_path / "data" / "mnist"
+    with pytest.raises(FileNotFoundError, match=re.escape(
+            f"The MNIST test set that ships with snnedge is missing from {expected}: this "
+            "installation of snnedge is incomplete. Reinstall it")):
+        load_mnist_test()
 
 
 def test_idx_parsing_golden(tmp_path):
@@ -125,13 +158,25 @@ def test_mnist_test_missing_directory(tmp_path, monkeypatch):
         load_mnist_test()
 
 
-def test_mnist_test_default_directory_is_shared_data(monkeypatch):
-    monkeypatch.delenv("SNNEDGE_MNIST_DIR", raising=False)
-    if MNIST_DIR.is_dir():
-        assert datasets._mnist_dir(None) == MNIST_DIR
-    else:
-        with pytest.raises(FileNotFoundError, match=re.escape(str(MNIST_DIR))):
-            load_mnist_test()
+def test_mnist_test_directory_from_environment_overrides_package_data(tmp_path, monkeypatch):
+    write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", np.full((2, 28, 28), 51))
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", np.array([6, 8]))
+    monkeypatch.setenv("SNNEDGE_MNIST_DIR", str(tmp_path))
+    x, y = load_mnist_test()
+    check_layout(x, y, (2, 1, 28, 28), 10)
+    assert y.tolist() == [6, 8] and torch.all(x == 51 / 255)
+    # root= wins over the environment variable
+    x_pkg, _ = load_mnist_test(PACKAGED_MNIST)
+    assert len(x_pkg) == 10000
+
+
+def test_mnist_test_override_without_the_files(tmp_path, monkeypatch):
+    monkeypatch.setenv("SNNEDGE_MNIST_DIR", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match=re.escape(
+            f"MNIST test file(s) missing: {tmp_path / 't10k-images-idx3-ubyte.gz'}, "
+            f"{tmp_path / 't10k-labels-idx1-ubyte.gz'}. Copy them there or point root= / "
+            "SNNEDGE_MNIST_DIR at a complete copy.")):
+        load_mnist_test()
 
 
 def test_mnist_test_missing_files(tmp_path):

@@ -12,7 +12,6 @@ from snnedge.datasets import load_mnist_digits, load_mnist_test
 from snnedge.training import fit, random_shift
 
 ROOT = Path(__file__).resolve().parents[1]
-MNIST_DIR = ROOT.parent / "shared" / "data" / "mnist"
 
 
 def acceptance_net():
@@ -25,8 +24,6 @@ def acceptance_net():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (MNIST_DIR / "t10k-images-idx3-ubyte.gz").is_file(),
-                    reason=f"the MNIST test files are not in {MNIST_DIR}")
 def test_conv_lif_reaches_975_on_mnist():
     x, y = load_mnist_digits()
     x_test, y_test = load_mnist_test()

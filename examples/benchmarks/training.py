@@ -40,8 +40,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-DEFAULT_PEERS_PYTHON = os.environ.get("SNNEDGE_PEERS_PYTHON",
-                                      str(REPO.parent / "peersvenv" / "bin" / "python"))
+# the interpreter that runs the snntorch side: this one unless told (it needs snntorch)
+DEFAULT_PEERS_PYTHON = os.environ.get("SNNEDGE_PEERS_PYTHON", sys.executable)
 
 
 def acceptance_net(c1: int = 32, c2: int = 64, hidden: int = 256, beta: float = 0.9):

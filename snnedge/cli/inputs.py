@@ -73,6 +73,7 @@ def _pt2_names(path: Path) -> list[str] | None:
 
 PT2_PLAIN = ("archive_format", "archive_version", "byteorder")
 PT2_PLAIN_DIRS = (".data/", "extra/")
+PT2_LEGACY_PICKLES = ("data/weights/", "data/constants/")  # `<model>.pt` up to torch 2.8
 
 
 def _pt2_member_is_plain(z: zipfile.ZipFile, name: str, path: Path) -> bool:
@@ -92,7 +93,8 @@ def _pt2_member_is_plain(z: zipfile.ZipFile, name: str, path: Path) -> bool:
             return True
         return not inner.endswith(".pt")  # raw tensor bytes; legacy .pt members are pickles
     if inner.startswith("data/sample_inputs/") and inner.endswith(".pt"):
-        # torch.export.load falls back to weights_only=False when this load fails
+        # torch.export.load falls back to weights_only=False when this load fails (torch 2.9
+        # loads it with weights_only=False outright), so only what passes here is let through
         try:
             torch.load(io.BytesIO(z.read(name)), weights_only=True)
             return True
@@ -106,13 +108,22 @@ def check_pt2(path: Path) -> None:
     compiled code: weights or constants stored as pickles, custom or opaque objects, legacy
     ``.pt`` members, sample inputs that ``weights_only`` loading refuses, AOTInductor,
     ExecuTorch or MTIA payloads, or any member this check does not know. What remains (the
-    JSON graph, raw tensor bytes, JSON configs, text extras) is plain data."""
+    JSON graph, raw tensor bytes, JSON configs, text extras) is plain data.
+
+    The archive layout and how ``torch.export.load`` reads each member are the same from
+    torch 2.9 (the first whose ``torch.export.save`` writes weights as raw bytes; 2.8 pickled
+    them into ``data/weights/model.pt``) through 2.15. A member kind a later torch adds is
+    unknown here and refused, so a change in the format fails closed."""
     with zipfile.ZipFile(path) as z:
         for name in z.namelist():
             if not _pt2_member_is_plain(z, name, path):
+                inner = name.split("/", 1)[-1]
+                legacy = (" (the format of torch 2.8 and older, which pickled the weights; "
+                          "export it again with torch 2.9 or newer)"
+                          if inner.startswith(PT2_LEGACY_PICKLES) and inner.endswith(".pt") else "")
                 raise UsageError(f"model file {str(path)!r} contains {name!r}, which "
-                                 f"torch.export.load would unpickle or run as compiled code; "
-                                 f"snnedge loads only plain exported programs. {PT2_FIX}")
+                                 f"torch.export.load would unpickle or run as compiled code"
+                                 f"{legacy}; snnedge loads only plain exported programs. {PT2_FIX}")
 
 
 def _import_class(spec: str) -> type:
