@@ -47,8 +47,7 @@ class CalibratedIF(snnedge.IF):
         self.register_buffer("v_init_map", torch.as_tensor(v_init_map, dtype=torch.get_default_dtype()).clone())
 
     def initial_state(self, template: torch.Tensor) -> torch.Tensor:
-        theta = self._per_channel(self.threshold.to(template), template)
-        return self._state_like(template, self.v_init_map.to(template) * theta)
+        return self.state_like(template, self.v_init_map.to(template) * self.threshold_for(template))
 
     def extra_repr(self) -> str:
         m = self.v_init_map

@@ -185,7 +185,9 @@ SNN_FN(conv_)(const struct conv_args *a, int64_t n0, int64_t n1, int64_t n_step,
 /* The neuron update of elements [e0, e1) of samples [b0, b1) over ``steps`` ticks (see
  * neuron() in _event_kernels.c): per tick v = beta * v + I (IF: no beta), z = v >= theta,
  * reset, and z written to out (and added to counts, when given). Elements go in chunks
- * whose membrane stays in L1 over the ticks. */
+ * whose membrane stays in L1 over the ticks. The rule and the order of its float operations
+ * are those of the reference, snnedge.neurons.lif_step / if_step; tests/test_neurons.py
+ * checks this kernel against it bit for bit. */
 static inline __attribute__((always_inline)) void
 SNN_FN(neuron_body_)(const struct neuron_args *a, int64_t b0, int64_t b1, int64_t e0, int64_t e1)
 {

@@ -1,7 +1,10 @@
 """Training and evaluating the conventional networks that get converted.
 
 A small, seeded trainer for image classifiers (Adam, cross-entropy, cosine learning-rate
-decay, random pixel shifts), used by ``snnedge demo``, the benchmarks and the notebooks.
+decay, random pixel shifts), used by ``snnedge demo``, the benchmarks and the notebooks. It
+builds on the helpers of the spiking trainer, :mod:`snnedge.training`: the same optimizer and
+cosine schedule (:mod:`snnedge.training.optim`) and the same augmentation
+(:func:`snnedge.training.random_shift`).
 """
 from __future__ import annotations
 
@@ -14,17 +17,8 @@ from torch import nn
 from tqdm import tqdm
 
 from .errors import check_positive_int
-
-
-def random_shift(x: torch.Tensor, max_shift: int, gen: torch.Generator) -> torch.Tensor:
-    """Shift each image ``[B, C, H, W]`` by up to ``max_shift`` pixels per axis, zero-filled."""
-    b, _, h, w = x.shape
-    padded = F.pad(x, (max_shift,) * 4)
-    dy, dx = torch.randint(0, 2 * max_shift + 1, (2, b), generator=gen)
-    rows = (dy[:, None] + torch.arange(h))[:, :, None]
-    cols = (dx[:, None] + torch.arange(w))[:, None, :]
-    batch = torch.arange(b)[:, None, None]
-    return padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)
+from .training.data import random_shift
+from .training.optim import cosine_schedule, make_optimizer
 
 
 @torch.no_grad()
@@ -52,9 +46,9 @@ def train_classifier(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs:
     if len(x) != len(y):
         raise ValueError(f"train_classifier got {len(x)} samples but {len(y)} labels.")
     gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    steps = epochs * math.ceil(len(x) / batch_size)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps)))
+    opt = make_optimizer(None, model.parameters(), lr, where="train_classifier")
+    sched = cosine_schedule(opt, epochs * math.ceil(len(x) / batch_size))
+    shift = random_shift(max_shift) if max_shift > 0 else None
     history: dict[str, list[float]] = {"loss": [], "train_acc": [], "val_acc": [], "seconds": []}
     for epoch in range(epochs):
         start = time.perf_counter()
@@ -64,8 +58,8 @@ def train_classifier(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs:
         for idx in tqdm(batches, desc=f"train epoch {epoch + 1}/{epochs}", leave=False,
                         disable=not progress):
             xb, yb = x[idx], y[idx]
-            if max_shift > 0:
-                xb = random_shift(xb, max_shift, gen)
+            if shift is not None:
+                xb = shift(xb, gen)
             logits = model(xb)
             loss = F.cross_entropy(logits, yb)
             opt.zero_grad()

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .executor import run_sequence
 from .layers import INPUT, Add, Concat, Scale, SumPool2d, TemporalModule
 
 WEIGHTED = (nn.Conv1d, nn.Conv2d, nn.Linear)
@@ -67,8 +68,9 @@ class SpikingNetwork(nn.Module):
         :func:`snnedge.simulate` when given.
 
     Calling the network on a time-first input ``(T, B, ...)`` runs it from its initial state
-    and returns the readout's input at every step, ``(T, B, ...)`` (differentiable through
-    the neurons' surrogate gradients); :func:`snnedge.simulate` is the fast, counting path.
+    (:func:`snnedge.executor.run_sequence`) and returns the readout's input at every step,
+    ``(T, B, ...)`` (differentiable through the neurons' surrogate gradients);
+    :func:`snnedge.simulate` is the fast, counting path.
     """
 
     def __init__(self, nodes: Iterable[Node | tuple], input_shape: Sequence[int] | None = None):
@@ -126,7 +128,7 @@ class SpikingNetwork(nn.Module):
         *parents, leaf = name.split(".")
         owner: nn.Module = self
         for i, part in enumerate(parents):
-            child = owner._modules.get(part)
+            child = _submodule(owner, part)
             if child is None:
                 child = nn.Module()
                 owner.add_module(part, child)
@@ -134,7 +136,7 @@ class SpikingNetwork(nn.Module):
                 raise ValueError(f"Layer name {name!r} nests inside layer "
                                  f"{'.'.join(parents[:i + 1])!r}; rename one of them.")
             owner = child
-        if not part_ok(leaf) or leaf in owner._modules or hasattr(type(owner), leaf):
+        if not part_ok(leaf) or _submodule(owner, leaf) is not None or hasattr(type(owner), leaf):
             raise ValueError(f"Layer name {name!r} clashes with another layer or attribute; rename it.")
         owner.add_module(leaf, module)
 
@@ -225,11 +227,29 @@ class SpikingNetwork(nn.Module):
         return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        from .engine import run_sequence  # engine imports this module
         return run_sequence(self, x)
 
     def extra_repr(self) -> str:
         return f"output={self.output_name!r}, readout={list(self.readout_names)}"
+
+
+def module_device(module: nn.Module) -> torch.device:
+    """Where ``module``'s parameters and buffers live (the CPU when it has none)."""
+    p = next(iter([*module.parameters(), *module.buffers()]), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+def module_dtype(module: nn.Module) -> torch.dtype:
+    """The dtype of ``module``'s first floating-point parameter (the default dtype when it
+    has none)."""
+    p = next((t for t in module.parameters() if t.is_floating_point()), None)
+    return p.dtype if p is not None else torch.get_default_dtype()
+
+
+def _submodule(owner: nn.Module, name: str) -> nn.Module | None:
+    """The child module ``owner`` holds as attribute ``name``, or None."""
+    child = getattr(owner, name, None) if name else None
+    return child if isinstance(child, nn.Module) else None
 
 
 def part_ok(part: str) -> bool:

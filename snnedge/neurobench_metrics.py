@@ -60,10 +60,10 @@ class NeuroBenchMetrics:
 
 def _connections(module: torch.nn.Module, in_shape, out_shape) -> int:
     """Connections of a weighted layer per sample, zero weights included, border-exact."""
-    ones = copy.copy(module)  # shallow: only the weight attribute is replaced below
-    ones._parameters = dict(module._parameters)
-    ones._parameters["weight"] = torch.nn.Parameter(torch.ones_like(module.weight, device="cpu"),
-                                                    requires_grad=False)
+    weight = torch.nn.Parameter(torch.ones_like(module.weight, device="cpu"), requires_grad=False)
+    # A copy of the module with the weight of ones in place of its own (the memo hands deepcopy
+    # the replacement, so the real weight is never copied); the user's module is left alone.
+    ones = copy.deepcopy(module, {id(module.weight): weight})
     return int(round(float(fanout(ones, tuple(in_shape), tuple(out_shape)).sum())))
 
 

@@ -9,12 +9,25 @@ Equations (state ``v``, input current ``I``, threshold :math:`\theta`, spikes ``
           reset "zero":     v[t]  = 0 where z[t] = 1
     v[0] = v_init * theta   (v_init = 0.5 is the theta/2 start of QCFS, Bu et al., ICLR 2022)
 
-Underneath each module is a stateless step function (``if_step``, ``lif_step``) that takes
-and returns the state explicitly, after Norse's functional core. The modules work on
-time-first tensors ``(T, B, ...)``; the engines call :meth:`SpikingNeuron.forward_block`
-on blocks of time steps and carry the state between blocks.
+The reference for this update is one place: the stateless step functions :func:`if_step` and
+:func:`lif_step`, which take and return the state explicitly (after Norse's functional core).
+Everything else that runs the rule is held to them, bit for bit, by tests/test_neurons.py:
+
+* :meth:`SpikingNeuron.forward_block` with gradients runs them step by step (autograd);
+* without gradients it runs :func:`step_into`, the same float operations in place into
+  preallocated tensors, or the compiled kernel (:func:`snnedge.events.native_neuron_block`,
+  ``snnedge/_event_kernels_body.h``) that does them in one pass per block;
+* training's fused block (:mod:`snnedge.training.neuron_grad`) runs :func:`step_into` and
+  saves the membrane for its hand-written backward;
+* the brian2 engine writes the same equations in brian2's language
+  (:mod:`snnedge.interop.brian2_engine`; tests/test_brian2_engine.py compares the spikes).
+
+The modules work on time-first tensors ``(T, B, ...)``; the engines call
+:meth:`SpikingNeuron.forward_block` on blocks of time steps and carry the state between blocks.
 """
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -34,10 +47,18 @@ def _reset(v: torch.Tensor, z: torch.Tensor, threshold: torch.Tensor, reset: str
 def if_step(v: torch.Tensor, current: torch.Tensor, threshold: torch.Tensor | float,
             reset: str = "subtract", surrogate: Surrogate | None = None,
             detach_reset: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """One IF step: ``v += I``; spike where ``v >= theta``; reset. Returns ``(z, v)``.
+    r"""One IF step, the reference of the update rule. Returns ``(z, v)``::
 
-    With a ``surrogate`` the spike is differentiable (surrogate gradient); without one it
-    is a plain comparison.
+        u = v + I
+        z = H(u - theta)               (1 where u >= theta, else 0)
+        v' = u - z * theta             reset "subtract"
+        v' = u * (1 - z)               reset "zero"
+
+    With a ``surrogate`` the spike is differentiable (:math:`\partial z / \partial u =
+    \sigma'(u - \theta)`, :func:`snnedge.surrogate.spike`); without one it is a plain
+    comparison. ``detach_reset`` keeps the reset out of the backward pass (Zenke & Vogels
+    2021). ``threshold`` is a float or a tensor that broadcasts against ``v`` (per channel:
+    ``(C, 1, ...)``).
     """
     v = v + current
     z = spike(v - threshold, surrogate) if surrogate is not None else (v >= threshold).to(v.dtype)
@@ -48,8 +69,49 @@ def lif_step(v: torch.Tensor, current: torch.Tensor, beta: torch.Tensor | float,
              threshold: torch.Tensor | float, reset: str = "subtract",
              surrogate: Surrogate | None = None,
              detach_reset: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """One LIF step: ``v = beta * v + I``; spike where ``v >= theta``; reset. Returns ``(z, v)``."""
+    """One LIF step, the reference of the leaky rule: :func:`if_step` on the decayed membrane.
+    Returns ``(z, v)``::
+
+        u = beta * v + I;  z = H(u - theta);  v' = reset(u, z)  (as in if_step)
+    """
     return if_step(beta * v, current, threshold, reset, surrogate, detach_reset)
+
+
+def step_into(v: torch.Tensor, current: torch.Tensor, z: torch.Tensor,
+              threshold: torch.Tensor | float, beta: torch.Tensor | float | None = None,
+              reset: str = "subtract", u: torch.Tensor | None = None,
+              fire: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
+    """:func:`lif_step` (:func:`if_step` when ``beta`` is None) with no surrogate, computed in
+    place: the membrane before reset, ``u = beta * v + I``, goes into ``u`` (default: ``v``
+    itself), the spikes into ``z``, the membrane after reset back into ``v``.
+
+    The block loops call it once per tick and allocate nothing. It does the reference's float
+    operations in the same order (a product with a spike in {0, 1} is exact), so spikes and
+    membranes equal :func:`lif_step`'s bit for bit. ``threshold`` is a Python float (a scalar
+    threshold, the cheapest operand) or a tensor broadcasting against ``v``. ``fire``
+    replaces the Heaviside spike ``H(u - theta)`` by another function of ``u - theta`` (the
+    smooth model that training checks its gradients on).
+    """
+    if u is None:
+        u = v
+        if beta is not None:
+            v.mul_(beta)
+        v.add_(current)
+    elif beta is None:
+        torch.add(v, current, out=u)
+    else:
+        torch.mul(v, beta, out=u)
+        u.add_(current)
+    if fire is None:
+        torch.ge(u, threshold, out=z)
+    else:
+        z.copy_(fire(u - threshold))
+    if reset == "zero":
+        torch.addcmul(u, u, z, value=-1.0, out=v)  # u * (1 - z)
+    elif isinstance(threshold, float):
+        torch.sub(u, z, alpha=threshold, out=v)
+    else:
+        torch.addcmul(u, z, threshold, value=-1.0, out=v)
 
 
 def sum_steps_and_batch(t: torch.Tensor) -> torch.Tensor:
@@ -106,7 +168,10 @@ class SpikingNeuron(TemporalModule):
             self.register_buffer("threshold", theta)
 
     # -- parameters broadcast to a (B, C, ...) state ------------------------------------
-    def _per_channel(self, p: torch.Tensor, template: torch.Tensor) -> torch.Tensor:
+    def per_channel(self, p: torch.Tensor, template: torch.Tensor) -> torch.Tensor:
+        """``p`` (a scalar, or one value per channel) shaped to broadcast against a state
+        like ``template`` ``(B, C, ...)``: as is when scalar, else ``(C, 1, ...)``. A
+        ``ValueError`` names the mismatch when ``template`` has another channel count."""
         if p.dim() == 0:
             return p
         if template.dim() < 2 or template.shape[1] != p.numel():
@@ -116,16 +181,30 @@ class SpikingNeuron(TemporalModule):
                              f"Give one threshold per channel of the layer it follows.")
         return p.view(-1, *([1] * (template.dim() - 2)))
 
-    def _beta(self, template: torch.Tensor) -> torch.Tensor | None:
+    def threshold_for(self, template: torch.Tensor) -> torch.Tensor:
+        """The threshold theta in ``template``'s dtype and device, shaped by
+        :meth:`per_channel` to broadcast against a state like ``template``."""
+        return self.per_channel(self.threshold.to(template), template)
+
+    def beta_for(self, template: torch.Tensor) -> torch.Tensor | float | None:
+        """The decay beta per step, shaped like :meth:`threshold_for`: ``None`` for a neuron
+        without leak (IF); a Python float when it is one constant value."""
         return None
+
+    @classmethod
+    def runs_reference_update(cls) -> bool:
+        """Whether this class runs the update rule of this module as written (it overrides
+        none of the methods that implement it), so that another implementation of the same
+        rule, training's fused autograd block, may stand in for its blocks."""
+        return all(getattr(cls, m) is getattr(SpikingNeuron, m)
+                   for m in ("forward_block", "_block_autograd", "_block_inplace"))
 
     def initial_state(self, template: torch.Tensor) -> torch.Tensor:
         """Membrane at t=0 for one step's input shape ``(B, ...)``."""
-        theta = self._per_channel(self.threshold.to(template), template)
-        return self._state_like(template, self.v_init * theta)
+        return self.state_like(template, self.v_init * self.threshold_for(template))
 
     @staticmethod
-    def _state_like(template: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    def state_like(template: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
         """``value`` broadcast to ``template``'s shape, in a new tensor with the same memory
         layout (channels-last convolution outputs keep their layout through the neurons)."""
         return torch.empty_like(template).copy_(value.expand_as(template))
@@ -142,8 +221,8 @@ class SpikingNeuron(TemporalModule):
         spikes added, summed over ticks and samples (the engines' per-neuron counts).
         """
         template = current if static else current[0]
-        theta = self._per_channel(self.threshold.to(template), template)
-        beta = self._beta(template)
+        theta = self.threshold_for(template)
+        beta = self.beta_for(template)
         needs_grad = torch.is_grad_enabled() and (
             current.requires_grad or v.requires_grad or any(p.requires_grad for p in self.parameters()))
         if needs_grad:
@@ -156,15 +235,16 @@ class SpikingNeuron(TemporalModule):
         out = []
         for t in range(steps):
             i_t = current if static else current[t]
-            if beta is not None:
-                v = beta * v
-            z, v = if_step(v, i_t, theta, self.reset, self.surrogate, self.detach_reset)
+            if beta is None:
+                z, v = if_step(v, i_t, theta, self.reset, self.surrogate, self.detach_reset)
+            else:
+                z, v = lif_step(v, i_t, beta, theta, self.reset, self.surrogate, self.detach_reset)
             out.append(z)
         return torch.stack(out), v
 
     @torch.no_grad()
     def _block_inplace(self, current, v, steps, static, theta, beta, out=None, counts=None):
-        # Same arithmetic as if_step, in place, written straight into one preallocated
+        # The reference rule in place (step_into), written straight into one preallocated
         # output: one pass per block in the compiled kernel (snnedge/_event_kernels.c) where
         # it applies, else three memory passes per step (add, compare, reset).
         v = v.clone()
@@ -174,23 +254,13 @@ class SpikingNeuron(TemporalModule):
             out = torch.empty(shape, dtype=v.dtype, device=v.device)
             if not v.is_contiguous():  # spikes in the membrane's layout (e.g. channels-last)
                 out = out.as_strided(shape, (v.numel(), *v.stride()))
-        scalar = theta.dim() == 0
-        theta_f = float(theta) if scalar else theta
+        theta_f = float(theta) if theta.dim() == 0 else theta
         if native_neuron_block(current, v, out, steps, static, theta_f, beta, self.reset == "zero",
                                counts):
             return out, v
         inputs = (current,) * steps if static else current.unbind(0)
         for i_t, z in zip(inputs, out.unbind(0)):
-            if beta is not None:
-                v.mul_(beta)
-            v.add_(i_t)
-            torch.ge(v, theta_f, out=z)
-            if self.reset == "zero":
-                v.addcmul_(v, z, value=-1.0)  # v * (1 - z), in place
-            elif scalar:
-                v.sub_(z, alpha=theta_f)
-            else:
-                v.addcmul_(z, theta, value=-1.0)
+            step_into(v, i_t, z, theta_f, beta, self.reset)
         if counts is not None:
             counts.add_(sum_steps_and_batch(out))
         return out, v
@@ -211,11 +281,11 @@ class SpikingNeuron(TemporalModule):
 
 
 class IF(SpikingNeuron):
-    """Integrate-and-fire neuron (no leak): ``v += I``; see the module docstring."""
+    """Integrate-and-fire neuron (no leak): ``v += I``; see :func:`if_step`."""
 
 
 class LIF(SpikingNeuron):
-    """Leaky integrate-and-fire neuron: ``v = beta * v + I``; see the module docstring.
+    """Leaky integrate-and-fire neuron: ``v = beta * v + I``; see :func:`lif_step`.
 
     Parameters
     ----------
@@ -243,13 +313,18 @@ class LIF(SpikingNeuron):
         else:
             self.register_buffer("beta", b)
 
-    def _beta(self, template: torch.Tensor) -> torch.Tensor | float:
-        b = torch.sigmoid(self.beta_logit) if self.learn_beta else self.beta
-        b = self._per_channel(b.to(template), template)
+    @property
+    def decay(self) -> torch.Tensor:
+        """The decay beta per step (a scalar or one per channel): ``sigmoid(beta_logit)``
+        when it is learned, else the ``beta`` buffer."""
+        return torch.sigmoid(self.beta_logit) if self.learn_beta else self.beta
+
+    def beta_for(self, template: torch.Tensor) -> torch.Tensor | float:
+        b = self.per_channel(self.decay.to(template), template)
         return float(b) if b.dim() == 0 and not b.requires_grad else b
 
     def extra_repr(self) -> str:
-        b = torch.sigmoid(self.beta_logit) if self.learn_beta else self.beta
+        b = self.decay
         bs = f"{float(b):g}" if b.dim() == 0 else f"per-channel[{b.numel()}]"
         return f"beta={bs}, " + super().extra_repr()
 

@@ -1,28 +1,39 @@
-"""`simulate`: run a SpikingNetwork on data and count what it does."""
+"""`simulate`: run a SpikingNetwork on data and count what it does.
+
+The engine registry. ``"dense"``, ``"event"`` and ``"auto"`` are the torch engines
+(:func:`snnedge.engine.run_batch`); others register with :func:`register_engine` and get
+``simulate``'s arguments. Every engine shares the pieces below, so that a result means the
+same whichever produced it: :func:`split_batches` (tensor or DataLoader into batches and
+labels), :func:`check_input` and :func:`check_finite` (the errors users see),
+:func:`prepared` (the network on the device and dtype, copied, never changed),
+:func:`eval_mode`, and :func:`assemble_result` (one :class:`~snnedge.engine.BatchRun` per
+batch into a :class:`~snnedge.SimulationResult`, counting synaptic events the same way).
+"""
 from __future__ import annotations
 
 import contextlib
 import copy
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 import torch
 from tqdm import tqdm
 
-from .connectivity import event_sources, source_links
+from .connectivity import SourceLink, event_sources, source_links
 from .encoders import get_encoder
-from .engine import block_steps_for, exact_float32, run_batch
+from .engine import BatchRun, block_steps_for, exact_float32, run_batch
 from .errors import check_choice, check_positive_int
 from .layers import INPUT
-from .network import SpikingNetwork
+from .network import SpikingNetwork, module_device, module_dtype
 from .results import SimulationResult
 
 ENGINES: dict[str, Callable | None] = {"dense": None, "event": None, "auto": None}
 
 
 def register_engine(name: str, fn: Callable) -> None:
-    """Add an engine that takes ``simulate``'s arguments and returns a SimulationResult."""
+    """Add an engine that takes ``simulate``'s arguments and returns a SimulationResult
+    (e.g. :func:`snnedge.interop.simulate_brian2`, built on this module's shared pieces)."""
     ENGINES[name] = fn
 
 
@@ -83,22 +94,22 @@ def simulate(snn: SpikingNetwork, x, timesteps: int = 32, encoding: str = "direc
     if engine_options:
         raise TypeError(f"simulate got unexpected options {sorted(engine_options)} for engine {engine!r}.")
 
-    batches, n, y_all = _batches(x, batch_size, labels)
-    device = torch.device(device) if device is not None else _net_device(snn)
+    batches, n, y_all = split_batches(x, batch_size, labels)
+    device = torch.device(device) if device is not None else module_device(snn)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("simulate(device='cuda') but torch sees no CUDA device; use device='cpu'.")
-    dtype = dtype or _net_dtype(snn)
-    net = _prepared(snn, device, dtype)
+    dtype = dtype or module_dtype(snn)
+    net = prepared(snn, device, dtype)
 
     start = time.perf_counter()
     results, links, sources, shape = [], None, None, None
     bar = tqdm(total=n, desc=f"simulate T={timesteps}", unit="sample", leave=False,
                disable=not (progress if progress is not None else n > batch_size))
-    with torch.no_grad(), _eval_mode(net), exact_float32():
+    with torch.no_grad(), eval_mode(net), exact_float32():
         for xb, _ in batches:
             xb = xb.to(device, dtype)
             if shape is None:
-                shape, shapes = _check_input(net, xb)
+                shape, shapes = check_input(net, xb)
                 links = source_links(net, shape)
                 enc_kind = "events" if get_encoder(encoding).spiking else "analog"
                 sources = {s: ("events" if net.kind(s) == "temporal" else "analog")
@@ -108,7 +119,7 @@ def simulate(snn: SpikingNetwork, x, timesteps: int = 32, encoding: str = "direc
                                                        torch.finfo(dtype).bits // 8)
             elif tuple(xb.shape[1:]) != shape:
                 raise ValueError(f"Input batches differ in shape: {shape} then {tuple(xb.shape[1:])}.")
-            _check_finite(xb)
+            check_finite(xb)
             # engine "auto": later batches reuse the first batch's per-layer choice, so that
             # small batches (one block each) switch too
             chosen = results[0].extra.get("event_layers") if results else None
@@ -117,13 +128,21 @@ def simulate(snn: SpikingNetwork, x, timesteps: int = 32, encoding: str = "direc
                                      event_layers=chosen))
             bar.update(xb.shape[0])
     bar.close()
-    res = _assemble(net, results, links, sources, timesteps, encoding, y_all,
-                    time.perf_counter() - start)
+    res = assemble_result(net, results, links, sources, timesteps, encoding, y_all,
+                          time.perf_counter() - start)
     res.network = snn
     return res
 
 
-def _assemble(net, runs, links, sources, timesteps, encoding, labels, wall) -> SimulationResult:
+def assemble_result(net: SpikingNetwork, runs: list[BatchRun], links: list[SourceLink],
+                    sources: dict[str, str], timesteps: int, encoding: str,
+                    labels: torch.Tensor | None, wall: float) -> SimulationResult:
+    """The :class:`~snnedge.SimulationResult` of the batches ``runs`` of one simulation.
+
+    ``links`` (:func:`snnedge.connectivity.source_links`) turn each source's per-neuron counts
+    into synaptic events (``sources[s] == "events"``) or input MACs (``"analog"``) of the
+    layers it feeds; ``wall`` is the wall time in seconds.
+    """
     counts = {s: sum(r.counts[s] for r in runs) for s in sources}
     events, macs = {}, {}
     for link in links:
@@ -147,8 +166,10 @@ def _assemble(net, runs, links, sources, timesteps, encoding, labels, wall) -> S
                   if all("event_layers" in r.extra for r in runs) else {})})
 
 
-def _batches(x, batch_size: int, labels):
-    """``([(x, y), ...], N, labels or None)`` from a tensor or an iterable of batches."""
+def split_batches(x, batch_size: int, labels=None) -> tuple[list, int, torch.Tensor | None]:
+    """``([(x, y), ...], N, labels or None)`` from a tensor ``[N, ...]`` (cut into batches of
+    ``batch_size``; ``labels`` optional) or an iterable of ``x`` or ``(x, y)`` batches (kept
+    as they come; their labels are concatenated when every batch has them)."""
     if isinstance(x, torch.Tensor):
         if x.dim() < 2 or x.shape[0] == 0:
             raise ValueError(f"simulate expects a tensor [N, ...] with N >= 1 samples. Got shape "
@@ -174,8 +195,11 @@ def _batches(x, batch_size: int, labels):
                     f"Got {type(x).__name__}; convert arrays with torch.as_tensor(x).")
 
 
-def _check_input(net: SpikingNetwork, xb: torch.Tensor):
-    """The sample shape and every layer's output shape, or an error naming the mismatch."""
+def check_input(net: SpikingNetwork,
+                xb: torch.Tensor) -> tuple[tuple[int, ...], dict[str, tuple[int, ...]]]:
+    """The sample shape of batch ``xb`` and every layer's output shape, or a ``ValueError``
+    naming the mismatch (with the network's ``input_shape``, or the first layer that cannot
+    take it)."""
     shape = tuple(xb.shape[1:])
     if net.input_shape is not None and shape != net.input_shape:
         raise ValueError(f"simulate: the network expects input of shape [N, "
@@ -184,24 +208,15 @@ def _check_input(net: SpikingNetwork, xb: torch.Tensor):
     return shape, net.shapes(shape)  # raises naming the first layer that cannot take it
 
 
-def _check_finite(xb: torch.Tensor) -> None:
+def check_finite(xb: torch.Tensor) -> None:
+    """A ``ValueError`` counting the NaN or infinite values of batch ``xb``, if any."""
     if not torch.isfinite(xb).all():
         bad = int((~torch.isfinite(xb)).sum())
         raise ValueError(f"simulate: the input holds {bad} NaN or infinite values; clean or impute "
                          f"the data first (e.g. torch.nan_to_num).")
 
 
-def _net_device(net: torch.nn.Module) -> torch.device:
-    p = next(iter([*net.parameters(), *net.buffers()]), None)
-    return p.device if p is not None else torch.device("cpu")
-
-
-def _net_dtype(net: torch.nn.Module) -> torch.dtype:
-    p = next(iter(net.parameters()), None)
-    return p.dtype if p is not None else torch.get_default_dtype()
-
-
-def _prepared(net: SpikingNetwork, device: torch.device, dtype: torch.dtype) -> SpikingNetwork:
+def prepared(net: SpikingNetwork, device: torch.device, dtype: torch.dtype) -> SpikingNetwork:
     """The network on ``device`` in ``dtype``: the same object if nothing changes, else a copy."""
     tensors = [*net.parameters(), *net.buffers()]
     if all(t.device == device and (t.dtype == dtype or not t.is_floating_point()) for t in tensors):
@@ -210,7 +225,8 @@ def _prepared(net: SpikingNetwork, device: torch.device, dtype: torch.dtype) -> 
 
 
 @contextlib.contextmanager
-def _eval_mode(net: torch.nn.Module):
+def eval_mode(net: torch.nn.Module) -> Iterator[None]:
+    """Every submodule of ``net`` in eval mode inside the block; each one's own mode after."""
     modes = {m: m.training for m in net.modules()}
     net.eval()
     try:

@@ -28,14 +28,8 @@ HIGHER = ("converters", "neuromorphic_targets")
 APP = "snnedge.cli"
 ENTRY_POINTS = {"snnedge.__main__"}  # `python -m snnedge`: nothing imports it
 
-# Circles other branches of issue 14 are removing, each named by the import that closes it
-# (importer, imported). They are left out of test_no_import_circle; when a branch lands, its
-# case in test_known_circle_is_gone passes (XPASS): delete the entry then.
-KNOWN_CIRCLES = {
-    "engine-network": ("snnedge.network", "snnedge.engine"),
-}
-# Core modules that still name a higher package (same rule: delete the entry once it XPASSes).
-KNOWN_CORE_IMPORTS: set[str] = set()
+# Longest a source file of the three packages may be (issue 14: files with one job).
+MAX_LINES = 600
 
 # "converters.maxpool:SpikingMaxPool2d": a class named for importlib, an import all the same
 IMPORT_SPEC = re.compile(r"^(%s)(\.\w+)*:\w+$" % "|".join(HIGHER))
@@ -111,10 +105,10 @@ def _import_specs(module: str) -> list[tuple[str, int]]:
 GRAPH = {m: _imports(m) for m in MODULES}
 
 
-def _circles(leave_out=()) -> list[list[str]]:
+def _circles() -> list[list[str]]:
     """One shortest circle through each strongly connected group of files (Tarjan), as
-    ``[a, b, ..., a]``, over the import graph without the edges in ``leave_out``."""
-    edges = {m: sorted({t for t, _ in GRAPH[m] if (m, t) not in leave_out}) for m in MODULES}
+    ``[a, b, ..., a]``, over the import graph."""
+    edges = {m: sorted({t for t, _ in GRAPH[m] }) for m in MODULES}
     index, low, stack, on_stack, groups = {}, {}, [], set(), []
 
     def visit(v):  # recursion depth is bounded by the number of files (about a hundred)
@@ -163,17 +157,6 @@ def _shortest_circle(start: str, edges: dict, group: set) -> list[str]:
     raise AssertionError(f"no circle through {start}")  # a strongly connected group has one
 
 
-def _reachable(start: str) -> set[str]:
-    """Every module that importing ``start`` loads, through any chain of imports."""
-    seen, todo = set(), [start]
-    while todo:
-        for t, _ in GRAPH[todo.pop()]:
-            if t not in seen:
-                seen.add(t)
-                todo.append(t)
-    return seen
-
-
 def _show(circle: list[str]) -> str:
     steps = []
     for a, b in zip(circle, circle[1:]):
@@ -214,24 +197,18 @@ def test_the_parser_sees_every_kind_of_import():
 
 
 def test_no_import_circle():
-    circles = _circles(leave_out=set(KNOWN_CIRCLES.values()))
+    circles = _circles()
     assert not circles, "import circles between files:\n" + "\n".join(map(_show, circles))
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(
-    strict=False, reason="being removed on another branch of issue 14")) for n in KNOWN_CIRCLES])
-def test_known_circle_is_gone(name):
-    importer, imported = KNOWN_CIRCLES[name]
-    assert imported not in _reachable(importer) or importer not in _reachable(imported)
-
-
 def test_core_imports_neither_converters_nor_neuromorphic_targets():
-    problems = [p for m in MODULES if m not in KNOWN_CORE_IMPORTS for p in _layer_problems(m)]
+    problems = [p for m in MODULES for p in _layer_problems(m)]
     assert not problems, "imports across the layers:\n" + "\n".join(problems)
 
 
-@pytest.mark.parametrize("module", [pytest.param(m, marks=pytest.mark.xfail(
-    strict=False, reason="being removed on another branch of issue 14"))
-    for m in sorted(KNOWN_CORE_IMPORTS)])
-def test_known_core_import_is_gone(module):
-    assert not _layer_problems(module)
+def test_no_source_file_is_longer_than_the_limit():
+    sources = [f for pkg in PACKAGES for f in (ROOT / pkg).rglob("*") if f.suffix in (".py", ".c", ".h")]
+    assert len(sources) > 20  # the walk found the packages
+    long = {str(f.relative_to(ROOT)): n for f in sources
+            if (n := len(f.read_text().splitlines())) > MAX_LINES}
+    assert not long, f"files over {MAX_LINES} lines (split them by job): {long}"

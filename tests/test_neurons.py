@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import snnedge
-from snnedge.neurons import if_step, lif_step
+from snnedge.neurons import if_step, lif_step, step_into
 
 
 def trace(neuron, currents):
@@ -173,3 +173,76 @@ def test_compiled_neuron_block_split_over_threads(monkeypatch, batch):
             torch.set_num_threads(threads)
     assert torch.equal(one, split) and torch.equal(v_one, v_split) and torch.equal(one, counted)
     assert torch.equal(counts, one.sum((0, 1)))
+
+
+# -- one reference for the update rule ---------------------------------------------------
+def reference_block(layer, current, v, steps, static):
+    """The layer's update by its reference, :func:`if_step` / :func:`lif_step` step by step."""
+    template = current if static else current[0]
+    theta, beta = layer.threshold_for(template), layer.beta_for(template)
+    zs = []
+    for t in range(steps):
+        i_t = current if static else current[t]
+        z, v = (if_step(v, i_t, theta, layer.reset) if beta is None
+                else lif_step(v, i_t, beta, theta, layer.reset))
+        zs.append(z)
+    return torch.stack(zs), v
+
+
+REFERENCE_NEURONS = [
+    lambda: snnedge.IF(threshold=0.7), lambda: snnedge.IF(threshold=[0.5, 0.9, 1.3], reset="zero"),
+    lambda: snnedge.LIF(beta=0.8, threshold=0.6, v_init=0.5),
+    lambda: snnedge.LIF(beta=[0.5, 0.9, 1.0], threshold=[0.4, 0.8, 1.1], reset="zero"),
+    lambda: snnedge.LIF(beta=0.7, threshold=[0.4, 0.8, 1.1], learn_beta=True)]
+
+
+@pytest.mark.parametrize("neuron", REFERENCE_NEURONS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("static", [False, True])
+def test_every_block_path_is_the_reference_bit_for_bit(monkeypatch, neuron, dtype, static):
+    # The in-place tensor loop, the compiled kernel, the autograd path and training's fused
+    # block all run the rule of if_step/lif_step: the same spikes and membranes, bit for bit.
+    import snnedge.events as ev
+    import snnedge.neurons as nm
+    from snnedge.training.neuron_grad import FusedNeuron
+    torch.manual_seed(0)
+    layer = neuron().to(dtype)
+    current = torch.rand(9, 5, 3, 4, 6, dtype=dtype) * 0.9 - 0.1
+    if static:
+        current = current[0]
+    v0 = layer.initial_state(current if static else current[0])
+    with torch.no_grad():
+        z_ref, v_ref = reference_block(layer, current, v0, 9, static)
+        native = []
+        monkeypatch.setattr(nm, "native_neuron_block",
+                            lambda *a: native.append(ev.native_neuron_block(*a)) or native[-1])
+        paths = {"kernel": layer.forward_block(current, v0, 9, static)}
+        monkeypatch.setattr(nm, "native_neuron_block", lambda *a: False)
+        paths["tensor loop"] = layer.forward_block(current, v0, 9, static)
+    grad_in = current.clone().requires_grad_()
+    paths["autograd"] = layer.forward_block(grad_in, v0, 9, static)
+    paths["fused block"] = FusedNeuron(layer).forward_block(grad_in, v0, 9, static)
+    assert 0 < z_ref.sum() < z_ref.numel()
+    assert native == [ev.native_kernel() is not None]  # the kernel ran wherever it is built
+    for name, (z, v) in paths.items():
+        assert torch.equal(z.detach(), z_ref), name
+        assert torch.equal(v.detach(), v_ref), name
+
+
+@pytest.mark.parametrize("reset", ["subtract", "zero"])
+@pytest.mark.parametrize("theta", [0.7, torch.tensor([0.4, 0.8, 1.1]).view(3, 1)])
+def test_step_into_is_lif_step(reset, theta):
+    torch.manual_seed(1)
+    v, current = torch.rand(4, 3, 5) * 1.2, torch.rand(4, 3, 5)
+    for beta in (None, 0.9, torch.tensor([0.5, 0.9, 1.0]).view(3, 1)):
+        z_ref, v_ref = (if_step(v, current, theta, reset) if beta is None
+                        else lif_step(v, current, beta, theta, reset))
+        # in place into v, and with the pre-reset membrane u kept apart (training's form)
+        for keep_u in (False, True):
+            v_io, z = v.clone(), torch.empty_like(v)
+            u = torch.empty_like(v) if keep_u else None
+            step_into(v_io, current, z, float(theta) if isinstance(theta, float) else theta,
+                      beta, reset, u=u)
+            assert torch.equal(z, z_ref) and torch.equal(v_io, v_ref)
+            if keep_u:
+                assert torch.equal(u, (v if beta is None else beta * v) + current)

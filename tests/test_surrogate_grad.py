@@ -15,6 +15,8 @@ from torch import nn
 import snnedge
 from snnedge import training
 from snnedge.surrogate import SURROGATES, get_surrogate, spike
+from snnedge.training.forward import readout_sequence
+from snnedge.training.losses import ce_loss
 
 ALPHAS = (None, 0.5, 3.0)  # None = the surrogate's default sharpness
 
@@ -72,7 +74,7 @@ def test_network_gradient_matches_finite_differences_of_smooth_model(name, reset
     steps = 5
 
     def loss() -> torch.Tensor:
-        return training._ce(training._sequence(smooth, x, steps, "direct", 0, bptt, 2), y)
+        return ce_loss(readout_sequence(smooth, x, steps, "direct", 0, bptt, 2), y)
 
     params = list(net.parameters())  # conv, beta, threshold, linear, linear
     grads = torch.autograd.grad(loss(), params)
@@ -97,6 +99,6 @@ def test_smooth_model_differs_from_spiking_model():
     x = 2 * torch.rand(4, 1, 6, 6, dtype=torch.float64)
     with torch.no_grad():
         spiking = training.output_sequence(net, x, 5)
-        smooth = training._sequence(training.training_view(net, smooth=True), x, 5, "direct", 0,
-                                    "full", 5)
+        smooth = readout_sequence(training.training_view(net, smooth=True), x, 5, "direct", 0,
+                                  "full", 5)
     assert not torch.allclose(spiking, smooth)

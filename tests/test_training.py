@@ -1,6 +1,8 @@
 """snnedge.training: the fused BPTT neuron block, fit, memory modes, checkpoints and errors."""
 import itertools
 import re
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,9 +14,16 @@ from torch.utils.data import DataLoader, TensorDataset
 import snnedge
 from snnedge import training
 from snnedge.datasets import synthetic_images
-from snnedge.engine import _Executor, _Value
+from snnedge.executor import Executor, Value
 from snnedge.training import (History, evaluate, fit, load_checkpoint, output_sequence,
-                              save_checkpoint, step_peak_memory)
+                              save_checkpoint)
+from snnedge.training.folding import ConvAvgPool
+from snnedge.training.loop import train_step
+from snnedge.training.losses import ce_loss
+from snnedge.training.neuron_grad import FusedNeuron
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples" / "benchmarks"))
+from peak_memory import measure_peak_memory, step_peak_memory  # noqa: E402
 
 
 def conv_net(classes: int = 4, out_neuron: bool = False, **lif) -> snnedge.SpikingNetwork:
@@ -53,7 +62,7 @@ def test_fused_block_matches_core_autograd(cls, reset, detach, learn_theta, lear
     g_z = torch.randn((6, 4, 3, 5), generator=gen, dtype=torch.float64)
     g_v = torch.randn((4, 3, 5), generator=gen, dtype=torch.float64)
     results = []
-    for module in (neuron, training._FusedNeuron(neuron)):
+    for module in (neuron, FusedNeuron(neuron)):
         v0 = module.initial_state(current if static else current[0])
         z, v = module.forward_block(current, v0, 6, static)
         params = [current, *neuron.parameters()]
@@ -73,7 +82,7 @@ def test_fused_block_with_unused_final_membrane(reset):
     current = (torch.randn(7, 3, 5, dtype=torch.float64) + 0.6).requires_grad_()
     g_z = torch.randn(7, 3, 5, dtype=torch.float64)
     grads = []
-    for module in (neuron, training._FusedNeuron(neuron)):
+    for module in (neuron, FusedNeuron(neuron)):
         z, _ = module.forward_block(current, module.initial_state(current[0]), 7)
         grads.append(torch.autograd.grad((z * g_z).sum(), [current, *neuron.parameters()]))
     for a, b in zip(*grads):
@@ -86,7 +95,7 @@ def test_fused_forward_is_the_simulator_arithmetic():
     current = torch.randn(16, 8, 32)
     with torch.no_grad():
         z_ref, v_ref = neuron.forward_block(current, neuron.initial_state(current[0]), 16)
-    z, v = training._FusedNeuron(neuron).forward_block(
+    z, v = FusedNeuron(neuron).forward_block(
         current.requires_grad_(), neuron.initial_state(current[0]), 16)
     assert torch.equal(z, z_ref) and torch.equal(v, v_ref)
 
@@ -99,7 +108,7 @@ def test_training_view_leaves_the_network_alone():
     assert [n.module for n in net.nodes] == modules
     assert net.state_dict().keys() == before.keys()
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
-    assert isinstance(view.layer("2"), training._FusedNeuron)
+    assert isinstance(view.layer("2"), FusedNeuron)
     assert view.layer("0").conv is net.layer("0") and isinstance(view.layer("1"), nn.Identity)
     unfolded = training.training_view(net, fold_pooling=False)
     assert unfolded.layer("0") is net.layer("0") and unfolded.layer("1") is net.layer("1")
@@ -112,7 +121,7 @@ def test_folded_conv_pool_is_conv_then_pool(k, pad, pool, groups, size):
     conv = nn.Conv2d(4, 6, k, padding=pad, groups=groups).double()
     x = torch.randn(3, 4, size, size, dtype=torch.float64, requires_grad=True)
     ref = nn.functional.avg_pool2d(conv(x), pool)
-    got = training._ConvAvgPool(conv, pool)(x)
+    got = ConvAvgPool(conv, pool)(x)
     torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-12)
     g = torch.randn_like(ref)
     for a, b in zip(torch.autograd.grad(got, [x, conv.weight, conv.bias], g),
@@ -129,8 +138,8 @@ def test_only_plain_conv_pool_pairs_fold():
         nn.Flatten(), nn.Linear(2, 2))
     view = training.training_view(net)
     kinds = [type(view.layer(str(i))).__name__ for i in range(9)]
-    assert kinds == ["_ConvAvgPool", "Identity", "_FusedNeuron", "Conv2d", "AvgPool2d",
-                     "_FusedNeuron", "Conv2d", "AvgPool2d", "_FusedNeuron"]
+    assert kinds == ["ConvAvgPool", "Identity", "FusedNeuron", "Conv2d", "AvgPool2d",
+                     "FusedNeuron", "Conv2d", "AvgPool2d", "FusedNeuron"]
 
 
 # -- memory modes ---------------------------------------------------------------------
@@ -142,8 +151,8 @@ def param_grads(net, loss):
 def test_checkpoint_gives_the_full_gradient(data, encoding):
     net = conv_net().double()
     x, y = data[0][:16].double(), data[1][:16]
-    full = param_grads(net, training._ce(output_sequence(net, x, 9, encoding, seed=5), y))
-    ckpt = param_grads(net, training._ce(
+    full = param_grads(net, ce_loss(output_sequence(net, x, 9, encoding, seed=5), y))
+    ckpt = param_grads(net, ce_loss(
         output_sequence(net, x, 9, encoding, seed=5, bptt="checkpoint", block_steps=2), y))
     for a, b in zip(full, ckpt):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
@@ -151,13 +160,13 @@ def test_checkpoint_gives_the_full_gradient(data, encoding):
 
 def truncated_reference(net, x, y, steps, block):
     """Truncated BPTT written the plain way: one graph, state detached at block borders."""
-    ex = _Executor(net, "dense")
+    ex = Executor(net, "dense")
     outs = []
     for t0 in range(0, steps, block):
         n = min(block, steps - t0)
-        outs.append(ex.block(_Value(x, True), n)[net.output_name].tensor)
+        outs.append(ex.block(Value(x, True), n)[net.output_name].tensor)
         ex.state = {k: v.detach() for k, v in ex.state.items()}
-    return param_grads(net, training._ce(torch.cat(outs).flatten(2), y))
+    return param_grads(net, ce_loss(torch.cat(outs).flatten(2), y))
 
 
 @pytest.mark.parametrize("block", [3, 8])
@@ -166,12 +175,12 @@ def test_truncated_gradient(data, block):
     x, y = data[0][:16].double(), data[1][:16]
     opt = torch.optim.SGD(net.parameters(), lr=0.0)  # lr 0: leaves the weights, keeps .grad
     view = training.training_view(net)
-    training._train_step(view, x, y, opt, training._ce, 8, "direct", 0, "truncated", block)
+    train_step(view, x, y, opt, ce_loss, 8, "direct", 0, "truncated", block)
     got = [p.grad for p in net.parameters()]
     for a, b in zip(got, truncated_reference(net, x, y, 8, block)):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
     if block == 8:  # one block: truncation changes nothing
-        full = param_grads(net, training._ce(output_sequence(net, x, 8), y))
+        full = param_grads(net, ce_loss(output_sequence(net, x, 8), y))
         for a, b in zip(got, full):
             torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
@@ -195,7 +204,7 @@ def test_peak_memory_counts_live_tensors():
         del a
         c = b * 2                  # 2 MB live again
         return float(c.sum())
-    _, peak = training.measure_peak_memory(work)
+    _, peak = measure_peak_memory(work)
     assert 2_000_000 <= peak < 2_100_000
 
 
@@ -387,7 +396,7 @@ def test_fused_block_property(beta, theta, steps, reset, surrogate, seed):
     current = torch.randn(steps, 2, 6, generator=gen, dtype=torch.float64).requires_grad_()
     g_z = torch.randn(steps, 2, 6, generator=gen, dtype=torch.float64)
     outs = []
-    for module in (neuron, training._FusedNeuron(neuron)):
+    for module in (neuron, FusedNeuron(neuron)):
         z, _ = module.forward_block(current, module.initial_state(current[0]), steps)
         outs.append((z.detach(), torch.autograd.grad((z * g_z).sum(), current)[0]))
     assert torch.equal(outs[0][0], outs[1][0])

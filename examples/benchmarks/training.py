@@ -20,7 +20,8 @@ lockstep: one batch of one side at a time, the sides taking turns (the order rot
 batch), so that all of them meet the same load on a shared machine; an epoch's time is the sum
 of its batches' times (for snnedge, everything ``fit`` does per batch). Peak memory of one
 training step (forward, backward, Adam) at ``T=8`` and ``T=64`` is measured for every side
-with ``snnedge.training.measure_peak_memory`` (the most tensor bytes alive at once).
+with ``measure_peak_memory`` of examples/benchmarks/peak_memory.py (the most tensor bytes alive
+at once).
 
 Usage::
 
@@ -123,7 +124,8 @@ def _report(seconds: float) -> None:
 
 
 def _side_snnedge(data: dict, state: dict, args) -> dict:
-    from snnedge.training import evaluate, fit, step_peak_memory
+    from peak_memory import step_peak_memory
+    from snnedge.training import evaluate, fit
     x, y, xt, yt = data["x"], data["y"], data["x_test"], data["y_test"]
     fold = args.side == "snnedge"
     warm = acceptance_net()
@@ -148,7 +150,7 @@ def _side_snntorch(data: dict, state: dict, args) -> dict:
     import snntorch
     import torch
     import torch.nn.functional as F
-    from snnedge.training import measure_peak_memory
+    from peak_memory import measure_peak_memory
     x, y, xt, yt = data["x"], data["y"], data["x_test"], data["y_test"]
     steps, bs = args.timesteps, args.batch_size
 

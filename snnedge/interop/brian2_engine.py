@@ -16,8 +16,10 @@ Mapping (one brian2 time step = one snnedge tick, ``dt_s`` seconds):
   see :mod:`snnedge.interop.sparse_maps`); ``c`` (biases, and the current a direct-encoded
   input drives) is a constant current per neuron, computed by the layer's own torch modules
   and set per sample;
-* the update is ``v = beta * v`` (LIF), ``v = v + (I_const + I_syn)``, as in
-  :func:`snnedge.if_step`; a readout accumulator group sums the readout's input the same way;
+* the update is ``v = beta * v`` (LIF), ``v = v + (I_const + I_syn)``: the reference rule
+  of :func:`snnedge.lif_step` / :func:`snnedge.if_step` in brian2's language, with the
+  parameters the neuron module gives every engine (``threshold_for``, ``beta_for``,
+  ``initial_state``); a readout accumulator group sums the readout's input the same way;
 * a Poisson or latency input is a ``SpikeGeneratorGroup`` replaying snnedge's own encoder
   (same seed, same spikes), with synapses like any other source.
 
@@ -56,9 +58,9 @@ from ..engine import BatchRun
 from ..errors import check_choice, check_real
 from ..layers import INPUT
 from ..network import SpikingNetwork
-from ..neurons import LIF, SpikingNeuron
-from ..simulate import (_assemble, _batches, _check_finite, _check_input, _eval_mode, _prepared,
-                        register_engine)
+from ..neurons import SpikingNeuron
+from ..simulate import (assemble_result, check_finite, check_input, eval_mode, prepared,
+                        register_engine, split_batches)
 
 CODE_TARGETS = ("numpy", "cython", "cpp_standalone")
 
@@ -100,18 +102,18 @@ def simulate_brian2(snn: SpikingNetwork, x, timesteps: int = 32, encoding: str =
     if device is not None and torch.device(device).type != "cpu":
         raise ValueError(f"The 'device' parameter of {where} must be 'cpu' (brian2 runs on the "
                          f"CPU). Got {device!r}.")
-    batches, n, y_all = _batches(x, batch_size, labels)
-    net = _prepared(snn, torch.device("cpu"), torch.float64)
+    batches, n, y_all = split_batches(x, batch_size, labels)
+    net = prepared(snn, torch.device("cpu"), torch.float64)
     plan = None
     start = time.perf_counter()
     runs, timing = [], {"plan_s": 0.0, "build_s": 0.0, "run_s": 0.0}
-    with torch.no_grad(), _eval_mode(net):
+    with torch.no_grad(), eval_mode(net):
         chunks = []
         for b, (xb, _) in enumerate(batches):
             xb = xb.to("cpu", torch.float64)
-            _check_finite(xb)
+            check_finite(xb)
             if plan is None:
-                shape, _ = _check_input(net, xb)
+                shape, _ = check_input(net, xb)
                 t_plan = time.perf_counter()
                 plan = _Plan(net, shape, encoding)
                 timing["plan_s"] = time.perf_counter() - t_plan
@@ -125,8 +127,8 @@ def simulate_brian2(snn: SpikingNetwork, x, timesteps: int = 32, encoding: str =
         for group in groups:
             runs.append(_run_batch(plan, group, timesteps, code_target, dt_s, build_dir, timing,
                                    bool(progress)))
-    res = _assemble(net, runs, plan.links, plan.sources, timesteps, encoding, y_all,
-                    time.perf_counter() - start)
+    res = assemble_result(net, runs, plan.links, plan.sources, timesteps, encoding, y_all,
+                          time.perf_counter() - start)
     res.extra["brian2"] = {"code_target": code_target, "dt_s": dt_s, **timing}
     return res
 
@@ -167,11 +169,11 @@ class _Plan:
 
 def _neuron_params(module: SpikingNeuron, shape) -> dict[str, np.ndarray]:
     template = torch.zeros((1, *shape), dtype=torch.float64)
-    theta = module._per_channel(module.threshold.detach().to(template), template)
+    theta = module.threshold_for(template).detach()
     p = {"theta": torch.broadcast_to(theta, template.shape).reshape(-1).numpy().copy(),
          "v0": module.initial_state(template).reshape(-1).numpy().copy()}
-    if isinstance(module, LIF):
-        beta = module._beta(template)
+    beta = module.beta_for(template)
+    if beta is not None:
         beta = torch.as_tensor(beta, dtype=torch.float64).detach()
         p["beta"] = torch.broadcast_to(beta, template.shape).reshape(-1).numpy().copy()
     return p

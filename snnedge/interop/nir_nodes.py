@@ -183,8 +183,7 @@ def _export_neuron(nir, where, module: SpikingNeuron, shape, dt, flavor):
 
 
 def _beta_full(module: LIF, shape) -> np.ndarray:
-    b = torch.sigmoid(module.beta_logit) if module.learn_beta else module.beta
-    return _full(b.detach().to(torch.float64), shape, np.float64)
+    return _full(module.decay.detach().to(torch.float64), shape, np.float64)
 
 
 def _as_tensor(a) -> torch.Tensor:
@@ -337,7 +336,7 @@ class _PresetMembrane:
         self.register_buffer("v_init_map", torch.as_tensor(v_init_map).detach().clone())
 
     def initial_state(self, template: torch.Tensor) -> torch.Tensor:
-        theta = self._per_channel(self.threshold.to(template), template)
+        theta = self.threshold_for(template)
         return (self.v_init_map.to(template) * theta).expand_as(template).clone()
 
 
@@ -367,7 +366,7 @@ def initial_membrane(module: SpikingNeuron, shape) -> float | torch.Tensor:
         v = module.v_init_map.detach().to(torch.float64)
     else:  # any other start: read it off the module
         template = torch.zeros((1, *shape), dtype=torch.float64)
-        theta = module._per_channel(module.threshold.detach().to(template), template)
+        theta = module.threshold_for(template).detach()
         v = (module.initial_state(template) / theta)[0]
     v = torch.broadcast_to(v, tuple(shape))
     flat = v.reshape(-1)

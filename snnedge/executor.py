@@ -1,0 +1,202 @@
+"""Running a network over blocks of time steps: the executor every engine and training use.
+
+:class:`Executor` walks a :class:`~snnedge.SpikingNetwork` layer by layer over a *block* of
+time steps: every synaptic module runs once on the block with time folded into the batch
+(``(steps * B, ...)``), then each temporal module (neuron) updates step by step. Between
+blocks it carries the state of every temporal module (:attr:`Executor.state`), so a long run
+is a sequence of :meth:`Executor.block` calls and memory is bounded by the block size.
+
+Users of this one contract: the torch engines (:func:`snnedge.engine.run_batch`, behind
+:func:`snnedge.simulate`), the network's own differentiable call (:func:`run_sequence`) and
+training's forward pass (:mod:`snnedge.training.forward`, which hands the state from one
+executor to the next to recompute or truncate blocks).
+
+A value that is the same at every step (direct encoding, and any weight-free or weighted
+layer fed only by it) is a *static* :class:`Value` of shape ``(B, ...)``, computed once and
+kept in :attr:`Executor.static_cache`: a static current costs one convolution, not ``T``.
+
+This module needs no import of :mod:`snnedge.network`: it reads the graph through the
+views listed in :class:`Graph`, which a :class:`~snnedge.SpikingNetwork` provides.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+from torch import nn
+
+from .events import apply_synaptic, event_apply
+from .layers import INPUT
+from .neurons import SpikingNeuron
+
+
+class Graph(Protocol):
+    """What the executor reads of a network (a :class:`~snnedge.SpikingNetwork` has it all)."""
+
+    @property
+    def names(self) -> tuple[str, ...]: ...
+    @property
+    def output_name(self) -> str: ...
+    def inputs_of(self, name: str) -> tuple[str, ...]: ...
+    def consumers_of(self, name: str) -> tuple[str, ...]: ...
+    def kind(self, name: str) -> str: ...
+    def get_submodule(self, target: str) -> nn.Module: ...
+
+
+@dataclass
+class Value:
+    """One layer's output over a block: ``tensor`` is ``(steps, B, ...)``, or ``(B, ...)``
+    when ``static`` (the same value at every step)."""
+
+    tensor: torch.Tensor
+    static: bool
+
+    def per_step(self, steps: int) -> torch.Tensor:
+        """The value at every step, ``(steps, B, ...)`` (a static value expanded, no copy)."""
+        if self.static:
+            return self.tensor.unsqueeze(0).expand(steps, *self.tensor.shape)
+        return self.tensor
+
+
+class Executor:
+    """Runs one batch through a network block by block, carrying the neurons' state.
+
+    Parameters
+    ----------
+    net:
+        The network (:class:`Graph`).
+    engine:
+        ``"dense"`` (synaptic modules as they are) or ``"event"`` (weighted layers fed by
+        spikes propagate only the non-zero inputs, :func:`snnedge.events.event_apply`).
+    state:
+        Temporal modules' state to start from (layer name -> state), e.g. another executor's
+        :attr:`state` after an earlier block; layers not in it start from their initial state.
+    static:
+        Static layer values already computed for this batch (layer name -> ``(B, ...)``);
+        those layers are not run again.
+
+    Attributes
+    ----------
+    state:
+        Layer name -> the temporal module's state after the last block. May be replaced
+        between blocks (training detaches it there for truncated BPTT).
+    static_cache:
+        Layer name -> static value of this batch, filled as static layers are met.
+    engine, event_layers:
+        The mode of the next block, and (engine ``"event"``) the weighted layers that propagate
+        events (``None``: every one that can).
+    densities:
+        When a dict, each spike-fed weighted layer's fraction of non-zero inputs in the next
+        block is recorded in it (how engine ``"auto"`` measures).
+    """
+
+    def __init__(self, net: Graph, engine: str = "dense", *,
+                 state: dict[str, object] | None = None,
+                 static: dict[str, torch.Tensor] | None = None):
+        self.net = net
+        self.engine = engine
+        self.state: dict[str, object] = dict(state or {})
+        self.static_cache: dict[str, torch.Tensor] = dict(static or {})
+        self.event_layers: set[str] | None = None
+        self.densities: dict[str, float] | None = None
+        self.buffers: dict[str, torch.Tensor] = {}  # reused spike outputs (no-grad runs)
+        # per-neuron spike counts of the last block, summed by the neuron layers themselves
+        self.block_counts: dict[str, torch.Tensor] = {}
+        self.uses = {n: len(net.consumers_of(n)) for n in (INPUT, *net.names)}
+        self.uses[net.output_name] += 1
+
+    def block(self, x: Value, steps: int, keep: tuple[str, ...] = ()) -> dict[str, Value]:
+        """Evaluate every layer for one block of ``steps`` steps on the network input ``x``.
+
+        Returns the output layer's value and those of the ``keep`` layers (others are freed
+        as soon as their consumers have run). In no-gradient runs on the CPU, the neuron
+        layers in ``keep`` also count their spikes (:meth:`take_counts`).
+        """
+        net = self.net
+        vals = {INPUT: x}
+        left = dict(self.uses)
+        kept = {}
+        for name in net.names:
+            ins = [vals[i] for i in net.inputs_of(name)]
+            module = net.get_submodule(name)
+            if name in self.static_cache:
+                out = Value(self.static_cache[name], True)
+            elif net.kind(name) == "temporal":
+                out = Value(self._temporal(name, module, ins[0], steps, name in keep), False)
+            else:
+                out = self._synaptic(name, module, ins, steps)
+                if out.static:
+                    self.static_cache[name] = out.tensor
+            vals[name] = out
+            if name in keep:
+                kept[name] = out
+            for i in net.inputs_of(name):
+                left[i] -= 1
+                if left[i] == 0 and i not in keep:
+                    del vals[i]
+        kept[net.output_name] = vals[net.output_name]
+        return kept
+
+    def output(self, x: Value, steps: int) -> torch.Tensor:
+        """The output layer's value at every step of one block, ``(steps, B, ...)``."""
+        return self.block(x, steps)[self.net.output_name].per_step(steps)
+
+    def take_counts(self, name: str) -> torch.Tensor | None:
+        """The per-neuron spike counts (summed over the block's steps and samples) that layer
+        ``name`` added up itself in the last block, or ``None`` where it did not."""
+        return self.block_counts.pop(name, None)
+
+    def _temporal(self, name: str, module: nn.Module, cur: Value, steps: int,
+                  count: bool) -> torch.Tensor:
+        if name not in self.state:
+            self.state[name] = module.initial_state(cur.tensor if cur.static else cur.tensor[0])
+        if isinstance(module, SpikingNeuron) and not torch.is_grad_enabled():
+            # on CPU the neuron layer counts its spikes in the same pass (compiled kernel); on
+            # GPUs the engine sums them (fewer kernel launches)
+            on_cpu = self.state[name].device.type == "cpu"
+            counts = torch.zeros_like(self.state[name][0]) if count and on_cpu else None
+            y, self.state[name] = module.forward_block(cur.tensor, self.state[name], steps,
+                                                       cur.static, out=self.buffers.get(name),
+                                                       counts=counts)
+            self.buffers[name] = y
+            if counts is not None:
+                self.block_counts[name] = counts
+            return y
+        y, self.state[name] = module.forward_block(cur.tensor, self.state[name], steps, cur.static)
+        return y
+
+    def _synaptic(self, name: str, module: nn.Module, ins: list[Value], steps: int) -> Value:
+        if all(v.static for v in ins):
+            return Value(apply_synaptic(module, *[v.tensor for v in ins]), True)
+        batch = next(v.tensor.shape[1] for v in ins if not v.static)
+        flat = []
+        for v in ins:
+            t = v.per_step(steps)
+            flat.append(t.reshape(steps * batch, *t.shape[2:]))
+        weighted = len(flat) == 1 and self.net.kind(name) == "weighted"
+        if weighted and self.densities is not None:
+            self.densities[name] = float(torch.count_nonzero(flat[0])) / max(flat[0].numel(), 1)
+        if (self.engine == "event" and weighted
+                and (self.event_layers is None or name in self.event_layers)):
+            y = event_apply(module, flat[0])
+        else:
+            y = apply_synaptic(module, *flat)
+        return Value(y.view(steps, batch, *y.shape[1:]), False)
+
+
+def run_sequence(net: Graph, x: torch.Tensor, timesteps: int | None = None,
+                 static: bool = False) -> torch.Tensor:
+    """Differentiable run over a time-first input ``(T, B, ...)`` (or a static ``(B, ...)``
+    with ``timesteps``) from the initial state: the output layer's value at every step,
+    ``(T, B, ...)``. This is what calling a :class:`~snnedge.SpikingNetwork` does."""
+    if static:
+        if timesteps is None:
+            raise ValueError("run_sequence with static=True needs 'timesteps'.")
+        steps = timesteps
+    else:
+        if x.dim() < 2:
+            raise ValueError(f"SpikingNetwork expects a time-first input (T, B, ...). "
+                             f"Got shape {tuple(x.shape)}.")
+        steps = x.shape[0]
+    return Executor(net, "dense").output(Value(x, static), steps)

@@ -1,0 +1,132 @@
+r"""The fused IF/LIF block of training: the reference update forward, a hand-written backward.
+
+Backpropagation through time with surrogate gradients (Neftci, Mostafa & Zenke, IEEE Signal
+Process. Mag. 36:51, 2019, doi:10.1109/MSP.2019.2931595): the forward pass is the neuron's
+update rule with Heaviside spikes (:func:`snnedge.neurons.lif_step`, run in place by
+:func:`snnedge.neurons.step_into`, the same arithmetic as the simulator's); the backward pass
+replaces the Heaviside derivative by the neuron's surrogate :math:`\sigma'(u - \theta)`.
+The forward loop saves one tensor per step (the membrane before reset, ``u``) for the
+backward:
+
+.. code-block:: text
+
+    forward   u[t] = beta * v[t-1] + I[t];   z[t] = H(u[t] - theta)
+              v[t] = u[t] - z[t] * theta   (reset "subtract")   |   u[t] * (1 - z[t])   ("zero")
+    backward  s = sigma'(u[t] - theta);  gz = dL/dz[t] - theta * gv  (subtract)  |  - u[t] * gv  (zero)
+              (gz = dL/dz[t] with detach_reset)
+              dL/du[t] = gv + gz * s  (subtract)  |  gv * (1 - z[t]) + gz * s  (zero)
+              dL/dI[t] = dL/du[t];  gv <- dL/dv[t-1] = beta * dL/du[t]
+              dL/dbeta += dL/du[t] * v[t-1];  dL/dtheta -= gz * s (+ z[t] * gv for subtract)
+
+tests/test_training.py checks the block against autograd through
+:meth:`snnedge.SpikingNeuron.forward_block` (forward bit for bit, gradients to float64
+rounding), and tests/test_neurons.py its forward against the reference step.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..layers import TemporalModule
+from ..neurons import SpikingNeuron, step_into
+
+
+def fire(h: torch.Tensor, neuron: SpikingNeuron, smooth: bool) -> torch.Tensor:
+    """Spikes from ``h = u - theta``: Heaviside, or the surrogate's smooth function."""
+    return neuron.surrogate.smooth(h) if smooth else (h >= 0).to(h.dtype)
+
+
+class NeuronBlock(torch.autograd.Function):
+    """``steps`` ticks of an IF/LIF layer with the hand-written backward of the module docstring.
+
+    ``smooth=True`` fires ``sigma(u - theta)`` instead of ``H(u - theta)``: the smooth model
+    whose exact gradient the same backward computes (checked against finite differences).
+    """
+
+    @staticmethod
+    def forward(ctx, current, v0, theta, beta, neuron, steps, static, smooth):
+        u_all = torch.empty((steps, *v0.shape), dtype=v0.dtype, device=v0.device)
+        out = torch.empty_like(u_all)
+        v = v0.clone()
+        theta_f = float(theta) if theta.dim() == 0 else theta
+        smooth_fn = neuron.surrogate.smooth if smooth else None
+        for t in range(steps):
+            step_into(v, current if static else current[t], out[t], theta_f, beta, neuron.reset,
+                      u=u_all[t], fire=smooth_fn)
+        beta_t = beta if isinstance(beta, torch.Tensor) else None
+        ctx.save_for_backward(u_all, v0, theta, beta_t)
+        ctx.beta_f = None if beta_t is not None else beta
+        ctx.neuron, ctx.static, ctx.smooth = neuron, static, smooth
+        ctx.set_materialize_grads(False)  # no zero tensors for an unused final membrane
+        return out, v
+
+    @staticmethod
+    def backward(ctx, g_out, g_v):
+        u_all, v0, theta, beta_t = ctx.saved_tensors
+        neuron, static, smooth = ctx.neuron, ctx.static, ctx.smooth
+        beta = beta_t if beta_t is not None else ctx.beta_f
+        need_i, need_v0, need_theta, need_beta = ctx.needs_input_grad[:4]
+        subtract, detach = neuron.reset == "subtract", neuron.detach_reset
+        g_in = torch.zeros_like(v0) if static else torch.empty_like(u_all)
+        acc_theta = torch.zeros_like(v0) if need_theta else None
+        acc_beta = torch.zeros_like(v0) if need_beta else None
+        for t in range(u_all.shape[0] - 1, -1, -1):
+            u = u_all[t]
+            h = u - theta
+            g_z = g_out[t] if g_out is not None else torch.zeros_like(u)
+            if g_v is None:  # the final membrane is unused: no gradient through the last reset
+                g_u = g_zs = g_z * neuron.surrogate.grad(h)
+            else:
+                if not detach:
+                    g_z = g_z - (theta * g_v if subtract else u * g_v)
+                g_zs = g_z * neuron.surrogate.grad(h)
+                if subtract:
+                    g_u = g_v + g_zs
+                else:
+                    g_u = torch.addcmul(g_zs, g_v, 1 - fire(h, neuron, smooth))
+            if need_theta:
+                acc_theta.sub_(g_zs)
+                if subtract and g_v is not None:
+                    acc_theta.sub_(fire(h, neuron, smooth) * g_v)
+            if need_beta:
+                if t == 0:
+                    v_prev = v0
+                else:  # the membrane after step t-1's reset
+                    u_prev = u_all[t - 1]
+                    z_prev = fire(u_prev - theta, neuron, smooth)
+                    v_prev = u_prev - z_prev * theta if subtract else u_prev * (1 - z_prev)
+                acc_beta.add_(g_u * v_prev)
+            if static:
+                g_in.add_(g_u)
+            else:
+                g_in[t] = g_u
+            g_v = g_u if beta is None else g_u * beta
+        return (g_in if need_i else None, g_v if need_v0 else None,
+                acc_theta.sum_to_size(theta.shape) if need_theta else None,
+                acc_beta.sum_to_size(beta_t.shape) if need_beta else None, None, None, None, None)
+
+
+class FusedNeuron(TemporalModule):
+    """Training view of an IF/LIF layer: the fused block when gradients are needed."""
+
+    emits_spikes = True
+
+    def __init__(self, neuron: SpikingNeuron, smooth: bool = False):
+        super().__init__()
+        self.neuron, self.smooth = neuron, smooth
+
+    def initial_state(self, template):
+        return self.neuron.initial_state(template)
+
+    def forward_block(self, current, v, steps, static=False):
+        n = self.neuron
+        if not (torch.is_grad_enabled() or self.smooth):
+            return n.forward_block(current, v, steps, static)
+        template = current if static else current[0]
+        return NeuronBlock.apply(current, v, n.threshold_for(template), n.beta_for(template), n,
+                                 steps, static, self.smooth)
+
+
+def fusable(module) -> bool:
+    """Whether ``module`` is an IF/LIF layer that the fused block can stand in for (a subclass
+    that changes the dynamics keeps its own, autograd, block)."""
+    return isinstance(module, SpikingNeuron) and type(module).runs_reference_update()
