@@ -108,7 +108,7 @@ GRAPH = {m: _imports(m) for m in MODULES}
 def _circles() -> list[list[str]]:
     """One shortest circle through each strongly connected group of files (Tarjan), as
     ``[a, b, ..., a]``, over the import graph."""
-    edges = {m: sorted({t for t, _ in GRAPH[m] }) for m in MODULES}
+    edges = {m: sorted({t for t, _ in GRAPH[m]}) for m in MODULES}
     index, low, stack, on_stack, groups = {}, {}, [], set(), []
 
     def visit(v):  # recursion depth is bounded by the number of files (about a hundred)
