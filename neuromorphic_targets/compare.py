@@ -186,6 +186,31 @@ class Comparison:
         return self.to_markdown()
 
 
+def accounting_table(single: Comparison, throughput: Comparison) -> str:
+    """A markdown table of every target row's energy under both accountings, from two
+    comparisons of the same results (``accounting="single"`` and ``"throughput"``).
+
+    ``single / throughput`` is how many times more one inference costs on chips of its own
+    than on chips kept busy: about ``chips x cores per chip / cores`` when static power
+    dominates."""
+    def energy(r) -> str:
+        if r.energy_j is None:
+            return "unknown"
+        return ("" if r.energy_complete else ">= ") + f"{r.energy_j:.3g} J"
+
+    busy = {(r.name, r.timesteps): r for r in throughput.rows if r.kind == "neuromorphic"}
+    lines = ["| target | T | cores | chips | single: whole chips x latency | throughput: share of "
+             "cores, busy chips | single / throughput |", "|---|---|---|---|---|---|---|"]
+    for r in single.rows:
+        b = busy.get((r.name, r.timesteps))
+        if r.kind != "neuromorphic" or b is None:
+            continue
+        ratio = f"{r.energy_j / b.energy_j:,.0f}x" if r.energy_j and b.energy_j else "-"
+        lines.append(f"| {r.name} | {r.timesteps} | {r.cores} | {r.chips} | {energy(r)} | "
+                     f"{energy(b)} | {ratio} |")
+    return "\n".join(lines)
+
+
 def accounting_legend(accounting: str) -> str:
     """One line saying what the accounting column means, for a comparison's target rows
     under ``accounting``."""
