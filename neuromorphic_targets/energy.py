@@ -16,8 +16,10 @@ as long as the inference lasts, however few of the chip's cores the network uses
 copies of the network (or other work) and fed a steady stream of inputs shares its static
 power among them, so each inference is charged the share of cores it occupies
 (``cores / (chips x cores_per_chip)`` of its ``chips``' static power) for the time it holds
-them. Published chip results count this way (Esser et al., NeurIPS 2015 and PNAS 2016, for
-TrueNorth; ``examples/benchmarks/RESULTS.md`` reproduces their operating points). The older
+them. Published TrueNorth results report energy per image with the chip shared this way:
+the ``throughput`` accounting lands within 2x of Esser et al.'s (NeurIPS 2015) MNIST figures,
+``single`` more than 100x above the one-network figure
+(:mod:`~neuromorphic_targets.published`, ``examples/benchmarks/RESULTS.md``). The older
 ``static_scope="cores"`` is the ``throughput`` accounting at the default input rate.
 
 Events come from the :class:`~snnedge.SimulationResult` (spikes, synaptic events, neuron

