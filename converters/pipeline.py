@@ -167,7 +167,7 @@ def convert(ann, calibration, normalization: str = "percentile", percentile: flo
     ranks = dist_glue.setup("convert") if distributed else None
     if ranks is not None:
         dist_glue.check_same_network(ann, ranks, "convert")
-        dist_glue.check_same(dist_glue.tensor_digest(x).hexdigest(),
+        dist_glue.check_same(dist_glue.data_fingerprint(x),
                              "the calibration data (hash of the samples)",
                              "give every rank the same calibration samples", ranks, "convert")
 

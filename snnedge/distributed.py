@@ -110,10 +110,14 @@ def _shutdown() -> None:
         dist.destroy_process_group()
 
 
-def rank_device(ctx: Context, device: torch.device) -> torch.device:
-    """The device this rank computes on: ``cuda`` without an index (or the index another rank
-    would also use by default) becomes ``cuda:LOCAL_RANK``; others are kept."""
-    if device.type == "cuda" and device.index is None:
+def rank_device(ctx: Context, device: str | torch.device | None,
+                module_at: torch.device) -> torch.device:
+    """The device this rank computes on: ``device`` when it names a GPU index or the CPU;
+    ``cuda`` without an index, or no ``device`` for a module on a GPU (``module_at``), is
+    ``cuda:LOCAL_RANK``."""
+    named = device is not None
+    device = torch.device(device) if named else module_at
+    if device.type == "cuda" and (device.index is None or not named):
         return torch.device("cuda", ctx.local_rank % max(torch.cuda.device_count(), 1))
     return device
 
@@ -214,10 +218,8 @@ def shard_data(x, batch_size: int, labels, ctx: Context, where: str = "simulate"
             raise ValueError(f"{where} expects a tensor [N, ...] with N >= 1 samples. Got shape "
                              f"{tuple(x.shape)}; add a batch dimension with x.unsqueeze(0).")
         y = None if labels is None else torch.as_tensor(labels).reshape(-1)
-        h = tensor_digest(x)
-        if y is not None:
-            tensor_digest(y, h)
-        check_same(h.hexdigest(), "the input data (hash of x and labels)",
+        prints = (data_fingerprint(x), None if y is None else data_fingerprint(y))
+        check_same(prints, "the input data (hash of x and labels)",
                    "give every rank the same tensor (load the same file, or split a Dataset instead)",
                    ctx, where)
         samples, first = sample_range(x.shape[0], batch_size, ctx)
@@ -267,6 +269,23 @@ def tensor_digest(t: torch.Tensor, h=None):
     if flat.numel():
         h.update(memoryview(flat.view(torch.uint8).numpy()))
     return h
+
+
+FINGERPRINT_ELEMENTS = 2 ** 23
+
+
+def data_fingerprint(x: torch.Tensor) -> str:
+    """A hash that tells data sets apart cheaply: all of ``x`` up to
+    :data:`FINGERPRINT_ELEMENTS` elements; beyond that, an even stride of that many elements
+    together with the float64 sum of all of them (a GPU's whole-dataset simulation should not
+    wait for hashing gigabytes on a CPU)."""
+    x = x.detach()
+    if x.numel() <= FINGERPRINT_ELEMENTS:
+        return tensor_digest(x).hexdigest()
+    flat = x.reshape(-1)
+    h = tensor_digest(flat[::math.ceil(flat.numel() / FINGERPRINT_ELEMENTS)])
+    h.update(f"{tuple(x.shape)}{float(flat.double().sum())!r}".encode())
+    return h.hexdigest()
 
 
 def module_digest(module) -> str:
@@ -405,23 +424,25 @@ def gather_runs(runs: list[BatchRun], labels: torch.Tensor | None, template: dic
     outputs, per-step predictions and labels travel in one float64 all-gather (exact for
     every float type up to float64 and for class indices).
     """
-    meta = [(r.output.shape[0], r.output.shape[1:], r.output.dtype, r.engine, r.activity, r.extra)
-            for r in runs]
-    everyone = all_gather_objects((meta, labels is not None, seconds), ctx)
+    meta = [(r.output.shape[0], r.output.shape[1:], r.output.dtype, r.step_predictions.shape[0],
+             r.engine, r.activity, r.extra) for r in runs]
+    n_local = sum(b[0] for b in meta)
+    if labels is not None and labels.numel() != n_local:
+        labels = None  # not one class index per sample: kept by no rank, as by one process
+    label_dtype = None if labels is None else labels.dtype
+    everyone = all_gather_objects((meta, label_dtype, seconds), ctx)
     metas = [m for m, _, _ in everyone]
     sizes = [sum(b[0] for b in m) for m in metas]
-    with_labels = all(has or not m for m, has, _ in everyone) and any(sizes)
-    first = next(m[0] for m in metas if m)
-    out_shape, out_dtype = first[1], first[2]
+    with_labels = all(dt is not None or not m for m, dt, _ in everyone)
+    label_dtype = next((dt for _, dt, _ in everyone if dt is not None), None)
+    _, out_shape, _, steps, *_ = next(m[0] for m in metas if m)
     classes = math.prod(out_shape)
-    steps = max(r.step_predictions.shape[0] for r in runs) if runs else None
-    steps = max(s for s in all_gather_objects(steps, ctx) if s is not None)
 
     device = runs[0].output.device if runs else next(iter(template.values())).device
     cols = classes + steps + 1
-    local = torch.zeros((sizes[ctx.rank], cols), dtype=torch.float64, device=device)
+    local = torch.zeros((n_local, cols), dtype=torch.float64, device=device)
     if runs:
-        local[:, :classes] = torch.cat([r.output for r in runs]).reshape(sizes[ctx.rank], -1)
+        local[:, :classes] = torch.cat([r.output for r in runs]).reshape(n_local, -1)
         local[:, classes:classes + steps] = torch.cat([r.step_predictions for r in runs], 1).T
         if labels is not None:
             local[:, -1] = labels.to(device).reshape(-1)
@@ -438,13 +459,13 @@ def gather_runs(runs: list[BatchRun], labels: torch.Tensor | None, template: dic
 
     gathered, row = [], 0
     for m in metas:
-        for n, shape, dtype, engine, activity, extra in m:
+        for n, shape, dtype, _, engine, activity, extra in m:
             block = rows[row:row + n]
             gathered.append(BatchRun(
                 output=block[:, :classes].reshape(n, *shape).to(dtype),
                 step_predictions=block[:, classes:classes + steps].T.to(torch.int64).contiguous(),
                 counts={}, engine=engine, activity=activity, extra=extra))
             row += n
-    y = rows[:, -1].to(torch.int64).cpu() if with_labels else None
+    y = rows[:, -1].to(label_dtype).cpu() if with_labels else None
     return Gathered(gathered, counts, y, sizes, [s for _, _, s in everyone],
                     gather_bytes=max(sizes) * cols * 8 * ctx.world_size, reduce_bytes=flat.numel() * 8)

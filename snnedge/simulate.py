@@ -87,7 +87,8 @@ def simulate(snn: SpikingNetwork, x, timesteps: int = 32, encoding: str = "direc
         ranks) waits, so keep ``batch_size <= N / world_size``. ``engine="auto"`` chooses
         event layers on each rank's first batch (float32 results may then differ from one
         process's at the last bit; float64 results do not). A GPU rank uses
-        ``cuda:LOCAL_RANK`` when ``device`` (or the network) is ``cuda``. The network must be
+        ``cuda:LOCAL_RANK`` when ``device`` is ``"cuda"`` or not given for a network on a
+        GPU. The network must be
         the same on every rank (checked by a hash of its state dict). See
         :mod:`snnedge.distributed`.
     """
@@ -123,10 +124,10 @@ def simulate(snn: SpikingNetwork, x, timesteps: int = 32, encoding: str = "direc
             else ([], 0, None)
     else:
         batches, n, y_all = split_batches(x, batch_size, labels)
-    device = torch.device(device) if device is not None else module_device(snn)
     if ctx is not None:
-        device = dist_glue.rank_device(ctx, device)
+        device = dist_glue.rank_device(ctx, device, module_device(snn))
         dist_glue.check_same_network(snn, ctx, "simulate")
+    device = torch.device(device) if device is not None else module_device(snn)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("simulate(device='cuda') but torch sees no CUDA device; use device='cpu'.")
     dtype = dtype or module_dtype(snn)

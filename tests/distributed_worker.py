@@ -135,19 +135,23 @@ def fit_data() -> tuple[torch.Tensor, torch.Tensor]:
 FIT_RUNS = {"full": {"bptt": "full"}, "truncated": {"bptt": "truncated", "block_steps": 2}}
 
 
-def run_fit(distributed: bool) -> dict:
-    from snnedge.training import fit, random_shift
+def run_fit(distributed: bool, out: Path | None = None) -> dict:
+    """The short fits; with ``out``, every rank also asks for a checkpoint ``ckpt<rank>.pt``
+    there (only rank 0 writes one)."""
+    from snnedge.training import fit, random_shift, save_checkpoint
 
     x, y = fit_data()
-    out = {}
+    found = {}
     for name, opts in FIT_RUNS.items():
         net = fit_network()
         hist = fit(net, (x, y), epochs=2, timesteps=4, lr=3e-2, batch_size=16, seed=0,
                    lr_schedule="cosine", transform=random_shift(1), val=(x[:50], y[:50]),
                    progress=False, distributed=distributed, **opts)
-        out[name] = {"state": {k: v.cpu() for k, v in net.state_dict().items()},
-                     "history": {k: v for k, v in hist.to_dict().items() if k != "epoch_time_s"}}
-    return out
+        found[name] = {"state": {k: v.cpu() for k, v in net.state_dict().items()},
+                       "history": {k: v for k, v in hist.to_dict().items() if k != "epoch_time_s"}}
+    if out is not None:
+        save_checkpoint(net, out / f"ckpt{os.environ['RANK']}.pt", history=hist)
+    return found
 
 
 def run_fit_loader() -> dict:
@@ -213,16 +217,22 @@ def run_tiny(distributed: bool) -> dict:
 
 
 CHECKS = {"simulate": lambda rank: run_simulate(True), "convert": lambda rank: run_convert(True),
-          "fit": lambda rank: run_fit(True), "fit_loader": lambda rank: run_fit_loader(),
+          "fit": lambda rank: run_fit(True, OUT[0]), "fit_loader": lambda rank: run_fit_loader(),
           "tiny": lambda rank: run_tiny(True), "errors": run_errors}
+
+
+OUT: list[Path] = []
 
 
 def main(out: Path, checks: list[str]) -> None:
     rank = int(os.environ["RANK"])
-    found = {"threads": torch.get_num_threads()}
+    OUT.append(out)
+    found = {}
     for name in checks or CHECKS:
         found[name] = CHECKS[name](rank)
     found["threads"] = torch.get_num_threads()
+    torch.distributed.barrier()
+    found["files"] = sorted(p.name for p in out.iterdir())
     torch.save(found, out / f"rank{rank}.pt")
 
 

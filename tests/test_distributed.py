@@ -118,6 +118,10 @@ def test_fit_on_two_ranks_follows_one_process(ranks):
     assert single["full"]["history"]["accuracy"][-1] > 0.6  # it learns (3 classes)
 
 
+def test_checkpoints_are_written_by_rank_0_only(ranks):
+    assert [f for f in ranks[1]["files"] if f.startswith("ckpt")] == ["ckpt0.pt"]
+
+
 # -- bad input ---------------------------------------------------------------------------
 def test_a_network_that_differs_between_ranks_is_refused(ranks):
     for found in ranks:
@@ -195,6 +199,15 @@ def test_sample_ranges_are_whole_batches():
     assert [dist_glue.sample_range(1001, 100, c) for c in ctx] == [(range(0, 600), 0),
                                                                    (range(600, 1001), 6)]
     assert [dist_glue.sample_range(1, 100, c) for c in ctx] == [(range(0, 1), 0), (range(1, 1), 1)]
+
+
+def test_large_data_is_fingerprinted_not_hashed_whole(monkeypatch):
+    monkeypatch.setattr(dist_glue, "FINGERPRINT_ELEMENTS", 100)
+    x = torch.rand(50, 10)
+    y = x.clone()
+    y[3, 7] += 1e-3  # off the stride of 5 elements: the float64 sum tells them apart
+    assert dist_glue.data_fingerprint(x) == dist_glue.data_fingerprint(x.clone())
+    assert dist_glue.data_fingerprint(x) != dist_glue.data_fingerprint(y)
 
 
 def test_simulate_takes_a_dataset_in_one_process_too():
@@ -324,6 +337,16 @@ def test_command_line_under_torchrun_equals_one_process(sweep_files, tmp_path):
     one, two = (json.loads((tmp_path / f / "report.json").read_text()) for f in ("sweep1", "sweep2"))
     assert sorted(j["rank"] for j in two["jobs"]) == [0, 0, 1, 1]
     assert two["rows"] == one["rows"]
+
+
+@pytest.mark.slow
+def test_readme_script_under_torchrun(tmp_path):
+    import re
+    text = (ROOT / "README.md").read_text()
+    script = re.search(r"```python\n(# save as scale.py.*?)```", text, flags=re.S).group(1)
+    (tmp_path / "scale.py").write_text(script)
+    out = torchrun(["scale.py"], cwd=tmp_path).stdout
+    assert out.count("accuracy ") == 1 and "on 1000 digits" in out  # rank 0 prints, once
 
 
 @pytest.mark.slow

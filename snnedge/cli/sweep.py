@@ -250,7 +250,7 @@ def run_sweep(args) -> None:
             raise UsageError(f"sweep config: key 'device' {cfg['device']!r} is not a torch device; "
                              f"use cpu or cuda.") from None
         if ctx is not None:
-            device = dist_glue.rank_device(ctx, device)
+            device = dist_glue.rank_device(ctx, device, torch.device("cpu"))
     jobs = jobs_of(cfg)
     owner = assign(jobs, world)
     first_of = {n: min(j["job"] for j in jobs if j["network"] == n) for n in cfg["networks"]}

@@ -93,7 +93,7 @@ def fit(net: SpikingNetwork, train, epochs: int = 1, timesteps: int = 8, encodin
         the same :class:`History`; progress bars show on rank 0 only (and
         :func:`~snnedge.training.save_checkpoint` writes on rank 0 only). The network must be
         the same on every rank (checked by a hash of its state dict); a GPU rank trains on
-        ``cuda:LOCAL_RANK``. See :mod:`snnedge.training.parallel` for the sampling, the seeds
+        ``cuda:LOCAL_RANK`` (``device="cuda"``, or a network on a GPU). See :mod:`snnedge.training.parallel` for the sampling, the seeds
         and the loss weights.
 
     Example
@@ -129,11 +129,11 @@ def fit(net: SpikingNetwork, train, epochs: int = 1, timesteps: int = 8, encodin
                          f"set requires_grad=True, or use learn_threshold/learn_beta on the neurons.")
     train_data = LabelledData(train, net, where, "train")
     val_data = LabelledData(val, net, where, "val") if val is not None else None
-    device = torch.device(device) if device is not None else module_device(net)
     ctx = dist_glue.setup("fit") if distributed else None
     if ctx is not None:
-        device = dist_glue.rank_device(ctx, device)
+        device = dist_glue.rank_device(ctx, device, module_device(net))
         dist_glue.check_same_network(net, ctx, "fit")
+    device = torch.device(device) if device is not None else module_device(net)
     net.to(device)
     dtype = module_dtype(net)
     opt = make_optimizer(optimizer, params, lr)
