@@ -394,6 +394,15 @@ def union_kth(rows: list[torch.Tensor], percentile: float, ctx: Context) -> list
     return out
 
 
+def share_choice(choice: list[str] | None, ctx: Context) -> list[str]:
+    """Rank 0's ``choice`` (engine ``"auto"``: the event layers measured on the first block of
+    batch 0, as one process measures them) on every rank; the others pass ``None`` and wait
+    for it, so that every batch runs the layers one process runs."""
+    box = [choice]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 # --------------------------------------------------------------------------------------
 # simulation results
 # --------------------------------------------------------------------------------------

@@ -77,20 +77,20 @@ def simulate(snn: SpikingNetwork, x, timesteps: int = 32, encoding: str = "direc
         Labels for a tensor input (optional; ``res.accuracy(y)`` also takes them).
     distributed:
         Under ``torchrun`` (or an initialized ``torch.distributed`` process group), each rank
-        simulates its shard and every rank returns the whole-dataset result, the same as one
-        process with the same arguments: per-layer and per-neuron counts, synaptic events,
-        outputs and predictions in the original order (identical in float64). ``x`` is a
-        tensor given on every rank (checked by hash), a map-style ``Dataset`` (batches of
-        ``batch_size``), a ``DataLoader`` over one (in order, without a sampler of its own)
-        or a list of batches. Ranks take whole batches, contiguous in rank order, each with
-        the seed it has in one process; a rank left without a batch (fewer batches than
-        ranks) waits, so keep ``batch_size <= N / world_size``. ``engine="auto"`` chooses
-        event layers on each rank's first batch (float32 results may then differ from one
-        process's at the last bit; float64 results do not). A GPU rank uses
-        ``cuda:LOCAL_RANK`` when ``device`` is ``"cuda"`` or not given for a network on a
-        GPU. The network must be
-        the same on every rank (checked by a hash of its state dict). See
-        :mod:`snnedge.distributed`.
+        simulates its shard and every rank returns the whole-dataset result: per-layer and
+        per-neuron counts, synaptic events, outputs and predictions in the original order.
+        ``x`` is a tensor given on every rank (checked by hash), a map-style ``Dataset``
+        (batches of ``batch_size``), a ``DataLoader`` over one (in order, without a sampler of
+        its own) or a list of batches; the network must be the same on every rank (checked
+        by a hash of its state dict). Ranks take whole batches, contiguous in rank order, and
+        each batch runs as in one process (same samples, seed and layers), so the result is
+        one process's (the tests check it bit for bit in float64 and float32 on CPUs). A rank
+        left without a batch (fewer batches than ranks) waits: keep ``batch_size <= N /
+        world_size``. With ``engine="auto"``, rank 0 measures the event layers on the first
+        time block of batch 0, as one process does, and the other ranks wait for its choice
+        (briefly when a batch spans several blocks; a whole batch when it is one block: name
+        the engine then). A GPU rank uses ``cuda:LOCAL_RANK`` when ``device`` is ``"cuda"``
+        or not given for a network on a GPU. See :mod:`snnedge.distributed`.
     """
     if not isinstance(snn, SpikingNetwork):
         raise TypeError(f"simulate expects a snnedge.SpikingNetwork. Got {type(snn).__name__}; "
@@ -135,6 +135,13 @@ def simulate(snn: SpikingNetwork, x, timesteps: int = 32, encoding: str = "direc
 
     start = time.perf_counter()
     results, links, sources, shape = [], None, None, None
+    measured = share = None  # distributed "auto": the choice of batch 0, made on rank 0
+    if ctx is not None and engine == "auto":
+        if ctx.main:
+            def share(choice):
+                dist_glue.share_choice(choice, ctx)
+        else:
+            measured = dist_glue.share_choice(None, ctx)
     bar = tqdm(total=n, desc=f"simulate T={timesteps}", unit="sample", leave=False,
                disable=not (progress if progress is not None else n > batch_size)
                or (ctx is not None and not ctx.main))
@@ -152,12 +159,12 @@ def simulate(snn: SpikingNetwork, x, timesteps: int = 32, encoding: str = "direc
             check_finite(xb)
             # engine "auto": later batches reuse the first batch's per-layer choice, so that
             # small batches (one block each) switch too
-            chosen = results[0].extra.get("event_layers") if results else None
+            chosen = results[0].extra.get("event_layers") if results else measured
             first = 0 if shard is None else shard.first_batch  # one process's batch index
             results.append(run_batch(net, xb, get_encoder(encoding), timesteps,
                                      seed=seed + first + len(results),
                                      engine=engine, block_steps=steps, sources=sources,
-                                     event_layers=chosen))
+                                     event_layers=chosen, on_choice=None if results else share))
             bar.update(xb.shape[0])
     bar.close()
     counts = gathered = None

@@ -44,13 +44,25 @@ def simulate_inputs(distributed: bool) -> dict:
     DataLoader where the distributed run gets the Dataset, with the same batches)."""
     x, y = simulate_data()
     ds = TensorDataset(x, y)
-    return {"tensor": (x, y),
+    dark = x.clone()
+    dark[SIMULATE_BATCH:] = 0  # batches after the first fire nothing
+    return {"tensor": (x, y), "skewed": (dark, y),
             "dataset": (ds if distributed else DataLoader(ds, batch_size=SIMULATE_BATCH), None),
             "loader": (DataLoader(ds, batch_size=64), None),
             "list": ([(x[i:i + 70], y[i:i + 70]) for i in range(0, N_SIMULATE, 70)], None)}
 
 
+def skewed_network() -> snnedge.SpikingNetwork:
+    """:func:`network` without the first bias: zero inputs give no spikes, so engine "auto"
+    picks event layers on dark batches and dense ones on the first (bright) batch."""
+    net = network()
+    with torch.no_grad():
+        net.layer("0").bias.zero_()
+    return net
+
+
 SIMULATE_RUNS = {"tensor-direct": ("tensor", "direct", "auto"),
+                 "skewed-auto": ("skewed", "direct", "auto"),
                  "tensor-poisson": ("tensor", "poisson", "event"),
                  "dataset-direct": ("dataset", "direct", "dense"),
                  "loader-latency": ("loader", "latency", "auto"),
@@ -64,7 +76,8 @@ def result_record(res) -> dict:
             "spike_counts": dict(res.spike_counts), "synaptic_events": dict(res.synaptic_events),
             "input_macs": dict(res.input_macs), "num_samples": res.num_samples,
             "labels": None if res.labels is None else res.labels.cpu(),
-            "accuracy_curve": res.accuracy_curve().cpu(), "engine": res.engine}
+            "accuracy_curve": res.accuracy_curve().cpu(), "engine": res.engine,
+            "event_layers": res.extra.get("event_layers")}
 
 
 def run_simulate(distributed: bool) -> dict:
@@ -72,7 +85,8 @@ def run_simulate(distributed: bool) -> dict:
     out = {}
     for name, (kind, encoding, engine) in SIMULATE_RUNS.items():
         data, labels = inputs[kind]
-        res = snnedge.simulate(network(), data, timesteps=8, encoding=encoding, engine=engine,
+        net = skewed_network() if kind == "skewed" else network()
+        res = snnedge.simulate(net, data, timesteps=8, encoding=encoding, engine=engine,
                                batch_size=SIMULATE_BATCH, labels=labels, progress=False,
                                distributed=distributed)
         out[name] = result_record(res)

@@ -71,6 +71,12 @@ def test_simulate_on_two_ranks_equals_one_process(ranks):
             assert_same(got, single[name], f"rank {r} {name}")
 
 
+def test_auto_engine_layers_are_chosen_on_batch_0_for_every_rank(ranks):
+    # rank 1 alone would pick event layers on its dark batches; it runs batch 0's choice
+    got = ranks[1]["simulate"]["skewed-auto"]
+    assert got["event_layers"] == [[]] * 11 and got["engine"] == "dense"
+
+
 def test_uneven_shards_split_whole_batches(ranks):
     # 1,001 samples in 11 batches of 100: 6 batches to rank 0, 5 to rank 1; the loader's own
     # batches of 64: 16 batches, 8 each
