@@ -240,8 +240,6 @@ def _rank() -> str:
 
 
 def _check_counts(args) -> None:
-    if not hasattr(args, "timesteps"):
-        return  # sweep: its config file is checked when it is read
     steps = args.timesteps if isinstance(args.timesteps, list) else [args.timesteps]
     if any(t <= 0 for t in steps):
         raise UsageError(f"--timesteps must be positive. Got {args.timesteps}.")
