@@ -232,7 +232,7 @@ def _aten_ops(node, path, typ, value, const, names, example) -> list[Op]:
         return [Op(name, "slice", tuple(ins[:1]), Narrow(dim, lo, hi - lo), shape, typ or src)]
     if fn in ("max_pool2d", "max_pool2d_with_indices"):
         k = param(1)
-        m = nn.MaxPool2d(k, param(2) or k, param(3, 0), param(4, 1), bool(param(5, False)))
+        m = nn.MaxPool2d(k, param(2) or k, param(3, 0), param(4, 1), ceil_mode=bool(param(5, False)))
         return one("maxpool", m)
     if fn == "avg_pool2d":
         k = param(1)

@@ -159,16 +159,18 @@ def capture_fx(model: nn.Module, example: torch.Tensor) -> Graph:
             f"{type(model).__name__}.forward"
         first = next((n for n in gm.graph.nodes if n.op == "call_module"), None)
         hint = ""
-        if first is not None:
+        if first is not None and first is prop.failed:
             m = gm.get_submodule(first.target)
             expects = getattr(m, "in_channels", getattr(m, "in_features", None))
             if expects is not None:
                 hint = f" Its first layer {first.target!r} ({type(m).__name__}) takes {expects} " \
                        f"{'channels' if hasattr(m, 'in_channels') else 'features'}."
+        cause = e.__cause__ or e  # ShapeProp wraps the module's own error
+        what = str(cause).strip().splitlines()[0].rstrip(".") if str(cause).strip() else ""
         raise ValueError(f"The calibration data do not fit the model: a batch of shape "
-                         f"{list(example.shape)} fails in {at} with {type(e).__name__}: "
-                         f"{str(e).splitlines()[0] if str(e) else ''}.{hint} Fix: pass samples "
-                         f"shaped like the model's input, [N, *input shape].") from None
+                         f"{list(example.shape)} fails in {at} with {type(cause).__name__}: "
+                         f"{what}.{hint} Fix: pass samples shaped like the model's input, "
+                         f"[N, *input shape].") from None
     modules = dict(gm.named_modules())
     names = Names()
     ops: list[Op] = []

@@ -104,6 +104,11 @@ class SpikingMaxPool2d(TemporalModule):
         if self.keep_shape:
             return tuple(input_shape)
         axes = module_axes(self, input_shape[1:])
+        for a, axis in enumerate(axes):
+            if (axis.fan_in() == 0).any():  # torch's max of no value is -inf
+                raise ValueError(f"{type(self).__name__}: a window on spatial axis {a} of an input "
+                                 f"of shape {tuple(input_shape)} holds only padding; use less "
+                                 f"padding or dilation.")
         return (input_shape[0], *(a.size_out for a in axes))
 
     def structural(self, x: torch.Tensor) -> torch.Tensor:
