@@ -39,7 +39,7 @@ from snnedge.layers import Add, Scale
 from snnedge.network import Node
 
 from .errors import UnsupportedLayerError
-from .graph import INPUT, Graph, Op, _Names
+from .ir import INPUT, Graph, Names, Op
 from .maxpool import SpikingAdaptiveMaxPool2d, SpikingMaxPool2d
 from .membrane import CalibratedIF
 
@@ -179,7 +179,7 @@ class Normalizer:
 
     # -- layers --------------------------------------------------------------------------
     def nodes(self) -> list[Node]:
-        names = _Names()
+        names = Names()
         for o in self.g.ops:
             names.used.add(o.name)
         out = []

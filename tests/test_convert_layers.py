@@ -103,12 +103,15 @@ def _rel_error(snn, ann, x, timesteps):
     return float((res.output / timesteps - y).abs().max() / y.abs().max())
 
 
+@pytest.mark.parametrize("normalization", ["max", "channelwise"])
 @pytest.mark.parametrize("cls", [ShuffleBlock, DenseBlock, Pools])
-def test_new_layers_convert_and_approach_the_ann(cls):
-    # "max" normalization: no activation saturates, so the rate code converges to the ANN
-    # (percentile clipping is an accuracy trade-off, not what these layers are checked for)
+def test_new_layers_convert_and_approach_the_ann(cls, normalization):
+    # the largest activation (of the layer, or of each channel) as the scale: no activation
+    # saturates, so the rate code converges to the ANN (percentile clipping is an accuracy
+    # trade-off, not what these layers are checked for); per-channel units pass through
+    # grouped convolutions, slices, concatenations and the channel shuffle
     ann = _build(cls)
-    snn = convert(ann, X, normalization="max", **FAST)
+    snn = convert(ann, X, normalization=normalization, percentile=100.0, **FAST)
     assert _rel_error(snn, ann, X[:8], 512) < 0.02
 
 
