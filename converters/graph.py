@@ -102,7 +102,9 @@ class _Tracer(fx.Tracer):
             return super().call_module(m, forward, args, kwargs)
         except Exception:
             if self.failed_in is None:
-                self.failed_in = f"{self.path_of_module(m) or '(the model itself)'} ({type(m).__name__})"
+                path = self.path_of_module(m)
+                self.failed_in = f"the forward of module {path!r} ({type(m).__name__})" if path \
+                    else f"{type(m).__name__}.forward"
             raise
 
 
@@ -114,8 +116,8 @@ def trace(model: nn.Module) -> fx.GraphModule:
     except Exception as e:  # noqa: BLE001 - fx raises many types; the advice is the same
         at = tracer.failed_in or f"{type(model).__name__}.forward"
         raise TypeError(
-            f"convert could not capture {type(model).__name__} with torch.fx: the forward of "
-            f"{at} fails to trace with {type(e).__name__}: {e}. Models whose forward "
+            f"convert could not capture {type(model).__name__} with torch.fx: tracing fails in "
+            f"{at} with {type(e).__name__}: {e}. Models whose forward "
             f"branches on tensor values (if x.sum() > 0, loops over x.shape of data) cannot be "
             f"traced. Fix: compute the branch with tensor operations (torch.where), or move "
             f"the data-dependent code out of forward; a model that torch.export.export(model, "

@@ -238,7 +238,8 @@ class Gate(nn.Module):
 def test_untraceable_forward_names_the_module_and_the_fix():
     ann = Branchy().eval()
     before = _state_hash(ann)
-    with pytest.raises(TypeError, match=r"the forward of head \(Gate\) fails to trace.*Fix: compute "
+    with pytest.raises(TypeError, match=r"tracing fails in the forward of module 'head' \(Gate\) with "
+                                        r"TraceError.*Fix: compute "
                                         r"the branch with tensor operations \(torch.where\)"):
         convert(ann, X)
     assert _state_hash(ann) == before

@@ -231,3 +231,24 @@ def test_slices_and_channel_shuffles_have_exact_synapse_lists():
         y = module(x)
         m = module_matrix(module, x.shape[1:], y.shape[1:])
         assert torch.equal(torch.from_numpy(m @ x.reshape(-1).numpy()), y.reshape(-1))
+
+
+@pytest.mark.cuda
+def test_overlapping_pools_on_cuda_equal_the_cpu():
+    snn = convert(_alexnet_like(), X13, calibrate_membrane=False)
+    cpu = snnedge.simulate(snn, X13[:6], timesteps=20, dtype=torch.float64)
+    for engine in ("dense", "event"):
+        gpu = snnedge.simulate(snn, X13[:6], timesteps=20, engine=engine, dtype=torch.float64,
+                               device="cuda")
+        assert gpu.spike_counts == cpu.spike_counts and gpu.synaptic_events == cpu.synaptic_events
+        assert torch.allclose(gpu.output.cpu(), cpu.output)
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import converters.maxpool
+    import snnedge.layers
+    for module in (converters.maxpool, snnedge.layers):
+        result = doctest.testmod(module, verbose=False)
+        assert result.failed == 0 and result.attempted > 0, module.__name__
