@@ -28,8 +28,7 @@ except PackageNotFoundError:  # running from a source tree without installation
 
 __all__ = [
     "IF", "LIF", "SpikingNeuron", "if_step", "lif_step", "Add", "Concat", "Narrow", "Scale",
-    "SumPool2d",
-    "TemporalModule", "Node", "SpikingNetwork", "sequential", "simulate", "SimulationResult",
+    "SumPool2d", "TemporalModule", "Node", "SpikingNetwork", "sequential", "simulate", "SimulationResult",
     "ENGINES", "ENCODERS", "SURROGATES", "get_surrogate", "count_ops", "OpCount", "LayerOps",
     "NeuroBenchMetrics", "neurobench_metrics", "to_nir", "from_nir", "save_network", "load_network",
     "fit", "History", "save_checkpoint", "load_checkpoint",

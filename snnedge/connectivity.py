@@ -55,8 +55,8 @@ def structural(module: nn.Module, xs: list[torch.Tensor], name: str = "") -> tor
 
     Pooling becomes sum pooling, a per-channel scale becomes its non-zero mask, junctions,
     shape changes and channel rearrangements stay as they are, and a temporal routing module
-    (a spiking max pool) gives its own model (:meth:`snnedge.TemporalModule.structural`). Raises ``ValueError`` naming the layer for a module with
-    no such model.
+    (a spiking max pool) gives its own model (:meth:`snnedge.TemporalModule.structural`).
+    Raises ``ValueError`` naming the layer for a module with no such model.
     """
     x = xs[0]
     if isinstance(module, nn.AvgPool2d):
