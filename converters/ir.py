@@ -132,7 +132,8 @@ def reshape_ops(names: Names, name: str, src: str, s_in: tuple, s_out: tuple,
                      tuple(s_out), source)]
 
 
-def clipped_relu(name: str, src: str, shape: tuple, source: str, low, high) -> Op:
+def clipped_relu(name: str, src: str, shape: tuple, source: str, low: float | None,
+                 high: float | None) -> Op:
     """A ``"relu"`` op for ``clamp(x, low, high)``: ``low`` must be 0; ``high`` None is a
     plain ReLU, else the clip ``c`` (the neuron's scale is then at most ``c``)."""
     if low is None or float(low) != 0.0 or (high is not None and not float(high) > 0.0):
