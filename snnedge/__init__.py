@@ -9,7 +9,7 @@ See DESIGN in the README for the public contract. The main entry points::
 from importlib.metadata import PackageNotFoundError, version
 
 from .encoders import ENCODERS
-from .layers import Add, Concat, Scale, SumPool2d, TemporalModule
+from .layers import Add, Concat, Narrow, Scale, SumPool2d, TemporalModule
 from .network import Node, SpikingNetwork, sequential
 from .neurobench_metrics import NeuroBenchMetrics, neurobench_metrics
 from .ops import LayerOps, OpCount, count_ops
@@ -27,8 +27,8 @@ except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0+local"
 
 __all__ = [
-    "IF", "LIF", "SpikingNeuron", "if_step", "lif_step", "Add", "Concat", "Scale", "SumPool2d",
-    "TemporalModule", "Node", "SpikingNetwork", "sequential", "simulate", "SimulationResult",
+    "IF", "LIF", "SpikingNeuron", "if_step", "lif_step", "Add", "Concat", "Narrow", "Scale",
+    "SumPool2d", "TemporalModule", "Node", "SpikingNetwork", "sequential", "simulate", "SimulationResult",
     "ENGINES", "ENCODERS", "SURROGATES", "get_surrogate", "count_ops", "OpCount", "LayerOps",
     "NeuroBenchMetrics", "neurobench_metrics", "to_nir", "from_nir", "save_network", "load_network",
     "fit", "History", "save_checkpoint", "load_checkpoint",

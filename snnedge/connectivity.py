@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .geometry import module_axes
-from .layers import INPUT, Add, Concat, Scale, SumPool2d
+from .layers import INPUT, Add, Concat, Narrow, Scale, SumPool2d, TemporalModule
 from .network import SpikingNetwork
 
 
@@ -53,9 +53,10 @@ def fanout(module: nn.Module, in_shape: tuple[int, ...], out_shape: tuple[int, .
 def structural(module: nn.Module, xs: list[torch.Tensor], name: str = "") -> torch.Tensor:
     """The counting version of a weight-free module: how many copies of an event go where.
 
-    Pooling becomes sum pooling, a per-channel scale becomes its non-zero mask, junctions and
-    shape changes stay as they are. Raises ``ValueError`` naming the layer for a module with
-    no such model.
+    Pooling becomes sum pooling, a per-channel scale becomes its non-zero mask, junctions,
+    shape changes and channel rearrangements stay as they are, and a temporal routing module
+    (a spiking max pool) gives its own model (:meth:`snnedge.TemporalModule.structural`).
+    Raises ``ValueError`` naming the layer for a module with no such model.
     """
     x = xs[0]
     if isinstance(module, nn.AvgPool2d):
@@ -68,11 +69,17 @@ def structural(module: nn.Module, xs: list[torch.Tensor], name: str = "") -> tor
     if isinstance(module, Scale):
         s = (module.scale != 0).to(x)
         return x * (s if s.dim() == 0 else s.view(-1, *([1] * (x.dim() - 2))))
-    if isinstance(module, (SumPool2d, nn.Flatten, nn.Unflatten, Add, Concat)):
+    if isinstance(module, (SumPool2d, nn.Flatten, nn.Unflatten, Add, Concat, Narrow,
+                           nn.ChannelShuffle)):
         return module(*xs)
+    if isinstance(module, TemporalModule):  # an event-routing module, such as a max pool
+        try:
+            return module.structural(x)
+        except ValueError as err:
+            raise ValueError(f"Layer {name!r}: {err}") from None
     raise ValueError(f"Layer {name!r} ({type(module).__name__}) has no structural (event-counting) "
                      f"model, so its connectivity is unknown; use the supported weight-free modules "
-                     f"(pooling, Flatten, Scale, Add, Concat).")
+                     f"(pooling, Flatten, Scale, Add, Concat, Narrow, ChannelShuffle).")
 
 
 def window_sum(x: torch.Tensor, axes) -> torch.Tensor:
