@@ -18,7 +18,9 @@ pool routes it to every window holding its position):
 * the inputs a *group* of targets needs (a core's axons) = the support of ``M^T g`` for the
   group's indicator ``g``, exact because every entry is non-negative (no cancellation).
 
-Batches of groups go through one vector-Jacobian product (autograd on the linear map).
+Batches of groups go through one vector-Jacobian product (autograd on the linear map). The
+tiler reads the same connectivity in closed form where the layers allow (:mod:`.receptive`)
+and uses these products for the rest.
 """
 from __future__ import annotations
 

@@ -114,7 +114,7 @@ def simplify(term: Term) -> Term:
     axes = []
     for a, mats in enumerate(term.axes):
         keep = np.unique(taps[:, a]) if len(taps) else np.zeros(0, dtype=np.int64)
-        first, inverse = unique_rows(mats[keep].reshape(len(keep), -1))
+        first, inverse = unique_rows(mats[keep].reshape(len(keep), mats.shape[1] * mats.shape[2]))
         remap = np.zeros(mats.shape[0], dtype=np.int64)
         remap[keep] = inverse
         axes.append(mats[keep[first]])
