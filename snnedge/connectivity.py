@@ -36,13 +36,19 @@ def fanout(module: nn.Module, in_shape: tuple[int, ...], out_shape: tuple[int, .
     (:meth:`snnedge.geometry.Axis.reach`; any padding, ``"same"`` included). This equals a
     transposed convolution of ones with the weight mask, without running one.
     """
-    mask = (module.weight.detach() != 0).to("cpu", torch.float64)
     if isinstance(module, nn.Linear):
-        f = mask.sum(0)
+        # Summed in chunks of rows: a sum over VGG-16's fc6 at once makes an 822 MB int64 copy.
+        w = module.weight.detach()
+        rows = max(1, 2**22 // max(1, w.shape[1]))
+        f = torch.zeros(w.shape[1], dtype=torch.float64)
+        for i in range(0, w.shape[0], rows):
+            f += (w[i:i + rows] != 0).sum(0).cpu()
         return f.expand(in_shape).clone() if len(in_shape) > 1 else f
+    mask = (module.weight.detach() != 0).cpu()
     groups = module.groups
     c_out, c_in_g, *kernel = mask.shape
-    per_tap = mask.view(groups, c_out // groups, c_in_g, *kernel).sum(1).reshape(groups * c_in_g, *kernel)
+    per_tap = mask.view(groups, c_out // groups, c_in_g, *kernel).sum(1, dtype=torch.float64) \
+        .reshape(groups * c_in_g, *kernel)
     axes = [torch.from_numpy(a.reach() >= 0).to(torch.float64)
             for a in module_axes(module, in_shape[1:])]
     if len(axes) == 1:

@@ -27,6 +27,7 @@ from .encoders import get_encoder
 from .engine import BatchRun, block_steps_for, exact_float32, run_batch
 from .errors import check_choice, check_positive_int
 from .layers import INPUT
+from .memory import available_memory
 from .network import SpikingNetwork, module_device, module_dtype
 from .results import SimulationResult
 
@@ -72,7 +73,12 @@ def simulate(snn: SpikingNetwork, x, timesteps: int = 32, encoding: str = "direc
     progress:
         Show a progress bar (default: when there is more than one batch).
     block_steps:
-        Steps per time block (default: as many as fit 256 MiB of activations, at most 32).
+        Steps per time block: every synaptic layer runs once per block on its steps x
+        samples. Default: as many as fit 128 MiB of activations but at least 8 steps x
+        samples, at most 32 steps, and never more than the free memory holds
+        (:func:`snnedge.engine.block_steps_for`). A batch whose single step does not fit the
+        memory the device can still allocate raises ``MemoryError`` before allocating it,
+        naming the batch size that fits.
     labels:
         Labels for a tensor input (optional; ``res.accuracy(y)`` also takes them).
     distributed:
@@ -152,8 +158,8 @@ def simulate(snn: SpikingNetwork, x, timesteps: int = 32, encoding: str = "direc
                 shape, shapes = check_input(net, xb)
                 links, sources = layout(net, shape, encoding)
                 first_size = xb.shape[0] if shard is None else shard.first_size
-                steps = block_steps or block_steps_for(shapes, first_size, timesteps,
-                                                       torch.finfo(dtype).bits // 8)
+                steps = block_steps_for(shapes, first_size, timesteps, torch.finfo(dtype).bits // 8,
+                                        free_bytes=available_memory(device), requested=block_steps)
             elif tuple(xb.shape[1:]) != shape:
                 raise ValueError(f"Input batches differ in shape: {shape} then {tuple(xb.shape[1:])}.")
             check_finite(xb)

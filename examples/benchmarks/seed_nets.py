@@ -8,16 +8,24 @@ connectivity is what matters: a spike entering a window reaches the pooled neuro
 last linear layer the readout. Layer names follow torchvision's module paths
 (``features.0``, ``layer3.2.conv2``) so mapping rows point back to the familiar model.
 
+Random weights leave a deep IF network nearly silent, so :func:`balance` sets each neuron
+layer's threshold to the 99.9th percentile of its input current in the ANN the network
+stands for (every IF a ReLU), layer by layer in the normalized domain, as data-based
+normalization does (Rueckauer et al. 2017): the spike rates then follow the ANN's
+activations. :func:`ann_forward` is that ANN, the dense bound of the simulation benchmark.
+
 ``tests/test_seed_nets.py`` checks the shapes against torchvision's models where torchvision
 is installed.
 """
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import snnedge
 from snnedge import Node, SpikingNetwork
+from snnedge.layers import INPUT
 
 VGG16 = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
 RESNET50 = ((64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2))  # (width, blocks, stride)
@@ -74,6 +82,43 @@ def resnet50(size: int = 224, classes: int = 1000, seed: int = 0) -> SpikingNetw
               Node("flatten", nn.Flatten(), ("avgpool",)),
               Node("fc", nn.Linear(2048, classes), ("flatten",))]
     return SpikingNetwork(nodes, input_shape=(3, size, size))
+
+
+@torch.no_grad()
+def ann_forward(net: SpikingNetwork, x: torch.Tensor, thresholds: dict[str, float] | None = None
+                ) -> dict[str, torch.Tensor]:
+    """Every layer's output in the ANN ``net`` stands for: each neuron layer a ReLU, divided
+    by its threshold when ``thresholds`` are given (the normalized domain)."""
+    vals = {INPUT: x}
+    for name in net.names:
+        ins = [vals[i] for i in net.inputs_of(name)]
+        if net.kind(name) == "temporal":
+            y = F.relu(ins[0])
+            vals[name] = y / thresholds[name] if thresholds is not None else y
+        else:
+            vals[name] = net.layer(name)(*ins)
+    return vals
+
+
+@torch.no_grad()
+def balance(net: SpikingNetwork, x: torch.Tensor, percentile: float = 99.9) -> dict[str, float]:
+    """Set every neuron layer's threshold to the ``percentile`` of its positive input current
+    on ``x`` in the normalized ANN (each layer's ReLU output divided by its threshold), in
+    network order; returns the thresholds."""
+    thresholds: dict[str, float] = {}
+    vals = {INPUT: x}
+    for name in net.names:
+        ins = [vals[i] for i in net.inputs_of(name)]
+        if net.kind(name) == "temporal":
+            pos = ins[0][ins[0] > 0].reshape(-1)
+            k = min(pos.numel(), max(1, round(percentile / 100 * pos.numel())))
+            theta = float(pos.kthvalue(k).values) if pos.numel() else 1.0
+            thresholds[name] = theta
+            net.layer(name).threshold.fill_(theta)
+            vals[name] = F.relu(ins[0]) / theta
+        else:
+            vals[name] = net.layer(name)(*ins)
+    return thresholds
 
 
 def _after(prev: str | None) -> tuple[str, ...] | None:
