@@ -74,7 +74,7 @@ def simulate(snn: SpikingNetwork, x, timesteps: int = 32, encoding: str = "direc
         Show a progress bar (default: when there is more than one batch).
     block_steps:
         Steps per time block: every synaptic layer runs once per block on its steps x
-        samples. Default: as many as fit 128 MiB of activations but at least 8 steps x
+        samples. Default: as many as fit 128 MiB of activations but at least 4 steps x
         samples, at most 32 steps, and never more than the free memory holds
         (:func:`snnedge.engine.block_steps_for`). A batch whose single step does not fit the
         memory the device can still allocate raises ``MemoryError`` before allocating it,

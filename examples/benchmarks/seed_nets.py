@@ -31,6 +31,12 @@ VGG16 = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512
 RESNET50 = ((64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2))  # (width, blocks, stride)
 
 
+def IF() -> snnedge.IF:
+    """The neuron layer: integrate-and-fire, reset by subtraction, membranes starting at half
+    the threshold (as converted networks start, ``converters.convert``'s default)."""
+    return snnedge.IF(v_init=0.5)
+
+
 def vgg16(size: int = 224, classes: int = 1000, seed: int = 0) -> SpikingNetwork:
     """VGG-16 at ``size`` pixels: 13 convolutions 3x3, 5 pools, 3 linear layers."""
     torch.manual_seed(seed)
@@ -41,14 +47,14 @@ def vgg16(size: int = 224, classes: int = 1000, seed: int = 0) -> SpikingNetwork
             prev, i = f"features.{i}", i + 1
             continue
         nodes.append(Node(f"features.{i}", nn.Conv2d(c, v, 3, padding=1), _after(prev)))
-        nodes.append(Node(f"features.{i + 1}", snnedge.IF(), (f"features.{i}",)))
+        nodes.append(Node(f"features.{i + 1}", IF(), (f"features.{i}",)))
         prev, c, i = f"features.{i + 1}", v, i + 2
     nodes.append(Node("avgpool", nn.AdaptiveAvgPool2d(7), (prev,)))
     nodes.append(Node("flatten", nn.Flatten(), ("avgpool",)))
     nodes += [Node("classifier.0", nn.Linear(512 * 7 * 7, 4096), ("flatten",)),
-              Node("classifier.1", snnedge.IF(), ("classifier.0",)),
+              Node("classifier.1", IF(), ("classifier.0",)),
               Node("classifier.3", nn.Linear(4096, 4096), ("classifier.1",)),
-              Node("classifier.4", snnedge.IF(), ("classifier.3",)),
+              Node("classifier.4", IF(), ("classifier.3",)),
               Node("classifier.6", nn.Linear(4096, classes), ("classifier.4",))]
     return SpikingNetwork(nodes, input_shape=(3, size, size))
 
@@ -57,7 +63,7 @@ def resnet50(size: int = 224, classes: int = 1000, seed: int = 0) -> SpikingNetw
     """ResNet-50 at ``size`` pixels: 7x7 stem, 3x3 pool, 16 bottlenecks, linear readout."""
     torch.manual_seed(seed)
     nodes = [Node("conv1", nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)),
-             Node("relu", snnedge.IF(), ("conv1",)),
+             Node("relu", IF(), ("conv1",)),
              Node("maxpool", nn.AvgPool2d(3, stride=2, padding=1), ("relu",))]
     prev, c = "maxpool", 64
     for layer, (width, blocks, stride) in enumerate(RESNET50, start=1):
@@ -65,10 +71,10 @@ def resnet50(size: int = 224, classes: int = 1000, seed: int = 0) -> SpikingNetw
             p = f"layer{layer}.{b}"
             s = stride if b == 0 else 1
             nodes += [Node(f"{p}.conv1", nn.Conv2d(c, width, 1, bias=False), (prev,)),
-                      Node(f"{p}.relu1", snnedge.IF(), (f"{p}.conv1",)),
+                      Node(f"{p}.relu1", IF(), (f"{p}.conv1",)),
                       Node(f"{p}.conv2", nn.Conv2d(width, width, 3, stride=s, padding=1, bias=False),
                            (f"{p}.relu1",)),
-                      Node(f"{p}.relu2", snnedge.IF(), (f"{p}.conv2",)),
+                      Node(f"{p}.relu2", IF(), (f"{p}.conv2",)),
                       Node(f"{p}.conv3", nn.Conv2d(width, 4 * width, 1, bias=False), (f"{p}.relu2",))]
             skip = prev
             if b == 0:
@@ -76,7 +82,7 @@ def resnet50(size: int = 224, classes: int = 1000, seed: int = 0) -> SpikingNetw
                                   (prev,)))
                 skip = f"{p}.downsample.0"
             nodes += [Node(f"{p}.add", snnedge.Add(), (f"{p}.conv3", skip)),
-                      Node(f"{p}.relu3", snnedge.IF(), (f"{p}.add",))]
+                      Node(f"{p}.relu3", IF(), (f"{p}.add",))]
             prev, c = f"{p}.relu3", 4 * width
     nodes += [Node("avgpool", nn.AdaptiveAvgPool2d(1), (prev,)),
               Node("flatten", nn.Flatten(), ("avgpool",)),
