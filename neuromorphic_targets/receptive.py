@@ -22,10 +22,13 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from torch import nn
 
 from snnedge import Add, Concat, Scale, SumPool2d
+from snnedge.connectivity import structural, window_sum
 from snnedge.geometry import module_axes
+from snnedge.layers import Narrow
 
 from .graph import NetworkGraph, Population
 
@@ -181,10 +184,9 @@ class _Builder:
             if isinstance(module, nn.Linear):
                 return self._linear(node, module, ins[0])
             raise NotSeparable(node)
-        if kind == "temporal":  # a non-spiking event router: the structural map passes it through
-            if shapes[node] != shapes[ins[0]]:
-                raise NotSeparable(node)
-            return self.terms(ins[0])
+        if kind == "temporal":  # a non-spiking event router (a spiking max pool)
+            mats = routing_matrices(module, node, shapes[ins[0]], shapes[node])
+            return {s: window(t, mats) for s, t in self.terms(ins[0]).items()}
         if isinstance(module, PASS):
             return self.terms(ins[0])
         if isinstance(module, WINDOWS):
@@ -197,12 +199,30 @@ class _Builder:
             keep = np.broadcast_to((scale != 0).numpy().reshape(-1), (c,)).copy()
             mats = [np.eye(n, dtype=bool) for n in shapes[node][1:]]
             return {s: window(t, mats, keep) for s, t in self.terms(ins[0]).items()}
+        if isinstance(module, Narrow):
+            return self._narrow(node, module, ins[0])
+        if isinstance(module, nn.ChannelShuffle):
+            # out channel j copies in channel perm[j]: read off the module itself
+            c = shapes[node][0]
+            probe = torch.arange(c, dtype=torch.float64).view(1, c, *([1] * (len(shapes[node]) - 1)))
+            perm = module(probe.expand(1, *shapes[ins[0]])).reshape(c, -1)[:, 0].round().long().numpy()
+            return {s: _rows(t, perm) for s, t in self.terms(ins[0]).items()}
         if isinstance(module, Add):
             return self._join([(i, 0) for i in ins], shapes[node][0])
         if isinstance(module, Concat) and module.dim in (1, -len(shapes[node])):
             offsets = np.cumsum([0] + [shapes[i][0] for i in ins[:-1]])
             return self._join(list(zip(ins, offsets.tolist())), shapes[node][0])
         raise NotSeparable(node)
+
+    def _narrow(self, node: str, module: Narrow, x: str) -> dict[str, Term]:
+        src = self.graph.shapes[x]
+        dim = module.dim if module.dim > 0 else module.dim + len(src) + 1
+        keep = np.arange(module.start, module.start + module.length)
+        if dim == 1:
+            return {s: _rows(t, keep) for s, t in self.terms(x).items()}
+        mats = [np.eye(n, dtype=bool) for n in src[1:]]
+        mats[dim - 2] = mats[dim - 2][keep]
+        return {s: window(t, mats) for s, t in self.terms(x).items()}
 
     def _join(self, parts: list[tuple[str, int]], channels: int) -> dict[str, Term]:
         by_source: dict[str, list[Term]] = {}
@@ -251,6 +271,44 @@ class _Builder:
             np.zeros((1, 0), dtype=np.int64)
         k = mask.reshape(mask.shape[0], src[0], max(1, math.prod(spatial)))
         return {s: weighted(k, axes, taps, t) for s, t in self.terms(x).items()}
+
+
+def routing_matrices(module: nn.Module, name: str, in_shape: tuple[int, ...],
+                     out_shape: tuple[int, ...]) -> list[np.ndarray]:
+    """Per-axis 0/1 matrices of a temporal routing module (a spiking max pool) that routes each
+    channel separably: each event to its own position, or through the pooling windows of its
+    ``kernel_size``/``output_size`` attributes (:func:`snnedge.geometry.module_axes`). The
+    module's own structural model decides: a candidate is taken only when it gives exactly the
+    module's output on two random non-negative integer inputs (a different linear map agrees
+    on both with probability below 2**-32); otherwise :class:`NotSeparable`."""
+    candidates = []
+    if tuple(out_shape) == tuple(in_shape):
+        candidates.append(None)
+    try:
+        axes = module_axes(module, in_shape[1:], name)
+        if (in_shape[0], *(a.size_out for a in axes)) == tuple(out_shape):
+            candidates.append(axes)
+    except (TypeError, ValueError):
+        pass
+    if not candidates:
+        raise NotSeparable(name)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 2**16, (2, *in_shape), generator=g).to(torch.float64)
+    try:
+        y = structural(module, [x], name)
+    except ValueError:
+        raise NotSeparable(name) from None
+    for axes in candidates:
+        want = x if axes is None else window_sum(x, axes)
+        if want.shape == y.shape and torch.equal(want, y):
+            return [np.eye(n, dtype=bool) for n in in_shape[1:]] if axes is None else \
+                [a.matrix() > 0 for a in axes]
+    raise NotSeparable(name)
+
+
+def _rows(term: Term, rows: np.ndarray) -> Term:
+    """``term`` followed by a channel selection: output channel ``k`` is channel ``rows[k]``."""
+    return simplify(Term(term.axes, term.taps, term.channels[rows]))
 
 
 def _bool_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -196,3 +196,62 @@ def test_layers_outside_the_closed_form_fall_back_to_autograd_exactly():
         got = choose_tiling(graph, pop, 8, max_axons=max_axons, counter=counter)
         assert same_report(got, brute_force(graph, pop, 8, max_axons=max_axons))
     assert map_network(net, "truenorth").row("conv").fan_in == 18
+
+
+# -- layers added with issue 15: spiking max pools, Narrow, ChannelShuffle ----------------------
+def routing_nets():
+    from converters.maxpool import SpikingAdaptiveMaxPool2d, SpikingMaxPool2d
+    torch.manual_seed(0)
+    pools = [SpikingMaxPool2d(3, 2, 1), SpikingMaxPool2d(3, 1, 1), SpikingMaxPool2d(2, keep_shape=True),
+             SpikingMaxPool2d(2, ceil_mode=True), SpikingAdaptiveMaxPool2d(3)]
+    for pool in pools:
+        yield repr(pool), snnedge.sequential(nn.Conv2d(1, 4, 3, padding=1), snnedge.IF(), pool,
+                                             nn.Conv2d(4, 6, 3, padding=1, groups=2), snnedge.IF(),
+                                             input_shape=(1, 7, 7))
+    yield "narrow+shuffle", SpikingNetwork([
+        Node("stem", nn.Conv2d(1, 6, 3, padding=1)), Node("stem_if", snnedge.IF()),
+        Node("shuffle", nn.ChannelShuffle(3), ("stem_if",)),
+        Node("left", snnedge.Narrow(1, 0, 2), ("shuffle",)),
+        Node("rows", snnedge.Narrow(2, 1, 4), ("left",)),
+        Node("conv", nn.Conv2d(2, 4, 3, padding=1), ("rows",)), Node("if", snnedge.IF()),
+    ], input_shape=(1, 6, 5))
+
+
+def test_routing_and_channel_layers_in_closed_form():
+    for label, net in routing_nets():
+        graph = NetworkGraph(net, net.input_shape)
+        pop = graph.populations[-1]
+        counter = tile_counter(graph, pop)
+        assert isinstance(counter, ClosedFormTiles), label
+        for c in candidate_tilings(pop.shape, 24)[::2]:
+            assert same_report(counter.report(c), evaluate(graph, pop, c)), (label, c.tile)
+        for limits in ({"max_axons": 20}, {"max_fanout": 2}):
+            got = choose_tiling(graph, pop, 24, counter=counter, **limits)
+            assert same_report(got, brute_force(graph, pop, 24, **limits)), (label, limits)
+
+
+class OwnRouting(snnedge.TemporalModule):
+    """A shape-keeping router whose events go to the mirrored position: no window explains it,
+    so the closed form must refuse it (and the autograd map reads its structural model)."""
+
+    emits_spikes = False
+
+    def initial_state(self, template):
+        return None
+
+    def forward_block(self, current, state, steps, static=False):
+        return current.flip(-1), state
+
+    def structural(self, x):
+        return x.flip(-1)
+
+
+def test_a_routing_module_no_window_explains_falls_back():
+    torch.manual_seed(0)
+    net = snnedge.sequential(nn.Conv2d(1, 2, 3, padding=1), snnedge.IF(), OwnRouting(),
+                             nn.Conv2d(2, 2, (1, 2)), snnedge.IF(), input_shape=(1, 4, 5))
+    graph = NetworkGraph(net, net.input_shape)
+    pop = graph.populations[-1]
+    assert population_terms(graph, pop) is None
+    got = choose_tiling(graph, pop, 4, max_axons=6)
+    assert same_report(got, brute_force(graph, pop, 4, max_axons=6))
