@@ -71,6 +71,12 @@ def _pt2_names(path: Path) -> list[str] | None:
     return inner if "archive_format" in inner else None
 
 
+def is_exported_program(path: str | Path) -> bool:
+    """Whether ``path`` is a ``torch.export`` archive (a ``.pt2`` ANN), by its contents."""
+    path = Path(path)
+    return path.is_file() and _pt2_names(path) is not None
+
+
 PT2_PLAIN = ("archive_format", "archive_version", "byteorder")
 PT2_PLAIN_DIRS = (".data/", "extra/")
 PT2_LEGACY_PICKLES = ("data/weights/", "data/constants/")  # `<model>.pt` up to torch 2.8
