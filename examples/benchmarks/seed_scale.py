@@ -1,24 +1,35 @@
 """The seed paper's networks at ImageNet size: how long snnedge takes on them (issue 17).
 
-For each network (VGG-16 and ResNet-50 at 224 px, built directly as spiking networks with
-torchvision's layer shapes and random weights, :mod:`seed_nets`) and each measure, one row
-and a few columns:
+Rows are AlexNet, VGG-16, GoogLeNet, ResNet-50 and MobileNetV2 at 224 px with random weights:
+with ``--source converted`` (default) the ANN (torchvision's model where torchvision is
+installed, else snnedge's stand-in equal to it, :mod:`snnedge.cli.seed_models`) converted by
+``converters.convert``; with ``--source hand-built`` VGG-16 and ResNet-50 built directly as
+spiking networks with torchvision's layer shapes (:mod:`seed_nets`). Each measure adds a few
+columns:
 
+* ``convert``: ``convert(ann, calibration=64 random images)`` with its default settings
+  (``--no-membrane-calibration`` leaves out the membrane calibration) against one ANN forward
+  pass over the same images at convert's batch size (goal: <= 20x), and the process's peak
+  memory (goal: <= 4 GB for VGG-16 with 64 samples at 224 px);
 * ``map``: ``map_network`` onto every target (goal: <= 60 s each on 2 threads), with the
   cores, chips and feasibility it found;
 * ``simulate``: one 224-px image at T = 32, default engine, against the dense bound (32 ANN
-  forward passes at batch 1 through the same layers with ReLUs; goal <= 1.0x) and the
-  process's peak memory (goal <= 2 GB; network weights and the torch runtime included).
+  forward passes at batch 1; goal <= 1.0x) and the process's peak memory (goal <= 2 GB;
+  network weights and the torch runtime included).
 
 Every measurement runs in its own process, so peak memory belongs to that measurement only.
-A measure is a function ``(network name, args) -> {column: value}`` in :data:`MEASURES`;
-rows are networks (:data:`seed_nets.NETWORKS`), columns the union of what the measures
-return, so a new measure (conversion time, say) adds columns without touching the others.
+The converted networks that ``map`` and ``simulate`` use are converted once per network in
+a process of their own (without membrane calibration, which changes neither the structure
+nor, much, the activity) and saved to a temporary folder. A measure is a function
+``(network name, args) -> {column: value}`` in :data:`MEASURES`; rows are networks, columns
+the union of what the measures return, so a new measure adds columns without touching the
+others.
 
 Usage::
 
-    python examples/benchmarks/seed_scale.py                       # both networks, all measures
+    python examples/benchmarks/seed_scale.py                       # five networks, all measures
     python examples/benchmarks/seed_scale.py --measures map --networks resnet50
+    python examples/benchmarks/seed_scale.py --source hand-built --networks vgg16 resnet50
     python examples/benchmarks/seed_scale.py --size 64 --timesteps 8 --no-write   # smoke run
 
 Writes (or replaces) the section "The seed's networks at ImageNet size" of ``RESULTS.md``
@@ -35,6 +46,7 @@ import platform
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -44,6 +56,9 @@ sys.path.insert(0, str(HERE))
 
 HEADING = "## The seed's networks at ImageNet size (issue 17)"
 TARGETS = ("truenorth", "dynap-se", "dynap-cnn", "loihi")
+NETWORKS = ("alexnet", "vgg16", "googlenet", "resnet50", "mobilenet_v2")  # seed_models' names
+SOURCES = ("converted", "hand-built")
+PREPARE_SAMPLES = 8  # calibration images of the networks that map and simulate use
 
 
 def _peak_gb() -> float:
@@ -57,12 +72,69 @@ def _setup(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def map_one(network: str, target: str, args: argparse.Namespace) -> dict:
-    """``map_network`` of a freshly built network onto one target (building not timed)."""
+def _ann(network: str, args: argparse.Namespace):
+    """The ANN of a converted row (seeded: the same weights in every process)."""
+    from snnedge.cli.seed_models import build_seed_model
+    return build_seed_model(network, args.size, seed=0)
+
+
+def _snn_file(network: str, args: argparse.Namespace) -> Path:
+    return Path(args.cache) / f"{network}_{args.size}.pt"
+
+
+def prepare_one(network: str, args: argparse.Namespace) -> dict:
+    """Convert the ANN once (not timed here) and save it for ``map`` and ``simulate``."""
     _setup(args.threads)
-    import seed_nets
+    import torch
+
+    import snnedge
+    from converters import convert
+    built = _ann(network, args)
+    x = torch.randn(PREPARE_SAMPLES, *built.input_shape, generator=torch.Generator().manual_seed(1))
+    snn = convert(built.model, calibration=x, calibrate_membrane=False)
+    snnedge.save_network(snn, _snn_file(network, args))
+    return {"source": built.source}
+
+
+def _network(network: str, args: argparse.Namespace):
+    if args.source == "hand-built":
+        import seed_nets
+        return seed_nets.NETWORKS[network](args.size)
+    import snnedge
+    return snnedge.load_network(_snn_file(network, args))
+
+
+def convert_one(network: str, args: argparse.Namespace) -> dict:
+    """``convert`` on ``--calibration-samples`` random images against one ANN forward pass
+    over them at convert's batch size (the better of two)."""
+    _setup(args.threads)
+    import torch
+
+    from converters import convert
+    built = _ann(network, args)
+    x = torch.randn(args.calibration_samples, *built.input_shape,
+                    generator=torch.Generator().manual_seed(2))
+    start = time.perf_counter()
+    convert(built.model, calibration=x, calibrate_membrane=not args.no_membrane_calibration)
+    seconds = time.perf_counter() - start
+    peak = _peak_gb()
+    passes = []
+    with torch.no_grad():
+        for _ in range(2):
+            start = time.perf_counter()
+            for part in x.split(256):  # convert's default batch_size
+                built.model(part)
+            passes.append(time.perf_counter() - start)
+    return {"seconds": seconds, "ann_pass_s": min(passes), "ratio": seconds / min(passes),
+            "peak_gb": peak, "samples": args.calibration_samples, "source": built.source,
+            "membrane_calibration": not args.no_membrane_calibration}
+
+
+def map_one(network: str, target: str, args: argparse.Namespace) -> dict:
+    """``map_network`` of the network onto one target (building or loading not timed)."""
+    _setup(args.threads)
     from neuromorphic_targets import map_network
-    net = seed_nets.NETWORKS[network](args.size)
+    net = _network(network, args)
     start = time.perf_counter()
     m = map_network(net, target)
     return {"seconds": time.perf_counter() - start, "cores": m.cores, "chips": m.chips,
@@ -77,13 +149,24 @@ def simulate_one(network: str, args: argparse.Namespace) -> dict:
     import seed_nets
     import snnedge
     torch.manual_seed(1)
-    net = seed_nets.NETWORKS[network](args.size)
-    x = torch.rand(1, 3, args.size, args.size)
-    seed_nets.balance(net, x)
+    net = _network(network, args)
+    if args.source == "hand-built":
+        x = torch.rand(1, 3, args.size, args.size)
+        seed_nets.balance(net, x)
+
+        def forward():
+            seed_nets.ann_forward(net, x)
+    else:
+        x = torch.randn(1, 3, args.size, args.size)
+        ann = _ann(network, args).model
+
+        def forward():
+            with torch.no_grad():
+                ann(x)
     passes = []
     for _ in range(3):
         start = time.perf_counter()
-        seed_nets.ann_forward(net, x)
+        forward()
         passes.append(time.perf_counter() - start)
     start = time.perf_counter()
     res = snnedge.simulate(net, x, timesteps=args.timesteps, batch_size=1)
@@ -92,6 +175,13 @@ def simulate_one(network: str, args: argparse.Namespace) -> dict:
     rate = sum(res.spike_counts.values()) / (sum(res.neurons.values()) * args.timesteps)
     return {"seconds": seconds, "bound_s": bound, "ratio": seconds / bound, "peak_gb": _peak_gb(),
             "spike_rate": rate, "event_layers": len(res.extra.get("event_layers", [[]])[0])}
+
+
+def measure_convert(network: str, args: argparse.Namespace) -> dict:
+    r = _in_child(convert_one, network, args)
+    print(f"{network} convert: {r}", file=sys.stderr)
+    return {"convert (s)": r["seconds"], "/ ANN pass": r["ratio"], "convert peak (GB)": r["peak_gb"],
+            "_convert": r}
 
 
 def measure_map(network: str, args: argparse.Namespace) -> dict:
@@ -113,7 +203,7 @@ def measure_simulate(network: str, args: argparse.Namespace) -> dict:
 
 #: Measures by name, each ``(network, args) -> {column: value}``; keys starting with "_"
 #: are kept in the JSON only.
-MEASURES = {"map": measure_map, "simulate": measure_simulate}
+MEASURES = {"convert": measure_convert, "map": measure_map, "simulate": measure_simulate}
 
 
 def _child(queue, fn, fn_args):
@@ -184,18 +274,37 @@ def _cell(v) -> str:
     return str(v)
 
 
+def describe(results: dict) -> str:
+    """What the rows are and how each measure was taken, for the section's first paragraph."""
+    size, steps = results["size"], results["timesteps"]
+    if results.get("source", "hand-built") == "hand-built":
+        text = (f"VGG-16 and ResNet-50 at {size} px built directly as spiking networks "
+                f"(torchvision's layer shapes, random weights, max pools read as average pools; "
+                f"`examples/benchmarks/seed_nets.py`). `simulate`'s thresholds are set from one "
+                f"ANN pass (99.9th percentile per layer); its dense bound is {steps} forward "
+                f"passes of the same layers with ReLUs at batch 1.")
+    else:
+        built = sorted(set(results.get("built_by", {}).values())) or ["unknown"]
+        text = (f"The seed's networks at {size} px, random weights, BatchNorm statistics "
+                f"from train-mode passes over random images (built by: {', '.join(built)}; "
+                f"`snnedge.cli.seed_models`), converted by `converters.convert`. `map` and "
+                f"`simulate` use each network converted once on {PREPARE_SAMPLES} random images "
+                f"without membrane calibration; `simulate`'s dense bound is {steps} forward "
+                f"passes of the ANN at batch 1.")
+    conv = next((r["_convert"] for r in results["rows"].values() if "_convert" in r), None)
+    if conv is not None:
+        text += (f" `convert` converts the ANN on {conv['samples']} random images with "
+                 f"{'its default settings' if conv['membrane_calibration'] else 'calibrate_membrane=False'}"
+                 f" against one ANN forward pass over the same images (goal: <= 20x; peak "
+                 f"memory goal <= 4 GB for VGG-16 with 64 samples at 224 px).")
+    return (text + f" `map_network` onto each target times one call (goal: <= 60 s each). "
+            f"`simulate` runs one image at T = {steps} with the default engine (goal: <= 1.0x "
+            f"the dense bound, peak memory <= 2 GB). Peak memory is the measuring process's, "
+            f"network weights included; each measurement runs in its own process.")
+
+
 def section(results: dict) -> str:
-    parts = [HEADING, "",
-             f"VGG-16 and ResNet-50 at {results['size']} px built directly as spiking networks "
-             f"(torchvision's layer shapes, random weights, max pools read as average pools; "
-             f"`examples/benchmarks/seed_nets.py`). `map_network` onto each target times one "
-             f"call on a freshly built network (goal: <= 60 s each). `simulate` runs one image at "
-             f"T = {results['timesteps']} with the default engine, thresholds set from one ANN "
-             f"pass (99.9th percentile per layer); the dense bound is {results['timesteps']} "
-             f"forward passes of the same layers with ReLUs at batch 1 (goal: <= 1.0x); peak "
-             f"memory is the measuring process's, network weights included (goal: <= 2 GB). "
-             f"Each measurement runs in its own process.", "",
-             table(results)]
+    parts = [HEADING, "", describe(results), "", table(results)]
     mt = mapping_table(results)
     if mt:
         parts += ["", "What the mappings found (problems: limits the network exceeds, each named "
@@ -223,8 +332,17 @@ def write_section(path: Path, text: str) -> None:
 def main(argv=None) -> dict:
     import seed_nets
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--networks", nargs="+", default=list(seed_nets.NETWORKS), choices=list(seed_nets.NETWORKS))
+    p.add_argument("--networks", nargs="+", default=None, choices=list(NETWORKS),
+                   help="default: the five seed networks (converted), VGG-16 and ResNet-50 "
+                        "(hand-built)")
+    p.add_argument("--source", choices=SOURCES, default="converted",
+                   help="converted ANNs (torchvision's where installed, else snnedge's stand-ins) "
+                        "or the hand-built SNNs of seed_nets.py (VGG-16, ResNet-50)")
     p.add_argument("--measures", nargs="+", default=list(MEASURES), choices=list(MEASURES))
+    p.add_argument("--calibration-samples", type=int, default=64,
+                   help="random images the convert measure calibrates on (default: 64)")
+    p.add_argument("--no-membrane-calibration", action="store_true",
+                   help="convert measure: calibrate_membrane=False (default: convert's defaults)")
     p.add_argument("--targets", nargs="+", default=list(TARGETS), choices=list(TARGETS))
     p.add_argument("--simulate-networks", nargs="+", default=["vgg16"],
                    help="networks the simulate measure runs on (default: VGG-16, as the goal says)")
@@ -238,6 +356,16 @@ def main(argv=None) -> dict:
     p.add_argument("--from-json", type=Path, default=None,
                    help="write the section from a saved --json file (no measuring)")
     args = p.parse_args(argv)
+    if args.networks is None:
+        args.networks = list(NETWORKS if args.source == "converted" else seed_nets.NETWORKS)
+    if args.source == "hand-built":
+        if "convert" in args.measures:
+            args.measures = [m for m in args.measures if m != "convert"]
+            print("hand-built networks are not converted: the convert measure is skipped",
+                  file=sys.stderr)
+        unknown = [n for n in args.networks if n not in seed_nets.NETWORKS]
+        if unknown:
+            p.error(f"--source hand-built has {list(seed_nets.NETWORKS)}, not {unknown}")
     if args.from_json:
         results = json.loads(args.from_json.read_text())
         if args.note:
@@ -247,13 +375,22 @@ def main(argv=None) -> dict:
     command = "python examples/benchmarks/seed_scale.py" + "".join(
         f" {a}" for a in (sys.argv[1:] if argv is None else argv))
     results = {"size": args.size, "timesteps": args.timesteps, "threads": args.threads,
-               "cpu": cpu_line(args.threads), "command": command, "note": args.note, "rows": {}}
-    for network in args.networks:
-        row = results["rows"].setdefault(network, {})
-        for name in args.measures:
-            if name == "simulate" and network not in args.simulate_networks:
-                continue
-            row.update(MEASURES[name](network, args))
+               "cpu": cpu_line(args.threads), "command": command, "note": args.note,
+               "source": args.source, "built_by": {}, "rows": {}}
+    with tempfile.TemporaryDirectory(prefix="seed_scale_") as cache:
+        args.cache = cache
+        for network in args.networks:
+            row = results["rows"].setdefault(network, {})
+            needs_snn = {"map", "simulate"} & set(args.measures) and (
+                "map" in args.measures or network in args.simulate_networks)
+            if args.source == "converted" and needs_snn:
+                results["built_by"][network] = _in_child(prepare_one, network, args)["source"]
+            for name in args.measures:
+                if name == "simulate" and network not in args.simulate_networks:
+                    continue
+                row.update(MEASURES[name](network, args))
+                if "_convert" in row:
+                    results["built_by"][network] = row["_convert"]["source"]
     text = section(results)
     print(text)
     if args.json:

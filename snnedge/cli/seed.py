@@ -133,7 +133,8 @@ def seed_report(networks: Sequence[str] = SEED_NETWORKS, size: int = 224, sample
     timesteps:
         Steps per inference (and the steps the membranes are calibrated for).
     targets, baselines:
-        Neuromorphic profiles and conventional baselines (default: every registered one).
+        Names of registered neuromorphic profiles and conventional baselines (default:
+        every one).
     source:
         ``"auto"``, ``"torchvision"`` or ``"snnedge"`` (:func:`build_seed_model`).
     convert_options:
@@ -147,18 +148,16 @@ def seed_report(networks: Sequence[str] = SEED_NETWORKS, size: int = 224, sample
     from neuromorphic_targets.baselines import BASELINES, get_baseline
     from neuromorphic_targets.profiles import PROFILES, get_profile
 
+    networks = [networks] if isinstance(networks, str) else list(networks)
     for name in networks:
         check_choice(name, SEED_NETWORKS, param="networks", where="seed_report")
     check_choice(source, SOURCES, param="source", where="seed_report")
     for value, param in ((size, "size"), (samples, "samples"), (calibration, "calibration"),
                          (timesteps, "timesteps")):
         check_positive_int(value, param=param, where="seed_report")
-    targets = list(PROFILES) if targets is None else list(targets)
-    baselines = list(BASELINES) if baselines is None else list(baselines)
-    for t in targets:  # unknown names fail here, before any network is built
-        get_profile(t)
-    for b in baselines:
-        get_baseline(b)
+    # unknown names fail here, before any network is built
+    targets = [get_profile(t).name for t in (PROFILES if targets is None else targets)]
+    baselines = [get_baseline(b).name for b in (BASELINES if baselines is None else baselines)]
     tell = say if progress is True else (progress or (lambda _msg: None))
     rows = [_network_row(name, size, samples, calibration, timesteps, targets, baselines, source,
                          seed, dict(convert_options or {}), engine, tell)
