@@ -1,45 +1,64 @@
 /* Event-driven 2-D convolution (and linear layer) on CPU, for snnedge.events.
  *
  * Input x: (N, H, W, C_in) contiguous (a channels-last tensor), mostly zeros (spikes).
- * Weight: (KH, KW, C_in, C_out) contiguous. Output: (N, OH, OW, C_out) contiguous, written
- * whole. A linear layer is the case H = W = KH = KW = 1.
+ * Weight: (KH, KW, C_in, w_stride) contiguous, each row C_out values and zeros up to a
+ * whole number of 64-byte lines. Output: (N, OH, OW, C_out) contiguous, written whole. A
+ * linear layer is the case H = W = KH = KW = 1.
  *
  * Per sample, one pass over x lists the non-zero inputs of every position (the events).
  * Then every output position gathers, for each kernel tap that lands inside the input, the
  * weight rows (C_out values) of the events at that input position, scaled by the event's
- * value, into an accumulator that stays in vector registers for SNN_CHUNK output channels
- * at a time; the output is stored once. The work is events x taps x C_out multiply-adds, the same
+ * value, into accumulators that stay in vector registers (up to 8 vectors of output
+ * channels at a time); the output is stored once. The work is events x taps x C_out multiply-adds, the same
  * as scattering each event's kernel into the output, but with one store per output value
  * instead of one per event and tap. Zero inputs cost one comparison each.
  *
- * Built with -O3; on x86-64 an AVX2+FMA copy is chosen at run time when the CPU has both.
- * The Python entry point releases the GIL, so callers may run sample ranges on threads.
+ * Built with -O3 and no ISA flags, so the module loads on any CPU. On x86-64 the kernels are
+ * also compiled for AVX2 + FMA (32-byte vectors) and AVX-512 (64-byte vectors) through target
+ * attributes, and the best copy the CPU runs is chosen at run time (set_isa() forces one;
+ * snnedge.events reads SNNEDGE_ISA). Every copy adds in the same order, so on spikes (exact
+ * products) all give the same sums bit for bit (tests/test_kernel_isa.py). The Python entry
+ * points release the GIL, so callers may run sample ranges on threads.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #if (defined(__x86_64__) || defined(_M_X64)) && defined(__GNUC__)
-#define SNN_HAVE_AVX2 1
+#define SNN_X86 1
 #else
-#define SNN_HAVE_AVX2 0
+#define SNN_X86 0
 #endif
 
-/* Vectors of 32 bytes (GCC/clang vector extensions; split into 16-byte halves where the
- * CPU has no AVX), 8 of them accumulating: 64 float or 32 double output channels at a time. */
+/* The instruction sets the kernels are compiled for: the generic build (any CPU; on x86-64
+ * SSE2, the 32-byte vectors split into halves), AVX2 + FMA and AVX-512 (F, VL, BW, DQ), each
+ * chosen at run time. */
+enum { ISA_GENERIC = 0, ISA_AVX2 = 1, ISA_AVX512 = 2 };
+static const char *const isa_names[] = {"generic", "avx2", "avx512"};
+static const char *const isa_labels[] = {"baseline", "avx2+fma", "avx512"};
+
+/* Vectors of 32 bytes (generic and AVX2) or 64 bytes (AVX-512), GCC/clang vector extensions;
+ * up to SNN_VECS of them accumulate one chunk of output channels. */
 #define SNN_VECS 8
 typedef float v8f __attribute__((vector_size(32)));
 typedef int32_t v8i __attribute__((vector_size(32)));
 typedef double v4d __attribute__((vector_size(32)));
 typedef int64_t v4l __attribute__((vector_size(32)));
+typedef float v16f __attribute__((vector_size(64)));
+typedef int32_t v16i __attribute__((vector_size(64)));
+typedef double v8d __attribute__((vector_size(64)));
+typedef int64_t v8l __attribute__((vector_size(64)));
 
+/* w_stride: the weight's row length, C_out rounded up to whole 64-byte lines (zeros after
+ * C_out), so that every vector load of a row is whole; the bias (when given) has w_stride
+ * values too. */
 struct conv_args {
     const void *x, *weight, *bias; /* bias may be NULL */
     void *out;
-    int64_t h, w, c_in, oh, ow, c_out, kh, kw, sh, sw, ph, pw, dh, dw;
+    int64_t h, w, c_in, oh, ow, c_out, kh, kw, sh, sw, ph, pw, dh, dw, w_stride;
 };
-
 /* Per-call work space of the convolution (see conv_body_ in _event_kernels_body.h). */
 struct conv_scratch {
     int32_t *ptr, *cols, *taps;
@@ -86,12 +105,14 @@ struct neuron_args {
     int reset_zero;
 };
 
+/* The body once per element type and vector width: SNN_WIDE 0 gives the generic and AVX2
+ * copies (32-byte vectors), SNN_WIDE 1 the AVX-512 copy (64-byte vectors, x86-64 only). */
 #define SNN_T float
 #define SNN_S f32
 #define SNN_V v8f
 #define SNN_M v8i
 #define SNN_LANES 8
-#define SNN_CHUNK 64
+#define SNN_WIDE 0
 #include "_event_kernels_body.h"
 
 #define SNN_T double
@@ -99,25 +120,107 @@ struct neuron_args {
 #define SNN_V v4d
 #define SNN_M v4l
 #define SNN_LANES 4
-#define SNN_CHUNK 32
+#define SNN_WIDE 0
 #include "_event_kernels_body.h"
 
-static int
-has_avx2(void)
-{
-#if SNN_HAVE_AVX2
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#else
-    return 0;
+#if SNN_X86
+#define SNN_T float
+#define SNN_S f32w
+#define SNN_V v16f
+#define SNN_M v16i
+#define SNN_LANES 16
+#define SNN_WIDE 1
+#include "_event_kernels_body.h"
+
+#define SNN_T double
+#define SNN_S f64w
+#define SNN_V v8d
+#define SNN_M v8l
+#define SNN_LANES 8
+#define SNN_WIDE 1
+#include "_event_kernels_body.h"
 #endif
+
+/* The best instruction set this CPU (and its operating system, which must save the wider
+ * registers) runs. */
+static int
+best_isa(void)
+{
+#if SNN_X86
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl")
+        && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq")
+        && __builtin_cpu_supports("fma"))
+        return ISA_AVX512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        return ISA_AVX2;
+#endif
+    return ISA_GENERIC;
 }
 
-static int use_avx2 = 0;
+static int isa_best = ISA_GENERIC, isa_used = ISA_GENERIC;
+
+static int
+conv_run(const struct conv_args *a, int is_double, int64_t n0, int64_t n1, int64_t n_step)
+{
+    struct conv_scratch sc;
+    if (scratch_alloc(&sc, a, is_double ? sizeof(double) : sizeof(float)))
+        return -1;
+    switch (isa_used) {
+#if SNN_X86
+    case ISA_AVX512:
+        if (is_double)
+            conv_avx512_f64w(a, n0, n1, n_step, &sc);
+        else
+            conv_avx512_f32w(a, n0, n1, n_step, &sc);
+        break;
+    case ISA_AVX2:
+        if (is_double)
+            conv_avx2_f64(a, n0, n1, n_step, &sc);
+        else
+            conv_avx2_f32(a, n0, n1, n_step, &sc);
+        break;
+#endif
+    default:
+        if (is_double)
+            conv_generic_f64(a, n0, n1, n_step, &sc);
+        else
+            conv_generic_f32(a, n0, n1, n_step, &sc);
+    }
+    scratch_free(&sc);
+    return 0;
+}
+
+static void
+neuron_run(const struct neuron_args *a, int is_double, int64_t b0, int64_t b1, int64_t e0, int64_t e1)
+{
+    switch (isa_used) {
+#if SNN_X86
+    case ISA_AVX512:
+        if (is_double)
+            neuron_avx512_f64w(a, b0, b1, e0, e1);
+        else
+            neuron_avx512_f32w(a, b0, b1, e0, e1);
+        return;
+    case ISA_AVX2:
+        if (is_double)
+            neuron_avx2_f64(a, b0, b1, e0, e1);
+        else
+            neuron_avx2_f32(a, b0, b1, e0, e1);
+        return;
+#endif
+    default:
+        if (is_double)
+            neuron_generic_f64(a, b0, b1, e0, e1);
+        else
+            neuron_generic_f32(a, b0, b1, e0, e1);
+    }
+}
 
 /* conv(x, weight, bias, out, double, n0, n1, n_step, h, w, c_in, oh, ow, c_out, kh, kw, sh,
- *      sw, ph, pw, dh, dw): x, weight, bias (0 for none) and out are data addresses of
- * contiguous tensors of the shapes above, in float32 (double = 0) or float64 (double = 1);
+ *      sw, ph, pw, dh, dw, w_stride): x, weight, bias (0 for none) and out are data addresses
+ * of contiguous tensors of the shapes above (weight and bias rows of w_stride values, a
+ * multiple of 64 bytes, >= c_out), in float32 (double = 0) or float64 (double = 1);
  * runs samples n0, n0 + n_step, ... below n1 (threads take interleaved samples: the
  * activity of a block's steps rises over time). The caller checks shapes, layouts and
  * dtypes. */
@@ -128,10 +231,10 @@ conv(PyObject *self, PyObject *args)
     int is_double;
     long long n0, n1, n_step;
     struct conv_args a;
-    long long v[14];
-    if (!PyArg_ParseTuple(args, "KKKKpLLLLLLLLLLLLLLLLL", &x, &weight, &bias, &out, &is_double,
+    long long v[15];
+    if (!PyArg_ParseTuple(args, "KKKKpLLLLLLLLLLLLLLLLLL", &x, &weight, &bias, &out, &is_double,
                           &n0, &n1, &n_step, &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7],
-                          &v[8], &v[9], &v[10], &v[11], &v[12], &v[13]))
+                          &v[8], &v[9], &v[10], &v[11], &v[12], &v[13], &v[14]))
         return NULL;
     a.x = (const void *)(uintptr_t)x;
     a.weight = (const void *)(uintptr_t)weight;
@@ -139,12 +242,18 @@ conv(PyObject *self, PyObject *args)
     a.out = (void *)(uintptr_t)out;
     a.h = v[0], a.w = v[1], a.c_in = v[2], a.oh = v[3], a.ow = v[4], a.c_out = v[5];
     a.kh = v[6], a.kw = v[7], a.sh = v[8], a.sw = v[9], a.ph = v[10], a.pw = v[11];
-    a.dh = v[12], a.dw = v[13];
-    for (int i = 0; i < 14; i++) {
+    a.dh = v[12], a.dw = v[13], a.w_stride = v[14];
+    for (int i = 0; i < 15; i++) {
         if (v[i] < (i >= 10 && i < 12 ? 0 : 1)) {
             PyErr_Format(PyExc_ValueError, "conv: size argument %d is %lld", i, v[i]);
             return NULL;
         }
+    }
+    size_t line = 64 / (is_double ? sizeof(double) : sizeof(float));
+    if (a.w_stride < a.c_out || a.w_stride % (int64_t)line) {
+        PyErr_Format(PyExc_ValueError, "conv: w_stride %lld is not c_out (%lld) rounded up to "
+                     "a multiple of %d", v[14], v[5], (int)line);
+        return NULL;
     }
     if (n_step < 1 || n0 < 0) {
         PyErr_SetString(PyExc_ValueError, "conv: n0 must be >= 0 and n_step >= 1");
@@ -156,7 +265,7 @@ conv(PyObject *self, PyObject *args)
     }
     int status;
     Py_BEGIN_ALLOW_THREADS
-    status = is_double ? conv_f64(&a, n0, n1, n_step, use_avx2) : conv_f32(&a, n0, n1, n_step, use_avx2);
+    status = conv_run(&a, is_double, n0, n1, n_step);
     Py_END_ALLOW_THREADS
     if (status)
         return PyErr_NoMemory();
@@ -194,10 +303,7 @@ neuron(PyObject *self, PyObject *args)
     a.size = size, a.steps = steps, a.current_step = current_step, a.out_step = out_step;
     a.reset_zero = reset_zero;
     Py_BEGIN_ALLOW_THREADS
-    if (is_double)
-        neuron_f64(&a, b0, b1, e0, e1, use_avx2);
-    else
-        neuron_f32(&a, b0, b1, e0, e1, use_avx2);
+    neuron_run(&a, is_double, b0, b1, e0, e1);
     Py_END_ALLOW_THREADS
     Py_RETURN_NONE;
 }
@@ -205,13 +311,59 @@ neuron(PyObject *self, PyObject *args)
 static PyObject *
 isa(PyObject *self, PyObject *noargs)
 {
-    return PyUnicode_FromString(use_avx2 ? "avx2+fma" : "baseline");
+    return PyUnicode_FromString(isa_labels[isa_used]);
+}
+
+/* isas(): the names of the instruction sets this CPU runs, best last. */
+static PyObject *
+isas(PyObject *self, PyObject *noargs)
+{
+    PyObject *names = PyTuple_New(isa_best + 1);
+    if (names == NULL)
+        return NULL;
+    for (int i = 0; i <= isa_best; i++) {
+        PyObject *name = PyUnicode_FromString(isa_names[i]);
+        if (name == NULL) {
+            Py_DECREF(names);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(names, i, name);
+    }
+    return names;
+}
+
+/* set_isa(name): run the kernels with "generic", "avx2" or "avx512" from now on (a
+ * ValueError when the name is unknown or this CPU cannot run it); returns the previous name. */
+static PyObject *
+set_isa(PyObject *self, PyObject *args)
+{
+    const char *name;
+    if (!PyArg_ParseTuple(args, "s", &name))
+        return NULL;
+    for (int i = 0; i < 3; i++) {
+        if (strcmp(name, isa_names[i]) != 0)
+            continue;
+        if (i > isa_best) {
+            PyErr_Format(PyExc_ValueError, "This CPU cannot run the %s kernels (the best it runs "
+                         "is %s); choose one of the names that isas() returns.", name,
+                         isa_names[isa_best]);
+            return NULL;
+        }
+        int previous = isa_used;
+        isa_used = i;
+        return PyUnicode_FromString(isa_names[previous]);
+    }
+    PyErr_Format(PyExc_ValueError, "Unknown instruction set %R: expected 'generic', 'avx2' or "
+                 "'avx512'.", PyTuple_GET_ITEM(args, 0));
+    return NULL;
 }
 
 static PyMethodDef methods[] = {
     {"conv", conv, METH_VARARGS, "Event-driven convolution of samples [n0, n1) (see the C source)."},
     {"neuron", neuron, METH_VARARGS, "IF/LIF neurons over a block of ticks (see the C source)."},
     {"isa", isa, METH_NOARGS, "The instruction set the kernels run with."},
+    {"isas", isas, METH_NOARGS, "The instruction sets this CPU runs, best last."},
+    {"set_isa", set_isa, METH_VARARGS, "Choose the instruction set (generic, avx2, avx512)."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -223,6 +375,6 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC
 PyInit__event_kernels(void)
 {
-    use_avx2 = has_avx2();
+    isa_best = isa_used = best_isa();
     return PyModule_Create(&module);
 }

@@ -1,7 +1,8 @@
-/* The kernels for one element type, included by _event_kernels.c with SNN_T (float or
- * double), SNN_S (a name suffix), SNN_V and SNN_M (its 32-byte vector and mask types),
- * SNN_LANES (values per vector) and SNN_CHUNK (output channels accumulated at a time)
- * defined; undefined again at the end. See _event_kernels.c. */
+/* The kernels for one element type and vector width, included by _event_kernels.c with
+ * SNN_T (float or double), SNN_S (a name suffix), SNN_V and SNN_M (its vector and mask
+ * types), SNN_LANES (values per vector) and SNN_WIDE (0: 32-byte vectors, compiled as the
+ * generic and the AVX2 copy; 1: 64-byte vectors, the AVX-512 copy) defined; undefined again
+ * at the end. See _event_kernels.c. */
 
 #define SNN_CAT2(a, b) a##b
 #define SNN_CAT(a, b) SNN_CAT2(a, b)
@@ -47,12 +48,42 @@ SNN_FN(input_events_)(const SNN_T *x, int64_t positions, int64_t c_in, int32_t *
     ptr[positions] = nnz;
 }
 
-/* acc[0 .. len) += v * w[0 .. len): the last, partial chunk of output channels. */
+/* One output position, output channels [c0, c0 + nv * SNN_LANES) (nv a constant after
+ * inlining, so that the accumulators stay in vector registers): from the bias (or zero) add
+ * the weight rows of the events its taps reach, scaled by their values, in tap order and, per
+ * tap, in channel order; store the channels below c_out. */
 static inline __attribute__((always_inline)) void
-SNN_FN(axpy_tail_)(SNN_T *restrict acc, SNN_T v, const SNN_T *restrict w, int64_t len)
+SNN_FN(gather_)(const SNN_T *restrict weight, const SNN_T *restrict bias, SNN_T *restrict dst,
+                const int32_t *taps_q, const int64_t *tap_off, const int64_t *tap_pos,
+                const int32_t *ptr, const int32_t *cols, const SNN_T *vals, int64_t c0,
+                int64_t c_out, int64_t w_stride, const int nv)
 {
-    for (int64_t i = 0; i < len; i++)
-        acc[i] += v * w[i];
+    SNN_V r[SNN_VECS];
+    for (int v = 0; v < nv; v++) {
+        if (bias)
+            __builtin_memcpy(&r[v], bias + c0 + v * SNN_LANES, sizeof r[v]);
+        else
+            r[v] = (SNN_V){0};
+    }
+    for (int32_t t = taps_q[0]; t < taps_q[1]; t++) {
+        const SNN_T *tap = weight + tap_off[t] + c0;
+        for (int32_t j = ptr[tap_pos[t]]; j < ptr[tap_pos[t] + 1]; j++) {
+            const SNN_T *row = tap + (int64_t)cols[j] * w_stride;
+            SNN_V e = (SNN_V){0} + vals[j];
+            for (int v = 0; v < nv; v++) {
+                SNN_V wv;
+                __builtin_memcpy(&wv, row + v * SNN_LANES, sizeof wv);
+                r[v] += e * wv;
+            }
+        }
+    }
+    for (int v = 0; v < nv; v++) {
+        const int64_t c = c0 + v * SNN_LANES;
+        if (c + SNN_LANES <= c_out)
+            __builtin_memcpy(dst + c, &r[v], sizeof r[v]);
+        else if (c < c_out)
+            __builtin_memcpy(dst + c, &r[v], (size_t)(c_out - c) * sizeof(SNN_T));
+    }
 }
 
 /* Samples n0, n0 + n_step, ... below n1 of the convolution (see conv_args). Scratch:
@@ -60,14 +91,15 @@ SNN_FN(axpy_tail_)(SNN_T *restrict acc, SNN_T v, const SNN_T *restrict w, int64_
  * (out_positions * kh * kw), taps (out_positions + 1).
  *
  * Per sample: list the events of each input position; list, for each output position, the
- * kernel taps that land on an input position with events. Then, chunk of SNN_CHUNK output
- * channels by chunk (so that the weights one chunk reads, taps x c_in x SNN_CHUNK values,
- * can stay in L2), each output position accumulates in SNN_VECS vector registers, from the
- * bias, the weight rows of the events its taps reach, scaled by their values, and stores
- * the result once. (Tried: tap by tap over the whole map, so that one tap's weights stay in
- * L1, re-reading the output per tap: 10-35% slower at 2% activity; all chunks of a position
- * before the next position: within 10%, slower on 128 -> 128 channels; 32-channel chunks in
- * four registers: about 10% slower.) */
+ * kernel taps that land on an input position with events. Then, chunk of up to SNN_VECS
+ * vectors of output channels by chunk (so that the weights one chunk reads, taps x c_in x
+ * chunk values, can stay in L2), each output position accumulates in vector registers
+ * (gather_) and stores its result once. The weight rows are padded to whole 64-byte lines,
+ * so the last, partial vector of channels is loaded whole and stored in part. (Tried: tap
+ * by tap over the whole map, so that one tap's weights stay in L1, re-reading the output per
+ * tap: 10-35% slower at 2% activity; all chunks of a position before the next position:
+ * within 10%, slower on 128 -> 128 channels; 32-channel chunks in four AVX2 registers:
+ * about 10% slower.) */
 static inline __attribute__((always_inline)) void
 SNN_FN(conv_body_)(const struct conv_args *a, int64_t n0, int64_t n1, int64_t n_step,
                    struct conv_scratch *sc)
@@ -80,9 +112,9 @@ SNN_FN(conv_body_)(const struct conv_args *a, int64_t n0, int64_t n1, int64_t n_
     int64_t *tap_off = sc->tap_off, *tap_pos = sc->tap_pos;
     const int64_t h = a->h, w = a->w, c_in = a->c_in, oh = a->oh, ow = a->ow, c_out = a->c_out;
     const int64_t kh = a->kh, kw = a->kw, sh = a->sh, sw = a->sw, ph = a->ph, pw = a->pw;
-    const int64_t dh = a->dh, dw = a->dw;
-    const int64_t positions = h * w, out_positions = oh * ow, tap_stride = c_in * c_out;
-    const int64_t full_chunks = c_out / SNN_CHUNK, tail = c_out - full_chunks * SNN_CHUNK;
+    const int64_t dh = a->dh, dw = a->dw, w_stride = a->w_stride;
+    const int64_t positions = h * w, out_positions = oh * ow, tap_stride = c_in * w_stride;
+    const int64_t vectors = (c_out + SNN_LANES - 1) / SNN_LANES;
     for (int64_t n = n0; n < n1; n += n_step) {
         SNN_FN(input_events_)(x + n * positions * c_in, positions, c_in, ptr, cols, vals);
         int32_t k = 0;
@@ -105,81 +137,29 @@ SNN_FN(conv_body_)(const struct conv_args *a, int64_t n0, int64_t n1, int64_t n_
             }
         taps[out_positions] = k;
         SNN_T *o = out + n * out_positions * c_out;
-        for (int64_t chunk = 0; chunk <= full_chunks; chunk++) {
-            const int64_t c0 = chunk * SNN_CHUNK;
-            const int64_t len = chunk < full_chunks ? SNN_CHUNK : tail;
-            if (len == 0)
-                break;
+        for (int64_t v0 = 0; v0 < vectors; v0 += SNN_VECS) {
+            const int64_t c0 = v0 * SNN_LANES;
+            const int nv = (int)(vectors - v0 < SNN_VECS ? vectors - v0 : SNN_VECS);
             for (int64_t q = 0; q < out_positions; q++) {
-                SNN_T *dst = o + q * c_out + c0;
-                SNN_T acc[SNN_CHUNK];
-                for (int64_t i = 0; i < len; i++)
-                    acc[i] = bias ? bias[c0 + i] : (SNN_T)0;
-                if (len == SNN_CHUNK) {
-                    SNN_V r[SNN_VECS];
-                    for (int v = 0; v < SNN_VECS; v++)
-                        __builtin_memcpy(&r[v], acc + v * SNN_LANES, sizeof r[v]);
-                    for (int32_t t = taps[q]; t < taps[q + 1]; t++) {
-                        const SNN_T *tap = weight + tap_off[t] + c0;
-                        for (int32_t j = ptr[tap_pos[t]]; j < ptr[tap_pos[t] + 1]; j++) {
-                            const SNN_T *row = tap + (int64_t)cols[j] * c_out;
-                            SNN_V e = (SNN_V){0} + vals[j];
-                            for (int v = 0; v < SNN_VECS; v++) {
-                                SNN_V wv;
-                                __builtin_memcpy(&wv, row + v * SNN_LANES, sizeof wv);
-                                r[v] += e * wv;
-                            }
-                        }
-                    }
-                    for (int v = 0; v < SNN_VECS; v++)
-                        __builtin_memcpy(dst + v * SNN_LANES, &r[v], sizeof r[v]);
-                } else {
-                    for (int32_t t = taps[q]; t < taps[q + 1]; t++) {
-                        const SNN_T *tap = weight + tap_off[t] + c0;
-                        for (int32_t j = ptr[tap_pos[t]]; j < ptr[tap_pos[t] + 1]; j++)
-                            SNN_FN(axpy_tail_)(acc, vals[j], tap + (int64_t)cols[j] * c_out, len);
-                    }
-                    for (int64_t i = 0; i < len; i++)
-                        dst[i] = acc[i];
+#define SNN_GATHER(count)                                                                     \
+    case count:                                                                               \
+        SNN_FN(gather_)(weight, bias, o + q * c_out, taps + q, tap_off, tap_pos, ptr, cols,   \
+                        vals, c0, c_out, w_stride, count);                                    \
+        break;
+                switch (nv) {
+                    SNN_GATHER(1)
+                    SNN_GATHER(2)
+                    SNN_GATHER(3)
+                    SNN_GATHER(4)
+                    SNN_GATHER(5)
+                    SNN_GATHER(6)
+                    SNN_GATHER(7)
+                    SNN_GATHER(8)
                 }
+#undef SNN_GATHER
             }
         }
     }
-}
-
-#if SNN_HAVE_AVX2
-__attribute__((target("avx2,fma"))) static void
-SNN_FN(conv_avx2_)(const struct conv_args *a, int64_t n0, int64_t n1, int64_t n_step,
-                   struct conv_scratch *sc)
-{
-    SNN_FN(conv_body_)(a, n0, n1, n_step, sc);
-}
-#endif
-
-static void
-SNN_FN(conv_base_)(const struct conv_args *a, int64_t n0, int64_t n1, int64_t n_step,
-                   struct conv_scratch *sc)
-{
-    SNN_FN(conv_body_)(a, n0, n1, n_step, sc);
-}
-
-/* Runs samples n0, n0 + n_step, ... below n1; returns 0, or -1 when the scratch memory
- * cannot be allocated. */
-static int
-SNN_FN(conv_)(const struct conv_args *a, int64_t n0, int64_t n1, int64_t n_step, int use_avx2)
-{
-    struct conv_scratch sc;
-    if (scratch_alloc(&sc, a, sizeof(SNN_T)))
-        return -1;
-#if SNN_HAVE_AVX2
-    if (use_avx2)
-        SNN_FN(conv_avx2_)(a, n0, n1, n_step, &sc);
-    else
-#endif
-        SNN_FN(conv_base_)(a, n0, n1, n_step, &sc);
-    (void)use_avx2;
-    scratch_free(&sc);
-    return 0;
 }
 
 /* The neuron update of elements [e0, e1) of samples [b0, b1) over ``steps`` ticks (see
@@ -219,33 +199,56 @@ SNN_FN(neuron_body_)(const struct neuron_args *a, int64_t b0, int64_t b1, int64_
         }
 }
 
-#if SNN_HAVE_AVX2
-__attribute__((target("avx2,fma"))) static void
+/* The copies for each instruction set (see _event_kernels.c): the body inlined into each,
+ * compiled for that target. */
+#define SNN_AVX2 "avx2,fma"
+#define SNN_AVX512 "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,prefer-vector-width=512"
+#if !SNN_WIDE
+static void
+SNN_FN(conv_generic_)(const struct conv_args *a, int64_t n0, int64_t n1, int64_t n_step,
+                      struct conv_scratch *sc)
+{
+    SNN_FN(conv_body_)(a, n0, n1, n_step, sc);
+}
+
+static void
+SNN_FN(neuron_generic_)(const struct neuron_args *a, int64_t b0, int64_t b1, int64_t e0, int64_t e1)
+{
+    SNN_FN(neuron_body_)(a, b0, b1, e0, e1);
+}
+#endif
+
+#if SNN_X86 && !SNN_WIDE
+__attribute__((target(SNN_AVX2))) static void
+SNN_FN(conv_avx2_)(const struct conv_args *a, int64_t n0, int64_t n1, int64_t n_step,
+                   struct conv_scratch *sc)
+{
+    SNN_FN(conv_body_)(a, n0, n1, n_step, sc);
+}
+
+__attribute__((target(SNN_AVX2))) static void
 SNN_FN(neuron_avx2_)(const struct neuron_args *a, int64_t b0, int64_t b1, int64_t e0, int64_t e1)
 {
     SNN_FN(neuron_body_)(a, b0, b1, e0, e1);
 }
 #endif
 
-static void
-SNN_FN(neuron_base_)(const struct neuron_args *a, int64_t b0, int64_t b1, int64_t e0, int64_t e1)
+#if SNN_X86 && SNN_WIDE
+__attribute__((target(SNN_AVX512))) static void
+SNN_FN(conv_avx512_)(const struct conv_args *a, int64_t n0, int64_t n1, int64_t n_step,
+                     struct conv_scratch *sc)
+{
+    SNN_FN(conv_body_)(a, n0, n1, n_step, sc);
+}
+
+__attribute__((target(SNN_AVX512))) static void
+SNN_FN(neuron_avx512_)(const struct neuron_args *a, int64_t b0, int64_t b1, int64_t e0, int64_t e1)
 {
     SNN_FN(neuron_body_)(a, b0, b1, e0, e1);
 }
-
-static void
-SNN_FN(neuron_)(const struct neuron_args *a, int64_t b0, int64_t b1, int64_t e0, int64_t e1,
-                int use_avx2)
-{
-#if SNN_HAVE_AVX2
-    if (use_avx2) {
-        SNN_FN(neuron_avx2_)(a, b0, b1, e0, e1);
-        return;
-    }
 #endif
-    (void)use_avx2;
-    SNN_FN(neuron_base_)(a, b0, b1, e0, e1);
-}
+#undef SNN_AVX2
+#undef SNN_AVX512
 
 #undef SNN_FN
 #undef SNN_CAT
@@ -256,4 +259,4 @@ SNN_FN(neuron_)(const struct neuron_args *a, int64_t b0, int64_t b1, int64_t e0,
 #undef SNN_V
 #undef SNN_M
 #undef SNN_LANES
-#undef SNN_CHUNK
+#undef SNN_WIDE

@@ -8,7 +8,7 @@ position that tap reaches (or to none at a border).
 Three backends compute the same sums:
 
 * ``"native"`` (the CPU default): snnedge's compiled kernel (``snnedge/_event_kernels.c``,
-  built at install, AVX2 where the CPU has it). Per sample it lists the non-zero inputs of
+  built at install; AVX-512 or AVX2 where the CPU has it, chosen at run time). Per sample it lists the non-zero inputs of
   each position, then every output position gathers the weight rows of the events in its
   receptive field into vector registers and stores its output once. Split over torch's
   intra-op threads by sample.
@@ -117,14 +117,16 @@ def event_linear(module: nn.Linear, x: torch.Tensor, backend: str | None = None)
     """``module(x)`` for ``x`` ``(N, in)``: each non-zero input adds one row of the
     transposed weight, scaled by its value. ``backend``: ``"native"``, ``"scipy"`` or
     ``"torch"`` (see the module docstring; default: the fastest available)."""
-    w_t = _cached(module, ("w_t", x.dtype), lambda: module.weight.detach().t().to(x.dtype).contiguous())
     if _use_native(backend, x):  # a linear layer is a 1x1 convolution of a 1x1 map
         n, f_in = x.shape
-        bias = _cached(module, ("bias", x.dtype), lambda: _bias_of(module, x.dtype))
+        w_rows = _cached(module, ("w_rows", x.dtype),
+                         lambda: _line_padded(module.weight.detach().t().to(x.dtype)))
+        bias = _cached(module, ("bias_rows", x.dtype), lambda: _bias_of(module, x.dtype))
         out = torch.empty(n, module.out_features, dtype=x.dtype)
-        _native_run(x.contiguous(), w_t, bias, out, (1, 1, f_in, 1, 1, module.out_features,
-                                                     1, 1, 1, 1, 0, 0, 1, 1))
+        _native_run(x.contiguous(), w_rows, bias, out, (1, 1, f_in, 1, 1, module.out_features,
+                                                        1, 1, 1, 1, 0, 0, 1, 1))
         return out
+    w_t = _cached(module, ("w_t", x.dtype), lambda: module.weight.detach().t().to(x.dtype).contiguous())
     rows, cols = x.nonzero().unbind(1)
     out = _sparse_times_dense(rows, cols, x[rows, cols], tuple(x.shape), w_t, backend, groups=rows)
     if module.bias is not None:
@@ -206,14 +208,51 @@ BACKENDS = ("native", "scipy", "torch")
 @functools.cache
 def native_kernel():
     """snnedge's compiled event kernel module, or None where it was not built (no C compiler
-    at install) or ``SNNEDGE_NATIVE=0`` is set; then CPU event layers use scipy's kernel."""
+    at install) or ``SNNEDGE_NATIVE=0`` is set; then CPU event layers use scipy's kernel.
+
+    The kernels run with the best instruction set the CPU has (AVX-512, else AVX2 + FMA,
+    else the generic build); ``SNNEDGE_ISA=avx512|avx2|generic`` picks one (an error where
+    the CPU lacks it), as does :func:`set_native_isa`. All give the same results bit for bit
+    on spike inputs (tests/test_kernel_isa.py)."""
     if os.environ.get("SNNEDGE_NATIVE", "1") == "0":
         return None
     try:
         from . import _event_kernels
     except ImportError:
         return None
+    wanted = os.environ.get("SNNEDGE_ISA", "").strip().lower()
+    if wanted:
+        try:
+            _event_kernels.set_isa(wanted)
+        except ValueError as err:
+            raise ValueError(f"SNNEDGE_ISA={wanted!r}: {err} Unset SNNEDGE_ISA to use the best "
+                             f"one ({_event_kernels.isas()[-1]!r} here).") from None
     return _event_kernels
+
+
+NATIVE_ISAS = ("generic", "avx2", "avx512")
+
+
+def native_isas() -> tuple[str, ...]:
+    """The instruction sets the compiled kernels can run with on this CPU, best last (a
+    subset of :data:`NATIVE_ISAS`; empty where the kernels are not built)."""
+    kernel = native_kernel()
+    return () if kernel is None else tuple(kernel.isas())
+
+
+def set_native_isa(name: str) -> str:
+    """Run the compiled kernels with instruction set ``name`` (one of :func:`native_isas`)
+    from now on; returns the previous one. For tests and benchmarks that compare the paths."""
+    kernel = native_kernel()
+    if kernel is None:
+        raise ValueError(_native_unavailable(torch.empty(0)))
+    if name not in NATIVE_ISAS:
+        raise ValueError(f"The 'name' parameter of set_native_isa must be one of "
+                         f"{', '.join(map(repr, NATIVE_ISAS))}. Got {name!r} instead.")
+    if name not in kernel.isas():
+        raise ValueError(f"This CPU cannot run the {name} kernels; it runs "
+                         f"{', '.join(kernel.isas())}.")
+    return kernel.set_isa(name)
 
 
 def _use_native(backend: str | None, x: torch.Tensor) -> bool:
@@ -235,17 +274,26 @@ def _native_unavailable(x: torch.Tensor) -> str:
 
 
 def _bias_of(module: nn.Module, dtype: torch.dtype) -> torch.Tensor | None:
-    return None if module.bias is None else module.bias.detach().to(dtype).contiguous()
+    return None if module.bias is None else _line_padded(module.bias.detach().to(dtype))
+
+
+def _line_padded(w: torch.Tensor) -> torch.Tensor:
+    """``w`` ``(..., C_out)`` contiguous, its last dimension padded with zeros to whole 64-byte
+    lines: the compiled kernel loads weight rows and the bias in whole vectors."""
+    pad = -w.shape[-1] % (64 // w.element_size())
+    return (torch.nn.functional.pad(w, (0, pad)) if pad else w).contiguous()
 
 
 def _native_run(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, out: torch.Tensor,
                 geometry: tuple[int, ...]) -> None:
     """Run the compiled kernel on contiguous ``x`` ``(N, H, W, C_in)``, ``weight`` ``(KH, KW,
-    C_in, C_out)`` and ``out`` ``(N, OH, OW, C_out)``; ``geometry`` = (H, W, C_in, OH, OW,
-    C_out, KH, KW, SH, SW, PH, PW, DH, DW). Samples are split over torch's intra-op threads
+    C_in, C_out + padding)`` and ``bias`` (rows padded by :func:`_line_padded`) and ``out``
+    ``(N, OH, OW, C_out)``; ``geometry`` = (H, W, C_in, OH, OW, C_out, KH, KW, SH, SW, PH, PW,
+    DH, DW). Samples are split over torch's intra-op threads
     when each part has at least ``PARALLEL_MIN_WORK`` of work (input values scanned plus
     output values times kernel taps)."""
     kernel = native_kernel()
+    geometry = (*geometry, weight.shape[-1])  # the padded row length
     n = x.shape[0]
     work = x.numel() + out.numel() * geometry[6] * geometry[7]
     threads = int(min(torch.get_num_threads(), n, work // PARALLEL_MIN_WORK))
@@ -358,9 +406,9 @@ def event_conv2d(module: nn.Conv2d, x: torch.Tensor, backend: str | None = None)
     n, c_in, h, w = x.shape
     if _use_native(backend, x):
         oh, ow, *window = _conv_geometry(module, h, w)
-        kernel = _cached(module, ("kernel_hwio", x.dtype), lambda: module.weight.detach()
-                         .permute(2, 3, 1, 0).to(x.dtype).contiguous())
-        bias = _cached(module, ("bias", x.dtype), lambda: _bias_of(module, x.dtype))
+        kernel = _cached(module, ("kernel_hwio", x.dtype), lambda: _line_padded(
+            module.weight.detach().permute(2, 3, 1, 0).to(x.dtype)))
+        bias = _cached(module, ("bias_rows", x.dtype), lambda: _bias_of(module, x.dtype))
         out = torch.empty(n, oh, ow, module.out_channels, dtype=x.dtype)
         x_cl = x.permute(0, 2, 3, 1).contiguous()  # no copy for a channels-last input
         _native_run(x_cl, kernel, bias, out, (h, w, c_in, oh, ow, module.out_channels, *window))
@@ -456,4 +504,4 @@ def _channels_last(x: torch.Tensor) -> bool:
 
 
 __all__ = ["event_apply", "event_linear", "event_conv2d", "event_density_limit", "apply_synaptic",
-           "native_kernel", "pool_tiles", "tiling_pool"]
+           "native_kernel", "native_isas", "set_native_isa", "NATIVE_ISAS", "pool_tiles", "tiling_pool"]

@@ -175,7 +175,7 @@ def test_fast_paths_match_plain_torch_modules():
 def test_the_native_kernel_is_built_and_named_in_the_fallback_message(monkeypatch):
     import snnedge.events as ev
     assert ev.native_kernel() is not None, "snnedge/_event_kernels.c was not compiled at install"
-    assert ev.native_kernel().isa() in ("avx2+fma", "baseline")
+    assert ev.native_kernel().isa() in ("avx512", "avx2+fma", "baseline")
     monkeypatch.setattr(ev, "native_kernel", lambda: None)
     conv = nn.Conv2d(2, 3, 3).double()
     x = (torch.rand(2, 2, 6, 6, dtype=torch.float64) < 0.3).double()

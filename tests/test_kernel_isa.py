@@ -1,0 +1,130 @@
+"""Every instruction-set copy of the compiled kernels (generic, AVX2, AVX-512: those this CPU
+runs) against tensor references, bit for bit.
+
+The convolution reference adds, for every output position, the bias and then the products
+of the inputs with the weight rows in the kernel's order (tap by tap, channel by channel).
+On spikes (and spikes scaled by a power of two, as a sum or average pool of spikes gives)
+every product is exact, so a fused multiply-add rounds as the separate product and sum do
+and each path must give exactly these sums. The neuron reference is the tensor loop of
+:func:`snnedge.neurons.step_into`.
+"""
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import snnedge
+import snnedge.events as ev
+import snnedge.neurons as nm
+
+pytestmark = pytest.mark.skipif(os.environ.get("SNNEDGE_NATIVE") == "0" or ev.native_kernel() is None,
+                                reason="the compiled kernels are off or not built")
+ISAS = ev.native_isas() if ev.native_kernel() is not None else ()
+
+
+@pytest.fixture(params=ev.NATIVE_ISAS)
+def isa(request):
+    if request.param not in ISAS:
+        pytest.skip(f"this CPU does not run the {request.param} kernels")
+    previous = ev.set_native_isa(request.param)
+    yield request.param
+    ev.set_native_isa(previous)
+
+
+def ordered_conv_reference(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """``conv(x)`` channels-last ``(N, OH, OW, C_out)``, summed in the kernel's order."""
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = conv.kernel_size, conv.stride, conv.padding, conv.dilation
+    n, c_in, h, w = x.shape
+    oh = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    ow = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    xp = F.pad(x, (pw, pw, ph, ph))
+    acc = torch.zeros(n, oh, ow, conv.out_channels, dtype=x.dtype)
+    if conv.bias is not None:
+        acc += conv.bias.detach()
+    for ky in range(kh):
+        for kx in range(kw):
+            patch = xp[:, :, ky * dh: ky * dh + sh * (oh - 1) + 1: sh, kx * dw: kx * dw + sw * (ow - 1) + 1: sw]
+            for c in range(c_in):
+                acc += patch[:, c, :, :, None] * conv.weight.detach()[:, c, ky, kx]
+    return acc
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("c_out, kernel, stride, padding, dilation, bias", [
+    (64, 3, 1, 1, 1, True), (70, 3, 2, 1, 1, False), (10, (2, 3), 1, 0, 2, True),
+    (200, 1, 1, 0, 1, True), (16, 5, 1, 2, 1, True), (33, 3, 3, 2, 1, True)])
+def test_conv_kernel_equals_the_ordered_reference_bit_for_bit(isa, dtype, c_out, kernel, stride,
+                                                              padding, dilation, bias):
+    torch.manual_seed(c_out)
+    conv = nn.Conv2d(7, c_out, kernel, stride=stride, padding=padding, dilation=dilation,
+                     bias=bias).to(dtype)
+    x = (torch.rand(3, 7, 11, 10, dtype=dtype) < 0.2).to(dtype)
+    x[1] *= 0.25  # an average pool of spikes
+    with torch.no_grad():
+        got = ev.event_conv2d(conv, x, backend="native").permute(0, 2, 3, 1)
+        assert torch.equal(got, ordered_conv_reference(conv, x))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("features", [10, 128, 300])
+def test_linear_kernel_equals_the_ordered_reference_bit_for_bit(isa, dtype, features):
+    torch.manual_seed(features)
+    fc = nn.Linear(90, features).to(dtype)
+    x = (torch.rand(5, 90, dtype=dtype) < 0.1).to(dtype)
+    ref = fc.bias.detach().expand(5, features).clone()
+    for c in range(90):
+        ref += x[:, c, None] * fc.weight.detach()[:, c]
+    with torch.no_grad():
+        assert torch.equal(ev.event_linear(fc, x, backend="native"), ref)
+
+
+@pytest.mark.parametrize("neuron", [
+    lambda: snnedge.IF(threshold=[0.5, 0.9, 1.3], reset="zero"),
+    lambda: snnedge.LIF(beta=0.8, threshold=0.6, v_init=0.5),
+    lambda: snnedge.LIF(beta=[0.5, 0.9, 1.0], threshold=[0.4, 0.8, 1.1])])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("static", [False, True])
+def test_neuron_kernel_equals_the_tensor_loop_bit_for_bit(isa, monkeypatch, neuron, dtype, static):
+    torch.manual_seed(1)
+    layer = neuron().to(dtype)
+    current = torch.rand(9, 4, 3, 7, 37, dtype=dtype) * 0.9 - 0.1  # 777 values: vector tails
+    current = torch.stack([c.contiguous(memory_format=torch.channels_last) for c in current])
+    current = current.as_strided(current.shape, (current[0].numel(), *current[0].stride()))
+    if static:
+        current = current[0]
+    v0 = layer.initial_state(current if static else current[0])
+    with torch.no_grad():
+        c_native, c_loop = torch.zeros_like(v0[0]), torch.zeros_like(v0[0])
+        z_native, v_native = layer.forward_block(current, v0, 9, static=static, counts=c_native)
+        monkeypatch.setattr(nm, "native_neuron_block", lambda *a: False)
+        z_loop, v_loop = layer.forward_block(current, v0, 9, static=static, counts=c_loop)
+    assert torch.equal(z_native, z_loop) and torch.equal(v_native, v_loop)
+    assert torch.equal(c_native, c_loop) and 0 < z_loop.sum() < z_loop.numel()
+
+
+def test_the_best_isa_is_the_default_and_unknown_ones_are_refused():
+    assert ISAS[0] == "generic" and set(ISAS) <= set(ev.NATIVE_ISAS)
+    label = {"generic": "baseline", "avx2": "avx2+fma", "avx512": "avx512"}
+    if not os.environ.get("SNNEDGE_ISA"):
+        assert ev.native_kernel().isa() == label[ISAS[-1]]
+    with pytest.raises(ValueError, match="'name' parameter of set_native_isa must be one of"):
+        ev.set_native_isa("sse9")
+    missing = [i for i in ev.NATIVE_ISAS if i not in ISAS]
+    if missing:
+        with pytest.raises(ValueError, match=f"cannot run the {missing[0]} kernels"):
+            ev.set_native_isa(missing[0])
+
+
+@pytest.mark.parametrize("value, expected", [("generic", "baseline"), ("avx-9", "SNNEDGE_ISA='avx-9'")])
+def test_snnedge_isa_environment_variable(value, expected):
+    code = ("import snnedge.events as ev\n"
+            "try:\n    print(ev.native_kernel().isa())\n"
+            "except ValueError as err:\n    print(err)\n")
+    env = {**os.environ, "SNNEDGE_ISA": value, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout
+    assert expected in out
