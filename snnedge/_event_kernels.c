@@ -103,6 +103,9 @@ struct neuron_args {
     void *v, *out, *counts; /* counts: NULL, or one per element of a sample (summed spikes) */
     int64_t size, steps, current_step, out_step;
     int reset_zero;
+    /* neuron_pool only: the sample's channels-last shape, the pool window and its divisor */
+    int64_t h, w, c, pool_h, pool_w;
+    double pool_div;
 };
 
 /* The body once per element type and vector width: SNN_WIDE 0 gives the generic and AVX2
@@ -188,6 +191,37 @@ conv_run(const struct conv_args *a, int is_double, int64_t n0, int64_t n1, int64
             conv_generic_f32(a, n0, n1, n_step, &sc);
     }
     scratch_free(&sc);
+    return 0;
+}
+
+static int
+neuron_pool_run(const struct neuron_args *a, int is_double, int64_t b0, int64_t b1, int64_t r0, int64_t r1)
+{
+    void *z = malloc((size_t)(a->pool_h * a->w * a->c) * (is_double ? sizeof(double) : sizeof(float)));
+    if (z == NULL)
+        return -1;
+    switch (isa_used) {
+#if SNN_X86
+    case ISA_AVX512:
+        if (is_double)
+            neuron_pool_avx512_f64w(a, b0, b1, r0, r1, z);
+        else
+            neuron_pool_avx512_f32w(a, b0, b1, r0, r1, z);
+        break;
+    case ISA_AVX2:
+        if (is_double)
+            neuron_pool_avx2_f64(a, b0, b1, r0, r1, z);
+        else
+            neuron_pool_avx2_f32(a, b0, b1, r0, r1, z);
+        break;
+#endif
+    default:
+        if (is_double)
+            neuron_pool_generic_f64(a, b0, b1, r0, r1, z);
+        else
+            neuron_pool_generic_f32(a, b0, b1, r0, r1, z);
+    }
+    free(z);
     return 0;
 }
 
@@ -302,9 +336,52 @@ neuron(PyObject *self, PyObject *args)
     a.counts = (void *)(uintptr_t)counts;
     a.size = size, a.steps = steps, a.current_step = current_step, a.out_step = out_step;
     a.reset_zero = reset_zero;
+    a.h = a.w = a.c = a.pool_h = a.pool_w = 0, a.pool_div = 1.0;
     Py_BEGIN_ALLOW_THREADS
     neuron_run(&a, is_double, b0, b1, e0, e1);
     Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+/* neuron_pool(current, v, out, theta, beta, counts, double, reset_zero, steps, b0, b1, r0, r1,
+ *             h, w, c, kh, kw, pool_div, current_step, out_step): neuron() on samples whose
+ * layout is channels-last (h, w, c), followed by a kh x kw pool that tiles the map (h % kh
+ * == 0 == w % kw): only the pooled spikes (window sums / pool_div) are written to out,
+ * (oh, ow, c) per sample at out_step per tick. Runs samples [b0, b1), pooled rows [r0, r1):
+ * concurrent calls that count take disjoint rows. */
+static PyObject *
+neuron_pool(PyObject *self, PyObject *args)
+{
+    unsigned long long cur, v, out, theta, beta, counts;
+    int is_double, reset_zero;
+    long long steps, b0, b1, r0, r1, h, w, c, kh, kw, current_step, out_step;
+    double pool_div;
+    struct neuron_args a;
+    if (!PyArg_ParseTuple(args, "KKKKKKppLLLLLLLLLLdLL", &cur, &v, &out, &theta, &beta, &counts,
+                          &is_double, &reset_zero, &steps, &b0, &b1, &r0, &r1, &h, &w, &c, &kh,
+                          &kw, &pool_div, &current_step, &out_step))
+        return NULL;
+    if (steps < 1 || h < 1 || w < 1 || c < 1 || kh < 1 || kw < 1 || h % kh || w % kw || b0 < 0
+        || b1 < b0 || r0 < 0 || r1 < r0 || r1 > h / kh || current_step < 0
+        || out_step < (h / kh) * (w / kw) * c || !(pool_div > 0)) {
+        PyErr_SetString(PyExc_ValueError, "neuron_pool: invalid sizes");
+        return NULL;
+    }
+    a.current = (const void *)(uintptr_t)cur;
+    a.v = (void *)(uintptr_t)v;
+    a.out = (void *)(uintptr_t)out;
+    a.theta = (const void *)(uintptr_t)theta;
+    a.beta = (const void *)(uintptr_t)beta;
+    a.counts = (void *)(uintptr_t)counts;
+    a.size = h * w * c, a.steps = steps, a.current_step = current_step, a.out_step = out_step;
+    a.reset_zero = reset_zero;
+    a.h = h, a.w = w, a.c = c, a.pool_h = kh, a.pool_w = kw, a.pool_div = pool_div;
+    int status;
+    Py_BEGIN_ALLOW_THREADS
+    status = neuron_pool_run(&a, is_double, b0, b1, r0, r1);
+    Py_END_ALLOW_THREADS
+    if (status)
+        return PyErr_NoMemory();
     Py_RETURN_NONE;
 }
 
@@ -361,6 +438,7 @@ set_isa(PyObject *self, PyObject *args)
 static PyMethodDef methods[] = {
     {"conv", conv, METH_VARARGS, "Event-driven convolution of samples [n0, n1) (see the C source)."},
     {"neuron", neuron, METH_VARARGS, "IF/LIF neurons over a block of ticks (see the C source)."},
+    {"neuron_pool", neuron_pool, METH_VARARGS, "Neurons and the tiling pool after them (see the C source)."},
     {"isa", isa, METH_NOARGS, "The instruction set the kernels run with."},
     {"isas", isas, METH_NOARGS, "The instruction sets this CPU runs, best last."},
     {"set_isa", set_isa, METH_VARARGS, "Choose the instruction set (generic, avx2, avx512)."},

@@ -168,6 +168,58 @@ SNN_FN(conv_body_)(const struct conv_args *a, int64_t n0, int64_t n1, int64_t n_
  * whose membrane stays in L1 over the ticks. The rule and the order of its float operations
  * are those of the reference, snnedge.neurons.lif_step / if_step; tests/test_neurons.py
  * checks this kernel against it bit for bit. */
+/* One tick of the update rule on len elements: v = beta * v (LIF), u = v + i, z = u >= theta,
+ * reset; z written to z_out and added to counts (when given). Written with explicit vectors
+ * (GCC's cost model left the AVX2 copy of the plain loop mostly scalar: 4.5x slower than the
+ * AVX-512 one). The decay is a pass of its own, so that beta * v is rounded before the input
+ * is added, as in the reference (in one expression the compiler could fuse the two into one
+ * FMA); u - z * theta may fuse, as z * theta is exact. */
+static inline __attribute__((always_inline)) void
+SNN_FN(tick_)(SNN_T *restrict vb, const SNN_T *restrict i_t, const SNN_T *restrict th,
+              const SNN_T *restrict be, SNN_T *restrict z_out, SNN_T *restrict counts, int64_t len,
+              int reset_zero)
+{
+    const int64_t whole = len - len % SNN_LANES;
+    if (be) {
+        for (int64_t k = 0; k < whole; k += SNN_LANES) {
+            SNN_V bv, vv;
+            __builtin_memcpy(&bv, be + k, sizeof bv);
+            __builtin_memcpy(&vv, vb + k, sizeof vv);
+            vv = bv * vv;
+            __builtin_memcpy(vb + k, &vv, sizeof vv);
+        }
+        for (int64_t k = whole; k < len; k++)
+            vb[k] = be[k] * vb[k];
+    }
+    const SNN_M one = (SNN_M)((SNN_V){0} + (SNN_T)1);
+    for (int64_t k = 0; k < whole; k += SNN_LANES) {
+        SNN_V vv, iv, tv;
+        __builtin_memcpy(&vv, vb + k, sizeof vv);
+        __builtin_memcpy(&iv, i_t + k, sizeof iv);
+        __builtin_memcpy(&tv, th + k, sizeof tv);
+        SNN_V u = vv + iv;
+        SNN_M fired = u >= tv;
+        SNN_V z = (SNN_V)(fired & one);
+        __builtin_memcpy(z_out + k, &z, sizeof z);
+        vv = reset_zero ? (SNN_V)((SNN_M)u & ~fired) : u - z * tv;
+        __builtin_memcpy(vb + k, &vv, sizeof vv);
+        if (counts) {
+            SNN_V cv;
+            __builtin_memcpy(&cv, counts + k, sizeof cv);
+            cv += z;
+            __builtin_memcpy(counts + k, &cv, sizeof cv);
+        }
+    }
+    for (int64_t k = whole; k < len; k++) {
+        SNN_T u = vb[k] + i_t[k];
+        SNN_T z = u >= th[k] ? (SNN_T)1 : (SNN_T)0;
+        z_out[k] = z;
+        vb[k] = reset_zero ? (u >= th[k] ? (SNN_T)0 : u) : u - z * th[k];
+        if (counts)
+            counts[k] += z;
+    }
+}
+
 static inline __attribute__((always_inline)) void
 SNN_FN(neuron_body_)(const struct neuron_args *a, int64_t b0, int64_t b1, int64_t e0, int64_t e1)
 {
@@ -178,23 +230,53 @@ SNN_FN(neuron_body_)(const struct neuron_args *a, int64_t b0, int64_t b1, int64_
     for (int64_t b = b0; b < b1; b++)
         for (int64_t k0 = e0; k0 < e1; k0 += 512) {
             const int64_t len = e1 - k0 < 512 ? e1 - k0 : 512;
-            SNN_T *vb = v + b * size + k0;
-            const SNN_T *th = theta + k0, *be = beta ? beta + k0 : NULL;
+            for (int64_t t = 0; t < steps; t++)
+                SNN_FN(tick_)(v + b * size + k0, cur + t * a->current_step + b * size + k0,
+                              theta + k0, beta ? beta + k0 : NULL,
+                              out + t * a->out_step + b * size + k0, counts ? counts + k0 : NULL,
+                              len, a->reset_zero);
+        }
+}
+
+/* The neuron update followed by a pool whose kh x kw windows tile the map (stride = window,
+ * no padding), for samples [b0, b1) and pooled rows [r0, r1): the spikes of kh input rows
+ * go to a scratch row z (kh * w * c values) and only their window sums, divided by
+ * pool_div (the window's size for an average pool, 1 for a sum pool), are written to out.
+ * The layout of a sample is channels-last (h, w, c); out holds (oh, ow, c) per sample.
+ * Each window sums its spikes in row-major order from zero, as torch's pooling does. */
+static inline __attribute__((always_inline)) void
+SNN_FN(neuron_pool_body_)(const struct neuron_args *a, int64_t b0, int64_t b1, int64_t r0, int64_t r1,
+                          SNN_T *restrict z)
+{
+    const SNN_T *cur = (const SNN_T *)a->current, *theta = (const SNN_T *)a->theta;
+    const SNN_T *beta = (const SNN_T *)a->beta;
+    SNN_T *v = (SNN_T *)a->v, *out = (SNN_T *)a->out, *counts = (SNN_T *)a->counts;
+    const int64_t size = a->size, steps = a->steps, w = a->w, c = a->c;
+    const int64_t kh = a->pool_h, kw = a->pool_w, ow = w / kw, row = kh * w * c;
+    const int64_t out_size = (a->h / kh) * ow * c;
+    const SNN_T div = (SNN_T)a->pool_div;
+    for (int64_t b = b0; b < b1; b++)
+        for (int64_t r = r0; r < r1; r++) {
+            const int64_t k0 = r * row;
             for (int64_t t = 0; t < steps; t++) {
-                const SNN_T *i_t = cur + t * a->current_step + b * size + k0;
-                SNN_T *z_t = out + t * a->out_step + b * size + k0;
-                if (be)
-                    for (int64_t k = 0; k < len; k++)
-                        vb[k] = be[k] * vb[k];
-                for (int64_t k = 0; k < len; k++) {
-                    SNN_T u = vb[k] + i_t[k];
-                    SNN_T z = u >= th[k] ? (SNN_T)1 : (SNN_T)0;
-                    z_t[k] = z;
-                    vb[k] = a->reset_zero ? (u >= th[k] ? (SNN_T)0 : u) : u - z * th[k];
+                SNN_FN(tick_)(v + b * size + k0, cur + t * a->current_step + b * size + k0,
+                              theta + k0, beta ? beta + k0 : NULL, z, counts ? counts + k0 : NULL,
+                              row, a->reset_zero);
+                SNN_T *o = out + t * a->out_step + b * out_size + r * ow * c;
+                for (int64_t ox = 0; ox < ow; ox++) {
+                    SNN_T *restrict d = o + ox * c;
+                    for (int64_t ch = 0; ch < c; ch++)
+                        d[ch] = (SNN_T)0;
+                    for (int64_t ky = 0; ky < kh; ky++)
+                        for (int64_t kx = 0; kx < kw; kx++) {
+                            const SNN_T *restrict zs = z + (ky * w + ox * kw + kx) * c;
+                            for (int64_t ch = 0; ch < c; ch++)
+                                d[ch] += zs[ch];
+                        }
+                    if (div != (SNN_T)1)
+                        for (int64_t ch = 0; ch < c; ch++)
+                            d[ch] = d[ch] / div;
                 }
-                if (counts)
-                    for (int64_t k = 0; k < len; k++)
-                        counts[k0 + k] += z_t[k];
             }
         }
 }
@@ -216,6 +298,13 @@ SNN_FN(neuron_generic_)(const struct neuron_args *a, int64_t b0, int64_t b1, int
 {
     SNN_FN(neuron_body_)(a, b0, b1, e0, e1);
 }
+
+static void
+SNN_FN(neuron_pool_generic_)(const struct neuron_args *a, int64_t b0, int64_t b1, int64_t r0,
+                        int64_t r1, void *z)
+{
+    SNN_FN(neuron_pool_body_)(a, b0, b1, r0, r1, (SNN_T *)z);
+}
 #endif
 
 #if SNN_X86 && !SNN_WIDE
@@ -231,6 +320,13 @@ SNN_FN(neuron_avx2_)(const struct neuron_args *a, int64_t b0, int64_t b1, int64_
 {
     SNN_FN(neuron_body_)(a, b0, b1, e0, e1);
 }
+
+__attribute__((target(SNN_AVX2))) static void
+SNN_FN(neuron_pool_avx2_)(const struct neuron_args *a, int64_t b0, int64_t b1, int64_t r0,
+                        int64_t r1, void *z)
+{
+    SNN_FN(neuron_pool_body_)(a, b0, b1, r0, r1, (SNN_T *)z);
+}
 #endif
 
 #if SNN_X86 && SNN_WIDE
@@ -245,6 +341,13 @@ __attribute__((target(SNN_AVX512))) static void
 SNN_FN(neuron_avx512_)(const struct neuron_args *a, int64_t b0, int64_t b1, int64_t e0, int64_t e1)
 {
     SNN_FN(neuron_body_)(a, b0, b1, e0, e1);
+}
+
+__attribute__((target(SNN_AVX512))) static void
+SNN_FN(neuron_pool_avx512_)(const struct neuron_args *a, int64_t b0, int64_t b1, int64_t r0,
+                        int64_t r1, void *z)
+{
+    SNN_FN(neuron_pool_body_)(a, b0, b1, r0, r1, (SNN_T *)z);
 }
 #endif
 #undef SNN_AVX2

@@ -104,6 +104,7 @@ def run_batch(net: SpikingNetwork, x: torch.Tensor, encoder: Encoder, timesteps:
     encoder.start(x, timesteps, seed)
     mode = "dense" if engine == "auto" else engine
     ex = Executor(net, mode)
+    ex.fuse_pools = True  # neuron layers are read through their counts only
     extra: dict = {}
     if engine == "auto" and event_layers is not None:
         ex.event_layers = set(event_layers)
@@ -123,11 +124,11 @@ def run_batch(net: SpikingNetwork, x: torch.Tensor, encoder: Encoder, timesteps:
         kept = ex.block(inp, steps, keep=tuple(s for s in sources if s != INPUT))
         kept[INPUT] = inp
         for s, kind in sources.items():
-            v = kept[s]
             counted = ex.take_counts(s) if kind == "events" else None  # summed by the neuron layer
-            if counted is not None:
+            if counted is not None:  # (a neuron layer fused with its pool has no other value)
                 total = counted.to(torch.float64)
             else:
+                v = kept[s]
                 t = v.tensor if kind == "events" else (v.tensor != 0).to(v.tensor.dtype)
                 total = t.sum(0) * steps if v.static else sum_steps_and_batch(t)
                 total = total.to(torch.float64)

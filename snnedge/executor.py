@@ -26,7 +26,8 @@ from typing import Protocol
 import torch
 from torch import nn
 
-from .events import apply_synaptic, event_apply
+from .events import apply_synaptic, event_apply, tiling_pool
+from .layers import SumPool2d
 from .layers import INPUT
 from .neurons import SpikingNeuron
 
@@ -89,6 +90,12 @@ class Executor:
     densities:
         When a dict, each spike-fed weighted layer's fraction of non-zero inputs in the next
         block is recorded in it (how engine ``"auto"`` measures).
+    fuse_pools:
+        When true (no-gradient CPU runs that read neuron layers only through their counts, as
+        :func:`snnedge.engine.run_batch` does), a neuron layer whose only consumer is a tiling
+        average or sum pool runs fused with it: the pool's value is computed, the neurons'
+        spikes are not stored, and :meth:`block` returns no value for that neuron layer even
+        when it is in ``keep`` (:meth:`take_counts` has its counts).
     """
 
     def __init__(self, net: Graph, engine: str = "dense", *,
@@ -100,6 +107,7 @@ class Executor:
         self.static_cache: dict[str, torch.Tensor] = dict(static or {})
         self.event_layers: set[str] | None = None
         self.densities: dict[str, float] | None = None
+        self.fuse_pools = False
         self.buffers: dict[str, torch.Tensor] = {}  # reused spike outputs (no-grad runs)
         # per-neuron spike counts of the last block, summed by the neuron layers themselves
         self.block_counts: dict[str, torch.Tensor] = {}
@@ -117,12 +125,23 @@ class Executor:
         vals = {INPUT: x}
         left = dict(self.uses)
         kept = {}
+        pooled: dict[str, Value] = {}  # pools already run, fused into the neurons before them
         for name in net.names:
-            ins = [vals[i] for i in net.inputs_of(name)]
+            ins = [] if name in pooled else [vals[i] for i in net.inputs_of(name)]
             module = net.get_submodule(name)
-            if name in self.static_cache:
+            if name in pooled:
+                out = pooled.pop(name)
+            elif name in self.static_cache:
                 out = Value(self.static_cache[name], True)
             elif net.kind(name) == "temporal":
+                fused = self._temporal_pooled(name, module, ins[0], steps, keep)
+                if fused is not None:  # the neurons' spikes exist only pooled
+                    pooled[net.consumers_of(name)[0]] = fused
+                    for i in net.inputs_of(name):
+                        left[i] -= 1
+                        if left[i] == 0 and i not in keep:
+                            del vals[i]
+                    continue
                 out = Value(self._temporal(name, module, ins[0], steps, name in keep), False)
             else:
                 out = self._synaptic(name, module, ins, steps)
@@ -134,7 +153,7 @@ class Executor:
             for i in net.inputs_of(name):
                 left[i] -= 1
                 if left[i] == 0 and i not in keep:
-                    del vals[i]
+                    vals.pop(i, None)  # (absent: a neuron layer fused with this pool)
         kept[net.output_name] = vals[net.output_name]
         return kept
 
@@ -165,6 +184,38 @@ class Executor:
             return y
         y, self.state[name] = module.forward_block(cur.tensor, self.state[name], steps, cur.static)
         return y
+
+    def _temporal_pooled(self, name: str, module: nn.Module, cur: Value, steps: int,
+                         keep: tuple[str, ...]) -> Value | None:
+        """The output of the tiling average or sum pool that is the only consumer of neuron
+        layer ``name``, computed with the neurons in one pass
+        (:meth:`~snnedge.SpikingNeuron.forward_block_pooled`), or None where that does not
+        apply (gradients, GPUs, other layouts or consumers). The neurons' spikes are then never
+        stored: only their counts, when ``name`` is in ``keep``."""
+        net = self.net
+        consumers = net.consumers_of(name)
+        if (not self.fuse_pools or torch.is_grad_enabled() or not isinstance(module, SpikingNeuron)
+                or len(consumers) != 1
+                or self.uses[name] != 1 or net.inputs_of(consumers[0]) != (name,)):
+            return None
+        pool = net.get_submodule(consumers[0])
+        template = cur.tensor if cur.static else cur.tensor[0]
+        window = tiling_pool(pool, template.shape)
+        if window is None or template.device.type != "cpu":
+            return None
+        divisor = 1.0 if isinstance(pool, SumPool2d) else float(window[0] * window[1])
+        if name not in self.state:
+            self.state[name] = module.initial_state(template)
+        counts = torch.zeros_like(self.state[name][0]) if name in keep else None
+        done = module.forward_block_pooled(cur.tensor, self.state[name], steps, cur.static, window,
+                                           divisor, out=self.buffers.get(name), counts=counts)
+        if done is None:
+            return None
+        y, self.state[name] = done
+        self.buffers[name] = y
+        if counts is not None:
+            self.block_counts[name] = counts
+        return Value(y, False)
 
     def _synaptic(self, name: str, module: nn.Module, ins: list[Value], steps: int) -> Value:
         if all(v.static for v in ins):

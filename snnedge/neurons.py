@@ -16,7 +16,8 @@ Everything else that runs the rule is held to them, bit for bit, by tests/test_n
 * :meth:`SpikingNeuron.forward_block` with gradients runs them step by step (autograd);
 * without gradients it runs :func:`step_into`, the same float operations in place into
   preallocated tensors, or the compiled kernel (:func:`snnedge.events.native_neuron_block`,
-  ``snnedge/_event_kernels_body.h``) that does them in one pass per block;
+  ``snnedge/_event_kernels_body.h``) that does them in one pass per block, also fused with a
+  tiling average or sum pool after the layer (:meth:`SpikingNeuron.forward_block_pooled`);
 * training's fused block (:mod:`snnedge.training.neuron_grad`) runs :func:`step_into` and
   saves the membrane for its hand-written backward;
 * the brian2 engine writes the same equations in brian2's language
@@ -33,7 +34,7 @@ import torch
 from torch import nn
 
 from .errors import check_choice, check_real
-from .events import native_neuron_block
+from .events import native_neuron_block, native_neuron_pool_block
 from .layers import TemporalModule
 from .surrogate import Surrogate, get_surrogate, spike
 
@@ -263,6 +264,36 @@ class SpikingNeuron(TemporalModule):
             step_into(v, i_t, z, theta_f, beta, self.reset)
         if counts is not None:
             counts.add_(sum_steps_and_batch(out))
+        return out, v
+
+    @torch.no_grad()
+    def forward_block_pooled(self, current: torch.Tensor, v: torch.Tensor, steps: int,
+                             static: bool, window: tuple[int, int], divisor: float,
+                             out: torch.Tensor | None = None,
+                             counts: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """:meth:`forward_block` followed by a pool whose ``window`` tiles the map (an
+        ``AvgPool2d`` with ``divisor`` = its size, or a ``SumPool2d`` with 1), in one pass of
+        the compiled kernel that writes only the pooled spikes ``(steps, B, C, H / kh, W /
+        kw)``: the same values as the two layers one after the other, without the spikes at
+        full resolution in memory. Unlike :meth:`forward_block` it updates the membrane ``v``
+        in place (the executor's own state; no copy). ``counts`` as in :meth:`forward_block`.
+        Returns ``(pooled, v)``, or None (nothing done, ``v`` unchanged) where the kernel does
+        not apply: gradients needed, a subclass with its own update, or not a channels-last
+        CPU map."""
+        template = current if static else current[0]
+        if (torch.is_grad_enabled() or template.dim() != 4 or template.device.type != "cpu"
+                or not type(self).runs_reference_update()):
+            return None
+        theta = self.threshold_for(template)
+        beta = self.beta_for(template)
+        b, c, h, w = template.shape
+        shape = (steps, b, c, h // window[0], w // window[1])
+        if out is None or out.shape != shape or out.dtype != v.dtype or out.device != v.device:
+            out = torch.empty(steps, b, shape[3], shape[4], c, dtype=v.dtype).permute(0, 1, 4, 2, 3)
+        theta_f = float(theta) if theta.dim() == 0 else theta
+        if not native_neuron_pool_block(current, v, out, steps, static, theta_f, beta,
+                                        self.reset == "zero", window, divisor, counts):
+            return None
         return out, v
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -128,3 +128,56 @@ def test_snnedge_isa_environment_variable(value, expected):
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          check=True).stdout
     assert expected in out
+
+
+@pytest.mark.parametrize("neuron", [
+    lambda: snnedge.IF(threshold=0.7),
+    lambda: snnedge.LIF(beta=[0.5, 0.9, 1.0, 0.7, 0.8], threshold=[0.4, 0.8, 1.1, 0.5, 0.6], reset="zero")])
+@pytest.mark.parametrize("pool", [nn.AvgPool2d(2), nn.AvgPool2d((2, 3)), snnedge.SumPool2d(2)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("static", [False, True])
+def test_neurons_fused_with_their_pool_equal_the_two_layers(isa, neuron, pool, dtype, static):
+    torch.manual_seed(2)
+    layer = neuron().to(dtype)
+    current = torch.rand(6, 3, 5, 8, 12, dtype=dtype) * 0.9 - 0.1
+    current = torch.stack([c.contiguous(memory_format=torch.channels_last) for c in current])
+    current = current.as_strided(current.shape, (current[0].numel(), *current[0].stride()))
+    if static:
+        current = current[0]
+    v0 = layer.initial_state(current if static else current[0])
+    window = ev.tiling_pool(pool, v0.shape)
+    divisor = 1.0 if isinstance(pool, snnedge.SumPool2d) else float(window[0] * window[1])
+    with torch.no_grad():
+        counts, fused_counts = torch.zeros_like(v0[0]), torch.zeros_like(v0[0])
+        z, v = layer.forward_block(current, v0, 6, static=static, counts=counts)
+        v_fused = v0.clone()
+        got, v_after = layer.forward_block_pooled(current, v_fused, 6, static, window, divisor,
+                                                  counts=fused_counts)
+    expected = pool(z.flatten(0, 1)).view(got.shape)
+    assert v_after is v_fused and torch.equal(v_fused, v)
+    assert torch.equal(got, expected) and torch.equal(fused_counts, counts)
+    assert got.is_contiguous(memory_format=torch.channels_last) or got[0].is_contiguous(
+        memory_format=torch.channels_last)
+    assert 0 < z.sum() < z.numel()
+
+
+def test_simulate_with_fused_pools_equals_simulate_without(monkeypatch):
+    import snnedge.executor as ex
+    torch.manual_seed(5)
+    net = snnedge.sequential(
+        nn.Conv2d(1, 8, 3, padding=1), snnedge.IF(threshold=0.5), nn.AvgPool2d(2),
+        nn.Conv2d(8, 16, 3, padding=1), snnedge.LIF(beta=0.9, threshold=0.4), snnedge.SumPool2d(2),
+        nn.Flatten(), nn.Linear(16 * 4 * 4, 5)).double()
+    x = torch.rand(6, 1, 16, 16, dtype=torch.float64)
+    runs = []
+    for fuse in (True, False):
+        if not fuse:
+            monkeypatch.setattr(ex.Executor, "_temporal_pooled", lambda *a: None)
+        for engine in ("dense", "event"):
+            runs.append(snnedge.simulate(net, x, timesteps=12, engine=engine, block_steps=5, progress=False))
+    for res in runs[1:]:
+        assert torch.equal(res.output, runs[0].output)
+        assert res.spike_counts == runs[0].spike_counts and res.synaptic_events == runs[0].synaptic_events
+        for k in res.neuron_spike_counts:
+            assert torch.equal(res.neuron_spike_counts[k], runs[0].neuron_spike_counts[k])
+    assert all(v > 0 for v in runs[0].spike_counts.values())
