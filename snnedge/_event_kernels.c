@@ -61,9 +61,9 @@ struct conv_args {
 };
 /* Per-call work space of the convolution (see conv_body_ in _event_kernels_body.h). */
 struct conv_scratch {
-    int32_t *ptr, *cols, *taps;
+    int32_t *ptr, *cols, *taps, *in_taps;
     void *vals;
-    int64_t *tap_off, *tap_pos;
+    int64_t *tap_off, *tap_pos, *in_off, *in_pos;
 };
 
 static void
@@ -75,6 +75,9 @@ scratch_free(struct conv_scratch *sc)
     free(sc->vals);
     free(sc->tap_off);
     free(sc->tap_pos);
+    free(sc->in_taps);
+    free(sc->in_off);
+    free(sc->in_pos);
 }
 
 static int
@@ -88,7 +91,11 @@ scratch_alloc(struct conv_scratch *sc, const struct conv_args *a, size_t value_s
     sc->taps = malloc((out_positions + 1) * sizeof(int32_t));
     sc->tap_off = malloc(taps * sizeof(int64_t));
     sc->tap_pos = malloc(taps * sizeof(int64_t));
-    if (sc->ptr && sc->cols && sc->vals && sc->taps && sc->tap_off && sc->tap_pos)
+    sc->in_taps = malloc((out_positions + 1) * sizeof(int32_t));
+    sc->in_off = malloc(taps * sizeof(int64_t));
+    sc->in_pos = malloc(taps * sizeof(int64_t));
+    if (sc->ptr && sc->cols && sc->vals && sc->taps && sc->tap_off && sc->tap_pos && sc->in_taps
+        && sc->in_off && sc->in_pos)
         return 0;
     scratch_free(sc);
     return -1;

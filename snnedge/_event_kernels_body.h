@@ -24,17 +24,16 @@ SNN_FN(input_events_)(const SNN_T *x, int64_t positions, int64_t c_in, int32_t *
             SNN_V v;
             __builtin_memcpy(&v, row + c, sizeof v);
             SNN_M nz = v != (SNN_V){0};
-            int any = 0;
-            for (int i = 0; i < SNN_LANES; i++)
-                any |= nz[i] != 0;
+            uint64_t words[sizeof nz / 8], any = 0;
+            __builtin_memcpy(words, &nz, sizeof nz);
+            for (size_t i = 0; i < sizeof nz / 8; i++)
+                any |= words[i];
             if (!any)
                 continue;
-            for (int i = 0; i < SNN_LANES; i++) {
-                if (row[c + i] != 0) {
-                    cols[nnz] = (int32_t)(c + i);
-                    vals[nnz] = row[c + i];
-                    nnz++;
-                }
+            for (int i = 0; i < SNN_LANES; i++) { /* branch-free: events fall at random */
+                cols[nnz] = (int32_t)(c + i);
+                vals[nnz] = row[c + i];
+                nnz += row[c + i] != 0;
             }
         }
         for (; c < c_in; c++) {
@@ -87,8 +86,8 @@ SNN_FN(gather_)(const SNN_T *restrict weight, const SNN_T *restrict bias, SNN_T 
 }
 
 /* Samples n0, n0 + n_step, ... below n1 of the convolution (see conv_args). Scratch:
- * ptr (positions + 1), cols and vals (positions * c_in), tap_off and tap_pos
- * (out_positions * kh * kw), taps (out_positions + 1).
+ * ptr (positions + 1), cols and vals (positions * c_in + 1), tap_off, tap_pos, in_off and
+ * in_pos (out_positions * kh * kw + 1), taps and in_taps (out_positions + 1).
  *
  * Per sample: list the events of each input position; list, for each output position, the
  * kernel taps that land on an input position with events. Then, chunk of up to SNN_VECS
@@ -115,26 +114,42 @@ SNN_FN(conv_body_)(const struct conv_args *a, int64_t n0, int64_t n1, int64_t n_
     const int64_t dh = a->dh, dw = a->dw, w_stride = a->w_stride;
     const int64_t positions = h * w, out_positions = oh * ow, tap_stride = c_in * w_stride;
     const int64_t vectors = (c_out + SNN_LANES - 1) / SNN_LANES;
-    for (int64_t n = n0; n < n1; n += n_step) {
-        SNN_FN(input_events_)(x + n * positions * c_in, positions, c_in, ptr, cols, vals);
+    /* the taps of every output position that land inside the input: the same for all samples */
+    int32_t *in_taps = sc->in_taps;
+    int64_t *in_off = sc->in_off, *in_pos = sc->in_pos;
+    {
         int32_t k = 0;
         for (int64_t oy = 0; oy < oh; oy++)
             for (int64_t ox = 0; ox < ow; ox++) {
-                taps[oy * ow + ox] = k;
+                in_taps[oy * ow + ox] = k;
                 for (int64_t ky = 0; ky < kh; ky++) {
                     int64_t iy = oy * sh - ph + ky * dh;
                     if (iy < 0 || iy >= h)
                         continue;
                     for (int64_t kx = 0; kx < kw; kx++) {
                         int64_t ix = ox * sw - pw + kx * dw;
-                        if (ix < 0 || ix >= w || ptr[iy * w + ix] == ptr[iy * w + ix + 1])
+                        if (ix < 0 || ix >= w)
                             continue;
-                        tap_off[k] = (ky * kw + kx) * tap_stride;
-                        tap_pos[k] = iy * w + ix;
+                        in_off[k] = (ky * kw + kx) * tap_stride;
+                        in_pos[k] = iy * w + ix;
                         k++;
                     }
                 }
             }
+        in_taps[out_positions] = k;
+    }
+    for (int64_t n = n0; n < n1; n += n_step) {
+        SNN_FN(input_events_)(x + n * positions * c_in, positions, c_in, ptr, cols, vals);
+        /* of those, the taps whose input position has events in this sample */
+        int32_t k = 0;
+        for (int64_t q = 0; q < out_positions; q++) {
+            taps[q] = k;
+            for (int32_t t = in_taps[q]; t < in_taps[q + 1]; t++) {
+                tap_off[k] = in_off[t];
+                tap_pos[k] = in_pos[t];
+                k += ptr[in_pos[t]] != ptr[in_pos[t] + 1];
+            }
+        }
         taps[out_positions] = k;
         SNN_T *o = out + n * out_positions * c_out;
         for (int64_t v0 = 0; v0 < vectors; v0 += SNN_VECS) {
