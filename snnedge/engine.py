@@ -22,7 +22,9 @@ by the block size, not by ``T``. Every engine, torch or not (brian2), returns a
 
 In both engines, no-gradient runs take the fast paths of :func:`snnedge.events.apply_synaptic`:
 tiling pools on NCHW inputs as sums of strided slices, and CPU convolutions channels-last (the
-neurons and pools after them keep that layout).
+neurons and pools after them keep that layout). On the CPU a neuron layer whose only consumer
+is a tiling average or sum pool runs fused with it (:attr:`Executor.fuse_pools`): one kernel
+pass writes the pooled spikes and the counts, never the spikes at full resolution.
 
 A value that is the same at every step (direct encoding, and any weight-free or weighted
 layer fed only by it) is computed once per batch: a static current costs one convolution,
