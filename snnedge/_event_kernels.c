@@ -117,6 +117,15 @@ struct neuron_args {
 
 /* The body once per element type and vector width: SNN_WIDE 0 gives the generic and AVX2
  * copies (32-byte vectors), SNN_WIDE 1 the AVX-512 copy (64-byte vectors, x86-64 only). */
+/* Training's neuron backward pass (see backward_body_ in _event_kernels_body.h). */
+struct backward_args {
+    const void *u, *g_out, *g_v, *theta, *beta; /* g_out, g_v, beta may be NULL */
+    void *g_in, *g_v0;                          /* g_v0 may be NULL */
+    int64_t size, steps, step;
+    int reset_zero, detach, surrogate, is_static;
+    double alpha;
+};
+
 #define SNN_T float
 #define SNN_S f32
 #define SNN_V v8f
@@ -230,6 +239,32 @@ neuron_pool_run(const struct neuron_args *a, int is_double, int64_t b0, int64_t 
     }
     free(z);
     return 0;
+}
+
+static void
+backward_run(const struct backward_args *a, int is_double, int64_t b0, int64_t b1, int64_t e0, int64_t e1)
+{
+    switch (isa_used) {
+#if SNN_X86
+    case ISA_AVX512:
+        if (is_double)
+            backward_avx512_f64w(a, b0, b1, e0, e1);
+        else
+            backward_avx512_f32w(a, b0, b1, e0, e1);
+        return;
+    case ISA_AVX2:
+        if (is_double)
+            backward_avx2_f64(a, b0, b1, e0, e1);
+        else
+            backward_avx2_f32(a, b0, b1, e0, e1);
+        return;
+#endif
+    default:
+        if (is_double)
+            backward_generic_f64(a, b0, b1, e0, e1);
+        else
+            backward_generic_f32(a, b0, b1, e0, e1);
+    }
 }
 
 static void
@@ -392,6 +427,43 @@ neuron_pool(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* neuron_backward(u, g_out, g_v, theta, beta, g_in, g_v0, double, reset_zero, detach,
+ *                 surrogate, alpha, static, steps, b0, b1, e0, e1, size, step): the backward
+ * pass of training's IF/LIF block (backward_body_); addresses as in neuron() (g_out, g_v,
+ * beta and g_v0 may be 0). Concurrent calls take disjoint samples or elements. */
+static PyObject *
+neuron_backward(PyObject *self, PyObject *args)
+{
+    unsigned long long u, g_out, g_v, theta, beta, g_in, g_v0;
+    int is_double, reset_zero, detach, surrogate, is_static;
+    double alpha;
+    long long steps, b0, b1, e0, e1, size, step;
+    struct backward_args a;
+    if (!PyArg_ParseTuple(args, "KKKKKKKpppidpLLLLLLL", &u, &g_out, &g_v, &theta, &beta, &g_in,
+                          &g_v0, &is_double, &reset_zero, &detach, &surrogate, &alpha, &is_static,
+                          &steps, &b0, &b1, &e0, &e1, &size, &step))
+        return NULL;
+    if (steps < 1 || size < 1 || b0 < 0 || b1 < b0 || e0 < 0 || e1 < e0 || e1 > size || step < size
+        || surrogate < 0 || surrogate > 2) {
+        PyErr_SetString(PyExc_ValueError, "neuron_backward: invalid sizes or surrogate");
+        return NULL;
+    }
+    a.u = (const void *)(uintptr_t)u;
+    a.g_out = (const void *)(uintptr_t)g_out;
+    a.g_v = (const void *)(uintptr_t)g_v;
+    a.theta = (const void *)(uintptr_t)theta;
+    a.beta = (const void *)(uintptr_t)beta;
+    a.g_in = (void *)(uintptr_t)g_in;
+    a.g_v0 = (void *)(uintptr_t)g_v0;
+    a.size = size, a.steps = steps, a.step = step;
+    a.reset_zero = reset_zero, a.detach = detach, a.surrogate = surrogate, a.is_static = is_static;
+    a.alpha = alpha;
+    Py_BEGIN_ALLOW_THREADS
+    backward_run(&a, is_double, b0, b1, e0, e1);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
 static PyObject *
 isa(PyObject *self, PyObject *noargs)
 {
@@ -445,6 +517,7 @@ set_isa(PyObject *self, PyObject *args)
 static PyMethodDef methods[] = {
     {"conv", conv, METH_VARARGS, "Event-driven convolution of samples [n0, n1) (see the C source)."},
     {"neuron", neuron, METH_VARARGS, "IF/LIF neurons over a block of ticks (see the C source)."},
+    {"neuron_backward", neuron_backward, METH_VARARGS, "Training's neuron backward pass (see the C source)."},
     {"neuron_pool", neuron_pool, METH_VARARGS, "Neurons and the tiling pool after them (see the C source)."},
     {"isa", isa, METH_NOARGS, "The instruction set the kernels run with."},
     {"isas", isas, METH_NOARGS, "The instruction sets this CPU runs, best last."},

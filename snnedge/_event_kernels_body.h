@@ -296,6 +296,72 @@ SNN_FN(neuron_pool_body_)(const struct neuron_args *a, int64_t b0, int64_t b1, i
         }
 }
 
+/* The backward pass of training's fused IF/LIF block (snnedge/training/neuron_grad.py) for
+ * elements [e0, e1) of samples [b0, b1), without threshold or decay gradients: from the last
+ * tick to the first, s = sigma'(u - theta) (surrogate 0: atan, 1: fast sigmoid, 2: triangle),
+ * gz = dL/dz - theta * gv ("subtract") or - u * gv ("zero"; no such term with detach),
+ * gu = gv + gz * s ("subtract") or gv * (1 - z) + gz * s ("zero"), dL/dI = gu (summed over
+ * ticks for a static input), gv = beta * gu; dL/dv0 = the last gv. The tensor loop's
+ * operations, rounded alike up to fused multiply-adds (tests/test_training.py). Tick t of
+ * sample b, element k is at t * step + b * size + k in u, g_out and (not static) g_in. */
+static inline __attribute__((always_inline)) void
+SNN_FN(backward_body_)(const struct backward_args *a, int64_t b0, int64_t b1, int64_t e0, int64_t e1)
+{
+    const SNN_T *u_all = (const SNN_T *)a->u, *g_out = (const SNN_T *)a->g_out;
+    const SNN_T *g_v = (const SNN_T *)a->g_v, *theta = (const SNN_T *)a->theta;
+    const SNN_T *beta = (const SNN_T *)a->beta;
+    SNN_T *g_in = (SNN_T *)a->g_in, *g_v0 = (SNN_T *)a->g_v0;
+    const int64_t size = a->size, steps = a->steps, step = a->step;
+    const SNN_T alpha = (SNN_T)a->alpha, half_alpha = (SNN_T)(a->alpha / 2);
+    const SNN_T atan_scale = (SNN_T)(1.5707963267948966 * a->alpha);
+    const int subtract = !a->reset_zero, detach = a->detach, surrogate = a->surrogate;
+    SNN_T g[512];
+    for (int64_t b = b0; b < b1; b++)
+        for (int64_t k0 = e0; k0 < e1; k0 += 512) {
+            const int64_t len = e1 - k0 < 512 ? e1 - k0 : 512;
+            const int64_t off = b * size + k0;
+            const SNN_T *th = theta + k0, *be = beta ? beta + k0 : NULL;
+            for (int64_t k = 0; k < len; k++)
+                g[k] = g_v ? g_v[off + k] : (SNN_T)0;
+            SNN_T *restrict acc = a->is_static ? g_in + off : NULL;
+            if (acc)
+                for (int64_t k = 0; k < len; k++)
+                    acc[k] = (SNN_T)0;
+            for (int64_t t = steps - 1; t >= 0; t--) {
+                const SNN_T *restrict u = u_all + t * step + off;
+                const SNN_T *restrict go = g_out ? g_out + t * step + off : NULL;
+                SNN_T *restrict gi = acc ? NULL : g_in + t * step + off;
+                for (int64_t k = 0; k < len; k++) {
+                    const SNN_T h = u[k] - th[k];
+                    SNN_T sg;
+                    if (surrogate == 0) {
+                        const SNN_T y = atan_scale * h;
+                        sg = half_alpha / ((SNN_T)1 + y * y);
+                    } else if (surrogate == 1) {
+                        const SNN_T d = (SNN_T)1 + alpha * (h < 0 ? -h : h);
+                        sg = half_alpha / (d * d);
+                    } else {
+                        const SNN_T r = (SNN_T)1 - alpha * (h < 0 ? -h : h);
+                        sg = alpha * (r > 0 ? r : (SNN_T)0);
+                    }
+                    SNN_T gz = go ? go[k] : (SNN_T)0;
+                    if (!detach)
+                        gz = gz - (subtract ? th[k] : u[k]) * g[k];
+                    const SNN_T gzs = gz * sg;
+                    const SNN_T gu = subtract ? g[k] + gzs : g[k] * (h >= 0 ? (SNN_T)0 : (SNN_T)1) + gzs;
+                    if (acc)
+                        acc[k] += gu;
+                    else
+                        gi[k] = gu;
+                    g[k] = be ? gu * be[k] : gu;
+                }
+            }
+            if (g_v0)
+                for (int64_t k = 0; k < len; k++)
+                    g_v0[off + k] = g[k];
+        }
+}
+
 /* The copies for each instruction set (see _event_kernels.c): the body inlined into each,
  * compiled for that target. */
 #define SNN_AVX2 "avx2,fma"
@@ -312,6 +378,12 @@ static void
 SNN_FN(neuron_generic_)(const struct neuron_args *a, int64_t b0, int64_t b1, int64_t e0, int64_t e1)
 {
     SNN_FN(neuron_body_)(a, b0, b1, e0, e1);
+}
+
+static void
+SNN_FN(backward_generic_)(const struct backward_args *a, int64_t b0, int64_t b1, int64_t e0, int64_t e1)
+{
+    SNN_FN(backward_body_)(a, b0, b1, e0, e1);
 }
 
 static void
@@ -337,6 +409,12 @@ SNN_FN(neuron_avx2_)(const struct neuron_args *a, int64_t b0, int64_t b1, int64_
 }
 
 __attribute__((target(SNN_AVX2))) static void
+SNN_FN(backward_avx2_)(const struct backward_args *a, int64_t b0, int64_t b1, int64_t e0, int64_t e1)
+{
+    SNN_FN(backward_body_)(a, b0, b1, e0, e1);
+}
+
+__attribute__((target(SNN_AVX2))) static void
 SNN_FN(neuron_pool_avx2_)(const struct neuron_args *a, int64_t b0, int64_t b1, int64_t r0,
                         int64_t r1, void *z)
 {
@@ -356,6 +434,12 @@ __attribute__((target(SNN_AVX512))) static void
 SNN_FN(neuron_avx512_)(const struct neuron_args *a, int64_t b0, int64_t b1, int64_t e0, int64_t e1)
 {
     SNN_FN(neuron_body_)(a, b0, b1, e0, e1);
+}
+
+__attribute__((target(SNN_AVX512))) static void
+SNN_FN(backward_avx512_)(const struct backward_args *a, int64_t b0, int64_t b1, int64_t e0, int64_t e1)
+{
+    SNN_FN(backward_body_)(a, b0, b1, e0, e1);
 }
 
 __attribute__((target(SNN_AVX512))) static void

@@ -322,6 +322,15 @@ def _native_run(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
         job.result()
 
 
+def run_split(fn, parts: list[tuple]) -> None:
+    """``fn(*part)`` for every part, the first on this thread and the others on the kernel
+    thread pool at once (the compiled kernels release the GIL; parts must not overlap)."""
+    jobs = [_pool().submit(fn, *part) for part in parts[1:]]
+    fn(*parts[0])
+    for job in jobs:
+        job.result()
+
+
 # Below this many neuron updates (ticks x neurons) per thread, one thread does them all.
 NEURON_MIN_WORK = 400_000
 
@@ -574,4 +583,4 @@ def _channels_last(x: torch.Tensor) -> bool:
 
 
 __all__ = ["event_apply", "event_linear", "event_conv2d", "event_density_limit", "apply_synaptic",
-           "native_kernel", "native_isas", "native_neuron_block", "native_neuron_pool_block", "set_native_isa", "NATIVE_ISAS", "pool_tiles", "tiling_pool"]
+           "native_kernel", "native_isas", "native_neuron_block", "native_neuron_pool_block", "run_split", "set_native_isa", "NATIVE_ISAS", "pool_tiles", "tiling_pool"]

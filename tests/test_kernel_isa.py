@@ -181,3 +181,33 @@ def test_simulate_with_fused_pools_equals_simulate_without(monkeypatch):
         for k in res.neuron_spike_counts:
             assert torch.equal(res.neuron_spike_counts[k], runs[0].neuron_spike_counts[k])
     assert all(v > 0 for v in runs[0].spike_counts.values())
+
+
+@pytest.mark.parametrize("surrogate", ["atan", "fast_sigmoid", "triangle"])
+@pytest.mark.parametrize("reset, detach", [("subtract", False), ("zero", False), ("subtract", True),
+                                           ("zero", True)])
+@pytest.mark.parametrize("static, final_grad", [(False, False), (True, True), (False, True)])
+def test_training_backward_kernel_equals_the_tensor_loop(isa, monkeypatch, surrogate, reset, detach,
+                                                          static, final_grad):
+    import snnedge.training.neuron_grad as ng
+    torch.manual_seed(3)
+    layer = snnedge.LIF(beta=[0.8, 0.9, 0.95], threshold=[0.5, 0.6, 0.7], reset=reset,
+                        surrogate=surrogate, detach_reset=detach).double()
+    shape = (5, 3, 4, 5) if static else (7, 5, 3, 4, 5)
+    current = (torch.rand(shape, dtype=torch.float64) * 0.8).requires_grad_(True)
+    grads = []
+    for native in (True, False):
+        if not native:
+            monkeypatch.setattr(ng, "native_backward", lambda *a: None)
+        current.grad = None
+        v0 = layer.initial_state(current if static else current[0]).requires_grad_(True)
+        template = current if static else current[0]
+        z, v = ng.NeuronBlock.apply(current, v0, layer.threshold_for(template),
+                                    layer.beta_for(template), layer, 7, static, False)
+        g = torch.randn(z.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+        loss = (z * g).sum() + ((v * g[0]).sum() if final_grad else 0)
+        loss.backward()
+        grads.append((current.grad.clone(), v0.grad.clone()))
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    assert grads[0][0].abs().sum() > 0
