@@ -108,6 +108,7 @@ scratch_alloc(struct conv_scratch *sc, const struct conv_args *a, size_t value_s
 struct neuron_args {
     const void *current, *theta, *beta;
     void *v, *out, *counts; /* counts: NULL, or one per element of a sample (summed spikes) */
+    void *u_out;            /* NULL, or the membrane before reset per tick, laid out as out */
     int64_t size, steps, current_step, out_step;
     int reset_zero;
     /* neuron_pool only: the sample's channels-last shape, the pool window and its divisor */
@@ -349,21 +350,22 @@ conv(PyObject *self, PyObject *args)
 }
 
 /* neuron(current, v, out, theta, beta, counts, double, reset_zero, steps, b0, b1, e0, e1,
- *        size, current_step, out_step): addresses as in conv (beta 0 for IF, counts 0 for
- * none); current_step is 0 for a current that is the same every tick. Updates v in place,
+ *        size, current_step, out_step[, u_out]): addresses as in conv (beta 0 for IF, counts 0
+ * for none); current_step is 0 for a current that is the same every tick; u_out (optional,
+ * laid out as out) receives the membrane before reset of every tick (training saves it). Updates v in place,
  * writes the spikes of elements [e0, e1) of samples [b0, b1) and adds them to counts. The
  * caller checks layouts and dtypes, and gives concurrent calls disjoint elements when
  * counting. */
 static PyObject *
 neuron(PyObject *self, PyObject *args)
 {
-    unsigned long long cur, v, out, theta, beta, counts;
+    unsigned long long cur, v, out, theta, beta, counts, u_out = 0;
     int is_double, reset_zero;
     long long steps, b0, b1, e0, e1, size, current_step, out_step;
     struct neuron_args a;
-    if (!PyArg_ParseTuple(args, "KKKKKKppLLLLLLLL", &cur, &v, &out, &theta, &beta, &counts,
+    if (!PyArg_ParseTuple(args, "KKKKKKppLLLLLLLL|K", &cur, &v, &out, &theta, &beta, &counts,
                           &is_double, &reset_zero, &steps, &b0, &b1, &e0, &e1, &size, &current_step,
-                          &out_step))
+                          &out_step, &u_out))
         return NULL;
     if (steps < 1 || size < 1 || b0 < 0 || b1 < b0 || e0 < 0 || e1 < e0 || e1 > size
         || current_step < 0 || out_step < size) {
@@ -379,6 +381,7 @@ neuron(PyObject *self, PyObject *args)
     a.size = size, a.steps = steps, a.current_step = current_step, a.out_step = out_step;
     a.reset_zero = reset_zero;
     a.h = a.w = a.c = a.pool_h = a.pool_w = 0, a.pool_div = 1.0;
+    a.u_out = (void *)(uintptr_t)u_out;
     Py_BEGIN_ALLOW_THREADS
     neuron_run(&a, is_double, b0, b1, e0, e1);
     Py_END_ALLOW_THREADS
@@ -418,6 +421,7 @@ neuron_pool(PyObject *self, PyObject *args)
     a.size = h * w * c, a.steps = steps, a.current_step = current_step, a.out_step = out_step;
     a.reset_zero = reset_zero;
     a.h = h, a.w = w, a.c = c, a.pool_h = kh, a.pool_w = kw, a.pool_div = pool_div;
+    a.u_out = NULL;
     int status;
     Py_BEGIN_ALLOW_THREADS
     status = neuron_pool_run(&a, is_double, b0, b1, r0, r1);

@@ -192,7 +192,7 @@ SNN_FN(conv_body_)(const struct conv_args *a, int64_t n0, int64_t n1, int64_t n_
 static inline __attribute__((always_inline)) void
 SNN_FN(tick_)(SNN_T *restrict vb, const SNN_T *restrict i_t, const SNN_T *restrict th,
               const SNN_T *restrict be, SNN_T *restrict z_out, SNN_T *restrict counts, int64_t len,
-              int reset_zero)
+              int reset_zero, SNN_T *restrict u_out)
 {
     const int64_t whole = len - len % SNN_LANES;
     if (be) {
@@ -213,6 +213,8 @@ SNN_FN(tick_)(SNN_T *restrict vb, const SNN_T *restrict i_t, const SNN_T *restri
         __builtin_memcpy(&iv, i_t + k, sizeof iv);
         __builtin_memcpy(&tv, th + k, sizeof tv);
         SNN_V u = vv + iv;
+        if (u_out)
+            __builtin_memcpy(u_out + k, &u, sizeof u);
         SNN_M fired = u >= tv;
         SNN_V z = (SNN_V)(fired & one);
         __builtin_memcpy(z_out + k, &z, sizeof z);
@@ -227,6 +229,8 @@ SNN_FN(tick_)(SNN_T *restrict vb, const SNN_T *restrict i_t, const SNN_T *restri
     }
     for (int64_t k = whole; k < len; k++) {
         SNN_T u = vb[k] + i_t[k];
+        if (u_out)
+            u_out[k] = u;
         SNN_T z = u >= th[k] ? (SNN_T)1 : (SNN_T)0;
         z_out[k] = z;
         vb[k] = reset_zero ? (u >= th[k] ? (SNN_T)0 : u) : u - z * th[k];
@@ -249,7 +253,8 @@ SNN_FN(neuron_body_)(const struct neuron_args *a, int64_t b0, int64_t b1, int64_
                 SNN_FN(tick_)(v + b * size + k0, cur + t * a->current_step + b * size + k0,
                               theta + k0, beta ? beta + k0 : NULL,
                               out + t * a->out_step + b * size + k0, counts ? counts + k0 : NULL,
-                              len, a->reset_zero);
+                              len, a->reset_zero,
+                              a->u_out ? (SNN_T *)a->u_out + t * a->out_step + b * size + k0 : NULL);
         }
 }
 
@@ -276,7 +281,7 @@ SNN_FN(neuron_pool_body_)(const struct neuron_args *a, int64_t b0, int64_t b1, i
             for (int64_t t = 0; t < steps; t++) {
                 SNN_FN(tick_)(v + b * size + k0, cur + t * a->current_step + b * size + k0,
                               theta + k0, beta ? beta + k0 : NULL, z, counts ? counts + k0 : NULL,
-                              row, a->reset_zero);
+                              row, a->reset_zero, NULL);
                 SNN_T *o = out + t * a->out_step + b * out_size + r * ow * c;
                 for (int64_t ox = 0; ox < ow; ox++) {
                     SNN_T *restrict d = o + ox * c;
@@ -304,6 +309,39 @@ SNN_FN(neuron_pool_body_)(const struct neuron_args *a, int64_t b0, int64_t b1, i
  * ticks for a static input), gv = beta * gu; dL/dv0 = the last gv. The tensor loop's
  * operations, rounded alike up to fused multiply-adds (tests/test_training.py). Tick t of
  * sample b, element k is at t * step + b * size + k in u, g_out and (not static) g_in. */
+/* One tick of backward_body_ on len elements (surrogate a constant after inlining, the
+ * other choices selects: the loop has no branches, so that it vectorizes). */
+static inline __attribute__((always_inline)) void
+SNN_FN(backward_tick_)(const SNN_T *restrict u, const SNN_T *restrict go, const SNN_T *restrict th,
+                       const SNN_T *restrict be, SNN_T *restrict g, SNN_T *restrict gu_out,
+                       int64_t len, const struct backward_args *a, const int surrogate)
+{
+    const SNN_T alpha = (SNN_T)a->alpha, half_alpha = (SNN_T)(a->alpha / 2);
+    const SNN_T atan_scale = (SNN_T)(1.5707963267948966 * a->alpha);
+    const int subtract = !a->reset_zero, detach = a->detach;
+    for (int64_t k = 0; k < len; k++) {
+        const SNN_T h = u[k] - th[k];
+        const SNN_T ah = h < 0 ? -h : h;
+        SNN_T sg;
+        if (surrogate == 0) {
+            const SNN_T y = atan_scale * h;
+            sg = half_alpha / ((SNN_T)1 + y * y);
+        } else if (surrogate == 1) {
+            const SNN_T d = (SNN_T)1 + alpha * ah;
+            sg = half_alpha / (d * d);
+        } else {
+            const SNN_T r = (SNN_T)1 - alpha * ah;
+            sg = alpha * (r > 0 ? r : (SNN_T)0);
+        }
+        const SNN_T reset_term = detach ? (SNN_T)0 : (subtract ? th[k] : u[k]) * g[k];
+        const SNN_T gzs = (go[k] - reset_term) * sg;
+        const SNN_T keep = subtract ? (SNN_T)1 : (h >= 0 ? (SNN_T)0 : (SNN_T)1);
+        const SNN_T gu = g[k] * keep + gzs;
+        gu_out[k] = gu;
+        g[k] = gu * be[k];
+    }
+}
+
 static inline __attribute__((always_inline)) void
 SNN_FN(backward_body_)(const struct backward_args *a, int64_t b0, int64_t b1, int64_t e0, int64_t e1)
 {
@@ -312,15 +350,14 @@ SNN_FN(backward_body_)(const struct backward_args *a, int64_t b0, int64_t b1, in
     const SNN_T *beta = (const SNN_T *)a->beta;
     SNN_T *g_in = (SNN_T *)a->g_in, *g_v0 = (SNN_T *)a->g_v0;
     const int64_t size = a->size, steps = a->steps, step = a->step;
-    const SNN_T alpha = (SNN_T)a->alpha, half_alpha = (SNN_T)(a->alpha / 2);
-    const SNN_T atan_scale = (SNN_T)(1.5707963267948966 * a->alpha);
-    const int subtract = !a->reset_zero, detach = a->detach, surrogate = a->surrogate;
-    SNN_T g[512];
+    SNN_T g[512], gu[512], zeros[512], ones[512];
+    for (int k = 0; k < 512; k++)
+        zeros[k] = (SNN_T)0, ones[k] = (SNN_T)1;
     for (int64_t b = b0; b < b1; b++)
         for (int64_t k0 = e0; k0 < e1; k0 += 512) {
             const int64_t len = e1 - k0 < 512 ? e1 - k0 : 512;
             const int64_t off = b * size + k0;
-            const SNN_T *th = theta + k0, *be = beta ? beta + k0 : NULL;
+            const SNN_T *th = theta + k0, *be = beta ? beta + k0 : ones;
             for (int64_t k = 0; k < len; k++)
                 g[k] = g_v ? g_v[off + k] : (SNN_T)0;
             SNN_T *restrict acc = a->is_static ? g_in + off : NULL;
@@ -328,33 +365,22 @@ SNN_FN(backward_body_)(const struct backward_args *a, int64_t b0, int64_t b1, in
                 for (int64_t k = 0; k < len; k++)
                     acc[k] = (SNN_T)0;
             for (int64_t t = steps - 1; t >= 0; t--) {
-                const SNN_T *restrict u = u_all + t * step + off;
-                const SNN_T *restrict go = g_out ? g_out + t * step + off : NULL;
-                SNN_T *restrict gi = acc ? NULL : g_in + t * step + off;
-                for (int64_t k = 0; k < len; k++) {
-                    const SNN_T h = u[k] - th[k];
-                    SNN_T sg;
-                    if (surrogate == 0) {
-                        const SNN_T y = atan_scale * h;
-                        sg = half_alpha / ((SNN_T)1 + y * y);
-                    } else if (surrogate == 1) {
-                        const SNN_T d = (SNN_T)1 + alpha * (h < 0 ? -h : h);
-                        sg = half_alpha / (d * d);
-                    } else {
-                        const SNN_T r = (SNN_T)1 - alpha * (h < 0 ? -h : h);
-                        sg = alpha * (r > 0 ? r : (SNN_T)0);
-                    }
-                    SNN_T gz = go ? go[k] : (SNN_T)0;
-                    if (!detach)
-                        gz = gz - (subtract ? th[k] : u[k]) * g[k];
-                    const SNN_T gzs = gz * sg;
-                    const SNN_T gu = subtract ? g[k] + gzs : g[k] * (h >= 0 ? (SNN_T)0 : (SNN_T)1) + gzs;
-                    if (acc)
-                        acc[k] += gu;
-                    else
-                        gi[k] = gu;
-                    g[k] = be ? gu * be[k] : gu;
+                const SNN_T *u = u_all + t * step + off;
+                const SNN_T *go = g_out ? g_out + t * step + off : zeros;
+                SNN_T *dst = acc ? gu : g_in + t * step + off;
+                switch (a->surrogate) {
+                case 0:
+                    SNN_FN(backward_tick_)(u, go, th, be, g, dst, len, a, 0);
+                    break;
+                case 1:
+                    SNN_FN(backward_tick_)(u, go, th, be, g, dst, len, a, 1);
+                    break;
+                default:
+                    SNN_FN(backward_tick_)(u, go, th, be, g, dst, len, a, 2);
                 }
+                if (acc)
+                    for (int64_t k = 0; k < len; k++)
+                        acc[k] += gu[k];
             }
             if (g_v0)
                 for (int64_t k = 0; k < len; k++)

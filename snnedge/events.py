@@ -338,14 +338,15 @@ NEURON_MIN_WORK = 400_000
 def native_neuron_block(current: torch.Tensor, v: torch.Tensor, out: torch.Tensor, steps: int,
                         static: bool, theta: torch.Tensor | float, beta: torch.Tensor | float | None,
                         reset_zero: bool,
-                        counts: torch.Tensor | None = None) -> bool:
+                        counts: torch.Tensor | None = None, u_out: torch.Tensor | None = None) -> bool:
     """IF/LIF neurons over ``steps`` ticks in the compiled kernel, the same arithmetic as
     :meth:`snnedge.neurons.SpikingNeuron._block_inplace` in one pass per block instead of
     three tensor passes per tick: ``v`` updated in place, spikes written to ``out`` and, when
     ``counts`` (one sample's shape, in ``v``'s layout and dtype) is given, added to it summed
-    over ticks and samples. Returns False (nothing done) where the kernel does not apply: not
-    built, not a float32/64 CPU tensor, or layouts that differ between the current, the
-    membrane, the spikes and the counts."""
+    over ticks and samples; ``u_out`` (laid out as ``out``), when given, gets the membrane
+    before reset of every tick (what training saves for its backward pass). Returns False
+    (nothing done) where the kernel does not apply: not built, not a float32/64 CPU tensor,
+    or layouts that differ between the current, the membrane, the spikes and the counts."""
     kernel = native_kernel()
     if kernel is None or v.device.type != "cpu" or v.dtype not in (torch.float32, torch.float64):
         return False
@@ -359,13 +360,17 @@ def native_neuron_block(current: torch.Tensor, v: torch.Tensor, out: torch.Tenso
     if counts is not None and (counts.dtype != v.dtype or counts.shape != v.shape[1:]
                                or counts.stride() != v[0].stride()):
         return False
+    if u_out is not None and (u_out.dtype != v.dtype or u_out.shape != out.shape
+                              or u_out.stride() != out.stride()):
+        return False
     batch = v.shape[0]
     size = v.numel() // batch
     theta_map, beta_map = _parameter_maps(v, theta, beta)
     args = (current.data_ptr(), v.data_ptr(), out.data_ptr(), theta_map.data_ptr(),
             0 if beta_map is None else beta_map.data_ptr(), 0 if counts is None else counts.data_ptr(),
             v.dtype == torch.float64, reset_zero, steps)
-    tail = (size, 0 if static else current.stride(0), out.stride(0))
+    tail = (size, 0 if static else current.stride(0), out.stride(0),
+            0 if u_out is None else u_out.data_ptr())
     threads = int(min(torch.get_num_threads(), steps * v.numel() // NEURON_MIN_WORK))
     if threads < 2:
         kernel.neuron(*args, 0, batch, 0, size, *tail)

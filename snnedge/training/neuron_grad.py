@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import torch
 
-from ..events import native_kernel, run_split
+from ..events import native_kernel, native_neuron_block, run_split
 from ..layers import TemporalModule
 from ..neurons import SpikingNeuron, step_into
 
@@ -50,9 +50,11 @@ class NeuronBlock(torch.autograd.Function):
         v = v0.clone()
         theta_f = float(theta) if theta.dim() == 0 else theta
         smooth_fn = neuron.surrogate.smooth if smooth else None
-        for t in range(steps):
-            step_into(v, current if static else current[t], out[t], theta_f, beta, neuron.reset,
-                      u=u_all[t], fire=smooth_fn)
+        if smooth or not native_neuron_block(current, v, out, steps, static, theta_f, beta,
+                                             neuron.reset == "zero", u_out=u_all):
+            for t in range(steps):
+                step_into(v, current if static else current[t], out[t], theta_f, beta, neuron.reset,
+                          u=u_all[t], fire=smooth_fn)
         beta_t = beta if isinstance(beta, torch.Tensor) else None
         ctx.save_for_backward(u_all, v0, theta, beta_t)
         ctx.beta_f = None if beta_t is not None else beta
