@@ -269,6 +269,33 @@ backward_run(const struct backward_args *a, int is_double, int64_t b0, int64_t b
 }
 
 static void
+pool_run(const void *x, void *out, int is_double, int64_t p0, int64_t p1, int64_t h, int64_t w,
+         int64_t kh, int64_t kw, double div)
+{
+    switch (isa_used) {
+#if SNN_X86
+    case ISA_AVX512:
+        if (is_double)
+            pool_avx512_f64w(x, out, p0, p1, h, w, kh, kw, div);
+        else
+            pool_avx512_f32w(x, out, p0, p1, h, w, kh, kw, div);
+        return;
+    case ISA_AVX2:
+        if (is_double)
+            pool_avx2_f64(x, out, p0, p1, h, w, kh, kw, div);
+        else
+            pool_avx2_f32(x, out, p0, p1, h, w, kh, kw, div);
+        return;
+#endif
+    default:
+        if (is_double)
+            pool_generic_f64(x, out, p0, p1, h, w, kh, kw, div);
+        else
+            pool_generic_f32(x, out, p0, p1, h, w, kh, kw, div);
+    }
+}
+
+static void
 neuron_run(const struct neuron_args *a, int is_double, int64_t b0, int64_t b1, int64_t e0, int64_t e1)
 {
     switch (isa_used) {
@@ -468,6 +495,28 @@ neuron_backward(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* pool(x, out, double, p0, p1, h, w, kh, kw, div): planes [p0, p1) of a pool whose kh x kw
+ * windows tile contiguous NCHW planes of h x w (see pool_planes_); x and out are addresses
+ * of contiguous tensors. */
+static PyObject *
+pool(PyObject *self, PyObject *args)
+{
+    unsigned long long x, out;
+    int is_double;
+    long long p0, p1, h, w, kh, kw;
+    double div;
+    if (!PyArg_ParseTuple(args, "KKpLLLLLLd", &x, &out, &is_double, &p0, &p1, &h, &w, &kh, &kw, &div))
+        return NULL;
+    if (p0 < 0 || p1 < p0 || h < 1 || w < 1 || kh < 1 || kw < 1 || h % kh || w % kw || !(div > 0)) {
+        PyErr_SetString(PyExc_ValueError, "pool: invalid sizes");
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    pool_run((const void *)(uintptr_t)x, (void *)(uintptr_t)out, is_double, p0, p1, h, w, kh, kw, div);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
 static PyObject *
 isa(PyObject *self, PyObject *noargs)
 {
@@ -521,6 +570,7 @@ set_isa(PyObject *self, PyObject *args)
 static PyMethodDef methods[] = {
     {"conv", conv, METH_VARARGS, "Event-driven convolution of samples [n0, n1) (see the C source)."},
     {"neuron", neuron, METH_VARARGS, "IF/LIF neurons over a block of ticks (see the C source)."},
+    {"pool", pool, METH_VARARGS, "A pool that tiles NCHW planes (see the C source)."},
     {"neuron_backward", neuron_backward, METH_VARARGS, "Training's neuron backward pass (see the C source)."},
     {"neuron_pool", neuron_pool, METH_VARARGS, "Neurons and the tiling pool after them (see the C source)."},
     {"isa", isa, METH_NOARGS, "The instruction set the kernels run with."},

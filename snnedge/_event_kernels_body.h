@@ -388,6 +388,50 @@ SNN_FN(backward_body_)(const struct backward_args *a, int64_t b0, int64_t b1, in
         }
 }
 
+/* A pool whose kh x kw windows tile NCHW planes (stride = window, no padding): planes
+ * [p0, p1) of x (h x w each, contiguous) to out (h / kh x w / kw each), every window summed
+ * from zero in row-major order and divided by div (avg_pool2d's order and rounding; 1 for a
+ * sum pool). kw is a constant after inlining for the common windows, so that the loop over
+ * output columns vectorizes. */
+static inline __attribute__((always_inline)) void
+SNN_FN(pool_planes_)(const SNN_T *restrict x, SNN_T *restrict out, int64_t p0, int64_t p1, int64_t h,
+                     int64_t w, int64_t kh, const int64_t kw, SNN_T div)
+{
+    const int64_t oh = h / kh, ow = w / kw;
+    for (int64_t p = p0; p < p1; p++)
+        for (int64_t oy = 0; oy < oh; oy++) {
+            SNN_T *restrict o = out + (p * oh + oy) * ow;
+            for (int64_t ox = 0; ox < ow; ox++)
+                o[ox] = (SNN_T)0;
+            for (int64_t ky = 0; ky < kh; ky++) {
+                const SNN_T *restrict r = x + (p * h + oy * kh + ky) * w;
+                for (int64_t ox = 0; ox < ow; ox++) {
+                    SNN_T sum = o[ox];
+                    for (int64_t kx = 0; kx < kw; kx++)
+                        sum += r[ox * kw + kx];
+                    o[ox] = sum;
+                }
+            }
+            if (div != (SNN_T)1)
+                for (int64_t ox = 0; ox < ow; ox++)
+                    o[ox] = o[ox] / div;
+        }
+}
+
+static inline __attribute__((always_inline)) void
+SNN_FN(pool_body_)(const void *x, void *out, int64_t p0, int64_t p1, int64_t h, int64_t w,
+                   int64_t kh, int64_t kw, double div)
+{
+    const SNN_T *xs = (const SNN_T *)x;
+    SNN_T *os = (SNN_T *)out;
+    if (kw == 2)
+        SNN_FN(pool_planes_)(xs, os, p0, p1, h, w, kh, 2, (SNN_T)div);
+    else if (kw == 3)
+        SNN_FN(pool_planes_)(xs, os, p0, p1, h, w, kh, 3, (SNN_T)div);
+    else
+        SNN_FN(pool_planes_)(xs, os, p0, p1, h, w, kh, kw, (SNN_T)div);
+}
+
 /* The copies for each instruction set (see _event_kernels.c): the body inlined into each,
  * compiled for that target. */
 #define SNN_AVX2 "avx2,fma"
@@ -404,6 +448,13 @@ static void
 SNN_FN(neuron_generic_)(const struct neuron_args *a, int64_t b0, int64_t b1, int64_t e0, int64_t e1)
 {
     SNN_FN(neuron_body_)(a, b0, b1, e0, e1);
+}
+
+static void
+SNN_FN(pool_generic_)(const void *x, void *out, int64_t p0, int64_t p1, int64_t h, int64_t w,
+                    int64_t kh, int64_t kw, double div)
+{
+    SNN_FN(pool_body_)(x, out, p0, p1, h, w, kh, kw, div);
 }
 
 static void
@@ -435,6 +486,13 @@ SNN_FN(neuron_avx2_)(const struct neuron_args *a, int64_t b0, int64_t b1, int64_
 }
 
 __attribute__((target(SNN_AVX2))) static void
+SNN_FN(pool_avx2_)(const void *x, void *out, int64_t p0, int64_t p1, int64_t h, int64_t w,
+                    int64_t kh, int64_t kw, double div)
+{
+    SNN_FN(pool_body_)(x, out, p0, p1, h, w, kh, kw, div);
+}
+
+__attribute__((target(SNN_AVX2))) static void
 SNN_FN(backward_avx2_)(const struct backward_args *a, int64_t b0, int64_t b1, int64_t e0, int64_t e1)
 {
     SNN_FN(backward_body_)(a, b0, b1, e0, e1);
@@ -460,6 +518,13 @@ __attribute__((target(SNN_AVX512))) static void
 SNN_FN(neuron_avx512_)(const struct neuron_args *a, int64_t b0, int64_t b1, int64_t e0, int64_t e1)
 {
     SNN_FN(neuron_body_)(a, b0, b1, e0, e1);
+}
+
+__attribute__((target(SNN_AVX512))) static void
+SNN_FN(pool_avx512_)(const void *x, void *out, int64_t p0, int64_t p1, int64_t h, int64_t w,
+                    int64_t kh, int64_t kw, double div)
+{
+    SNN_FN(pool_body_)(x, out, p0, p1, h, w, kh, kw, div);
 }
 
 __attribute__((target(SNN_AVX512))) static void

@@ -552,9 +552,23 @@ def tiling_pool(module: nn.Module, shape) -> tuple[int, int] | None:
 
 
 def pool_tiles(module: nn.Module, x: torch.Tensor, kernel: tuple[int, int]) -> torch.Tensor:
-    """Average (or sum) pooling over tiling windows as a sum of strided slices, added in the
-    window's row-major order as ``avg_pool2d`` does."""
+    """Average (or sum) pooling over tiling windows, the window's values added in row-major
+    order as ``avg_pool2d`` does: in the compiled kernel for contiguous float CPU maps, else
+    as a sum of strided slices."""
     kh, kw = kernel
+    divisor = 1.0 if isinstance(module, SumPool2d) else float(kh * kw)
+    kernel_module = native_kernel()
+    if (kernel_module is not None and x.device.type == "cpu" and x.is_contiguous()
+            and x.dtype in (torch.float32, torch.float64) and x.dim() == 4 and x.numel() > 0):
+        # the compiled kernel: one pass, same order of additions
+        n, c, h, w = x.shape
+        out = torch.empty(n, c, h // kh, w // kw, dtype=x.dtype)
+        planes = n * c
+        threads = int(min(torch.get_num_threads(), planes, x.numel() // NEURON_MIN_WORK))
+        cut = [planes * i // max(threads, 1) for i in range(max(threads, 1) + 1)]
+        run_split(kernel_module.pool, [(x.data_ptr(), out.data_ptr(), x.dtype == torch.float64, a, b,
+                                        h, w, kh, kw, divisor) for a, b in zip(cut[:-1], cut[1:])])
+        return out
     out = x[..., 0::kh, 0::kw].clone(memory_format=torch.contiguous_format)
     for i in range(kh):
         for j in range(kw):

@@ -211,3 +211,13 @@ def test_training_backward_kernel_equals_the_tensor_loop(isa, monkeypatch, surro
     for a, b in zip(*grads):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
     assert grads[0][0].abs().sum() > 0
+
+
+@pytest.mark.parametrize("module", [nn.AvgPool2d(2), nn.AvgPool2d((2, 3)), nn.AvgPool2d(3),
+                                    snnedge.SumPool2d(2), nn.AvgPool2d((1, 4))])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_tiling_pool_kernel_equals_torch_pooling_bit_for_bit(isa, module, dtype):
+    torch.manual_seed(6)
+    x = torch.randn(3, 5, 12, 24, dtype=dtype)
+    window = ev.tiling_pool(module, x.shape)
+    assert torch.equal(ev.pool_tiles(module, x, window), module(x))
