@@ -435,7 +435,11 @@ SNN_FN(pool_body_)(const void *x, void *out, int64_t p0, int64_t p1, int64_t h, 
 /* The copies for each instruction set (see _event_kernels.c): the body inlined into each,
  * compiled for that target. */
 #define SNN_AVX2 "avx2,fma"
+#if defined(__clang__) /* clang's target attribute has no vector-width preference */
+#define SNN_AVX512 "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma"
+#else
 #define SNN_AVX512 "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,prefer-vector-width=512"
+#endif
 #if !SNN_WIDE
 static void
 SNN_FN(conv_generic_)(const struct conv_args *a, int64_t n0, int64_t n1, int64_t n_step,
