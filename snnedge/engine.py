@@ -11,12 +11,12 @@ by the block size, not by ``T``. Every engine, torch or not (brian2), returns a
 * ``event``: weighted layers fed by spikes propagate only the non-zero inputs
   (:mod:`snnedge.events`): one weight row per spike for ``Linear``, one kernel column per
   spike and tap for ``Conv2d``, accumulated by a compiled sparse kernel.
-* ``auto``: dense for the first block, which measures the density of non-zero inputs of
-  every spike-fed weighted layer; afterwards each such layer propagates events when its
-  density is below what it breaks even at (:func:`snnedge.events.event_density_limit`,
-  fitted to examples/benchmarks/event_layers.py), and stays dense otherwise. Later batches of
-  the same ``simulate`` call reuse the first batch's choice from their first step; a single
-  call on a single block (one sample at T <= 32) stays dense: ask for ``engine="event"`` there.
+* ``auto``: the first block measures the density of non-zero inputs of every spike-fed
+  weighted layer as it reaches it; each such layer propagates events when its density is
+  below what it breaks even at (:func:`snnedge.events.event_density_limit`, fitted to
+  examples/benchmarks/event_layers.py), from that first block on, and stays dense otherwise.
+  Later blocks, and later batches of the same ``simulate`` call, keep the first block's
+  choice.
   On GPUs ``auto`` is dense: on an H200 cuDNN beat the event path even at batch 1 and 2%
   activity (examples/benchmarks/RESULTS.md).
 

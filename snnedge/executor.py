@@ -26,7 +26,7 @@ from typing import Protocol
 import torch
 from torch import nn
 
-from .events import apply_synaptic, event_apply, tiling_pool
+from .events import apply_synaptic, event_apply, event_density_limit, tiling_pool
 from .layers import SumPool2d
 from .layers import INPUT
 from .neurons import SpikingNeuron
@@ -89,7 +89,9 @@ class Executor:
         events (``None``: every one that can).
     densities:
         When a dict, each spike-fed weighted layer's fraction of non-zero inputs in the next
-        block is recorded in it (how engine ``"auto"`` measures).
+        block is recorded in it (how engine ``"auto"`` measures), and a layer whose density is
+        below :func:`snnedge.events.event_density_limit` propagates events in that block
+        already (a single block, one sample at T <= 32, then gains as much as later ones).
     fuse_pools:
         When true (no-gradient CPU runs that read neuron layers only through their counts, as
         :func:`snnedge.engine.run_batch` does), a neuron layer whose only consumer is a tiling
@@ -226,10 +228,14 @@ class Executor:
             t = v.per_step(steps)
             flat.append(t.reshape(steps * batch, *t.shape[2:]))
         weighted = len(flat) == 1 and self.net.kind(name) == "weighted"
+        measured_sparse = False
         if weighted and self.densities is not None:
-            self.densities[name] = float(torch.count_nonzero(flat[0])) / max(flat[0].numel(), 1)
-        if (self.engine == "event" and weighted
-                and (self.event_layers is None or name in self.event_layers)):
+            density = float(torch.count_nonzero(flat[0])) / max(flat[0].numel(), 1)
+            self.densities[name] = density
+            # engine "auto": the layer takes the path its density calls for in this block too
+            measured_sparse = density < event_density_limit(module, flat[0].device)
+        if weighted and (measured_sparse or (self.engine == "event" and (
+                self.event_layers is None or name in self.event_layers))):
             y = event_apply(module, flat[0])
         else:
             y = apply_synaptic(module, *flat)

@@ -56,9 +56,9 @@ def simulate(snn: SpikingNetwork, x, timesteps: int = 32, encoding: str = "direc
     encoding:
         ``"direct"``, ``"poisson"`` or ``"latency"`` (see :mod:`snnedge.encoders`).
     engine:
-        ``"dense"``, ``"event"``, ``"auto"`` (dense for the first block, then event
-        propagation in each layer whose measured input density is below its break-even,
-        see :mod:`snnedge.engine`), or a registered engine such as ``"brian2"``.
+        ``"dense"``, ``"event"``, ``"auto"`` (event propagation in each layer whose input
+        density, measured in the first block, is below its break-even, see
+        :mod:`snnedge.engine`), or a registered engine such as ``"brian2"``.
     batch_size:
         Samples per batch for a tensor input.
     seed:

@@ -34,7 +34,7 @@ from snnedge.events import apply_synaptic, event_apply, native_kernel, set_nativ
 ACTIVITIES = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
 LAYERS = {
     "Conv2d 16->16, 28x28": (lambda: nn.Conv2d(16, 16, 3, padding=1), (16, 28, 28)),
-    "Conv2d 16->32, 14x14": (lambda: nn.Conv2d(16, 32, 5, padding=2), (16, 14, 14)),
+    "Conv2d 16->32 5x5, 14x14": (lambda: nn.Conv2d(16, 32, 5, padding=2), (16, 14, 14)),
     "Conv2d 32->32, 28x28": (lambda: nn.Conv2d(32, 32, 3, padding=1), (32, 28, 28)),
     "Conv2d 32->64, 14x14": (lambda: nn.Conv2d(32, 64, 3, padding=1), (32, 14, 14)),
     "Conv2d 64->64 1x1, 14x14": (lambda: nn.Conv2d(64, 64, 1), (64, 14, 14)),

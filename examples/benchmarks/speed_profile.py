@@ -38,6 +38,7 @@ import speed_nets  # noqa: E402
 import snnedge  # noqa: E402
 import snnedge.executor as executor  # noqa: E402
 from converters import convert  # noqa: E402
+from snnedge.events import event_density_limit  # noqa: E402
 from snnedge.datasets import load_mnist_digits, load_mnist_test  # noqa: E402
 
 PARTS = ("first layer", "synaptic dense", "synaptic event", "pooling", "neurons", "set-up")
@@ -80,6 +81,9 @@ class Split:
                 part = "pooling"
             elif ex.engine == "event" and (ex.event_layers is None or name in ex.event_layers):
                 part = "synaptic event"
+            elif ex.densities is not None and len(ins) == 1 and event_density_limit(
+                    module, "cpu") > float((ins[0].tensor != 0).float().mean()):
+                part = "synaptic event"  # auto's first block: the layer's density decided
             else:
                 part = "synaptic dense"
             t0 = split.clock.now()
