@@ -365,7 +365,7 @@ def native_neuron_block(current: torch.Tensor, v: torch.Tensor, out: torch.Tenso
         return False
     batch = v.shape[0]
     size = v.numel() // batch
-    theta_map, beta_map = _parameter_maps(v, theta, beta)
+    theta_map, beta_map = parameter_maps(v, theta, beta)
     args = (current.data_ptr(), v.data_ptr(), out.data_ptr(), theta_map.data_ptr(),
             0 if beta_map is None else beta_map.data_ptr(), 0 if counts is None else counts.data_ptr(),
             v.dtype == torch.float64, reset_zero, steps)
@@ -388,58 +388,7 @@ def native_neuron_block(current: torch.Tensor, v: torch.Tensor, out: torch.Tenso
     return True
 
 
-def native_neuron_pool_block(current: torch.Tensor, v: torch.Tensor, out: torch.Tensor, steps: int,
-                             static: bool, theta: torch.Tensor | float,
-                             beta: torch.Tensor | float | None, reset_zero: bool,
-                             window: tuple[int, int], divisor: float,
-                             counts: torch.Tensor | None = None) -> bool:
-    """:func:`native_neuron_block` followed by a pool whose ``window`` tiles the map (stride =
-    window, no padding; ``divisor``: the window's size for an average pool, 1 for a sum pool),
-    in one pass: only the pooled spikes go to ``out`` ``(steps, B, C, H / kh, W / kw)``
-    (channels-last), never the spikes at full resolution. Window sums of spikes are whole
-    numbers, so the result equals the neurons then ``avg_pool2d`` bit for bit. Returns False
-    (nothing done) unless ``v`` ``(B, C, H, W)`` is channels-last and the current, ``out``
-    and ``counts`` share its layout."""
-    kernel = native_kernel()
-    if kernel is None or v.device.type != "cpu" or v.dtype not in (torch.float32, torch.float64):
-        return False
-    if v.dim() != 4 or v.shape[0] == 0 or not _channels_last(v) or current.dtype != v.dtype:
-        return False
-    batch, c, h, w = v.shape
-    kh, kw = window
-    if h % kh or w % kw or out.dtype != v.dtype or out.shape != (steps, batch, c, h // kh, w // kw):
-        return False
-    first = current if static else current[0]
-    if first.shape != v.shape or first.stride() != v.stride() or not _channels_last(out[0]):
-        return False
-    if not static and current.stride(0) < v.numel():
-        return False
-    if out.stride(0) < out[0].numel() or out.stride(1) != c * (h // kh) * (w // kw):
-        return False
-    if counts is not None and (counts.dtype != v.dtype or counts.shape != v.shape[1:]
-                               or counts.stride() != v[0].stride()):
-        return False
-    theta_map, beta_map = _parameter_maps(v, theta, beta)
-    args = (current.data_ptr(), v.data_ptr(), out.data_ptr(), theta_map.data_ptr(),
-            0 if beta_map is None else beta_map.data_ptr(), 0 if counts is None else counts.data_ptr(),
-            v.dtype == torch.float64, reset_zero, steps)
-    tail = (h, w, c, kh, kw, float(divisor), 0 if static else current.stride(0), out.stride(0))
-    rows = h // kh
-    threads = int(min(torch.get_num_threads(), rows, steps * v.numel() // NEURON_MIN_WORK))
-    if threads < 2:
-        kernel.neuron_pool(*args, 0, batch, 0, rows, *tail)
-        return True
-    # pooled rows split over threads: disjoint neurons, so the counts never collide
-    cut = [rows * i // threads for i in range(threads + 1)]
-    jobs = [_pool().submit(kernel.neuron_pool, *args, 0, batch, r0, r1, *tail)
-            for r0, r1 in zip(cut[1:-1], cut[2:])]
-    kernel.neuron_pool(*args, 0, batch, cut[0], cut[1], *tail)
-    for job in jobs:
-        job.result()
-    return True
-
-
-def _parameter_maps(v: torch.Tensor, theta, beta) -> list[torch.Tensor | None]:
+def parameter_maps(v: torch.Tensor, theta, beta) -> list[torch.Tensor | None]:
     """Threshold and decay (None for IF) as one value per element of a sample, in ``v``'s
     memory order (the kernels read them in that order)."""
     maps = []
@@ -602,4 +551,4 @@ def _channels_last(x: torch.Tensor) -> bool:
 
 
 __all__ = ["event_apply", "event_linear", "event_conv2d", "event_density_limit", "apply_synaptic",
-           "native_kernel", "native_isas", "native_neuron_block", "native_neuron_pool_block", "run_split", "set_native_isa", "NATIVE_ISAS", "pool_tiles", "tiling_pool"]
+           "native_kernel", "native_isas", "native_neuron_block", "parameter_maps", "run_split", "set_native_isa", "NATIVE_ISAS", "pool_tiles", "tiling_pool"]
