@@ -33,6 +33,7 @@ not ``T``.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -94,11 +95,14 @@ def _numel(shape) -> int:
 
 def run_batch(net: SpikingNetwork, x: torch.Tensor, encoder: Encoder, timesteps: int, *,
               seed: int, engine: str, block_steps: int, sources: dict[str, str],
-              event_layers: list[str] | None = None) -> BatchRun:
+              event_layers: list[str] | None = None,
+              on_choice: Callable[[list[str]], None] | None = None) -> BatchRun:
     """Simulate one batch ``x`` ``(B, ...)`` for ``timesteps`` steps.
 
     ``event_layers`` (engine ``"auto"``): the choice an earlier batch measured; this batch
-    then uses it from its first step instead of measuring again.
+    then uses it from its first step instead of measuring again. ``on_choice`` is called with
+    the choice this batch measures, as soon as it is made (after the first block), e.g. to
+    hand it to the other ranks of a distributed run.
 
     ``sources`` maps each counted layer to ``"events"`` (sum of its binary outputs) or
     ``"analog"`` (number of non-zero outputs), per neuron, over steps and batch.
@@ -144,6 +148,8 @@ def run_batch(net: SpikingNetwork, x: torch.Tensor, encoder: Encoder, timesteps:
                                if d < event_density_limit(net.get_submodule(name), x.device)}
             extra = {"input_density": dict(ex.densities), "event_layers": sorted(ex.event_layers)}
             ex.densities = None
+            if on_choice is not None:
+                on_choice(sorted(ex.event_layers))
             if ex.event_layers:
                 ex.engine = mode = "event"
         y = kept[net.output_name].per_step(steps).reshape(steps, batch, -1)
