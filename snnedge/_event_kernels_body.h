@@ -101,7 +101,7 @@ SNN_FN(gather_)(const SNN_T *restrict weight, const SNN_T *restrict bias, SNN_T 
  * about 10% slower.) */
 static inline __attribute__((always_inline)) void
 SNN_FN(conv_body_)(const struct conv_args *a, int64_t n0, int64_t n1, int64_t n_step,
-                   struct conv_scratch *sc, const int max_vecs)
+                   struct conv_scratch *sc)
 {
     const SNN_T *x = (const SNN_T *)a->x, *weight = (const SNN_T *)a->weight;
     const SNN_T *bias = (const SNN_T *)a->bias;
@@ -152,9 +152,9 @@ SNN_FN(conv_body_)(const struct conv_args *a, int64_t n0, int64_t n1, int64_t n_
         }
         taps[out_positions] = k;
         SNN_T *o = out + n * out_positions * c_out;
-        for (int64_t v0 = 0; v0 < vectors; v0 += max_vecs) {
+        for (int64_t v0 = 0; v0 < vectors; v0 += SNN_VECS) {
             const int64_t c0 = v0 * SNN_LANES;
-            const int nv = (int)(vectors - v0 < max_vecs ? vectors - v0 : max_vecs);
+            const int nv = (int)(vectors - v0 < SNN_VECS ? vectors - v0 : SNN_VECS);
             for (int64_t q = 0; q < out_positions; q++) {
 #define SNN_GATHER(count)                                                                     \
     case count:                                                                               \
@@ -445,9 +445,7 @@ static void
 SNN_FN(conv_generic_)(const struct conv_args *a, int64_t n0, int64_t n1, int64_t n_step,
                       struct conv_scratch *sc)
 {
-    /* 4 accumulators: without AVX a 32-byte vector is two 16-byte registers, and 8 of them
-     * would take all 16 of x86-64's (the weights then spill; 6.7x slower than AVX-512 here) */
-    SNN_FN(conv_body_)(a, n0, n1, n_step, sc, 4);
+    SNN_FN(conv_body_)(a, n0, n1, n_step, sc);
 }
 
 static void
@@ -482,7 +480,7 @@ __attribute__((target(SNN_AVX2))) static void
 SNN_FN(conv_avx2_)(const struct conv_args *a, int64_t n0, int64_t n1, int64_t n_step,
                    struct conv_scratch *sc)
 {
-    SNN_FN(conv_body_)(a, n0, n1, n_step, sc, SNN_VECS);
+    SNN_FN(conv_body_)(a, n0, n1, n_step, sc);
 }
 
 __attribute__((target(SNN_AVX2))) static void
@@ -517,7 +515,7 @@ __attribute__((target(SNN_AVX512))) static void
 SNN_FN(conv_avx512_)(const struct conv_args *a, int64_t n0, int64_t n1, int64_t n_step,
                      struct conv_scratch *sc)
 {
-    SNN_FN(conv_body_)(a, n0, n1, n_step, sc, SNN_VECS);
+    SNN_FN(conv_body_)(a, n0, n1, n_step, sc);
 }
 
 __attribute__((target(SNN_AVX512))) static void

@@ -221,4 +221,3 @@ def test_tiling_pool_kernel_equals_torch_pooling_bit_for_bit(isa, module, dtype)
     x = torch.randn(3, 5, 12, 24, dtype=dtype)
     window = ev.tiling_pool(module, x.shape)
     assert torch.equal(ev.pool_tiles(module, x, window), module(x))
-
