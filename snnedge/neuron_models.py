@@ -172,10 +172,9 @@ class CubaLIF(TemporalModule):
         """Multi-step call on a time-first input ``(T, B, ...)`` from the initial state."""
         return self.forward_block(x, self.initial_state(x[0]), x.shape[0])[0]
 
-    def extra_repr(self) -> str:
+    def extra_repr(self) -> str:  # the membrane's parameters are in its own line
         b = self.beta_syn
-        return (f"beta_syn={float(b):g}, " if b.dim() == 0 else f"beta_syn=per-channel[{b.numel()}], ") \
-            + self.membrane.extra_repr()
+        return f"beta_syn={float(b):g}" if b.dim() == 0 else f"beta_syn=per-channel[{b.numel()}]"
 
 
 class LI(TemporalModule):
