@@ -25,7 +25,9 @@ a neuron listed after it, or itself, and close a loop::
     Node("lif", LIF(), ("sum",)),                          # z[t] from fc[t] + W_rec z[t-1]
 
 A delayed input must name a temporal module (fed-back spikes arrive one step later) on a
-loop back to the layer that reads it; every cycle therefore runs through a neuron. The other
+loop back to the layer that reads it; every cycle therefore runs through a neuron. Synaptic
+events along a recurrent edge are counted when the spikes are sent, as on every other edge
+(the last step's arrive after the end of the run). The other
 inputs still name earlier layers, so :attr:`SpikingNetwork.names` stays a topological order
 of the graph without its delayed edges. The executor runs each loop one step at a time and
 everything else in blocks of steps (:mod:`snnedge.executor`).

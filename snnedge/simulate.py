@@ -224,8 +224,8 @@ def check_input(net: SpikingNetwork, xb: torch.Tensor,
     take it). ``sequence``: ``xb`` is one step ``x[:, t]`` of a sequence batch."""
     shape = tuple(xb.shape[1:])
     if sequence and net.input_shape is not None and shape != net.input_shape:
-        hint = (" It looks time-first [T, N, ...]: pass x.transpose(0, 1)."
-                if tuple(xb.shape[1:]) == net.input_shape[1:] else "")
+        hint = (" It looks like one sequence [T, *sample_shape] without its batch dimension: pass "
+                "x.unsqueeze(0)." if shape == net.input_shape[1:] else "")
         raise ValueError(f"simulate(encoding='sequence'): the network expects sequences of shape "
                          f"[N, T, {', '.join(map(str, net.input_shape))}] but each step of the data "
                          f"has shape {list(shape)} (dimensions 2 and up of the batch).{hint}")
