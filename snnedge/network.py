@@ -11,7 +11,7 @@ names of its inputs (``"input"`` is the network input). Modules are of three kin
 * temporal modules with state (:class:`~snnedge.IF`, :class:`~snnedge.LIF`, or any
   :class:`~snnedge.layers.TemporalModule`).
 
-The network's output is its single sink node. Nodes with no temporal module downstream form
+The network's output is its single sink node (a layer no other layer reads at the same step). Nodes with no temporal module downstream form
 the readout: they accumulate their input over time and the accumulated value is the
 simulation's output.
 
@@ -225,7 +225,8 @@ class SpikingNetwork(nn.Module):
         return False
 
     def _validate_topology(self) -> None:
-        consumed = {i for ins in self._inputs.values() for i in ins}
+        # a layer read only one step late (a neuron on a loop) may still be the output
+        consumed = {i for n, ins in self._inputs.items() for i in ins if i not in self._delayed.get(n, ())}
         if INPUT not in consumed:
             raise ValueError(f"No layer takes {INPUT!r}: the network has no input.")
         sinks = [n for n in self._names if n not in consumed]

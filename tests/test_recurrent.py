@@ -157,7 +157,6 @@ def test_mapping_a_recurrent_network():
     assert m.row("lif").fan_in == 8 + 6  # the input's 8 and the 6 fed back
 
 
-@pytest.mark.slow
 def test_brian2_runs_the_recurrent_network_the_same():
     net = rnn()
     x = (torch.rand(3, 10, 2, 4, generator=torch.Generator().manual_seed(7)) < 0.5).float()
@@ -188,6 +187,17 @@ def test_brian2_runs_the_recurrent_network_the_same():
 def test_construction_errors_name_the_layer(nodes, message):
     with pytest.raises(ValueError, match=message):
         snnedge.SpikingNetwork(nodes, input_shape=(3,)).shapes((3,))
+
+
+def test_the_output_may_be_a_neuron_on_a_loop():
+    torch.manual_seed(8)
+    net = snnedge.SpikingNetwork([
+        Node("fc", nn.Linear(4, 3), ("input",)), Node("rec", nn.Linear(3, 3), (previous("lif"),)),
+        Node("sum", snnedge.Add(), ("fc", "rec")), Node("lif", snnedge.IF(threshold=0.5), ("sum",))],
+        input_shape=(4,))
+    assert net.output_name == "lif" and net.readout_names == ()
+    res = snnedge.simulate(net, torch.rand(3, 6, 4), encoding="sequence")
+    assert float(res.output.sum()) == res.spike_counts["lif"] > 0
 
 
 def test_previous_refuses_a_marked_name():

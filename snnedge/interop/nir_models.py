@@ -114,8 +114,10 @@ def import_model(nir, key: str, node, reset: str, dt: float, v_init) -> nn.Modul
         return Delay(int(flat[0]) if flat.size and np.all(flat == flat[0]) else
                      torch.as_tensor(whole, dtype=torch.int64))
     if kind == "Threshold":
-        theta = per_channel_value(node.threshold, key, node, "threshold")
-        return Threshold(typed_tensor(theta, node.threshold))
+        theta = typed_tensor(per_channel_value(node.threshold, key, node, "threshold"), node.threshold)
+        module = Threshold(theta)
+        module.threshold = theta  # NIR's float type kept
+        return module
     if kind in ("LI", "I"):
         if kind == "I":
             beta, gain = None, np.asarray(node.r, dtype=np.float64) * dt
@@ -125,8 +127,9 @@ def import_model(nir, key: str, node, reset: str, dt: float, v_init) -> nn.Modul
             beta, gain = _decay_gain(node.tau, node.r, dt)
             _check_decay(beta, where, dt, "tau")
         like = node.r
-        module = Integrator() if beta is None else LI(
-            beta=typed_tensor(per_channel_value(beta, key, node, "beta"), like))
+        module = Integrator() if beta is None else LI(beta=per_channel_value(beta, key, node, "beta"))
+        if beta is not None:  # NIR's float type kept (the constructor makes the default one)
+            module.beta = typed_tensor(per_channel_value(beta, key, node, "beta"), like)
         module.gain = typed_tensor(per_channel_value(gain, key, node, "gain"), like)
         return module
     _no_leak(node, where)
