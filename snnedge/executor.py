@@ -174,9 +174,9 @@ class Executor:
             if count and on_cpu:  # a loop's neurons add up their steps of one block here
                 counts = self.block_counts.get(name)
                 counts = torch.zeros_like(self.state[name][0]) if counts is None else counts
+            out = self.buffers.get(name) if reuse else None  # a loop keeps each step's spikes
             y, self.state[name] = module.forward_block(cur.tensor, self.state[name], steps,
-                                                       cur.static, out=self.buffers.get(name) if reuse else None,
-                                                       counts=counts)
+                                                       cur.static, out=out, counts=counts)
             if reuse:
                 self.buffers[name] = y
             if counts is not None:
@@ -230,23 +230,26 @@ class Executor:
         net, members = self.net, set(unit)
         outside = [n for n in unit if n in keep or n == net.output_name
                    or any(c not in members for c in net.consumers_of(n))]
-        series: dict[str, list[torch.Tensor]] = {n: [] for n in outside}
         fed_back = [n for n in unit if any(n in net.delayed_inputs_of(r) for r in net.consumers_of(n))]
+        # per layer: its module, whether temporal, and where each input comes from
+        layers = [(name, net.get_submodule(name), net.kind(name) == "temporal",
+                   [(i, "previous" if i in net.delayed_inputs_of(name) else
+                     "loop" if i in members else "block") for i in net.inputs_of(name)])
+                  for name in unit]
+        series: dict[str, list[torch.Tensor]] = {n: [] for n in outside}
         for t in range(steps):
             now: dict[str, Value] = {}
-            for name in unit:
-                delayed = net.delayed_inputs_of(name)
+            for name, module, temporal, sources in layers:
                 ins = []
-                for i in net.inputs_of(name):
-                    if i in delayed:
+                for i, where in sources:
+                    if where == "previous":
                         ins.append(Value(self._previous(i, vals[INPUT]).unsqueeze(0), False))
-                    elif i in members:
+                    elif where == "loop":
                         ins.append(now[i])
                     else:
                         v = vals[i]
                         ins.append(v if v.static else Value(v.tensor[t:t + 1], False))
-                module = net.get_submodule(name)
-                if net.kind(name) == "temporal":
+                if temporal:
                     y = self._temporal(name, module, ins[0], 1, name in keep, reuse=False)
                 else:
                     y = self._synaptic(name, module, ins, 1).per_step(1)

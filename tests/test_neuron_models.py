@@ -194,3 +194,14 @@ def test_per_channel_mismatch_is_named():
     layer = LI(beta=[0.5, 0.6])
     with pytest.raises(ValueError, match=r"LI beta has 2 per-channel values but its input has channel size \(3,\)"):
         layer(torch.rand(2, 4, 3))
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import snnedge.delay
+    import snnedge.event_streams
+    import snnedge.network
+    for module in (snnedge.delay, snnedge.event_streams, snnedge.network):
+        result = doctest.testmod(module, verbose=False)
+        assert result.failed == 0 and result.attempted > 0, module.__name__
