@@ -11,9 +11,9 @@ names of its inputs (``"input"`` is the network input). Modules are of three kin
 * temporal modules with state (:class:`~snnedge.IF`, :class:`~snnedge.LIF`, or any
   :class:`~snnedge.layers.TemporalModule`).
 
-The network's output is its single sink node (a layer no other layer reads at the same step). Nodes with no temporal module downstream form
-the readout: they accumulate their input over time and the accumulated value is the
-simulation's output.
+The network's output is its single sink node (a layer no other layer reads at the same
+step). Nodes with no temporal module downstream form the readout: they accumulate their input
+over time and the accumulated value is the simulation's output.
 
 Recurrent edges. An input written ``previous("lif")`` (the string ``"lif[t-1]"``) reads the
 output of temporal module ``lif`` one step earlier (zeros at ``t = 0``), so a layer may take
@@ -27,9 +27,9 @@ a neuron listed after it, or itself, and close a loop::
 A delayed input must name a temporal module (fed-back spikes arrive one step later) on a
 loop back to the layer that reads it; every cycle therefore runs through a neuron. Synaptic
 events along a recurrent edge are counted when the spikes are sent, as on every other edge
-(the last step's arrive after the end of the run). The other
-inputs still name earlier layers, so :attr:`SpikingNetwork.names` stays a topological order
-of the graph without its delayed edges. The executor runs each loop one step at a time and
+(the last step's arrive after the end of the run). The other inputs still name earlier
+layers, so :attr:`SpikingNetwork.names` stays a topological order of the graph without its
+delayed edges. The executor runs each loop one step at a time and
 everything else in blocks of steps (:mod:`snnedge.executor`).
 
 Tensors inside the engines are time-first, ``(T, B, ...)``; synaptic modules see time
@@ -226,7 +226,8 @@ class SpikingNetwork(nn.Module):
 
     def _validate_topology(self) -> None:
         # a layer read only one step late (a neuron on a loop) may still be the output
-        consumed = {i for n, ins in self._inputs.items() for i in ins if i not in self._delayed.get(n, ())}
+        consumed = {i for n, ins in self._inputs.items() for i in ins
+                    if i not in self._delayed.get(n, ())}
         if INPUT not in consumed:
             raise ValueError(f"No layer takes {INPUT!r}: the network has no input.")
         sinks = [n for n in self._names if n not in consumed]
@@ -310,7 +311,8 @@ class SpikingNetwork(nn.Module):
         key = tuple(int(s) for s in input_shape)
         cache = self.__dict__.setdefault("_shapes_cache", {})
         if key not in cache:
-            cache[key] = self._infer_shapes_recurrent(key) if self._delayed else self._infer_shapes(key)
+            infer = self._infer_shapes_recurrent if self._delayed else self._infer_shapes
+            cache[key] = infer(key)
         return dict(cache[key])
 
     @torch.no_grad()
@@ -343,7 +345,8 @@ class SpikingNetwork(nn.Module):
         first: dict[str, tuple[int, ...]] = {INPUT: input_shape}
         for n in self._names:
             known = [first[i] for i in self._inputs[n] if i in first]
-            if len(known) == len(self._inputs[n]) or (isinstance(self.get_submodule(n), Add) and known):
+            joins = isinstance(self.get_submodule(n), Add) and known  # Add: its inputs' shape
+            if len(known) == len(self._inputs[n]) or joins:
                 xs = [torch.zeros((1, *s), **kw) for s in known]
                 first[n] = self._node_shape(n, xs, input_shape)
         missing = [s for s, _ in self.recurrent_edges if s not in first]
