@@ -69,6 +69,10 @@ def test_energy_notebook(monkeypatch, tmp_path):
         assert row in text, row
     # accuracy, energy, accuracy-energy, rates, cores and the two gap figures
     assert images >= 7, f"{images} figures displayed"
+    # both accountings side by side, the profile's figures per accounting, a timed row (issue 21)
+    assert "throughput: share of cores" in text and "single / throughput" in text
+    assert "figures used by each accounting" in text and "| this-cpu |" in text
+    assert "single (timed)" in text and "ops lower bound" in text
 
 
 def test_event_input_notebook(monkeypatch, tmp_path):

@@ -123,5 +123,10 @@ GOLDEN = {
     "loihi_total_j": 2.1042480750000005e-06,
     "macs": 56832.0,
     "cpu_total_j": 1.7289622e-06,
-    "digest": "c0a6dac78c9725f24451abf689ce5f0a95905c8b05ce4ec5dc9122a81215a00c",
+    # Issue 21 changed only what it added: estimates carry `accounting`,
+    # `time_per_inference_s` and `static_share_chips` and their table says the accounting;
+    # the 45 nm energy-table baselines gain an unknown `overhead` term (a lower bound) and a
+    # description that says so. With those removed the old digest c0a6dac7... is reproduced;
+    # every number is unchanged (the values above still hold).
+    "digest": "5f7434022d6bf2328d8519150634a1550fc5520e12c1e65acd50f22d1846a962",
 }

@@ -159,7 +159,17 @@ def _add_report(sub) -> None:
                         "dynap-cnn, loihi), or profile files (.toml/.json)")
     r.add_argument("--baselines", nargs="+", metavar="BASELINE", default=None,
                    help="conventional baselines (default: all: cpu, cpu-int8, gpu-jetson-tx2, "
-                        "gpu-v100, tpu-v1, eyeriss)")
+                        "gpu-v100, tpu-v1, eyeriss; cpu and cpu-int8 are the 45 nm energy "
+                        "table's arithmetic-and-memory lower bound, also named "
+                        "horowitz-45nm-bound and horowitz-45nm-bound-int8)")
+    r.add_argument("--accounting", choices=("single", "throughput"), default="single",
+                   help="how a chip's static power is charged to an inference: 'single' "
+                        "(default) whole chips for the inference's latency (one input stream "
+                        "on a device of its own), 'throughput' the share of cores the network "
+                        "occupies (chips kept busy with work, as published chip results count)")
+    r.add_argument("--input-rate", type=float, default=None, metavar="HZ",
+                   help="with --accounting throughput: inputs per second (default: one per T "
+                        "ticks, the most a copy of the network takes)")
     r.add_argument("-o", "--out", type=Path, default=Path("snnedge-report"),
                    help="report folder (default: ./snnedge-report); replaced as a whole")
 
@@ -196,3 +206,7 @@ def _check_counts(args) -> None:
         raise UsageError(f"--timesteps must be positive. Got {args.timesteps}.")
     if getattr(args, "batch_size", 1) <= 0:
         raise UsageError(f"--batch-size must be positive. Got {args.batch_size}.")
+    rate = getattr(args, "input_rate", None)
+    if rate is not None and (not rate > 0 or args.accounting != "throughput"):
+        raise UsageError(f"--input-rate needs --accounting throughput and a positive rate in "
+                         f"inputs per second. Got {rate} with --accounting {args.accounting}.")

@@ -24,8 +24,8 @@ import torch
 from ..io import load_network, save_network
 from .errors import UsageError
 from .inputs import first_line, fit_shape, load_data, load_model, parse_shape
-from .report import (TARGETS_HEADING, accuracy_table, activity_section, mapping_section, say,
-                     write_json, write_report)
+from .report import (TARGETS_HEADING, accounting_section, accuracy_table, activity_section,
+                     mapping_section, say, write_json, write_report)
 
 
 # --------------------------------------------------------------------------------------
@@ -187,7 +187,7 @@ def _resolve(names, registry: dict, what: str, loader=None) -> list:
 
 
 def run_report(args) -> None:
-    from neuromorphic_targets.baselines import BASELINES
+    from neuromorphic_targets.baselines import BASELINE_ALIASES, BASELINES
     from neuromorphic_targets.compare import compare
     from neuromorphic_targets.plots import (plot_accuracy_vs_energy, plot_core_occupancy,
                                             plot_energy_comparison)
@@ -201,7 +201,7 @@ def run_report(args) -> None:
     targets = _resolve(args.targets if args.targets is not None else list(PROFILES), PROFILES,
                        "target", load_profile)
     baselines = _resolve(args.baselines if args.baselines is not None else list(BASELINES),
-                         BASELINES, "baseline")
+                         {**BASELINES, **BASELINE_ALIASES}, "baseline")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"-o {str(out)!r} is a file; give a folder for the report.")
@@ -209,8 +209,14 @@ def run_report(args) -> None:
     sweep = sorted(set(args.timesteps))
     results = [_simulate(snn, x, y, args, t) for t in sweep]
     ops = OpCount.from_dict(meta["ann_ops"]) if meta.get("ann_ops") else None
-    comparison = compare(results, snn=snn, targets=targets, baselines=baselines,
-                         input_shape=snn.input_shape, ops=ops)
+    try:
+        comparison = compare(results, snn=snn, targets=targets, baselines=baselines,
+                             input_shape=snn.input_shape, ops=ops, accounting=args.accounting,
+                             input_rate_hz=args.input_rate)
+    except ValueError as e:
+        if "input_rate_hz" not in str(e):
+            raise
+        raise UsageError(f"--input-rate: {' '.join(str(e).split())}") from None
     table = comparison.to_markdown()
     notes = list(comparison.notes)
     if baselines and ops is None:
@@ -230,12 +236,14 @@ def run_report(args) -> None:
                 "simulation": main.to_dict()},
         "ann_ops": None if ops is None else {"macs": ops.macs, "params": ops.params,
                                              "memory_bytes": ops.memory_bytes},
+        "accounting": comparison.accounting,
         "comparison": comparison.table(),
         "mapping_problems": {k: list(m.problems) for k, m in comparison.mappings.items()},
         "notes": notes,
         "seconds": None,
     }
-    figures = {"energy.png": plot_energy_comparison(comparison),
+    figures = {"energy.png": plot_energy_comparison(
+                   comparison, title=f"Energy per inference ({comparison.accounting} accounting)"),
                "firing_rates.png": plot_firing_rates(main),
                "core_occupancy.png": plot_core_occupancy(comparison.mappings)}
     if y is not None:
@@ -259,5 +267,6 @@ def _markdown(report: dict, table: str, main) -> list[str]:
         lines += accuracy_table(snn["accuracy_by_T"])
     lines += [TARGETS_HEADING, "", table, ""]
     lines += [f"- {n}" for n in report["notes"] if n not in table]
+    lines += [""] + accounting_section(report["accounting"])
     lines += [""] + mapping_section(report["mapping_problems"])
     return lines + activity_section(f"Activity at T={main.timesteps}", main)
