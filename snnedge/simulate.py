@@ -117,7 +117,7 @@ def simulate(snn: SpikingNetwork, x, timesteps: int | None = None, encoding: str
     start = time.perf_counter()
     results, links, sources, shape = [], None, None, None
     sequence = encoding == "sequence"
-    binary = sequence and all(sequence_holds_events(xb) for xb, _ in batches)
+    events_in = sequence and all(sequence_holds_events(xb) for xb, _ in batches)
     bar = tqdm(total=n, desc=f"simulate T={timesteps}", unit="sample", leave=False,
                disable=not (progress if progress is not None else n > batch_size))
     with torch.no_grad(), eval_mode(net), exact_float32():
@@ -129,7 +129,8 @@ def simulate(snn: SpikingNetwork, x, timesteps: int | None = None, encoding: str
             if shape is None:
                 shape, shapes = check_input(net, xb[:, 0] if sequence else xb, sequence)
                 links = source_links(net, shape)
-                enc_kind = "events" if (binary if sequence else get_encoder(encoding).spiking) else "analog"
+                spiking = events_in if sequence else get_encoder(encoding).spiking
+                enc_kind = "events" if spiking else "analog"
                 sources = {s: source_kind(net, s, enc_kind) for s in event_sources(net) if s != INPUT}
                 sources = {INPUT: enc_kind, **sources}
                 steps = block_steps or block_steps_for(shapes, xb.shape[0], timesteps,
@@ -144,7 +145,7 @@ def simulate(snn: SpikingNetwork, x, timesteps: int | None = None, encoding: str
             chosen = results[0].extra.get("event_layers") if results else None
             encoder = get_encoder(encoding)
             if sequence:
-                encoder.dtype, encoder.spiking = dtype, binary
+                encoder.dtype, encoder.spiking = dtype, events_in
             results.append(run_batch(net, xb, encoder, timesteps, seed=seed + len(results),
                                      engine=engine, block_steps=steps, sources=sources,
                                      event_layers=chosen))
