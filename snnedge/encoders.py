@@ -97,10 +97,12 @@ class SequenceEncoder(Encoder):
         part = self.x[:, t0:t1].transpose(0, 1)
         dtype = self.dtype or (part.dtype if part.is_floating_point() else torch.get_default_dtype())
         part = part.to(dtype).contiguous()
-        if not torch.isfinite(part).all():
+        if not torch.isfinite(part.sum()):  # one pass; NaN and inf propagate into the sum
             bad = int((~torch.isfinite(part)).sum())
-            raise ValueError(f"encoding='sequence': steps {t0}..{t1 - 1} of the input hold {bad} NaN or "
-                             f"infinite values; clean the data first (e.g. torch.nan_to_num).")
+            if bad:
+                raise ValueError(f"encoding='sequence': steps {t0}..{t1 - 1} of the input hold {bad} "
+                                 f"NaN or infinite values; clean the data first (e.g. "
+                                 f"torch.nan_to_num).")
         return part
 
 
@@ -113,10 +115,10 @@ def sequence_holds_events(x: torch.Tensor, chunk: int = 32) -> bool:
         return True
     for t0 in range(0, x.shape[1], chunk):
         part = x[:, t0:t0 + chunk]
-        bad = part < 0
-        if part.is_floating_point():
-            bad |= part != torch.round(part)
-        if bool(bad.any()):
+        if part.is_floating_point():  # whole and >= 0 exactly where |round(v)| == v (NaN: no)
+            if not torch.equal(part, part.round().abs_()):
+                return False
+        elif bool((part < 0).any()):
             return False
     return True
 

@@ -73,6 +73,9 @@ EVENT_DENSITY_CAP = 0.2
 # 1152->128 (event_layers.py before the native kernel existed).
 SCIPY_DENSITY_PER_WORK = 1 / 12_000
 SCIPY_DENSITY_CAP = 0.15
+# Below this many input channels a convolution's break-even falls with (in / 32)^2 (see
+# event_density_limit); the table above starts at 32 input channels.
+NARROW_INPUT_CHANNELS = 32
 
 
 def event_density_limit(module: nn.Module, device: str | torch.device = "cpu") -> float:
@@ -89,6 +92,11 @@ def event_density_limit(module: nn.Module, device: str | torch.device = "cpu") -
     elif event_conv_capable(module):
         work = module.out_channels * module.kernel_size[0] * module.kernel_size[1]
         work /= module.stride[0] * module.stride[1]
+        # Few input channels: each output position gathers few events, its fixed cost is not
+        # amortized, and oneDNN's dense convolution is cheap (issue 18's event-frame nets, at
+        # N = 320 rows, one thread, on a loaded machine: dense / event = 1 near 2% for 16->32
+        # and 3% for 16->64 at 17x17, near 1% for 8->32; 2->16 at 34x34 never broke even).
+        work *= min(1.0, module.in_channels / NARROW_INPUT_CHANNELS) ** 2
     else:
         return 0.0
     return min(cap, work * per_work)

@@ -55,6 +55,7 @@ CHANNELS = (16, 32, 32, 64)
 
 
 def snnedge_net(side: int = 34) -> snnedge.SpikingNetwork:
+    torch.manual_seed(0)  # the same weights in every run
     layers, c_in, s = [], 2, side
     for i, c in enumerate(CHANNELS):
         layers += [nn.Conv2d(c_in, c, 3, padding=1), snnedge.LIF(beta=BETA, threshold=1.0)]
@@ -63,7 +64,6 @@ def snnedge_net(side: int = 34) -> snnedge.SpikingNetwork:
             s //= 2
         c_in = c
     layers += [nn.Flatten(), nn.Linear(c_in * s * s, 10)]
-    torch.manual_seed(0)
     net = snnedge.sequential(*layers, input_shape=(2, side, side))
     with torch.no_grad():  # weights that keep every layer spiking on event frames
         for m in net.modules():
