@@ -79,5 +79,5 @@ def test_event_input_notebook(monkeypatch, tmp_path):
     text, images = run_notebook("06_event_input.ipynb", monkeypatch, tmp_path)
     assert "quick mode" in text and "frames (144, 15, 2, 34, 34)" in text
     assert "test accuracy after T=15 bins" in text and "Mapping onto 'dynap-cnn'" in text
-    assert "input events per sequence" in text and "mW to keep up with the stream" in text
+    assert "input events per sequence" in text and "mW while streaming" in text
     assert images == 2  # the frames and the activity per sequence
