@@ -41,7 +41,7 @@ import torch
 from torch import nn
 
 from .delay import Delay
-from .layers import Add, Concat, Scale, SumPool2d
+from .layers import Add, Concat, Narrow, Scale, SumPool2d
 from .neuron_models import CubaLIF, Integrator, LI, Threshold
 from .neurons import IF, LIF
 
@@ -300,7 +300,9 @@ def _register_core_types() -> None:
         "kernel_size", "stride", "padding", "ceil_mode", "count_include_pad"))
     register_layer_type("torch.nn.AvgPool2d", nn.AvgPool2d, _attrs(
         "kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override"))
+    register_layer_type("torch.nn.AdaptiveAvgPool1d", nn.AdaptiveAvgPool1d, _attrs("output_size"))
     register_layer_type("torch.nn.AdaptiveAvgPool2d", nn.AdaptiveAvgPool2d, _attrs("output_size"))
+    register_layer_type("torch.nn.ChannelShuffle", nn.ChannelShuffle, _attrs("groups"))
     register_layer_type("torch.nn.Flatten", nn.Flatten, _attrs("start_dim", "end_dim"))
     register_layer_type("torch.nn.Unflatten", nn.Unflatten, _attrs("dim", "unflattened_size"))
     register_layer_type("torch.nn.Identity", nn.Identity, _attrs())
@@ -310,6 +312,7 @@ def _register_core_types() -> None:
         "scale_shape": _shape(m.scale), "bias_shape": _shape(m.bias)}, _build_scale)
     register_layer_type("snnedge.Add", Add, _attrs())
     register_layer_type("snnedge.Concat", Concat, _attrs("dim"))
+    register_layer_type("snnedge.Narrow", Narrow, _attrs("dim", "start", "length"))
     register_layer_type("snnedge.IF", IF, _neuron_args, functools.partial(_build_neuron, IF))
     register_layer_type("snnedge.LIF", LIF, _lif_args, _build_lif)
     register_layer_type("snnedge.CubaLIF", CubaLIF, _cuba_args, _build_cuba)

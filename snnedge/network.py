@@ -6,10 +6,12 @@ names of its inputs (``"input"`` is the network input). Modules are of three kin
 
 * weighted synaptic modules: ``nn.Conv1d``, ``nn.Conv2d``, ``nn.Linear``;
 * weight-free linear modules: pooling (average, sum, adaptive average), ``Flatten``,
-  ``Identity``, ``Dropout`` (inactive), :class:`~snnedge.layers.Scale`, and the junctions
+  ``Identity``, ``Dropout`` (inactive), :class:`~snnedge.layers.Scale`, channel
+  rearrangements (``nn.ChannelShuffle``, :class:`~snnedge.layers.Narrow`), and the junctions
   :class:`~snnedge.layers.Add` and :class:`~snnedge.layers.Concat` (two or more inputs);
 * temporal modules with state (:class:`~snnedge.IF`, :class:`~snnedge.LIF`, or any
-  :class:`~snnedge.layers.TemporalModule`).
+  :class:`~snnedge.layers.TemporalModule`); one may change its input's shape (a spiking max
+  pool) and tells shape inference through ``output_shape``.
 
 The network's output is its single sink node (a layer no other layer reads at the same
 step). Nodes with no temporal module downstream form the readout: they accumulate their input
@@ -44,13 +46,14 @@ import torch
 from torch import nn
 
 from .executor import run_sequence
-from .layers import INPUT, Add, Concat, Scale, SumPool2d, TemporalModule
+from .layers import INPUT, Add, Concat, Narrow, Scale, SumPool2d, TemporalModule
 
 WEIGHTED = (nn.Conv1d, nn.Conv2d, nn.Linear)
 #: Suffix of an input read one step late (:func:`previous`).
 PREVIOUS_SUFFIX = "[t-1]"
-WEIGHT_FREE = (nn.AvgPool1d, nn.AvgPool2d, SumPool2d, nn.AdaptiveAvgPool2d, nn.Flatten,
-               nn.Unflatten, nn.Identity, nn.Dropout, Scale, Add, Concat)
+WEIGHT_FREE = (nn.AvgPool1d, nn.AvgPool2d, SumPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d,
+               nn.Flatten, nn.Unflatten, nn.Identity, nn.Dropout, Scale, Add, Concat, Narrow,
+               nn.ChannelShuffle)
 MERGES = (Add, Concat)
 
 
@@ -325,7 +328,11 @@ class SpikingNetwork(nn.Module):
             module = self.get_submodule(n)
             xs = [vals[i] for i in self._inputs[n]]
             try:
-                y = xs[0] if self._kinds[n] == "temporal" else module(*xs)
+                if self._kinds[n] == "temporal":
+                    # temporal modules are asked, not run: they need state
+                    y = xs[0].new_zeros((1, *module.output_shape(tuple(xs[0].shape[1:]))))
+                else:
+                    y = module(*xs)
             except (RuntimeError, ValueError) as e:
                 got = [tuple(x.shape[1:]) for x in xs]
                 raise ValueError(f"Layer {n!r} ({type(module).__name__}) cannot take an input of "
@@ -371,13 +378,14 @@ class SpikingNetwork(nn.Module):
     def _node_shape(self, n: str, xs: list[torch.Tensor], input_shape) -> tuple[int, ...]:
         module = self.get_submodule(n)
         try:
-            y = xs[0] if self._kinds[n] == "temporal" else module(*xs)
+            if self._kinds[n] == "temporal":  # asked, as in _infer_shapes
+                return tuple(module.output_shape(tuple(xs[0].shape[1:])))
+            return tuple(module(*xs).shape[1:])
         except (RuntimeError, ValueError) as e:
             got = [tuple(x.shape[1:]) for x in xs]
             raise ValueError(f"Layer {n!r} ({type(module).__name__}) cannot take an input of "
                              f"shape {got[0] if len(got) == 1 else got} (per sample) that follows "
                              f"from input shape {tuple(input_shape)}: {e}") from None
-        return tuple(y.shape[1:])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return run_sequence(self, x)

@@ -18,13 +18,16 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 
 import torch
+from torch.utils.data import DataLoader, Dataset, IterableDataset
 from tqdm import tqdm
 
+from . import distributed as dist_glue
 from .connectivity import SourceLink, event_sources, source_links
 from .encoders import ENCODERS, get_encoder, sequence_holds_events
 from .engine import BatchRun, block_steps_for, exact_float32, run_batch
 from .errors import check_choice, check_positive_int
 from .layers import INPUT
+from .memory import available_memory
 from .network import SpikingNetwork, module_device, module_dtype
 from .results import SimulationResult
 
@@ -41,7 +44,7 @@ def simulate(snn: SpikingNetwork, x, timesteps: int | None = None, encoding: str
              engine: str = "auto", batch_size: int = 256, seed: int = 0, *,
              device: str | torch.device | None = None, dtype: torch.dtype | None = None,
              progress: bool | None = None, block_steps: int | None = None,
-             labels=None, **engine_options) -> SimulationResult:
+             labels=None, distributed: bool = False, **engine_options) -> SimulationResult:
     """Simulate ``snn`` on ``x`` for ``timesteps`` steps and count spikes and synaptic events.
 
     Parameters
@@ -77,9 +80,30 @@ def simulate(snn: SpikingNetwork, x, timesteps: int | None = None, encoding: str
     progress:
         Show a progress bar (default: when there is more than one batch).
     block_steps:
-        Steps per time block (default: as many as fit 256 MiB of activations, at most 32).
+        Steps per time block: every synaptic layer runs once per block on its steps x
+        samples. Default: as many as fit 128 MiB of activations but at least 4 steps x
+        samples, at most 32 steps, and never more than the free memory holds
+        (:func:`snnedge.engine.block_steps_for`). A batch whose single step does not fit the
+        memory the device can still allocate raises ``MemoryError`` before allocating it,
+        naming the batch size that fits.
     labels:
         Labels for a tensor input (optional; ``res.accuracy(y)`` also takes them).
+    distributed:
+        Under ``torchrun`` (or an initialized ``torch.distributed`` process group), each rank
+        simulates its shard and every rank returns the whole-dataset result: per-layer and
+        per-neuron counts, synaptic events, outputs and predictions in the original order.
+        ``x`` is a tensor given on every rank (checked by hash), a map-style ``Dataset``
+        (batches of ``batch_size``), a ``DataLoader`` over one (in order, without a sampler of
+        its own) or a list of batches; the network must be the same on every rank (checked
+        by a hash of its state dict). Ranks take whole batches, contiguous in rank order, and
+        each batch runs as in one process (same samples, seed and layers), so the result is
+        one process's (the tests check it bit for bit in float64 and float32 on CPUs). A rank
+        left without a batch (fewer batches than ranks) waits: keep ``batch_size <= N /
+        world_size``. With ``engine="auto"``, rank 0 measures the event layers on the first
+        time block of batch 0, as one process does, and the other ranks wait for its choice
+        (briefly when a batch spans several blocks; a whole batch when it is one block: name
+        the engine then). A GPU rank uses ``cuda:LOCAL_RANK`` when ``device`` is ``"cuda"``
+        or not given for a network on a GPU. See :mod:`snnedge.distributed`.
     """
     if not isinstance(snn, SpikingNetwork):
         raise TypeError(f"simulate expects a snnedge.SpikingNetwork. Got {type(snn).__name__}; "
@@ -100,6 +124,14 @@ def simulate(snn: SpikingNetwork, x, timesteps: int | None = None, encoding: str
     if dtype is not None and (not isinstance(dtype, torch.dtype) or not dtype.is_floating_point):
         raise ValueError(f"The 'dtype' parameter of simulate must be a floating torch.dtype such as "
                          f"torch.float32 or torch.float64. Got {dtype!r}.")
+    if distributed and encoding == "sequence":
+        raise ValueError("simulate(distributed=True) does not take encoding='sequence' yet (each "
+                         "rank would judge its own sequences' kind of input); simulate the "
+                         "sequences in one process.")
+    if distributed and ENGINES[engine] is not None:
+        raise ValueError(f"simulate(distributed=True) runs the torch engines ('dense', 'event', "
+                         f"'auto'); engine {engine!r} runs in one process. Leave distributed=False "
+                         f"for it.")
     if ENGINES[engine] is not None:
         return ENGINES[engine](snn, x, timesteps=timesteps, encoding=encoding, batch_size=batch_size,
                                seed=seed, device=device, dtype=dtype, progress=progress,
@@ -107,7 +139,17 @@ def simulate(snn: SpikingNetwork, x, timesteps: int | None = None, encoding: str
     if engine_options:
         raise TypeError(f"simulate got unexpected options {sorted(engine_options)} for engine {engine!r}.")
 
-    batches, n, y_all = split_batches(x, batch_size, labels)
+    shard = ctx = None
+    if distributed:
+        ctx = dist_glue.setup("simulate")
+        shard = dist_glue.shard_data(x, batch_size, labels, ctx)
+        batches, n, y_all = split_batches(shard.data, batch_size) if shard.data is not None \
+            else ([], 0, None)
+    else:
+        batches, n, y_all = split_batches(x, batch_size, labels)
+    if ctx is not None:
+        device = dist_glue.rank_device(ctx, device, module_device(snn))
+        dist_glue.check_same_network(snn, ctx, "simulate")
     device = torch.device(device) if device is not None else module_device(snn)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("simulate(device='cuda') but torch sees no CUDA device; use device='cpu'.")
@@ -118,8 +160,16 @@ def simulate(snn: SpikingNetwork, x, timesteps: int | None = None, encoding: str
     results, links, sources, shape = [], None, None, None
     sequence = encoding == "sequence"
     events_in = sequence and all(sequence_holds_events(xb) for xb, _ in batches)
+    measured = share = None  # distributed "auto": the choice of batch 0, made on rank 0
+    if ctx is not None and engine == "auto":
+        if ctx.main:
+            def share(choice):
+                dist_glue.share_choice(choice, ctx)
+        else:
+            measured = dist_glue.share_choice(None, ctx)
     bar = tqdm(total=n, desc=f"simulate T={timesteps}", unit="sample", leave=False,
-               disable=not (progress if progress is not None else n > batch_size))
+               disable=not (progress if progress is not None else n > batch_size)
+               or (ctx is not None and not ctx.main))
     with torch.no_grad(), eval_mode(net), exact_float32():
         for xb, _ in batches:
             # a sequence moves to the device as it is; the encoder converts it block by block
@@ -128,13 +178,10 @@ def simulate(snn: SpikingNetwork, x, timesteps: int | None = None, encoding: str
             xb = xb.to(device) if sequence else xb.to(device, dtype)
             if shape is None:
                 shape, shapes = check_input(net, xb[:, 0] if sequence else xb, sequence)
-                links = source_links(net, shape)
-                spiking = events_in if sequence else get_encoder(encoding).spiking
-                enc_kind = "events" if spiking else "analog"
-                sources = {s: source_kind(net, s, enc_kind) for s in event_sources(net) if s != INPUT}
-                sources = {INPUT: enc_kind, **sources}
-                steps = block_steps or block_steps_for(shapes, xb.shape[0], timesteps,
-                                                       torch.finfo(dtype).bits // 8)
+                links, sources = layout(net, shape, encoding, events_in)
+                first_size = xb.shape[0] if shard is None else shard.first_size
+                steps = block_steps_for(shapes, first_size, timesteps, torch.finfo(dtype).bits // 8,
+                                        free_bytes=available_memory(device), requested=block_steps)
             elif tuple(xb.shape[2 if sequence else 1:]) != shape:
                 raise ValueError(f"Input batches differ in shape: {shape} then "
                                  f"{tuple(xb.shape[2 if sequence else 1:])}.")
@@ -142,31 +189,65 @@ def simulate(snn: SpikingNetwork, x, timesteps: int | None = None, encoding: str
                 check_finite(xb)
             # engine "auto": later batches reuse the first batch's per-layer choice, so that
             # small batches (one block each) switch too
-            chosen = results[0].extra.get("event_layers") if results else None
+            chosen = results[0].extra.get("event_layers") if results else measured
+            first = 0 if shard is None else shard.first_batch  # one process's batch index
             encoder = get_encoder(encoding)
             if sequence:
                 encoder.dtype, encoder.spiking = dtype, events_in
-            results.append(run_batch(net, xb, encoder, timesteps, seed=seed + len(results),
+            results.append(run_batch(net, xb, encoder, timesteps,
+                                     seed=seed + first + len(results),
                                      engine=engine, block_steps=steps, sources=sources,
-                                     event_layers=chosen))
+                                     event_layers=chosen, on_choice=None if results else share))
             bar.update(xb.shape[0])
     bar.close()
+    counts = gathered = None
+    if ctx is not None:
+        if links is None:  # this rank had no batch
+            shape, _ = check_input(net, torch.zeros(1, *shard.sample_shape))
+            links, sources = layout(net, shape, encoding)
+        zeros = {s: torch.zeros(net.shapes(shape)[s] if s != INPUT else shape,
+                                dtype=torch.float64, device=device) for s in sources}
+        gathered = dist_glue.gather_runs(results, y_all, zeros, ctx, time.perf_counter() - start)
+        results, counts = gathered.runs, gathered.counts
+        y_all = shard.labels if shard.labels is not None else gathered.labels
     res = assemble_result(net, results, links, sources, timesteps, encoding, y_all,
-                          time.perf_counter() - start)
+                          time.perf_counter() - start, counts=counts)
+    if gathered is not None:
+        res.extra["distributed"] = {"world_size": ctx.world_size, "backend": ctx.backend,
+                                    "rank_samples": gathered.rank_samples,
+                                    "rank_seconds": gathered.rank_seconds,
+                                    "gather_bytes": gathered.gather_bytes,
+                                    "reduce_bytes": gathered.reduce_bytes}
     res.network = snn
     return res
 
 
+def layout(net: SpikingNetwork, shape: tuple[int, ...], encoding: str,
+           events_in: bool = False) -> tuple[list[SourceLink], dict[str, str]]:
+    """``(links, sources)`` of :func:`assemble_result` for samples of ``shape``: each source
+    (the input, every neuron layer) counted as ``"events"`` (spikes) or ``"analog"`` values
+    (:func:`source_kind`). ``events_in``: whether a ``"sequence"`` input holds events."""
+    links = source_links(net, shape)
+    spiking = events_in if encoding == "sequence" else get_encoder(encoding).spiking
+    enc_kind = "events" if spiking else "analog"
+    sources = {s: source_kind(net, s, enc_kind) for s in event_sources(net) if s != INPUT}
+    return links, {INPUT: enc_kind, **sources}
+
+
 def assemble_result(net: SpikingNetwork, runs: list[BatchRun], links: list[SourceLink],
                     sources: dict[str, str], timesteps: int, encoding: str,
-                    labels: torch.Tensor | None, wall: float) -> SimulationResult:
+                    labels: torch.Tensor | None, wall: float,
+                    counts: dict[str, torch.Tensor] | None = None) -> SimulationResult:
     """The :class:`~snnedge.SimulationResult` of the batches ``runs`` of one simulation.
 
+    ``counts``: the per-neuron counts of every source summed over ``runs`` when the runs do
+    not carry them (the batches of several ranks, :func:`snnedge.distributed.gather_runs`).
     ``links`` (:func:`snnedge.connectivity.source_links`) turn each source's per-neuron counts
     into synaptic events (``sources[s] == "events"``) or input MACs (``"analog"``) of the
     layers it feeds; ``wall`` is the wall time in seconds.
     """
-    counts = {s: sum(r.counts[s] for r in runs) for s in sources}
+    if counts is None:
+        counts = {s: sum(r.counts[s] for r in runs) for s in sources}
     events, macs = {}, {}
     for link in links:
         total = float((counts[link.source].cpu() * link.weight).sum())
@@ -191,8 +272,9 @@ def assemble_result(net: SpikingNetwork, runs: list[BatchRun], links: list[Sourc
 
 def split_batches(x, batch_size: int, labels=None) -> tuple[list, int, torch.Tensor | None]:
     """``([(x, y), ...], N, labels or None)`` from a tensor ``[N, ...]`` (cut into batches of
-    ``batch_size``; ``labels`` optional) or an iterable of ``x`` or ``(x, y)`` batches (kept
-    as they come; their labels are concatenated when every batch has them)."""
+    ``batch_size``; ``labels`` optional), a map-style ``Dataset`` (batches of ``batch_size``,
+    in order) or an iterable of ``x`` or ``(x, y)`` batches (kept as they come; their labels
+    are concatenated when every batch has them)."""
     if isinstance(x, torch.Tensor):
         if x.dim() < 2 or x.shape[0] == 0:
             raise ValueError(f"simulate expects a tensor [N, ...] with N >= 1 samples. Got shape "
@@ -201,6 +283,8 @@ def split_batches(x, batch_size: int, labels=None) -> tuple[list, int, torch.Ten
         if y is not None and y.numel() != x.shape[0]:
             raise ValueError(f"simulate got {y.numel()} labels for {x.shape[0]} samples.")
         return [(x[i:i + batch_size], None) for i in range(0, x.shape[0], batch_size)], x.shape[0], y
+    if isinstance(x, Dataset) and not isinstance(x, (IterableDataset, Iterable)):
+        x = DataLoader(x, batch_size=batch_size)  # a map-style Dataset, in order
     if isinstance(x, Iterable):
         data = list(x)
         if not data:

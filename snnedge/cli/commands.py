@@ -11,7 +11,8 @@ tensors, read back with ``weights_only=True``), together with the ANN's operatio
 (:func:`snnedge.count_ops`) that the conventional baselines of ``report`` need. Every file is
 written beside its target and moved into place when complete (:mod:`snnedge.cli.report`).
 Problems with the user's input raise :class:`~snnedge.cli.errors.UsageError` (one line, exit
-code 2).
+code 2). With ``--distributed`` (under torchrun) every rank reads the inputs and takes its
+share of the work; only rank 0 prints and writes (:func:`snnedge.distributed.is_main_process`).
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from ..distributed import is_main_process
 from ..io import load_network, save_network
 from .errors import UsageError
 from .inputs import first_line, fit_shape, load_data, load_model, parse_shape
@@ -78,9 +80,11 @@ def run_convert(args) -> None:
     try:
         snn = convert(ann, calibration=x, normalization=args.normalization,
                       percentile=args.percentile, reset=args.reset, maxpool=args.maxpool,
-                      timesteps=args.timesteps, seed=args.seed)
+                      timesteps=args.timesteps, seed=args.seed, distributed=args.distributed)
     except (ValueError, TypeError) as e:  # UnsupportedLayerError is a TypeError
         raise UsageError(" ".join(str(e).split())) from None
+    if not is_main_process():
+        return
     info = snn.conversion_
     exported = isinstance(ann, torch.export.ExportedProgram)
     ops = _ann_ops(ann, snn.input_shape)
@@ -140,7 +144,8 @@ def _simulate(snn, x, y, args, timesteps: int):
     try:
         return simulate(snn, x, timesteps=timesteps, encoding=args.encoding, engine=args.engine,
                         batch_size=args.batch_size, seed=args.seed, device=_device(args.device),
-                        labels=y, progress=False if args.no_progress else None)
+                        labels=y, progress=False if args.no_progress else None,
+                        distributed=getattr(args, "distributed", False))
     except (ValueError, TypeError) as e:
         raise UsageError(" ".join(str(e).split())) from None
 
@@ -157,6 +162,8 @@ def run_simulate(args) -> None:
     if args.out is not None:
         _check_writable(Path(args.out), "results.json")
     res = _simulate(snn, x, y, args, args.timesteps)
+    if not is_main_process():
+        return
     print(res.summary())
     if y is not None:
         print(f"accuracy: {res.accuracy():.2%} on {res.num_samples} samples at T={res.timesteps}")
@@ -208,6 +215,8 @@ def run_report(args) -> None:
     snn, meta, x, y = _network_and_data(args)
     sweep = sorted(set(args.timesteps))
     results = [_simulate(snn, x, y, args, t) for t in sweep]
+    if not is_main_process():
+        return
     ops = OpCount.from_dict(meta["ann_ops"]) if meta.get("ann_ops") else None
     try:
         comparison = compare(results, snn=snn, targets=targets, baselines=baselines,

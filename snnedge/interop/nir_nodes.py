@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..layers import Add, Concat, Scale, SumPool2d
+from ..layers import Add, Concat, Narrow, Scale, SumPool2d
 from ..neurons import IF, LIF, SpikingNeuron
 
 #: snnTorch 1.0.0's importer reads every NIR LIF with this step (``dt = 1e-4`` in its code).
@@ -83,10 +83,12 @@ def export_node(nir, name, module, in_shape, out_shape, dt, flavor):
     if isinstance(module, SpikingNeuron):
         return _export_neuron(nir, where, module, out_shape, dt, flavor)
     hint = {Concat: "NIR has no concatenation node",
-            nn.Unflatten: "NIR has no reshape node besides Flatten"}.get(type(module))
-    hint = hint or ("converters' spiking max pool has no NIR node; convert an ANN with average "
-                    "pooling" if "MaxPool" in type(module).__name__ else
-                    "NIR has no node for it")
+            nn.Unflatten: "NIR has no reshape node besides Flatten",
+            Narrow: "NIR has no slicing node (chunk, split)",
+            nn.ChannelShuffle: "NIR has no channel permutation node"}.get(type(module))
+    hint = hint or ("NIR has no max-pooling node (converters' spiking max pool keeps the ANN's "
+                    "max over accumulated spike counts); convert an ANN with average pooling"
+                    if "MaxPool" in type(module).__name__ else "NIR has no node for it")
     raise ValueError(f"to_nir: {where} cannot be written as NIR: {hint}. NIR export covers Linear, "
                      f"Conv1d, Conv2d, AvgPool2d, SumPool2d, Flatten, Scale, Add, IF, LIF, CubaLIF, "
                      f"LI, Integrator, Threshold and Delay.")

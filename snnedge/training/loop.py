@@ -7,6 +7,7 @@ import time
 import torch
 from tqdm import tqdm
 
+from .. import distributed as dist_glue
 from ..encoders import ENCODERS
 from ..errors import check_choice, check_positive_int, check_real
 from ..network import SpikingNetwork, module_device, module_dtype
@@ -16,6 +17,7 @@ from .forward import (BPTT_MODES, block_size, readout_sequence, training_view,
 from .history import History
 from .losses import LossFn, loss_function
 from .optim import cosine_schedule, make_optimizer
+from .parallel import DataParallel
 
 
 def train_step(view: SpikingNetwork, xb: torch.Tensor, yb: torch.Tensor,
@@ -42,7 +44,7 @@ def fit(net: SpikingNetwork, train, epochs: int = 1, timesteps: int | None = Non
         optimizer=None, device: str | torch.device | None = None, progress: bool = True,
         bptt: str = "full", block_steps: int | None = None, shuffle: bool = True,
         lr_schedule: str | None = None, transform: Transform | None = None,
-        fold_pooling: bool = True) -> History:
+        fold_pooling: bool = True, distributed: bool = False) -> History:
     """Train ``net`` in place with surrogate-gradient BPTT; returns a :class:`History`.
 
     Parameters
@@ -88,6 +90,15 @@ def fit(net: SpikingNetwork, train, epochs: int = 1, timesteps: int | None = Non
         strided convolution (the same linear map with fewer multiply-accumulates; see
         :func:`~snnedge.training.training_view`). Validation and :func:`snnedge.simulate` run
         the layers as they are.
+    distributed:
+        Under ``torchrun`` (or an initialized ``torch.distributed`` process group): train with
+        ``DistributedDataParallel``, each rank on its part of every batch (``batch_size`` stays
+        the global batch, so ``lr`` needs no change); every rank ends with the same weights and
+        the same :class:`History`; progress bars show on rank 0 only (and
+        :func:`~snnedge.training.save_checkpoint` writes on rank 0 only). The network must be
+        the same on every rank (checked by a hash of its state dict); a GPU rank trains on
+        ``cuda:LOCAL_RANK`` (``device="cuda"``, or a network on a GPU). See :mod:`snnedge.training.parallel` for the sampling, the seeds
+        and the loss weights.
 
     Example
     -------
@@ -123,17 +134,26 @@ def fit(net: SpikingNetwork, train, epochs: int = 1, timesteps: int | None = Non
         raise ValueError(f"fit: the network has no trainable parameters ({total} parameters, none "
                          f"with requires_grad=True). Add a weighted layer (nn.Conv2d, nn.Linear), "
                          f"set requires_grad=True, or use learn_threshold/learn_beta on the neurons.")
+    if distributed and sequence:
+        raise ValueError("fit(distributed=True) does not take encoding='sequence' yet; train on "
+                         "sequences in one process.")
     train_data = LabelledData(train, net, where, "train", sequence, timesteps)
     timesteps = train_data.timesteps if sequence else timesteps  # a pair's T, else the first batch's
     val_data = LabelledData(val, net, where, "val", sequence, timesteps) if val is not None else None
+    ctx = dist_glue.setup("fit") if distributed else None
+    if ctx is not None:
+        device = dist_glue.rank_device(ctx, device, module_device(net))
+        dist_glue.check_same_network(net, ctx, "fit")
     device = torch.device(device) if device is not None else module_device(net)
     net.to(device)
     dtype = module_dtype(net)
     opt = make_optimizer(optimizer, params, lr)
     view = training_view(net, fold_pooling=fold_pooling)
+    ddp = DataParallel(view, ctx, device, seed) if ctx is not None else None
     sched = None
     if lr_schedule == "cosine":
-        n_batches = train_data.num_batches(batch_size)
+        n_batches = train_data.num_batches(batch_size) if ddp is None else \
+            ddp.num_batches(train_data, batch_size)
         if n_batches is None:
             raise ValueError("fit(lr_schedule='cosine') needs the number of batches; give train "
                              "as (x, y) or a DataLoader with a length.")
@@ -146,22 +166,26 @@ def fit(net: SpikingNetwork, train, epochs: int = 1, timesteps: int | None = Non
                         f"-> x, such as snnedge.training.random_shift(1). Got {type(transform).__name__}.")
     was_training = net.training
     with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
-        torch.manual_seed(seed)  # dropout masks repeat with the seed
+        torch.manual_seed(seed + (ctx.rank if ctx else 0))  # dropout masks repeat with the seed
         try:
             for epoch in range(epochs):
                 net.train()
                 start = time.perf_counter()
                 total_loss, correct, seen = 0.0, 0, 0
-                bar = tqdm(total=len(train_data) or None, desc=f"epoch {epoch + 1}/{epochs}",
-                           unit="sample", disable=not progress)
-                for i, (xb, yb) in enumerate(train_data.batches(batch_size, generator)):
-                    if transform is not None:
+                bar = tqdm(total=(len(train_data) // (ctx.world_size if ctx else 1)) or None,
+                           desc=f"epoch {epoch + 1}/{epochs}", unit="sample",
+                           disable=not progress or (ctx is not None and not ctx.main))
+                batches = train_data.batches(batch_size, generator) if ddp is None else \
+                    ddp.batches(train_data, batch_size, generator, transform, aug_gen, epoch)
+                step = train_step if ddp is None else ddp.train_step
+                for i, (xb, yb) in enumerate(batches):
+                    if transform is not None and ddp is None:
                         xb = transform(xb, aug_gen)
                     xb, yb = xb.to(device, dtype), yb.to(device)
                     steps = xb.shape[1] if sequence else timesteps
-                    b_loss, b_correct = train_step(view, xb, yb, opt, loss_fn, steps, encoding,
-                                                    seed + 1_000_003 * epoch + i, bptt,
-                                                    block_size(bptt, block_steps, steps))
+                    b_loss, b_correct = step(view, xb, yb, opt, loss_fn, steps, encoding,
+                                             seed + 1_000_003 * epoch + i, bptt,
+                                             block_size(bptt, block_steps, steps))
                     if sched is not None:
                         sched.step()
                     total_loss += b_loss * xb.shape[0]
@@ -170,14 +194,17 @@ def fit(net: SpikingNetwork, train, epochs: int = 1, timesteps: int | None = Non
                     bar.update(xb.shape[0])
                     bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.4f}")
                 bar.close()
+                if ddp is not None:
+                    total_loss, correct, seen = ddp.totals(total_loss, correct, seen)
                 if history.timesteps is None:
                     history.timesteps = train_data.timesteps
                 history.epoch_time_s.append(time.perf_counter() - start)
                 history.loss.append(total_loss / seen)
                 history.accuracy.append(correct / seen)
                 if val_data is not None:
-                    metrics = evaluate_data(net, val_data, timesteps, encoding, max(batch_size, 256),
-                                        loss_fn, seed, device)
+                    run = evaluate_data if ddp is None else ddp.sharded(evaluate_data)
+                    metrics = run(net, val_data, timesteps, encoding, max(batch_size, 256),
+                                  loss_fn, seed, device)
                     history.val_loss.append(metrics["loss"])
                     history.val_accuracy.append(metrics["accuracy"])
         finally:
