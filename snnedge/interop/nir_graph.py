@@ -141,7 +141,7 @@ def _refuse_cycles_without_neurons(nodes: dict, succ: dict, is_neuron) -> None:
     """A ``ValueError`` naming the nodes of a cycle that passes no neuron."""
     plain = {k for k in nodes if not is_neuron(k)}
     state: dict[str, int] = {}
-    for root in plain:
+    for root in (k for k in nodes if k in plain):  # the graph's order: the same message every run
         if root in state:
             continue
         path, stack = [root], [(root, iter(s for s in succ[root] if s in plain))]
