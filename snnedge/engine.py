@@ -42,6 +42,7 @@ from .encoders import Encoder
 from .events import event_density_limit
 from .executor import Executor, Value
 from .layers import INPUT
+from .memory import format_bytes
 from .network import SpikingNetwork
 from .neurons import sum_steps_and_batch
 
@@ -50,6 +51,14 @@ from .neurons import sum_steps_and_batch
 # (38 MiB of activations per step) ran 20-35% faster in blocks of 2-4 steps than of 1 or 6+.
 DEFAULT_BLOCK_BYTES = 128 * 2**20
 MAX_BLOCK_STEPS = 32
+# Fewest steps x samples per block when memory allows: work a block does once per neuron
+# (state, per-neuron counts) is shared by them. VGG-16 at 224 px, one image, T = 32 (2 shared
+# cores): blocks of 1 step (what 128 MiB gave) ran 2.6x its dense bound, of 4 steps 0.6x at
+# 1.7 GB peak, of 8 steps no faster at 1.95 GB.
+MIN_BLOCK_ROWS = 4
+# Memory a block may need per step, in multiples of its activations (copies in other layouts,
+# sparse-kernel buffers): only blocks within the free memory at this factor are started.
+MEMORY_FACTOR = 2
 
 
 @dataclass
@@ -80,10 +89,43 @@ def exact_float32():
 
 
 def block_steps_for(shapes: dict[str, tuple[int, ...]], batch: int, timesteps: int,
-                    itemsize: int, budget_bytes: int = DEFAULT_BLOCK_BYTES) -> int:
-    """Time steps per block so that one block's activations (layer ``shapes``) fit ``budget_bytes``."""
-    per_step = sum(_numel(s) for s in shapes.values()) * batch * itemsize
-    return max(1, min(timesteps, MAX_BLOCK_STEPS, budget_bytes // max(per_step, 1)))
+                    itemsize: int, budget_bytes: int = DEFAULT_BLOCK_BYTES,
+                    free_bytes: int | None = None, requested: int | None = None) -> int:
+    """Time steps per block.
+
+    One step of a block holds every layer's activations, ``per_step = sum(layer sizes) x
+    batch x itemsize`` (layer ``shapes``); the simulation also keeps, whatever the block,
+    ``fixed = sum(layer sizes) x (batch x itemsize + 16)`` (membranes; per-neuron counts and
+    synaptic-event weights in float64). A block takes as many steps as fit ``budget_bytes``,
+    but at least ``ceil(MIN_BLOCK_ROWS / batch)``: what a block does once per neuron is then
+    shared by several steps x samples. With ``free_bytes`` (what the device can still
+    allocate, :func:`snnedge.memory.available_memory`) a block also keeps
+    ``fixed + MEMORY_FACTOR x steps x per_step`` within it. ``requested`` (simulate's
+    ``block_steps``) is taken as given but checked the same way.
+
+    Raises ``MemoryError`` before anything is allocated when not even one step (or the
+    requested block) fits ``free_bytes``, saying what fits.
+    """
+    size = sum(_numel(s) for s in shapes.values())
+    per_step, fixed = size * batch * itemsize, size * (batch * itemsize + 16)
+    steps = requested or max(1, min(timesteps, MAX_BLOCK_STEPS,
+                                    max(budget_bytes // max(per_step, 1), -(-MIN_BLOCK_ROWS // batch))))
+    if free_bytes is None:
+        return steps
+    fits = (free_bytes - fixed) // max(MEMORY_FACTOR * per_step, 1)
+    if requested is None:
+        steps = min(steps, fits)
+    if steps < 1 or steps > fits:
+        one = size * itemsize * (MEMORY_FACTOR + 1)
+        most = max(0, (free_bytes - 16 * size) // one)
+        fix = (f"use block_steps <= {fits}" if requested and fits >= 1 else
+               f"use batch_size <= {most}" if most >= 1 else "use a smaller input or network")
+        raise MemoryError(
+            f"simulate: a block of {steps} step(s) of a batch of {batch} needs about "
+            f"{format_bytes(fixed + MEMORY_FACTOR * max(steps, 1) * per_step)} "
+            f"({format_bytes(per_step)} of layer activations per step, {format_bytes(fixed)} of "
+            f"state), but only {format_bytes(free_bytes)} can be allocated; {fix}.")
+    return steps
 
 
 def _numel(shape) -> int:

@@ -68,17 +68,18 @@ def event_apply(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
 # two alike). The limit stays below those break-evens: min(0.2, work / 3000).
 EVENT_DENSITY_PER_WORK = 1 / 3_000
 EVENT_DENSITY_CAP = 0.2
-# Measured again on an AVX-512 Xeon (event_layers.py --clock cpu, 2026-12-05): the
-# limit held for 32 or more input channels, but with 16 the event path broke even lower
-# (16 -> 16 channels 3x3: near 2.5-4%; 16 -> 32 5x5: 8-10%), and for 1x1 convolutions it
-# never won (64 -> 64: 0.75-0.9x at 0.5%). Below SMALL_FAN_IN input channels the limit
-# shrinks by (fan-in / SMALL_FAN_IN)^1.5; 1x1 convolutions stay dense.
-SMALL_FAN_IN = 32
+# Measured again on an AVX-512 Xeon with the AVX-512 kernel (event_layers.py --clock cpu,
+# 2026-12-05): the limit held for 32 or more input channels; fewer are handled below
+# (NARROW_INPUT_CHANNELS); 1x1 convolutions never broke even (64 -> 64: 0.75-0.9x at 0.5%),
+# so they stay dense.
 # The same with scipy's kernel (an install without a C compiler): dense / event = 1 near 5-8%
 # for Conv2d 32->64, 9-10% for 64->128 and 128->128, ~15% for 128->256, 1-2% for Linear
 # 1152->128 (event_layers.py before the native kernel existed).
 SCIPY_DENSITY_PER_WORK = 1 / 12_000
 SCIPY_DENSITY_CAP = 0.15
+# Below this many input channels a convolution's break-even falls with (in / 32)^2 (see
+# event_density_limit); the table above starts at 32 input channels.
+NARROW_INPUT_CHANNELS = 32
 
 
 def event_density_limit(module: nn.Module, device: str | torch.device = "cpu") -> float:
@@ -91,20 +92,21 @@ def event_density_limit(module: nn.Module, device: str | torch.device = "cpu") -
     per_work, cap = ((EVENT_DENSITY_PER_WORK, EVENT_DENSITY_CAP) if native_kernel() is not None
                      else (SCIPY_DENSITY_PER_WORK, SCIPY_DENSITY_CAP))
     if isinstance(module, nn.Linear):
-        work, fan_in = module.out_features, module.in_features
+        work = module.out_features
     elif event_conv_capable(module):
         taps = module.kernel_size[0] * module.kernel_size[1]
         if taps == 1 and native_kernel() is not None:
             return 0.0  # 1x1 convolutions: oneDNN's GEMM won even at 0.5% (event_layers.py)
         work = module.out_channels * taps / (module.stride[0] * module.stride[1])
-        fan_in = module.in_channels
+        # Few input channels: each output position gathers few events, its fixed cost is not
+        # amortized, and oneDNN's dense convolution is cheap (issue 18's event-frame nets, at
+        # N = 320 rows, one thread, on a loaded machine: dense / event = 1 near 2% for 16->32
+        # and 3% for 16->64 at 17x17, near 1% for 8->32; 2->16 at 34x34 never broke even;
+        # issue 16's AVX-512 table: near 2-4% for 16->16 3x3 and 8-10% for 16->32 5x5).
+        work *= min(1.0, module.in_channels / NARROW_INPUT_CHANNELS) ** 2
     else:
         return 0.0
-    limit = min(cap, work * per_work)
-    if native_kernel() is not None and fan_in < SMALL_FAN_IN:
-        # few input channels: listing the events and the taps of every position weighs more
-        limit *= (fan_in / SMALL_FAN_IN) ** 1.5
-    return limit
+    return min(cap, work * per_work)
 
 
 def event_conv_capable(module: nn.Module) -> bool:

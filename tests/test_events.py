@@ -143,6 +143,9 @@ def test_event_density_limit_grows_with_the_work_per_event():
     assert event_density_limit(nn.Conv2d(4, 4, 3, groups=2)) == 0.0  # no event path
     assert event_density_limit(nn.AvgPool2d(2)) == 0.0
     assert event_density_limit(big, "cuda") == 0.0  # GPUs: the event path never broke even
+    # few input channels: the break-even falls with (in / 32)^2 (issue 18's event-frame nets)
+    assert event_density_limit(nn.Conv2d(16, 64, 3)) == pytest.approx(576 / 3000 / 4)
+    assert event_density_limit(nn.Conv2d(2, 64, 3)) == pytest.approx(576 / 3000 / 256)
 
 
 @needs_native
