@@ -11,8 +11,8 @@ Pipeline (each step a pure function of the previous one's result; the ANN is onl
 4. rescale weights layer by layer and build the spiking layers (:mod:`converters.normalize`):
    ReLU and QCFS become IF neurons, MaxPool2d a :class:`~converters.SpikingMaxPool2d`, the
    last layer the non-spiking readout;
-5. calibrate each neuron's initial membrane against the spikes it fires too early
-   (:mod:`converters.membrane`).
+5. calibrate each neuron's initial membrane against the spikes it fires too early, in one
+   sweep through the layers (:mod:`converters.membrane`, :mod:`converters.sweep`).
 """
 from __future__ import annotations
 
@@ -111,9 +111,9 @@ def convert(ann, calibration, normalization: str = "percentile", percentile: flo
     calibrate_membrane:
         Set each neuron's initial membrane so that the spikes it would fire too early are
         removed (potential calibration, Li et al., ICML 2021; see
-        :mod:`converters.membrane`). Costs one short simulation per neuron layer on
-        ``MEMBRANE_SAMPLES`` calibration samples; the neurons become
-        :class:`~converters.membrane.CalibratedIF`.
+        :mod:`converters.membrane`). Costs one sweep through the network (each layer run
+        once on ``timesteps`` steps of up to ``MEMBRANE_SAMPLES`` calibration samples,
+        whatever the depth); the neurons become :class:`~converters.membrane.CalibratedIF`.
     timesteps:
         Steps simulated by the membrane calibration (the correction holds for other ``T``
         too; pass the ``T`` you will run at to tune it for that). Default: the QCFS levels

@@ -44,6 +44,22 @@ Per family:
 
 Analog input MACs (direct encoding) are not priced: neuromorphic chips take spikes, so encode
 the input as spikes (``encoding="poisson"`` or ``"latency"``) to price the first layer.
+
+Input events (spiking encodings, and ``encoding="sequence"`` inputs of event counts such as
+:func:`snnedge.events_to_frames`' frames) are counted as each chip counts them, with the
+mapping's :attr:`~neuromorphic_targets.Mapping.input_destinations`: on TrueNorth one axon
+delivery per input spike and core whose axons take it (included in the fitted cost of the
+synaptic events those axons drive); on DYNAP-CNN one event per input event and layer its
+event input feeds; on Loihi one spike per input spike and core; on DYNAP-SE one broadcast per
+destination core. Only TrueNorth's is priced (within its fit); the others have no published
+figure and are unknown, with their counts. The synaptic events the input drives are in
+``synaptic_events`` like any other.
+
+An estimate is per inference; for a sequence that is one sequence.
+:meth:`EnergyEstimate.per_second_of_input` divides by the input's duration (``T`` steps of
+``step_s`` seconds each, the frames' bin width), the power needed to keep up with the stream;
+with ``accounting="throughput", input_rate_hz=1 / (T * step_s)`` the static term is charged
+for the stream's duration, one sequence after another.
 """
 from __future__ import annotations
 
@@ -123,6 +139,14 @@ class EnergyEstimate(PricedEstimate):
         """The breakdown as an aligned text table."""
         return "\n".join([f"{self.profile} [{self.accounting} accounting]: {self.headline()}"]
                          + self.breakdown_lines())
+
+    def per_second_of_input(self, step_s: float) -> float | None:
+        """Joules per second of input, ``total_j / (timesteps * step_s)``, when each
+        simulation step stands for ``step_s`` seconds of the input (an event frame's bin
+        width): the average power of processing the stream as it arrives. ``None`` when
+        the total is unknown; a lower bound when the estimate is."""
+        check_real(step_s, param="step_s", where="per_second_of_input", low=0.0, low_open=True)
+        return None if self.total_j is None else self.total_j / (self.timesteps * step_s)
 
 
 def resolve_accounting(accounting: str, static_scope: str | None, where: str) -> str:
@@ -204,9 +228,14 @@ def estimate_energy(result: SimulationResult, mapping: Mapping,
     seconds, share = _charged(prof, mapping, latency, accounting, input_rate_hz)
     terms = [_static(prof, seconds, share, accounting, mapping),
              *FAMILY_TERMS[prof.family](prof, act)]
+    inputs = _input_deliveries(result, mapping)
     if prof.family == "dynap-se" and result.encoding != "direct":
         terms.append(unknown("input_routing", "broadcasts of input spikes: the result has no "
-                                              "per-input spike counts"))
+                                              "per-input spike counts") if inputs is None else
+                     unknown("input_routing", "input spikes x destination cores: no published figure "
+                                              "for off-chip input", inputs, "deliveries"))
+    elif inputs is not None:
+        terms.append(_input_term(prof, inputs))
     macs = sum(result.input_macs.values()) / n
     if macs:
         terms.append(unknown("input", "analog input MACs of direct encoding are not spikes a chip "
@@ -232,6 +261,28 @@ def _activity(result: SimulationResult, m: Mapping) -> dict[str, float]:
     return {"spikes": result.total_spikes / n, "synaptic_events": result.total_synaptic_events / n,
             "deliveries": deliveries / n, "splitter_copies": splits / n,
             "neuron_updates": float(neurons) * result.timesteps}
+
+
+def _input_deliveries(result: SimulationResult, m: Mapping) -> float | None:
+    """Input events per inference as the chip counts them (see the module docstring), or
+    ``None`` when the input was not events."""
+    counts = result.input_spike_counts
+    if counts is None:
+        return None
+    dest = m.input_destinations
+    per_event = dest.double() if dest is not None and tuple(dest.shape) == tuple(counts.shape) else 1.0
+    return float((counts.double() * per_event).sum()) / result.num_samples
+
+
+def _input_term(prof: Profile, deliveries: float) -> EnergyTerm:
+    if prof.family == "truenorth":
+        return included("input_events", "synaptic_events (fitted marginal cost)", deliveries,
+                        "axon deliveries")
+    if prof.family == "dynap-cnn":
+        return unknown("input_events", "events through the chip's event input into the layers it "
+                                       "feeds: no published energy figure", deliveries, "events")
+    return unknown("input_events", "input spikes sent to the cores from off the mesh: no published "
+                                   "figure", deliveries, "deliveries")
 
 
 def _charged(prof: Profile, m: Mapping, latency: float | None, accounting: str,

@@ -79,8 +79,10 @@ def map_cores(graph: NetworkGraph, prof: Profile) -> Mapping:
     boards = ceil_div(chips, prof.value("chips_per_board")) if fam == "dynap-se" else None
     destinations = {p.name: dest.get(p.name, torch.zeros(p.shape, dtype=torch.long))
                     for p in graph.populations if not p.readout}
+    inputs = dest.get(INPUT, torch.zeros(graph.input_shape, dtype=torch.long))
     return Mapping(prof, not problems, problems, cores, chips, boards, lower_bound(graph, cap), rows,
-                   not weight_problems, weight_problems, notes, graph.input_shape, destinations)
+                   not weight_problems, weight_problems, notes, graph.input_shape, destinations,
+                   inputs)
 
 
 def _loihi_tiling(graph: NetworkGraph, pop: Population, prof: Profile, fi: torch.Tensor,

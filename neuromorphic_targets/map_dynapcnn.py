@@ -98,8 +98,11 @@ def map_dynapcnn(graph: NetworkGraph, prof: Profile) -> Mapping:
     destinations = {p.name: torch.full(p.shape, len(graph.consumers.get(p.name, [])), dtype=torch.long)
                     for p in pops if not p.readout}
     chips = max(1, ceil_div(len(pops), n_cores))
+    # the event input: each input event goes once to every layer it feeds
+    inputs = torch.full(graph.input_shape, len(graph.consumers.get(INPUT, [])), dtype=torch.long)
     return Mapping(prof, not problems, problems, len(pops), chips, None, len(pops), rows,
-                   not weight_problems, weight_problems, notes, graph.input_shape, destinations)
+                   not weight_problems, weight_problems, notes, graph.input_shape, destinations,
+                   inputs)
 
 
 def _walk(pop: Population, start: str, neighbours: Callable[[str], Sequence[str]]) -> list[str]:

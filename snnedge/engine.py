@@ -11,18 +11,20 @@ by the block size, not by ``T``. Every engine, torch or not (brian2), returns a
 * ``event``: weighted layers fed by spikes propagate only the non-zero inputs
   (:mod:`snnedge.events`): one weight row per spike for ``Linear``, one kernel column per
   spike and tap for ``Conv2d``, accumulated by a compiled sparse kernel.
-* ``auto``: dense for the first block, which measures the density of non-zero inputs of
-  every spike-fed weighted layer; afterwards each such layer propagates events when its
-  density is below what it breaks even at (:func:`snnedge.events.event_density_limit`,
-  fitted to examples/benchmarks/event_layers.py), and stays dense otherwise. Later batches of
-  the same ``simulate`` call reuse the first batch's choice from their first step; a single
-  call on a single block (one sample at T <= 32) stays dense: ask for ``engine="event"`` there.
+* ``auto``: the first block measures the density of non-zero inputs of every spike-fed
+  weighted layer as it reaches it; each such layer propagates events when its density is
+  below what it breaks even at (:func:`snnedge.events.event_density_limit`, fitted to
+  examples/benchmarks/event_layers.py), from that first block on, and stays dense otherwise.
+  Later blocks, and later batches of the same ``simulate`` call, keep the first block's
+  choice.
   On GPUs ``auto`` is dense: on an H200 cuDNN beat the event path even at batch 1 and 2%
   activity (examples/benchmarks/RESULTS.md).
 
 In both engines, no-gradient runs take the fast paths of :func:`snnedge.events.apply_synaptic`:
 tiling pools on NCHW inputs as sums of strided slices, and CPU convolutions channels-last (the
-neurons and pools after them keep that layout).
+neurons and pools after them keep that layout). On the CPU a neuron layer whose only consumer
+is a tiling average or sum pool runs fused with it (:attr:`Executor.fuse_pools`): one kernel
+pass writes the pooled spikes and the counts, never the spikes at full resolution.
 
 A value that is the same at every step (direct encoding, and any weight-free or weighted
 layer fed only by it) is computed once per batch: a static current costs one convolution,
@@ -150,6 +152,7 @@ def run_batch(net: SpikingNetwork, x: torch.Tensor, encoder: Encoder, timesteps:
     encoder.start(x, timesteps, seed)
     mode = "dense" if engine == "auto" else engine
     ex = Executor(net, mode)
+    ex.fuse_pools = True  # neuron layers are read through their counts only
     extra: dict = {}
     if engine == "auto" and event_layers is not None:
         ex.event_layers = set(event_layers)
@@ -169,11 +172,11 @@ def run_batch(net: SpikingNetwork, x: torch.Tensor, encoder: Encoder, timesteps:
         kept = ex.block(inp, steps, keep=tuple(s for s in sources if s != INPUT))
         kept[INPUT] = inp
         for s, kind in sources.items():
-            v = kept[s]
             counted = ex.take_counts(s) if kind == "events" else None  # summed by the neuron layer
-            if counted is not None:
+            if counted is not None:  # (a neuron layer fused with its pool has no other value)
                 total = counted.to(torch.float64)
             else:
+                v = kept[s]
                 t = v.tensor if kind == "events" else (v.tensor != 0).to(v.tensor.dtype)
                 total = t.sum(0) * steps if v.static else sum_steps_and_batch(t)
                 total = total.to(torch.float64)

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from . import distributed as dist_glue
 from .connectivity import SourceLink, event_sources, source_links
-from .encoders import get_encoder
+from .encoders import ENCODERS, get_encoder, sequence_holds_events
 from .engine import BatchRun, block_steps_for, exact_float32, run_batch
 from .errors import check_choice, check_positive_int
 from .layers import INPUT
@@ -40,7 +40,7 @@ def register_engine(name: str, fn: Callable) -> None:
     ENGINES[name] = fn
 
 
-def simulate(snn: SpikingNetwork, x, timesteps: int = 32, encoding: str = "direct",
+def simulate(snn: SpikingNetwork, x, timesteps: int | None = None, encoding: str = "direct",
              engine: str = "auto", batch_size: int = 256, seed: int = 0, *,
              device: str | torch.device | None = None, dtype: torch.dtype | None = None,
              progress: bool | None = None, block_steps: int | None = None,
@@ -53,15 +53,22 @@ def simulate(snn: SpikingNetwork, x, timesteps: int = 32, encoding: str = "direc
         The network (from ``converters.convert``, ``snnedge.sequential`` or ``from_nir``).
     x:
         A tensor ``[N, ...]`` of samples, or a DataLoader/iterable of ``(x, y)`` batches (its
-        labels are kept, so ``res.accuracy()`` needs no argument).
+        labels are kept, so ``res.accuracy()`` needs no argument). With
+        ``encoding="sequence"``: ``[N, T, *sample_shape]`` (event frames, spikes or analog
+        values at each step; see :func:`snnedge.events_to_frames`), or batches of that form
+        with one ``T``.
     timesteps:
-        Number of steps ``T``.
+        Number of steps ``T`` (default 32). With ``encoding="sequence"`` it is ``x``'s ``T``
+        and may be left out; a value that disagrees is an error.
     encoding:
-        ``"direct"``, ``"poisson"`` or ``"latency"`` (see :mod:`snnedge.encoders`).
+        ``"direct"``, ``"poisson"``, ``"latency"`` or ``"sequence"`` (see
+        :mod:`snnedge.encoders`). A sequence of event counts (whole numbers >= 0, spikes 0/1)
+        is counted as input events (their synaptic events, ``res.input_spike_counts``); any
+        other values as analog input (``res.input_macs``).
     engine:
-        ``"dense"``, ``"event"``, ``"auto"`` (dense for the first block, then event
-        propagation in each layer whose measured input density is below its break-even,
-        see :mod:`snnedge.engine`), or a registered engine such as ``"brian2"``.
+        ``"dense"``, ``"event"``, ``"auto"`` (event propagation in each layer whose input
+        density, measured in the first block, is below its break-even, see
+        :mod:`snnedge.engine`), or a registered engine such as ``"brian2"``.
     batch_size:
         Samples per batch for a tensor input.
     seed:
@@ -102,8 +109,14 @@ def simulate(snn: SpikingNetwork, x, timesteps: int = 32, encoding: str = "direc
         raise TypeError(f"simulate expects a snnedge.SpikingNetwork. Got {type(snn).__name__}; "
                         f"convert an ANN with converters.convert(ann, calibration=...) or build one "
                         f"with snnedge.sequential(...).")
+    check_choice(encoding, ENCODERS, param="encoding", where="simulate")
+    if encoding == "sequence":
+        if not isinstance(x, torch.Tensor) and isinstance(x, Iterable):
+            x = list(x)  # read a loader once: its first batch gives T
+        timesteps = sequence_length(x, timesteps)
+    elif timesteps is None:
+        timesteps = 32
     check_positive_int(timesteps, param="timesteps", where="simulate")
-    check_choice(encoding, ("direct", "poisson", "latency"), param="encoding", where="simulate")
     check_choice(engine, ENGINES, param="engine", where="simulate")
     check_positive_int(batch_size, param="batch_size", where="simulate")
     if block_steps is not None:
@@ -111,6 +124,10 @@ def simulate(snn: SpikingNetwork, x, timesteps: int = 32, encoding: str = "direc
     if dtype is not None and (not isinstance(dtype, torch.dtype) or not dtype.is_floating_point):
         raise ValueError(f"The 'dtype' parameter of simulate must be a floating torch.dtype such as "
                          f"torch.float32 or torch.float64. Got {dtype!r}.")
+    if distributed and encoding == "sequence":
+        raise ValueError("simulate(distributed=True) does not take encoding='sequence' yet (each "
+                         "rank would judge its own sequences' kind of input); simulate the "
+                         "sequences in one process.")
     if distributed and ENGINES[engine] is not None:
         raise ValueError(f"simulate(distributed=True) runs the torch engines ('dense', 'event', "
                          f"'auto'); engine {engine!r} runs in one process. Leave distributed=False "
@@ -141,6 +158,8 @@ def simulate(snn: SpikingNetwork, x, timesteps: int = 32, encoding: str = "direc
 
     start = time.perf_counter()
     results, links, sources, shape = [], None, None, None
+    sequence = encoding == "sequence"
+    events_in = sequence and all(sequence_holds_events(xb) for xb, _ in batches)
     measured = share = None  # distributed "auto": the choice of batch 0, made on rank 0
     if ctx is not None and engine == "auto":
         if ctx.main:
@@ -153,21 +172,29 @@ def simulate(snn: SpikingNetwork, x, timesteps: int = 32, encoding: str = "direc
                or (ctx is not None and not ctx.main))
     with torch.no_grad(), eval_mode(net), exact_float32():
         for xb, _ in batches:
-            xb = xb.to(device, dtype)
+            # a sequence moves to the device as it is; the encoder converts it block by block
+            if sequence:
+                check_sequence_batch(xb, timesteps)
+            xb = xb.to(device) if sequence else xb.to(device, dtype)
             if shape is None:
-                shape, shapes = check_input(net, xb)
-                links, sources = layout(net, shape, encoding)
+                shape, shapes = check_input(net, xb[:, 0] if sequence else xb, sequence)
+                links, sources = layout(net, shape, encoding, events_in)
                 first_size = xb.shape[0] if shard is None else shard.first_size
                 steps = block_steps_for(shapes, first_size, timesteps, torch.finfo(dtype).bits // 8,
                                         free_bytes=available_memory(device), requested=block_steps)
-            elif tuple(xb.shape[1:]) != shape:
-                raise ValueError(f"Input batches differ in shape: {shape} then {tuple(xb.shape[1:])}.")
-            check_finite(xb)
+            elif tuple(xb.shape[2 if sequence else 1:]) != shape:
+                raise ValueError(f"Input batches differ in shape: {shape} then "
+                                 f"{tuple(xb.shape[2 if sequence else 1:])}.")
+            if not sequence:  # a sequence is checked block by block as it streams
+                check_finite(xb)
             # engine "auto": later batches reuse the first batch's per-layer choice, so that
             # small batches (one block each) switch too
             chosen = results[0].extra.get("event_layers") if results else measured
             first = 0 if shard is None else shard.first_batch  # one process's batch index
-            results.append(run_batch(net, xb, get_encoder(encoding), timesteps,
+            encoder = get_encoder(encoding)
+            if sequence:
+                encoder.dtype, encoder.spiking = dtype, events_in
+            results.append(run_batch(net, xb, encoder, timesteps,
                                      seed=seed + first + len(results),
                                      engine=engine, block_steps=steps, sources=sources,
                                      event_layers=chosen, on_choice=None if results else share))
@@ -195,14 +222,15 @@ def simulate(snn: SpikingNetwork, x, timesteps: int = 32, encoding: str = "direc
     return res
 
 
-def layout(net: SpikingNetwork, shape: tuple[int, ...],
-           encoding: str) -> tuple[list[SourceLink], dict[str, str]]:
+def layout(net: SpikingNetwork, shape: tuple[int, ...], encoding: str,
+           events_in: bool = False) -> tuple[list[SourceLink], dict[str, str]]:
     """``(links, sources)`` of :func:`assemble_result` for samples of ``shape``: each source
-    (the input, every neuron layer) counted as ``"events"`` (spikes) or ``"analog"`` values."""
+    (the input, every neuron layer) counted as ``"events"`` (spikes) or ``"analog"`` values
+    (:func:`source_kind`). ``events_in``: whether a ``"sequence"`` input holds events."""
     links = source_links(net, shape)
-    enc_kind = "events" if get_encoder(encoding).spiking else "analog"
-    sources = {s: ("events" if net.kind(s) == "temporal" else "analog")
-               for s in event_sources(net) if s != INPUT}
+    spiking = events_in if encoding == "sequence" else get_encoder(encoding).spiking
+    enc_kind = "events" if spiking else "analog"
+    sources = {s: source_kind(net, s, enc_kind) for s in event_sources(net) if s != INPUT}
     return links, {INPUT: enc_kind, **sources}
 
 
@@ -274,17 +302,69 @@ def split_batches(x, batch_size: int, labels=None) -> tuple[list, int, torch.Ten
                     f"Got {type(x).__name__}; convert arrays with torch.as_tensor(x).")
 
 
-def check_input(net: SpikingNetwork,
-                xb: torch.Tensor) -> tuple[tuple[int, ...], dict[str, tuple[int, ...]]]:
+def check_input(net: SpikingNetwork, xb: torch.Tensor,
+                sequence: bool = False) -> tuple[tuple[int, ...], dict[str, tuple[int, ...]]]:
     """The sample shape of batch ``xb`` and every layer's output shape, or a ``ValueError``
     naming the mismatch (with the network's ``input_shape``, or the first layer that cannot
-    take it)."""
+    take it). ``sequence``: ``xb`` is one step ``x[:, t]`` of a sequence batch."""
     shape = tuple(xb.shape[1:])
+    if sequence and net.input_shape is not None and shape != net.input_shape:
+        hint = (" It looks like one sequence [T, *sample_shape] without its batch dimension: pass "
+                "x.unsqueeze(0)." if shape == net.input_shape[1:] else "")
+        raise ValueError(f"simulate(encoding='sequence'): the network expects sequences of shape "
+                         f"[N, T, {', '.join(map(str, net.input_shape))}] but each step of the data "
+                         f"has shape {list(shape)} (dimensions 2 and up of the batch).{hint}")
     if net.input_shape is not None and shape != net.input_shape:
         raise ValueError(f"simulate: the network expects input of shape [N, "
                          f"{', '.join(map(str, net.input_shape))}] but got {list(xb.shape)}. "
                          f"Reshape the data (e.g. x.view(-1, {', '.join(map(str, net.input_shape))})).")
     return shape, net.shapes(shape)  # raises naming the first layer that cannot take it
+
+
+def sequence_length(x, timesteps: int | None) -> int:
+    """``T`` of sequence data ``x`` (a tensor ``[N, T, ...]`` or batches of one), checked
+    against ``timesteps`` when given; a ``ValueError`` names the disagreement or a rank too low."""
+    first = x if isinstance(x, torch.Tensor) else None
+    if first is None and isinstance(x, Iterable):
+        first = next(iter(x), None)
+        first = first[0] if isinstance(first, (tuple, list)) else first
+    if not isinstance(first, torch.Tensor):
+        return timesteps if timesteps is not None else 32  # split_batches names the problem
+    if first.dim() < 3:
+        raise ValueError(f"simulate(encoding='sequence') expects x of shape [N, T, *sample_shape] "
+                         f"(at least 3 dimensions). Got shape {tuple(first.shape)}; a single "
+                         f"sequence [T, ...] needs x.unsqueeze(0), and static samples "
+                         f"encoding='direct'.")
+    length = int(first.shape[1])
+    if timesteps is not None and timesteps != length:
+        raise ValueError(f"simulate(encoding='sequence'): timesteps={timesteps!r} disagrees with the "
+                         f"data's T = {length} (dimension 1 of {tuple(first.shape)}); leave timesteps "
+                         f"out (T comes from x), or cut the data with x[:, :{timesteps}].")
+    return length
+
+
+def check_sequence_batch(xb: torch.Tensor, timesteps: int) -> None:
+    """A ``ValueError`` unless batch ``xb`` is ``[B, T, ...]`` with the simulation's ``T``."""
+    if xb.dim() < 3 or xb.shape[1] != timesteps:
+        raise ValueError(f"simulate(encoding='sequence'): a batch of shape {tuple(xb.shape)} does not "
+                         f"have the first batch's T = {timesteps} steps (dimension 1); one simulation "
+                         f"has one T: pad or cut the sequences to one length (e.g. with "
+                         f"events_to_frames' n_time_bins).")
+
+
+def source_kind(net: SpikingNetwork, name: str, input_kind: str) -> str:
+    """How the outputs of counted source ``name`` are counted: ``"events"`` (binary spikes:
+    their sum) or ``"analog"`` (non-zero values). Temporal modules emit events unless they
+    say otherwise (``emits_events = False``: a leaky integrator); ``emits_events = None``
+    (a delay) passes its input's kind on."""
+    if name == INPUT:
+        return input_kind
+    if net.kind(name) != "temporal":
+        return "analog"
+    says = getattr(net.layer(name), "emits_events", True)
+    if says is None:
+        return source_kind(net, net.inputs_of(name)[0], input_kind)
+    return "events" if says else "analog"
 
 
 def check_finite(xb: torch.Tensor) -> None:

@@ -30,7 +30,7 @@ def run_notebook(name: str, monkeypatch, tmp_path) -> tuple[str, int]:
 def test_every_notebook_is_covered():
     assert NOTEBOOKS == ["01_convert_cnn.ipynb", "02_surrogate_training.ipynb",
                          "03_neuromorphic_targets.ipynb", "04_energy_comparison.ipynb",
-                         "05_seed_networks.ipynb"]
+                         "05_seed_networks.ipynb", "06_event_input.ipynb"]
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
@@ -89,3 +89,11 @@ def test_seed_networks_notebook(monkeypatch, tmp_path):
                      "on dynap-cnn**: does not fit", "exit code 0", "report.md"):
         assert fragment in text, fragment
     assert images >= 2  # the two gap figures
+
+
+def test_event_input_notebook(monkeypatch, tmp_path):
+    text, images = run_notebook("06_event_input.ipynb", monkeypatch, tmp_path)
+    assert "quick mode" in text and "frames (144, 15, 2, 34, 34)" in text
+    assert "test accuracy after T=15 bins" in text and "Mapping onto 'dynap-cnn'" in text
+    assert "input events per sequence" in text and "mW while streaming" in text
+    assert images == 2  # the frames and the activity per sequence

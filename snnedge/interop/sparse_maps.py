@@ -150,6 +150,9 @@ def affine_maps(net: SpikingNetwork, input_shape, input_is_source: bool):
     shapes[INPUT] = tuple(input_shape)
     values: dict[str, dict[str, sp.csr_matrix]] = {
         INPUT: {INPUT: sp.identity(_numel(input_shape), format="csr")} if input_is_source else {}}
+    # a neuron is a source wherever it is read, also by a layer listed before it (recurrent edges)
+    values.update({n: {n: sp.identity(_numel(shapes[n]), format="csr")} for n in net.names
+                   if net.kind(n) == "temporal"})
     for name in net.names:
         module = net.layer(name)
         ins = net.inputs_of(name)
@@ -199,6 +202,8 @@ def static_values(net: SpikingNetwork, x: torch.Tensor | None, input_shape, batc
     ref = next(iter(net.parameters()), None)
     dtype = ref.dtype if ref is not None else torch.float64
     vals = {INPUT: x if x is not None else torch.zeros((batch, *input_shape), dtype=dtype)}
+    vals.update({n: torch.zeros((batch, *shapes[n]), dtype=dtype) for n in net.names
+                 if net.kind(n) == "temporal"})
     for name in net.names:
         if net.kind(name) == "temporal":
             vals[name] = torch.zeros((batch, *shapes[name]), dtype=dtype)

@@ -38,7 +38,8 @@ def train_step(view: SpikingNetwork, xb: torch.Tensor, yb: torch.Tensor,
     return float(loss), int((outs.sum(0).argmax(-1) == yb).sum())
 
 
-def fit(net: SpikingNetwork, train, epochs: int = 1, timesteps: int = 8, encoding: str = "direct",
+def fit(net: SpikingNetwork, train, epochs: int = 1, timesteps: int | None = None,
+        encoding: str = "direct",
         lr: float = 1e-3, batch_size: int = 64, seed: int = 0, *, val=None, loss: str | LossFn = "ce",
         optimizer=None, device: str | torch.device | None = None, progress: bool = True,
         bptt: str = "full", block_steps: int | None = None, shuffle: bool = True,
@@ -55,7 +56,10 @@ def fit(net: SpikingNetwork, train, epochs: int = 1, timesteps: int = 8, encodin
         ``(x, y)``: inputs ``[N, ...]`` and integer labels ``[N]``; or a DataLoader of
         ``(x, y)`` batches (then ``batch_size`` and ``shuffle`` are the loader's).
     epochs, timesteps, encoding:
-        Passes over the data; steps ``T`` per sample; ``"direct"``, ``"poisson"``, ``"latency"``.
+        Passes over the data; steps ``T`` per sample (default 8); ``"direct"``, ``"poisson"``,
+        ``"latency"``, or ``"sequence"``: the inputs are sequences ``[N, T, *sample_shape]``
+        (event frames, spikes or analog values per step) and ``T`` comes from them
+        (``timesteps`` may be left out; a value that disagrees is an error).
     lr, optimizer:
         Adam with learning rate ``lr`` by default; or any ``torch.optim.Optimizer`` class
         (built with ``lr``) or instance (used as is, ``lr`` ignored).
@@ -111,8 +115,11 @@ def fit(net: SpikingNetwork, train, epochs: int = 1, timesteps: int = 8, encodin
         raise TypeError(f"fit expects a snnedge.SpikingNetwork. Got {type(net).__name__}; build one "
                         f"with snnedge.sequential(...) or convert an ANN with converters.convert.")
     check_positive_int(epochs, param="epochs", where=where)
-    check_positive_int(timesteps, param="timesteps", where=where)
     check_choice(encoding, ENCODERS, param="encoding", where=where)
+    sequence = encoding == "sequence"
+    if timesteps is not None or not sequence:
+        timesteps = check_positive_int(8 if timesteps is None else timesteps, param="timesteps",
+                                       where=where)
     check_real(lr, param="lr", where=where, low=0, low_open=True)
     check_positive_int(batch_size, param="batch_size", where=where)
     check_choice(bptt, BPTT_MODES, param="bptt", where=where)
@@ -127,8 +134,12 @@ def fit(net: SpikingNetwork, train, epochs: int = 1, timesteps: int = 8, encodin
         raise ValueError(f"fit: the network has no trainable parameters ({total} parameters, none "
                          f"with requires_grad=True). Add a weighted layer (nn.Conv2d, nn.Linear), "
                          f"set requires_grad=True, or use learn_threshold/learn_beta on the neurons.")
-    train_data = LabelledData(train, net, where, "train")
-    val_data = LabelledData(val, net, where, "val") if val is not None else None
+    if distributed and sequence:
+        raise ValueError("fit(distributed=True) does not take encoding='sequence' yet; train on "
+                         "sequences in one process.")
+    train_data = LabelledData(train, net, where, "train", sequence, timesteps)
+    timesteps = train_data.timesteps if sequence else timesteps  # a pair's T, else the first batch's
+    val_data = LabelledData(val, net, where, "val", sequence, timesteps) if val is not None else None
     ctx = dist_glue.setup("fit") if distributed else None
     if ctx is not None:
         device = dist_glue.rank_device(ctx, device, module_device(net))
@@ -137,7 +148,6 @@ def fit(net: SpikingNetwork, train, epochs: int = 1, timesteps: int = 8, encodin
     net.to(device)
     dtype = module_dtype(net)
     opt = make_optimizer(optimizer, params, lr)
-    block = block_size(bptt, block_steps, timesteps)
     view = training_view(net, fold_pooling=fold_pooling)
     ddp = DataParallel(view, ctx, device, seed) if ctx is not None else None
     sched = None
@@ -148,7 +158,7 @@ def fit(net: SpikingNetwork, train, epochs: int = 1, timesteps: int = 8, encodin
             raise ValueError("fit(lr_schedule='cosine') needs the number of batches; give train "
                              "as (x, y) or a DataLoader with a length.")
         sched = cosine_schedule(opt, epochs * n_batches)
-    history = History(timesteps=timesteps)
+    history = History(timesteps=timesteps)  # None until a sequence loader gives its first batch
     generator = torch.Generator().manual_seed(seed) if shuffle else None
     aug_gen = torch.Generator().manual_seed(seed + 1)
     if transform is not None and not callable(transform):
@@ -172,8 +182,10 @@ def fit(net: SpikingNetwork, train, epochs: int = 1, timesteps: int = 8, encodin
                     if transform is not None and ddp is None:
                         xb = transform(xb, aug_gen)
                     xb, yb = xb.to(device, dtype), yb.to(device)
-                    b_loss, b_correct = step(view, xb, yb, opt, loss_fn, timesteps, encoding,
-                                             seed + 1_000_003 * epoch + i, bptt, block)
+                    steps = xb.shape[1] if sequence else timesteps
+                    b_loss, b_correct = step(view, xb, yb, opt, loss_fn, steps, encoding,
+                                             seed + 1_000_003 * epoch + i, bptt,
+                                             block_size(bptt, block_steps, steps))
                     if sched is not None:
                         sched.step()
                     total_loss += b_loss * xb.shape[0]
@@ -184,6 +196,8 @@ def fit(net: SpikingNetwork, train, epochs: int = 1, timesteps: int = 8, encodin
                 bar.close()
                 if ddp is not None:
                     total_loss, correct, seen = ddp.totals(total_loss, correct, seen)
+                if history.timesteps is None:
+                    history.timesteps = train_data.timesteps
                 history.epoch_time_s.append(time.perf_counter() - start)
                 history.loss.append(total_loss / seen)
                 history.accuracy.append(correct / seen)
@@ -198,21 +212,25 @@ def fit(net: SpikingNetwork, train, epochs: int = 1, timesteps: int = 8, encodin
     return history
 
 
-def evaluate(net: SpikingNetwork, data, timesteps: int = 8, encoding: str = "direct", *,
+def evaluate(net: SpikingNetwork, data, timesteps: int | None = None, encoding: str = "direct", *,
              batch_size: int = 256, loss: str | LossFn = "ce", seed: int = 0,
              device: str | torch.device | None = None) -> dict:
     """Mean loss and accuracy of ``net`` on ``data`` (``(x, y)`` or a DataLoader), in eval mode.
 
     Runs the simulator's engine without gradients (the same spikes as :func:`snnedge.simulate`
     with the same ``seed`` and ``batch_size``). Returns ``{"loss", "accuracy", "num_samples"}``.
+    ``timesteps`` defaults to 8; with ``encoding="sequence"`` it comes from the data.
     """
     where = "evaluate"
-    check_positive_int(timesteps, param="timesteps", where=where)
     check_choice(encoding, ENCODERS, param="encoding", where=where)
+    sequence = encoding == "sequence"
+    if timesteps is not None or not sequence:
+        timesteps = check_positive_int(8 if timesteps is None else timesteps, param="timesteps",
+                                       where=where)
     check_positive_int(batch_size, param="batch_size", where=where)
     device = torch.device(device) if device is not None else module_device(net)
-    return evaluate_data(net, LabelledData(data, net, where, "data"), timesteps, encoding,
-                         batch_size, loss_function(loss, net, where), seed, device)
+    return evaluate_data(net, LabelledData(data, net, where, "data", sequence, timesteps), timesteps,
+                         encoding, batch_size, loss_function(loss, net, where), seed, device)
 
 
 @torch.no_grad()
@@ -225,7 +243,8 @@ def evaluate_data(net: SpikingNetwork, data: LabelledData, timesteps: int, encod
     try:
         for i, (xb, yb) in enumerate(data.batches(batch_size)):
             xb, yb = xb.to(device, module_dtype(net)), yb.to(device)
-            outs = readout_sequence(net, xb, timesteps, encoding, seed + i, "full", timesteps)
+            steps = xb.shape[1] if encoding == "sequence" else timesteps
+            outs = readout_sequence(net, xb, steps, encoding, seed + i, "full", steps)
             total += float(loss_fn(outs, yb)) * xb.shape[0]
             correct += int((outs.sum(0).argmax(-1) == yb).sum())
             seen += xb.shape[0]
