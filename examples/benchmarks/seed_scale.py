@@ -27,10 +27,16 @@ others.
 
 Usage::
 
-    python examples/benchmarks/seed_scale.py                       # five networks, all measures
-    python examples/benchmarks/seed_scale.py --measures map --networks resnet50
-    python examples/benchmarks/seed_scale.py --source hand-built --networks vgg16 resnet50
-    python examples/benchmarks/seed_scale.py --size 64 --timesteps 8 --no-write   # smoke run
+    # the issue's table (torchvision's architectures: run with the peers' interpreter)
+    PYTHONPATH=. /work/peersvenv/bin/python examples/benchmarks/seed_scale.py --threads 2
+
+    python examples/benchmarks/seed_scale.py --nets vgg16 resnet50 --calibration 64
+    python examples/benchmarks/seed_scale.py --measures map --nets resnet50
+    python examples/benchmarks/seed_scale.py --source hand-built --nets vgg16 resnet50
+    python examples/benchmarks/seed_scale.py --size 64 --timesteps 8 --calibration 8 --no-write  # smoke
+
+Without torchvision the rows use snnedge's stand-ins, whose weights and BatchNorm statistics
+equal torchvision's models' for the same seed (``tests/test_seed_report.py``).
 
 Writes (or replaces) the section "The seed's networks at ImageNet size" of ``RESULTS.md``
 next to this file (``--out``), with the command, CPU, torch version and thread count;
@@ -61,8 +67,15 @@ SOURCES = ("converted", "hand-built")
 PREPARE_SAMPLES = 8  # calibration images of the networks that map and simulate use
 
 
-def _peak_gb() -> float:
-    """Peak resident memory of this process (Linux reports KiB, macOS bytes)."""
+def peak_gb() -> float:
+    """Peak resident memory of this process in GiB: its own high-water mark (``VmHWM`` in
+    /proc/self/status) on Linux, where ``ru_maxrss`` keeps the parent's peak across the
+    ``exec`` of a spawned child; ``ru_maxrss`` (bytes) elsewhere."""
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 2**20  # kB
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (2**30 if platform.system() == "Darwin" else 2**20)
 
@@ -117,7 +130,7 @@ def convert_one(network: str, args: argparse.Namespace) -> dict:
     start = time.perf_counter()
     convert(built.model, calibration=x, calibrate_membrane=not args.no_membrane_calibration)
     seconds = time.perf_counter() - start
-    peak = _peak_gb()
+    peak = peak_gb()
     passes = []
     with torch.no_grad():
         for _ in range(2):
@@ -138,11 +151,13 @@ def map_one(network: str, target: str, args: argparse.Namespace) -> dict:
     start = time.perf_counter()
     m = map_network(net, target)
     return {"seconds": time.perf_counter() - start, "cores": m.cores, "chips": m.chips,
-            "feasible": m.feasible, "problems": len(m.problems), "peak_gb": _peak_gb()}
+            "feasible": m.feasible, "problems": len(m.problems), "peak_gb": peak_gb()}
 
 
 def simulate_one(network: str, args: argparse.Namespace) -> dict:
-    """One image at T steps against ``T`` ANN forward passes at batch 1."""
+    """One image at T steps against ``T`` ANN forward passes at batch 1 (the median of three
+    passes). For converted rows the simulation runs first and its peak memory is read before
+    the ANN is built, so the peak is the simulation's (network weights and torch included)."""
     _setup(args.threads)
     import torch
 
@@ -153,11 +168,18 @@ def simulate_one(network: str, args: argparse.Namespace) -> dict:
     if args.source == "hand-built":
         x = torch.rand(1, 3, args.size, args.size)
         seed_nets.balance(net, x)
-
+    else:
+        x = torch.randn(1, 3, args.size, args.size)
+    start = time.perf_counter()
+    res = snnedge.simulate(net, x, timesteps=args.timesteps, batch_size=1)
+    seconds = time.perf_counter() - start
+    peak = peak_gb()
+    rate = sum(res.spike_counts.values()) / (sum(res.neurons.values()) * args.timesteps)
+    if args.source == "hand-built":
         def forward():
             seed_nets.ann_forward(net, x)
     else:
-        x = torch.randn(1, 3, args.size, args.size)
+        del res, net
         ann = _ann(network, args).model
 
         def forward():
@@ -168,13 +190,9 @@ def simulate_one(network: str, args: argparse.Namespace) -> dict:
         start = time.perf_counter()
         forward()
         passes.append(time.perf_counter() - start)
-    start = time.perf_counter()
-    res = snnedge.simulate(net, x, timesteps=args.timesteps, batch_size=1)
-    seconds = time.perf_counter() - start
     bound = args.timesteps * sorted(passes)[1]
-    rate = sum(res.spike_counts.values()) / (sum(res.neurons.values()) * args.timesteps)
-    return {"seconds": seconds, "bound_s": bound, "ratio": seconds / bound, "peak_gb": _peak_gb(),
-            "spike_rate": rate, "event_layers": len(res.extra.get("event_layers", [[]])[0])}
+    return {"seconds": seconds, "bound_s": bound, "ratio": seconds / bound, "peak_gb": peak,
+            "spike_rate": rate}
 
 
 def measure_convert(network: str, args: argparse.Namespace) -> dict:
@@ -240,8 +258,13 @@ def cpu_line(threads: int) -> str:
     except (OSError, subprocess.CalledProcessError):
         pass
     ext = [f for f in ("avx2", "avx512f", "amx_tile") if f in flags]
-    return (f"{model} ({', '.join(ext) if ext else 'no avx2/avx512f/amx'}), torch {torch.__version__}, "
-            f"{threads} thread(s)")
+    try:
+        import torchvision
+        vision = f", torchvision {torchvision.__version__}"
+    except ImportError:
+        vision = ""
+    return (f"{model} ({', '.join(ext) if ext else 'no avx2/avx512f/amx'}), torch {torch.__version__}"
+            f"{vision}, {threads} thread(s)")
 
 
 def table(results: dict) -> str:
@@ -332,23 +355,26 @@ def write_section(path: Path, text: str) -> None:
 def main(argv=None) -> dict:
     import seed_nets
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--networks", nargs="+", default=None, choices=list(NETWORKS),
+    p.add_argument("--nets", "--networks", dest="networks", nargs="+", default=None,
+                   choices=list(NETWORKS),
                    help="default: the five seed networks (converted), VGG-16 and ResNet-50 "
                         "(hand-built)")
     p.add_argument("--source", choices=SOURCES, default="converted",
                    help="converted ANNs (torchvision's where installed, else snnedge's stand-ins) "
                         "or the hand-built SNNs of seed_nets.py (VGG-16, ResNet-50)")
     p.add_argument("--measures", nargs="+", default=list(MEASURES), choices=list(MEASURES))
-    p.add_argument("--calibration-samples", type=int, default=64,
+    p.add_argument("--calibration", "--calibration-samples", dest="calibration_samples",
+                   type=int, default=64,
                    help="random images the convert measure calibrates on (default: 64)")
     p.add_argument("--no-membrane-calibration", action="store_true",
                    help="convert measure: calibrate_membrane=False (default: convert's defaults)")
     p.add_argument("--targets", nargs="+", default=list(TARGETS), choices=list(TARGETS))
-    p.add_argument("--simulate-networks", nargs="+", default=["vgg16"],
-                   help="networks the simulate measure runs on (default: VGG-16, as the goal says)")
-    p.add_argument("--size", type=int, default=224)
-    p.add_argument("--timesteps", type=int, default=32)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--simulate-networks", nargs="+", default=None, choices=list(NETWORKS),
+                   help="networks the simulate measure runs on (default: every one of --nets)")
+    p.add_argument("--size", type=int, default=224, help="image side in px (default: 224)")
+    p.add_argument("--timesteps", type=int, default=32, help="simulate's T (default: 32)")
+    p.add_argument("--threads", type=int, default=2,
+                   help="torch threads in every measuring process (default: 2, as the goals say)")
     p.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
     p.add_argument("--json", type=Path, default=None, help="also save the raw results here")
     p.add_argument("--note", default="", help="a line added under the table (e.g. 'provisional')")
@@ -358,6 +384,8 @@ def main(argv=None) -> dict:
     args = p.parse_args(argv)
     if args.networks is None:
         args.networks = list(NETWORKS if args.source == "converted" else seed_nets.NETWORKS)
+    if args.simulate_networks is None:
+        args.simulate_networks = list(args.networks)
     if args.source == "hand-built":
         if "convert" in args.measures:
             args.measures = [m for m in args.measures if m != "convert"]
