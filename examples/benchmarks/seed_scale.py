@@ -419,10 +419,10 @@ def main(argv=None) -> dict:
                 row.update(MEASURES[name](network, args))
                 if "_convert" in row:
                     results["built_by"][network] = row["_convert"]["source"]
+            if args.json:  # after every network, so a long run that stops keeps what it measured
+                args.json.write_text(json.dumps(results, indent=1) + "\n")
     text = section(results)
     print(text)
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=1) + "\n")
     if not args.no_write:
         write_section(args.out, text)
     return results
