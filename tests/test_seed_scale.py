@@ -10,8 +10,9 @@ import seed_scale  # noqa: E402
 
 def test_tiny_run_writes_its_section(tmp_path):
     out = tmp_path / "RESULTS.md"
+    hand_built = seed_scale.HEADINGS["hand-built"]
     out.write_text("# Results\n\n## Before\n\nkept\n\n" + seed_scale.HEADING + "\n\nold\n\n"
-                   "## After\n\nalso kept\n")
+                   f"{hand_built}\n\nthe SNNs' own\n\n## After\n\nalso kept\n")
     saved = tmp_path / "seed.json"
     results = seed_scale.main(["--nets", "mobilenet_v2", "--size", "32", "--timesteps", "2",
                                "--calibration", "2", "--threads", "1", "--targets", "loihi",
@@ -26,7 +27,7 @@ def test_tiny_run_writes_its_section(tmp_path):
         assert 0.1 < r["peak_gb"] < 8
     text = out.read_text()
     assert text.count(seed_scale.HEADING) == 1 and "old" not in text
-    assert "kept" in text and "also kept" in text
+    assert "kept" in text and "also kept" in text and f"{hand_built}\n\nthe SNNs' own" in text
     assert text.index("## Before") < text.index(seed_scale.HEADING) < text.index("## After")
     assert "| mobilenet_v2 |" in text and "map loihi (s)" in text and "/ dense bound" in text
     assert "--calibration 2" in text and "thread(s)" in text and "provisional" in text

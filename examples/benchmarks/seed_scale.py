@@ -39,7 +39,7 @@ Without torchvision the rows use snnedge's stand-ins, whose weights and BatchNor
 equal torchvision's models' for the same seed (``tests/test_seed_report.py``).
 
 Writes (or replaces) the section "The seed's networks at ImageNet size" of ``RESULTS.md``
-next to this file (``--out``), with the command, CPU, torch version and thread count;
+next to this file (``--out``; hand-built rows have a section of their own), with the command, CPU, torch version and thread count;
 ``--json PATH`` also saves the raw numbers, and ``--from-json PATH`` rewrites the section
 from them without measuring.
 """
@@ -60,7 +60,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))  # the repository root (snnedge, neuromorphic_targets)
 sys.path.insert(0, str(HERE))
 
-HEADING = "## The seed's networks at ImageNet size (issue 17)"
+HEADING = "## The seed's networks at ImageNet size (issue 17)"  # converted rows
+#: Each source has its own section, so a run of one leaves the other's figures in place.
+HEADINGS = {"converted": HEADING,
+            "hand-built": "## The seed's networks at ImageNet size, built as SNNs (issue 17)"}
 TARGETS = ("truenorth", "dynap-se", "dynap-cnn", "loihi")
 NETWORKS = ("alexnet", "vgg16", "googlenet", "resnet50", "mobilenet_v2")  # seed_models' names
 SOURCES = ("converted", "hand-built")
@@ -327,7 +330,7 @@ def describe(results: dict) -> str:
 
 
 def section(results: dict) -> str:
-    parts = [HEADING, "", describe(results), "", table(results)]
+    parts = [_heading(results), "", describe(results), "", table(results)]
     mt = mapping_table(results)
     if mt:
         parts += ["", "What the mappings found (problems: limits the network exceeds, each named "
@@ -338,12 +341,17 @@ def section(results: dict) -> str:
     return "\n".join(parts) + "\n"
 
 
+def _heading(results: dict) -> str:
+    return HEADINGS[results.get("source", "hand-built")]
+
+
 def write_section(path: Path, text: str) -> None:
-    """Replace this benchmark's section of ``path`` (up to the next ``## `` heading), or
-    append it."""
+    """Replace the section of ``path`` headed by ``text``'s first line (up to the next
+    ``## `` heading), or append it."""
     old = path.read_text() if path.is_file() else ""
     lines = old.splitlines(keepends=True)
-    start = next((i for i, ln in enumerate(lines) if ln.rstrip() == HEADING), None)
+    heading = text.splitlines()[0]
+    start = next((i for i, ln in enumerate(lines) if ln.rstrip() == heading), None)
     if start is None:
         new = old.rstrip("\n") + ("\n\n" if old else "") + text
     else:
