@@ -48,6 +48,7 @@ from them without measuring.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import multiprocessing as mp
 import platform
@@ -88,7 +89,13 @@ def peak_gb() -> float:
 def reset_peak() -> bool:
     """Set this process's high-water mark to its current resident memory (Linux: ``5`` written
     to /proc/self/clear_refs), so that :func:`peak_gb` then reads the peak of what follows,
-    the memory already resident included; ``False`` where that is not possible."""
+    the memory already resident included; ``False`` where that is not possible. Heap memory
+    already freed (the transient copies of loading a network) is first given back to the
+    system (glibc's ``malloc_trim``), so it does not count as resident."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
     try:
         Path("/proc/self/clear_refs").write_text("5")
         return True
