@@ -193,7 +193,7 @@ def cached(key: dict, compute, fresh: bool):
     else:
         out = compute()
         path.write_text(json.dumps(out, default=str))
-    if "acc" in out:
+    if isinstance(out.get("acc"), dict):
         out["acc"] = {int(t): a for t, a in out["acc"].items()}
     return out
 
@@ -210,7 +210,7 @@ def run_network(name: str, args, options: dict, code: str, peers: bool) -> dict:
     row = {"weighted_layers": zoo.weighted_layers(ann), "group": "qcfs" if qcfs else (
         "shallow" if zoo.weighted_layers(ann) <= SHALLOW else "deep"),
         "input": list(member.input_shape)}
-    row["ann"] = cached({**key, "what": "ann", "options": {}}, lambda: {"acc": evaluate(ann, x, y)},
+    row["ann"] = cached({**key, "what": "ann", "options": {}, "code": "ann"}, lambda: {"acc": evaluate(ann, x, y)},
                         args.fresh)["acc"]
     row["snnedge"] = cached({**key, "what": "snnedge"},
                             lambda: snnedge_run(ann, calib, x, y, steps, options), args.fresh)
