@@ -215,7 +215,7 @@ def run_network(name: str, args, options: dict, code: str, peers: bool) -> dict:
     qcfs = name in QCFS.values()
     base = {v: k for k, v in QCFS.items()}.get(name, name)
     member = zoo.MEMBERS[base]
-    n_test = args.deep_test_samples if (qcfs or member.torchvision) else args.test_samples
+    n_test = args.test_samples if group_of(name) == "shallow" else args.deep_test_samples
     calib, x, y = data(member, args.calibration_samples, n_test)
     # --cached-only reads results and needs no trained weights (only the layer count).
     ann = zoo.build(base) if args.cached_only else qcfs_model(name) if qcfs else zoo.trained(name)
@@ -323,8 +323,8 @@ def markdown(results: dict) -> str:
         SECTION, "",
         f"Produced by `{results['command']}` on {m['cpu']} (flags: {', '.join(m['flags']) or 'none'}), "
         f"torch {m['torch']}, {m['threads']} thread(s); the first {results['test_samples']:,} MNIST "
-        f"test images for the hand-written networks, the first "
-        f"{results.get('deep_test_samples', results['test_samples']):,} for torchvision's and the "
+        f"test images for the networks of up to {SHALLOW} weighted layers, the first "
+        f"{results.get('deep_test_samples', results['test_samples']):,} for the deeper and the "
         f"QCFS networks (column 'test images'), {results['calibration_samples']:,} calibration "
         "digits (random training digits; nothing is chosen on the test set). Accuracy figures "
         "are exact; convert times were taken on a shared machine and are provisional.", "",
@@ -354,8 +354,8 @@ def main(argv=None) -> None:
     p.add_argument("--timesteps", nargs="+", type=int, default=list(TIMESTEPS))
     p.add_argument("--test-samples", type=int, default=None, help="first N test images (default all)")
     p.add_argument("--deep-test-samples", type=int, default=None,
-                   help="first N test images for torchvision's and the QCFS networks (default: "
-                        "--test-samples)")
+                   help=f"first N test images for the networks of more than {SHALLOW} weighted "
+                        "layers and the QCFS networks (default: --test-samples)")
     p.add_argument("--calibration-samples", type=int, default=CALIBRATION_SAMPLES)
     p.add_argument("--no-peers", action="store_true", help="skip SpikingJelly")
     p.add_argument("--no-qcfs", action="store_true", help="skip the QCFS networks")
