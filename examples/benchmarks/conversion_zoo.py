@@ -58,6 +58,7 @@ GOALS = {"shallow": {16: 1.0, 32: 0.3, 64: 0.1}, "deep": {32: 1.0, 64: 0.3, 128:
 SJ_MARGIN = 0.05     # points snnedge may be worse than SpikingJelly at any T
 QCFS = {"tv_resnet18": "qcfs_resnet18", "tv_vgg11_bn": "qcfs_vgg11_bn"}
 QCFS_LEVELS, QCFS_EPOCHS, QCFS_LR = 8, 4, 5e-4
+QCFS_TIMESTEPS = (8, 16, 32)  # QCFS networks are meant for T near L (their goal is at T = 8)
 RESULTS_CACHE = zoo.CACHE_DIR / "results"
 SECTION = "## ANN-to-SNN conversion over the zoo (issues 15 and 17)"
 
@@ -219,7 +220,7 @@ def run_network(name: str, args, options: dict, code: str, peers: bool) -> dict:
     calib, x, y = data(member, args.calibration_samples, n_test)
     # --cached-only reads results and needs no trained weights (only the layer count).
     ann = zoo.build(base) if args.cached_only else qcfs_model(name) if qcfs else zoo.trained(name)
-    steps = tuple(args.timesteps)
+    steps = tuple(t for t in args.timesteps if t in QCFS_TIMESTEPS) if qcfs else tuple(args.timesteps)
     key = {"network": name, "code": code, "options": options, "n_test": len(x),
            "n_calib": len(calib), "steps": list(steps)}
     row = {"weighted_layers": zoo.weighted_layers(ann), "group": "qcfs" if qcfs else (
@@ -244,7 +245,7 @@ def run_network(name: str, args, options: dict, code: str, peers: bool) -> dict:
 # -- report ------------------------------------------------------------------------------
 def loss(row: dict, conv: str, t: int) -> float | None:
     r = row.get(conv) or {}
-    return None if "acc" not in r else 100 * (row["ann"] - r["acc"][t])
+    return None if t not in r.get("acc", {}) else 100 * (row["ann"] - r["acc"][t])
 
 
 def goal_rows(results: dict) -> list[dict]:
@@ -305,7 +306,7 @@ def markdown(results: dict) -> str:
                 notes.append(f"- {n}, {conv}: {c.get('error')}")
                 cells = ["n/a"] * len(steps)
             else:
-                cells = [fmt(-loss(r, conv, t)) for t in steps]
+                cells = [fmt(None if loss(r, conv, t) is None else -loss(r, conv, t)) for t in steps]
             ratio = fmt(c.get("convert_ratio"), 1) if conv == "snnedge" and "acc" in c else ""
             n_test = r.get("test_samples", results["test_samples"])
             lines.append(f"| {n} | {r['weighted_layers']} | {n_test:,} "
