@@ -30,7 +30,8 @@ import copy
 import math
 import numbers
 import operator
-from dataclasses import asdict, dataclass
+import warnings
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import torch
@@ -38,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import check_positive_int
+from .ops_aten import aten_equivalent, aten_name
 
 __all__ = ["LayerOps", "OpCount", "count_ops"]
 
@@ -93,8 +95,9 @@ class OpCount:
         Shape of one sample, without the batch dimension.
     batch_size, precision_bits : int
     method : str
-        ``"fx"`` (torch.fx graph: modules and functional ops) or ``"hooks"`` (forward hooks on
-        leaf modules only, used when the model could not be traced).
+        ``"fx"`` (torch.fx graph: modules and functional ops), ``"hooks"`` (forward hooks on
+        leaf modules only, used when the model could not be traced) or ``"export"`` (the
+        graph of a ``torch.export`` program).
     notes : tuple of str
         What the counts leave out or assume (folding BatchNorm, unsupported ops, hooks).
     """
@@ -224,7 +227,9 @@ def _call_type(n: torch.fx.Node, module: nn.Module | None) -> str:
     """Module class name, or function / method name, of an fx node."""
     if module is not None:
         return type(module).__name__
-    return n.target if isinstance(n.target, str) else getattr(n.target, "__name__", str(n.target))
+    if isinstance(n.target, str):
+        return n.target
+    return aten_name(n.target) or getattr(n.target, "__name__", str(n.target))
 
 
 def _pool_ops(kind: str, dims: int, adaptive: bool, kernel: Any, x: torch.Tensor,
@@ -265,7 +270,9 @@ def _count_module(m: nn.Module, inputs: tuple, out: Any) -> tuple[int, int, str]
 
 
 def _count_call(target: Any, args: tuple, kwargs: dict, out: Any) -> tuple[int, int, str]:
-    """``(macs, other_ops, kind)`` of a functional op or tensor method call."""
+    """``(macs, other_ops, kind)`` of a functional op or tensor method call (an ATen
+    operator of an exported program as its torch function, :mod:`snnedge.ops_aten`)."""
+    target = aten_equivalent(target)
     n_out = sum(t.numel() for t in _tensors(out))
     if target in _VIEWS:
         return 0, 0, "view"
@@ -333,13 +340,17 @@ class _RunError(Exception):
 class _FxRecorder(torch.fx.Interpreter):
     """Runs a traced graph node by node and tallies every call."""
 
-    def __init__(self, gm: torch.fx.GraphModule, tally: _Tally) -> None:
+    def __init__(self, gm: torch.fx.GraphModule, tally: _Tally, module_paths: bool = False) -> None:
         super().__init__(gm)
         self.tally = tally
+        self.module_paths = module_paths
 
     def run_node(self, n: torch.fx.Node) -> Any:
         module = self.fetch_attr(n.target) if n.op == "call_module" else None
         name = n.target if module is not None else n.name
+        stack = n.meta.get("nn_module_stack") if self.module_paths else None
+        if stack and next(reversed(stack.values()))[0]:  # an exported call: its module's path
+            name = next(reversed(stack.values()))[0]
         try:
             out = super().run_node(n)
         except Exception as exc:
@@ -382,9 +393,15 @@ def _run_with_hooks(model: nn.Module, x: torch.Tensor, tally: _Tally) -> None:
             h.remove()
 
 
-def _tally_forward(model: nn.Module, x: torch.Tensor) -> tuple[_Tally, str, str | None]:
-    """Run ``model`` (a copy in eval mode) on ``x``; returns tally, method, trace error."""
+def _tally_forward(model: nn.Module, x: torch.Tensor, exported: bool = False
+                   ) -> tuple[_Tally, str, str | None]:
+    """Run ``model`` (a copy in eval mode) on ``x``; returns tally, method, trace error. An
+    ``exported`` program's module is a graph already: it runs as it is, rows named by the
+    module paths its calls came from."""
     tally = _Tally(model)
+    if exported:
+        _FxRecorder(model, tally, module_paths=True).run(x)
+        return tally, "export", None
     try:
         gm = torch.fx.symbolic_trace(model)
     except Exception as exc:  # untraceable Python control flow: fall back to hooks
@@ -392,6 +409,28 @@ def _tally_forward(model: nn.Module, x: torch.Tensor) -> tuple[_Tally, str, str 
         return tally, "hooks", _first_line(exc)
     _FxRecorder(gm, tally).run(x)
     return tally, "fx", None
+
+
+def _exported_batch(program) -> int | None:
+    """The batch size an exported program is fixed to (``None`` when it is dynamic)."""
+    user = set(program.graph_signature.user_inputs)
+    for node in program.graph.nodes:
+        if node.op == "placeholder" and node.name in user:
+            val = node.meta.get("val")
+            batch = val.shape[0] if isinstance(val, torch.Tensor) and val.dim() else None
+            return batch if isinstance(batch, int) else None
+    return None
+
+
+def _rescaled(rows: tuple[LayerOps, ...], old: int, new: int) -> tuple[LayerOps, ...]:
+    """Rows counted at batch ``old`` as at batch ``new``: every count but the parameters is
+    per sample (an inference mixes no samples), so it scales exactly."""
+    def shape(s):
+        return tuple(shape(t) for t in s) if s and isinstance(s[0], tuple) else (new, *s[1:])
+
+    return tuple(replace(r, output_shape=shape(r.output_shape), macs=r.macs * new // old,
+                         activations=r.activations * new // old,
+                         other_ops=r.other_ops * new // old) for r in rows)
 
 
 def _check_input_shape(input_shape: Any) -> tuple[int, ...]:
@@ -418,8 +457,13 @@ def count_ops(model: nn.Module, input_shape: tuple[int, ...], precision_bits: in
 
     Parameters
     ----------
-    model : torch.nn.Module
-        Any module; it is not changed (the count runs on a deep copy in eval mode).
+    model : torch.nn.Module or torch.export.ExportedProgram
+        Any module; it is not changed (the count runs on a deep copy in eval mode). A
+        ``torch.export`` program (a ``.pt2`` file read by ``torch.export.load``) counts as
+        the model it was exported from (its ATen calls read as torch functions,
+        :mod:`snnedge.ops_aten`; rows named by module paths); one exported with a fixed
+        batch runs at that batch, and the counts are rescaled to ``batch_size``, exactly
+        (every count but the weights' is the same for each sample of an inference).
     input_shape : tuple of int
         One sample's shape without the batch dimension, e.g. ``(1, 28, 28)``.
     precision_bits : int, default 32
@@ -449,12 +493,18 @@ def count_ops(model: nn.Module, input_shape: tuple[int, ...], precision_bits: in
     >>> ops.macs, ops.params, ops.other_ops  # 784 * 10 MACs, 7840 + 10 params, 10 bias adds
     (7840, 7850, 10)
     """
-    if not isinstance(model, nn.Module):
+    exported = isinstance(model, torch.export.ExportedProgram)
+    if not (exported or isinstance(model, nn.Module)):
         raise TypeError("The 'model' parameter of count_ops must be a torch.nn.Module. "
-                        f"Got {type(model).__name__} instead.")
+                        f"Got {type(model).__name__} instead. (A torch.export.ExportedProgram, "
+                        "from torch.export.export or torch.export.load, is counted too.)")
     shape = _check_input_shape(input_shape)
     check_positive_int(precision_bits, param="precision_bits", where="count_ops")
     check_positive_int(batch_size, param="batch_size", where="count_ops")
+    run_batch = batch_size
+    if exported:
+        run_batch = _exported_batch(model) or batch_size
+        model = model.module()
     first = next(iter(model.parameters()), None)
     floats = [p.dtype for p in model.parameters() if p.is_floating_point()]
     dtype = floats[0] if floats else torch.get_default_dtype()
@@ -464,16 +514,18 @@ def count_ops(model: nn.Module, input_shape: tuple[int, ...], precision_bits: in
     failure: _RunError | None = None
     for on_meta in (True, False):  # meta first (no arithmetic), real zeros if an op needs values
         try:
-            work = copy.deepcopy(model).eval()
+            with warnings.catch_warnings():  # copying an exported module's pytree specs
+                warnings.filterwarnings("ignore", message=".*LeafSpec", category=FutureWarning)
+                work = copy.deepcopy(model).eval()
         except Exception as exc:
             raise TypeError("count_ops works on a deep copy of the model so as not to change it, "
                             f"and copy.deepcopy failed: {type(exc).__name__}: {exc}") from exc
         if on_meta:
             work = work.to("meta")
-        x = torch.zeros((batch_size, *shape), dtype=dtype, device="meta" if on_meta else device)
+        x = torch.zeros((run_batch, *shape), dtype=dtype, device="meta" if on_meta else device)
         try:
             with torch.no_grad():
-                tally, method, trace_error = _tally_forward(work, x)
+                tally, method, trace_error = _tally_forward(work, x, exported)
             break
         except _RunError as err:
             failure = err
@@ -481,7 +533,7 @@ def count_ops(model: nn.Module, input_shape: tuple[int, ...], precision_bits: in
         where = f" at layer {failure.layer}" if failure.layer else ""
         raise ValueError(
             f"count_ops could not run the model on input_shape {shape} (input tensor "
-            f"{(batch_size, *shape)}): it failed{where} with {_first_line(failure.cause)}. "
+            f"{(run_batch, *shape)}): it failed{where} with {_first_line(failure.cause)}. "
             "input_shape is one sample's shape without the batch dimension, like (1, 28, 28); "
             "check that it matches what the model expects.") from failure.cause
     if not on_meta:
@@ -504,6 +556,11 @@ def count_ops(model: nn.Module, input_shape: tuple[int, ...], precision_bits: in
         return -(-elements * precision_bits // 8)
 
     rows = tuple(tally.rows)
+    if run_batch != batch_size:
+        rows = _rescaled(rows, run_batch, batch_size)
+        tally.reads = tally.reads * batch_size // run_batch
+        notes.append(f"the exported program takes batches of {run_batch} only: counted at that "
+                     f"batch and rescaled to {batch_size} (weights read once per pass)")
     params = sum(p.numel() for p in model.parameters())
     activations = sum(r.activations for r in rows)
     weight_bytes = to_bytes(params)

@@ -30,7 +30,7 @@ def run_notebook(name: str, monkeypatch, tmp_path) -> tuple[str, int]:
 def test_every_notebook_is_covered():
     assert NOTEBOOKS == ["01_convert_cnn.ipynb", "02_surrogate_training.ipynb",
                          "03_neuromorphic_targets.ipynb", "04_energy_comparison.ipynb",
-                         "06_event_input.ipynb"]
+                         "05_seed_networks.ipynb", "06_event_input.ipynb"]
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
@@ -73,6 +73,22 @@ def test_energy_notebook(monkeypatch, tmp_path):
     assert "throughput: share of cores" in text and "single / throughput" in text
     assert "figures used by each accounting" in text and "| this-cpu |" in text
     assert "single (timed)" in text and "ops lower bound" in text
+
+
+def test_seed_networks_notebook(monkeypatch, tmp_path):
+    # issue 17: runs with torchvision's models where torchvision is installed, with snnedge's
+    # stand-ins (equal to them) where it is not, and says which
+    text, images = run_notebook("05_seed_networks.ipynb", monkeypatch, tmp_path)
+    assert "quick mode" in text and ("built with torchvision" in text or "stand-ins" in text)
+    # the counts at 224 px equal torchvision's metadata, for all five
+    assert text.count("  True\n") == 5 and "  False\n" not in text
+    for net in ("AlexNet", "VGG-16", "GoogLeNet", "ResNet-50", "MobileNetV2"):
+        assert f"| {net} |" in text, net
+    for fragment in ("TrueNorth cores (splitters)", "DYNAP-SE boards", "Loihi chips",
+                     "`single` accounting", "`throughput` accounting", ">= ",
+                     "on dynap-cnn**: does not fit", "exit code 0", "report.md"):
+        assert fragment in text, fragment
+    assert images >= 2  # the two gap figures
 
 
 def test_event_input_notebook(monkeypatch, tmp_path):

@@ -12,6 +12,9 @@ The top of the three packages: it may import :mod:`snnedge`'s core, :mod:`conver
   (:func:`~snnedge.cli.demo.run_demo`, :func:`~snnedge.cli.demo.demo_cnn`);
 * :mod:`snnedge.cli.report`: writing a report folder (``report.md``, ``report.json``, plots)
   in one step.
+* :mod:`snnedge.cli.seed`: ``snnedge seed``, the seed paper's networks (AlexNet, VGG-16,
+  GoogLeNet, ResNet-50, MobileNetV2) as SNNs on every target (:func:`~snnedge.cli.seed.seed_report`),
+  built by :mod:`snnedge.cli.seed_models` (torchvision's, or stand-ins equal to them).
 """
 from .errors import UsageError
 from .app import main

@@ -6,6 +6,8 @@ class) into a spiking network file; ``snnedge simulate`` runs that file on data;
 baselines and writes a report folder (:mod:`snnedge.cli.commands`). ``snnedge demo`` runs the
 whole job on built-in MNIST digits. ``snnedge sweep CONFIG`` runs T values x encodings x
 networks as independent jobs and writes one report with every row (:mod:`snnedge.cli.sweep`).
+``snnedge seed`` redoes the seed paper's analysis for AlexNet, VGG-16, GoogLeNet, ResNet-50 and
+MobileNetV2 as SNNs (:mod:`snnedge.cli.seed`).
 ``snnedge --version`` prints the version, whether the compiled CPU kernels are in use, and the
 versions of torch and numpy.
 
@@ -70,7 +72,41 @@ def _parser() -> argparse.ArgumentParser:
     _add_simulate(sub)
     _add_report(sub)
     _add_sweep(sub)
+    _add_seed(sub)
     return p
+
+
+def _add_seed(sub) -> None:
+    from .seed_models import SEED_NETWORKS
+
+    s = sub.add_parser(
+        "seed", help="the seed paper's networks (AlexNet ... MobileNetV2) as SNNs on every chip",
+        description="Xu et al. (2018)'s analysis redone with snnedge: AlexNet, VGG-16, "
+                    "GoogLeNet, ResNet-50 and MobileNetV2 (torchvision's architectures, or "
+                    "stand-ins equal to them without torchvision; random weights) counted, "
+                    "converted, simulated on random images, mapped onto every target and priced "
+                    "next to every baseline; writes a report folder with the two gap plots "
+                    "(snnedge.cli.seed).",
+        epilog="example: snnedge seed --size 224 --samples 2 --timesteps 32 -o seed-report")
+    s.add_argument("--networks", nargs="+", choices=SEED_NETWORKS, default=list(SEED_NETWORKS),
+                   metavar="NET", help=f"networks (default: all: {', '.join(SEED_NETWORKS)})")
+    s.add_argument("--size", type=int, default=224, help="input size in pixels (default: 224)")
+    s.add_argument("--samples", type=int, default=2, help="random images simulated (default: 2)")
+    s.add_argument("--calibration", type=int, default=8, metavar="N",
+                   help="random images the conversion is calibrated on (default: 8)")
+    s.add_argument("--timesteps", type=int, default=32, metavar="T", help="time steps (default: 32)")
+    s.add_argument("--targets", nargs="+", default=None, metavar="TARGET",
+                   help="neuromorphic profiles (default: all registered)")
+    s.add_argument("--baselines", nargs="+", default=None, metavar="BASELINE",
+                   help="conventional baselines (default: all)")
+    s.add_argument("--source", choices=("auto", "torchvision", "snnedge"), default="auto",
+                   help="torchvision's models, snnedge's stand-ins, or auto (torchvision when "
+                        "installed)")
+    s.add_argument("--no-membrane-calibration", action="store_true",
+                   help="convert without calibrating the initial membranes (faster)")
+    s.add_argument("--seed", type=int, default=0, help="seed of weights and images")
+    s.add_argument("-o", "--out", type=Path, default=Path("seed-report"),
+                   help="report folder (default: ./seed-report); replaced as a whole")
 
 
 DISTRIBUTED_HELP = ("split the work between the processes of a torchrun launch "
@@ -188,7 +224,8 @@ def _add_report(sub) -> None:
                     "baselines (neuromorphic_targets.compare), print the table and write a "
                     "report folder (report.md, report.json, PNG plots). " + FORMATS,
         epilog="example: snnedge report snn.pt --data test.npz --timesteps 32 "
-               "--targets truenorth dynap-cnn --baselines cpu eyeriss -o report")
+               "--targets truenorth dynap-cnn --baselines cpu eyeriss -o report; from a trained "
+               "ANN in one step: snnedge report model.pt2 --calibration train.npz --data test.npz")
     _add_run_options(r, several_timesteps=True)
     r.add_argument("--targets", nargs="+", metavar="TARGET", default=None,
                    help="neuromorphic profiles (default: all registered: truenorth, dynap-se, "
@@ -206,6 +243,10 @@ def _add_report(sub) -> None:
     r.add_argument("--input-rate", type=float, default=None, metavar="HZ",
                    help="with --accounting throughput: inputs per second (default: one per T "
                         "ticks, the most a copy of the network takes)")
+    r.add_argument("--calibration", metavar="DATA", default=None,
+                   help="when SNN is a trained ANN (a .pt2 torch.export program): training "
+                        "samples to convert it with first, as 'snnedge convert' does with its "
+                        "defaults")
     r.add_argument("-o", "--out", type=Path, default=Path("snnedge-report"),
                    help="report folder (default: ./snnedge-report); replaced as a whole")
 
@@ -223,6 +264,9 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "sweep":
             from .sweep import run_sweep
             run_sweep(args)
+        elif args.command == "seed":
+            from .seed import run_seed
+            run_seed(args)
         else:
             from . import commands
             _check_counts(args)

@@ -25,7 +25,8 @@ import torch
 from ..distributed import is_main_process
 from ..io import save_network
 from .errors import UsageError
-from .inputs import first_line, fit_shape, load_data, load_model, load_snn, parse_shape
+from .inputs import (first_line, fit_shape, is_exported_program, load_data, load_model, load_snn,
+                     parse_shape)
 from .report import (TARGETS_HEADING, accounting_section, accuracy_table, activity_section,
                      mapping_section, say, write_json, write_report)
 
@@ -40,11 +41,11 @@ def _check_writable(out: Path, example: str) -> None:
 
 
 def _ann_ops(ann, input_shape) -> dict | None:
-    """The ANN's operation counts as plain data; ``None`` when they cannot be counted
-    (``count_ops`` traces modules, not exported programs)."""
+    """The ANN's operation counts as plain data (a module or an exported program); ``None``
+    when they cannot be counted."""
     from ..ops import count_ops
 
-    if not isinstance(ann, torch.nn.Module) or input_shape is None:
+    if not isinstance(ann, (torch.nn.Module, torch.export.ExportedProgram)) or input_shape is None:
         return None
     try:
         ops = count_ops(ann, tuple(input_shape))
@@ -140,8 +141,40 @@ def _simulate(snn, x, y, args, timesteps: int):
         raise UsageError(" ".join(str(e).split())) from None
 
 
+def _convert_for_report(args):
+    """``snnedge report MODEL.pt2 --calibration DATA``: the ANN converted with ``convert``'s
+    defaults (membranes calibrated for the longest ``--timesteps``), and the metadata
+    ``snnedge convert`` would store (the ANN's operation counts for the baselines)."""
+    from converters import convert
+
+    if args.calibration is None:
+        raise UsageError(f"{str(args.network)!r} is a trained ANN (a torch.export program); pass "
+                         f"--calibration DATA (training samples) to convert it, or convert it "
+                         f"first with 'snnedge convert {args.network} --calibration DATA -o snn.pt'.")
+    ann = load_model(args.network)
+    x, _ = load_data(args.calibration, "calibration file")
+    _check_fits(ann, x, args.calibration)
+    try:
+        snn = convert(ann, calibration=x, timesteps=max(args.timesteps), seed=args.seed)
+    except (ValueError, TypeError) as e:  # UnsupportedLayerError is a TypeError
+        raise UsageError(" ".join(str(e).split())) from None
+    say(f"converted {args.network} ({len(snn.neuron_layers)} neuron layers) in "
+        f"{snn.conversion_.seconds:.1f} s")
+    meta = {"model": str(args.network), "class": None, "exported": True,
+            "calibration": {"file": str(args.calibration), "samples": int(x.shape[0])},
+            "ann_ops": _ann_ops(ann, snn.input_shape)}
+    return snn, meta
+
+
 def _network_and_data(args):
-    snn, meta = load_snn(args.network)
+    if hasattr(args, "calibration") and is_exported_program(args.network):
+        snn, meta = _convert_for_report(args)
+    elif getattr(args, "calibration", None) is not None:
+        raise UsageError(f"--calibration converts a trained ANN (a .pt2 torch.export program); "
+                         f"{str(args.network)!r} is not one. Leave --calibration out for a "
+                         f"network written by 'snnedge convert'.")
+    else:
+        snn, meta = load_snn(args.network)
     x, y = load_data(args.data)
     x = fit_shape(x, snn.input_shape, f"data file {args.data!r}")
     return snn, meta, x, y
@@ -219,9 +252,9 @@ def run_report(args) -> None:
     table = comparison.to_markdown()
     notes = list(comparison.notes)
     if baselines and ops is None:
-        notes.append("the ANN's operations were not stored with the network (a torch.export "
-                      "program, which count_ops cannot trace): the baselines count the converted "
-                      "network's rate-equivalent ANN, BatchNorm folded")
+        notes.append("the ANN's operations were not stored with the network (it was written "
+                      "without them, e.g. by an older snnedge convert): the baselines count the "
+                      "converted network's rate-equivalent ANN, BatchNorm folded")
     main = results[-1]
     report = {
         "network": str(args.network),

@@ -72,6 +72,12 @@ def _pt2_names(path: Path) -> list[str] | None:
     return inner if "archive_format" in inner else None
 
 
+def is_exported_program(path: str | Path) -> bool:
+    """Whether ``path`` is a ``torch.export`` archive (a ``.pt2`` ANN), by its contents."""
+    path = Path(path)
+    return path.is_file() and _pt2_names(path) is not None
+
+
 PT2_PLAIN = ("archive_format", "archive_version", "byteorder")
 PT2_PLAIN_DIRS = (".data/", "extra/")
 PT2_LEGACY_PICKLES = ("data/weights/", "data/constants/")  # `<model>.pt` up to torch 2.8
@@ -313,7 +319,12 @@ def fit_shape(x: torch.Tensor, shape: tuple[int, ...] | None, where: str,
 def load_snn(path: str | Path, where: str = "network file"):
     """``(network, metadata)`` of a file written by ``snnedge convert``; a :class:`UsageError`
     naming ``where`` and the path when it is missing (with the command that writes it) or not
-    a network file."""
+    a network file (a torch.export program: with how to convert it)."""
+    if is_exported_program(path):
+        raise UsageError(f"{where} {str(path)!r} is a torch.export program (an ANN), not a "
+                         f"converted network; convert it first: 'snnedge convert {path} "
+                         f"--calibration DATA -o snn.pt' ('snnedge report' also takes it with "
+                         f"--calibration DATA).")
     try:
         return load_network(path, with_metadata=True)
     except FileNotFoundError:
