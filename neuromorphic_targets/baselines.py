@@ -53,7 +53,7 @@ from snnedge.errors import check_choice, check_real
 from snnedge.ops import OpCount, count_ops
 
 from .figures import UNITS, Figure, figure_field
-from .pricing import (EnergyTerm, PricedEstimate, included, price, sum_priced, unknown,
+from .pricing import (AcceleratorEstimate, EnergyTerm, included, price, sum_priced, unknown,
                       unknown_kinds)
 from .profiles import Profile
 from .registry import Registry
@@ -340,7 +340,7 @@ def register_baseline(profile: BaselineProfile, overwrite: bool = False) -> Base
 
 
 @dataclass(frozen=True)
-class BaselineEstimate(PricedEstimate):
+class BaselineEstimate(AcceleratorEstimate):
     """Joules and seconds per inference of the ANN on a baseline.
 
     Attributes
@@ -365,13 +365,6 @@ class BaselineEstimate(PricedEstimate):
         Assumptions made (memory levels, what the power figure covers, memory-bound latency).
     """
 
-    profile: str
-    method: str
-    total_j: float | None
-    breakdown: dict[str, EnergyTerm]
-    latency_s: float | None
-    complete: bool
-    missing: list[str]
     macs: float
     weight_bytes: float
     activation_bytes: float
@@ -379,11 +372,10 @@ class BaselineEstimate(PricedEstimate):
     utilisation: float
     notes: list[str]
 
-    def table(self) -> str:
-        """The breakdown as an aligned text table."""
-        head = (f"{self.profile} ({self.method}): {self.headline()}, latency "
+    def title(self) -> str:
+        """The table's first line: profile, method, headline, latency."""
+        return (f"{self.profile} ({self.method}): {self.headline()}, latency "
                 f"{'unknown' if self.latency_s is None else f'{self.latency_s:.4g} s'}")
-        return "\n".join([head] + self.breakdown_lines() + [f"  note: {n}" for n in self.notes])
 
 
 def _traffic(ops: OpCount, bits: int) -> tuple[float, float, float]:

@@ -135,10 +135,9 @@ class EnergyEstimate(PricedEstimate):
     def dynamic(self) -> float | None:
         return self.dynamic_j
 
-    def table(self) -> str:
-        """The breakdown as an aligned text table."""
-        return "\n".join([f"{self.profile} [{self.accounting} accounting]: {self.headline()}"]
-                         + self.breakdown_lines())
+    def title(self) -> str:
+        """The table's first line: profile, accounting, headline."""
+        return f"{self.profile} [{self.accounting} accounting]: {self.headline()}"
 
     def per_second_of_input(self, step_s: float) -> float | None:
         """Joules per second of input, ``total_j / (timesteps * step_s)``, when each

@@ -34,7 +34,7 @@ from snnedge.ops import OpCount, count_ops
 
 from .baselines import get_baseline
 from .figures import Figure, check_figure
-from .pricing import PRICED, EnergyTerm, PricedEstimate, figure_source, unknown, unknown_kinds
+from .pricing import PRICED, AcceleratorEstimate, EnergyTerm, figure_source, unknown, unknown_kinds
 
 METHOD = "measured-latency"
 
@@ -130,7 +130,7 @@ def time_inference(model: nn.Module, input_shape: Sequence[int], device: str = "
 
 
 @dataclass(frozen=True)
-class MeasuredEstimate(PricedEstimate):
+class MeasuredEstimate(AcceleratorEstimate):
     """Joules per inference of the ANN timed on a device: latency x power.
 
     Attributes
@@ -149,23 +149,16 @@ class MeasuredEstimate(PricedEstimate):
         What the figure is and is not.
     """
 
-    profile: str
-    method: str
-    total_j: float | None
-    breakdown: dict[str, EnergyTerm]
-    latency_s: float
-    complete: bool
-    missing: list[str]
     macs: float | None
     device: str
     batch_size: int
     accounting: str
     notes: list[str]
 
-    def table(self) -> str:
-        head = (f"{self.profile} ({self.method}, {self.accounting}): {self.headline()}, "
+    def title(self) -> str:
+        """The table's first line: profile, method, accounting, headline, latency, device."""
+        return (f"{self.profile} ({self.method}, {self.accounting}): {self.headline()}, "
                 f"latency {self.latency_s:.4g} s on {self.device}")
-        return "\n".join([head] + self.breakdown_lines() + [f"  note: {n}" for n in self.notes])
 
 
 def estimate_measured(ann: nn.Module, device: MeasuredDevice,

@@ -105,8 +105,8 @@ class PricedEstimate:
     """What an estimate made of :class:`EnergyTerm` s offers, whatever it prices.
 
     For dataclasses with the fields ``breakdown`` (``{kind: EnergyTerm}``), ``total_j``,
-    ``complete`` and ``missing``, and a ``table()`` (which ``str()`` returns) built from
-    :meth:`headline` and :meth:`breakdown_lines`.
+    ``complete`` and ``missing`` (and optionally ``notes``), and a ``title()``: :meth:`table`
+    (which ``str()`` returns) is the title, :meth:`breakdown_lines` and the notes.
     """
 
     @property
@@ -140,5 +140,31 @@ class PricedEstimate:
             lines.append(f"  {k:<{w}}  {amount:>12}  {count:>24}  {t.cost_name}  {t.note}".rstrip())
         return lines
 
+    def table(self) -> str:
+        """The breakdown as an aligned text table: title, one line per term, the notes."""
+        notes = [f"  note: {n}" for n in getattr(self, "notes", ())]
+        return "\n".join([self.title()] + self.breakdown_lines() + notes)
+
     def __str__(self) -> str:
         return self.table()
+
+
+@dataclass(frozen=True)
+class AcceleratorEstimate(PricedEstimate):
+    """The fields every estimate of the ANN on a conventional device starts with (computed:
+    :class:`~neuromorphic_targets.baselines.BaselineEstimate`; timed:
+    :class:`~neuromorphic_targets.measured.MeasuredEstimate`), in this order.
+
+    ``profile`` and ``method`` name the device and how the energy was found; ``total_j`` sums
+    the priced terms of ``breakdown`` (``{kind: EnergyTerm}``), a lower bound when
+    ``complete`` is false (``None`` when nothing is priced), with the unknown kinds in
+    ``missing``; ``latency_s`` is seconds per inference (``None`` when unknown).
+    """
+
+    profile: str
+    method: str
+    total_j: float | None
+    breakdown: dict[str, EnergyTerm]
+    latency_s: float | None
+    complete: bool
+    missing: list[str]

@@ -180,33 +180,33 @@ best_isa(void)
 
 static int isa_best = ISA_GENERIC, isa_used = ISA_GENERIC;
 
+/* Calls kernel fn's variant for the instruction set in use (isa_used) and the element type:
+ * the one dispatch rule of every kernel. */
+#if SNN_X86
+#define ISA_DISPATCH(fn, is_double, ...)                                                    \
+    do {                                                                                    \
+        if (isa_used == ISA_AVX512) {                                                       \
+            if (is_double) fn##_avx512_f64w(__VA_ARGS__); else fn##_avx512_f32w(__VA_ARGS__); \
+        } else if (isa_used == ISA_AVX2) {                                                  \
+            if (is_double) fn##_avx2_f64(__VA_ARGS__); else fn##_avx2_f32(__VA_ARGS__);     \
+        } else {                                                                            \
+            if (is_double) fn##_generic_f64(__VA_ARGS__); else fn##_generic_f32(__VA_ARGS__); \
+        }                                                                                   \
+    } while (0)
+#else
+#define ISA_DISPATCH(fn, is_double, ...)                                                    \
+    do {                                                                                    \
+        if (is_double) fn##_generic_f64(__VA_ARGS__); else fn##_generic_f32(__VA_ARGS__);   \
+    } while (0)
+#endif
+
 static int
 conv_run(const struct conv_args *a, int is_double, int64_t n0, int64_t n1, int64_t n_step)
 {
     struct conv_scratch sc;
     if (scratch_alloc(&sc, a, is_double ? sizeof(double) : sizeof(float)))
         return -1;
-    switch (isa_used) {
-#if SNN_X86
-    case ISA_AVX512:
-        if (is_double)
-            conv_avx512_f64w(a, n0, n1, n_step, &sc);
-        else
-            conv_avx512_f32w(a, n0, n1, n_step, &sc);
-        break;
-    case ISA_AVX2:
-        if (is_double)
-            conv_avx2_f64(a, n0, n1, n_step, &sc);
-        else
-            conv_avx2_f32(a, n0, n1, n_step, &sc);
-        break;
-#endif
-    default:
-        if (is_double)
-            conv_generic_f64(a, n0, n1, n_step, &sc);
-        else
-            conv_generic_f32(a, n0, n1, n_step, &sc);
-    }
+    ISA_DISPATCH(conv, is_double, a, n0, n1, n_step, &sc);
     scratch_free(&sc);
     return 0;
 }
@@ -217,27 +217,7 @@ neuron_pool_run(const struct neuron_args *a, int is_double, int64_t b0, int64_t 
     void *z = malloc((size_t)(a->pool_h * a->w * a->c) * (is_double ? sizeof(double) : sizeof(float)));
     if (z == NULL)
         return -1;
-    switch (isa_used) {
-#if SNN_X86
-    case ISA_AVX512:
-        if (is_double)
-            neuron_pool_avx512_f64w(a, b0, b1, r0, r1, z);
-        else
-            neuron_pool_avx512_f32w(a, b0, b1, r0, r1, z);
-        break;
-    case ISA_AVX2:
-        if (is_double)
-            neuron_pool_avx2_f64(a, b0, b1, r0, r1, z);
-        else
-            neuron_pool_avx2_f32(a, b0, b1, r0, r1, z);
-        break;
-#endif
-    default:
-        if (is_double)
-            neuron_pool_generic_f64(a, b0, b1, r0, r1, z);
-        else
-            neuron_pool_generic_f32(a, b0, b1, r0, r1, z);
-    }
+    ISA_DISPATCH(neuron_pool, is_double, a, b0, b1, r0, r1, z);
     free(z);
     return 0;
 }
@@ -245,80 +225,20 @@ neuron_pool_run(const struct neuron_args *a, int is_double, int64_t b0, int64_t 
 static void
 backward_run(const struct backward_args *a, int is_double, int64_t b0, int64_t b1, int64_t e0, int64_t e1)
 {
-    switch (isa_used) {
-#if SNN_X86
-    case ISA_AVX512:
-        if (is_double)
-            backward_avx512_f64w(a, b0, b1, e0, e1);
-        else
-            backward_avx512_f32w(a, b0, b1, e0, e1);
-        return;
-    case ISA_AVX2:
-        if (is_double)
-            backward_avx2_f64(a, b0, b1, e0, e1);
-        else
-            backward_avx2_f32(a, b0, b1, e0, e1);
-        return;
-#endif
-    default:
-        if (is_double)
-            backward_generic_f64(a, b0, b1, e0, e1);
-        else
-            backward_generic_f32(a, b0, b1, e0, e1);
-    }
+    ISA_DISPATCH(backward, is_double, a, b0, b1, e0, e1);
 }
 
 static void
 pool_run(const void *x, void *out, int is_double, int64_t p0, int64_t p1, int64_t h, int64_t w,
          int64_t kh, int64_t kw, double div)
 {
-    switch (isa_used) {
-#if SNN_X86
-    case ISA_AVX512:
-        if (is_double)
-            pool_avx512_f64w(x, out, p0, p1, h, w, kh, kw, div);
-        else
-            pool_avx512_f32w(x, out, p0, p1, h, w, kh, kw, div);
-        return;
-    case ISA_AVX2:
-        if (is_double)
-            pool_avx2_f64(x, out, p0, p1, h, w, kh, kw, div);
-        else
-            pool_avx2_f32(x, out, p0, p1, h, w, kh, kw, div);
-        return;
-#endif
-    default:
-        if (is_double)
-            pool_generic_f64(x, out, p0, p1, h, w, kh, kw, div);
-        else
-            pool_generic_f32(x, out, p0, p1, h, w, kh, kw, div);
-    }
+    ISA_DISPATCH(pool, is_double, x, out, p0, p1, h, w, kh, kw, div);
 }
 
 static void
 neuron_run(const struct neuron_args *a, int is_double, int64_t b0, int64_t b1, int64_t e0, int64_t e1)
 {
-    switch (isa_used) {
-#if SNN_X86
-    case ISA_AVX512:
-        if (is_double)
-            neuron_avx512_f64w(a, b0, b1, e0, e1);
-        else
-            neuron_avx512_f32w(a, b0, b1, e0, e1);
-        return;
-    case ISA_AVX2:
-        if (is_double)
-            neuron_avx2_f64(a, b0, b1, e0, e1);
-        else
-            neuron_avx2_f32(a, b0, b1, e0, e1);
-        return;
-#endif
-    default:
-        if (is_double)
-            neuron_generic_f64(a, b0, b1, e0, e1);
-        else
-            neuron_generic_f32(a, b0, b1, e0, e1);
-    }
+    ISA_DISPATCH(neuron, is_double, a, b0, b1, e0, e1);
 }
 
 /* conv(x, weight, bias, out, double, n0, n1, n_step, h, w, c_in, oh, ow, c_out, kh, kw, sh,
@@ -376,6 +296,23 @@ conv(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* The fields neuron() and neuron_pool() share, from the addresses and sizes they parse. */
+static void
+neuron_args_set(struct neuron_args *a, unsigned long long cur, unsigned long long v,
+                unsigned long long out, unsigned long long theta, unsigned long long beta,
+                unsigned long long counts, int64_t size, int64_t steps, int64_t current_step,
+                int64_t out_step, int reset_zero)
+{
+    a->current = (const void *)(uintptr_t)cur;
+    a->v = (void *)(uintptr_t)v;
+    a->out = (void *)(uintptr_t)out;
+    a->theta = (const void *)(uintptr_t)theta;
+    a->beta = (const void *)(uintptr_t)beta;
+    a->counts = (void *)(uintptr_t)counts;
+    a->size = size, a->steps = steps, a->current_step = current_step, a->out_step = out_step;
+    a->reset_zero = reset_zero;
+}
+
 /* neuron(current, v, out, theta, beta, counts, double, reset_zero, steps, b0, b1, e0, e1,
  *        size, current_step, out_step[, u_out]): addresses as in conv (beta 0 for IF, counts 0
  * for none); current_step is 0 for a current that is the same every tick; u_out (optional,
@@ -399,14 +336,8 @@ neuron(PyObject *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "neuron: invalid sizes");
         return NULL;
     }
-    a.current = (const void *)(uintptr_t)cur;
-    a.v = (void *)(uintptr_t)v;
-    a.out = (void *)(uintptr_t)out;
-    a.theta = (const void *)(uintptr_t)theta;
-    a.beta = (const void *)(uintptr_t)beta;
-    a.counts = (void *)(uintptr_t)counts;
-    a.size = size, a.steps = steps, a.current_step = current_step, a.out_step = out_step;
-    a.reset_zero = reset_zero;
+    neuron_args_set(&a, cur, v, out, theta, beta, counts, size, steps, current_step, out_step,
+                    reset_zero);
     a.h = a.w = a.c = a.pool_h = a.pool_w = 0, a.pool_div = 1.0;
     a.u_out = (void *)(uintptr_t)u_out;
     Py_BEGIN_ALLOW_THREADS
@@ -439,14 +370,8 @@ neuron_pool(PyObject *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "neuron_pool: invalid sizes");
         return NULL;
     }
-    a.current = (const void *)(uintptr_t)cur;
-    a.v = (void *)(uintptr_t)v;
-    a.out = (void *)(uintptr_t)out;
-    a.theta = (const void *)(uintptr_t)theta;
-    a.beta = (const void *)(uintptr_t)beta;
-    a.counts = (void *)(uintptr_t)counts;
-    a.size = h * w * c, a.steps = steps, a.current_step = current_step, a.out_step = out_step;
-    a.reset_zero = reset_zero;
+    neuron_args_set(&a, cur, v, out, theta, beta, counts, h * w * c, steps, current_step,
+                    out_step, reset_zero);
     a.h = h, a.w = w, a.c = c, a.pool_h = kh, a.pool_w = kw, a.pool_div = pool_div;
     a.u_out = NULL;
     int status;

@@ -440,110 +440,50 @@ SNN_FN(pool_body_)(const void *x, void *out, int64_t p0, int64_t p1, int64_t h, 
 #else
 #define SNN_AVX512 "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,prefer-vector-width=512"
 #endif
+/* The five entry points of one instruction set: ATTR is its target attribute (empty for the
+ * generic build), ISA the name's suffix (generic, avx2, avx512). */
+#define SNN_ENTRY_POINTS(ATTR, ISA)                                                          \
+    ATTR static void                                                                         \
+    SNN_FN(conv_##ISA##_)(const struct conv_args *a, int64_t n0, int64_t n1, int64_t n_step, \
+                          struct conv_scratch *sc)                                           \
+    {                                                                                        \
+        SNN_FN(conv_body_)(a, n0, n1, n_step, sc);                                           \
+    }                                                                                        \
+    ATTR static void                                                                         \
+    SNN_FN(neuron_##ISA##_)(const struct neuron_args *a, int64_t b0, int64_t b1, int64_t e0, \
+                            int64_t e1)                                                      \
+    {                                                                                        \
+        SNN_FN(neuron_body_)(a, b0, b1, e0, e1);                                             \
+    }                                                                                        \
+    ATTR static void                                                                         \
+    SNN_FN(pool_##ISA##_)(const void *x, void *out, int64_t p0, int64_t p1, int64_t h,       \
+                          int64_t w, int64_t kh, int64_t kw, double div)                     \
+    {                                                                                        \
+        SNN_FN(pool_body_)(x, out, p0, p1, h, w, kh, kw, div);                               \
+    }                                                                                        \
+    ATTR static void                                                                         \
+    SNN_FN(backward_##ISA##_)(const struct backward_args *a, int64_t b0, int64_t b1,         \
+                              int64_t e0, int64_t e1)                                        \
+    {                                                                                        \
+        SNN_FN(backward_body_)(a, b0, b1, e0, e1);                                           \
+    }                                                                                        \
+    ATTR static void                                                                         \
+    SNN_FN(neuron_pool_##ISA##_)(const struct neuron_args *a, int64_t b0, int64_t b1,        \
+                                 int64_t r0, int64_t r1, void *z)                            \
+    {                                                                                        \
+        SNN_FN(neuron_pool_body_)(a, b0, b1, r0, r1, (SNN_T *)z);                            \
+    }
+
 #if !SNN_WIDE
-static void
-SNN_FN(conv_generic_)(const struct conv_args *a, int64_t n0, int64_t n1, int64_t n_step,
-                      struct conv_scratch *sc)
-{
-    SNN_FN(conv_body_)(a, n0, n1, n_step, sc);
-}
-
-static void
-SNN_FN(neuron_generic_)(const struct neuron_args *a, int64_t b0, int64_t b1, int64_t e0, int64_t e1)
-{
-    SNN_FN(neuron_body_)(a, b0, b1, e0, e1);
-}
-
-static void
-SNN_FN(pool_generic_)(const void *x, void *out, int64_t p0, int64_t p1, int64_t h, int64_t w,
-                    int64_t kh, int64_t kw, double div)
-{
-    SNN_FN(pool_body_)(x, out, p0, p1, h, w, kh, kw, div);
-}
-
-static void
-SNN_FN(backward_generic_)(const struct backward_args *a, int64_t b0, int64_t b1, int64_t e0, int64_t e1)
-{
-    SNN_FN(backward_body_)(a, b0, b1, e0, e1);
-}
-
-static void
-SNN_FN(neuron_pool_generic_)(const struct neuron_args *a, int64_t b0, int64_t b1, int64_t r0,
-                        int64_t r1, void *z)
-{
-    SNN_FN(neuron_pool_body_)(a, b0, b1, r0, r1, (SNN_T *)z);
-}
+SNN_ENTRY_POINTS(, generic)
 #endif
-
 #if SNN_X86 && !SNN_WIDE
-__attribute__((target(SNN_AVX2))) static void
-SNN_FN(conv_avx2_)(const struct conv_args *a, int64_t n0, int64_t n1, int64_t n_step,
-                   struct conv_scratch *sc)
-{
-    SNN_FN(conv_body_)(a, n0, n1, n_step, sc);
-}
-
-__attribute__((target(SNN_AVX2))) static void
-SNN_FN(neuron_avx2_)(const struct neuron_args *a, int64_t b0, int64_t b1, int64_t e0, int64_t e1)
-{
-    SNN_FN(neuron_body_)(a, b0, b1, e0, e1);
-}
-
-__attribute__((target(SNN_AVX2))) static void
-SNN_FN(pool_avx2_)(const void *x, void *out, int64_t p0, int64_t p1, int64_t h, int64_t w,
-                    int64_t kh, int64_t kw, double div)
-{
-    SNN_FN(pool_body_)(x, out, p0, p1, h, w, kh, kw, div);
-}
-
-__attribute__((target(SNN_AVX2))) static void
-SNN_FN(backward_avx2_)(const struct backward_args *a, int64_t b0, int64_t b1, int64_t e0, int64_t e1)
-{
-    SNN_FN(backward_body_)(a, b0, b1, e0, e1);
-}
-
-__attribute__((target(SNN_AVX2))) static void
-SNN_FN(neuron_pool_avx2_)(const struct neuron_args *a, int64_t b0, int64_t b1, int64_t r0,
-                        int64_t r1, void *z)
-{
-    SNN_FN(neuron_pool_body_)(a, b0, b1, r0, r1, (SNN_T *)z);
-}
+SNN_ENTRY_POINTS(__attribute__((target(SNN_AVX2))), avx2)
 #endif
-
 #if SNN_X86 && SNN_WIDE
-__attribute__((target(SNN_AVX512))) static void
-SNN_FN(conv_avx512_)(const struct conv_args *a, int64_t n0, int64_t n1, int64_t n_step,
-                     struct conv_scratch *sc)
-{
-    SNN_FN(conv_body_)(a, n0, n1, n_step, sc);
-}
-
-__attribute__((target(SNN_AVX512))) static void
-SNN_FN(neuron_avx512_)(const struct neuron_args *a, int64_t b0, int64_t b1, int64_t e0, int64_t e1)
-{
-    SNN_FN(neuron_body_)(a, b0, b1, e0, e1);
-}
-
-__attribute__((target(SNN_AVX512))) static void
-SNN_FN(pool_avx512_)(const void *x, void *out, int64_t p0, int64_t p1, int64_t h, int64_t w,
-                    int64_t kh, int64_t kw, double div)
-{
-    SNN_FN(pool_body_)(x, out, p0, p1, h, w, kh, kw, div);
-}
-
-__attribute__((target(SNN_AVX512))) static void
-SNN_FN(backward_avx512_)(const struct backward_args *a, int64_t b0, int64_t b1, int64_t e0, int64_t e1)
-{
-    SNN_FN(backward_body_)(a, b0, b1, e0, e1);
-}
-
-__attribute__((target(SNN_AVX512))) static void
-SNN_FN(neuron_pool_avx512_)(const struct neuron_args *a, int64_t b0, int64_t b1, int64_t r0,
-                        int64_t r1, void *z)
-{
-    SNN_FN(neuron_pool_body_)(a, b0, b1, r0, r1, (SNN_T *)z);
-}
+SNN_ENTRY_POINTS(__attribute__((target(SNN_AVX512))), avx512)
 #endif
+#undef SNN_ENTRY_POINTS
 #undef SNN_AVX2
 #undef SNN_AVX512
 

@@ -241,10 +241,7 @@ def conv_axes(spatial: Sequence[int], kernel: Sequence[int] | int, stride: Seque
     axes = []
     for a, (size, k, s, (lo, hi), d) in enumerate(zip(spatial, kernel, stride, pads, dilation)):
         out = conv_output_size(size, k, s, (lo, hi), d)
-        if out < 1:
-            raise ValueError(f"{where}: its window (kernel {k}, dilation {d}) spans "
-                             f"{d * (k - 1) + 1} but spatial axis {a} of the input has {size} "
-                             f"(+{lo + hi} padding); use a larger input or a smaller kernel.")
+        _check_window_fits(out, where, a, size, k, d, lo + hi, "a smaller kernel")
         axes.append(Axis(size, out, k, s, lo, hi, d))
     return tuple(axes)
 
@@ -267,12 +264,19 @@ def pool_axes(spatial: Sequence[int], kernel: Sequence[int] | int,
             raise ValueError(f"{where} pads {p} on axis {a} with kernel {k}; PyTorch allows at "
                              f"most half the kernel ({k // 2}). Use padding <= {k // 2}.")
         out = pool_output_size(size, k, s, p, d, ceil_mode)
-        if out < 1:
-            raise ValueError(f"{where}: its window (kernel {k}, dilation {d}) spans "
-                             f"{d * (k - 1) + 1} but spatial axis {a} of the input has {size} "
-                             f"(+{2 * p} padding); use a larger input or a smaller window.")
+        _check_window_fits(out, where, a, size, k, d, 2 * p, "a smaller window")
         axes.append(Axis(size, out, k, s, p, p, d))
     return tuple(axes)
+
+
+def _check_window_fits(out: int, where: str, axis: int, size: int, k: int, d: int, pad: int,
+                       smaller: str) -> None:
+    """A ``ValueError`` when a window (kernel ``k``, dilation ``d``) leaves no output on
+    ``axis`` of an input of ``size`` with ``pad`` padding in all (``out < 1``)."""
+    if out < 1:
+        raise ValueError(f"{where}: its window (kernel {k}, dilation {d}) spans "
+                         f"{d * (k - 1) + 1} but spatial axis {axis} of the input has {size} "
+                         f"(+{pad} padding); use a larger input or {smaller}.")
 
 
 def adaptive_axes(spatial: Sequence[int], output_size: Sequence[int | None] | int | None,

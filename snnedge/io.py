@@ -69,21 +69,33 @@ _ATTRIBUTE_NAME = re.compile(r"[a-z][a-z0-9_]*_")
 _VERSION_1_ATTRIBUTES = {"conversion": ("conversion_", "converters.ConversionInfo")}
 
 
-def _layer_spec(node: Node) -> dict:
-    cls = type(node.module)
-    kind, note = find_type(MODULE_TYPES, cls=cls)
+def _encoded(table: dict, obj, what: str, fix: str) -> tuple[str, Any]:
+    """``(registered type name, plain data)`` of ``obj`` (a layer module or a network
+    attribute) through its entry in ``table`` (:data:`MODULE_TYPES`: ``to_args``,
+    :data:`ATTRIBUTE_TYPES`: ``to_data``); a ``TypeError`` naming ``what`` and ``fix`` when
+    its type is not registered or its encoder gives data that is not plain."""
+    cls = type(obj)
+    kind, note = find_type(table, cls=cls)
+    kinds = "module" if table is MODULE_TYPES else "attribute"
     if kind is None:
-        raise TypeError(f"save_network cannot write layer {node.name!r}: its type "
-                        f"{cls.__module__}.{cls.__qualname__} is not one of the module types it "
-                        f"can rebuild without pickled code ({', '.join(MODULE_TYPES)}).{note} "
-                        f"Register it with snnedge.io.register_layer_type, or save its state dict "
-                        f"with torch.save(net.state_dict(), path) and rebuild the network in code.")
+        raise TypeError(f"save_network cannot write {what}: its type {cls.__module__}."
+                        f"{cls.__qualname__} is not one of the registered {kinds} types, which "
+                        f"it can rebuild without pickled code ({', '.join(table) or 'none'})."
+                        f"{note} {fix}")
+    encode = "to_args" if table is MODULE_TYPES else "to_data"
     try:
-        args = _plain(kind.to_args(node.module))
+        return kind.name, _plain(getattr(kind, encode)(obj))
     except TypeError as e:
-        raise TypeError(f"save_network: layer {node.name!r} ({kind.name}) gave arguments that are "
-                        f"not plain data ({e}); fix the to_args of its registered type.") from None
-    return {"name": node.name, "type": kind.name, "args": args, "inputs": list(node.inputs)}
+        raise TypeError(f"save_network: {what} ({kind.name}) gave data that is not plain ({e}); "
+                        f"fix the {encode} of its registered type.") from None
+
+
+def _layer_spec(node: Node) -> dict:
+    kind, args = _encoded(MODULE_TYPES, node.module, f"layer {node.name!r}",
+                          "Register it with snnedge.io.register_layer_type, or save its state "
+                          "dict with torch.save(net.state_dict(), path) and rebuild the network "
+                          "in code.")
+    return {"name": node.name, "type": kind, "args": args, "inputs": list(node.inputs)}
 
 
 def _attributes(net: SpikingNetwork) -> dict:
@@ -92,19 +104,10 @@ def _attributes(net: SpikingNetwork) -> dict:
     for attr, value in vars(net).items():
         if not _ATTRIBUTE_NAME.fullmatch(attr) or value is None:
             continue
-        cls = type(value)
-        kind, note = find_type(ATTRIBUTE_TYPES, cls=cls)
-        if kind is None:
-            raise TypeError(f"save_network cannot write the network's attribute {attr!r}: its "
-                            f"type {cls.__module__}.{cls.__qualname__} is not a registered "
-                            f"attribute type ({', '.join(ATTRIBUTE_TYPES) or 'none'})."
-                            f"{note} Register it with "
-                            f"snnedge.io.register_attribute_type, or delete the attribute first.")
-        try:
-            out[attr] = {"type": kind.name, "data": _plain(kind.to_data(value))}
-        except TypeError as e:
-            raise TypeError(f"save_network: attribute {attr!r} ({kind.name}) gave data that is "
-                            f"not plain ({e}); fix the to_data of its registered type.") from None
+        kind, data = _encoded(ATTRIBUTE_TYPES, value, f"the network's attribute {attr!r}",
+                              "Register it with snnedge.io.register_attribute_type, or delete "
+                              "the attribute first.")
+        out[attr] = {"type": kind, "data": data}
     return out
 
 

@@ -23,9 +23,10 @@ from pathlib import Path
 import torch
 
 from ..distributed import is_main_process
-from ..io import load_network, save_network
+from ..io import save_network
 from .errors import UsageError
-from .inputs import first_line, fit_shape, is_exported_program, load_data, load_model, parse_shape
+from .inputs import (first_line, fit_shape, is_exported_program, load_data, load_model, load_snn,
+                     parse_shape)
 from .report import (TARGETS_HEADING, accounting_section, accuracy_table, activity_section,
                      mapping_section, say, write_json, write_report)
 
@@ -116,20 +117,6 @@ def run_convert(args) -> None:
 # --------------------------------------------------------------------------------------
 # simulate
 # --------------------------------------------------------------------------------------
-def _load_snn(path):
-    if is_exported_program(path):
-        raise UsageError(f"{str(path)!r} is a torch.export program (an ANN), not a converted "
-                         f"network; convert it first: 'snnedge convert {path} --calibration DATA "
-                         f"-o snn.pt' ('snnedge report' also takes it with --calibration DATA).")
-    try:
-        return load_network(path, with_metadata=True)
-    except FileNotFoundError:
-        raise UsageError(f"network file {str(path)!r} does not exist; write it with "
-                         f"'snnedge convert MODEL --calibration DATA -o {path}'.") from None
-    except (ValueError, TypeError) as e:
-        raise UsageError(" ".join(str(e).split())) from None
-
-
 def _device(name: str | None) -> torch.device | None:
     if name is None:
         return None
@@ -187,7 +174,7 @@ def _network_and_data(args):
                          f"{str(args.network)!r} is not one. Leave --calibration out for a "
                          f"network written by 'snnedge convert'.")
     else:
-        snn, meta = _load_snn(args.network)
+        snn, meta = load_snn(args.network)
     x, y = load_data(args.data)
     x = fit_shape(x, snn.input_shape, f"data file {args.data!r}")
     return snn, meta, x, y

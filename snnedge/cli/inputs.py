@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..io import load_network
 from .errors import UsageError
 
 FIX_PICKLE = ("Save the model without pickled code: torch.export.save(torch.export.export("
@@ -313,3 +314,21 @@ def fit_shape(x: torch.Tensor, shape: tuple[int, ...] | None, where: str,
             f"{', '.join(map(str, shape))}); check the channel order)"
             if x[0].numel() == int(np.prod(shape)) else "use data of the shape the model was made for")
     raise UsageError(f"{where}: samples have shape {got}, but the network takes {want}; {hint}.")
+
+
+def load_snn(path: str | Path, where: str = "network file"):
+    """``(network, metadata)`` of a file written by ``snnedge convert``; a :class:`UsageError`
+    naming ``where`` and the path when it is missing (with the command that writes it) or not
+    a network file (a torch.export program: with how to convert it)."""
+    if is_exported_program(path):
+        raise UsageError(f"{where} {str(path)!r} is a torch.export program (an ANN), not a "
+                         f"converted network; convert it first: 'snnedge convert {path} "
+                         f"--calibration DATA -o snn.pt' ('snnedge report' also takes it with "
+                         f"--calibration DATA).")
+    try:
+        return load_network(path, with_metadata=True)
+    except FileNotFoundError:
+        raise UsageError(f"{where} {str(path)!r} does not exist; write it with "
+                         f"'snnedge convert MODEL --calibration DATA -o {path}'.") from None
+    except (ValueError, TypeError) as e:
+        raise UsageError(f"{where} {str(path)!r}: " + " ".join(str(e).split())) from None

@@ -36,9 +36,8 @@ from pathlib import Path
 import torch
 
 from .. import distributed as dist_glue
-from ..io import load_network
 from .errors import UsageError
-from .inputs import first_line, fit_shape, load_data
+from .inputs import first_line, fit_shape, load_data, load_snn
 from .report import say, write_report
 
 CONFIG_HELP = ("CONFIG is a TOML or JSON file with the keys: networks (list of files written "
@@ -186,16 +185,6 @@ def _targets_and_baselines(cfg: dict) -> tuple[list, list]:
     return targets, baselines
 
 
-def _load(path: str):
-    try:
-        return load_network(path, with_metadata=True)
-    except FileNotFoundError:
-        raise UsageError(f"sweep config: key 'networks': {path!r} does not exist; write it with "
-                         f"'snnedge convert MODEL --calibration DATA -o {path}'.") from None
-    except (ValueError, TypeError) as e:
-        raise UsageError(f"sweep config: key 'networks': {path!r}: {first_line(e)}") from None
-
-
 def run_job(job: dict, cfg: dict, net, meta: dict, x, y, targets, baselines,
             device: torch.device | None) -> tuple[dict, list[dict]]:
     """Simulate one job and compare it on every target: ``(job summary, rows)``."""
@@ -260,7 +249,7 @@ def run_sweep(args) -> None:
         if r != rank:
             continue
         if job["network"] not in cache:
-            net, meta = _load(job["network"])
+            net, meta = load_snn(job["network"], "sweep config: key 'networks':")
             cache[job["network"]] = (net, meta, fit_shape(x_all, net.input_shape,
                                                           f"data file {cfg['data']!r}"))
         net, meta, x = cache[job["network"]]

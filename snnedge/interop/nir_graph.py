@@ -34,20 +34,16 @@ def splice_subgraphs(nir, graph) -> tuple[dict, list[tuple[str, str]]]:
             nodes[key] = node
             continue
         sub_nodes, sub_edges = splice_subgraphs(nir, node)
-        ins = [k for k, n in sub_nodes.items() if isinstance(n, nir.Input)]
-        outs = [k for k, n in sub_nodes.items() if isinstance(n, nir.Output)]
-        if len(ins) != 1 or len(outs) != 1:
-            raise ValueError(f"from_nir: subgraph {key!r} needs one Input and one Output node to be "
-                             f"spliced in. Got inputs {ins}, outputs {outs}.")
-        entry = {f"{key}.{b}" for a, b in sub_edges if a == ins[0] and b != outs[0]}
-        exit_ = {f"{key}.{a}" for a, b in sub_edges if b == outs[0] and a != ins[0]}
-        through = any(a == ins[0] and b == outs[0] for a, b in sub_edges)
+        i, o = input_and_output(nir, sub_nodes, f"from_nir: subgraph {key!r}")
+        entry = {f"{key}.{b}" for a, b in sub_edges if a == i and b != o}
+        exit_ = {f"{key}.{a}" for a, b in sub_edges if b == o and a != i}
+        through = any(a == i and b == o for a, b in sub_edges)
         for k, n in sub_nodes.items():
-            if k not in (ins[0], outs[0]):
+            if k not in (i, o):
                 nodes[f"{key}.{k}"] = n
         inner_edges += [(f"{key}.{a}", f"{key}.{b}") for a, b in sub_edges
-                        if a not in (ins[0], outs[0]) and b not in (ins[0], outs[0])]
-        ports[key] = (entry, exit_, through, f"{key}.{ins[0]}", f"{key}.{outs[0]}")
+                        if a not in (i, o) and b not in (i, o)]
+        ports[key] = (entry, exit_, through, f"{key}.{i}", f"{key}.{o}")
     edges = list(inner_edges)
 
     def sources(a: str) -> list[str]:
@@ -78,6 +74,17 @@ def splice_subgraphs(nir, graph) -> tuple[dict, list[tuple[str, str]]]:
     return nodes, list(dict.fromkeys(edges))
 
 
+def input_and_output(nir, nodes: dict, what: str) -> tuple[str, str]:
+    """The keys of the one ``nir.Input`` and the one ``nir.Output`` among ``nodes``; a
+    ``ValueError`` naming ``what`` when there are more or fewer."""
+    ins = [k for k, n in nodes.items() if isinstance(n, nir.Input)]
+    outs = [k for k, n in nodes.items() if isinstance(n, nir.Output)]
+    if len(ins) != 1 or len(outs) != 1:
+        raise ValueError(f"{what} needs one Input and one Output node. Got inputs {ins}, "
+                         f"outputs {outs}.")
+    return ins[0], outs[0]
+
+
 def _subgraph_of(end: str, ports: dict) -> str | None:
     """The subgraph an edge end names (``"sub"`` or a port ``"sub.input"``), or None."""
     if end in ports:
@@ -102,24 +109,8 @@ def delayed_edges(nodes: dict, edges: list[tuple[str, str]], start: str,
         pred[b].append(a)
     _refuse_cycles_without_neurons(nodes, succ, is_neuron)
     delayed: set[tuple[str, str]] = set()
-    state: dict[str, int] = {}  # 1 on the stack, 2 done
-    roots = [start] + [k for k in nodes if k != start]
-    for root in roots:
-        if root in state:
-            continue
-        state[root] = 1
-        stack = [(root, iter(succ[root]))]
-        while stack:
-            node, it = stack[-1]
-            nxt = next(it, None)
-            if nxt is None:
-                state[node] = 2
-                stack.pop()
-            elif state.get(nxt) == 1:
-                delayed.add(_delay_place(node, nxt, succ, pred, is_neuron))
-            elif nxt not in state:
-                state[nxt] = 1
-                stack.append((nxt, iter(succ[nxt])))
+    for _, u, v in _back_edges([start] + [k for k in nodes if k != start], succ):
+        delayed.add(_delay_place(u, v, succ, pred, is_neuron))
     return delayed
 
 
@@ -140,12 +131,27 @@ def _delay_place(u: str, v: str, succ, pred, is_neuron) -> tuple[str, str]:
 def _refuse_cycles_without_neurons(nodes: dict, succ: dict, is_neuron) -> None:
     """A ``ValueError`` naming the nodes of a cycle that passes no neuron."""
     plain = {k for k in nodes if not is_neuron(k)}
-    state: dict[str, int] = {}
-    for root in (k for k in nodes if k in plain):  # the graph's order: the same message every run
+    plain_succ = {k: [s for s in succ[k] if s in plain] for k in plain}
+    # the graph's order: the same message every run
+    for path, _, nxt in _back_edges([k for k in nodes if k in plain], plain_succ):
+        cycle = path[path.index(nxt):]
+        kinds = [type(nodes[k]).__name__ for k in cycle]
+        raise ValueError(
+            f"from_nir: nodes {cycle} ({', '.join(kinds)}) form a cycle with no neuron in it: "
+            f"an algebraic loop that no step can resolve. A recurrent connection must pass a "
+            f"neuron ({', '.join(t for t in NEURON_TYPES if t != 'CubaLI')}), whose spikes "
+            f"are fed back one step later.")
+
+
+def _back_edges(roots: list[str], succ: dict[str, list[str]]):
+    """Depth-first search from each of ``roots`` in turn: yields ``(path, u, v)`` for every
+    edge ``u -> v`` back to a node ``v`` on the current path (``path``, root first)."""
+    state: dict[str, int] = {}  # 1 on the path, 2 done
+    for root in roots:
         if root in state:
             continue
-        path, stack = [root], [(root, iter(s for s in succ[root] if s in plain))]
         state[root] = 1
+        path, stack = [root], [(root, iter(succ[root]))]
         while stack:
             node, it = stack[-1]
             nxt = next(it, None)
@@ -154,17 +160,11 @@ def _refuse_cycles_without_neurons(nodes: dict, succ: dict, is_neuron) -> None:
                 stack.pop()
                 path.pop()
             elif state.get(nxt) == 1:
-                cycle = path[path.index(nxt):]
-                kinds = [type(nodes[k]).__name__ for k in cycle]
-                raise ValueError(
-                    f"from_nir: nodes {cycle} ({', '.join(kinds)}) form a cycle with no neuron in it: "
-                    f"an algebraic loop that no step can resolve. A recurrent connection must pass a "
-                    f"neuron ({', '.join(t for t in NEURON_TYPES if t != 'CubaLI')}), whose spikes "
-                    f"are fed back one step later.")
+                yield path, node, nxt
             elif nxt not in state:
                 state[nxt] = 1
                 path.append(nxt)
-                stack.append((nxt, iter(s for s in succ[nxt] if s in plain)))
+                stack.append((nxt, iter(succ[nxt])))
 
 
 def topological(nodes: dict, edges: list[tuple[str, str]], start: str) -> list[str]:

@@ -63,7 +63,7 @@ from ..layers import Add, Scale, SumPool2d
 from ..layers import INPUT
 from ..network import Node, SpikingNetwork, previous, split_delayed
 from ..neurons import SpikingNeuron
-from .nir_graph import NEURON_TYPES, delayed_edges, splice_subgraphs, topological
+from .nir_graph import NEURON_TYPES, delayed_edges, input_and_output, splice_subgraphs, topological
 from .nir_models import export_model, import_model
 from .nir_nodes import (SNNTORCH_DT, SNNTORCH_TAU, PresetIF, PresetLIF, export_node, import_node,
                         initial_membrane)
@@ -346,27 +346,23 @@ def from_nir(graph_or_path, *, reset: str | None = None, dt: float = 1.0,
     else:
         raise TypeError(f"from_nir expects a nir.NIRGraph or a file path. Got {type(graph_or_path).__name__}.")
     graph_nodes, graph_edges = splice_subgraphs(nir, graph)
-    inputs = [k for k, n in graph_nodes.items() if isinstance(n, nir.Input)]
-    outputs = [k for k, n in graph_nodes.items() if isinstance(n, nir.Output)]
-    if len(inputs) != 1 or len(outputs) != 1:
-        raise ValueError(f"from_nir needs one Input and one Output node. Got inputs {inputs}, "
-                         f"outputs {outputs}.")
+    source, sink = input_and_output(nir, graph_nodes, "from_nir")
     preds: dict[str, list[str]] = {k: [] for k in graph_nodes}
     for a, b in graph_edges:
         if a not in graph_nodes or b not in graph_nodes:
             raise ValueError(f"from_nir: edge ({a!r}, {b!r}) names a node the graph does not have.")
         preds[b].append(a)
-    delayed = delayed_edges(graph_nodes, graph_edges, inputs[0],
+    delayed = delayed_edges(graph_nodes, graph_edges, source,
                             lambda k: type(graph_nodes[k]).__name__ in NEURON_TYPES)
-    order = topological(graph_nodes, [e for e in graph_edges if e not in delayed], inputs[0])
-    input_shape = tuple(int(s) for s in np.asarray(graph_nodes[inputs[0]].input_type["input"]).reshape(-1))
-    names = _layer_names([k for k in order if k not in (inputs[0], outputs[0])])
-    names[inputs[0]] = INPUT
+    order = topological(graph_nodes, [e for e in graph_edges if e not in delayed], source)
+    input_shape = tuple(int(s) for s in np.asarray(graph_nodes[source].input_type["input"]).reshape(-1))
+    names = _layer_names([k for k in order if k not in (source, sink)])
+    names[source] = INPUT
     v0 = (lambda k: v_init.get(k, 0.0)) if isinstance(v_init, Mapping) else (lambda k: float(v_init))
     nodes: list[Node] = []
     for key in order:
         node = graph_nodes[key]
-        if key in (inputs[0], outputs[0]):
+        if key in (source, sink):
             continue
         ins = tuple(previous(names[p]) if (p, key) in delayed else names[p] for p in preds[key])
         if not ins:
@@ -380,12 +376,12 @@ def from_nir(graph_or_path, *, reset: str | None = None, dt: float = 1.0,
             module = (import_model(nir, key, node, reset, dt, v0(names[key]))
                       or import_node(nir, key, node, reset, dt, v0(names[key])))
         nodes.append(Node(names[key], module, ins))
-    out_ins = [names[p] for p in preds[outputs[0]]]
+    out_ins = [names[p] for p in preds[sink]]
     if len(out_ins) > 1:
-        nodes.append(Node(f"{outputs[0]}_sum", Add(), tuple(out_ins)))
-        out_ins = [f"{outputs[0]}_sum"]
+        nodes.append(Node(f"{sink}_sum", Add(), tuple(out_ins)))
+        out_ins = [f"{sink}_sum"]
     if not out_ins or out_ins[0] == INPUT:
-        raise ValueError(f"from_nir: the Output node {outputs[0]!r} must follow at least one layer.")
+        raise ValueError(f"from_nir: the Output node {sink!r} must follow at least one layer.")
     keep = _ancestors(nodes, out_ins[0])  # branches that never reach the output are dropped
     net = SpikingNetwork([n for n in nodes if n.name in keep], input_shape=input_shape)
     if isinstance(v_init, Mapping) and set(v_init) - set(net.neuron_layers):
