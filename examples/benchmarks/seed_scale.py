@@ -389,26 +389,30 @@ def main(argv=None) -> dict:
     import seed_nets
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--nets", "--networks", dest="networks", nargs="+", default=None,
-                   choices=list(NETWORKS),
-                   help="default: the five seed networks (converted), VGG-16 and ResNet-50 "
+                   choices=list(NETWORKS), metavar="NET",
+                   help=f"of {', '.join(NETWORKS)}; default: the five seed networks (converted), VGG-16 and ResNet-50 "
                         "(hand-built)")
     p.add_argument("--source", choices=SOURCES, default="converted",
                    help="converted ANNs (torchvision's where installed, else snnedge's stand-ins) "
                         "or the hand-built SNNs of seed_nets.py (VGG-16, ResNet-50)")
-    p.add_argument("--measures", nargs="+", default=list(MEASURES), choices=list(MEASURES))
+    p.add_argument("--measures", nargs="+", default=list(MEASURES), choices=list(MEASURES),
+                   help="default: all")
     p.add_argument("--calibration", "--calibration-samples", dest="calibration_samples",
-                   type=int, default=64,
+                   type=int, default=64, metavar="N",
                    help="random images the convert measure calibrates on (default: 64)")
     p.add_argument("--no-membrane-calibration", action="store_true",
                    help="convert measure: calibrate_membrane=False (default: convert's defaults)")
-    p.add_argument("--targets", nargs="+", default=list(TARGETS), choices=list(TARGETS))
+    p.add_argument("--targets", nargs="+", default=list(TARGETS), choices=list(TARGETS),
+                   metavar="TARGET", help=f"of {', '.join(TARGETS)} (default: all)")
     p.add_argument("--simulate-networks", nargs="+", default=None, choices=list(NETWORKS),
+                   metavar="NET",
                    help="networks the simulate measure runs on (default: every one of --nets)")
     p.add_argument("--size", type=int, default=224, help="image side in px (default: 224)")
     p.add_argument("--timesteps", type=int, default=32, help="simulate's T (default: 32)")
     p.add_argument("--threads", type=int, default=2,
                    help="torch threads in every measuring process (default: 2, as the goals say)")
-    p.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
+    p.add_argument("--out", type=Path, default=HERE / "RESULTS.md",
+                   help="the Markdown file whose section is written (default: RESULTS.md here)")
     p.add_argument("--json", type=Path, default=None, help="also save the raw results here")
     p.add_argument("--note", default="", help="a line added under the table (e.g. 'provisional')")
     p.add_argument("--no-write", action="store_true", help="print the section, do not write it")
