@@ -35,13 +35,14 @@ Usage::
     python examples/benchmarks/seed_scale.py --nets vgg16 resnet50 --calibration 64
     python examples/benchmarks/seed_scale.py --measures map --nets resnet50
     python examples/benchmarks/seed_scale.py --source hand-built --nets vgg16 resnet50
-    python examples/benchmarks/seed_scale.py --size 64 --timesteps 8 --calibration 8 --no-write  # smoke
+    python examples/benchmarks/seed_scale.py --size 64 --timesteps 8 --calibration 8 --no-write
 
 Without torchvision the rows use snnedge's stand-ins, whose weights and BatchNorm statistics
 equal torchvision's models' for the same seed (``tests/test_seed_report.py``).
 
 Writes (or replaces) the section "The seed's networks at ImageNet size" of ``RESULTS.md``
-next to this file (``--out``; hand-built rows have a section of their own), with the command, CPU, torch version and thread count;
+next to this file (``--out``; hand-built rows have a section of their own), with the
+command, CPU, torch version and thread count;
 ``--json PATH`` also saves the raw numbers, and ``--from-json PATH`` rewrites the section
 from them without measuring.
 """
@@ -224,7 +225,8 @@ def simulate_one(network: str, args: argparse.Namespace) -> dict:
 def measure_convert(network: str, args: argparse.Namespace) -> dict:
     r = _in_child(convert_one, network, args)
     print(f"{network} convert: {r}", file=sys.stderr)
-    return {"convert (s)": r["seconds"], "/ ANN pass": r["ratio"], "convert peak (GB)": r["peak_gb"],
+    return {"convert (s)": r["seconds"], "/ ANN pass": r["ratio"],
+            "convert peak (GiB)": r["peak_gb"],
             "_convert": r}
 
 
@@ -242,7 +244,7 @@ def measure_simulate(network: str, args: argparse.Namespace) -> dict:
     r = _in_child(simulate_one, network, args)
     print(f"{network} simulate: {r}", file=sys.stderr)
     return {f"simulate T={args.timesteps} (s)": r["seconds"], "/ dense bound": r["ratio"],
-            "simulate peak (GB)": r["peak_gb"], "_simulate": r}
+            "simulate peak (GiB)": r["peak_gb"], "_simulate": r}
 
 
 #: Measures by name, each ``(network, args) -> {column: value}``; keys starting with "_"
@@ -305,7 +307,7 @@ def table(results: dict) -> str:
 
 
 def mapping_table(results: dict) -> str:
-    lines = ["| network | target | cores | chips | feasible | problems | peak (GB) |",
+    lines = ["| network | target | cores | chips | feasible | problems | peak (GiB) |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     for network, row in results["rows"].items():
         for key, r in row.items():
@@ -390,8 +392,8 @@ def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--nets", "--networks", dest="networks", nargs="+", default=None,
                    choices=list(NETWORKS), metavar="NET",
-                   help=f"of {', '.join(NETWORKS)}; default: the five seed networks (converted), VGG-16 and ResNet-50 "
-                        "(hand-built)")
+                   help=f"of {', '.join(NETWORKS)}; default: the five seed networks "
+                        f"(converted), VGG-16 and ResNet-50 (hand-built)")
     p.add_argument("--source", choices=SOURCES, default="converted",
                    help="converted ANNs (torchvision's where installed, else snnedge's stand-ins) "
                         "or the hand-built SNNs of seed_nets.py (VGG-16, ResNet-50)")
