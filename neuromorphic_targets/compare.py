@@ -14,6 +14,11 @@ energy misses a term (an unknown figure) says so in ``energy_complete`` and ``mi
 its energy is then a lower bound (written ``>=`` in the markdown). Several simulations of the
 same network at different ``T`` give one target row per ``T`` and feed
 :meth:`Comparison.plot_accuracy_vs_energy`.
+
+With ``hardware_data=(x, y)`` each target's network is also run in the chip's own arithmetic
+(:func:`~neuromorphic_targets.to_hardware`) on ``x`` at every ``T``: the row gains
+``hardware_accuracy`` (beside the float network's ``accuracy``) and its activity and energy
+come from that simulation's own counts.
 """
 from __future__ import annotations
 
@@ -27,12 +32,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from snnedge import SimulationResult, SpikingNetwork
+from snnedge import SimulationResult, SpikingNetwork, simulate
 from snnedge.errors import check_real
 from snnedge.ops import OpCount, count_ops
 
 from .baselines import BaselineEstimate, estimate_baseline, get_baseline
 from .energy import EnergyEstimate, estimate_energy
+from .hardware import to_hardware
 from .mapping import Mapping, map_network
 from .profiles import get_profile
 
@@ -40,7 +46,7 @@ DEFAULT_TARGETS = ("truenorth", "dynap-se", "dynap-cnn")
 DEFAULT_BASELINES = ("cpu", "gpu-jetson-tx2", "tpu-v1", "eyeriss")
 
 #: Columns of :meth:`Comparison.table`, in order.
-COLUMNS = ("name", "kind", "model", "accuracy", "timesteps", "energy_j", "energy_complete",
+COLUMNS = ("name", "kind", "model", "accuracy", "hardware_accuracy", "timesteps", "energy_j", "energy_complete",
            "energy_method", "latency_s", "spikes", "synaptic_events", "macs", "cores", "chips",
            "feasible", "weights_representable", "missing", "problems", "sources")
 
@@ -70,6 +76,7 @@ class ComparisonRow:
     problems: tuple[str, ...]
     sources: tuple[str, ...]
     estimate: EnergyEstimate | BaselineEstimate = field(repr=False, compare=False)
+    hardware_accuracy: float | None = None  # the network in the chip's arithmetic (hardware_data)
 
     @property
     def label(self) -> str:
@@ -111,18 +118,24 @@ class Comparison:
         """A markdown table (energies in J, ``>=`` marking lower bounds), then the notes and the
         numbered sources each row cites."""
         refs = {s: i + 1 for i, s in enumerate(self.sources())}
-        head = ["row", "model", "accuracy", "T", "energy / inference", "latency", "spikes",
-                "synaptic events", "MACs", "cores", "chips", "feasible", "unknown terms", "sources"]
+        on_chip = any(r.hardware_accuracy is not None for r in self.rows)
+        head = ["row", "model", "accuracy"] + (["on-chip accuracy"] if on_chip else []) + [
+            "T", "energy / inference", "latency", "spikes",
+            "synaptic events", "MACs", "cores", "chips", "feasible", "unknown terms", "sources"]
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for r in self.rows:
-            cells = [r.name, r.model, _pct(r.accuracy), _int(r.timesteps), _energy(r),
+            chip = [_pct(r.hardware_accuracy)] if on_chip else []
+            cells = [r.name, r.model, _pct(r.accuracy), *chip, _int(r.timesteps), _energy(r),
                      _sec(r.latency_s), _num(r.spikes), _num(r.synaptic_events), _num(r.macs),
                      _int(r.cores), _int(r.chips), _feasible(r), ", ".join(r.missing) or "-",
                      " ".join(f"[{refs[s]}]" for s in r.sources) or "-"]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
         lines.append("`>=`: a lower bound (some energy term has no published figure; see unknown "
-                     "terms). `-`: not applicable.")
+                     "terms). `-`: not applicable."
+                     + (" On-chip accuracy: the network in the chip's own arithmetic "
+                        "(to_hardware), whose simulation also gives the row's activity and "
+                        "energy." if on_chip else ""))
         lines += [f"- {n}" for n in self.notes]
         for name, m in self.mappings.items():
             lines += [f"- {name} infeasible: {p}" for p in m.problems[:3]]
@@ -241,7 +254,8 @@ def compare(result: SimulationResult | Sequence[SimulationResult], ann: nn.Modul
             targets: Sequence[str] = DEFAULT_TARGETS, baselines: Sequence[str] = DEFAULT_BASELINES,
             snn: SpikingNetwork | None = None, input_shape: Sequence[int] | None = None,
             accuracy_ann: float | None = None, y=None, utilisation: float = 1.0,
-            static_scope: str = "chips", ops: OpCount | None = None) -> Comparison:
+            static_scope: str = "chips", ops: OpCount | None = None,
+            hardware_data=None) -> Comparison:
     """Compare the SNN on neuromorphic ``targets`` with the ANN on conventional ``baselines``.
 
     Parameters
@@ -272,6 +286,13 @@ def compare(result: SimulationResult | Sequence[SimulationResult], ann: nn.Modul
         The ANN's operation counts (:func:`snnedge.count_ops`) when the ANN itself is not at
         hand, e.g. the counts ``snnedge convert`` stores beside the network; used instead of
         counting ``ann``.
+    hardware_data:
+        ``(x, y)``: run each target's network in the chip's own arithmetic
+        (:func:`~neuromorphic_targets.to_hardware`) on the samples ``x`` at every ``T`` of the
+        results (their encoding, seed 0); each target row gains ``hardware_accuracy`` on the
+        labels ``y`` (``None`` for labels) and takes its activity and energy from that
+        simulation. A target the network cannot run on keeps the float simulation's counts
+        and the notes say why.
     """
     results = (result,) if isinstance(result, SimulationResult) else tuple(result)
     if ops is not None and not isinstance(ops, OpCount):
@@ -303,23 +324,32 @@ def compare(result: SimulationResult | Sequence[SimulationResult], ann: nn.Modul
     shape = None if shape is None else tuple(int(s) for s in shape)
     ordered = sorted(results, key=lambda r: r.timesteps)
 
+    hw_x, hw_y = _hardware_data(hardware_data)
     rows: list[ComparisonRow] = []
     mappings: dict[str, Mapping] = {}
+    notes = []
     for prof in profiles:
         m = mappings[prof.name] = map_network(net, prof, input_shape=shape)
+        hw_net = _on_chip(net, prof, shape, notes) if hw_x is not None else None
         for res in ordered:
-            e = estimate_energy(res, m, static_scope=static_scope)
-            per = res.per_inference()
+            hw_res = None if hw_net is None else simulate(
+                hw_net, hw_x, timesteps=res.timesteps, encoding=res.encoding, labels=hw_y,
+                progress=False)
+            counted = hw_res if hw_res is not None else res
+            e = estimate_energy(counted, m, static_scope=static_scope)
+            per = counted.per_inference()
             rows.append(ComparisonRow(
                 name=prof.name, kind="neuromorphic", model="SNN", accuracy=_accuracy(res, y),
                 timesteps=res.timesteps, energy_j=e.total_j, energy_complete=e.complete,
-                energy_method="static + per-event costs", latency_s=e.latency_s,
+                energy_method="static + per-event costs" + (
+                    " (on-chip simulation)" if hw_res is not None else ""),
+                latency_s=e.latency_s,
                 spikes=per["spikes"], synaptic_events=per["synaptic_events"],
                 macs=per["input_macs"], cores=m.cores, chips=m.chips, feasible=m.feasible,
                 weights_representable=m.weights_representable, missing=tuple(e.missing),
-                problems=tuple(m.problems), sources=tuple(e.sources()), estimate=e))
+                problems=tuple(m.problems), sources=tuple(e.sources()), estimate=e,
+                hardware_accuracy=None if hw_res is None or hw_y is None else hw_res.accuracy()))
 
-    notes = []
     if base_profiles and ops is None:
         model = ann
         if model is None:
@@ -350,3 +380,34 @@ def compare(result: SimulationResult | Sequence[SimulationResult], ann: nn.Modul
         notes.append("SNN rows: MACs are the analog input MACs of direct encoding, which the "
                      "targets do not price (an unknown 'input' term)")
     return Comparison(tuple(rows), mappings, ops, tuple(ordered), tuple(notes))
+
+
+def _hardware_data(data) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """``(x, y)`` of ``compare``'s ``hardware_data`` (``(None, None)`` when not given)."""
+    if data is None:
+        return None, None
+    if not (isinstance(data, (tuple, list)) and len(data) == 2 and isinstance(data[0], torch.Tensor)
+            and (data[1] is None or isinstance(data[1], torch.Tensor))):
+        raise TypeError(f"The 'hardware_data' parameter of compare must be a pair (x, y) of tensors "
+                        f"(y may be None). Got {type(data).__name__}.")
+    x, y = data
+    if y is not None and y.reshape(-1).shape[0] != x.shape[0]:
+        raise ValueError(f"The 'hardware_data' of compare has {x.shape[0]} samples but "
+                         f"{y.reshape(-1).shape[0]} labels; give one label per sample.")
+    return x, None if y is None else y.reshape(-1)
+
+
+def _on_chip(net: SpikingNetwork, prof, shape, notes: list[str]) -> SpikingNetwork | None:
+    """``to_hardware(net, prof)``, or None with a note saying why the chip cannot run it."""
+    try:
+        hw = to_hardware(net, prof, input_shape=shape)
+    except ValueError as e:  # does not map, or its format cannot hold the network
+        notes.append(f"{prof.name}: no on-chip simulation ({' '.join(str(e).split())}); its rows "
+                     f"count the float simulation")
+        return None
+    info = hw.hardware_
+    if info.mismatch:
+        notes.append(f"{prof.name}: on chip with analog mismatch sigma {info.mismatch:g} "
+                     f"(seed {info.seed})")
+    notes.extend(f"{prof.name}: {n}" for n in info.notes)
+    return hw

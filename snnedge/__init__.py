@@ -8,6 +8,7 @@ See DESIGN in the README for the public contract. The main entry points::
 """
 from importlib.metadata import PackageNotFoundError, version
 
+from .chip_neuron import ChipNeuron
 from .encoders import ENCODERS
 from .layers import Add, Concat, Scale, SumPool2d, TemporalModule
 from .network import Node, SpikingNetwork, sequential
@@ -27,7 +28,7 @@ except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0+local"
 
 __all__ = [
-    "IF", "LIF", "SpikingNeuron", "if_step", "lif_step", "Add", "Concat", "Scale", "SumPool2d",
+    "IF", "LIF", "SpikingNeuron", "ChipNeuron", "if_step", "lif_step", "Add", "Concat", "Scale", "SumPool2d",
     "TemporalModule", "Node", "SpikingNetwork", "sequential", "simulate", "SimulationResult",
     "ENGINES", "ENCODERS", "SURROGATES", "get_surrogate", "count_ops", "OpCount", "LayerOps",
     "NeuroBenchMetrics", "neurobench_metrics", "to_nir", "from_nir", "save_network", "load_network",

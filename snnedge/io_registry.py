@@ -40,6 +40,7 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
+from .chip_neuron import ChipNeuron
 from .layers import Add, Concat, Scale, SumPool2d
 from .neurons import IF, LIF
 
@@ -288,6 +289,26 @@ def _register_core_types() -> None:
     register_layer_type("snnedge.Concat", Concat, _attrs("dim"))
     register_layer_type("snnedge.IF", IF, _neuron_args, functools.partial(_build_neuron, IF))
     register_layer_type("snnedge.LIF", LIF, _lif_args, _build_lif)
+    register_layer_type("snnedge.ChipNeuron", ChipNeuron, _chip_args, _build_chip)
+
+
+_CHIP_BUFFERS = ("threshold", "bias", "v_init", "beta", "decay")
+
+
+def _chip_args(m: ChipNeuron) -> dict:
+    return {**{f"{k}_shape": _shape(getattr(m, k)) for k in _CHIP_BUFFERS},
+            **_attrs("reset", "decay_shift", "v_min", "v_max", "current_bits", "strict",
+                     "integer")(m)}
+
+
+def _build_chip(a: dict) -> ChipNeuron:
+    # placeholders of the saved shapes (a positive threshold); the state dict brings the values
+    shaped = {k: None if a[f"{k}_shape"] is None else torch.ones(a[f"{k}_shape"])
+              for k in _CHIP_BUFFERS}
+    return ChipNeuron(shaped["threshold"], shaped["bias"], shaped["v_init"], a["reset"],
+                      beta=shaped["beta"], decay=shaped["decay"], decay_shift=a["decay_shift"],
+                      v_min=a["v_min"], v_max=a["v_max"], current_bits=a["current_bits"],
+                      strict=a["strict"], integer=a["integer"])
 
 
 _register_core_types()

@@ -160,6 +160,11 @@ def _add_report(sub) -> None:
     r.add_argument("--baselines", nargs="+", metavar="BASELINE", default=None,
                    help="conventional baselines (default: all: cpu, cpu-int8, gpu-jetson-tx2, "
                         "gpu-v100, tpu-v1, eyeriss)")
+    r.add_argument("--hardware", action="store_true",
+                   help="also run the network in each target's own arithmetic (integer weights, "
+                        "thresholds and membranes; DYNAP-SE's analog mismatch) on the data: the "
+                        "report shows float and on-chip accuracy side by side and prices energy "
+                        "from the on-chip simulation")
     r.add_argument("-o", "--out", type=Path, default=Path("snnedge-report"),
                    help="report folder (default: ./snnedge-report); replaced as a whole")
 

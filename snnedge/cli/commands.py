@@ -209,8 +209,12 @@ def run_report(args) -> None:
     sweep = sorted(set(args.timesteps))
     results = [_simulate(snn, x, y, args, t) for t in sweep]
     ops = OpCount.from_dict(meta["ann_ops"]) if meta.get("ann_ops") else None
+    hardware = getattr(args, "hardware", False)
+    if hardware:
+        say("running each target in its own arithmetic (--hardware)")
     comparison = compare(results, snn=snn, targets=targets, baselines=baselines,
-                         input_shape=snn.input_shape, ops=ops)
+                         input_shape=snn.input_shape, ops=ops,
+                         hardware_data=(x, y) if hardware else None)
     table = comparison.to_markdown()
     notes = list(comparison.notes)
     if baselines and ops is None:
@@ -231,6 +235,8 @@ def run_report(args) -> None:
         "ann_ops": None if ops is None else {"macs": ops.macs, "params": ops.params,
                                              "memory_bytes": ops.memory_bytes},
         "comparison": comparison.table(),
+        "hardware": ({r.name + f" T={r.timesteps}": r.hardware_accuracy for r in comparison.rows
+                      if r.kind == "neuromorphic"} if hardware else None),
         "mapping_problems": {k: list(m.problems) for k, m in comparison.mappings.items()},
         "notes": notes,
         "seconds": None,

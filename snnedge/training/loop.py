@@ -9,10 +9,12 @@ from tqdm import tqdm
 
 from ..encoders import ENCODERS
 from ..errors import check_choice, check_positive_int, check_real
+from ..formats import NumberFormat, get_format
 from ..network import SpikingNetwork, module_device, module_dtype
 from .data import LabelledData, Transform
 from .forward import (BPTT_MODES, block_size, readout_sequence, training_view,
                       truncated_backward)
+from .hardware import hardware_synapses
 from .history import History
 from .losses import LossFn, loss_function
 from .optim import cosine_schedule, make_optimizer
@@ -41,7 +43,7 @@ def fit(net: SpikingNetwork, train, epochs: int = 1, timesteps: int = 8, encodin
         optimizer=None, device: str | torch.device | None = None, progress: bool = True,
         bptt: str = "full", block_steps: int | None = None, shuffle: bool = True,
         lr_schedule: str | None = None, transform: Transform | None = None,
-        fold_pooling: bool = True) -> History:
+        fold_pooling: bool = True, hardware: str | NumberFormat | None = None) -> History:
     """Train ``net`` in place with surrogate-gradient BPTT; returns a :class:`History`.
 
     Parameters
@@ -84,6 +86,14 @@ def fit(net: SpikingNetwork, train, epochs: int = 1, timesteps: int = 8, encodin
         strided convolution (the same linear map with fewer multiply-accumulates; see
         :func:`~snnedge.training.training_view`). Validation and :func:`snnedge.simulate` run
         the layers as they are.
+    hardware:
+        Train within a chip's number format: ``"truenorth"``, ``"dynap-cnn"``, ``"loihi"`` (the
+        formats registered by ``neuromorphic_targets``, :mod:`snnedge.formats`) or a
+        :class:`~snnedge.formats.NumberFormat`. Every weighted layer then computes with the
+        chip's integers for its current weights, the gradient passing straight through
+        (Esser et al., PNAS 2016; :mod:`snnedge.training.hardware`); validation runs the same
+        chip-format layers. ``neuromorphic_targets.to_hardware`` afterwards gives the network
+        the chip runs.
 
     Example
     -------
@@ -123,7 +133,11 @@ def fit(net: SpikingNetwork, train, epochs: int = 1, timesteps: int = 8, encodin
     dtype = module_dtype(net)
     opt = make_optimizer(optimizer, params, lr)
     block = block_size(bptt, block_steps, timesteps)
-    view = training_view(net, fold_pooling=fold_pooling)
+    synapses = None
+    if hardware is not None:
+        synapses = hardware_synapses(net, get_format(hardware, where="fit"),
+                                     net.input_shape or train_data.shape)
+    view = training_view(net, fold_pooling=fold_pooling, synapses=synapses)
     sched = None
     if lr_schedule == "cosine":
         n_batches = train_data.num_batches(batch_size)
@@ -165,8 +179,9 @@ def fit(net: SpikingNetwork, train, epochs: int = 1, timesteps: int = 8, encodin
                 history.loss.append(total_loss / seen)
                 history.accuracy.append(correct / seen)
                 if val_data is not None:
-                    metrics = evaluate_data(net, val_data, timesteps, encoding, max(batch_size, 256),
-                                        loss_fn, seed, device)
+                    metrics = evaluate_data(view if hardware is not None else net, val_data,
+                                            timesteps, encoding, max(batch_size, 256), loss_fn,
+                                            seed, device)
                     history.val_loss.append(metrics["loss"])
                     history.val_accuracy.append(metrics["accuracy"])
         finally:
