@@ -6,8 +6,6 @@
 * DYNAP-SE: the neurons of a core (the output channels of one tile from the mapping) share
   ``synapse_types`` (4) weights: 2 excitatory and 2 inhibitory values.
 * DYNAP-CNN: ``weight_bits`` (8-bit) symmetric integers times one scale per layer.
-* Loihi: even 8-bit mantissas in ``[-256, 254]`` times one power of two per layer (lava-dl's
-  ``quantize_8bit``, the rule of :mod:`snnedge.quantization`).
 
 Levels come from 1-D k-means over each group's non-zero weights (zeros stay absent synapses).
 The original network is deep-copied and never changed; compare both with
@@ -23,9 +21,7 @@ from collections.abc import Sequence
 import torch
 
 from snnedge import SpikingNetwork
-from snnedge.quantization import GroupValues, quantize_group
 
-from .formats import number_format
 from .graph import NetworkGraph
 from .mapping import map_network
 from .profiles import Profile, get_profile
@@ -58,10 +54,6 @@ def quantize_for(snn: SpikingNetwork, profile: str | Profile,
         bits = int(prof.value("weight_bits"))
         for name in weighted:
             _set(out, name, lambda rows: snap_levels_to_bits(rows.reshape(1, -1), bits).reshape(rows.shape))
-    elif prof.family == "loihi":
-        fmt = number_format(prof)
-        for name in weighted:
-            _set(out, name, lambda rows, f=fmt: _power_of_two(rows, f))
     elif prof.family == "dynap-se":
         blocks = _dynapse_blocks(snn, prof, input_shape)
         half = int(prof.value("synapse_types")) // 2
@@ -69,8 +61,9 @@ def quantize_for(snn: SpikingNetwork, profile: str | Profile,
             _set(out, name, lambda rows, b=blocks.get(name): _per_core(rows, b or rows.shape[0], half))
     else:
         raise ValueError(f"quantize_for has no weight format for profile {prof.name!r} (family "
-                         f"{prof.family!r}): its weight precision has no published source here. "
-                         f"Use a TrueNorth, DYNAP-SE, DYNAP-CNN or Loihi profile.")
+                         f"{prof.family!r}). Use a TrueNorth, DYNAP-SE or DYNAP-CNN profile; for "
+                         f"Loihi, to_hardware(snn, {prof.name!r}) gives the whole network in its "
+                         f"arithmetic (weights, thresholds, membranes).")
     return out
 
 
@@ -79,12 +72,6 @@ def _set(net: SpikingNetwork, name: str, fn) -> None:
     with torch.no_grad():
         rows = weight_rows(module.weight).to("cpu", torch.float64)
         module.weight.copy_(fn(rows).reshape(module.weight.shape).to(module.weight))
-
-
-def _power_of_two(rows: torch.Tensor, fmt) -> torch.Tensor:
-    """Loihi's weights of one layer as floats: mantissas over the layer's power of two."""
-    q = quantize_group(fmt, GroupValues({"w": rows}))
-    return q.weights["w"] / q.scale
 
 
 def _per_neuron(rows: torch.Tensor, levels: int, bits: int) -> torch.Tensor:

@@ -151,7 +151,11 @@ class ChipNeuron(TemporalModule):
         if not self.integer:
             return current
         current = torch.round(current)
-        return current if self.current_bits is None else wrap(current, self.current_bits)
+        if self.current_bits is None:
+            return current
+        half = 2.0 ** (self.current_bits - 1)
+        lo, hi = (float(t) for t in torch.aminmax(current))
+        return current if -half <= lo and hi < half else wrap(current, self.current_bits)
 
     def step(self, v: torch.Tensor, i: torch.Tensor, theta, bias, leak) -> tuple[torch.Tensor, torch.Tensor]:
         """One tick from membrane ``v`` and current ``i`` (already :meth:`input_current`).

@@ -194,11 +194,7 @@ def _group(net, neuron: str | None, target: str, shapes) -> FormatGroup:
     sources: set[str] = set()
     post: dict[str, float] = {}
     per_row = True
-    start = [target] if neuron is None or not _is_source(net, target) else []
-    if neuron is not None and _is_source(net, target):
-        raise FormatError(f"Spikes of {target!r} reach {who} with no weighted layer between them; "
-                          f"a chip delivers spikes through synapses only.")
-    for node, gain, reshaped in (hit for s in start for hit in _walk(net, s, shapes, pools, seen)):
+    for node, gain, reshaped in _walk(net, target, shapes, pools, seen):
         if _is_source(net, node):
             raise FormatError(
                 f"Spikes of {node!r} reach {who} with no weighted layer between them (an "
