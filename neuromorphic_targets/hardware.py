@@ -67,7 +67,7 @@ def to_hardware(snn: SpikingNetwork, profile: str | Profile, *,
 
     >>> import torch.nn as nn, snnedge
     >>> net = snnedge.sequential(nn.Linear(4, 3), snnedge.IF(), nn.Linear(3, 2), input_shape=(4,))
-    >>> hw = to_hardware(net, "dynap-cnn")
+    >>> hw = to_hardware(net, "truenorth")
     >>> bool((hw.layer("0").weight == hw.layer("0").weight.round()).all()), hw.layer("1").integer
     (True, True)
     """

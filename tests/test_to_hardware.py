@@ -183,3 +183,11 @@ def test_what_a_chip_cannot_hold_names_the_layer():
                                 input_shape=(16,))
     with pytest.raises(ValueError, match="Layer '1' is a Scale"):
         to_hardware(scaled, "loihi")
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import neuromorphic_targets.hardware as module
+    result = doctest.testmod(module, verbose=False)
+    assert result.attempted > 0 and result.failed == 0
