@@ -45,6 +45,7 @@ from snnedge.quantization import FormatGroup, format_groups, row_levels
 from .hardware_info import HardwareError, HardwareInfo
 from .mapping_types import Mapping
 from .profiles import Profile
+from .tiling import Tiling
 
 # Mismatch may not push a threshold or a time constant to zero or below.
 FLOOR = 1e-3
@@ -124,11 +125,8 @@ def _cores(m: Mapping, g: FormatGroup, shapes: dict) -> torch.Tensor:
     if tile is None or len(tile) != len(shape):
         per_core = int(m.profile.value("neurons_per_core"))
         return torch.arange(n) // per_core
-    idx = torch.stack(torch.meshgrid(*[torch.arange(s) for s in shape], indexing="ij")).reshape(len(shape), -1)
-    core = torch.zeros(n, dtype=torch.long)
-    for d, (size, t) in enumerate(zip(shape, tile)):
-        core = core * (-(-size // t)) + idx[d] // t
-    return core
+    coords = torch.stack(torch.meshgrid(*[torch.arange(s) for s in shape], indexing="ij"))
+    return Tiling(tuple(shape), tile).tile_ids(coords.reshape(len(shape), -1).T)
 
 
 def _per_core_levels(matrix: torch.Tensor, cores: torch.Tensor,
