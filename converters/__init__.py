@@ -10,13 +10,13 @@ BatchNorm, max or average pooling, residual additions, concatenations) into a ra
 """
 from . import io_types
 from .errors import UnsupportedLayerError
-from .maxpool import SpikingMaxPool2d
+from .maxpool import SpikingAdaptiveMaxPool2d, SpikingMaxPool2d
 from .membrane import CalibratedIF
 from .pipeline import DEFAULT_V_INIT, ConversionInfo, convert
 from .qcfs import QCFS, replace_relu_with_qcfs
 
 __all__ = ["convert", "ConversionInfo", "QCFS", "replace_relu_with_qcfs", "SpikingMaxPool2d",
-           "CalibratedIF", "UnsupportedLayerError", "DEFAULT_V_INIT"]
+           "SpikingAdaptiveMaxPool2d", "CalibratedIF", "UnsupportedLayerError", "DEFAULT_V_INIT"]
 
 # snnedge.save_network / load_network learn converters' types (load_network also finds them
 # through the entry point in pyproject.toml, without this import)

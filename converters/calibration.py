@@ -16,6 +16,16 @@ stands for (Rueckauer et al., Front. Neurosci. 11:682, 2017, doi:10.3389/fnins.2
 
 Percentiles are taken over at most :data:`MAX_VALUES` values per layer (a uniform random
 sample when the calibration set is larger; seeded, so conversion is deterministic).
+
+Over several ranks (``convert(..., distributed=True)``, the hook ``ranks=`` of
+:func:`activation_scales`): each rank measures whole batches of the calibration set, those a
+single process would measure in the same order (:func:`snnedge.distributed.batch_range`), and
+replays the random draws of the batches before its own (:func:`skip_draws`), so the ranks
+together keep exactly the values one process keeps. :func:`reduce_statistics` then reduces
+them: ``"max"`` by an all-reduce of the maxima; the percentiles by
+:func:`snnedge.distributed.union_kth`, which exchanges only each rank's most extreme
+``min(k, n - k + 1)`` values per row. The union is not approximated: the scales are those of
+one process, bit for bit (tests/test_distributed.py checks it with and without subsampling).
 """
 from __future__ import annotations
 
@@ -23,6 +33,8 @@ import math
 from collections.abc import Iterable
 
 import torch
+
+from snnedge import distributed as dist_glue
 
 from .graph import Graph
 
@@ -76,15 +88,23 @@ def _kth(values: torch.Tensor, percentile: float) -> float:
     return float(values.kthvalue(k).values)
 
 
+def percentiles(rows: list[torch.Tensor], percentile: float) -> list[float]:
+    """The ``percentile``-th value of each row (0.0 for an empty row)."""
+    return [_kth(row, percentile) for row in rows]
+
+
 @torch.no_grad()
 def activation_scales(graph: Graph, x: torch.Tensor, names: list[str], mode: str,
                       percentile: float, batch_size: int = 256, seed: int = 0,
-                      positive_only: bool = True) -> dict[str, torch.Tensor]:
+                      positive_only: bool = True,
+                      ranks: dist_glue.Context | None = None) -> dict[str, torch.Tensor]:
     """``{layer: lambda}`` for the activation layers ``names`` (see the module docstring).
 
     ``lambda`` is a 0-d tensor, or for ``"channelwise"`` a tensor with one value per channel
     shaped to broadcast over the layer's per-sample output (``(C, 1, 1)`` or ``(F,)``).
     A layer (or channel) that never fires on the calibration data gets ``lambda = 1``.
+    With ``ranks`` (``x`` the same on every rank) each rank measures its share of the batches
+    and the statistics are reduced across ranks (see the module docstring).
     """
     if mode == "none" or not names:
         return {n: torch.tensor(1.0, dtype=torch.float64) for n in names}
@@ -94,7 +114,13 @@ def activation_scales(graph: Graph, x: torch.Tensor, names: list[str], mode: str
     gen = torch.Generator().manual_seed(seed)
     maxima: dict[str, torch.Tensor] = {}
     stored: dict[str, list[torch.Tensor]] = {n: [] for n in names}
-    for i in range(0, n_samples, batch_size):
+    starts = range(0, n_samples, batch_size)
+    if ranks is not None:  # this rank's batches, the generator where one process has it
+        mine = dist_glue.batch_range(len(starts), ranks)
+        skip_draws(graph, names, mode, keep_rate, gen, [min(batch_size, n_samples - i)
+                                                        for i in starts[:mine.start]])
+        starts = starts[mine.start:mine.stop]
+    for i in starts:
         _, acts = graph.run(x[i:i + batch_size], record=tuple(names))
         for n in names:
             a = acts[n].detach().to("cpu", torch.float32)
@@ -108,6 +134,9 @@ def activation_scales(graph: Graph, x: torch.Tensor, names: list[str], mode: str
                 cols = torch.rand(per_channel.shape[1], generator=gen) < keep_rate[n]
                 per_channel = per_channel[:, cols]
             stored[n].append(per_channel)
+    kth = percentiles
+    if ranks is not None:
+        maxima, kth = reduce_statistics(graph, names, mode, maxima, stored, ranks)
     out = {}
     for n in names:
         if mode == "max":
@@ -116,11 +145,8 @@ def activation_scales(graph: Graph, x: torch.Tensor, names: list[str], mode: str
             continue
         values = torch.cat(stored[n], dim=1)
         stored[n] = []
-        lams = []
-        for row in values:
-            row = row[row > 0] if positive_only else row
-            lams.append(_kth(row, percentile))
-        lam = torch.tensor(lams, dtype=torch.float64)
+        lam = torch.tensor(kth([row[row > 0] if positive_only else row for row in values],
+                               percentile), dtype=torch.float64)
         if mode == "channelwise":
             layer = float(lam[lam > 0].median()) if (lam > 0).any() else 1.0
             lam = torch.where(lam > 0, lam, torch.full_like(lam, layer))
@@ -129,3 +155,40 @@ def activation_scales(graph: Graph, x: torch.Tensor, names: list[str], mode: str
         else:
             out[n] = torch.tensor(float(lam[0]) if lam[0] > 0 else 1.0, dtype=torch.float64)
     return out
+
+
+def _rows(graph: Graph, name: str, mode: str) -> int:
+    """Rows of the values stored for layer ``name``: its channels for ``"channelwise"``, else 1."""
+    return graph.op(name).shape[0] if mode == "channelwise" else 1
+
+
+def skip_draws(graph: Graph, names: list[str], mode: str, keep_rate: dict[str, float],
+               gen: torch.Generator, sizes: list[int]) -> None:
+    """Advance ``gen`` past the subsampling draws :func:`activation_scales` makes for batches
+    of ``sizes`` samples (the batches before this rank's), call for call, without running them."""
+    if mode == "max":
+        return
+    for b in sizes:
+        for n in names:
+            if keep_rate[n] < 1.0:
+                torch.rand(b * math.prod(graph.op(n).shape) // _rows(graph, n, mode), generator=gen)
+
+
+def reduce_statistics(graph: Graph, names: list[str], mode: str, maxima: dict[str, torch.Tensor],
+                      stored: dict[str, list[torch.Tensor]], ranks: dist_glue.Context):
+    """The statistics of this rank's batches -> those of every rank's (one process's).
+
+    Returns the maxima reduced over ranks (exact) and the percentile function to use on the
+    stored rows, :func:`snnedge.distributed.union_kth` (exact on the union). Fills in what a
+    rank without a batch lacks (no maximum, no stored values)."""
+    if mode == "max":
+        local = torch.stack([maxima.get(n, torch.tensor(-math.inf)) for n in names])
+        reduced = dist_glue.max_over_ranks(local, ranks)
+        maxima = {n: reduced[i] for i, n in enumerate(names)}
+    for n in names:
+        if not stored[n]:
+            stored[n].append(torch.empty(_rows(graph, n, mode), 0))
+
+    def kth(rows: list[torch.Tensor], percentile: float) -> list[float]:
+        return dist_glue.union_kth(rows, percentile, ranks)
+    return maxima, kth

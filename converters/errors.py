@@ -37,8 +37,18 @@ FIXES = {
     "ELU": "replace ELU with ReLU (or converters.QCFS) and retrain",
     "LeakyReLU": "replace LeakyReLU with ReLU (or converters.QCFS) and retrain",
     "PReLU": "replace PReLU with ReLU (or converters.QCFS) and retrain",
-    "ReLU6": "replace ReLU6 with ReLU (or converters.QCFS, whose threshold also clips) and retrain",
-    "Hardtanh": "replace Hardtanh with ReLU (or converters.QCFS) and retrain",
+    "Hardtanh": "use Hardtanh(0, c) (a clipped ReLU, like ReLU6), or replace it with ReLU (or "
+                "converters.QCFS) and retrain",
+    "Hardswish": "replace Hardswish with ReLU (or converters.QCFS) and retrain",
+    "Hardsigmoid": "replace Hardsigmoid with ReLU (or converters.QCFS) and retrain",
+    "Mish": "replace Mish with ReLU (or converters.QCFS) and retrain",
+    "Softplus": "replace Softplus with ReLU (or converters.QCFS) and retrain",
+    "SqueezeExcitation": "squeeze-and-excitation multiplies activations by a sigmoid gate of "
+                         "themselves, which rate-coded spikes cannot do; remove the block "
+                         "(e.g. regnet_x instead of regnet_y) and retrain",
+    "Permute": "a permutation of activations into another layout (channels-last for a "
+               "LayerNorm, tokens for attention) has no spiking equivalent; keep the "
+               "activations as (C, H, W) and use a convolutional model",
     "Softmax": "remove the final Softmax: the spiking readout accumulates logits and its argmax "
                "is the same",
     "LogSoftmax": "remove the final LogSoftmax: the spiking readout accumulates logits and its "
@@ -54,9 +64,10 @@ FIXES = {
     "MultiheadAttention": "attention multiplies activations together, which rate-coded "
                           "spikes cannot do; use a convolutional model",
 }
-DEFAULT_FIX = ("use the supported layers (Conv1d/Conv2d, Linear, BatchNorm, ReLU or "
-               "converters.QCFS, AvgPool2d, AdaptiveAvgPool2d, MaxPool2d, Flatten, Dropout, "
-               "additions and torch.cat), or build this part with snnedge modules directly")
+DEFAULT_FIX = ("use the supported layers (Conv1d/Conv2d with any groups, Linear, BatchNorm, "
+               "ReLU, ReLU6 or clamp(0, c), converters.QCFS, AvgPool2d, MaxPool2d, adaptive "
+               "average and max pooling, Flatten, Dropout, additions, torch.cat, chunk/split "
+               "and channel shuffles), or build this part with snnedge modules directly")
 
 
 def fix_for(type_name: str) -> str:

@@ -14,16 +14,22 @@ import operator
 import torch
 from torch import nn
 
-from snnedge.layers import Add, Concat, Scale
+from snnedge.layers import Add, Concat, Narrow, Scale
 
 from .errors import UnsupportedLayerError, fix_for
-from .graph import INPUT, LEAF_TYPES, Graph, Op, _Names, reshape_ops
+from .graph import LEAF_TYPES
+from .ir import INPUT, Graph, Names, Op, clipped_relu, reshape_ops
+from .layouts import PermuteDims, part_bounds, per_sample_dims
 from .qcfs import QCFS
 
 LEAF_NAMES = {t.__name__ for t in LEAF_TYPES}
 IDENTITY_OPS = {"dropout", "clone", "contiguous", "alias", "detach", "lift_fresh_copy",
                 "feature_dropout", "native_dropout"}
 RESHAPE_OPS = {"view", "reshape", "_unsafe_view", "flatten", "squeeze", "unsqueeze"}
+SPLIT_OPS = {"chunk", "split", "split_with_sizes", "tensor_split", "unsafe_split",
+             "unsafe_chunk", "unsafe_split_with_sizes"}
+TUPLE_OPS = {"_native_batch_norm_legit_no_training", "max_pool2d_with_indices",
+             "adaptive_max_pool2d"}
 
 
 def _aten(node) -> str:
@@ -59,7 +65,7 @@ def capture_export(program, example: torch.Tensor) -> Graph:
                         f"{len(sig.user_inputs)} ({', '.join(sig.user_inputs)}).")
     const: dict[str, torch.Tensor] = {}
     value: dict[str, str] = {}       # fx node name -> op name
-    names = _Names()
+    names = Names()
     ops: list[Op] = []
     qcfs_groups: dict[str, Op] = {}
     output = None
@@ -90,10 +96,13 @@ def capture_export(program, example: torch.Tensor) -> Graph:
             src = node.args[0]
             if src.name in value and node.args[1] == 0:
                 value[node.name] = value[src.name]
+            elif _aten(src) in SPLIT_OPS and _is_tensor(node):
+                op = _part_op(node, src, path, typ, value, names)
+                ops.append(op)
+                value[node.name] = op.name
             continue
-        if not (_is_tensor(node) or _aten(node) in ("_native_batch_norm_legit_no_training",
-                                                   "max_pool2d_with_indices")):
-            continue  # symbolic sizes, assertions
+        if not (_is_tensor(node) or _aten(node) in TUPLE_OPS):
+            continue  # symbolic sizes, assertions, splits (their parts are taken by getitem)
         op_list = _aten_ops(node, path, typ, value, const, names, example)
         ops.extend(op_list)
         value[node.name] = op_list[-1].name
@@ -104,7 +113,21 @@ def capture_export(program, example: torch.Tensor) -> Graph:
     return Graph(ops, output, tuple(example.shape[1:]))
 
 
-def _name(names: _Names, path: str, typ: str, fn: str) -> str:
+def _part_op(node, split, path, typ, value, names: Names) -> Op:
+    """Part ``i`` of a ``chunk``/``split`` (a ``getitem`` of it) as a ``Narrow`` slice."""
+    parts = split.meta["val"]
+    args = list(split.args)
+    dim = split.kwargs.get("dim", args[2] if len(args) > 2 else 0) % parts[0].dim()
+    name = _name(names, path, typ, "getitem")
+    if dim == 0:
+        raise UnsupportedLayerError(name, f"aten.{_aten(split)}", "split along a feature "
+                                    "dimension (dim >= 1)", "It splits the batch")
+    start, length = part_bounds([int(p.shape[dim]) for p in parts], node.args[1] % len(parts))
+    return Op(name, "slice", (value[args[0].name],), Narrow(dim, start, length), _shape(node),
+              f"aten.{_aten(split)}")
+
+
+def _name(names: Names, path: str, typ: str, fn: str) -> str:
     if path and typ in LEAF_NAMES:
         return names.take(path)
     return names.take(f"{path}.{fn}" if path else fn)
@@ -120,7 +143,7 @@ def _aten_ops(node, path, typ, value, const, names, example) -> list[Op]:
         for item in (a if isinstance(a, (list, tuple)) else [a]):
             if hasattr(item, "name") and item.name in value and value[item.name] not in ins:
                 ins.append(value[item.name])
-    shape = _shape(node) if _is_tensor(node) else _shape(node.meta["val"][0]) \
+    shape = _shape(node) if _is_tensor(node) else tuple(node.meta["val"][0].shape[1:]) \
         if isinstance(node.meta.get("val"), (tuple, list)) else ()
     src = f"aten.{fn}"
 
@@ -172,9 +195,44 @@ def _aten_ops(node, path, typ, value, const, names, example) -> list[Op]:
         return one("bn", m.eval())
     if fn in ("relu", "relu_"):
         return one("relu", nn.ReLU())
+    if fn in ("hardtanh", "hardtanh_", "clamp", "clamp_", "clip", "clip_", "clamp_min",
+              "clamp_min_", "relu6", "relu6_") and len(ins) == 1:
+        low, high = ((0.0, 6.0) if short == "relu6" else (param(1, -1.0), param(2, 1.0))
+                     if short == "hardtanh" else (param(1), None if short == "clamp_min"
+                                                  else param(2)))
+        if isinstance(low, torch.Tensor) or isinstance(high, torch.Tensor):
+            low, high = float(low) if low is not None else None, float(high) if high is not None else None
+        return [clipped_relu(_name(names, path, typ, short), ins[0], shape, typ or src, low, high)]
+    if fn == "adaptive_max_pool2d":
+        return one("maxpool", nn.AdaptiveMaxPool2d(tuple(param(1))))
+    if fn in ("channel_shuffle", "native_channel_shuffle"):
+        return one("shuffle", nn.ChannelShuffle(int(param(1))))
+    if fn in ("transpose", "permute", "swapaxes", "swapdims"):
+        ndim = len(shape) + 1
+        if fn == "permute":
+            dims = tuple(param(1))
+        else:
+            d0, d1 = param(1) % ndim, param(2) % ndim
+            dims = list(range(ndim))
+            dims[d0], dims[d1] = dims[d1], dims[d0]
+        name = _name(names, path, typ, short)
+        perm = per_sample_dims(tuple(dims), ndim, name, src)
+        return [Op(name, "permute", tuple(ins[:1]), PermuteDims(perm), shape, typ or src)]
+    if fn == "slice" and len(ins) == 1:
+        dim, start, end, step = param(1, 0), param(2, None), param(3, None), param(4, 1)
+        s_in = _shape(args[0])
+        dim = dim % (len(s_in) + 1)
+        name = _name(names, path, typ, short)
+        if dim == 0 or step != 1:
+            if dim == 0 and (start in (None, 0)) and (end is None or end >= example.shape[0]):
+                return one("identity", nn.Identity())
+            raise UnsupportedLayerError(name, src, "index activations only by slices with step 1 "
+                                        "along feature dimensions (x[:, a:b])")
+        lo, hi, _ = slice(start, end).indices(s_in[dim - 1])
+        return [Op(name, "slice", tuple(ins[:1]), Narrow(dim, lo, hi - lo), shape, typ or src)]
     if fn in ("max_pool2d", "max_pool2d_with_indices"):
         k = param(1)
-        m = nn.MaxPool2d(k, param(2) or k, param(3, 0), param(4, 1), bool(param(5, False)))
+        m = nn.MaxPool2d(k, param(2) or k, param(3, 0), param(4, 1), ceil_mode=bool(param(5, False)))
         return one("maxpool", m)
     if fn == "avg_pool2d":
         k = param(1)
@@ -212,6 +270,8 @@ def _aten_ops(node, path, typ, value, const, names, example) -> list[Op]:
         if dim == 0:
             raise UnsupportedLayerError(path or node.name, src, "concatenate along a feature "
                                         "dimension (dim >= 1)")
+        if len(ins) == 1:
+            return one("identity", nn.Identity())
         return one("cat", Concat(dim), ins)
     if fn in ("mul", "div") and len(ins) == 1 and isinstance(args[1], (int, float)) and args[1] != 0:
         c = float(args[1])
@@ -220,9 +280,11 @@ def _aten_ops(node, path, typ, value, const, names, example) -> list[Op]:
     raise UnsupportedLayerError(path or node.name, what, fix_for(what if what != src else fn))
 
 
-_KNOWN_UNSUPPORTED = {"Sigmoid", "Tanh", "GELU", "SiLU", "ELU", "LeakyReLU", "PReLU", "ReLU6",
-                      "Hardtanh", "Softmax", "LogSoftmax", "LayerNorm", "GroupNorm", "InstanceNorm2d",
-                      "ConvTranspose2d", "LSTM", "GRU", "MultiheadAttention"}
+_KNOWN_UNSUPPORTED = {"Sigmoid", "Tanh", "GELU", "SiLU", "ELU", "LeakyReLU", "PReLU",
+                      "Hardtanh", "Hardswish", "Hardsigmoid", "Mish", "Softplus", "Softmax",
+                      "LogSoftmax", "LayerNorm", "LayerNorm2d", "GroupNorm", "InstanceNorm2d",
+                      "ConvTranspose2d", "LSTM", "GRU", "MultiheadAttention",
+                      "SqueezeExcitation", "Permute"}
 
 
 def _load(module: nn.Module, weight: torch.Tensor, bias: torch.Tensor | None) -> None:

@@ -6,7 +6,8 @@ linear layer whose output goes nowhere else it folds into that layer,
 ``W' = a * W`` (per output channel) and ``b' = a * b + c``, so the SNN has no extra layer.
 Any other BatchNorm (after a pooling layer, on the input, after an addition) stays as a
 per-channel :class:`snnedge.Scale`. Identity, Dropout (inactive in eval mode) and
-``contiguous``/``clone`` calls are removed.
+``contiguous``/``clone`` calls are removed, and a channel shuffle written as reshapes around a
+transpose becomes one ``nn.ChannelShuffle`` (:func:`converters.layouts.collapse_shuffles`).
 
 A max pool applied to analog values right before a ReLU (``conv -> MaxPool2d -> ReLU``)
 swaps places with it: ``relu(max(x)) = max(relu(x))`` for any non-decreasing activation, so
@@ -23,6 +24,7 @@ from torch import nn
 from snnedge.layers import Scale
 
 from .graph import INPUT, Graph, Op
+from .layouts import collapse_shuffles
 
 
 def _rewire(ops: list[Op], output: str, old: str, new: str) -> tuple[list[Op], str]:
@@ -70,6 +72,7 @@ def simplify(graph: Graph) -> tuple[Graph, dict[str, str]]:
     for o in [o for o in ops if o.kind == "identity"]:
         ops = [p for p in ops if p.name != o.name]
         ops, output = _rewire(ops, output, o.name, o.inputs[0])
+    ops, output = collapse_shuffles(ops, output, graph.input_shape)
     ops = [replace(o, kind="scale", module=bn_as_scale(o.module)) if o.kind == "bn" else o for o in ops]
     folded: dict[str, str] = {}
     changed = True

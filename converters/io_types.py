@@ -1,8 +1,8 @@
 """How :func:`snnedge.save_network` writes what ``converters`` adds to a network, and
 :func:`snnedge.load_network` reads it back.
 
-:func:`register` registers the layer types :class:`~converters.SpikingMaxPool2d` and
-:class:`~converters.CalibratedIF`, and :class:`~converters.ConversionInfo` (``conversion_``)
+:func:`register` registers the layer types :class:`~converters.SpikingMaxPool2d`,
+:class:`~converters.SpikingAdaptiveMaxPool2d` and :class:`~converters.CalibratedIF`, and :class:`~converters.ConversionInfo` (``conversion_``)
 as an attribute type, with :mod:`snnedge.io`'s registry. It is named in ``pyproject.toml``::
 
     [project.entry-points."snnedge.layer_types"]
@@ -20,7 +20,7 @@ import torch
 
 from snnedge import io as snn_io
 
-from .maxpool import SpikingMaxPool2d
+from .maxpool import SpikingAdaptiveMaxPool2d, SpikingMaxPool2d
 from .membrane import CalibratedIF
 from .pipeline import ConversionInfo
 
@@ -56,6 +56,8 @@ def _info_from_data(data: dict) -> ConversionInfo:
 def register() -> None:
     """Register converters' layer and attribute types with :mod:`snnedge.io` (idempotent)."""
     snn_io.register_layer_type("converters.SpikingMaxPool2d", SpikingMaxPool2d, _maxpool_args)
+    snn_io.register_layer_type("converters.SpikingAdaptiveMaxPool2d", SpikingAdaptiveMaxPool2d,
+                               lambda m: {"output_size": m.output_size, "mode": m.mode})
     snn_io.register_layer_type("converters.CalibratedIF", CalibratedIF, _calibrated_args,
                                _build_calibrated)
     snn_io.register_attribute_type("converters.ConversionInfo", ConversionInfo, _info_data,

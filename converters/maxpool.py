@@ -17,12 +17,20 @@ input has accumulated so far, ``c_k[t] = sum_{s<=t} x_k[s]``:
 Both modes also accept analog inputs (a max pool before the ReLU): for a constant input,
 ``count`` gives the exact max at every step.
 
-With ``keep_shape=True`` the module emits at its input's resolution: each window's output
-goes to one position of the window (``count``: its first position; ``gate``: the current
-winner) and every other position stays 0.
-Followed by a :class:`snnedge.SumPool2d` with the same non-overlapping windows it is the
-same max pool, built from a temporal module that keeps its input's shape (as the core's
-shape inference assumes of temporal modules).
+The pooled output is a layer of its own: :meth:`SpikingMaxPool2d.output_shape` gives the
+core its shape, so windows may overlap, pad and use ``ceil_mode`` exactly as in
+``nn.MaxPool2d`` (torchvision's AlexNet ``MaxPool2d(3, 2)``, ResNet's ``MaxPool2d(3, 2, 1)``,
+GoogLeNet's ``ceil_mode`` pools); padding never wins (it is ``-inf``, as in
+``F.max_pool2d``). :class:`SpikingAdaptiveMaxPool2d` does the same over
+``nn.AdaptiveMaxPool2d``'s windows. The windows are those of :mod:`snnedge.geometry`, which
+also gives the routing model that event counting and hardware mapping read
+(:meth:`SpikingMaxPool2d.structural`: an event may leave through every window holding it).
+
+With ``keep_shape=True`` (networks saved by earlier versions) the module emits at its
+input's resolution: each window's output goes to one position of the window (``count``:
+its first position; ``gate``: the current winner) and every other position stays 0;
+followed by a :class:`snnedge.SumPool2d` with the same non-overlapping windows it is the
+same max pool.
 """
 from __future__ import annotations
 
@@ -30,7 +38,9 @@ import torch
 import torch.nn.functional as F
 from torch.nn.modules.utils import _pair
 
+from snnedge.connectivity import window_sum
 from snnedge.errors import check_choice
+from snnedge.geometry import module_axes
 from snnedge.layers import TemporalModule
 
 MAXPOOL_MODES = ("count", "gate")
@@ -84,6 +94,30 @@ class SpikingMaxPool2d(TemporalModule):
             return out
         return F.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation,
                             self.ceil_mode, return_indices=indices)
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """``(C, H_out, W_out)`` by the pool's windows (:mod:`snnedge.geometry`); the input's
+        shape with ``keep_shape``."""
+        if len(input_shape) != 3:
+            raise ValueError(f"{type(self).__name__} pools (C, H, W) samples; got a sample of "
+                             f"shape {tuple(input_shape)}.")
+        if self.keep_shape:
+            return tuple(input_shape)
+        axes = module_axes(self, input_shape[1:])
+        for a, axis in enumerate(axes):
+            if (axis.fan_in() == 0).any():  # torch's max of no value is -inf
+                raise ValueError(f"{type(self).__name__}: a window on spatial axis {a} of an input "
+                                 f"of shape {tuple(input_shape)} holds only padding; use less "
+                                 f"padding or dilation.")
+        return (input_shape[0], *(a.size_out for a in axes))
+
+    def structural(self, x: torch.Tensor) -> torch.Tensor:
+        """Events per output position when ``x`` ``(B, C, H, W)`` arrive: each window's sum
+        (a spike may leave through every window that holds it; the identity with
+        ``keep_shape``, whose sum pool comes after it)."""
+        if self.keep_shape:
+            return x
+        return window_sum(x, module_axes(self, x.shape[2:]))
 
     def initial_state(self, template: torch.Tensor):
         acc = torch.zeros_like(template)
@@ -145,3 +179,39 @@ class SpikingMaxPool2d(TemporalModule):
         return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
                 f"dilation={self.dilation}, ceil_mode={self.ceil_mode}, mode={self.mode!r}"
                 + (", keep_shape=True" if self.keep_shape else ""))
+
+
+class SpikingAdaptiveMaxPool2d(SpikingMaxPool2d):
+    """:class:`SpikingMaxPool2d` over the windows of ``nn.AdaptiveMaxPool2d(output_size)``
+    (output ``o`` of an axis of ``n`` inputs pools ``[floor(o n / n_out), ceil((o + 1) n /
+    n_out))``; an output larger than the input repeats inputs). ``mode`` as there.
+
+    Example
+    -------
+    >>> import torch
+    >>> x = torch.zeros(3, 1, 1, 2, 2); x[:, 0, 0, 1, 1] = 1.0
+    >>> SpikingAdaptiveMaxPool2d(1)(x).flatten().tolist()   # global max pool
+    [1.0, 1.0, 1.0]
+    """
+
+    def __init__(self, output_size, mode: str = "count"):
+        super().__init__(1, mode=mode)
+        self.output_size = tuple(output_size) if isinstance(output_size, (tuple, list)) \
+            else (output_size, output_size)
+
+    def _tiles(self, shape) -> bool:
+        return False
+
+    def _pool(self, x: torch.Tensor, indices: bool = False):
+        size = tuple(x.shape[-2 + i] if s is None else s for i, s in enumerate(self.output_size))
+        return F.adaptive_max_pool2d(x, size, return_indices=indices)
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """``(C, *output_size)`` (``None`` keeps that axis of the input)."""
+        if len(input_shape) != 3:
+            raise ValueError(f"SpikingAdaptiveMaxPool2d pools (C, H, W) samples; got a sample of "
+                             f"shape {tuple(input_shape)}.")
+        return (input_shape[0], *(a.size_out for a in module_axes(self, input_shape[1:])))
+
+    def extra_repr(self) -> str:
+        return f"output_size={self.output_size}, mode={self.mode!r}"

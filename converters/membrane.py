@@ -18,6 +18,14 @@ steps on calibration samples and set, per neuron,
     target count = ``clip(T_c * a / lambda, 0, T_c)`` with ``a`` the ANN's activation,
 
 in units of the threshold. Earlier layers are calibrated before later ones see them.
+
+:func:`calibrate_membrane` does this in one sweep (:class:`converters.sweep.Sweep`): the
+calibration samples' spike trains go through the network layer by layer, each layer is
+calibrated once and then fires its corrected trains into the layers after it, so the cost
+is a fixed number of passes whatever the depth. It computes what
+:func:`calibrate_membrane_per_layer` computes (one simulation of all the layers before each
+neuron layer, a cost that grows with the square of the depth), which stays as the
+reference the tests compare it with.
 """
 from __future__ import annotations
 
@@ -28,6 +36,7 @@ from snnedge.layers import INPUT
 from snnedge.network import Node, SpikingNetwork
 
 from .graph import Graph
+from .sweep import Sweep
 
 
 class CalibratedIF(snnedge.IF):
@@ -54,6 +63,66 @@ class CalibratedIF(snnedge.IF):
         return super().extra_repr() + f", v_init_map=[{float(m.min()):.2f}, {float(m.max()):.2f}]"
 
 
+def calibrated_layers(snn: SpikingNetwork) -> list[str]:
+    """The neuron layers of ``snn`` whose initial membranes calibration sets."""
+    return [n for n in snn.neuron_layers if isinstance(snn.layer(n), CalibratedIF)]
+
+
+@torch.no_grad()
+def target_counts(graph: Graph, x: torch.Tensor, layers: list[str],
+                  scales: dict[str, torch.Tensor], timesteps: int,
+                  batch_size: int = 256) -> dict[str, torch.Tensor]:
+    """Per neuron of each layer in ``layers``, the mean over ``x`` of the spikes the ANN's
+    activation stands for in ``timesteps`` steps, ``clip(T * a / lambda, 0, T)``."""
+    total: dict[str, torch.Tensor] = {}
+    for i in range(0, x.shape[0], batch_size):
+        _, acts = graph.run(x[i:i + batch_size], record=tuple(layers))
+        for name in layers:
+            a = acts[name].to(torch.float32)
+            lam = scales[name].to(a.device, torch.float32)
+            lam = lam if lam.dim() == 0 else lam.view(1, *lam.shape)
+            t = torch.clamp(a / lam * timesteps, 0, timesteps).sum(0, dtype=torch.float64)
+            total[name] = t if name not in total else total[name] + t
+    return {name: t / x.shape[0] for name, t in total.items()}
+
+
+def _correct(neuron: CalibratedIF, count: torch.Tensor, target: torch.Tensor) -> float:
+    err = count.to(target.device, torch.float32) - target.to(torch.float32)
+    neuron.v_init_map.sub_(err.to(neuron.v_init_map)).clamp_(max=1.0)
+    return float(err.mean())
+
+
+@torch.no_grad()
+def calibrate_membrane(snn: SpikingNetwork, graph: Graph, x: torch.Tensor,
+                       scales: dict[str, torch.Tensor], timesteps: int,
+                       batch_size: int = 256, checkpoints: tuple[int, ...] | None = None,
+                       iterations: int = 1) -> dict[str, float]:
+    """Set the ``v_init_map`` of every :class:`CalibratedIF` in ``snn`` (in place, on the
+    network being built) in one sweep over the layers; returns the mean excess spikes
+    corrected per layer."""
+    layers = calibrated_layers(snn)
+    targets = target_counts(graph, x, layers, scales, timesteps, batch_size)
+    sweep = Sweep(snn, x, timesteps)
+    needed = set(layers) | set(sweep.last_reader)
+    checkpoints = tuple(checkpoints or (timesteps,))
+    excess = {}
+    for name in sweep.temporal:
+        if name not in needed:
+            continue
+        kept = None
+        if name in targets:
+            kept = sweep.currents(name)
+            rate = targets[name] / timesteps
+            for it in range(iterations):
+                counts = sweep.counts(name, kept, checkpoints)
+                err = sum(counts[t] / x.shape[0] - rate * t for t in checkpoints) / len(checkpoints)
+                e = _correct(snn.layer(name), err + rate * timesteps, targets[name])
+                if it == 0:
+                    excess[name] = e
+        sweep.store(name, kept)
+    return excess
+
+
 def _ancestors(net: SpikingNetwork, name: str) -> list[Node]:
     keep, stack = set(), [name]
     while stack:
@@ -66,25 +135,18 @@ def _ancestors(net: SpikingNetwork, name: str) -> list[Node]:
 
 
 @torch.no_grad()
-def calibrate_membrane(snn: SpikingNetwork, graph: Graph, x: torch.Tensor,
-                       scales: dict[str, torch.Tensor], timesteps: int,
-                       batch_size: int = 256) -> dict[str, float]:
-    """Set the ``v_init_map`` of every :class:`CalibratedIF` in ``snn`` (in place, on the
-    network being built); returns the mean excess spikes corrected per layer."""
-    layers = [n for n in snn.neuron_layers if isinstance(snn.layer(n), CalibratedIF)]
-    _, acts = graph.run(x, record=tuple(layers))
+def calibrate_membrane_per_layer(snn: SpikingNetwork, graph: Graph, x: torch.Tensor,
+                                 scales: dict[str, torch.Tensor], timesteps: int,
+                                 batch_size: int = 256) -> dict[str, float]:
+    """:func:`calibrate_membrane` by one simulation of the layers before each neuron layer
+    (the method before the sweep; its cost grows with the square of the depth)."""
+    layers = calibrated_layers(snn)
+    targets = target_counts(graph, x, layers, scales, timesteps, batch_size)
     excess = {}
     for name in layers:
-        neuron = snn.layer(name)
-        a = acts[name].to(torch.float32)
-        lam = scales[name].to(a.device, torch.float32)
-        lam = lam if lam.dim() == 0 else lam.view(1, *lam.shape)
-        target = torch.clamp(a / lam * timesteps, 0, timesteps).mean(0)
         sub = SpikingNetwork(_ancestors(snn, name), input_shape=snn.input_shape)
         res = snnedge.simulate(sub, x, timesteps=timesteps, batch_size=batch_size,
                                dtype=torch.float32, engine="dense", progress=False)
-        count = res.neuron_spike_counts[name].to(target.device, torch.float32) / x.shape[0]
-        err = count - target
-        neuron.v_init_map.sub_(err.to(neuron.v_init_map)).clamp_(max=1.0)
-        excess[name] = float(err.mean())
+        count = res.neuron_spike_counts[name] / x.shape[0]
+        excess[name] = _correct(snn.layer(name), count, targets[name])
     return excess

@@ -22,7 +22,9 @@ and needs no extra multiplier on the shortcut. Fixed inputs in different units g
 :class:`snnedge.Scale`.
 
 Layers whose output reaches no neuron (the readout) get ``u = 1``: they accumulate the ANN's
-logits.
+logits. A clipped ReLU (``ReLU6``, ``clamp(0, c)``; ``Op.clip = c``) gets ``lambda <= c``
+(:func:`clipped_scale`), so that its neurons saturate no later than the ANN clips. Channel
+shuffles and slices (``chunk``, ``split``) move each channel with its unit.
 """
 from __future__ import annotations
 
@@ -33,13 +35,12 @@ import torch
 from torch import nn
 
 import snnedge
-from snnedge.layers import Add, Scale, SumPool2d
-from snnedge.network import Node, SpikingNetwork
-from torch.nn.modules.utils import _pair
+from snnedge.layers import Add, Scale
+from snnedge.network import Node
 
 from .errors import UnsupportedLayerError
-from .graph import INPUT, Graph, Op, _Names
-from .maxpool import SpikingMaxPool2d
+from .ir import INPUT, Graph, Names, Op
+from .maxpool import SpikingAdaptiveMaxPool2d, SpikingMaxPool2d
 from .membrane import CalibratedIF
 
 ONE = torch.tensor(1.0, dtype=torch.float64)
@@ -68,13 +69,20 @@ def per_channel(u: torch.Tensor, shape: tuple[int, ...], where: str) -> torch.Te
                                 "Its input mixes values of different scales within a channel")
 
 
+def clipped_scale(lam: torch.Tensor, clip: float | None) -> torch.Tensor:
+    """A clipped ReLU's scale (``ReLU6``: ``clip = 6``) is at most its clip: a neuron firing at
+    every step then stands for ``min(lambda, c)``, and the ANN never exceeds ``c``."""
+    return lam if clip is None else torch.clamp(lam, max=float(clip))
+
+
 class Normalizer:
     """Assigns units and builds the spiking layers of a (simplified) graph."""
 
     def __init__(self, graph: Graph, lambdas: dict[str, torch.Tensor], reset: str, v_init: float,
                  maxpool_mode: str, per_neuron_v_init: bool = False):
         self.g = graph
-        self.lam = {k: canonical(v.double(), graph.op(k).shape) for k, v in lambdas.items()}
+        self.lam = {k: canonical(clipped_scale(v.double(), graph.op(k).clip), graph.op(k).shape)
+                    for k, v in lambdas.items()}
         self.reset, self.v_init, self.maxpool_mode = reset, v_init, maxpool_mode
         self.per_neuron_v_init = per_neuron_v_init
         self.ops = {o.name: o for o in graph.ops}
@@ -114,6 +122,10 @@ class Normalizer:
         if k == "reshape":
             return canonical(u_in[0].expand(shapes[0]).reshape(op.shape) if u_in[0].dim() else u_in[0],
                              op.shape)
+        if k in ("shuffle", "slice"):  # channels (or features) move; each keeps its unit
+            if u_in[0].dim() == 0:
+                return u_in[0]
+            return canonical(op.module(u_in[0].expand(shapes[0]).unsqueeze(0))[0], op.shape)
         if k == "cat":
             if all(u.dim() == 0 for u in u_in) and len({float(u) for u in u_in}) == 1:
                 return u_in[0]
@@ -167,13 +179,12 @@ class Normalizer:
 
     # -- layers --------------------------------------------------------------------------
     def nodes(self) -> list[Node]:
-        names = _Names()
+        names = Names()
         for o in self.g.ops:
             names.used.add(o.name)
         out = []
-        alias: dict[str, str] = {}
         for op in self.g.ops:
-            inputs = [alias.get(i, i) for i in op.inputs]
+            inputs = list(op.inputs)
             if op.kind == "add":
                 _, rescale = self.add_unit(op)
                 for j, i in enumerate(inputs):
@@ -182,30 +193,8 @@ class Normalizer:
                         name = names.take(f"{op.name}_in{j}")
                         out.append(Node(name, Scale(s.float()), (i,)))
                         inputs[j] = name
-            if op.kind == "maxpool" and not core_infers_temporal_shapes():
-                gate, pool = self._split_maxpool(op)
-                out.append(Node(op.name, gate, tuple(inputs)))
-                alias[op.name] = names.take(f"{op.name}_sum")
-                out.append(Node(alias[op.name], pool, (op.name,)))
-                continue
             out.append(Node(op.name, self._module(op), tuple(inputs)))
         return out
-
-    def _split_maxpool(self, op: Op) -> tuple[SpikingMaxPool2d, SumPool2d]:
-        """The max pool as a shape-keeping gate and a sum over its (disjoint) windows."""
-        m = op.module
-        k, s, p, d = (_pair(v) for v in (m.kernel_size, m.stride or m.kernel_size, m.padding, m.dilation))
-        pool = SumPool2d(k, s, p)
-        shape_in = self.g.shape_of(op.inputs[0])
-        got = tuple(pool(torch.zeros(1, *shape_in)).shape[1:])
-        if any(si < ki for si, ki in zip(s, k)) or d != (1, 1) or got != tuple(op.shape):
-            raise UnsupportedLayerError(
-                op.name, "MaxPool2d", "use non-overlapping windows (stride = kernel_size, "
-                "dilation 1, ceil_mode=False) or AvgPool2d",
-                "Its windows overlap, and this snnedge core cannot yet run a temporal layer "
-                "that changes its input's shape")
-        gate = SpikingMaxPool2d(k, s, p, d, m.ceil_mode, mode=self.maxpool_mode, keep_shape=True)
-        return gate, pool
 
     def _module(self, op: Op) -> nn.Module:
         k = op.kind
@@ -222,6 +211,8 @@ class Normalizer:
             return snnedge.IF(threshold=theta, reset=self.reset, v_init=v0)
         if k == "maxpool":
             m = op.module
+            if isinstance(m, nn.AdaptiveMaxPool2d):
+                return SpikingAdaptiveMaxPool2d(m.output_size, mode=self.maxpool_mode)
             return SpikingMaxPool2d(m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode,
                                     mode=self.maxpool_mode)
         if k == "scale":
@@ -259,22 +250,6 @@ class Normalizer:
             if m.bias is not None:
                 m.bias.copy_((m.bias.detach().double() / t_out).to(dtype))
         return m
-
-
-_CORE_TEMPORAL_SHAPES: list[bool] = []
-
-
-def core_infers_temporal_shapes() -> bool:
-    """Whether ``SpikingNetwork.shapes`` asks temporal modules for their output shape (then
-    a max pool is one layer; otherwise it is a gate plus a sum pool)."""
-    if not _CORE_TEMPORAL_SHAPES:
-        net = SpikingNetwork([Node("pool", SpikingMaxPool2d(2), ("input",))])
-        try:
-            ok = net.shapes((1, 2, 2))["pool"] == (1, 1, 1)
-        except Exception:  # noqa: BLE001 - any failure means: not supported
-            ok = False
-        _CORE_TEMPORAL_SHAPES.append(ok)
-    return _CORE_TEMPORAL_SHAPES[0]
 
 
 def describe_scale(u: torch.Tensor) -> float | list[float]:

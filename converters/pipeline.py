@@ -11,8 +11,8 @@ Pipeline (each step a pure function of the previous one's result; the ANN is onl
 4. rescale weights layer by layer and build the spiking layers (:mod:`converters.normalize`):
    ReLU and QCFS become IF neurons, MaxPool2d a :class:`~converters.SpikingMaxPool2d`, the
    last layer the non-spiking readout;
-5. calibrate each neuron's initial membrane against the spikes it fires too early
-   (:mod:`converters.membrane`).
+5. calibrate each neuron's initial membrane against the spikes it fires too early, in one
+   sweep through the layers (:mod:`converters.membrane`, :mod:`converters.sweep`).
 """
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 import snnedge
+from snnedge import distributed as dist_glue
 from snnedge.engine import exact_float32
 from snnedge.errors import check_choice, check_positive_int, check_real
 
@@ -82,7 +83,7 @@ def convert(ann, calibration, normalization: str = "percentile", percentile: flo
             reset: str = "subtract", *, v_init: float | None = None, maxpool: str = "count",
             calibrate_membrane: bool = True, timesteps: int | None = None,
             batch_size: int = 256, max_calibration_samples: int | None = None,
-            seed: int = 0) -> snnedge.SpikingNetwork:
+            seed: int = 0, distributed: bool = False) -> snnedge.SpikingNetwork:
     """Convert a trained ReLU (or QCFS) network into a rate-coded spiking network.
 
     Parameters
@@ -110,9 +111,9 @@ def convert(ann, calibration, normalization: str = "percentile", percentile: flo
     calibrate_membrane:
         Set each neuron's initial membrane so that the spikes it would fire too early are
         removed (potential calibration, Li et al., ICML 2021; see
-        :mod:`converters.membrane`). Costs one short simulation per neuron layer on
-        ``MEMBRANE_SAMPLES`` calibration samples; the neurons become
-        :class:`~converters.membrane.CalibratedIF`.
+        :mod:`converters.membrane`). Costs one sweep through the network (each layer run
+        once on ``timesteps`` steps of up to ``MEMBRANE_SAMPLES`` calibration samples,
+        whatever the depth); the neurons become :class:`~converters.membrane.CalibratedIF`.
     timesteps:
         Steps simulated by the membrane calibration (the correction holds for other ``T``
         too; pass the ``T`` you will run at to tune it for that). Default: the QCFS levels
@@ -124,6 +125,15 @@ def convert(ann, calibration, normalization: str = "percentile", percentile: flo
         Use at most this many calibration samples.
     seed:
         Seed of the subsampling of activations for percentiles.
+    distributed:
+        Under ``torchrun`` (or an initialized ``torch.distributed`` process group), with the
+        same ANN and calibration data on every rank (both checked by hash): each rank measures
+        the activation statistics of its share of the calibration batches and the statistics
+        are reduced across ranks, exactly (the maximum by an all-reduce; a percentile of the
+        union of the ranks' values, not an approximation of it, found by exchanging only the
+        values in each rank's tail; see :mod:`converters.calibration`). The result is the
+        single-process network, bit for bit, on every rank. Membrane calibration runs on every
+        rank on the same ``MEMBRANE_SAMPLES`` samples.
 
     Returns
     -------
@@ -154,6 +164,12 @@ def convert(ann, calibration, normalization: str = "percentile", percentile: flo
     v0 = DEFAULT_V_INIT if v_init is None else check_real(v_init, param="v_init", where="convert",
                                                            low=0.0, high=1.0)
     x = calibration_tensor(calibration, max_calibration_samples)
+    ranks = dist_glue.setup("convert") if distributed else None
+    if ranks is not None:
+        dist_glue.check_same_network(ann, ranks, "convert")
+        dist_glue.check_same(dist_glue.data_fingerprint(x),
+                             "the calibration data (hash of the samples)",
+                             "give every rank the same calibration samples", ranks, "convert")
 
     exported = isinstance(ann, torch.export.ExportedProgram)
     if exported:
@@ -177,7 +193,8 @@ def convert(ann, calibration, normalization: str = "percentile", percentile: flo
     _check_capture(simple, reference, probe, "graph with BatchNorm folded", exported, rtol=1e-3)
 
     relus = [o.name for o in simple.ops if o.kind == "relu"]
-    lambdas = activation_scales(simple, x, relus, normalization, percentile, batch_size, seed)
+    lambdas = activation_scales(simple, x, relus, normalization, percentile, batch_size, seed,
+                                ranks=ranks)
     for o in simple.ops:
         if o.kind == "qcfs":
             lam = float(o.module.threshold.detach())
@@ -186,6 +203,13 @@ def convert(ann, calibration, normalization: str = "percentile", percentile: flo
                                  f"be positive. Train longer or clamp the threshold (e.g. "
                                  f"threshold.data.clamp_(min=1e-3)).")
             lambdas[o.name] = torch.tensor(lam, dtype=torch.float64)
+    if ranks is not None:  # a normalization whose statistics no hook reduces would differ here
+        h = None
+        for name in sorted(lambdas):
+            h = dist_glue.tensor_digest(lambdas[name], h)
+        dist_glue.check_same(h.hexdigest() if h else "", "the activation scales",
+                             f"normalization {normalization!r} has no cross-rank reduction; "
+                             f"convert in one process", ranks, "convert")
     if timesteps is None:
         levels = [int(o.module.levels) for o in simple.ops if o.kind == "qcfs"]
         timesteps = max(levels) if levels else CALIBRATION_TIMESTEPS

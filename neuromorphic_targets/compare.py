@@ -15,6 +15,15 @@ its energy is then a lower bound (written ``>=`` in the markdown). Several simul
 same network at different ``T`` give one target row per ``T`` and feed
 :meth:`Comparison.plot_accuracy_vs_energy`.
 
+Every row says how its energy counts (the ``accounting`` column, in the table, the CSV, the
+markdown and the plots): target rows under ``accounting="single"`` (default: one inference on
+the chips it occupies, whole chips' static power for its latency) or ``"throughput"`` (chips
+kept busy: static power by the share of cores used), see
+:func:`~neuromorphic_targets.estimate_energy`; baseline rows by their method (``ops lower
+bound`` for the 45 nm energy table, ``throughput (peak)`` for power x time at peak throughput,
+``throughput (measured)`` for Eyeriss's measured energy per MAC), and rows timed on your own
+device (``measured=``) ``single (timed)``.
+
 With ``hardware_data=(x, y)`` each target's network is also run in the chip's own arithmetic
 (:func:`~neuromorphic_targets.to_hardware`) on ``x`` at every ``T``: the row gains
 ``hardware_accuracy`` (beside the float network's ``accuracy``) and its activity and energy
@@ -36,18 +45,20 @@ from snnedge import SimulationResult, SpikingNetwork, simulate
 from snnedge.errors import check_real
 from snnedge.ops import OpCount, count_ops
 
-from .baselines import BaselineEstimate, estimate_baseline, get_baseline
-from .energy import EnergyEstimate, estimate_energy
-from .hardware import to_hardware
+from .baselines import METHOD_ACCOUNTING, BaselineEstimate, estimate_baseline, get_baseline
+from .compare_hardware import hardware_data_pair, on_chip
+from .energy import EnergyEstimate, estimate_energy, resolve_accounting
 from .mapping import Mapping, map_network
-from .profiles import get_profile
+from .measured import MeasuredDevice, MeasuredEstimate, estimate_measured
+from .profiles import ACCOUNTINGS, get_profile
 
 DEFAULT_TARGETS = ("truenorth", "dynap-se", "dynap-cnn")
 DEFAULT_BASELINES = ("cpu", "gpu-jetson-tx2", "tpu-v1", "eyeriss")
 
 #: Columns of :meth:`Comparison.table`, in order.
-COLUMNS = ("name", "kind", "model", "accuracy", "hardware_accuracy", "timesteps", "energy_j", "energy_complete",
-           "energy_method", "latency_s", "spikes", "synaptic_events", "macs", "cores", "chips",
+COLUMNS = ("name", "kind", "model", "accuracy", "hardware_accuracy", "timesteps", "energy_j",
+           "energy_complete", "energy_method", "accounting", "latency_s", "spikes",
+           "synaptic_events", "macs", "cores", "chips",
            "feasible", "weights_representable", "missing", "problems", "sources")
 
 
@@ -75,7 +86,12 @@ class ComparisonRow:
     missing: tuple[str, ...]
     problems: tuple[str, ...]
     sources: tuple[str, ...]
-    estimate: EnergyEstimate | BaselineEstimate = field(repr=False, compare=False)
+    estimate: EnergyEstimate | BaselineEstimate | MeasuredEstimate = field(repr=False,
+                                                                            compare=False)
+    #: How the energy counts: ``"single"`` / ``"throughput"`` for targets, the method's
+    #: label for baselines (module docstring). A row whose ``energy_complete`` is false is a
+    #: lower bound whatever its accounting.
+    accounting: str = "single"
     hardware_accuracy: float | None = None  # the network in the chip's arithmetic (hardware_data)
 
     @property
@@ -95,6 +111,8 @@ class Comparison:
     ops: OpCount | None
     results: tuple[SimulationResult, ...]
     notes: tuple[str, ...] = ()
+    #: The accounting of the target rows (``"single"`` or ``"throughput"``).
+    accounting: str = "single"
 
     def table(self) -> list[dict]:
         """One dict per row with the keys of :data:`COLUMNS`."""
@@ -120,13 +138,13 @@ class Comparison:
         refs = {s: i + 1 for i, s in enumerate(self.sources())}
         on_chip = any(r.hardware_accuracy is not None for r in self.rows)
         head = ["row", "model", "accuracy"] + (["on-chip accuracy"] if on_chip else []) + [
-            "T", "energy / inference", "latency", "spikes",
-            "synaptic events", "MACs", "cores", "chips", "feasible", "unknown terms", "sources"]
+            "T", "energy / inference", "accounting", "latency", "spikes", "synaptic events",
+            "MACs", "cores", "chips", "feasible", "unknown terms", "sources"]
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for r in self.rows:
             chip = [_pct(r.hardware_accuracy)] if on_chip else []
             cells = [r.name, r.model, _pct(r.accuracy), *chip, _int(r.timesteps), _energy(r),
-                     _sec(r.latency_s), _num(r.spikes), _num(r.synaptic_events), _num(r.macs),
+                     r.accounting, _sec(r.latency_s), _num(r.spikes), _num(r.synaptic_events), _num(r.macs),
                      _int(r.cores), _int(r.chips), _feasible(r), ", ".join(r.missing) or "-",
                      " ".join(f"[{refs[s]}]" for s in r.sources) or "-"]
             lines.append("| " + " | ".join(cells) + " |")
@@ -136,6 +154,7 @@ class Comparison:
                      + (" On-chip accuracy: the network in the chip's own arithmetic "
                         "(to_hardware), whose simulation also gives the row's activity and "
                         "energy." if on_chip else ""))
+        lines.append(accounting_legend(self.accounting))
         lines += [f"- {n}" for n in self.notes]
         for name, m in self.mappings.items():
             lines += [f"- {name} infeasible: {p}" for p in m.problems[:3]]
@@ -178,6 +197,41 @@ class Comparison:
 
     def _repr_markdown_(self) -> str:
         return self.to_markdown()
+
+
+def accounting_table(single: Comparison, throughput: Comparison) -> str:
+    """A markdown table of every target row's energy under both accountings, from two
+    comparisons of the same results (``accounting="single"`` and ``"throughput"``).
+
+    ``single / throughput`` is how many times more one inference costs on chips of its own
+    than on chips kept busy: about ``chips x cores per chip / cores`` when static power
+    dominates."""
+    def energy(r) -> str:
+        if r.energy_j is None:
+            return "unknown"
+        return ("" if r.energy_complete else ">= ") + f"{r.energy_j:.3g} J"
+
+    busy = {(r.name, r.timesteps): r for r in throughput.rows if r.kind == "neuromorphic"}
+    lines = ["| target | T | cores | chips | single: whole chips x latency | throughput: share of "
+             "cores, busy chips | single / throughput |", "|---|---|---|---|---|---|---|"]
+    for r in single.rows:
+        b = busy.get((r.name, r.timesteps))
+        if r.kind != "neuromorphic" or b is None:
+            continue
+        ratio = f"{r.energy_j / b.energy_j:,.0f}x" if r.energy_j and b.energy_j else "-"
+        lines.append(f"| {r.name} | {r.timesteps} | {r.cores} | {r.chips} | {energy(r)} | "
+                     f"{energy(b)} | {ratio} |")
+    return "\n".join(lines)
+
+
+def accounting_legend(accounting: str) -> str:
+    """One line saying what the accounting column means, for a comparison's target rows
+    under ``accounting``."""
+    return (f"Accounting: targets `{accounting}`: {ACCOUNTINGS[accounting]}. Baselines: `ops "
+            f"lower bound` = arithmetic and memory only (45 nm energy table, no instruction "
+            f"overhead); `throughput (peak)` = device power x time at peak throughput x "
+            f"utilisation; `throughput (measured)` = measured chip energy per MAC on a busy "
+            f"chip; `single (timed)` = the ANN timed on this machine x the power given.")
 
 
 def _num(v) -> str:
@@ -254,8 +308,9 @@ def compare(result: SimulationResult | Sequence[SimulationResult], ann: nn.Modul
             targets: Sequence[str] = DEFAULT_TARGETS, baselines: Sequence[str] = DEFAULT_BASELINES,
             snn: SpikingNetwork | None = None, input_shape: Sequence[int] | None = None,
             accuracy_ann: float | None = None, y=None, utilisation: float = 1.0,
-            static_scope: str = "chips", ops: OpCount | None = None,
-            hardware_data=None) -> Comparison:
+            static_scope: str | None = None, ops: OpCount | None = None,
+            accounting: str = "single", input_rate_hz: float | None = None,
+            measured: Sequence[MeasuredDevice] = (), hardware_data=None) -> Comparison:
     """Compare the SNN on neuromorphic ``targets`` with the ANN on conventional ``baselines``.
 
     Parameters
@@ -281,11 +336,25 @@ def compare(result: SimulationResult | Sequence[SimulationResult], ann: nn.Modul
     utilisation:
         Fraction of the baselines' throughput sustained, in (0, 1] (1.0: peak, a best case).
     static_scope:
-        Passed to :func:`~neuromorphic_targets.estimate_energy` (``"chips"`` or ``"cores"``).
+        Kept for older code: ``"chips"`` is ``accounting="single"``, ``"cores"`` is
+        ``accounting="throughput"``.
     ops:
         The ANN's operation counts (:func:`snnedge.count_ops`) when the ANN itself is not at
         hand, e.g. the counts ``snnedge convert`` stores beside the network; used instead of
         counting ``ann``.
+    accounting:
+        How the target rows count static power (:func:`~neuromorphic_targets.estimate_energy`):
+        ``"single"`` (default), one inference on the chips it occupies (whole chips x latency:
+        a battery-powered device serving one input stream); ``"throughput"``, chips kept busy
+        (static power by the share of cores used, as published chip results count: a server
+        filled with work). The baseline rows are the same under both; their ``accounting``
+        column says what each one is.
+    input_rate_hz:
+        With ``accounting="throughput"``: inputs per second (default: one per ``T`` ticks).
+    measured:
+        Devices to time the ANN on (:func:`~neuromorphic_targets.measured.measured_device`):
+        one row each, latency measured here x the power figure given (labelled with its
+        source). Needs ``ann`` (or the SNN, whose rate-equivalent ANN is then timed).
     hardware_data:
         ``(x, y)``: run each target's network in the chip's own arithmetic
         (:func:`~neuromorphic_targets.to_hardware`) on the samples ``x`` at every ``T`` of the
@@ -303,6 +372,13 @@ def compare(result: SimulationResult | Sequence[SimulationResult], ann: nn.Modul
                         "a list of them (the same network simulated at different T). Got "
                         f"{type(result).__name__} instead.")
     check_real(utilisation, param="utilisation", where="compare", low=0.0, high=1.0, low_open=True)
+    accounting = resolve_accounting(accounting, static_scope, "compare")
+    measured = list(measured)
+    for dev in measured:
+        if not isinstance(dev, MeasuredDevice):
+            raise TypeError(f"The 'measured' parameter of compare must be a list of "
+                            f"MeasuredDevice (measured_device(name, watts, source)). Got "
+                            f"{type(dev).__name__} instead.")
     if accuracy_ann is not None:
         check_real(accuracy_ann, param="accuracy_ann", where="compare", low=0.0, high=1.0)
     targets = [targets] if isinstance(targets, str) else list(targets)
@@ -324,19 +400,19 @@ def compare(result: SimulationResult | Sequence[SimulationResult], ann: nn.Modul
     shape = None if shape is None else tuple(int(s) for s in shape)
     ordered = sorted(results, key=lambda r: r.timesteps)
 
-    hw_x, hw_y = _hardware_data(hardware_data)
+    hw_x, hw_y = hardware_data_pair(hardware_data)
     rows: list[ComparisonRow] = []
     mappings: dict[str, Mapping] = {}
     notes = []
     for prof in profiles:
         m = mappings[prof.name] = map_network(net, prof, input_shape=shape)
-        hw_net = _on_chip(net, prof, shape, notes) if hw_x is not None else None
+        hw_net = on_chip(net, prof, shape, notes) if hw_x is not None else None
         for res in ordered:
             hw_res = None if hw_net is None else simulate(
                 hw_net, hw_x, timesteps=res.timesteps, encoding=res.encoding, labels=hw_y,
                 progress=False)
             counted = hw_res if hw_res is not None else res
-            e = estimate_energy(counted, m, static_scope=static_scope)
+            e = estimate_energy(counted, m, accounting=accounting, input_rate_hz=input_rate_hz)
             per = counted.per_inference()
             rows.append(ComparisonRow(
                 name=prof.name, kind="neuromorphic", model="SNN", accuracy=_accuracy(res, y),
@@ -348,6 +424,7 @@ def compare(result: SimulationResult | Sequence[SimulationResult], ann: nn.Modul
                 macs=per["input_macs"], cores=m.cores, chips=m.chips, feasible=m.feasible,
                 weights_representable=m.weights_representable, missing=tuple(e.missing),
                 problems=tuple(m.problems), sources=tuple(e.sources()), estimate=e,
+                accounting=accounting,
                 hardware_accuracy=None if hw_res is None or hw_y is None else hw_res.accuracy()))
 
     if base_profiles and ops is None:
@@ -371,43 +448,47 @@ def compare(result: SimulationResult | Sequence[SimulationResult], ann: nn.Modul
                 energy_method=prof.method, latency_s=e.latency_s, spikes=None,
                 synaptic_events=None, macs=e.macs, cores=None, chips=None, feasible=True,
                 weights_representable=None, missing=tuple(e.missing), problems=(),
-                sources=tuple(e.sources()), estimate=e))
+                sources=tuple(e.sources()), estimate=e,
+                accounting=METHOD_ACCOUNTING[prof.method]))
         notes.append(f"baselines: {ops.macs:,} MACs and {ops.memory_bytes:,} B of 32-bit traffic "
                      f"per inference (count_ops), rescaled to each baseline's precision; "
                      f"utilisation {utilisation:g} of peak throughput; feasibility not checked "
                      f"(weights stream from off-chip DRAM)")
+    if measured:
+        rows += _measured_rows(measured, ann, net, shape, ops, accuracy_ann, notes)
+    if accounting == "throughput":
+        notes.append("targets under the throughput accounting: static power charged by the "
+                     "share of cores the network occupies for "
+                     + ("one input per T ticks" if input_rate_hz is None else
+                        f"1 / {input_rate_hz:g} s per inference")
+                     + " (chips kept busy with other work); accounting='single' charges whole "
+                       "chips for the latency")
     if any(r.macs for r in rows if r.kind == "neuromorphic"):
         notes.append("SNN rows: MACs are the analog input MACs of direct encoding, which the "
                      "targets do not price (an unknown 'input' term)")
-    return Comparison(tuple(rows), mappings, ops, tuple(ordered), tuple(notes))
+    return Comparison(tuple(rows), mappings, ops, tuple(ordered), tuple(notes), accounting)
 
 
-def _hardware_data(data) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """``(x, y)`` of ``compare``'s ``hardware_data`` (``(None, None)`` when not given)."""
-    if data is None:
-        return None, None
-    if not (isinstance(data, (tuple, list)) and len(data) == 2 and isinstance(data[0], torch.Tensor)
-            and (data[1] is None or isinstance(data[1], torch.Tensor))):
-        raise TypeError(f"The 'hardware_data' parameter of compare must be a pair (x, y) of tensors "
-                        f"(y may be None). Got {type(data).__name__}.")
-    x, y = data
-    if y is not None and y.reshape(-1).shape[0] != x.shape[0]:
-        raise ValueError(f"The 'hardware_data' of compare has {x.shape[0]} samples but "
-                         f"{y.reshape(-1).shape[0]} labels; give one label per sample.")
-    return x, None if y is None else y.reshape(-1)
-
-
-def _on_chip(net: SpikingNetwork, prof, shape, notes: list[str]) -> SpikingNetwork | None:
-    """``to_hardware(net, prof)``, or None with a note saying why the chip cannot run it."""
-    try:
-        hw = to_hardware(net, prof, input_shape=shape)
-    except ValueError as e:  # does not map, or its format cannot hold the network
-        notes.append(f"{prof.name}: no on-chip simulation ({' '.join(str(e).split())}); its rows "
-                     f"count the float simulation")
-        return None
-    info = hw.hardware_
-    if info.mismatch:
-        notes.append(f"{prof.name}: on chip with analog mismatch sigma {info.mismatch:g} "
-                     f"(seed {info.seed})")
-    notes.extend(f"{prof.name}: {n}" for n in info.notes)
-    return hw
+def _measured_rows(devices: list[MeasuredDevice], ann, net, shape, ops, accuracy_ann,
+                   notes: list[str]) -> list[ComparisonRow]:
+    """One row per device: the ANN (or the SNN's rate-equivalent ANN) timed there."""
+    model = ann if ann is not None else (RateEquivalentANN(net) if net is not None else None)
+    if model is None or shape is None:
+        raise ValueError("compare(measured=...) times the ANN: pass ann=<the torch.nn.Module> "
+                         "(or snn=...) and input_shape=(1, 28, 28) (for example).")
+    if ann is None:
+        notes.append("measured rows time the SNN's rate-equivalent ANN (neurons as ReLU): no "
+                     "ANN was given")
+    rows = []
+    for dev in devices:
+        e = estimate_measured(model, dev, shape, ops=ops)
+        rows.append(ComparisonRow(
+            name=dev.name, kind="baseline", model="ANN", accuracy=accuracy_ann, timesteps=None,
+            energy_j=e.total_j, energy_complete=e.complete, energy_method=e.method,
+            latency_s=e.latency_s, spikes=None, synaptic_events=None, macs=e.macs, cores=None,
+            chips=None, feasible=True, weights_representable=None, missing=tuple(e.missing),
+            problems=(), sources=tuple(e.sources()), estimate=e, accounting=e.accounting))
+    notes.append("measured rows: " + "; ".join(
+        f"{d.name}: latency timed on this machine's {d.device} (batch {d.batch_size}) x "
+        f"{d.power.value} W ({d.power.source})" for d in devices))
+    return rows

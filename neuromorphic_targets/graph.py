@@ -9,7 +9,8 @@ linear map ``M`` from the sources' neurons to the population's neurons.
 
 Connectivity comes from ``M``'s structure, with every weight replaced by whether it is non-zero
 and every pooling window by ones (a spike entering a pooling window reaches the pooled
-neuron, as when hardware folds the pooling into the next layer's synapses):
+neuron, as when hardware folds the pooling into the next layer's synapses; a spiking max
+pool routes it to every window holding its position):
 
 * fan-in of a target neuron = the row sums of that structural map applied to ones (paths per
   neuron; equal to distinct inputs unless one source reaches a neuron along two routes, as
@@ -17,7 +18,9 @@ neuron, as when hardware folds the pooling into the next layer's synapses):
 * the inputs a *group* of targets needs (a core's axons) = the support of ``M^T g`` for the
   group's indicator ``g``, exact because every entry is non-negative (no cancellation).
 
-Batches of groups go through one vector-Jacobian product (autograd on the linear map).
+Batches of groups go through one vector-Jacobian product (autograd on the linear map). The
+tiler reads the same connectivity in closed form where the layers allow (:mod:`.receptive`)
+and uses these products for the rest.
 """
 from __future__ import annotations
 
@@ -157,12 +160,9 @@ class NetworkGraph:
             ins = [vals[i] for i in self.net.inputs_of(n)]
             if self.net.kind(n) == "weighted":
                 vals[n] = _weighted(module, self._mask(n), ins[0])
-            elif self.net.kind(n) == "temporal":
-                # An event-routing temporal module (a spiking max-pool gate) keeps its input's
-                # shape, as the core's shape inference assumes: each event goes at most to its
-                # own position.
-                vals[n] = ins[0]
             else:
+                # weight-free modules, and event-routing temporal modules (a spiking max pool:
+                # an event may leave through every window that holds its position)
                 vals[n] = _structural(n, module, ins)
         return vals[pop.pre]
 

@@ -18,6 +18,7 @@ cores are numbered in network order. What is checked:
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from snnedge.layers import INPUT
@@ -25,8 +26,8 @@ from snnedge.layers import INPUT
 from .graph import NetworkGraph, Population
 from .mapping_types import LayerRow, Mapping, ceil_div, lower_bound, who
 from .profiles import Profile
-from .tiling import TileReport, choose_tiling
-from .weights import distinct_nonzero, off_grid, sign_split_counts, weight_rows
+from .tiling import TileReport, choose_tiling, tile_counter
+from .weights import off_grid, weight_rows
 
 
 def map_cores(graph: NetworkGraph, prof: Profile) -> Mapping:
@@ -39,13 +40,15 @@ def map_cores(graph: NetworkGraph, prof: Profile) -> Mapping:
         problems += _chained(graph, pop)
         fi = graph.fan_in(pop)
         fan_in[pop.name], max_fi = fi, int(fi.max()) if fi.numel() else 0
+        counter = tile_counter(graph, pop)
         if fam == "truenorth":
             axons = int(prof.value("axons_per_core"))
             if max_fi > axons:
                 problems.append(f"{who(pop)}: fan-in {max_fi} inputs per neuron exceeds TrueNorth's "
                                 f"{axons} axons per core (axons_per_core); cut it with grouped "
                                 f"convolutions or smaller kernels (Esser et al. 2016)")
-            rep = choose_tiling(graph, pop, cap, max_axons=axons if max_fi <= axons else None)
+            rep = choose_tiling(graph, pop, cap, max_axons=axons if max_fi <= axons else None,
+                                counter=counter)
             worst = int(rep.axons.max())
             if max_fi <= axons < worst:
                 problems.append(f"{who(pop)}: no tiling keeps a core's receptive-field union within "
@@ -56,9 +59,10 @@ def map_cores(graph: NetworkGraph, prof: Profile) -> Mapping:
             if max_fi > cam:
                 problems.append(f"{who(pop)}: fan-in {max_fi} inputs per neuron exceeds DYNAP-SE's "
                                 f"{cam} CAM entries per neuron (cam_entries_per_neuron)")
-            rep = choose_tiling(graph, pop, cap, max_fanout=int(prof.value("destinations_per_neuron")))
+            rep = choose_tiling(graph, pop, cap, max_fanout=int(prof.value("destinations_per_neuron")),
+                                counter=counter)
         else:
-            rep = _loihi_tiling(graph, pop, prof, fi)
+            rep = _loihi_tiling(graph, pop, prof, fi, counter)
         reports[pop.name] = rep
         for s, d in rep.destinations.items():
             dest[s] = dest[s] + d if s in dest else d.clone()
@@ -75,15 +79,18 @@ def map_cores(graph: NetworkGraph, prof: Profile) -> Mapping:
     boards = ceil_div(chips, prof.value("chips_per_board")) if fam == "dynap-se" else None
     destinations = {p.name: dest.get(p.name, torch.zeros(p.shape, dtype=torch.long))
                     for p in graph.populations if not p.readout}
+    inputs = dest.get(INPUT, torch.zeros(graph.input_shape, dtype=torch.long))
     return Mapping(prof, not problems, problems, cores, chips, boards, lower_bound(graph, cap), rows,
-                   not weight_problems, weight_problems, notes, graph.input_shape, destinations)
+                   not weight_problems, weight_problems, notes, graph.input_shape, destinations,
+                   inputs)
 
 
-def _loihi_tiling(graph: NetworkGraph, pop: Population, prof: Profile, fi: torch.Tensor) -> TileReport:
+def _loihi_tiling(graph: NetworkGraph, pop: Population, prof: Profile, fi: torch.Tensor,
+                  counter) -> TileReport:
     """Fewest cores whose synaptic memory holds their neurons' synapses (when the profile gives
     the bits per synapse): shrink the neurons per core until the fullest core fits."""
     cap = int(prof.value("neurons_per_core"))
-    rep = choose_tiling(graph, pop, cap)
+    rep = choose_tiling(graph, pop, cap, counter=counter)
     if not prof.synapse_bits.known:
         return rep
     mem, bits = prof.value("synaptic_memory_bytes_per_core"), prof.value("synapse_bits")
@@ -92,7 +99,7 @@ def _loihi_tiling(graph: NetworkGraph, pop: Population, prof: Profile, fi: torch
         if need <= mem:
             break
         cap = max(1, min(cap - 1, int(cap * mem / need)))
-        rep = choose_tiling(graph, pop, cap)
+        rep = choose_tiling(graph, pop, cap, counter=counter)
     return rep
 
 
@@ -134,9 +141,10 @@ def _splitters(graph: NetworkGraph, prof: Profile, dest: dict) -> dict[str, tupl
     for s, k in dest.items():
         if s == INPUT:
             continue
-        values, counts = k[k > 1].unique(return_counts=True)
+        counts = torch.bincount(k.reshape(-1))
         sizes: dict[int, int] = {}
-        for v, c in zip(values.tolist(), counts.tolist()):
+        for v in torch.nonzero(counts[2:]).reshape(-1).add(2).tolist():
+            c = int(counts[v])
             for size in _splitter_tree(v, cap_n):
                 sizes[size] = sizes.get(size, 0) + c
         out[s] = (sum(size * c for size, c in sizes.items()), _pack(sizes, cap_n, cap_a))
@@ -188,7 +196,7 @@ def _weight_problems(graph: NetworkGraph, prof: Profile, reports: dict, notes: l
             rows = weight_rows(graph.net.layer(w).weight)
             if fam == "truenorth":
                 types, bits = int(prof.value("axon_types_per_core")), int(prof.value("weight_bits"))
-                worst = int(distinct_nonzero(rows).max())
+                worst = _most_distinct_nonzero(rows)
                 if worst > types:
                     out.append(f"layer {w!r}: a neuron uses {worst} distinct non-zero weights; "
                                f"TrueNorth allows {types} per neuron (axon_types_per_core); run "
@@ -207,13 +215,53 @@ def _dynapse_weights(w: str, rows: torch.Tensor, pop: Population, rep: TileRepor
     per_core = len(pop.weighted) == 1 and rows.shape[0] == pop.shape[0]
     block = rep.tiling.tile[0] if per_core else rows.shape[0]
     half = int(prof.value("synapse_types")) // 2
-    worst = max((sign_split_counts(rows[i:i + block]) for i in range(0, rows.shape[0], block)),
-                key=lambda pn: max(pn))
+    worst = _worst_block(rows, block)
     if max(worst) > half:
         return [f"layer {w!r}: a core's neurons use {worst[0]} excitatory and {worst[1]} inhibitory "
                 f"weight values; DYNAP-SE shares {half} + {half} per core (synapse_types); run "
                 f"quantize_for(snn, 'dynap-se')"]
     return []
+
+
+def _most_distinct_nonzero(rows: torch.Tensor, chunk: int = 256) -> int:
+    """The most distinct non-zero values in one row (numpy's vectorized sort: many times
+    torch's on CPUs with AVX2/AVX-512). A row has at most as many as it has non-zeros, so rows
+    are taken by decreasing non-zero count until none left can beat the best."""
+    values = _numpy(rows)
+    nnz = (values != 0).sum(1)
+    order = np.argsort(-nnz, kind="stable")
+    best = 0
+    for start in range(0, len(order), chunk):
+        if int(nnz[order[start]]) <= best:
+            break
+        s = np.sort(values[order[start:start + chunk]], axis=1)
+        new = np.ones(s.shape, dtype=bool)
+        new[:, 1:] = s[:, 1:] != s[:, :-1]
+        best = max(best, int(((s != 0) & new).sum(1).max()))
+    return best
+
+
+def _worst_block(rows: torch.Tensor, block: int) -> tuple[int, int]:
+    """Distinct (positive, negative) weights of the first block of ``block`` rows whose larger
+    count is the largest. Blocks are counted by decreasing bound (their positive and negative
+    non-zeros) until no block left can reach the best."""
+    values = _numpy(rows)
+    starts = range(0, values.shape[0], block)
+    bounds = [max(int((values[i:i + block] > 0).sum()), int((values[i:i + block] < 0).sum()))
+              for i in starts]
+    counted: dict[int, tuple[int, int]] = {}
+    for k in sorted(range(len(bounds)), key=lambda k: -bounds[k]):
+        if counted and bounds[k] < max(max(pn) for pn in counted.values()):
+            break
+        v = values[starts[k]:starts[k] + block]
+        counted[k] = (np.unique(v[v > 0]).size, np.unique(v[v < 0]).size)
+    top = max(max(pn) for pn in counted.values())
+    return counted[min(k for k, pn in counted.items() if max(pn) == top)]
+
+
+def _numpy(rows: torch.Tensor) -> np.ndarray:
+    rows = rows.detach().cpu()
+    return (rows if rows.dtype in (torch.float16, torch.float32, torch.float64) else rows.float()).numpy()
 
 
 def _family_notes(graph: NetworkGraph, fam: str) -> list[str]:

@@ -30,7 +30,6 @@ from snnedge.layers import INPUT
 from .graph import NetworkGraph, Population
 from .mapping_types import LayerRow, Mapping, ceil_div, who
 from .profiles import Profile
-from .weights import off_grid
 
 PASS = (nn.Identity, nn.Dropout)
 NOT_FIT = 1e6
@@ -99,8 +98,11 @@ def map_dynapcnn(graph: NetworkGraph, prof: Profile) -> Mapping:
     destinations = {p.name: torch.full(p.shape, len(graph.consumers.get(p.name, [])), dtype=torch.long)
                     for p in pops if not p.readout}
     chips = max(1, ceil_div(len(pops), n_cores))
+    # the event input: each input event goes once to every layer it feeds
+    inputs = torch.full(graph.input_shape, len(graph.consumers.get(INPUT, [])), dtype=torch.long)
     return Mapping(prof, not problems, problems, len(pops), chips, None, len(pops), rows,
-                   not weight_problems, weight_problems, notes, graph.input_shape, destinations)
+                   not weight_problems, weight_problems, notes, graph.input_shape, destinations,
+                   inputs)
 
 
 def _walk(pop: Population, start: str, neighbours: Callable[[str], Sequence[str]]) -> list[str]:
@@ -215,8 +217,24 @@ def _weight_problems(graph: NetworkGraph, prof: Profile) -> list[str]:
     bits, out = int(prof.value("weight_bits")), []
     for pop in graph.populations:
         for w in pop.weighted:
-            weight = graph.net.layer(w).weight.detach()
-            if off_grid(weight[weight != 0], 2 ** (bits - 1) - 1):
+            if _off_grid(graph.net.layer(w).weight, 2 ** (bits - 1) - 1):
                 out.append(f"layer {w!r}: weights are not {bits}-bit integers times one scale per "
                            f"layer (weight_bits); run quantize_for(snn, 'dynap-cnn')")
     return out
+
+
+def _off_grid(weight: torch.Tensor, levels: int, rel_tol: float = 1e-4) -> bool:
+    """:func:`~.weights.off_grid` of a layer's weights (zeros are on every grid), in numpy
+    chunks: no masked copy of a large layer."""
+    w = weight.detach().cpu()
+    w = (w if w.dtype in (torch.float16, torch.float32, torch.float64) else w.float()).numpy().reshape(-1)
+    top = np.abs(w).max() if w.size else 0
+    if top == 0:
+        return False
+    scale = top / levels
+    step = 1 << 22
+    for i in range(0, w.size, step):
+        q = w[i:i + step] / scale
+        if (np.abs(q - np.round(q)) > rel_tol * levels).any():
+            return True
+    return False

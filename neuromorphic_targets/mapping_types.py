@@ -100,6 +100,10 @@ class Mapping:
     destinations:
         Per neuron layer, the cores each neuron's spikes reach (a tensor of the layer's shape);
         used by :func:`~neuromorphic_targets.estimate_energy` for routing.
+    input_destinations:
+        Per input element (the input's shape), where each input event goes as the chip counts
+        it: TrueNorth, the cores whose axons take it (one axon delivery each); DYNAP-CNN, the
+        layers its event input feeds; ``None`` when the mapper does not say.
     """
 
     profile: Profile
@@ -115,6 +119,7 @@ class Mapping:
     notes: list[str]
     input_shape: tuple[int, ...]
     destinations: dict[str, torch.Tensor]
+    input_destinations: torch.Tensor | None = None
 
     @property
     def neuron_layers(self) -> tuple[str, ...]:

@@ -27,7 +27,8 @@ from snnedge.errors import check_choice
 from snnedge.plots import NEURO_COLOR, figure_and_axes
 
 __all__ = ["plot_energy_comparison", "plot_accuracy_vs_energy", "plot_core_occupancy",
-           "plot_ops_vs_performance_density", "plot_memory_vs_energy_efficiency"]
+           "plot_ops_vs_performance_density", "plot_memory_vs_energy_efficiency",
+           "accounting_title"]
 
 BASE_COLOR, ISO_COLOR = "tab:orange", "0.65"  # conventional baselines; iso-energy lines
 
@@ -41,7 +42,19 @@ def _rows(comparison) -> list:
 
 
 def _label(row) -> str:
-    return row.name if row.timesteps is None else f"{row.name}\nT={row.timesteps}"
+    """``name`` and ``T`` for targets (their accounting is in the title); ``name`` and the
+    row's accounting for baselines, each of which counts in its own way."""
+    if row.timesteps is not None:
+        return f"{row.name}\nT={row.timesteps}"
+    how = getattr(row, "accounting", None)
+    return row.name if how is None else f"{row.name}\n{how}"
+
+
+def accounting_title(comparison) -> str:
+    """The right-hand title of a comparison's plots: the target rows' accounting, and that
+    ``>=`` marks lower bounds."""
+    how = getattr(comparison, "accounting", None)
+    return ("" if how is None else f"targets: {how} accounting; ") + ">= lower bound"
 
 
 def plot_energy_comparison(comparison, ax=None, title: str = "Energy per inference"):
@@ -49,7 +62,9 @@ def plot_energy_comparison(comparison, ax=None, title: str = "Energy per inferen
 
     Neuromorphic rows (SNN) and baselines (ANN) have their own colours; infeasible mappings
     are hatched and labelled; lower bounds (an energy term unknown) get ``>=`` on top; rows
-    whose energy is unknown get no bar and the word "unknown".
+    whose energy is unknown get no bar and the word "unknown". The target rows' accounting
+    (``single`` or ``throughput``) is in the title on the right, each baseline's under its
+    name.
     """
     rows = _rows(comparison)
     fig, ax = figure_and_axes(ax, figsize=(max(6.4, 0.8 * len(rows) + 2), 4.2))
@@ -76,6 +91,7 @@ def plot_energy_comparison(comparison, ax=None, title: str = "Energy per inferen
     ax.set_xlim(-0.6, len(rows) - 0.4)
     ax.set_ylabel("energy per inference (J)")
     ax.set_title(title)
+    ax.set_title(accounting_title(comparison), loc="right", fontsize=7)
     from matplotlib.patches import Patch
 
     ax.legend(handles=[Patch(color=NEURO_COLOR, label="SNN on neuromorphic target"),
@@ -87,9 +103,10 @@ def plot_energy_comparison(comparison, ax=None, title: str = "Energy per inferen
 
 def plot_accuracy_vs_energy(comparison, ax=None, title: str = "Accuracy vs energy per inference"):
     """Accuracy against energy per inference: one line per target across its ``T`` values
-    (labelled), one square per baseline (the ANN's accuracy). Open markers: lower bounds.
-    Rows with an on-chip accuracy (``compare(..., hardware_data=...)``) add a dashed line of
-    diamonds beside the float accuracy, labelled "<target> on chip"."""
+    (labelled), one square per baseline (the ANN's accuracy). Open markers: lower bounds. The
+    targets' accounting is in the title on the right. Rows with an on-chip accuracy
+    (``compare(..., hardware_data=...)``) add a dashed line of diamonds beside the float
+    accuracy, labelled "<target> on chip"."""
     rows = [r for r in _rows(comparison) if r.energy_j is not None and r.accuracy is not None]
     fig, ax = figure_and_axes(ax)
     names = list(dict.fromkeys(r.name for r in rows if r.kind == "neuromorphic"))
@@ -121,6 +138,7 @@ def plot_accuracy_vs_energy(comparison, ax=None, title: str = "Accuracy vs energ
     ax.set_xlabel("energy per inference (J)")
     ax.set_ylabel("accuracy (%)")
     ax.set_title(title)
+    ax.set_title(accounting_title(comparison), loc="right", fontsize=7)
     return fig
 
 

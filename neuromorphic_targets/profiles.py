@@ -14,6 +14,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar
 
+from snnedge.errors import check_choice
+
 from .figures import Figure, check_figure, figure_field
 from .power import fit_static_plus_marginal
 from .registry import Registry
@@ -48,6 +50,22 @@ def format_field(unit: str, doc: str):
     existed still load; a format that needs it then names it as missing."""
     return dataclasses.field(default=Figure(None, unit, UNKNOWN_FORMAT),
                              metadata={"unit": unit, "doc": doc, "format": True})
+
+#: The two ways to count a neuromorphic chip's energy per inference (``accounting=`` of
+#: :func:`~neuromorphic_targets.estimate_energy` and :func:`~neuromorphic_targets.compare`).
+#: Both add the same per-event energy; they differ in how much static power an inference is
+#: charged and for how long.
+ACCOUNTINGS: dict[str, str] = {
+    "single": "one inference on the chips it occupies: every chip used draws its whole static "
+              "power for the inference's latency (T x tick), plus the per-event energy; what a "
+              "battery-powered device running one input stream spends",
+    "throughput": "chips kept busy by a steady stream of inputs: static power charged by the "
+                  "share of cores the network occupies (cores / cores per chip) for the time "
+                  "per inference at the input rate (default T x tick, one input per T ticks), "
+                  "plus the per-event energy; what a server filled with work spends per "
+                  "inference, and how published chip results count (Esser et al. 2015's "
+                  "TrueNorth figures are reproduced within 2x this way)",
+}
 
 
 @dataclass(frozen=True)
@@ -114,8 +132,9 @@ class Profile:
 class NeuromorphicProfile(Profile):
     """Base of the neuromorphic chip families: the figures every energy estimate reads.
 
-    Per inference, ``static = p_static_w x chips x T x tick_s`` and each synaptic event costs
-    ``e_synop_j`` on top of it (:func:`~neuromorphic_targets.estimate_energy`,
+    Per inference, ``static = p_static_w x chips x T x tick_s`` (the ``single`` accounting;
+    ``throughput`` charges ``p_static_w x cores / cores_per_chip`` per second of an inference,
+    see :data:`ACCOUNTINGS`) and each synaptic event costs ``e_synop_j`` on top of it (:func:`~neuromorphic_targets.estimate_energy`,
     :func:`~neuromorphic_targets.chip_power`); a family adds its structure (the limits its
     mapper checks) and its other per-event costs.
     """
@@ -124,6 +143,37 @@ class NeuromorphicProfile(Profile):
     tick_s: Figure = figure_field("s", "hardware time per simulated step (tick)")
     p_static_w: Figure = figure_field("W", "static (activity-independent) power of one chip")
     e_synop_j: Figure = figure_field("J", "marginal energy per synaptic event (on top of static)")
+
+    #: Figures of the static term under each accounting (:data:`ACCOUNTINGS`): ``single``
+    #: charges ``p_static_w`` x chips x ``T`` x ``tick_s``; ``throughput`` charges
+    #: ``p_static_w`` x cores / ``cores_per_chip`` x the time per inference (``T`` x ``tick_s``
+    #: unless an input rate is given).
+    STATIC_FIGURES: ClassVar[dict[str, tuple[str, ...]]] = {
+        "single": ("p_static_w", "tick_s"),
+        "throughput": ("p_static_w", "cores_per_chip", "tick_s")}
+    #: Figures of the per-event terms, the same under both accountings.
+    EVENT_FIGURES: ClassVar[tuple[str, ...]] = ("e_synop_j",)
+
+    def accounting_figures(self, accounting: str = "single") -> dict[str, Figure]:
+        """``{name: Figure}`` that an estimate under ``accounting`` uses (static, then events),
+        each with its value, source and verified flag.
+
+        >>> sorted(get_profile("truenorth").accounting_figures("throughput"))
+        ['cores_per_chip', 'e_synop_j', 'p_static_w', 'tick_s']
+        """
+        check_choice(accounting, ACCOUNTINGS, param="accounting", where="accounting_figures")
+        names = self.STATIC_FIGURES[accounting] + self.EVENT_FIGURES
+        return {k: getattr(self, k) for k in dict.fromkeys(names)}
+
+    def describe_accounting(self) -> str:
+        """Per accounting, what it means and the figures it uses (value, flag, source)."""
+        lines = [f"{self.name}: figures used by each accounting"]
+        for accounting, meaning in ACCOUNTINGS.items():
+            lines.append(f"  {accounting}: {meaning}")
+            for k, f in self.accounting_figures(accounting).items():
+                flag = "verified" if f.verified else ("unknown" if not f.known else "unverified")
+                lines.append(f"    {k:<28}  {str(f):<16}  {flag:<10}  {f.source}")
+        return "\n".join(lines)
 
 
 @dataclass(frozen=True)
@@ -139,6 +189,7 @@ class TrueNorthProfile(NeuromorphicProfile):
     """
 
     family: ClassVar[str] = "truenorth"
+    EVENT_FIGURES: ClassVar[tuple[str, ...]] = ("e_synop_j",)
     neurons_per_core: Figure = figure_field("neuron", "neurons per core")
     axons_per_core: Figure = figure_field("axon", "input axons per core (crossbar rows)")
     axon_types_per_core: Figure = figure_field("type", "axon types: distinct non-zero weights per neuron")
@@ -166,6 +217,7 @@ class DynapSEProfile(NeuromorphicProfile):
     """
 
     family: ClassVar[str] = "dynap-se"
+    EVENT_FIGURES: ClassVar[tuple[str, ...]] = ("e_spike_j", "e_synop_j", "e_broadcast_j", "e_route_j")
     neurons_per_core: Figure = figure_field("neuron", "neurons per core")
     chips_per_board: Figure = figure_field("chip", "chips per board")
     cam_entries_per_neuron: Figure = figure_field("entry", "CAM entries per neuron (fan-in)")
@@ -188,6 +240,7 @@ class DynapCNNProfile(NeuromorphicProfile):
     """
 
     family: ClassVar[str] = "dynap-cnn"
+    EVENT_FIGURES: ClassVar[tuple[str, ...]] = ("e_spike_j", "e_synop_j")
     kernel_memory_entries: Figure = figure_field("entry", "kernel memory of each core")
     neuron_memory_entries: Figure = figure_field("entry", "neuron state memory of each core")
     bias_memory_entries: Figure = figure_field("entry", "bias memory of each core")
@@ -209,6 +262,8 @@ class LoihiProfile(NeuromorphicProfile):
     a synaptic memory each; energy per synaptic op, neuron update and spike hop."""
 
     family: ClassVar[str] = "loihi"
+    EVENT_FIGURES: ClassVar[tuple[str, ...]] = ("e_synop_j", "e_neuron_update_inactive_j",
+                                                "e_spike_tile_j")
     neurons_per_core: Figure = figure_field("neuron", "neuron compartments per core")
     synaptic_memory_bytes_per_core: Figure = figure_field("byte", "synaptic memory per core")
     synapse_bits: Figure = figure_field("bit", "memory per synapse")

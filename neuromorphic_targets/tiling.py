@@ -1,95 +1,36 @@
-"""Tiling a population onto cores: boxes of neurons, one box per core.
+"""Choosing how a population is cut into cores, exactly.
 
-A population of shape ``(C, H, W)`` (or ``(N,)``, ``(C, L)``) is cut into boxes
-``(t_c, t_h, t_w)`` of at most ``cap`` neurons, numbered row-major over the box grid; box ``i``
-is core ``i`` of the layer. Keeping all channels of a spatial patch together keeps each
-input's targets on few cores, and small patches keep each core's receptive-field union (its
-axons) small. :func:`choose_tiling` searches box shapes ``t_d = ceil(d / k)`` (the smallest
-box giving ``k`` blocks along a dimension), screens them on a representative core and a
-representative input neuron, and checks the best ones exactly on every core.
+Candidate boxes are ``t_d = ceil(d / k)`` along each dimension (the smallest box giving ``k``
+blocks) with at most ``cap`` neurons (:func:`candidate_tilings`). Keeping all channels of a
+spatial patch together keeps each input's targets on few cores, and small patches keep each
+core's receptive-field union (its axons) small. :func:`choose_tiling` returns the candidate
+with the fewest cores whose *every* core fits ``max_axons`` and whose sources' neurons each
+reach at most ``max_fanout`` of its cores; ties prefer fewer destinations, then fewer axons
+(when they are limited), then the smaller box. Every candidate is judged by its exact worst
+core and worst neuron, so a feasible tiling is found whenever one exists among the candidates.
+
+The counts come from the population's receptive fields in closed form
+(:mod:`.receptive`, :mod:`.tile_counts`): interior cores of a convolution are alike, border
+ones are counted as they are. A layer kind the closed form does not read falls back to
+:func:`evaluate`, the structural map's vector-Jacobian products over every core (exact, slower).
 """
 from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass
 
 import torch
 
 from .graph import NetworkGraph, Population
+from .receptive import population_terms
+from .tile_counts import ClosedFormTiles
+from .tiles import TileReport, Tiling, representative_neuron, representative_tile
 
-#: Elements per batched structural pass (bounds memory: about 16 MiB per float32 tensor).
+__all__ = ["BUDGET", "AutogradTiles", "TileReport", "Tiling", "candidate_tilings", "choose_tiling",
+           "evaluate", "representative_neuron", "representative_tile", "tile_counter"]
+
+#: Elements per batched structural pass of :func:`evaluate` (about 16 MiB per float32 tensor).
 BUDGET = 4_000_000
-#: Candidates checked exactly on every core before settling for the best screened one.
-EXACT_TRIES = 4
-
-
-@dataclass(frozen=True)
-class Tiling:
-    """Box ``tile`` over a population of ``shape``."""
-
-    shape: tuple[int, ...]
-    tile: tuple[int, ...]
-
-    @property
-    def grid(self) -> tuple[int, ...]:
-        return tuple(math.ceil(d / t) for d, t in zip(self.shape, self.tile))
-
-    @property
-    def n_tiles(self) -> int:
-        return math.prod(self.grid)
-
-    @property
-    def volume(self) -> int:
-        return math.prod(self.tile)
-
-    def slices(self, i: int) -> tuple[slice, ...]:
-        out = []
-        for g, t in zip(reversed(self.grid), reversed(self.tile)):
-            i, k = divmod(i, g)
-            out.append(slice(k * t, (k + 1) * t))
-        return tuple(reversed(out))
-
-    def indicator(self, indices) -> torch.Tensor:
-        g = torch.zeros((len(indices), *self.shape))
-        for b, i in enumerate(indices):
-            g[(b, *self.slices(i))] = 1.0
-        return g
-
-    def tile_ids(self, coords: torch.Tensor) -> torch.Tensor:
-        """Core of each neuron given as rows of ``coords`` (``(m, ndim)``)."""
-        ids = torch.zeros(coords.shape[0], dtype=torch.long)
-        for d, (g, t) in enumerate(zip(self.grid, self.tile)):
-            ids = ids * g + coords[:, d] // t
-        return ids
-
-    def neurons_per_tile(self) -> torch.Tensor:
-        per_dim = [torch.tensor([min(t, d - k * t) for k in range(g)])
-                   for d, t, g in zip(self.shape, self.tile, self.grid)]
-        out = per_dim[0]
-        for p in per_dim[1:]:
-            out = (out[:, None] * p[None, :]).reshape(-1)
-        return out
-
-    def per_tile_sum(self, values: torch.Tensor) -> torch.Tensor:
-        """Sum of a per-neuron tensor over each core's neurons."""
-        return torch.stack([values[self.slices(i)].sum() for i in range(self.n_tiles)])
-
-
-@dataclass(frozen=True)
-class TileReport:
-    """A tiling checked on every core.
-
-    ``axons[i]``: distinct source neurons core ``i`` needs; ``destinations[s]``: for each
-    neuron of source ``s``, how many of this population's cores it reaches."""
-
-    tiling: Tiling
-    axons: torch.Tensor
-    destinations: dict[str, torch.Tensor]
-
-    @property
-    def max_destinations(self) -> int:
-        return max((int(d.max()) for d in self.destinations.values() if d.numel()), default=0)
 
 
 def candidate_tilings(shape: tuple[int, ...], cap: int) -> list[Tiling]:
@@ -98,7 +39,9 @@ def candidate_tilings(shape: tuple[int, ...], cap: int) -> list[Tiling]:
 
 
 def evaluate(graph: NetworkGraph, pop: Population, tiling: Tiling) -> TileReport:
-    """Axons of every core and destinations of every source neuron, exactly."""
+    """Axons of every core and destinations of every source neuron, exactly, by autograd
+    through the structural map (any layer kind the mapper reads; work grows with cores x
+    neurons)."""
     n = tiling.n_tiles
     width = pop.neurons + sum(math.prod(graph.source_shape(s)) for s in pop.sources)
     step = max(1, BUDGET // width)
@@ -112,69 +55,66 @@ def evaluate(graph: NetworkGraph, pop: Population, tiling: Tiling) -> TileReport
     return TileReport(tiling, axons, {s: d.round().long() for s, d in dest.items()})
 
 
-def _representative_tile(t: Tiling) -> int:
-    grid = t.grid
-    index = [0 if (d == 0 and len(grid) > 1) else g // 2 for d, g in enumerate(grid)]
-    i = 0
-    for g, k in zip(grid, index):
-        i = i * g + k
-    return i
+class AutogradTiles:
+    """The counting interface of :class:`~.tile_counts.ClosedFormTiles` over :func:`evaluate`."""
+
+    def __init__(self, graph: NetworkGraph, pop: Population):
+        self.graph, self.pop, self._reports = graph, pop, {}
+
+    def report(self, tiling: Tiling) -> TileReport:
+        if tiling not in self._reports:
+            self._reports[tiling] = evaluate(self.graph, self.pop, tiling)
+        return self._reports[tiling]
+
+    def max_axons(self, tiling: Tiling) -> int:
+        return int(self.report(tiling).axons.max())
+
+    def max_destinations(self, tiling: Tiling) -> int:
+        return self.report(tiling).max_destinations
+
+    def representative_axons(self, tiling: Tiling) -> int:
+        return int(self.report(tiling).axons[representative_tile(tiling)])
+
+    def representative_destinations(self, tiling: Tiling) -> int:
+        dest = self.report(tiling).destinations
+        return max((int(d[representative_neuron(tuple(d.shape))]) for d in dest.values()), default=0)
 
 
-def _screen_axons(graph: NetworkGraph, pop: Population, cands: list[Tiling], fan: list[int],
-                  max_axons: int, max_fanout: int | None) -> list[float]:
-    """Axons of each candidate's representative core, in order of increasing cores, stopping
-    after the first group of equal core counts that has a candidate within the limits (the
-    rest are not needed and stay ``inf``)."""
-    width = pop.neurons + sum(math.prod(graph.source_shape(s)) for s in pop.sources)
-    step, out, stop_at = max(1, BUDGET // width), [math.inf] * len(cands), None
-    for start in range(0, len(cands), step):
-        idx = [i for i in range(start, min(len(cands), start + step))
-               if stop_at is None or cands[i].n_tiles <= stop_at]
-        if not idx:
-            break
-        g = torch.stack([cands[i].indicator([_representative_tile(cands[i])])[0] for i in idx])
-        sizes = sum(m.flatten(1).sum(1) for m in graph.supports(pop, g).values())
-        for i, a in zip(idx, sizes.tolist()):
-            out[i] = int(a)
-            if stop_at is None and a <= max_axons and (max_fanout is None or fan[i] <= max_fanout):
-                stop_at = cands[i].n_tiles
-    return out
-
-
-def _screen_fanout(graph: NetworkGraph, pop: Population, cands: list[Tiling]) -> list[int]:
-    coords = []
-    for s in pop.sources:
-        shape = graph.source_shape(s)
-        index = tuple(0 if (d == 0 and len(shape) > 1) else n // 2 for d, n in enumerate(shape))
-        coords.append(graph.targets(pop, s, index).nonzero())
-    return [max((int(c.tile_ids(xy).unique().numel()) for xy in coords), default=0) for c in cands]
+def tile_counter(graph: NetworkGraph, pop: Population) -> ClosedFormTiles | AutogradTiles:
+    """The closed-form counter of ``pop``'s tilings, or the autograd one when a layer between
+    its sources and its neurons is not separable."""
+    terms = population_terms(graph, pop)
+    if terms is None:
+        return AutogradTiles(graph, pop)
+    return ClosedFormTiles(pop.shape, terms, {s: graph.source_shape(s) for s in pop.sources})
 
 
 def choose_tiling(graph: NetworkGraph, pop: Population, cap: int, max_axons: int | None = None,
-                  max_fanout: int | None = None) -> TileReport:
-    """The box with the fewest cores whose every core fits ``max_axons`` and whose sources
-    reach at most ``max_fanout`` of its cores; ties prefer fewer destinations. When no
-    screened box satisfies the limits, the fewest-cores box is returned (the caller reports
-    the violated limit)."""
+                  max_fanout: int | None = None, counter=None) -> TileReport:
+    """The box with the fewest cores whose every core fits ``max_axons`` and whose sources'
+    neurons each reach at most ``max_fanout`` of its cores (both judged on the worst core and
+    the worst neuron, exactly).
+
+    Ties among those go to fewer destinations of the representative source neuron
+    (:func:`representative_neuron`), then (when axons are limited) fewer axons on the
+    representative core (:func:`representative_tile`), then the smaller box: the choices the
+    screening tiler made whenever it found a feasible box. When no candidate satisfies the
+    limits, the box first in that order among those whose representatives do (else among
+    all) is returned, and the caller reports the violated limit."""
+    counter = counter if counter is not None else tile_counter(graph, pop)
     cands = sorted(candidate_tilings(pop.shape, cap), key=lambda c: (c.n_tiles, c.tile))
-    fan = _screen_fanout(graph, pop, cands)
-    axons = ([0] * len(cands) if max_axons is None
-             else _screen_axons(graph, pop, cands, fan, max_axons, max_fanout))
 
-    def violates(i: int) -> bool:
-        return ((max_axons is not None and axons[i] > max_axons)
-                or (max_fanout is not None and fan[i] > max_fanout))
+    def key(c: Tiling) -> tuple:
+        fan = counter.representative_destinations(c)
+        axons = counter.representative_axons(c) if max_axons is not None else 0
+        screened_out = ((max_axons is not None and axons > max_axons)
+                        or (max_fanout is not None and fan > max_fanout))
+        return screened_out, c.n_tiles, fan, axons, c.tile
 
-    order = sorted(range(len(cands)),
-                   key=lambda i: (violates(i), cands[i].n_tiles, fan[i], axons[i], cands[i].tile))
-    first = None
-    for i in order[:EXACT_TRIES]:
-        if violates(i) and first is not None:
-            break
-        rep = evaluate(graph, pop, cands[i])
-        first = first or rep
-        if ((max_axons is None or int(rep.axons.max()) <= max_axons)
-                and (max_fanout is None or rep.max_destinations <= max_fanout)):
-            return rep
-    return first
+    for _, group in itertools.groupby(cands, key=lambda c: c.n_tiles):
+        feasible = [c for c in group
+                    if (max_axons is None or counter.max_axons(c) <= max_axons)
+                    and (max_fanout is None or counter.max_destinations(c) <= max_fanout)]
+        if feasible:
+            return counter.report(min(feasible, key=key))
+    return counter.report(min(cands, key=key))

@@ -1,7 +1,8 @@
-/* The kernels for one element type, included by _event_kernels.c with SNN_T (float or
- * double), SNN_S (a name suffix), SNN_V and SNN_M (its 32-byte vector and mask types),
- * SNN_LANES (values per vector) and SNN_CHUNK (output channels accumulated at a time)
- * defined; undefined again at the end. See _event_kernels.c. */
+/* The kernels for one element type and vector width, included by _event_kernels.c with
+ * SNN_T (float or double), SNN_S (a name suffix), SNN_V and SNN_M (its vector and mask
+ * types), SNN_LANES (values per vector) and SNN_WIDE (0: 32-byte vectors, compiled as the
+ * generic and the AVX2 copy; 1: 64-byte vectors, the AVX-512 copy) defined; undefined again
+ * at the end. See _event_kernels.c. */
 
 #define SNN_CAT2(a, b) a##b
 #define SNN_CAT(a, b) SNN_CAT2(a, b)
@@ -23,17 +24,16 @@ SNN_FN(input_events_)(const SNN_T *x, int64_t positions, int64_t c_in, int32_t *
             SNN_V v;
             __builtin_memcpy(&v, row + c, sizeof v);
             SNN_M nz = v != (SNN_V){0};
-            int any = 0;
-            for (int i = 0; i < SNN_LANES; i++)
-                any |= nz[i] != 0;
+            uint64_t words[sizeof nz / 8], any = 0;
+            __builtin_memcpy(words, &nz, sizeof nz);
+            for (size_t i = 0; i < sizeof nz / 8; i++)
+                any |= words[i];
             if (!any)
                 continue;
-            for (int i = 0; i < SNN_LANES; i++) {
-                if (row[c + i] != 0) {
-                    cols[nnz] = (int32_t)(c + i);
-                    vals[nnz] = row[c + i];
-                    nnz++;
-                }
+            for (int i = 0; i < SNN_LANES; i++) { /* branch-free: events fall at random */
+                cols[nnz] = (int32_t)(c + i);
+                vals[nnz] = row[c + i];
+                nnz += row[c + i] != 0;
             }
         }
         for (; c < c_in; c++) {
@@ -47,27 +47,58 @@ SNN_FN(input_events_)(const SNN_T *x, int64_t positions, int64_t c_in, int32_t *
     ptr[positions] = nnz;
 }
 
-/* acc[0 .. len) += v * w[0 .. len): the last, partial chunk of output channels. */
+/* One output position, output channels [c0, c0 + nv * SNN_LANES) (nv a constant after
+ * inlining, so that the accumulators stay in vector registers): from the bias (or zero) add
+ * the weight rows of the events its taps reach, scaled by their values, in tap order and, per
+ * tap, in channel order; store the channels below c_out. */
 static inline __attribute__((always_inline)) void
-SNN_FN(axpy_tail_)(SNN_T *restrict acc, SNN_T v, const SNN_T *restrict w, int64_t len)
+SNN_FN(gather_)(const SNN_T *restrict weight, const SNN_T *restrict bias, SNN_T *restrict dst,
+                const int32_t *taps_q, const int64_t *tap_off, const int64_t *tap_pos,
+                const int32_t *ptr, const int32_t *cols, const SNN_T *vals, int64_t c0,
+                int64_t c_out, int64_t w_stride, const int nv)
 {
-    for (int64_t i = 0; i < len; i++)
-        acc[i] += v * w[i];
+    SNN_V r[SNN_VECS];
+    for (int v = 0; v < nv; v++) {
+        if (bias)
+            __builtin_memcpy(&r[v], bias + c0 + v * SNN_LANES, sizeof r[v]);
+        else
+            r[v] = (SNN_V){0};
+    }
+    for (int32_t t = taps_q[0]; t < taps_q[1]; t++) {
+        const SNN_T *tap = weight + tap_off[t] + c0;
+        for (int32_t j = ptr[tap_pos[t]]; j < ptr[tap_pos[t] + 1]; j++) {
+            const SNN_T *row = tap + (int64_t)cols[j] * w_stride;
+            SNN_V e = (SNN_V){0} + vals[j];
+            for (int v = 0; v < nv; v++) {
+                SNN_V wv;
+                __builtin_memcpy(&wv, row + v * SNN_LANES, sizeof wv);
+                r[v] += e * wv;
+            }
+        }
+    }
+    for (int v = 0; v < nv; v++) {
+        const int64_t c = c0 + v * SNN_LANES;
+        if (c + SNN_LANES <= c_out)
+            __builtin_memcpy(dst + c, &r[v], sizeof r[v]);
+        else if (c < c_out)
+            __builtin_memcpy(dst + c, &r[v], (size_t)(c_out - c) * sizeof(SNN_T));
+    }
 }
 
 /* Samples n0, n0 + n_step, ... below n1 of the convolution (see conv_args). Scratch:
- * ptr (positions + 1), cols and vals (positions * c_in), tap_off and tap_pos
- * (out_positions * kh * kw), taps (out_positions + 1).
+ * ptr (positions + 1), cols and vals (positions * c_in + 1), tap_off, tap_pos, in_off and
+ * in_pos (out_positions * kh * kw + 1), taps and in_taps (out_positions + 1).
  *
  * Per sample: list the events of each input position; list, for each output position, the
- * kernel taps that land on an input position with events. Then, chunk of SNN_CHUNK output
- * channels by chunk (so that the weights one chunk reads, taps x c_in x SNN_CHUNK values,
- * can stay in L2), each output position accumulates in SNN_VECS vector registers, from the
- * bias, the weight rows of the events its taps reach, scaled by their values, and stores
- * the result once. (Tried: tap by tap over the whole map, so that one tap's weights stay in
- * L1, re-reading the output per tap: 10-35% slower at 2% activity; all chunks of a position
- * before the next position: within 10%, slower on 128 -> 128 channels; 32-channel chunks in
- * four registers: about 10% slower.) */
+ * kernel taps that land on an input position with events. Then, chunk of up to SNN_VECS
+ * vectors of output channels by chunk (so that the weights one chunk reads, taps x c_in x
+ * chunk values, can stay in L2), each output position accumulates in vector registers
+ * (gather_) and stores its result once. The weight rows are padded to whole 64-byte lines,
+ * so the last, partial vector of channels is loaded whole and stored in part. (Tried: tap
+ * by tap over the whole map, so that one tap's weights stay in L1, re-reading the output per
+ * tap: 10-35% slower at 2% activity; all chunks of a position before the next position:
+ * within 10%, slower on 128 -> 128 channels; 32-channel chunks in four AVX2 registers:
+ * about 10% slower.) */
 static inline __attribute__((always_inline)) void
 SNN_FN(conv_body_)(const struct conv_args *a, int64_t n0, int64_t n1, int64_t n_step,
                    struct conv_scratch *sc)
@@ -80,106 +111,70 @@ SNN_FN(conv_body_)(const struct conv_args *a, int64_t n0, int64_t n1, int64_t n_
     int64_t *tap_off = sc->tap_off, *tap_pos = sc->tap_pos;
     const int64_t h = a->h, w = a->w, c_in = a->c_in, oh = a->oh, ow = a->ow, c_out = a->c_out;
     const int64_t kh = a->kh, kw = a->kw, sh = a->sh, sw = a->sw, ph = a->ph, pw = a->pw;
-    const int64_t dh = a->dh, dw = a->dw;
-    const int64_t positions = h * w, out_positions = oh * ow, tap_stride = c_in * c_out;
-    const int64_t full_chunks = c_out / SNN_CHUNK, tail = c_out - full_chunks * SNN_CHUNK;
-    for (int64_t n = n0; n < n1; n += n_step) {
-        SNN_FN(input_events_)(x + n * positions * c_in, positions, c_in, ptr, cols, vals);
+    const int64_t dh = a->dh, dw = a->dw, w_stride = a->w_stride;
+    const int64_t positions = h * w, out_positions = oh * ow, tap_stride = c_in * w_stride;
+    const int64_t vectors = (c_out + SNN_LANES - 1) / SNN_LANES;
+    /* the taps of every output position that land inside the input: the same for all samples */
+    int32_t *in_taps = sc->in_taps;
+    int64_t *in_off = sc->in_off, *in_pos = sc->in_pos;
+    {
         int32_t k = 0;
         for (int64_t oy = 0; oy < oh; oy++)
             for (int64_t ox = 0; ox < ow; ox++) {
-                taps[oy * ow + ox] = k;
+                in_taps[oy * ow + ox] = k;
                 for (int64_t ky = 0; ky < kh; ky++) {
                     int64_t iy = oy * sh - ph + ky * dh;
                     if (iy < 0 || iy >= h)
                         continue;
                     for (int64_t kx = 0; kx < kw; kx++) {
                         int64_t ix = ox * sw - pw + kx * dw;
-                        if (ix < 0 || ix >= w || ptr[iy * w + ix] == ptr[iy * w + ix + 1])
+                        if (ix < 0 || ix >= w)
                             continue;
-                        tap_off[k] = (ky * kw + kx) * tap_stride;
-                        tap_pos[k] = iy * w + ix;
+                        in_off[k] = (ky * kw + kx) * tap_stride;
+                        in_pos[k] = iy * w + ix;
                         k++;
                     }
                 }
             }
+        in_taps[out_positions] = k;
+    }
+    for (int64_t n = n0; n < n1; n += n_step) {
+        SNN_FN(input_events_)(x + n * positions * c_in, positions, c_in, ptr, cols, vals);
+        /* of those, the taps whose input position has events in this sample */
+        int32_t k = 0;
+        for (int64_t q = 0; q < out_positions; q++) {
+            taps[q] = k;
+            for (int32_t t = in_taps[q]; t < in_taps[q + 1]; t++) {
+                tap_off[k] = in_off[t];
+                tap_pos[k] = in_pos[t];
+                k += ptr[in_pos[t]] != ptr[in_pos[t] + 1];
+            }
+        }
         taps[out_positions] = k;
         SNN_T *o = out + n * out_positions * c_out;
-        for (int64_t chunk = 0; chunk <= full_chunks; chunk++) {
-            const int64_t c0 = chunk * SNN_CHUNK;
-            const int64_t len = chunk < full_chunks ? SNN_CHUNK : tail;
-            if (len == 0)
-                break;
+        for (int64_t v0 = 0; v0 < vectors; v0 += SNN_VECS) {
+            const int64_t c0 = v0 * SNN_LANES;
+            const int nv = (int)(vectors - v0 < SNN_VECS ? vectors - v0 : SNN_VECS);
             for (int64_t q = 0; q < out_positions; q++) {
-                SNN_T *dst = o + q * c_out + c0;
-                SNN_T acc[SNN_CHUNK];
-                for (int64_t i = 0; i < len; i++)
-                    acc[i] = bias ? bias[c0 + i] : (SNN_T)0;
-                if (len == SNN_CHUNK) {
-                    SNN_V r[SNN_VECS];
-                    for (int v = 0; v < SNN_VECS; v++)
-                        __builtin_memcpy(&r[v], acc + v * SNN_LANES, sizeof r[v]);
-                    for (int32_t t = taps[q]; t < taps[q + 1]; t++) {
-                        const SNN_T *tap = weight + tap_off[t] + c0;
-                        for (int32_t j = ptr[tap_pos[t]]; j < ptr[tap_pos[t] + 1]; j++) {
-                            const SNN_T *row = tap + (int64_t)cols[j] * c_out;
-                            SNN_V e = (SNN_V){0} + vals[j];
-                            for (int v = 0; v < SNN_VECS; v++) {
-                                SNN_V wv;
-                                __builtin_memcpy(&wv, row + v * SNN_LANES, sizeof wv);
-                                r[v] += e * wv;
-                            }
-                        }
-                    }
-                    for (int v = 0; v < SNN_VECS; v++)
-                        __builtin_memcpy(dst + v * SNN_LANES, &r[v], sizeof r[v]);
-                } else {
-                    for (int32_t t = taps[q]; t < taps[q + 1]; t++) {
-                        const SNN_T *tap = weight + tap_off[t] + c0;
-                        for (int32_t j = ptr[tap_pos[t]]; j < ptr[tap_pos[t] + 1]; j++)
-                            SNN_FN(axpy_tail_)(acc, vals[j], tap + (int64_t)cols[j] * c_out, len);
-                    }
-                    for (int64_t i = 0; i < len; i++)
-                        dst[i] = acc[i];
+#define SNN_GATHER(count)                                                                     \
+    case count:                                                                               \
+        SNN_FN(gather_)(weight, bias, o + q * c_out, taps + q, tap_off, tap_pos, ptr, cols,   \
+                        vals, c0, c_out, w_stride, count);                                    \
+        break;
+                switch (nv) {
+                    SNN_GATHER(1)
+                    SNN_GATHER(2)
+                    SNN_GATHER(3)
+                    SNN_GATHER(4)
+                    SNN_GATHER(5)
+                    SNN_GATHER(6)
+                    SNN_GATHER(7)
+                    SNN_GATHER(8)
                 }
+#undef SNN_GATHER
             }
         }
     }
-}
-
-#if SNN_HAVE_AVX2
-__attribute__((target("avx2,fma"))) static void
-SNN_FN(conv_avx2_)(const struct conv_args *a, int64_t n0, int64_t n1, int64_t n_step,
-                   struct conv_scratch *sc)
-{
-    SNN_FN(conv_body_)(a, n0, n1, n_step, sc);
-}
-#endif
-
-static void
-SNN_FN(conv_base_)(const struct conv_args *a, int64_t n0, int64_t n1, int64_t n_step,
-                   struct conv_scratch *sc)
-{
-    SNN_FN(conv_body_)(a, n0, n1, n_step, sc);
-}
-
-/* Runs samples n0, n0 + n_step, ... below n1; returns 0, or -1 when the scratch memory
- * cannot be allocated. */
-static int
-SNN_FN(conv_)(const struct conv_args *a, int64_t n0, int64_t n1, int64_t n_step, int use_avx2)
-{
-    struct conv_scratch sc;
-    if (scratch_alloc(&sc, a, sizeof(SNN_T)))
-        return -1;
-#if SNN_HAVE_AVX2
-    if (use_avx2)
-        SNN_FN(conv_avx2_)(a, n0, n1, n_step, &sc);
-    else
-#endif
-        SNN_FN(conv_base_)(a, n0, n1, n_step, &sc);
-    (void)use_avx2;
-    scratch_free(&sc);
-    return 0;
 }
 
 /* The neuron update of elements [e0, e1) of samples [b0, b1) over ``steps`` ticks (see
@@ -188,6 +183,62 @@ SNN_FN(conv_)(const struct conv_args *a, int64_t n0, int64_t n1, int64_t n_step,
  * whose membrane stays in L1 over the ticks. The rule and the order of its float operations
  * are those of the reference, snnedge.neurons.lif_step / if_step; tests/test_neurons.py
  * checks this kernel against it bit for bit. */
+/* One tick of the update rule on len elements: v = beta * v (LIF), u = v + i, z = u >= theta,
+ * reset; z written to z_out and added to counts (when given). Written with explicit vectors
+ * (GCC's cost model left the AVX2 copy of the plain loop mostly scalar: 4.5x slower than the
+ * AVX-512 one). The decay is a pass of its own, so that beta * v is rounded before the input
+ * is added, as in the reference (in one expression the compiler could fuse the two into one
+ * FMA); u - z * theta may fuse, as z * theta is exact. */
+static inline __attribute__((always_inline)) void
+SNN_FN(tick_)(SNN_T *restrict vb, const SNN_T *restrict i_t, const SNN_T *restrict th,
+              const SNN_T *restrict be, SNN_T *restrict z_out, SNN_T *restrict counts, int64_t len,
+              int reset_zero, SNN_T *restrict u_out)
+{
+    const int64_t whole = len - len % SNN_LANES;
+    if (be) {
+        for (int64_t k = 0; k < whole; k += SNN_LANES) {
+            SNN_V bv, vv;
+            __builtin_memcpy(&bv, be + k, sizeof bv);
+            __builtin_memcpy(&vv, vb + k, sizeof vv);
+            vv = bv * vv;
+            __builtin_memcpy(vb + k, &vv, sizeof vv);
+        }
+        for (int64_t k = whole; k < len; k++)
+            vb[k] = be[k] * vb[k];
+    }
+    const SNN_M one = (SNN_M)((SNN_V){0} + (SNN_T)1);
+    for (int64_t k = 0; k < whole; k += SNN_LANES) {
+        SNN_V vv, iv, tv;
+        __builtin_memcpy(&vv, vb + k, sizeof vv);
+        __builtin_memcpy(&iv, i_t + k, sizeof iv);
+        __builtin_memcpy(&tv, th + k, sizeof tv);
+        SNN_V u = vv + iv;
+        if (u_out)
+            __builtin_memcpy(u_out + k, &u, sizeof u);
+        SNN_M fired = u >= tv;
+        SNN_V z = (SNN_V)(fired & one);
+        __builtin_memcpy(z_out + k, &z, sizeof z);
+        vv = reset_zero ? (SNN_V)((SNN_M)u & ~fired) : u - z * tv;
+        __builtin_memcpy(vb + k, &vv, sizeof vv);
+        if (counts) {
+            SNN_V cv;
+            __builtin_memcpy(&cv, counts + k, sizeof cv);
+            cv += z;
+            __builtin_memcpy(counts + k, &cv, sizeof cv);
+        }
+    }
+    for (int64_t k = whole; k < len; k++) {
+        SNN_T u = vb[k] + i_t[k];
+        if (u_out)
+            u_out[k] = u;
+        SNN_T z = u >= th[k] ? (SNN_T)1 : (SNN_T)0;
+        z_out[k] = z;
+        vb[k] = reset_zero ? (u >= th[k] ? (SNN_T)0 : u) : u - z * th[k];
+        if (counts)
+            counts[k] += z;
+    }
+}
+
 static inline __attribute__((always_inline)) void
 SNN_FN(neuron_body_)(const struct neuron_args *a, int64_t b0, int64_t b1, int64_t e0, int64_t e1)
 {
@@ -198,54 +249,303 @@ SNN_FN(neuron_body_)(const struct neuron_args *a, int64_t b0, int64_t b1, int64_
     for (int64_t b = b0; b < b1; b++)
         for (int64_t k0 = e0; k0 < e1; k0 += 512) {
             const int64_t len = e1 - k0 < 512 ? e1 - k0 : 512;
-            SNN_T *vb = v + b * size + k0;
-            const SNN_T *th = theta + k0, *be = beta ? beta + k0 : NULL;
+            for (int64_t t = 0; t < steps; t++)
+                SNN_FN(tick_)(v + b * size + k0, cur + t * a->current_step + b * size + k0,
+                              theta + k0, beta ? beta + k0 : NULL,
+                              out + t * a->out_step + b * size + k0, counts ? counts + k0 : NULL,
+                              len, a->reset_zero,
+                              a->u_out ? (SNN_T *)a->u_out + t * a->out_step + b * size + k0 : NULL);
+        }
+}
+
+/* The neuron update followed by a pool whose kh x kw windows tile the map (stride = window,
+ * no padding), for samples [b0, b1) and pooled rows [r0, r1): the spikes of kh input rows
+ * go to a scratch row z (kh * w * c values) and only their window sums, divided by
+ * pool_div (the window's size for an average pool, 1 for a sum pool), are written to out.
+ * The layout of a sample is channels-last (h, w, c); out holds (oh, ow, c) per sample.
+ * Each window sums its spikes in row-major order from zero, as torch's pooling does. */
+static inline __attribute__((always_inline)) void
+SNN_FN(neuron_pool_body_)(const struct neuron_args *a, int64_t b0, int64_t b1, int64_t r0, int64_t r1,
+                          SNN_T *restrict z)
+{
+    const SNN_T *cur = (const SNN_T *)a->current, *theta = (const SNN_T *)a->theta;
+    const SNN_T *beta = (const SNN_T *)a->beta;
+    SNN_T *v = (SNN_T *)a->v, *out = (SNN_T *)a->out, *counts = (SNN_T *)a->counts;
+    const int64_t size = a->size, steps = a->steps, w = a->w, c = a->c;
+    const int64_t kh = a->pool_h, kw = a->pool_w, ow = w / kw, row = kh * w * c;
+    const int64_t out_size = (a->h / kh) * ow * c;
+    const SNN_T div = (SNN_T)a->pool_div;
+    for (int64_t b = b0; b < b1; b++)
+        for (int64_t r = r0; r < r1; r++) {
+            const int64_t k0 = r * row;
             for (int64_t t = 0; t < steps; t++) {
-                const SNN_T *i_t = cur + t * a->current_step + b * size + k0;
-                SNN_T *z_t = out + t * a->out_step + b * size + k0;
-                if (be)
-                    for (int64_t k = 0; k < len; k++)
-                        vb[k] = be[k] * vb[k];
-                for (int64_t k = 0; k < len; k++) {
-                    SNN_T u = vb[k] + i_t[k];
-                    SNN_T z = u >= th[k] ? (SNN_T)1 : (SNN_T)0;
-                    z_t[k] = z;
-                    vb[k] = a->reset_zero ? (u >= th[k] ? (SNN_T)0 : u) : u - z * th[k];
+                SNN_FN(tick_)(v + b * size + k0, cur + t * a->current_step + b * size + k0,
+                              theta + k0, beta ? beta + k0 : NULL, z, counts ? counts + k0 : NULL,
+                              row, a->reset_zero, NULL);
+                SNN_T *o = out + t * a->out_step + b * out_size + r * ow * c;
+                for (int64_t ox = 0; ox < ow; ox++) {
+                    SNN_T *restrict d = o + ox * c;
+                    for (int64_t ch = 0; ch < c; ch++)
+                        d[ch] = (SNN_T)0;
+                    for (int64_t ky = 0; ky < kh; ky++)
+                        for (int64_t kx = 0; kx < kw; kx++) {
+                            const SNN_T *restrict zs = z + (ky * w + ox * kw + kx) * c;
+                            for (int64_t ch = 0; ch < c; ch++)
+                                d[ch] += zs[ch];
+                        }
+                    if (div != (SNN_T)1)
+                        for (int64_t ch = 0; ch < c; ch++)
+                            d[ch] = d[ch] / div;
                 }
-                if (counts)
-                    for (int64_t k = 0; k < len; k++)
-                        counts[k0 + k] += z_t[k];
             }
         }
 }
 
-#if SNN_HAVE_AVX2
-__attribute__((target("avx2,fma"))) static void
+/* The backward pass of training's fused IF/LIF block (snnedge/training/neuron_grad.py) for
+ * elements [e0, e1) of samples [b0, b1), without threshold or decay gradients: from the last
+ * tick to the first, s = sigma'(u - theta) (surrogate 0: atan, 1: fast sigmoid, 2: triangle),
+ * gz = dL/dz - theta * gv ("subtract") or - u * gv ("zero"; no such term with detach),
+ * gu = gv + gz * s ("subtract") or gv * (1 - z) + gz * s ("zero"), dL/dI = gu (summed over
+ * ticks for a static input), gv = beta * gu; dL/dv0 = the last gv. The tensor loop's
+ * operations, rounded alike up to fused multiply-adds (tests/test_training.py). Tick t of
+ * sample b, element k is at t * step + b * size + k in u, g_out and (not static) g_in. */
+/* One tick of backward_body_ on len elements (surrogate a constant after inlining, the
+ * other choices selects: the loop has no branches, so that it vectorizes). */
+static inline __attribute__((always_inline)) void
+SNN_FN(backward_tick_)(const SNN_T *restrict u, const SNN_T *restrict go, const SNN_T *restrict th,
+                       const SNN_T *restrict be, SNN_T *restrict g, SNN_T *restrict gu_out,
+                       int64_t len, const struct backward_args *a, const int surrogate)
+{
+    const SNN_T alpha = (SNN_T)a->alpha, half_alpha = (SNN_T)(a->alpha / 2);
+    const SNN_T atan_scale = (SNN_T)(1.5707963267948966 * a->alpha);
+    const int subtract = !a->reset_zero, detach = a->detach;
+    for (int64_t k = 0; k < len; k++) {
+        const SNN_T h = u[k] - th[k];
+        const SNN_T ah = h < 0 ? -h : h;
+        SNN_T sg;
+        if (surrogate == 0) {
+            const SNN_T y = atan_scale * h;
+            sg = half_alpha / ((SNN_T)1 + y * y);
+        } else if (surrogate == 1) {
+            const SNN_T d = (SNN_T)1 + alpha * ah;
+            sg = half_alpha / (d * d);
+        } else {
+            const SNN_T r = (SNN_T)1 - alpha * ah;
+            sg = alpha * (r > 0 ? r : (SNN_T)0);
+        }
+        const SNN_T reset_term = detach ? (SNN_T)0 : (subtract ? th[k] : u[k]) * g[k];
+        const SNN_T gzs = (go[k] - reset_term) * sg;
+        const SNN_T keep = subtract ? (SNN_T)1 : (h >= 0 ? (SNN_T)0 : (SNN_T)1);
+        const SNN_T gu = g[k] * keep + gzs;
+        gu_out[k] = gu;
+        g[k] = gu * be[k];
+    }
+}
+
+static inline __attribute__((always_inline)) void
+SNN_FN(backward_body_)(const struct backward_args *a, int64_t b0, int64_t b1, int64_t e0, int64_t e1)
+{
+    const SNN_T *u_all = (const SNN_T *)a->u, *g_out = (const SNN_T *)a->g_out;
+    const SNN_T *g_v = (const SNN_T *)a->g_v, *theta = (const SNN_T *)a->theta;
+    const SNN_T *beta = (const SNN_T *)a->beta;
+    SNN_T *g_in = (SNN_T *)a->g_in, *g_v0 = (SNN_T *)a->g_v0;
+    const int64_t size = a->size, steps = a->steps, step = a->step;
+    SNN_T g[512], gu[512], zeros[512], ones[512];
+    for (int k = 0; k < 512; k++)
+        zeros[k] = (SNN_T)0, ones[k] = (SNN_T)1;
+    for (int64_t b = b0; b < b1; b++)
+        for (int64_t k0 = e0; k0 < e1; k0 += 512) {
+            const int64_t len = e1 - k0 < 512 ? e1 - k0 : 512;
+            const int64_t off = b * size + k0;
+            const SNN_T *th = theta + k0, *be = beta ? beta + k0 : ones;
+            for (int64_t k = 0; k < len; k++)
+                g[k] = g_v ? g_v[off + k] : (SNN_T)0;
+            SNN_T *restrict acc = a->is_static ? g_in + off : NULL;
+            if (acc)
+                for (int64_t k = 0; k < len; k++)
+                    acc[k] = (SNN_T)0;
+            for (int64_t t = steps - 1; t >= 0; t--) {
+                const SNN_T *u = u_all + t * step + off;
+                const SNN_T *go = g_out ? g_out + t * step + off : zeros;
+                SNN_T *dst = acc ? gu : g_in + t * step + off;
+                switch (a->surrogate) {
+                case 0:
+                    SNN_FN(backward_tick_)(u, go, th, be, g, dst, len, a, 0);
+                    break;
+                case 1:
+                    SNN_FN(backward_tick_)(u, go, th, be, g, dst, len, a, 1);
+                    break;
+                default:
+                    SNN_FN(backward_tick_)(u, go, th, be, g, dst, len, a, 2);
+                }
+                if (acc)
+                    for (int64_t k = 0; k < len; k++)
+                        acc[k] += gu[k];
+            }
+            if (g_v0)
+                for (int64_t k = 0; k < len; k++)
+                    g_v0[off + k] = g[k];
+        }
+}
+
+/* A pool whose kh x kw windows tile NCHW planes (stride = window, no padding): planes
+ * [p0, p1) of x (h x w each, contiguous) to out (h / kh x w / kw each), every window summed
+ * from zero in row-major order and divided by div (avg_pool2d's order and rounding; 1 for a
+ * sum pool). kw is a constant after inlining for the common windows, so that the loop over
+ * output columns vectorizes. */
+static inline __attribute__((always_inline)) void
+SNN_FN(pool_planes_)(const SNN_T *restrict x, SNN_T *restrict out, int64_t p0, int64_t p1, int64_t h,
+                     int64_t w, int64_t kh, const int64_t kw, SNN_T div)
+{
+    const int64_t oh = h / kh, ow = w / kw;
+    for (int64_t p = p0; p < p1; p++)
+        for (int64_t oy = 0; oy < oh; oy++) {
+            SNN_T *restrict o = out + (p * oh + oy) * ow;
+            for (int64_t ox = 0; ox < ow; ox++)
+                o[ox] = (SNN_T)0;
+            for (int64_t ky = 0; ky < kh; ky++) {
+                const SNN_T *restrict r = x + (p * h + oy * kh + ky) * w;
+                for (int64_t ox = 0; ox < ow; ox++) {
+                    SNN_T sum = o[ox];
+                    for (int64_t kx = 0; kx < kw; kx++)
+                        sum += r[ox * kw + kx];
+                    o[ox] = sum;
+                }
+            }
+            if (div != (SNN_T)1)
+                for (int64_t ox = 0; ox < ow; ox++)
+                    o[ox] = o[ox] / div;
+        }
+}
+
+static inline __attribute__((always_inline)) void
+SNN_FN(pool_body_)(const void *x, void *out, int64_t p0, int64_t p1, int64_t h, int64_t w,
+                   int64_t kh, int64_t kw, double div)
+{
+    const SNN_T *xs = (const SNN_T *)x;
+    SNN_T *os = (SNN_T *)out;
+    if (kw == 2)
+        SNN_FN(pool_planes_)(xs, os, p0, p1, h, w, kh, 2, (SNN_T)div);
+    else if (kw == 3)
+        SNN_FN(pool_planes_)(xs, os, p0, p1, h, w, kh, 3, (SNN_T)div);
+    else
+        SNN_FN(pool_planes_)(xs, os, p0, p1, h, w, kh, kw, (SNN_T)div);
+}
+
+/* The copies for each instruction set (see _event_kernels.c): the body inlined into each,
+ * compiled for that target. */
+#define SNN_AVX2 "avx2,fma"
+#if defined(__clang__) /* clang's target attribute has no vector-width preference */
+#define SNN_AVX512 "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma"
+#else
+#define SNN_AVX512 "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,prefer-vector-width=512"
+#endif
+#if !SNN_WIDE
+static void
+SNN_FN(conv_generic_)(const struct conv_args *a, int64_t n0, int64_t n1, int64_t n_step,
+                      struct conv_scratch *sc)
+{
+    SNN_FN(conv_body_)(a, n0, n1, n_step, sc);
+}
+
+static void
+SNN_FN(neuron_generic_)(const struct neuron_args *a, int64_t b0, int64_t b1, int64_t e0, int64_t e1)
+{
+    SNN_FN(neuron_body_)(a, b0, b1, e0, e1);
+}
+
+static void
+SNN_FN(pool_generic_)(const void *x, void *out, int64_t p0, int64_t p1, int64_t h, int64_t w,
+                    int64_t kh, int64_t kw, double div)
+{
+    SNN_FN(pool_body_)(x, out, p0, p1, h, w, kh, kw, div);
+}
+
+static void
+SNN_FN(backward_generic_)(const struct backward_args *a, int64_t b0, int64_t b1, int64_t e0, int64_t e1)
+{
+    SNN_FN(backward_body_)(a, b0, b1, e0, e1);
+}
+
+static void
+SNN_FN(neuron_pool_generic_)(const struct neuron_args *a, int64_t b0, int64_t b1, int64_t r0,
+                        int64_t r1, void *z)
+{
+    SNN_FN(neuron_pool_body_)(a, b0, b1, r0, r1, (SNN_T *)z);
+}
+#endif
+
+#if SNN_X86 && !SNN_WIDE
+__attribute__((target(SNN_AVX2))) static void
+SNN_FN(conv_avx2_)(const struct conv_args *a, int64_t n0, int64_t n1, int64_t n_step,
+                   struct conv_scratch *sc)
+{
+    SNN_FN(conv_body_)(a, n0, n1, n_step, sc);
+}
+
+__attribute__((target(SNN_AVX2))) static void
 SNN_FN(neuron_avx2_)(const struct neuron_args *a, int64_t b0, int64_t b1, int64_t e0, int64_t e1)
 {
     SNN_FN(neuron_body_)(a, b0, b1, e0, e1);
 }
+
+__attribute__((target(SNN_AVX2))) static void
+SNN_FN(pool_avx2_)(const void *x, void *out, int64_t p0, int64_t p1, int64_t h, int64_t w,
+                    int64_t kh, int64_t kw, double div)
+{
+    SNN_FN(pool_body_)(x, out, p0, p1, h, w, kh, kw, div);
+}
+
+__attribute__((target(SNN_AVX2))) static void
+SNN_FN(backward_avx2_)(const struct backward_args *a, int64_t b0, int64_t b1, int64_t e0, int64_t e1)
+{
+    SNN_FN(backward_body_)(a, b0, b1, e0, e1);
+}
+
+__attribute__((target(SNN_AVX2))) static void
+SNN_FN(neuron_pool_avx2_)(const struct neuron_args *a, int64_t b0, int64_t b1, int64_t r0,
+                        int64_t r1, void *z)
+{
+    SNN_FN(neuron_pool_body_)(a, b0, b1, r0, r1, (SNN_T *)z);
+}
 #endif
 
-static void
-SNN_FN(neuron_base_)(const struct neuron_args *a, int64_t b0, int64_t b1, int64_t e0, int64_t e1)
+#if SNN_X86 && SNN_WIDE
+__attribute__((target(SNN_AVX512))) static void
+SNN_FN(conv_avx512_)(const struct conv_args *a, int64_t n0, int64_t n1, int64_t n_step,
+                     struct conv_scratch *sc)
+{
+    SNN_FN(conv_body_)(a, n0, n1, n_step, sc);
+}
+
+__attribute__((target(SNN_AVX512))) static void
+SNN_FN(neuron_avx512_)(const struct neuron_args *a, int64_t b0, int64_t b1, int64_t e0, int64_t e1)
 {
     SNN_FN(neuron_body_)(a, b0, b1, e0, e1);
 }
 
-static void
-SNN_FN(neuron_)(const struct neuron_args *a, int64_t b0, int64_t b1, int64_t e0, int64_t e1,
-                int use_avx2)
+__attribute__((target(SNN_AVX512))) static void
+SNN_FN(pool_avx512_)(const void *x, void *out, int64_t p0, int64_t p1, int64_t h, int64_t w,
+                    int64_t kh, int64_t kw, double div)
 {
-#if SNN_HAVE_AVX2
-    if (use_avx2) {
-        SNN_FN(neuron_avx2_)(a, b0, b1, e0, e1);
-        return;
-    }
-#endif
-    (void)use_avx2;
-    SNN_FN(neuron_base_)(a, b0, b1, e0, e1);
+    SNN_FN(pool_body_)(x, out, p0, p1, h, w, kh, kw, div);
 }
+
+__attribute__((target(SNN_AVX512))) static void
+SNN_FN(backward_avx512_)(const struct backward_args *a, int64_t b0, int64_t b1, int64_t e0, int64_t e1)
+{
+    SNN_FN(backward_body_)(a, b0, b1, e0, e1);
+}
+
+__attribute__((target(SNN_AVX512))) static void
+SNN_FN(neuron_pool_avx512_)(const struct neuron_args *a, int64_t b0, int64_t b1, int64_t r0,
+                        int64_t r1, void *z)
+{
+    SNN_FN(neuron_pool_body_)(a, b0, b1, r0, r1, (SNN_T *)z);
+}
+#endif
+#undef SNN_AVX2
+#undef SNN_AVX512
 
 #undef SNN_FN
 #undef SNN_CAT
@@ -256,4 +556,4 @@ SNN_FN(neuron_)(const struct neuron_args *a, int64_t b0, int64_t b1, int64_t e0,
 #undef SNN_V
 #undef SNN_M
 #undef SNN_LANES
-#undef SNN_CHUNK
+#undef SNN_WIDE

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .geometry import module_axes
-from .layers import INPUT, Add, Concat, Scale, SumPool2d
+from .layers import INPUT, Add, Concat, Narrow, Scale, SumPool2d, TemporalModule
 from .network import SpikingNetwork
 
 
@@ -36,13 +36,19 @@ def fanout(module: nn.Module, in_shape: tuple[int, ...], out_shape: tuple[int, .
     (:meth:`snnedge.geometry.Axis.reach`; any padding, ``"same"`` included). This equals a
     transposed convolution of ones with the weight mask, without running one.
     """
-    mask = (module.weight.detach() != 0).to("cpu", torch.float64)
     if isinstance(module, nn.Linear):
-        f = mask.sum(0)
+        # Summed in chunks of rows: a sum over VGG-16's fc6 at once makes an 822 MB int64 copy.
+        w = module.weight.detach()
+        rows = max(1, 2**22 // max(1, w.shape[1]))
+        f = torch.zeros(w.shape[1], dtype=torch.float64)
+        for i in range(0, w.shape[0], rows):
+            f += (w[i:i + rows] != 0).sum(0).cpu()
         return f.expand(in_shape).clone() if len(in_shape) > 1 else f
+    mask = (module.weight.detach() != 0).cpu()
     groups = module.groups
     c_out, c_in_g, *kernel = mask.shape
-    per_tap = mask.view(groups, c_out // groups, c_in_g, *kernel).sum(1).reshape(groups * c_in_g, *kernel)
+    per_tap = mask.view(groups, c_out // groups, c_in_g, *kernel).sum(1, dtype=torch.float64) \
+        .reshape(groups * c_in_g, *kernel)
     axes = [torch.from_numpy(a.reach() >= 0).to(torch.float64)
             for a in module_axes(module, in_shape[1:])]
     if len(axes) == 1:
@@ -53,9 +59,10 @@ def fanout(module: nn.Module, in_shape: tuple[int, ...], out_shape: tuple[int, .
 def structural(module: nn.Module, xs: list[torch.Tensor], name: str = "") -> torch.Tensor:
     """The counting version of a weight-free module: how many copies of an event go where.
 
-    Pooling becomes sum pooling, a per-channel scale becomes its non-zero mask, junctions and
-    shape changes stay as they are. Raises ``ValueError`` naming the layer for a module with
-    no such model.
+    Pooling becomes sum pooling, a per-channel scale becomes its non-zero mask, junctions,
+    shape changes and channel rearrangements stay as they are, and a temporal routing module
+    (a spiking max pool) gives its own model (:meth:`snnedge.TemporalModule.structural`).
+    Raises ``ValueError`` naming the layer for a module with no such model.
     """
     x = xs[0]
     if isinstance(module, nn.AvgPool2d):
@@ -68,11 +75,17 @@ def structural(module: nn.Module, xs: list[torch.Tensor], name: str = "") -> tor
     if isinstance(module, Scale):
         s = (module.scale != 0).to(x)
         return x * (s if s.dim() == 0 else s.view(-1, *([1] * (x.dim() - 2))))
-    if isinstance(module, (SumPool2d, nn.Flatten, nn.Unflatten, Add, Concat)):
+    if isinstance(module, (SumPool2d, nn.Flatten, nn.Unflatten, Add, Concat, Narrow,
+                           nn.ChannelShuffle)):
         return module(*xs)
+    if isinstance(module, TemporalModule):  # an event-routing module, such as a max pool
+        try:
+            return module.structural(x)
+        except ValueError as err:
+            raise ValueError(f"Layer {name!r}: {err}") from None
     raise ValueError(f"Layer {name!r} ({type(module).__name__}) has no structural (event-counting) "
                      f"model, so its connectivity is unknown; use the supported weight-free modules "
-                     f"(pooling, Flatten, Scale, Add, Concat).")
+                     f"(pooling, Flatten, Scale, Add, Concat, Narrow, ChannelShuffle).")
 
 
 def window_sum(x: torch.Tensor, axes) -> torch.Tensor:

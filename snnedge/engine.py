@@ -11,18 +11,20 @@ by the block size, not by ``T``. Every engine, torch or not (brian2), returns a
 * ``event``: weighted layers fed by spikes propagate only the non-zero inputs
   (:mod:`snnedge.events`): one weight row per spike for ``Linear``, one kernel column per
   spike and tap for ``Conv2d``, accumulated by a compiled sparse kernel.
-* ``auto``: dense for the first block, which measures the density of non-zero inputs of
-  every spike-fed weighted layer; afterwards each such layer propagates events when its
-  density is below what it breaks even at (:func:`snnedge.events.event_density_limit`,
-  fitted to examples/benchmarks/event_layers.py), and stays dense otherwise. Later batches of
-  the same ``simulate`` call reuse the first batch's choice from their first step; a single
-  call on a single block (one sample at T <= 32) stays dense: ask for ``engine="event"`` there.
+* ``auto``: the first block measures the density of non-zero inputs of every spike-fed
+  weighted layer as it reaches it; each such layer propagates events when its density is
+  below what it breaks even at (:func:`snnedge.events.event_density_limit`, fitted to
+  examples/benchmarks/event_layers.py), from that first block on, and stays dense otherwise.
+  Later blocks, and later batches of the same ``simulate`` call, keep the first block's
+  choice.
   On GPUs ``auto`` is dense: on an H200 cuDNN beat the event path even at batch 1 and 2%
   activity (examples/benchmarks/RESULTS.md).
 
 In both engines, no-gradient runs take the fast paths of :func:`snnedge.events.apply_synaptic`:
 tiling pools on NCHW inputs as sums of strided slices, and CPU convolutions channels-last (the
-neurons and pools after them keep that layout).
+neurons and pools after them keep that layout). On the CPU a neuron layer whose only consumer
+is a tiling average or sum pool runs fused with it (:attr:`Executor.fuse_pools`): one kernel
+pass writes the pooled spikes and the counts, never the spikes at full resolution.
 
 A value that is the same at every step (direct encoding, and any weight-free or weighted
 layer fed only by it) is computed once per batch: a static current costs one convolution,
@@ -31,6 +33,7 @@ not ``T``.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -39,6 +42,7 @@ from .encoders import Encoder
 from .events import event_density_limit
 from .executor import Executor, Value
 from .layers import INPUT
+from .memory import format_bytes
 from .network import SpikingNetwork
 from .neurons import sum_steps_and_batch
 
@@ -47,6 +51,14 @@ from .neurons import sum_steps_and_batch
 # (38 MiB of activations per step) ran 20-35% faster in blocks of 2-4 steps than of 1 or 6+.
 DEFAULT_BLOCK_BYTES = 128 * 2**20
 MAX_BLOCK_STEPS = 32
+# Fewest steps x samples per block when memory allows: work a block does once per neuron
+# (state, per-neuron counts) is shared by them. VGG-16 at 224 px, one image, T = 32 (2 shared
+# cores): blocks of 1 step (what 128 MiB gave) ran 2.6x its dense bound, of 4 steps 0.6x at
+# 1.7 GB peak, of 8 steps no faster at 1.95 GB.
+MIN_BLOCK_ROWS = 4
+# Memory a block may need per step, in multiples of its activations (copies in other layouts,
+# sparse-kernel buffers): only blocks within the free memory at this factor are started.
+MEMORY_FACTOR = 2
 
 
 @dataclass
@@ -77,10 +89,43 @@ def exact_float32():
 
 
 def block_steps_for(shapes: dict[str, tuple[int, ...]], batch: int, timesteps: int,
-                    itemsize: int, budget_bytes: int = DEFAULT_BLOCK_BYTES) -> int:
-    """Time steps per block so that one block's activations (layer ``shapes``) fit ``budget_bytes``."""
-    per_step = sum(_numel(s) for s in shapes.values()) * batch * itemsize
-    return max(1, min(timesteps, MAX_BLOCK_STEPS, budget_bytes // max(per_step, 1)))
+                    itemsize: int, budget_bytes: int = DEFAULT_BLOCK_BYTES,
+                    free_bytes: int | None = None, requested: int | None = None) -> int:
+    """Time steps per block.
+
+    One step of a block holds every layer's activations, ``per_step = sum(layer sizes) x
+    batch x itemsize`` (layer ``shapes``); the simulation also keeps, whatever the block,
+    ``fixed = sum(layer sizes) x (batch x itemsize + 16)`` (membranes; per-neuron counts and
+    synaptic-event weights in float64). A block takes as many steps as fit ``budget_bytes``,
+    but at least ``ceil(MIN_BLOCK_ROWS / batch)``: what a block does once per neuron is then
+    shared by several steps x samples. With ``free_bytes`` (what the device can still
+    allocate, :func:`snnedge.memory.available_memory`) a block also keeps
+    ``fixed + MEMORY_FACTOR x steps x per_step`` within it. ``requested`` (simulate's
+    ``block_steps``) is taken as given but checked the same way.
+
+    Raises ``MemoryError`` before anything is allocated when not even one step (or the
+    requested block) fits ``free_bytes``, saying what fits.
+    """
+    size = sum(_numel(s) for s in shapes.values())
+    per_step, fixed = size * batch * itemsize, size * (batch * itemsize + 16)
+    steps = requested or max(1, min(timesteps, MAX_BLOCK_STEPS,
+                                    max(budget_bytes // max(per_step, 1), -(-MIN_BLOCK_ROWS // batch))))
+    if free_bytes is None:
+        return steps
+    fits = (free_bytes - fixed) // max(MEMORY_FACTOR * per_step, 1)
+    if requested is None:
+        steps = min(steps, fits)
+    if steps < 1 or steps > fits:
+        one = size * itemsize * (MEMORY_FACTOR + 1)
+        most = max(0, (free_bytes - 16 * size) // one)
+        fix = (f"use block_steps <= {fits}" if requested and fits >= 1 else
+               f"use batch_size <= {most}" if most >= 1 else "use a smaller input or network")
+        raise MemoryError(
+            f"simulate: a block of {steps} step(s) of a batch of {batch} needs about "
+            f"{format_bytes(fixed + MEMORY_FACTOR * max(steps, 1) * per_step)} "
+            f"({format_bytes(per_step)} of layer activations per step, {format_bytes(fixed)} of "
+            f"state), but only {format_bytes(free_bytes)} can be allocated; {fix}.")
+    return steps
 
 
 def _numel(shape) -> int:
@@ -92,11 +137,14 @@ def _numel(shape) -> int:
 
 def run_batch(net: SpikingNetwork, x: torch.Tensor, encoder: Encoder, timesteps: int, *,
               seed: int, engine: str, block_steps: int, sources: dict[str, str],
-              event_layers: list[str] | None = None) -> BatchRun:
+              event_layers: list[str] | None = None,
+              on_choice: Callable[[list[str]], None] | None = None) -> BatchRun:
     """Simulate one batch ``x`` ``(B, ...)`` for ``timesteps`` steps.
 
     ``event_layers`` (engine ``"auto"``): the choice an earlier batch measured; this batch
-    then uses it from its first step instead of measuring again.
+    then uses it from its first step instead of measuring again. ``on_choice`` is called with
+    the choice this batch measures, as soon as it is made (after the first block), e.g. to
+    hand it to the other ranks of a distributed run.
 
     ``sources`` maps each counted layer to ``"events"`` (sum of its binary outputs) or
     ``"analog"`` (number of non-zero outputs), per neuron, over steps and batch.
@@ -104,6 +152,7 @@ def run_batch(net: SpikingNetwork, x: torch.Tensor, encoder: Encoder, timesteps:
     encoder.start(x, timesteps, seed)
     mode = "dense" if engine == "auto" else engine
     ex = Executor(net, mode)
+    ex.fuse_pools = True  # neuron layers are read through their counts only
     extra: dict = {}
     if engine == "auto" and event_layers is not None:
         ex.event_layers = set(event_layers)
@@ -123,11 +172,11 @@ def run_batch(net: SpikingNetwork, x: torch.Tensor, encoder: Encoder, timesteps:
         kept = ex.block(inp, steps, keep=tuple(s for s in sources if s != INPUT))
         kept[INPUT] = inp
         for s, kind in sources.items():
-            v = kept[s]
             counted = ex.take_counts(s) if kind == "events" else None  # summed by the neuron layer
-            if counted is not None:
+            if counted is not None:  # (a neuron layer fused with its pool has no other value)
                 total = counted.to(torch.float64)
             else:
+                v = kept[s]
                 t = v.tensor if kind == "events" else (v.tensor != 0).to(v.tensor.dtype)
                 total = t.sum(0) * steps if v.static else sum_steps_and_batch(t)
                 total = total.to(torch.float64)
@@ -141,6 +190,8 @@ def run_batch(net: SpikingNetwork, x: torch.Tensor, encoder: Encoder, timesteps:
                                if d < event_density_limit(net.get_submodule(name), x.device)}
             extra = {"input_density": dict(ex.densities), "event_layers": sorted(ex.event_layers)}
             ex.densities = None
+            if on_choice is not None:
+                on_choice(sorted(ex.event_layers))
             if ex.event_layers:
                 ex.engine = mode = "event"
         y = kept[net.output_name].per_step(steps).reshape(steps, batch, -1)

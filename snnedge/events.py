@@ -8,7 +8,7 @@ position that tap reaches (or to none at a border).
 Three backends compute the same sums:
 
 * ``"native"`` (the CPU default): snnedge's compiled kernel (``snnedge/_event_kernels.c``,
-  built at install, AVX2 where the CPU has it). Per sample it lists the non-zero inputs of
+  built at install; AVX-512 or AVX2 where the CPU has it, chosen at run time). Per sample it lists the non-zero inputs of
   each position, then every output position gathers the weight rows of the events in its
   receptive field into vector registers and stores its output once. Split over torch's
   intra-op threads by sample.
@@ -68,11 +68,18 @@ def event_apply(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
 # two alike). The limit stays below those break-evens: min(0.2, work / 3000).
 EVENT_DENSITY_PER_WORK = 1 / 3_000
 EVENT_DENSITY_CAP = 0.2
+# Measured again on an AVX-512 Xeon with the AVX-512 kernel (event_layers.py --clock cpu,
+# 2026-12-05): the limit held for 32 or more input channels; fewer are handled below
+# (NARROW_INPUT_CHANNELS); 1x1 convolutions never broke even (64 -> 64: 0.75-0.9x at 0.5%),
+# so they stay dense.
 # The same with scipy's kernel (an install without a C compiler): dense / event = 1 near 5-8%
 # for Conv2d 32->64, 9-10% for 64->128 and 128->128, ~15% for 128->256, 1-2% for Linear
 # 1152->128 (event_layers.py before the native kernel existed).
 SCIPY_DENSITY_PER_WORK = 1 / 12_000
 SCIPY_DENSITY_CAP = 0.15
+# Below this many input channels a convolution's break-even falls with (in / 32)^2 (see
+# event_density_limit); the table above starts at 32 input channels.
+NARROW_INPUT_CHANNELS = 32
 
 
 def event_density_limit(module: nn.Module, device: str | torch.device = "cpu") -> float:
@@ -87,8 +94,16 @@ def event_density_limit(module: nn.Module, device: str | torch.device = "cpu") -
     if isinstance(module, nn.Linear):
         work = module.out_features
     elif event_conv_capable(module):
-        work = module.out_channels * module.kernel_size[0] * module.kernel_size[1]
-        work /= module.stride[0] * module.stride[1]
+        taps = module.kernel_size[0] * module.kernel_size[1]
+        if taps == 1 and native_kernel() is not None:
+            return 0.0  # 1x1 convolutions: oneDNN's GEMM won even at 0.5% (event_layers.py)
+        work = module.out_channels * taps / (module.stride[0] * module.stride[1])
+        # Few input channels: each output position gathers few events, its fixed cost is not
+        # amortized, and oneDNN's dense convolution is cheap (issue 18's event-frame nets, at
+        # N = 320 rows, one thread, on a loaded machine: dense / event = 1 near 2% for 16->32
+        # and 3% for 16->64 at 17x17, near 1% for 8->32; 2->16 at 34x34 never broke even;
+        # issue 16's AVX-512 table: near 2-4% for 16->16 3x3 and 8-10% for 16->32 5x5).
+        work *= min(1.0, module.in_channels / NARROW_INPUT_CHANNELS) ** 2
     else:
         return 0.0
     return min(cap, work * per_work)
@@ -117,14 +132,16 @@ def event_linear(module: nn.Linear, x: torch.Tensor, backend: str | None = None)
     """``module(x)`` for ``x`` ``(N, in)``: each non-zero input adds one row of the
     transposed weight, scaled by its value. ``backend``: ``"native"``, ``"scipy"`` or
     ``"torch"`` (see the module docstring; default: the fastest available)."""
-    w_t = _cached(module, ("w_t", x.dtype), lambda: module.weight.detach().t().to(x.dtype).contiguous())
     if _use_native(backend, x):  # a linear layer is a 1x1 convolution of a 1x1 map
         n, f_in = x.shape
-        bias = _cached(module, ("bias", x.dtype), lambda: _bias_of(module, x.dtype))
+        w_rows = _cached(module, ("w_rows", x.dtype),
+                         lambda: _line_padded(module.weight.detach().t().to(x.dtype)))
+        bias = _cached(module, ("bias_rows", x.dtype), lambda: _bias_of(module, x.dtype))
         out = torch.empty(n, module.out_features, dtype=x.dtype)
-        _native_run(x.contiguous(), w_t, bias, out, (1, 1, f_in, 1, 1, module.out_features,
-                                                     1, 1, 1, 1, 0, 0, 1, 1))
+        _native_run(x.contiguous(), w_rows, bias, out, (1, 1, f_in, 1, 1, module.out_features,
+                                                        1, 1, 1, 1, 0, 0, 1, 1))
         return out
+    w_t = _cached(module, ("w_t", x.dtype), lambda: module.weight.detach().t().to(x.dtype).contiguous())
     rows, cols = x.nonzero().unbind(1)
     out = _sparse_times_dense(rows, cols, x[rows, cols], tuple(x.shape), w_t, backend, groups=rows)
     if module.bias is not None:
@@ -206,14 +223,51 @@ BACKENDS = ("native", "scipy", "torch")
 @functools.cache
 def native_kernel():
     """snnedge's compiled event kernel module, or None where it was not built (no C compiler
-    at install) or ``SNNEDGE_NATIVE=0`` is set; then CPU event layers use scipy's kernel."""
+    at install) or ``SNNEDGE_NATIVE=0`` is set; then CPU event layers use scipy's kernel.
+
+    The kernels run with the best instruction set the CPU has (AVX-512, else AVX2 + FMA,
+    else the generic build); ``SNNEDGE_ISA=avx512|avx2|generic`` picks one (an error where
+    the CPU lacks it), as does :func:`set_native_isa`. All give the same results bit for bit
+    on spike inputs (tests/test_kernel_isa.py)."""
     if os.environ.get("SNNEDGE_NATIVE", "1") == "0":
         return None
     try:
         from . import _event_kernels
     except ImportError:
         return None
+    wanted = os.environ.get("SNNEDGE_ISA", "").strip().lower()
+    if wanted:
+        try:
+            _event_kernels.set_isa(wanted)
+        except ValueError as err:
+            raise ValueError(f"SNNEDGE_ISA={wanted!r}: {err} Unset SNNEDGE_ISA to use the best "
+                             f"one ({_event_kernels.isas()[-1]!r} here).") from None
     return _event_kernels
+
+
+NATIVE_ISAS = ("generic", "avx2", "avx512")
+
+
+def native_isas() -> tuple[str, ...]:
+    """The instruction sets the compiled kernels can run with on this CPU, best last (a
+    subset of :data:`NATIVE_ISAS`; empty where the kernels are not built)."""
+    kernel = native_kernel()
+    return () if kernel is None else tuple(kernel.isas())
+
+
+def set_native_isa(name: str) -> str:
+    """Run the compiled kernels with instruction set ``name`` (one of :func:`native_isas`)
+    from now on; returns the previous one. For tests and benchmarks that compare the paths."""
+    kernel = native_kernel()
+    if kernel is None:
+        raise ValueError(_native_unavailable(torch.empty(0)))
+    if name not in NATIVE_ISAS:
+        raise ValueError(f"The 'name' parameter of set_native_isa must be one of "
+                         f"{', '.join(map(repr, NATIVE_ISAS))}. Got {name!r} instead.")
+    if name not in kernel.isas():
+        raise ValueError(f"This CPU cannot run the {name} kernels; it runs "
+                         f"{', '.join(kernel.isas())}.")
+    return kernel.set_isa(name)
 
 
 def _use_native(backend: str | None, x: torch.Tensor) -> bool:
@@ -235,17 +289,26 @@ def _native_unavailable(x: torch.Tensor) -> str:
 
 
 def _bias_of(module: nn.Module, dtype: torch.dtype) -> torch.Tensor | None:
-    return None if module.bias is None else module.bias.detach().to(dtype).contiguous()
+    return None if module.bias is None else _line_padded(module.bias.detach().to(dtype))
+
+
+def _line_padded(w: torch.Tensor) -> torch.Tensor:
+    """``w`` ``(..., C_out)`` contiguous, its last dimension padded with zeros to whole 64-byte
+    lines: the compiled kernel loads weight rows and the bias in whole vectors."""
+    pad = -w.shape[-1] % (64 // w.element_size())
+    return (torch.nn.functional.pad(w, (0, pad)) if pad else w).contiguous()
 
 
 def _native_run(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, out: torch.Tensor,
                 geometry: tuple[int, ...]) -> None:
     """Run the compiled kernel on contiguous ``x`` ``(N, H, W, C_in)``, ``weight`` ``(KH, KW,
-    C_in, C_out)`` and ``out`` ``(N, OH, OW, C_out)``; ``geometry`` = (H, W, C_in, OH, OW,
-    C_out, KH, KW, SH, SW, PH, PW, DH, DW). Samples are split over torch's intra-op threads
+    C_in, C_out + padding)`` and ``bias`` (rows padded by :func:`_line_padded`) and ``out``
+    ``(N, OH, OW, C_out)``; ``geometry`` = (H, W, C_in, OH, OW, C_out, KH, KW, SH, SW, PH, PW,
+    DH, DW). Samples are split over torch's intra-op threads
     when each part has at least ``PARALLEL_MIN_WORK`` of work (input values scanned plus
     output values times kernel taps)."""
     kernel = native_kernel()
+    geometry = (*geometry, weight.shape[-1])  # the padded row length
     n = x.shape[0]
     work = x.numel() + out.numel() * geometry[6] * geometry[7]
     threads = int(min(torch.get_num_threads(), n, work // PARALLEL_MIN_WORK))
@@ -261,6 +324,15 @@ def _native_run(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
         job.result()
 
 
+def run_split(fn, parts: list[tuple]) -> None:
+    """``fn(*part)`` for every part, the first on this thread and the others on the kernel
+    thread pool at once (the compiled kernels release the GIL; parts must not overlap)."""
+    jobs = [_pool().submit(fn, *part) for part in parts[1:]]
+    fn(*parts[0])
+    for job in jobs:
+        job.result()
+
+
 # Below this many neuron updates (ticks x neurons) per thread, one thread does them all.
 NEURON_MIN_WORK = 400_000
 
@@ -268,14 +340,15 @@ NEURON_MIN_WORK = 400_000
 def native_neuron_block(current: torch.Tensor, v: torch.Tensor, out: torch.Tensor, steps: int,
                         static: bool, theta: torch.Tensor | float, beta: torch.Tensor | float | None,
                         reset_zero: bool,
-                        counts: torch.Tensor | None = None) -> bool:
+                        counts: torch.Tensor | None = None, u_out: torch.Tensor | None = None) -> bool:
     """IF/LIF neurons over ``steps`` ticks in the compiled kernel, the same arithmetic as
     :meth:`snnedge.neurons.SpikingNeuron._block_inplace` in one pass per block instead of
     three tensor passes per tick: ``v`` updated in place, spikes written to ``out`` and, when
     ``counts`` (one sample's shape, in ``v``'s layout and dtype) is given, added to it summed
-    over ticks and samples. Returns False (nothing done) where the kernel does not apply: not
-    built, not a float32/64 CPU tensor, or layouts that differ between the current, the
-    membrane, the spikes and the counts."""
+    over ticks and samples; ``u_out`` (laid out as ``out``), when given, gets the membrane
+    before reset of every tick (what training saves for its backward pass). Returns False
+    (nothing done) where the kernel does not apply: not built, not a float32/64 CPU tensor,
+    or layouts that differ between the current, the membrane, the spikes and the counts."""
     kernel = native_kernel()
     if kernel is None or v.device.type != "cpu" or v.dtype not in (torch.float32, torch.float64):
         return False
@@ -289,20 +362,17 @@ def native_neuron_block(current: torch.Tensor, v: torch.Tensor, out: torch.Tenso
     if counts is not None and (counts.dtype != v.dtype or counts.shape != v.shape[1:]
                                or counts.stride() != v[0].stride()):
         return False
+    if u_out is not None and (u_out.dtype != v.dtype or u_out.shape != out.shape
+                              or u_out.stride() != out.stride()):
+        return False
     batch = v.shape[0]
     size = v.numel() // batch
-    params = []
-    for p in (theta, beta):
-        if p is None:
-            params.append(None)
-            continue
-        m = torch.empty_like(v[:1])  # v's layout: the kernel reads it in v's memory order
-        params.append(m.fill_(p) if isinstance(p, float) else m.copy_(torch.as_tensor(p).to(v).expand_as(m)))
-    theta_map, beta_map = params
+    theta_map, beta_map = parameter_maps(v, theta, beta)
     args = (current.data_ptr(), v.data_ptr(), out.data_ptr(), theta_map.data_ptr(),
             0 if beta_map is None else beta_map.data_ptr(), 0 if counts is None else counts.data_ptr(),
             v.dtype == torch.float64, reset_zero, steps)
-    tail = (size, 0 if static else current.stride(0), out.stride(0))
+    tail = (size, 0 if static else current.stride(0), out.stride(0),
+            0 if u_out is None else u_out.data_ptr())
     threads = int(min(torch.get_num_threads(), steps * v.numel() // NEURON_MIN_WORK))
     if threads < 2:
         kernel.neuron(*args, 0, batch, 0, size, *tail)
@@ -318,6 +388,19 @@ def native_neuron_block(current: torch.Tensor, v: torch.Tensor, out: torch.Tenso
     for job in jobs:
         job.result()
     return True
+
+
+def parameter_maps(v: torch.Tensor, theta, beta) -> list[torch.Tensor | None]:
+    """Threshold and decay (None for IF) as one value per element of a sample, in ``v``'s
+    memory order (the kernels read them in that order)."""
+    maps = []
+    for p in (theta, beta):
+        if p is None:
+            maps.append(None)
+            continue
+        m = torch.empty_like(v[:1])
+        maps.append(m.fill_(p) if isinstance(p, float) else m.copy_(torch.as_tensor(p).to(v).expand_as(m)))
+    return maps
 
 
 def _conv_geometry(module: nn.Conv2d, h: int, w: int) -> tuple[int, ...]:
@@ -358,9 +441,9 @@ def event_conv2d(module: nn.Conv2d, x: torch.Tensor, backend: str | None = None)
     n, c_in, h, w = x.shape
     if _use_native(backend, x):
         oh, ow, *window = _conv_geometry(module, h, w)
-        kernel = _cached(module, ("kernel_hwio", x.dtype), lambda: module.weight.detach()
-                         .permute(2, 3, 1, 0).to(x.dtype).contiguous())
-        bias = _cached(module, ("bias", x.dtype), lambda: _bias_of(module, x.dtype))
+        kernel = _cached(module, ("kernel_hwio", x.dtype), lambda: _line_padded(
+            module.weight.detach().permute(2, 3, 1, 0).to(x.dtype)))
+        bias = _cached(module, ("bias_rows", x.dtype), lambda: _bias_of(module, x.dtype))
         out = torch.empty(n, oh, ow, module.out_channels, dtype=x.dtype)
         x_cl = x.permute(0, 2, 3, 1).contiguous()  # no copy for a channels-last input
         _native_run(x_cl, kernel, bias, out, (h, w, c_in, oh, ow, module.out_channels, *window))
@@ -420,9 +503,23 @@ def tiling_pool(module: nn.Module, shape) -> tuple[int, int] | None:
 
 
 def pool_tiles(module: nn.Module, x: torch.Tensor, kernel: tuple[int, int]) -> torch.Tensor:
-    """Average (or sum) pooling over tiling windows as a sum of strided slices, added in the
-    window's row-major order as ``avg_pool2d`` does."""
+    """Average (or sum) pooling over tiling windows, the window's values added in row-major
+    order as ``avg_pool2d`` does: in the compiled kernel for contiguous float CPU maps, else
+    as a sum of strided slices."""
     kh, kw = kernel
+    divisor = 1.0 if isinstance(module, SumPool2d) else float(kh * kw)
+    kernel_module = native_kernel()
+    if (kernel_module is not None and x.device.type == "cpu" and x.is_contiguous()
+            and x.dtype in (torch.float32, torch.float64) and x.dim() == 4 and x.numel() > 0):
+        # the compiled kernel: one pass, same order of additions
+        n, c, h, w = x.shape
+        out = torch.empty(n, c, h // kh, w // kw, dtype=x.dtype)
+        planes = n * c
+        threads = int(min(torch.get_num_threads(), planes, x.numel() // NEURON_MIN_WORK))
+        cut = [planes * i // max(threads, 1) for i in range(max(threads, 1) + 1)]
+        run_split(kernel_module.pool, [(x.data_ptr(), out.data_ptr(), x.dtype == torch.float64, a, b,
+                                        h, w, kh, kw, divisor) for a, b in zip(cut[:-1], cut[1:])])
+        return out
     out = x[..., 0::kh, 0::kw].clone(memory_format=torch.contiguous_format)
     for i in range(kh):
         for j in range(kw):
@@ -456,4 +553,4 @@ def _channels_last(x: torch.Tensor) -> bool:
 
 
 __all__ = ["event_apply", "event_linear", "event_conv2d", "event_density_limit", "apply_synaptic",
-           "native_kernel", "pool_tiles", "tiling_pool"]
+           "native_kernel", "native_isas", "native_neuron_block", "parameter_maps", "run_split", "set_native_isa", "NATIVE_ISAS", "pool_tiles", "tiling_pool"]

@@ -15,6 +15,13 @@ A value that is the same at every step (direct encoding, and any weight-free or 
 layer fed only by it) is a *static* :class:`Value` of shape ``(B, ...)``, computed once and
 kept in :attr:`Executor.static_cache`: a static current costs one convolution, not ``T``.
 
+Recurrent networks (inputs read one step late, ``previous(name)``): the layers on a loop
+form one strongly connected component of the graph, and :func:`loop_plan` orders the
+components. Each loop runs one step at a time inside the block (its layers see ``(B, ...)``
+tensors, the delayed inputs the previous step's output, zeros at ``t = 0``, carried between
+blocks in :attr:`Executor.state` under the key ``"name[t-1]"``); the layers outside loops
+keep their blocks. A feed-forward network runs exactly as before.
+
 This module needs no import of :mod:`snnedge.network`: it reads the graph through the
 views listed in :class:`Graph`, which a :class:`~snnedge.SpikingNetwork` provides.
 """
@@ -26,7 +33,8 @@ from typing import Protocol
 import torch
 from torch import nn
 
-from .events import apply_synaptic, event_apply
+from .events import apply_synaptic, event_apply, event_density_limit, tiling_pool
+from .layers import SumPool2d
 from .layers import INPUT
 from .neurons import SpikingNeuron
 
@@ -42,6 +50,10 @@ class Graph(Protocol):
     def consumers_of(self, name: str) -> tuple[str, ...]: ...
     def kind(self, name: str) -> str: ...
     def get_submodule(self, target: str) -> nn.Module: ...
+    @property
+    def recurrent_edges(self) -> tuple[tuple[str, str], ...]: ...
+    def delayed_inputs_of(self, name: str) -> tuple[str, ...]: ...
+    def shapes(self, input_shape) -> dict[str, tuple[int, ...]]: ...
 
 
 @dataclass
@@ -88,7 +100,15 @@ class Executor:
         events (``None``: every one that can).
     densities:
         When a dict, each spike-fed weighted layer's fraction of non-zero inputs in the next
-        block is recorded in it (how engine ``"auto"`` measures).
+        block is recorded in it (how engine ``"auto"`` measures), and a layer whose density is
+        below :func:`snnedge.events.event_density_limit` propagates events in that block
+        already (a single block, one sample at T <= 32, then gains as much as later ones).
+    fuse_pools:
+        When true (no-gradient CPU runs that read neuron layers only through their counts, as
+        :func:`snnedge.engine.run_batch` does), a neuron layer whose only consumer is a tiling
+        average or sum pool runs fused with it: the pool's value is computed, the neurons'
+        spikes are not stored, and :meth:`block` returns no value for that neuron layer even
+        when it is in ``keep`` (:meth:`take_counts` has its counts).
     """
 
     def __init__(self, net: Graph, engine: str = "dense", *,
@@ -100,11 +120,13 @@ class Executor:
         self.static_cache: dict[str, torch.Tensor] = dict(static or {})
         self.event_layers: set[str] | None = None
         self.densities: dict[str, float] | None = None
+        self.fuse_pools = False
         self.buffers: dict[str, torch.Tensor] = {}  # reused spike outputs (no-grad runs)
         # per-neuron spike counts of the last block, summed by the neuron layers themselves
         self.block_counts: dict[str, torch.Tensor] = {}
         self.uses = {n: len(net.consumers_of(n)) for n in (INPUT, *net.names)}
         self.uses[net.output_name] += 1
+        self.plan = loop_plan(net) if net.recurrent_edges else None
 
     def block(self, x: Value, steps: int, keep: tuple[str, ...] = ()) -> dict[str, Value]:
         """Evaluate every layer for one block of ``steps`` steps on the network input ``x``.
@@ -114,15 +136,29 @@ class Executor:
         layers in ``keep`` also count their spikes (:meth:`take_counts`).
         """
         net = self.net
+        self.block_counts = {}
+        if self.plan is not None:
+            return self._block_recurrent(x, steps, keep)
         vals = {INPUT: x}
         left = dict(self.uses)
         kept = {}
+        pooled: dict[str, Value] = {}  # pools already run, fused into the neurons before them
         for name in net.names:
-            ins = [vals[i] for i in net.inputs_of(name)]
+            ins = [] if name in pooled else [vals[i] for i in net.inputs_of(name)]
             module = net.get_submodule(name)
-            if name in self.static_cache:
+            if name in pooled:
+                out = pooled.pop(name)
+            elif name in self.static_cache:
                 out = Value(self.static_cache[name], True)
             elif net.kind(name) == "temporal":
+                fused = self._temporal_pooled(name, module, ins[0], steps, keep)
+                if fused is not None:  # the neurons' spikes exist only pooled
+                    pooled[net.consumers_of(name)[0]] = fused
+                    for i in net.inputs_of(name):
+                        left[i] -= 1
+                        if left[i] == 0 and i not in keep:
+                            del vals[i]
+                    continue
                 out = Value(self._temporal(name, module, ins[0], steps, name in keep), False)
             else:
                 out = self._synaptic(name, module, ins, steps)
@@ -134,7 +170,7 @@ class Executor:
             for i in net.inputs_of(name):
                 left[i] -= 1
                 if left[i] == 0 and i not in keep:
-                    del vals[i]
+                    vals.pop(i, None)  # (absent: a neuron layer fused with this pool)
         kept[net.output_name] = vals[net.output_name]
         return kept
 
@@ -148,23 +184,59 @@ class Executor:
         return self.block_counts.pop(name, None)
 
     def _temporal(self, name: str, module: nn.Module, cur: Value, steps: int,
-                  count: bool) -> torch.Tensor:
+                  count: bool, reuse: bool = True) -> torch.Tensor:
         if name not in self.state:
             self.state[name] = module.initial_state(cur.tensor if cur.static else cur.tensor[0])
         if isinstance(module, SpikingNeuron) and not torch.is_grad_enabled():
             # on CPU the neuron layer counts its spikes in the same pass (compiled kernel); on
             # GPUs the engine sums them (fewer kernel launches)
             on_cpu = self.state[name].device.type == "cpu"
-            counts = torch.zeros_like(self.state[name][0]) if count and on_cpu else None
+            counts = None
+            if count and on_cpu:  # a loop's neurons add up their steps of one block here
+                counts = self.block_counts.get(name)
+                counts = torch.zeros_like(self.state[name][0]) if counts is None else counts
+            out = self.buffers.get(name) if reuse else None  # a loop keeps each step's spikes
             y, self.state[name] = module.forward_block(cur.tensor, self.state[name], steps,
-                                                       cur.static, out=self.buffers.get(name),
-                                                       counts=counts)
-            self.buffers[name] = y
+                                                       cur.static, out=out, counts=counts)
+            if reuse:
+                self.buffers[name] = y
             if counts is not None:
                 self.block_counts[name] = counts
             return y
         y, self.state[name] = module.forward_block(cur.tensor, self.state[name], steps, cur.static)
         return y
+
+    def _temporal_pooled(self, name: str, module: nn.Module, cur: Value, steps: int,
+                         keep: tuple[str, ...]) -> Value | None:
+        """The output of the tiling average or sum pool that is the only consumer of neuron
+        layer ``name``, computed with the neurons in one pass
+        (:meth:`~snnedge.SpikingNeuron.forward_block_pooled`), or None where that does not
+        apply (gradients, GPUs, other layouts or consumers). The neurons' spikes are then never
+        stored: only their counts, when ``name`` is in ``keep``."""
+        net = self.net
+        consumers = net.consumers_of(name)
+        if (not self.fuse_pools or torch.is_grad_enabled() or not isinstance(module, SpikingNeuron)
+                or len(consumers) != 1
+                or self.uses[name] != 1 or net.inputs_of(consumers[0]) != (name,)):
+            return None
+        pool = net.get_submodule(consumers[0])
+        template = cur.tensor if cur.static else cur.tensor[0]
+        window = tiling_pool(pool, template.shape)
+        if window is None or template.device.type != "cpu":
+            return None
+        divisor = 1.0 if isinstance(pool, SumPool2d) else float(window[0] * window[1])
+        if name not in self.state:
+            self.state[name] = module.initial_state(template)
+        counts = torch.zeros_like(self.state[name][0]) if name in keep else None
+        done = module.forward_block_pooled(cur.tensor, self.state[name], steps, cur.static, window,
+                                           divisor, out=self.buffers.get(name), counts=counts)
+        if done is None:
+            return None
+        y, self.state[name] = done
+        self.buffers[name] = y
+        if counts is not None:
+            self.block_counts[name] = counts
+        return Value(y, False)
 
     def _synaptic(self, name: str, module: nn.Module, ins: list[Value], steps: int) -> Value:
         if all(v.static for v in ins):
@@ -175,14 +247,159 @@ class Executor:
             t = v.per_step(steps)
             flat.append(t.reshape(steps * batch, *t.shape[2:]))
         weighted = len(flat) == 1 and self.net.kind(name) == "weighted"
+        measured_sparse = False
         if weighted and self.densities is not None:
-            self.densities[name] = float(torch.count_nonzero(flat[0])) / max(flat[0].numel(), 1)
-        if (self.engine == "event" and weighted
-                and (self.event_layers is None or name in self.event_layers)):
+            density = float(torch.count_nonzero(flat[0])) / max(flat[0].numel(), 1)
+            self.densities[name] = density
+            # engine "auto": the layer takes the path its density calls for in this block too
+            measured_sparse = density < event_density_limit(module, flat[0].device)
+        if weighted and (measured_sparse or (self.engine == "event" and (
+                self.event_layers is None or name in self.event_layers))):
             y = event_apply(module, flat[0])
         else:
             y = apply_synaptic(module, *flat)
         return Value(y.view(steps, batch, *y.shape[1:]), False)
+
+    # -- recurrent networks ----------------------------------------------------------------
+    def _block_recurrent(self, x: Value, steps: int, keep: tuple[str, ...]) -> dict[str, Value]:
+        net = self.net
+        vals: dict[str, Value] = {INPUT: x}
+        for unit in self.plan:
+            if len(unit) == 1 and not net.delayed_inputs_of(unit[0]):
+                name = unit[0]
+                ins = [vals[i] for i in net.inputs_of(name)]
+                module = net.get_submodule(name)
+                if name in self.static_cache:
+                    vals[name] = Value(self.static_cache[name], True)
+                elif net.kind(name) == "temporal":
+                    vals[name] = Value(self._temporal(name, module, ins[0], steps, name in keep), False)
+                else:
+                    vals[name] = self._synaptic(name, module, ins, steps)
+                    if vals[name].static:
+                        self.static_cache[name] = vals[name].tensor
+            else:
+                vals.update(self._loop(unit, vals, steps, keep))
+        return {n: vals[n] for n in (*keep, net.output_name)}
+
+    def _loop(self, unit: tuple[str, ...], vals: dict[str, Value], steps: int,
+              keep: tuple[str, ...]) -> dict[str, Value]:
+        """The layers of one loop, one step at a time; their outputs over the block."""
+        net, members = self.net, set(unit)
+        outside = [n for n in unit if n in keep or n == net.output_name
+                   or any(c not in members for c in net.consumers_of(n))]
+        fed_back = [n for n in unit if any(n in net.delayed_inputs_of(r) for r in net.consumers_of(n))]
+        # per layer: its module, whether temporal, and where each input comes from
+        layers = [(name, net.get_submodule(name), net.kind(name) == "temporal",
+                   [(i, "previous" if i in net.delayed_inputs_of(name) else
+                     "loop" if i in members else "block") for i in net.inputs_of(name)])
+                  for name in unit]
+        series: dict[str, list[torch.Tensor]] = {n: [] for n in outside}
+        for t in range(steps):
+            now: dict[str, Value] = {}
+            for name, module, temporal, sources in layers:
+                ins = []
+                for i, where in sources:
+                    if where == "previous":
+                        ins.append(Value(self._previous(i, vals[INPUT]).unsqueeze(0), False))
+                    elif where == "loop":
+                        ins.append(now[i])
+                    else:
+                        v = vals[i]
+                        ins.append(v if v.static else Value(v.tensor[t:t + 1], False))
+                if temporal:
+                    y = self._temporal(name, module, ins[0], 1, name in keep, reuse=False)
+                else:
+                    y = self._synaptic(name, module, ins, 1).per_step(1)
+                now[name] = Value(y, False)
+                if name in series:
+                    series[name].append(y[0])
+            for name in fed_back:  # what the readers of name[t-1] see at the next step
+                self.state[name + PREVIOUS] = now[name].tensor[0]
+        return {n: Value(torch.stack(series[n]), False) for n in outside}
+
+    def _previous(self, name: str, x: Value) -> torch.Tensor:
+        """Layer ``name``'s output at the step before (zeros before the first step)."""
+        key = name + PREVIOUS
+        if key not in self.state:
+            t = x.tensor
+            sample = tuple(t.shape[1:] if x.static else t.shape[2:])
+            batch = t.shape[0] if x.static else t.shape[1]
+            self.state[key] = t.new_zeros((batch, *self.net.shapes(sample)[name]))
+        return self.state[key]
+
+
+#: Suffix of the state key of a layer's previous output (snnedge.network.previous's marker).
+PREVIOUS = "[t-1]"
+
+
+def loop_plan(net: Graph) -> tuple[tuple[str, ...], ...]:
+    """The order in which a recurrent network's layers run: its strongly connected
+    components (edges and delayed edges alike; a loop is one component, every other layer
+    a component of its own), in a topological order of the undelayed edges between
+    components that keeps the network's order where it can. Layers of a component are
+    listed in network order (a topological order once delayed edges are left out)."""
+    names = list(net.names)
+    index = {n: k for k, n in enumerate(names)}
+    succ: dict[str, list[str]] = {n: [] for n in names}
+    for n in names:
+        for i in net.inputs_of(n):
+            if i != INPUT:
+                succ[i].append(n)
+    comp = _components(names, succ)
+    units: dict[int, list[str]] = {}
+    for n in names:
+        units.setdefault(comp[n], []).append(n)
+    deps = {c: set() for c in units}
+    for n in names:
+        delayed = net.delayed_inputs_of(n)
+        for i in net.inputs_of(n):
+            if i != INPUT and i not in delayed and comp[i] != comp[n]:
+                deps[comp[n]].add(comp[i])
+    order, done = [], set()
+    while len(order) < len(units):
+        ready = [c for c in units if c not in done and deps[c] <= done]
+        c = min(ready, key=lambda c: index[units[c][0]])
+        order.append(tuple(units[c]))
+        done.add(c)
+    return tuple(order)
+
+
+def _components(names: list[str], succ: dict[str, list[str]]) -> dict[str, int]:
+    """Tarjan's strongly connected components (iterative): node -> component id."""
+    index, low, comp, stack, on_stack, counter, n_comp = {}, {}, {}, [], set(), [0], 0
+    for root in names:
+        if root in index:
+            continue
+        work = [(root, iter(succ[root]))]
+        index[root] = low[root] = counter[0]
+        counter[0] += 1
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, it = work[-1]
+            nxt = next(it, None)
+            if nxt is not None:
+                if nxt not in index:
+                    index[nxt] = low[nxt] = counter[0]
+                    counter[0] += 1
+                    stack.append(nxt)
+                    on_stack.add(nxt)
+                    work.append((nxt, iter(succ[nxt])))
+                elif nxt in on_stack:
+                    low[node] = min(low[node], index[nxt])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                while True:
+                    m = stack.pop()
+                    on_stack.discard(m)
+                    comp[m] = n_comp
+                    if m == node:
+                        break
+                n_comp += 1
+    return comp
 
 
 def run_sequence(net: Graph, x: torch.Tensor, timesteps: int | None = None,

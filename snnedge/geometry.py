@@ -103,6 +103,20 @@ class Axis(_Windows):
         oo, jj = np.nonzero((i >= 0) & (i < self.size_in))
         return oo.astype(np.int64), jj.astype(np.int64), i[oo, jj].astype(np.int64)
 
+    def tap_matrices(self, padding_mode: str = "zeros") -> np.ndarray:
+        """``(kernel, size_out, size_in)`` bool: ``[j, o, i]`` when output ``o`` reads input
+        ``i`` through tap ``j``. With ``padding_mode`` ``"zeros"`` a tap in the padding reads
+        nothing; ``"reflect"``, ``"replicate"`` and ``"circular"`` read the input element the
+        padded one copies (:func:`fold_padding`), as ``torch.nn.functional.pad`` builds it."""
+        i = self.inputs()
+        valid = (i >= 0) & (i < self.size_in)
+        if padding_mode != "zeros":
+            i, valid = fold_padding(i, self.size_in, padding_mode), np.ones_like(valid)
+        oo, jj = np.nonzero(valid)
+        m = np.zeros((self.kernel, self.size_out, self.size_in), dtype=bool)
+        m[jj, oo, i[oo, jj]] = True
+        return m
+
     def reach(self) -> np.ndarray:
         """``(size_in, kernel)`` int64: the output that input ``i`` reaches through tap ``j``,
         or -1 where none does (each input and tap feed at most one output)."""
@@ -150,6 +164,28 @@ def same_padding(kernel: int, dilation: int = 1) -> tuple[int, int]:
     """``(before, after)`` of ``padding="same"``: ``d (k - 1)`` in all, the odd one after."""
     total = dilation * (kernel - 1)
     return total // 2, total - total // 2
+
+
+def fold_padding(index: np.ndarray, size: int, mode: str) -> np.ndarray:
+    """The input element each (possibly padded) ``index`` along an axis of ``size`` copies:
+    ``"reflect"`` mirrors about the end elements (``-1 -> 1``, ``size -> size - 2``),
+    ``"replicate"`` repeats them, ``"circular"`` wraps around (``torch.nn.functional.pad``'s
+    modes; reflect needs padding < ``size``, as torch does).
+
+    >>> fold_padding(np.array([-2, -1, 0, 4, 5]), 5, "reflect").tolist()
+    [2, 1, 0, 4, 3]
+    """
+    index = np.asarray(index)
+    if mode == "reflect":
+        period = 2 * (size - 1) if size > 1 else 1
+        r = np.mod(index, period)
+        return np.where(r < size, r, period - r)
+    if mode == "replicate":
+        return np.clip(index, 0, size - 1)
+    if mode == "circular":
+        return np.mod(index, size)
+    raise ValueError(f"Unknown padding_mode {mode!r}: expected 'zeros', 'reflect', 'replicate' "
+                     f"or 'circular' (torch.nn.Conv's modes).")
 
 
 def resolve_padding(padding: Padding, kernel: Sequence[int], dilation: Sequence[int] | int = 1,
@@ -302,5 +338,5 @@ def _ints(value: Any, n: int, param: str, where: str, low: int | None = None) ->
 
 
 __all__ = ["Axis", "AdaptiveAxis", "Window", "adaptive_axes", "conv_axes", "conv_output_size",
-           "module_axes", "output_spatial", "pool_axes", "pool_output_size", "resolve_padding",
+           "fold_padding", "module_axes", "output_spatial", "pool_axes", "pool_output_size", "resolve_padding",
            "same_padding", "torch_pad"]

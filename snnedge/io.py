@@ -158,20 +158,27 @@ def _build_layer(path: Path, spec: Any) -> Node:
     if not isinstance(spec, dict):
         raise ValueError(f"{path}: a layer is stored as {type(spec).__name__}, not as a dict; the "
                          f"file is damaged or not written by snnedge.save_network.")
-    name, type_name = spec.get("name"), spec.get("type")
-    kind, note = find_type(MODULE_TYPES, name=type_name)
-    if kind is None:
-        raise ValueError(f"{path}: layer {name!r} has type {type_name!r}, which this snnedge "
-                         f"cannot rebuild (known: {', '.join(MODULE_TYPES)}).{note} "
-                         f"Install the package that registers it, or upgrade snnedge.")
-    try:
-        module = kind.from_args(spec["args"])
-    except (TypeError, ValueError, KeyError) as e:
-        raise ValueError(f"{path}: layer {name!r} of type {type_name!r} could not be rebuilt from "
-                         f"its saved arguments ({type(e).__name__}: {e}). The file is damaged or "
-                         f"was written by another version of the package that registers "
-                         f"{type_name!r}.") from None
+    name = spec.get("name")
+    module = _rebuild(path, MODULE_TYPES, spec.get("type"), lambda kind: kind.from_args(spec["args"]),
+                      f"layer {name!r}", "Install the package that registers it, or upgrade snnedge.")
     return Node(name, module, tuple(spec["inputs"]))
+
+
+def _rebuild(path: Path, table: dict, type_name: Any, build, what: str, fix: str,
+             verb: str = "rebuild"):
+    """``build(kind)`` for the registered type ``type_name`` of ``what``; a type that no
+    package registers, or saved data it cannot rebuild from, is a ``ValueError`` naming both."""
+    kind, note = find_type(table, name=type_name)
+    if kind is None:
+        raise ValueError(f"{path}: {what} has type {type_name!r}, which this snnedge cannot "
+                         f"{verb} (known: {', '.join(table) or 'none'}).{note} {fix}")
+    try:
+        return build(kind)
+    except (TypeError, ValueError, KeyError) as e:
+        raise ValueError(f"{path}: {what} of type {type_name!r} could not be rebuilt from its "
+                         f"saved data ({type(e).__name__}: {e}). The file is damaged or was "
+                         f"written by another version of the package that registers "
+                         f"{type_name!r}.") from None
 
 
 def _set_attribute(path: Path, net: SpikingNetwork, attr: str, spec: dict) -> None:
@@ -180,16 +187,9 @@ def _set_attribute(path: Path, net: SpikingNetwork, attr: str, spec: dict) -> No
                          f"ending in '_', not one the network already has); the file is damaged "
                          f"or not written by snnedge.save_network.")
     type_name = spec.get("type") if isinstance(spec, dict) else None
-    kind, note = find_type(ATTRIBUTE_TYPES, name=type_name)
-    if kind is None:
-        raise ValueError(f"{path}: the network's attribute {attr!r} has type {type_name!r}, which "
-                         f"this snnedge cannot read (known: {', '.join(ATTRIBUTE_TYPES) or 'none'})."
-                         f"{note} Install the package that registers it.")
-    try:
-        value = kind.from_data(spec["data"])
-    except (TypeError, ValueError, KeyError) as e:
-        raise ValueError(f"{path}: the network's attribute {attr!r} of type {type_name!r} could "
-                         f"not be read ({type(e).__name__}: {e}).") from None
+    value = _rebuild(path, ATTRIBUTE_TYPES, type_name, lambda kind: kind.from_data(spec["data"]),
+                     f"the network's attribute {attr!r}", "Install the package that registers it.",
+                     verb="read")
     setattr(net, attr, value)
 
 

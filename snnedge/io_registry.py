@@ -41,7 +41,9 @@ import torch
 from torch import nn
 
 from .chip_neuron import ChipNeuron
-from .layers import Add, Concat, Scale, SumPool2d
+from .delay import Delay
+from .layers import Add, Concat, Narrow, Scale, SumPool2d
+from .neuron_models import CubaLIF, Integrator, LI, Threshold
 from .neurons import IF, LIF
 
 __all__ = ["LayerType", "AttributeType", "MODULE_TYPES", "ATTRIBUTE_TYPES", "ENTRY_POINT_GROUP",
@@ -263,6 +265,28 @@ def _build_scale(a: dict) -> nn.Module:
     return Scale(torch.ones(a["scale_shape"]), bias)
 
 
+def _cuba_args(m: CubaLIF) -> dict:
+    return {**_lif_args(m.membrane), "beta_syn_shape": _shape(m.beta_syn)}
+
+
+def _build_cuba(a: dict) -> nn.Module:
+    return CubaLIF(beta=torch.full(a["beta_shape"], 0.5), beta_syn=torch.full(a["beta_syn_shape"], 0.5),
+                   threshold=torch.ones(a["threshold_shape"]), reset=a["reset"], v_init=a["v_init"],
+                   surrogate=a["surrogate"], alpha=a["alpha"], detach_reset=a["detach_reset"])
+
+
+def _li_args(m: LI) -> dict:
+    beta = None if isinstance(m, Integrator) else _shape(m.beta)
+    return {"beta_shape": beta, "gain_shape": _shape(m.gain), "v_init": m.v_init}
+
+
+def _build_li(cls, a: dict) -> nn.Module:
+    gain = torch.ones(a["gain_shape"])
+    if cls is Integrator:
+        return Integrator(gain=gain, v_init=a["v_init"])
+    return LI(beta=torch.full(a["beta_shape"], 0.5), gain=gain, v_init=a["v_init"])
+
+
 _CONV = ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups",
          "padding_mode")
 
@@ -277,7 +301,9 @@ def _register_core_types() -> None:
         "kernel_size", "stride", "padding", "ceil_mode", "count_include_pad"))
     register_layer_type("torch.nn.AvgPool2d", nn.AvgPool2d, _attrs(
         "kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override"))
+    register_layer_type("torch.nn.AdaptiveAvgPool1d", nn.AdaptiveAvgPool1d, _attrs("output_size"))
     register_layer_type("torch.nn.AdaptiveAvgPool2d", nn.AdaptiveAvgPool2d, _attrs("output_size"))
+    register_layer_type("torch.nn.ChannelShuffle", nn.ChannelShuffle, _attrs("groups"))
     register_layer_type("torch.nn.Flatten", nn.Flatten, _attrs("start_dim", "end_dim"))
     register_layer_type("torch.nn.Unflatten", nn.Unflatten, _attrs("dim", "unflattened_size"))
     register_layer_type("torch.nn.Identity", nn.Identity, _attrs())
@@ -287,8 +313,19 @@ def _register_core_types() -> None:
         "scale_shape": _shape(m.scale), "bias_shape": _shape(m.bias)}, _build_scale)
     register_layer_type("snnedge.Add", Add, _attrs())
     register_layer_type("snnedge.Concat", Concat, _attrs("dim"))
+    register_layer_type("snnedge.Narrow", Narrow, _attrs("dim", "start", "length"))
     register_layer_type("snnedge.IF", IF, _neuron_args, functools.partial(_build_neuron, IF))
     register_layer_type("snnedge.LIF", LIF, _lif_args, _build_lif)
+    register_layer_type("snnedge.CubaLIF", CubaLIF, _cuba_args, _build_cuba)
+    register_layer_type("snnedge.LI", LI, _li_args, functools.partial(_build_li, LI))
+    register_layer_type("snnedge.Integrator", Integrator, _li_args,
+                        functools.partial(_build_li, Integrator))
+    register_layer_type("snnedge.Threshold", Threshold, lambda m: {
+        "threshold_shape": _shape(m.threshold), "surrogate": m.surrogate.name,
+        "alpha": m.surrogate.alpha}, lambda a: Threshold(torch.zeros(a["threshold_shape"]),
+                                                         a["surrogate"], a["alpha"]))
+    register_layer_type("snnedge.Delay", Delay, lambda m: {"delay_shape": _shape(m.delay)},
+                        lambda a: Delay(torch.zeros(a["delay_shape"], dtype=torch.int64)))
     register_layer_type("snnedge.ChipNeuron", ChipNeuron, _chip_args, _build_chip)
 
 

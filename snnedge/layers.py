@@ -26,6 +26,11 @@ class TemporalModule(nn.Module, abc.ABC):
     ``emits_events``
         its outputs are binary events delivered to the next synaptic layer (counted as
         synaptic events); true for neurons and for routing modules such as a gated max-pool.
+
+    A module that changes its input's shape (a spiking max pool) says so through
+    :meth:`output_shape`, which shape inference (:meth:`snnedge.SpikingNetwork.shapes`) asks,
+    and describes where events may go through :meth:`structural`, which event counting and
+    hardware mapping use. Neurons keep the defaults: same shape, each position to itself.
     """
 
     emits_spikes = False
@@ -39,6 +44,22 @@ class TemporalModule(nn.Module, abc.ABC):
     def forward_block(self, current: torch.Tensor, state, steps: int, static: bool = False):
         """Advance ``steps`` ticks; ``current`` is ``(steps, B, ...)`` or, when ``static``,
         ``(B, ...)``. Returns ``(outputs (steps, B, ...), state)``."""
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The per-sample output shape for a per-sample input of ``input_shape`` (default:
+        the same). Raises ``ValueError`` for an input the module cannot take."""
+        return tuple(input_shape)
+
+    def structural(self, x: torch.Tensor) -> torch.Tensor:
+        """The counting model of the module's routing: ``x`` ``(B, ...)`` holds a number per
+        input position (event counts, or 0/1 indicators); the result holds, per output
+        position, the sum over the inputs that can send events there (linear and
+        non-negative, so its vector-Jacobian product finds the inputs each output needs).
+        Default: each position to itself, for modules that keep their input's shape."""
+        if tuple(self.output_shape(tuple(x.shape[1:]))) != tuple(x.shape[1:]):
+            raise ValueError(f"{type(self).__name__} changes its input's shape but defines no "
+                             f"structural() model of where its events go; override structural().")
+        return x
 
 
 class Add(nn.Module):
@@ -81,6 +102,33 @@ class SumPool2d(nn.Module):
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+class Narrow(nn.Module):
+    """The slice ``start : start + length`` of dimension ``dim`` (``torch.narrow``; 1 =
+    channels of a ``(N, C, ...)`` tensor): one part of a ``chunk`` or ``split``.
+
+    Example
+    -------
+    >>> import torch
+    >>> Narrow(1, 2, 2)(torch.arange(6.).view(1, 6)).tolist()
+    [[2.0, 3.0]]
+    """
+
+    def __init__(self, dim: int, start: int, length: int):
+        super().__init__()
+        if dim == 0:
+            raise ValueError("Narrow(dim=0) would slice the batch; use dim >= 1.")
+        if start < 0 or length < 1:
+            raise ValueError(f"Narrow needs start >= 0 and length >= 1. Got start={start}, "
+                             f"length={length}.")
+        self.dim, self.start, self.length = int(dim), int(start), int(length)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.narrow(self.dim, self.start, self.length)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, start={self.start}, length={self.length}"
 
 
 class Scale(nn.Module):

@@ -6,14 +6,33 @@ names of its inputs (``"input"`` is the network input). Modules are of three kin
 
 * weighted synaptic modules: ``nn.Conv1d``, ``nn.Conv2d``, ``nn.Linear``;
 * weight-free linear modules: pooling (average, sum, adaptive average), ``Flatten``,
-  ``Identity``, ``Dropout`` (inactive), :class:`~snnedge.layers.Scale`, and the junctions
+  ``Identity``, ``Dropout`` (inactive), :class:`~snnedge.layers.Scale`, channel
+  rearrangements (``nn.ChannelShuffle``, :class:`~snnedge.layers.Narrow`), and the junctions
   :class:`~snnedge.layers.Add` and :class:`~snnedge.layers.Concat` (two or more inputs);
 * temporal modules with state (:class:`~snnedge.IF`, :class:`~snnedge.LIF`, or any
-  :class:`~snnedge.layers.TemporalModule`).
+  :class:`~snnedge.layers.TemporalModule`); one may change its input's shape (a spiking max
+  pool) and tells shape inference through ``output_shape``.
 
-The network's output is its single sink node. Nodes with no temporal module downstream form
-the readout: they accumulate their input over time and the accumulated value is the
-simulation's output.
+The network's output is its single sink node (a layer no other layer reads at the same
+step). Nodes with no temporal module downstream form the readout: they accumulate their input
+over time and the accumulated value is the simulation's output.
+
+Recurrent edges. An input written ``previous("lif")`` (the string ``"lif[t-1]"``) reads the
+output of temporal module ``lif`` one step earlier (zeros at ``t = 0``), so a layer may take
+a neuron listed after it, or itself, and close a loop::
+
+    Node("fc", nn.Linear(10, 20), ("input",)),
+    Node("rec", nn.Linear(20, 20), (previous("lif"),)),   # W_rec z[t-1]
+    Node("sum", Add(), ("fc", "rec")),
+    Node("lif", LIF(), ("sum",)),                          # z[t] from fc[t] + W_rec z[t-1]
+
+A delayed input must name a temporal module (fed-back spikes arrive one step later) on a
+loop back to the layer that reads it; every cycle therefore runs through a neuron. Synaptic
+events along a recurrent edge are counted when the spikes are sent, as on every other edge
+(the last step's arrive after the end of the run). The other inputs still name earlier
+layers, so :attr:`SpikingNetwork.names` stays a topological order of the graph without its
+delayed edges. The executor runs each loop one step at a time and
+everything else in blocks of steps (:mod:`snnedge.executor`).
 
 Tensors inside the engines are time-first, ``(T, B, ...)``; synaptic modules see time
 folded into the batch, ``(T * B, ...)``.
@@ -27,19 +46,41 @@ import torch
 from torch import nn
 
 from .executor import run_sequence
-from .layers import INPUT, Add, Concat, Scale, SumPool2d, TemporalModule
+from .layers import INPUT, Add, Concat, Narrow, Scale, SumPool2d, TemporalModule
 
 WEIGHTED = (nn.Conv1d, nn.Conv2d, nn.Linear)
-WEIGHT_FREE = (nn.AvgPool1d, nn.AvgPool2d, SumPool2d, nn.AdaptiveAvgPool2d, nn.Flatten,
-               nn.Unflatten, nn.Identity, nn.Dropout, Scale, Add, Concat)
+#: Suffix of an input read one step late (:func:`previous`).
+PREVIOUS_SUFFIX = "[t-1]"
+WEIGHT_FREE = (nn.AvgPool1d, nn.AvgPool2d, SumPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d,
+               nn.Flatten, nn.Unflatten, nn.Identity, nn.Dropout, Scale, Add, Concat, Narrow,
+               nn.ChannelShuffle)
 MERGES = (Add, Concat)
+
+
+def previous(name: str) -> str:
+    """The input name that reads layer ``name``'s output one step earlier (a recurrent edge).
+
+    >>> previous("lif")
+    'lif[t-1]'
+    """
+    if not isinstance(name, str) or not name or name.endswith(PREVIOUS_SUFFIX):
+        raise ValueError(f"previous() takes a layer name. Got {name!r}.")
+    return name + PREVIOUS_SUFFIX
+
+
+def split_delayed(i: str) -> tuple[str, bool]:
+    """``("lif", True)`` for ``"lif[t-1]"``, ``(i, False)`` for any other input name."""
+    if isinstance(i, str) and i.endswith(PREVIOUS_SUFFIX) and len(i) > len(PREVIOUS_SUFFIX):
+        return i[:-len(PREVIOUS_SUFFIX)], True
+    return i, False
 
 
 @dataclass(frozen=True)
 class Node:
     """One layer of a :class:`SpikingNetwork`: ``name``, ``module`` and input names.
 
-    ``inputs=None`` means the layer listed just before (the network input for the first)."""
+    ``inputs=None`` means the layer listed just before (the network input for the first);
+    ``previous(name)`` among the inputs reads ``name`` one step earlier (a recurrent edge)."""
 
     name: str
     module: nn.Module
@@ -82,17 +123,25 @@ class SpikingNetwork(nn.Module):
         self._names: list[str] = []
         self._inputs: dict[str, tuple[str, ...]] = {}
         self._kinds: dict[str, str] = {}
+        self._delayed: dict[str, frozenset[str]] = {}  # layer -> inputs it reads at t - 1
         prev = INPUT
         for node in nodes:
             inputs = (prev,) if node.inputs is None else (
                 (node.inputs,) if isinstance(node.inputs, str) else tuple(node.inputs))
             self._add(Node(node.name, node.module, inputs))
             prev = node.name
+        self._validate_recurrence()
         self._validate_topology()
 
     # -- construction ------------------------------------------------------------------
     def _add(self, node: Node) -> None:
-        name, module, inputs = node.name, node.module, tuple(node.inputs)
+        name, module = node.name, node.module
+        parsed = [split_delayed(i) for i in node.inputs]
+        inputs = tuple(i for i, _ in parsed)
+        delayed = frozenset(i for i, d in parsed if d)
+        if isinstance(name, str) and name.endswith(PREVIOUS_SUFFIX):
+            raise ValueError(f"Layer name {name!r} ends in {PREVIOUS_SUFFIX!r}, which marks an input "
+                             f"read one step late (snnedge.previous); rename the layer.")
         if not isinstance(name, str) or not name or name == INPUT or name in self._inputs:
             why = "is reserved for the network input" if name == INPUT else (
                 "is used twice" if name in self._inputs else "must be a non-empty string")
@@ -107,7 +156,7 @@ class SpikingNetwork(nn.Module):
                 f"Supported modules: {supported}. Put nonlinearities into snnedge neurons (IF/LIF), "
                 f"or convert an ANN with converters.convert, which maps ReLU and MaxPool2d.")
         for i in inputs:
-            if i != INPUT and i not in self._inputs:
+            if i != INPUT and i not in self._inputs and i not in delayed:
                 raise ValueError(f"Layer {name!r} takes input {i!r}, which is not defined before it. "
                                  f"List nodes in topological order; inputs are earlier layer names "
                                  f"or {INPUT!r}.")
@@ -122,6 +171,8 @@ class SpikingNetwork(nn.Module):
         self._names.append(name)
         self._inputs[name] = inputs
         self._kinds[name] = kind
+        if delayed:
+            self._delayed[name] = delayed
 
     def _attach(self, name: str, module: nn.Module) -> None:
         # Nested containers so that state_dict keys match the ANN's ("features.3.weight").
@@ -140,8 +191,46 @@ class SpikingNetwork(nn.Module):
             raise ValueError(f"Layer name {name!r} clashes with another layer or attribute; rename it.")
         owner.add_module(leaf, module)
 
+    def _validate_recurrence(self) -> None:
+        """Each delayed input names a temporal module on a loop back to its reader."""
+        for name, delayed in self._delayed.items():
+            for src in sorted(delayed):
+                if src == INPUT or src not in self._inputs:
+                    raise ValueError(f"Layer {name!r} reads {previous(src)!r}, but there is no layer "
+                                     f"{src!r}; a delayed input names a layer of the network.")
+                if self._kinds[src] != "temporal":
+                    raise ValueError(
+                        f"Layer {name!r} reads {previous(src)!r}, the previous step of "
+                        f"{type(self.get_submodule(src)).__name__} {src!r}; a recurrent edge must "
+                        f"start at a neuron (a temporal module), so that every cycle runs through "
+                        f"one: feed back the spikes of the neuron after {src!r} instead.")
+                if not self._reaches(name, src):
+                    raise ValueError(
+                        f"Layer {name!r} reads {previous(src)!r}, but {src!r} does not depend on "
+                        f"{name!r}: a delayed input must close a loop. For a delay on a "
+                        f"feed-forward path use snnedge.Delay(1).")
+
+    def _reaches(self, start: str, goal: str) -> bool:
+        """Whether ``goal`` depends on ``start`` along undelayed edges (or is ``start``)."""
+        consumers: dict[str, list[str]] = {}
+        for n, ins in self._inputs.items():
+            for i in ins:
+                if i not in self._delayed.get(n, ()):
+                    consumers.setdefault(i, []).append(n)
+        seen, stack = set(), [start]
+        while stack:
+            n = stack.pop()
+            if n == goal:
+                return True
+            if n not in seen:
+                seen.add(n)
+                stack.extend(consumers.get(n, ()))
+        return False
+
     def _validate_topology(self) -> None:
-        consumed = {i for ins in self._inputs.values() for i in ins}
+        # a layer read only one step late (a neuron on a loop) may still be the output
+        consumed = {i for n, ins in self._inputs.items() for i in ins
+                    if i not in self._delayed.get(n, ())}
         if INPUT not in consumed:
             raise ValueError(f"No layer takes {INPUT!r}: the network has no input.")
         sinks = [n for n in self._names if n not in consumed]
@@ -155,10 +244,15 @@ class SpikingNetwork(nn.Module):
             for i in ins:
                 if i != INPUT:
                     consumers[i].append(n)
-        temporal_after: dict[str, bool] = {}
-        for n in reversed(self._names):
-            temporal_after[n] = self._kinds[n] == "temporal" or any(temporal_after[c] for c in consumers[n])
-        self.readout_names = tuple(n for n in self._names if not temporal_after[n])
+        # Readout: nodes from which no temporal module can be reached (loops included).
+        feeds_temporal = {n for n in self._names if self._kinds[n] == "temporal"}
+        stack = list(feeds_temporal)
+        while stack:
+            for i in self._inputs[stack.pop()]:
+                if i != INPUT and i not in feeds_temporal:
+                    feeds_temporal.add(i)
+                    stack.append(i)
+        self.readout_names = tuple(n for n in self._names if n not in feeds_temporal)
         self._consumers = {n: tuple(c) for n, c in consumers.items()}
 
     # -- views -------------------------------------------------------------------------
@@ -169,8 +263,12 @@ class SpikingNetwork(nn.Module):
 
     @property
     def nodes(self) -> tuple[Node, ...]:
-        """The layers in topological order."""
-        return tuple(Node(n, self.get_submodule(n), self._inputs[n]) for n in self._names)
+        """The layers in topological order (delayed inputs written ``previous(name)``)."""
+        return tuple(Node(n, self.get_submodule(n), self._marked_inputs(n)) for n in self._names)
+
+    def _marked_inputs(self, name: str) -> tuple[str, ...]:
+        delayed = self._delayed.get(name, ())
+        return tuple(previous(i) if i in delayed else i for i in self._inputs[name])
 
     def layer(self, name: str) -> nn.Module:
         """The module of layer ``name`` (a ``KeyError`` lists the valid names)."""
@@ -183,7 +281,20 @@ class SpikingNetwork(nn.Module):
         return self._kinds[name]
 
     def inputs_of(self, name: str) -> tuple[str, ...]:
+        """The layers ``name`` reads (names only; :meth:`delayed_inputs_of` says which of
+        them it reads one step late)."""
         return self._inputs[name]
+
+    def delayed_inputs_of(self, name: str) -> tuple[str, ...]:
+        """The inputs of ``name`` read at the previous step (``previous(...)``), in input order."""
+        delayed = self._delayed.get(name, ())
+        return tuple(i for i in self._inputs[name] if i in delayed)
+
+    @property
+    def recurrent_edges(self) -> tuple[tuple[str, str], ...]:
+        """``(source, reader)`` for every delayed input: ``reader`` takes ``source``'s output
+        of the previous step. Empty for a feed-forward network."""
+        return tuple((i, n) for n in self._names for i in self.delayed_inputs_of(n))
 
     def consumers_of(self, name: str) -> tuple[str, ...]:
         return tuple(self._consumers[name]) if name != INPUT else tuple(
@@ -203,7 +314,8 @@ class SpikingNetwork(nn.Module):
         key = tuple(int(s) for s in input_shape)
         cache = self.__dict__.setdefault("_shapes_cache", {})
         if key not in cache:
-            cache[key] = self._infer_shapes(key)
+            infer = self._infer_shapes_recurrent if self._delayed else self._infer_shapes
+            cache[key] = infer(key)
         return dict(cache[key])
 
     @torch.no_grad()
@@ -216,7 +328,11 @@ class SpikingNetwork(nn.Module):
             module = self.get_submodule(n)
             xs = [vals[i] for i in self._inputs[n]]
             try:
-                y = xs[0] if self._kinds[n] == "temporal" else module(*xs)
+                if self._kinds[n] == "temporal":
+                    # temporal modules are asked, not run: they need state
+                    y = xs[0].new_zeros((1, *module.output_shape(tuple(xs[0].shape[1:]))))
+                else:
+                    y = module(*xs)
             except (RuntimeError, ValueError) as e:
                 got = [tuple(x.shape[1:]) for x in xs]
                 raise ValueError(f"Layer {n!r} ({type(module).__name__}) cannot take an input of "
@@ -226,11 +342,57 @@ class SpikingNetwork(nn.Module):
             out[n] = tuple(y.shape[1:])
         return out
 
+    @torch.no_grad()
+    def _infer_shapes_recurrent(self, input_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+        """Shapes around loops: a first pass leaves out delayed inputs not known yet (an
+        ``Add`` takes its other inputs' shape); a second pass runs every layer on the
+        shapes so found and must agree with the first."""
+        ref = next((t for t in (*self.parameters(), *self.buffers()) if t.is_floating_point()), None)
+        kw = {} if ref is None else {"dtype": ref.dtype, "device": ref.device}
+        first: dict[str, tuple[int, ...]] = {INPUT: input_shape}
+        for n in self._names:
+            known = [first[i] for i in self._inputs[n] if i in first]
+            joins = isinstance(self.get_submodule(n), Add) and known  # Add: its inputs' shape
+            if len(known) == len(self._inputs[n]) or joins:
+                xs = [torch.zeros((1, *s), **kw) for s in known]
+                first[n] = self._node_shape(n, xs, input_shape)
+        missing = [s for s, _ in self.recurrent_edges if s not in first]
+        if missing:
+            raise ValueError(f"Cannot infer the shape of {missing[0]!r} from input shape "
+                             f"{tuple(input_shape)}: its loop has no input of known shape outside the "
+                             f"loop. Join the fed-back input with snnedge.Add to a feed-forward one.")
+        out = {}
+        for n in self._names:
+            xs = [torch.zeros((1, *(out.get(i) or first[i])), **kw) for i in self._inputs[n]]
+            out[n] = self._node_shape(n, xs, input_shape)
+            if n in first and first[n] != out[n]:
+                raise ValueError(f"Layer {n!r} has per-sample shape {first[n]} from its inputs without "
+                                 f"the fed-back ones and {out[n]} with them; the shapes around a loop "
+                                 f"must settle.")
+        for src, reader in self.recurrent_edges:
+            if out[src] != first[src]:
+                raise ValueError(f"Layer {reader!r} reads {previous(src)!r} of shape {first[src]} at "
+                                 f"t - 1 but {src!r} has shape {out[src]}.")
+        return out
+
+    def _node_shape(self, n: str, xs: list[torch.Tensor], input_shape) -> tuple[int, ...]:
+        module = self.get_submodule(n)
+        try:
+            if self._kinds[n] == "temporal":  # asked, as in _infer_shapes
+                return tuple(module.output_shape(tuple(xs[0].shape[1:])))
+            return tuple(module(*xs).shape[1:])
+        except (RuntimeError, ValueError) as e:
+            got = [tuple(x.shape[1:]) for x in xs]
+            raise ValueError(f"Layer {n!r} ({type(module).__name__}) cannot take an input of "
+                             f"shape {got[0] if len(got) == 1 else got} (per sample) that follows "
+                             f"from input shape {tuple(input_shape)}: {e}") from None
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return run_sequence(self, x)
 
     def extra_repr(self) -> str:
-        return f"output={self.output_name!r}, readout={list(self.readout_names)}"
+        rec = f", recurrent={[f'{s}->{r}' for s, r in self.recurrent_edges]}" if self._delayed else ""
+        return f"output={self.output_name!r}, readout={list(self.readout_names)}{rec}"
 
 
 def module_device(module: nn.Module) -> torch.device:

@@ -16,7 +16,8 @@ Everything else that runs the rule is held to them, bit for bit, by tests/test_n
 * :meth:`SpikingNeuron.forward_block` with gradients runs them step by step (autograd);
 * without gradients it runs :func:`step_into`, the same float operations in place into
   preallocated tensors, or the compiled kernel (:func:`snnedge.events.native_neuron_block`,
-  ``snnedge/_event_kernels_body.h``) that does them in one pass per block;
+  ``snnedge/_event_kernels_body.h``) that does them in one pass per block, also fused with a
+  tiling average or sum pool after the layer (:meth:`SpikingNeuron.forward_block_pooled`);
 * training's fused block (:mod:`snnedge.training.neuron_grad`) runs :func:`step_into` and
   saves the membrane for its hand-written backward;
 * the brian2 engine writes the same equations in brian2's language
@@ -33,7 +34,7 @@ import torch
 from torch import nn
 
 from .errors import check_choice, check_real
-from .events import native_neuron_block
+from .events import NEURON_MIN_WORK, native_kernel, native_neuron_block, parameter_maps, run_split
 from .layers import TemporalModule
 from .surrogate import Surrogate, get_surrogate, spike
 
@@ -122,6 +123,59 @@ def sum_steps_and_batch(t: torch.Tensor) -> torch.Tensor:
         return t.sum((0, 1))
     total = t.permute(0, 1, *order).sum((0, 1))
     return total.permute(*sorted(range(len(order)), key=lambda i: order[i]))
+
+
+def native_neuron_pool_block(current: torch.Tensor, v: torch.Tensor, out: torch.Tensor, steps: int,
+                             static: bool, theta: torch.Tensor | float,
+                             beta: torch.Tensor | float | None, reset_zero: bool,
+                             window: tuple[int, int], divisor: float,
+                             counts: torch.Tensor | None = None) -> bool:
+    """:func:`native_neuron_block` followed by a pool whose ``window`` tiles the map (stride =
+    window, no padding; ``divisor``: the window's size for an average pool, 1 for a sum pool),
+    in one pass: only the pooled spikes go to ``out`` ``(steps, B, C, H / kh, W / kw)``
+    (channels-last), never the spikes at full resolution. Window sums of spikes are whole
+    numbers, so the result equals the neurons then ``avg_pool2d`` bit for bit. Returns False
+    (nothing done) unless ``v`` ``(B, C, H, W)`` is channels-last and the current, ``out``
+    and ``counts`` share its layout."""
+    kernel = native_kernel()
+    if kernel is None or v.device.type != "cpu" or v.dtype not in (torch.float32, torch.float64):
+        return False
+    if v.dim() != 4 or v.shape[0] == 0 or not _channels_last(v) or current.dtype != v.dtype:
+        return False
+    batch, c, h, w = v.shape
+    kh, kw = window
+    if h % kh or w % kw or out.dtype != v.dtype or out.shape != (steps, batch, c, h // kh, w // kw):
+        return False
+    first = current if static else current[0]
+    if first.shape != v.shape or first.stride() != v.stride() or not _channels_last(out[0]):
+        return False
+    if not static and current.stride(0) < v.numel():
+        return False
+    if out.stride(0) < out[0].numel() or out.stride(1) != c * (h // kh) * (w // kw):
+        return False
+    if counts is not None and (counts.dtype != v.dtype or counts.shape != v.shape[1:]
+                               or counts.stride() != v[0].stride()):
+        return False
+    theta_map, beta_map = parameter_maps(v, theta, beta)
+    args = (current.data_ptr(), v.data_ptr(), out.data_ptr(), theta_map.data_ptr(),
+            0 if beta_map is None else beta_map.data_ptr(), 0 if counts is None else counts.data_ptr(),
+            v.dtype == torch.float64, reset_zero, steps)
+    tail = (h, w, c, kh, kw, float(divisor), 0 if static else current.stride(0), out.stride(0))
+    rows = h // kh
+    threads = int(min(torch.get_num_threads(), rows, steps * v.numel() // NEURON_MIN_WORK))
+    if threads < 2:
+        kernel.neuron_pool(*args, 0, batch, 0, rows, *tail)
+        return True
+    # pooled rows split over threads: disjoint neurons, so the counts never collide
+    cut = [rows * i // threads for i in range(threads + 1)]
+    run_split(kernel.neuron_pool, [(*args, 0, batch, r0, r1, *tail) for r0, r1 in zip(cut[:-1], cut[1:])])
+    return True
+
+
+def _channels_last(x: torch.Tensor) -> bool:
+    """Whether ``x`` is a 4-D tensor stored channels-last (and not also plain contiguous)."""
+    return x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+
 
 
 class SpikingNeuron(TemporalModule):
@@ -263,6 +317,36 @@ class SpikingNeuron(TemporalModule):
             step_into(v, i_t, z, theta_f, beta, self.reset)
         if counts is not None:
             counts.add_(sum_steps_and_batch(out))
+        return out, v
+
+    @torch.no_grad()
+    def forward_block_pooled(self, current: torch.Tensor, v: torch.Tensor, steps: int,
+                             static: bool, window: tuple[int, int], divisor: float,
+                             out: torch.Tensor | None = None,
+                             counts: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """:meth:`forward_block` followed by a pool whose ``window`` tiles the map (an
+        ``AvgPool2d`` with ``divisor`` = its size, or a ``SumPool2d`` with 1), in one pass of
+        the compiled kernel that writes only the pooled spikes ``(steps, B, C, H / kh, W /
+        kw)``: the same values as the two layers one after the other, without the spikes at
+        full resolution in memory. Unlike :meth:`forward_block` it updates the membrane ``v``
+        in place (the executor's own state; no copy). ``counts`` as in :meth:`forward_block`.
+        Returns ``(pooled, v)``, or None (nothing done, ``v`` unchanged) where the kernel does
+        not apply: gradients needed, a subclass with its own update, or not a channels-last
+        CPU map."""
+        template = current if static else current[0]
+        if (torch.is_grad_enabled() or template.dim() != 4 or template.device.type != "cpu"
+                or not type(self).runs_reference_update()):
+            return None
+        theta = self.threshold_for(template)
+        beta = self.beta_for(template)
+        b, c, h, w = template.shape
+        shape = (steps, b, c, h // window[0], w // window[1])
+        if out is None or out.shape != shape or out.dtype != v.dtype or out.device != v.device:
+            out = torch.empty(steps, b, shape[3], shape[4], c, dtype=v.dtype).permute(0, 1, 4, 2, 3)
+        theta_f = float(theta) if theta.dim() == 0 else theta
+        if not native_neuron_pool_block(current, v, out, steps, static, theta_f, beta,
+                                        self.reset == "zero", window, divisor, counts):
+            return None
         return out, v
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -73,7 +73,9 @@ def test_cpu_golden_energy_by_hand():
     assert e.breakdown["weights"].count == 1_000 and e.breakdown["weights"].joules == pytest.approx(640e-9)
     assert e.breakdown["activations"].count == 110
     assert e.total_j == pytest.approx(645_150e-12)
-    assert e.complete and e.latency_s is None  # no throughput in an energy table
+    assert e.latency_s is None  # no throughput in an energy table
+    # an arithmetic-and-memory lower bound: the instruction overhead is unknown (issue 21)
+    assert not e.complete and e.missing == ["overhead"]
     assert any("DRAM" in n for n in e.notes)
 
 

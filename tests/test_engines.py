@@ -178,7 +178,7 @@ def test_simulate_does_not_change_the_network():
     ({"timesteps": 0}, ValueError,
      "The 'timesteps' parameter of simulate must be a positive integer. Got 0 instead."),
     ({"encoding": "rate"}, ValueError,
-     "The 'encoding' parameter of simulate must be one of 'direct', 'poisson', 'latency'. Got 'rate' instead."),
+     "The 'encoding' parameter of simulate must be one of 'direct', 'poisson', 'latency', 'sequence'. Got 'rate' instead."),
     ({"engine": "fast"}, ValueError, "The 'engine' parameter of simulate must be one of 'dense', 'event', 'auto'"),
     ({"batch_size": -1}, ValueError, "The 'batch_size' parameter of simulate must be a positive integer."),
 ])

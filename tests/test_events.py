@@ -143,6 +143,9 @@ def test_event_density_limit_grows_with_the_work_per_event():
     assert event_density_limit(nn.Conv2d(4, 4, 3, groups=2)) == 0.0  # no event path
     assert event_density_limit(nn.AvgPool2d(2)) == 0.0
     assert event_density_limit(big, "cuda") == 0.0  # GPUs: the event path never broke even
+    # few input channels: the break-even falls with (in / 32)^2 (issue 18's event-frame nets)
+    assert event_density_limit(nn.Conv2d(16, 64, 3)) == pytest.approx(576 / 3000 / 4)
+    assert event_density_limit(nn.Conv2d(2, 64, 3)) == pytest.approx(576 / 3000 / 256)
 
 
 @needs_native
@@ -175,7 +178,7 @@ def test_fast_paths_match_plain_torch_modules():
 def test_the_native_kernel_is_built_and_named_in_the_fallback_message(monkeypatch):
     import snnedge.events as ev
     assert ev.native_kernel() is not None, "snnedge/_event_kernels.c was not compiled at install"
-    assert ev.native_kernel().isa() in ("avx2+fma", "baseline")
+    assert ev.native_kernel().isa() in ("avx512", "avx2+fma", "baseline")
     monkeypatch.setattr(ev, "native_kernel", lambda: None)
     conv = nn.Conv2d(2, 3, 3).double()
     x = (torch.rand(2, 2, 6, 6, dtype=torch.float64) < 0.3).double()

@@ -14,7 +14,8 @@ import torch
 from torch import nn
 
 import snnedge
-from converters import CalibratedIF, ConversionInfo, SpikingMaxPool2d, convert
+from converters import (CalibratedIF, ConversionInfo, SpikingAdaptiveMaxPool2d, SpikingMaxPool2d,
+                        convert)
 from neuromorphic_targets import HardwareInfo
 from snnedge import io as snn_io
 from snnedge import io_registry
@@ -46,8 +47,10 @@ EXAMPLES = {
                                                 count_include_pad=False), (torch.rand(3, 2, 9),)),
     "torch.nn.AvgPool2d": lambda: (nn.AvgPool2d((2, 3), stride=1, padding=1, divisor_override=2),
                                    (torch.rand(3, 2, 6, 6),)),
+    "torch.nn.AdaptiveAvgPool1d": lambda: (nn.AdaptiveAvgPool1d(7), (torch.rand(3, 2, 5),)),
     "torch.nn.AdaptiveAvgPool2d": lambda: (nn.AdaptiveAvgPool2d((3, None)),
                                            (torch.rand(3, 2, 7, 5),)),
+    "torch.nn.ChannelShuffle": lambda: (nn.ChannelShuffle(3), (torch.rand(3, 6, 2, 2),)),
     "torch.nn.Flatten": lambda: (nn.Flatten(2, 3), (torch.rand(3, 2, 4, 5),)),
     "torch.nn.Unflatten": lambda: (nn.Unflatten(1, (2, 3)), (torch.rand(3, 6),)),
     "torch.nn.Identity": lambda: (nn.Identity(), (torch.rand(3, 4),)),
@@ -58,15 +61,28 @@ EXAMPLES = {
                               (torch.rand(3, 4, 2, 2),)),
     "snnedge.Add": lambda: (snnedge.Add(), (torch.rand(3, 4), torch.rand(3, 4))),
     "snnedge.Concat": lambda: (snnedge.Concat(2), (torch.rand(3, 2, 4), torch.rand(3, 2, 1))),
+    "snnedge.Narrow": lambda: (snnedge.Narrow(2, 1, 3), (torch.rand(3, 2, 5),)),
     "snnedge.IF": lambda: (snnedge.IF(threshold=[0.5, 1.0, 1.5], reset="zero", v_init=0.25,
                                       surrogate="sigmoid", alpha=3.0, learn_threshold=True,
                                       detach_reset=True), (torch.rand(6, 2, 3, 5) * 2,)),
     "snnedge.LIF": lambda: (snnedge.LIF(beta=[0.6, 0.8, 0.95], threshold=0.7, learn_beta=True,
                                         surrogate="fast_sigmoid", v_init=0.5),
                             (torch.rand(6, 2, 3) * 2,)),
+    "snnedge.CubaLIF": lambda: (snnedge.CubaLIF(beta=[0.6, 0.8, 0.95], beta_syn=0.5, threshold=0.7,
+                                                reset="zero", v_init=0.5, surrogate="sigmoid",
+                                                alpha=3.0, detach_reset=True),
+                                (torch.rand(6, 2, 3) * 2,)),
+    "snnedge.LI": lambda: (snnedge.LI(beta=[0.6, 0.9], gain=2.0, v_init=0.3), (torch.rand(6, 2, 2),)),
+    "snnedge.Integrator": lambda: (snnedge.Integrator(gain=[0.5, 2.0], v_init=-0.2),
+                                   (torch.rand(6, 2, 2),)),
+    "snnedge.Threshold": lambda: (snnedge.Threshold([0.2, -0.1], surrogate="sigmoid", alpha=2.0),
+                                  (torch.rand(6, 2, 2) - 0.3,)),
+    "snnedge.Delay": lambda: (snnedge.Delay(torch.tensor([[0, 3], [1, 2]])), (torch.rand(6, 2, 2, 2),)),
     "converters.SpikingMaxPool2d": lambda: (
         SpikingMaxPool2d(3, stride=2, padding=1, ceil_mode=True, mode="gate"),
         (_spikes(6, 2, 1, 7, 7),)),
+    "converters.SpikingAdaptiveMaxPool2d": lambda: (
+        SpikingAdaptiveMaxPool2d((3, 9), mode="gate"), (_spikes(6, 2, 1, 7, 5),)),
     "converters.CalibratedIF": lambda: (
         CalibratedIF(threshold=[1.0, 2.0], reset="zero", v_init=0.3,
                      v_init_map=torch.rand(2, 3)), (torch.rand(6, 2, 2, 3) * 2,)),

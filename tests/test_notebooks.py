@@ -29,7 +29,8 @@ def run_notebook(name: str, monkeypatch, tmp_path) -> tuple[str, int]:
 
 def test_every_notebook_is_covered():
     assert NOTEBOOKS == ["01_convert_cnn.ipynb", "02_surrogate_training.ipynb",
-                         "03_neuromorphic_targets.ipynb", "04_energy_comparison.ipynb"]
+                         "03_neuromorphic_targets.ipynb", "04_energy_comparison.ipynb",
+                         "06_event_input.ipynb"]
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
@@ -68,3 +69,15 @@ def test_energy_notebook(monkeypatch, tmp_path):
         assert row in text, row
     # accuracy, energy, accuracy-energy, rates, cores and the two gap figures
     assert images >= 7, f"{images} figures displayed"
+    # both accountings side by side, the profile's figures per accounting, a timed row (issue 21)
+    assert "throughput: share of cores" in text and "single / throughput" in text
+    assert "figures used by each accounting" in text and "| this-cpu |" in text
+    assert "single (timed)" in text and "ops lower bound" in text
+
+
+def test_event_input_notebook(monkeypatch, tmp_path):
+    text, images = run_notebook("06_event_input.ipynb", monkeypatch, tmp_path)
+    assert "quick mode" in text and "frames (144, 15, 2, 34, 34)" in text
+    assert "test accuracy after T=15 bins" in text and "Mapping onto 'dynap-cnn'" in text
+    assert "input events per sequence" in text and "mW while streaming" in text
+    assert images == 2  # the frames and the activity per sequence

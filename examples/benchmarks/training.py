@@ -23,9 +23,13 @@ training step (forward, backward, Adam) at ``T=8`` and ``T=64`` is measured for 
 with ``measure_peak_memory`` of examples/benchmarks/peak_memory.py (the most tensor bytes alive
 at once).
 
+``--net`` trains another network on both sides (``NETS``: ``lif_heldout``, ``lif_vgg``,
+``lif_mlp``; snnTorch's side is then built by ``generic_snntorch_net`` from the same
+modules and weights).
+
 Usage::
 
-    python examples/benchmarks/training.py [--timesteps 8] [--batch-size 32] [--threads 2]
+    python examples/benchmarks/training.py [--net acceptance] [--timesteps 8] [--batch-size 32] [--threads 2]
         [--peers-python /work/peersvenv/bin/python] [--json out.json]
     python examples/benchmarks/training.py --quick     # a few batches, for a smoke test
 """
@@ -54,6 +58,80 @@ def acceptance_net(c1: int = 32, c2: int = 64, hidden: int = 256, beta: float = 
         nn.Conv2d(c1, c2, 3, padding=1), nn.AvgPool2d(2), snnedge.LIF(beta=beta),
         nn.Flatten(), nn.Linear(c2 * 7 * 7, hidden), snnedge.LIF(beta=beta),
         nn.Linear(hidden, 10), input_shape=(1, 28, 28))
+
+
+def lif_heldout_net(beta: float = 0.9):
+    """A held-out conv LIF net (issue 16): 16 and 32 channels 5x5, average pools, 1568-128-10."""
+    import snnedge
+    from torch import nn
+    return snnedge.sequential(
+        nn.Conv2d(1, 16, 5, padding=2), nn.AvgPool2d(2), snnedge.LIF(beta=beta),
+        nn.Conv2d(16, 32, 5, padding=2), nn.AvgPool2d(2), snnedge.LIF(beta=beta),
+        nn.Flatten(), nn.Linear(32 * 7 * 7, 128), snnedge.LIF(beta=beta),
+        nn.Linear(128, 10), input_shape=(1, 28, 28))
+
+
+def lif_vgg_net(beta: float = 0.9):
+    """A VGG-like LIF net: conv 32-32-64 (3x3), average pools, 3136-256-10."""
+    import snnedge
+    from torch import nn
+    return snnedge.sequential(
+        nn.Conv2d(1, 32, 3, padding=1), snnedge.LIF(beta=beta),
+        nn.Conv2d(32, 32, 3, padding=1), nn.AvgPool2d(2), snnedge.LIF(beta=beta),
+        nn.Conv2d(32, 64, 3, padding=1), nn.AvgPool2d(2), snnedge.LIF(beta=beta),
+        nn.Flatten(), nn.Linear(64 * 7 * 7, 256), snnedge.LIF(beta=beta),
+        nn.Linear(256, 10), input_shape=(1, 28, 28))
+
+
+def lif_mlp_net(beta: float = 0.9):
+    """A fully connected LIF net: 784-512-256-10."""
+    import snnedge
+    from torch import nn
+    return snnedge.sequential(
+        nn.Flatten(), nn.Linear(784, 512), snnedge.LIF(beta=beta), nn.Linear(512, 256),
+        snnedge.LIF(beta=beta), nn.Linear(256, 10), input_shape=(1, 28, 28))
+
+
+# --net: the networks both sides can train (snnTorch's twin of any of them: generic_snntorch_net)
+NETS = {"acceptance": acceptance_net, "lif_heldout": lif_heldout_net, "lif_vgg": lif_vgg_net,
+        "lif_mlp": lif_mlp_net}
+
+
+def generic_snntorch_net(name: str, state: dict, beta: float = 0.9):
+    """snnTorch's twin of ``NETS[name]``: the same synaptic modules and weights, each snnedge
+    LIF replaced by ``snn.Leaky`` (arctan surrogate, alpha 2), run one step per call."""
+    import snntorch as snn
+    import torch
+    from snntorch import surrogate
+    from torch import nn
+
+    import snnedge
+    ours = NETS[name](beta)
+    ours.load_state_dict(state)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            layers = []
+            for node in ours.nodes:
+                m = node.module
+                layers.append(snn.Leaky(beta=beta, spike_grad=surrogate.atan(alpha=2.0))
+                              if isinstance(m, snnedge.LIF) else m)
+            self.layers = nn.ModuleList(layers)
+
+        def forward(self, x, steps):
+            mems = [m.init_leaky() if isinstance(m, snn.Leaky) else None for m in self.layers]
+            out = []
+            for _ in range(steps):
+                h = x
+                for i, m in enumerate(self.layers):
+                    if mems[i] is not None:
+                        h, mems[i] = m(h, mems[i])
+                    else:
+                        h = m(h)
+                out.append(h)
+            return torch.stack(out)
+    return Net()
 
 
 def snntorch_net(state: dict, beta: float = 0.9):
@@ -128,10 +206,10 @@ def _side_snnedge(data: dict, state: dict, args) -> dict:
     from snnedge.training import evaluate, fit
     x, y, xt, yt = data["x"], data["y"], data["x_test"], data["y_test"]
     fold = args.side == "snnedge"
-    warm = acceptance_net()
+    warm = NETS[args.net]()
     fit(warm, (x[:2 * args.batch_size], y[:2 * args.batch_size]), epochs=1, timesteps=args.timesteps,
         batch_size=args.batch_size, progress=False, fold_pooling=fold)
-    net = acceptance_net()
+    net = NETS[args.net]()
     net.load_state_dict(state)
     print("READY", flush=True)
     hist = fit(net, _Lockstep(x, y, args.batch_size), epochs=1, timesteps=args.timesteps,
@@ -139,7 +217,7 @@ def _side_snnedge(data: dict, state: dict, args) -> dict:
     result = {"train_loss": hist.loss[0], "train_accuracy": hist.accuracy[0],
               "test_accuracy": evaluate(net, (xt, yt), args.timesteps)["accuracy"]}
     xb, yb = x[:args.batch_size], y[:args.batch_size]
-    for steps in (8, 64):
+    for steps in () if args.no_memory else (8, 64):
         for mode in ("full", "checkpoint", "truncated"):
             result[f"peak_mib_T{steps}_{mode}"] = step_peak_memory(
                 net, xb, yb, steps, bptt=mode, block_steps=8, fold_pooling=fold) / 2**20
@@ -162,11 +240,13 @@ def _side_snntorch(data: dict, state: dict, args) -> dict:
         opt.step()
         return float(loss.detach()), int((out.detach().sum(0).argmax(-1) == yb).sum())
 
-    warm = snntorch_net(state)
+    twin = (snntorch_net if args.net == "acceptance"
+            else lambda st: generic_snntorch_net(args.net, st))
+    warm = twin(state)
     warm_opt = torch.optim.Adam(warm.parameters(), lr=args.lr)
     for i in range(2):
         train_step(warm, warm_opt, x[i * bs:(i + 1) * bs], y[i * bs:(i + 1) * bs], steps)
-    net = snntorch_net(state)
+    net = twin(state)
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
     net.train()
     print("READY", flush=True)
@@ -179,8 +259,8 @@ def _side_snntorch(data: dict, state: dict, args) -> dict:
         pred = torch.cat([net(xt[i:i + 256], steps).sum(0).argmax(-1) for i in range(0, xt.shape[0], 256)])
     result = {"train_loss": total / x.shape[0], "train_accuracy": correct / x.shape[0],
               "test_accuracy": float((pred == yt).float().mean()), "snntorch": snntorch.__version__}
-    for t in (8, 64):
-        fresh = snntorch_net(state)
+    for t in () if args.no_memory else (8, 64):
+        fresh = twin(state)
         fresh_opt = torch.optim.Adam(fresh.parameters(), lr=args.lr)
         _, peak = measure_peak_memory(train_step, fresh, fresh_opt, x[:bs], y[:bs], t)
         result[f"peak_mib_T{t}_full"] = peak / 2**20
@@ -201,7 +281,8 @@ def _child(args) -> None:
 
 def _start_side(python: str, side: str, work: Path, args) -> subprocess.Popen:
     cmd = [python, __file__, "--side", side, "--work", str(work), "--timesteps", str(args.timesteps),
-           "--batch-size", str(args.batch_size), "--threads", str(args.threads), "--lr", str(args.lr)]
+           "--batch-size", str(args.batch_size), "--threads", str(args.threads), "--lr", str(args.lr),
+           "--net", args.net] + (["--no-memory"] if args.no_memory else [])
     env = dict(os.environ)
     if args.omp_wait_policy != "unset":
         env["OMP_WAIT_POLICY"] = args.omp_wait_policy.upper()
@@ -254,6 +335,9 @@ def main(argv=None) -> dict:
                    help="set for every side; 'passive' keeps OpenMP threads from spinning on a "
                         "shared machine, where spinning threads slow small operators 30-100x")
     p.add_argument("--quick", action="store_true", help="256 samples: a smoke test")
+    p.add_argument("--net", default="acceptance", choices=sorted(NETS),
+                   help="the network both sides train (default: the acceptance network)")
+    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurements")
     p.add_argument("--json", help="write the results here")
     p.add_argument("--side", choices=["snnedge", "snnedge-nofold", "snntorch"], help=argparse.SUPPRESS)
     p.add_argument("--work", help=argparse.SUPPRESS)
@@ -270,7 +354,7 @@ def main(argv=None) -> dict:
     order = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(0))[:args.train_samples]
     xt, yt = load_mnist_test()
     torch.manual_seed(0)
-    init = acceptance_net().state_dict()
+    init = NETS[args.net]().state_dict()
     sides = (("snnedge", sys.executable), ("snnedge-nofold", sys.executable),
              ("snntorch", args.peers_python))
     n_batches = -(-args.train_samples // args.batch_size)
@@ -282,7 +366,8 @@ def main(argv=None) -> dict:
         runs = _lockstep_epoch(sides, work, args, n_batches)
     epoch = {side: sum(r["batch_s"]) for side, r in runs.items()}
     median = {side: sorted(r["batch_s"])[len(r["batch_s"]) // 2] for side, r in runs.items()}
-    summary = {"timesteps": args.timesteps, "batch_size": args.batch_size, "threads": args.threads,
+    summary = {"net": args.net, "timesteps": args.timesteps, "batch_size": args.batch_size,
+               "threads": args.threads,
                "train_samples": args.train_samples, "omp_wait_policy": args.omp_wait_policy,
                "epoch_s": epoch, "median_batch_s": median,
                "speedup": epoch["snntorch"] / epoch["snnedge"],

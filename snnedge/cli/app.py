@@ -4,8 +4,15 @@
 class) into a spiking network file; ``snnedge simulate`` runs that file on data;
 ``snnedge report`` maps it onto neuromorphic targets, compares it with conventional
 baselines and writes a report folder (:mod:`snnedge.cli.commands`). ``snnedge demo`` runs the
-whole job on built-in MNIST digits. ``snnedge --version`` prints the version, whether the
-compiled CPU kernels are in use, and the versions of torch and numpy.
+whole job on built-in MNIST digits. ``snnedge sweep CONFIG`` runs T values x encodings x
+networks as independent jobs and writes one report with every row (:mod:`snnedge.cli.sweep`).
+``snnedge --version`` prints the version, whether the compiled CPU kernels are in use, and the
+versions of torch and numpy.
+
+Under ``torchrun --nproc_per_node=N -m snnedge COMMAND ... --distributed``, ``convert``,
+``simulate`` and ``report`` split their data between the processes (:mod:`snnedge.distributed`)
+and only rank 0 prints and writes; ``sweep`` spreads its jobs over the processes whenever it
+runs under torchrun.
 
 No file is unpickled: models, data and networks are read with ``weights_only=True`` (see
 :mod:`snnedge.cli.inputs`). Errors a user can fix are printed as one line on stderr with exit
@@ -62,7 +69,34 @@ def _parser() -> argparse.ArgumentParser:
     _add_convert(sub)
     _add_simulate(sub)
     _add_report(sub)
+    _add_sweep(sub)
     return p
+
+
+DISTRIBUTED_HELP = ("split the work between the processes of a torchrun launch "
+                    "(torchrun --nproc_per_node=N -m snnedge ... --distributed); rank 0 prints "
+                    "and writes the outputs")
+
+
+def _add_sweep(sub) -> None:
+    from .sweep import CONFIG_HELP
+
+    s = sub.add_parser(
+        "sweep", help="simulate T values x encodings x networks and report every target row",
+        description="Run every combination of the time steps, encodings and networks of a "
+                    "config file as an independent job (simulate, then map onto each target and "
+                    "estimate its energy), and write one report folder with every row. Under "
+                    "torchrun the jobs spread over the processes. " + CONFIG_HELP,
+        epilog="example: snnedge sweep sweep.toml -o sweep-report; on 4 processes: "
+               "torchrun --nproc_per_node=4 -m snnedge sweep sweep.toml",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    s.add_argument("config", metavar="CONFIG", help="the sweep's config file (.toml or .json)")
+    s.add_argument("-o", "--out", type=Path, default=None,
+                   help="report folder (default: the config's 'out', else ./sweep-report); "
+                        "replaced as a whole")
+    s.add_argument("--distributed", action="store_true",
+                   help="require a torchrun launch (under torchrun the jobs spread over the "
+                        "processes anyway)")
 
 
 FORMATS = "Model files: a torch.export program (.pt2, from torch.export.save) or a state dict " \
@@ -106,6 +140,7 @@ def _add_convert(sub) -> None:
     c.add_argument("--seed", type=int, default=0, help="seed of the percentile subsampling")
     c.add_argument("-o", "--out", type=Path, default=Path("snn.pt"),
                    help="spiking network file to write (default: snn.pt); replaced as a whole")
+    c.add_argument("--distributed", action="store_true", help=DISTRIBUTED_HELP)
 
 
 def _add_run_options(p, several_timesteps: bool = False) -> None:
@@ -130,6 +165,7 @@ def _add_run_options(p, several_timesteps: bool = False) -> None:
     p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cpu)")
     p.add_argument("--seed", type=int, default=0, help="seed of the poisson encoder")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("--distributed", action="store_true", help=DISTRIBUTED_HELP)
 
 
 def _add_simulate(sub) -> None:
@@ -159,7 +195,17 @@ def _add_report(sub) -> None:
                         "dynap-cnn, loihi), or profile files (.toml/.json)")
     r.add_argument("--baselines", nargs="+", metavar="BASELINE", default=None,
                    help="conventional baselines (default: all: cpu, cpu-int8, gpu-jetson-tx2, "
-                        "gpu-v100, tpu-v1, eyeriss)")
+                        "gpu-v100, tpu-v1, eyeriss; cpu and cpu-int8 are the 45 nm energy "
+                        "table's arithmetic-and-memory lower bound, also named "
+                        "horowitz-45nm-bound and horowitz-45nm-bound-int8)")
+    r.add_argument("--accounting", choices=("single", "throughput"), default="single",
+                   help="how a chip's static power is charged to an inference: 'single' "
+                        "(default) whole chips for the inference's latency (one input stream "
+                        "on a device of its own), 'throughput' the share of cores the network "
+                        "occupies (chips kept busy with work, as published chip results count)")
+    r.add_argument("--input-rate", type=float, default=None, metavar="HZ",
+                   help="with --accounting throughput: inputs per second (default: one per T "
+                        "ticks, the most a copy of the network takes)")
     r.add_argument("--hardware", action="store_true",
                    help="also run the network in each target's own arithmetic (integer weights, "
                         "thresholds and membranes; DYNAP-SE's analog mismatch) on the data: the "
@@ -179,13 +225,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "demo":
             from .demo import run_demo
             run_demo(out=args.out, quick=args.quick, seed=args.seed, progress=not args.no_progress)
+        elif args.command == "sweep":
+            from .sweep import run_sweep
+            run_sweep(args)
         else:
             from . import commands
             _check_counts(args)
             getattr(commands, f"run_{args.command}")(args)
         return 0
     except UsageError as err:
-        print(f"snnedge {args.command}: error: {' '.join(str(err).split())}", file=sys.stderr)
+        print(f"snnedge {args.command}: error{_rank()}: {' '.join(str(err).split())}",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"snnedge {args.command}: interrupted", file=sys.stderr)
@@ -195,9 +245,22 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
 
+def _rank() -> str:
+    """`` (rank R)`` in a process group of several ranks, else nothing."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        return f" (rank {dist.get_rank()})"
+    return ""
+
+
 def _check_counts(args) -> None:
     steps = args.timesteps if isinstance(args.timesteps, list) else [args.timesteps]
     if any(t <= 0 for t in steps):
         raise UsageError(f"--timesteps must be positive. Got {args.timesteps}.")
     if getattr(args, "batch_size", 1) <= 0:
         raise UsageError(f"--batch-size must be positive. Got {args.batch_size}.")
+    rate = getattr(args, "input_rate", None)
+    if rate is not None and (not rate > 0 or args.accounting != "throughput"):
+        raise UsageError(f"--input-rate needs --accounting throughput and a positive rate in "
+                         f"inputs per second. Got {rate} with --accounting {args.accounting}.")

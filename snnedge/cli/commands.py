@@ -11,7 +11,8 @@ tensors, read back with ``weights_only=True``), together with the ANN's operatio
 (:func:`snnedge.count_ops`) that the conventional baselines of ``report`` need. Every file is
 written beside its target and moved into place when complete (:mod:`snnedge.cli.report`).
 Problems with the user's input raise :class:`~snnedge.cli.errors.UsageError` (one line, exit
-code 2).
+code 2). With ``--distributed`` (under torchrun) every rank reads the inputs and takes its
+share of the work; only rank 0 prints and writes (:func:`snnedge.distributed.is_main_process`).
 """
 from __future__ import annotations
 
@@ -21,11 +22,12 @@ from pathlib import Path
 
 import torch
 
+from ..distributed import is_main_process
 from ..io import load_network, save_network
 from .errors import UsageError
 from .inputs import first_line, fit_shape, load_data, load_model, parse_shape
-from .report import (TARGETS_HEADING, accuracy_table, activity_section, mapping_section, say,
-                     write_json, write_report)
+from .report import (TARGETS_HEADING, accounting_section, accuracy_table, activity_section,
+                     mapping_section, say, write_json, write_report)
 
 
 # --------------------------------------------------------------------------------------
@@ -78,9 +80,11 @@ def run_convert(args) -> None:
     try:
         snn = convert(ann, calibration=x, normalization=args.normalization,
                       percentile=args.percentile, reset=args.reset, maxpool=args.maxpool,
-                      timesteps=args.timesteps, seed=args.seed)
+                      timesteps=args.timesteps, seed=args.seed, distributed=args.distributed)
     except (ValueError, TypeError) as e:  # UnsupportedLayerError is a TypeError
         raise UsageError(" ".join(str(e).split())) from None
+    if not is_main_process():
+        return
     info = snn.conversion_
     exported = isinstance(ann, torch.export.ExportedProgram)
     ops = _ann_ops(ann, snn.input_shape)
@@ -140,7 +144,8 @@ def _simulate(snn, x, y, args, timesteps: int):
     try:
         return simulate(snn, x, timesteps=timesteps, encoding=args.encoding, engine=args.engine,
                         batch_size=args.batch_size, seed=args.seed, device=_device(args.device),
-                        labels=y, progress=False if args.no_progress else None)
+                        labels=y, progress=False if args.no_progress else None,
+                        distributed=getattr(args, "distributed", False))
     except (ValueError, TypeError) as e:
         raise UsageError(" ".join(str(e).split())) from None
 
@@ -157,6 +162,8 @@ def run_simulate(args) -> None:
     if args.out is not None:
         _check_writable(Path(args.out), "results.json")
     res = _simulate(snn, x, y, args, args.timesteps)
+    if not is_main_process():
+        return
     print(res.summary())
     if y is not None:
         print(f"accuracy: {res.accuracy():.2%} on {res.num_samples} samples at T={res.timesteps}")
@@ -187,7 +194,7 @@ def _resolve(names, registry: dict, what: str, loader=None) -> list:
 
 
 def run_report(args) -> None:
-    from neuromorphic_targets.baselines import BASELINES
+    from neuromorphic_targets.baselines import BASELINE_ALIASES, BASELINES
     from neuromorphic_targets.compare import compare
     from neuromorphic_targets.plots import (plot_accuracy_vs_energy, plot_core_occupancy,
                                             plot_energy_comparison)
@@ -201,20 +208,28 @@ def run_report(args) -> None:
     targets = _resolve(args.targets if args.targets is not None else list(PROFILES), PROFILES,
                        "target", load_profile)
     baselines = _resolve(args.baselines if args.baselines is not None else list(BASELINES),
-                         BASELINES, "baseline")
+                         {**BASELINES, **BASELINE_ALIASES}, "baseline")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"-o {str(out)!r} is a file; give a folder for the report.")
     snn, meta, x, y = _network_and_data(args)
     sweep = sorted(set(args.timesteps))
     results = [_simulate(snn, x, y, args, t) for t in sweep]
+    if not is_main_process():
+        return
     ops = OpCount.from_dict(meta["ann_ops"]) if meta.get("ann_ops") else None
     hardware = getattr(args, "hardware", False)
     if hardware:
         say("running each target in its own arithmetic (--hardware)")
-    comparison = compare(results, snn=snn, targets=targets, baselines=baselines,
-                         input_shape=snn.input_shape, ops=ops,
-                         hardware_data=(x, y) if hardware else None)
+    try:
+        comparison = compare(results, snn=snn, targets=targets, baselines=baselines,
+                             input_shape=snn.input_shape, ops=ops, accounting=args.accounting,
+                             input_rate_hz=args.input_rate,
+                             hardware_data=(x, y) if hardware else None)
+    except ValueError as e:
+        if "input_rate_hz" not in str(e):
+            raise
+        raise UsageError(f"--input-rate: {' '.join(str(e).split())}") from None
     table = comparison.to_markdown()
     notes = list(comparison.notes)
     if baselines and ops is None:
@@ -234,6 +249,7 @@ def run_report(args) -> None:
                 "simulation": main.to_dict()},
         "ann_ops": None if ops is None else {"macs": ops.macs, "params": ops.params,
                                              "memory_bytes": ops.memory_bytes},
+        "accounting": comparison.accounting,
         "comparison": comparison.table(),
         "hardware": ({r.name + f" T={r.timesteps}": r.hardware_accuracy for r in comparison.rows
                       if r.kind == "neuromorphic"} if hardware else None),
@@ -241,7 +257,8 @@ def run_report(args) -> None:
         "notes": notes,
         "seconds": None,
     }
-    figures = {"energy.png": plot_energy_comparison(comparison),
+    figures = {"energy.png": plot_energy_comparison(
+                   comparison, title=f"Energy per inference ({comparison.accounting} accounting)"),
                "firing_rates.png": plot_firing_rates(main),
                "core_occupancy.png": plot_core_occupancy(comparison.mappings)}
     if y is not None:
@@ -265,5 +282,6 @@ def _markdown(report: dict, table: str, main) -> list[str]:
         lines += accuracy_table(snn["accuracy_by_T"])
     lines += [TARGETS_HEADING, "", table, ""]
     lines += [f"- {n}" for n in report["notes"] if n not in table]
+    lines += [""] + accounting_section(report["accounting"])
     lines += [""] + mapping_section(report["mapping_problems"])
     return lines + activity_section(f"Activity at T={main.timesteps}", main)

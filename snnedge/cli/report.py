@@ -52,6 +52,26 @@ def accuracy_table(accuracy_by_t: dict) -> list[str]:
             ""]
 
 
+#: When each accounting answers the user's question (demo, report, notebook 04).
+WHICH_ACCOUNTING = (
+    "`single` answers a battery-powered device serving one input stream: the chips sit idle "
+    "between inputs, so one inference pays every chip's whole static power for its latency, "
+    "however few cores the network uses. `throughput` answers a server filled with work: the "
+    "chips are kept busy with other inputs or networks, so an inference pays only the share "
+    "of static power of the cores it occupies for the time it holds them, which is how "
+    "published chip results count (Esser et al. 2015's TrueNorth figures are reproduced "
+    "within 2x this way).")
+
+
+def accounting_section(accounting: str) -> list[str]:
+    """``## Energy accounting``: which accounting the target rows use and when each one
+    answers the question."""
+    return ["## Energy accounting", "",
+            f"Neuromorphic rows use the `{accounting}` accounting. {WHICH_ACCOUNTING} "
+            "Baseline rows say in their accounting column what their number is; `>=` marks a "
+            "lower bound (the 45 nm energy table leaves out a processor's instruction overhead)."]
+
+
 def mapping_section(problems: dict) -> list[str]:
     """One bullet per target: "fits", or its mapping problems."""
     return ["## Mapping problems", ""] + [

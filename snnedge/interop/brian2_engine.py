@@ -25,7 +25,14 @@ Mapping (one brian2 time step = one snnedge tick, ``dt_s`` seconds):
 * a :class:`~snnedge.ChipNeuron` (a network in a chip's arithmetic, from
   ``neuromorphic_targets.to_hardware``) gets its own update: the current wraps, the
   fixed-point decay rounds toward zero, the membrane saturates, a strict threshold is
-  ``v > theta``; its constant current is rounded to chip units first, as the module rounds.
+  ``v > theta``; its constant current is rounded to chip units first, as the module rounds
+  (a sequence input into an integer ChipNeuron runs on the torch engines only);
+* a sequence input (``encoding="sequence"``: event frames, spikes or analog values per step)
+  drives each layer it reaches with the current ``A_input x[t]`` of every step, read from a
+  ``TimedArray`` (so event counts above 1 per step and analog values run alike);
+* a recurrent edge (``snnedge.previous``) is a ``Synapses`` object like any other: it
+  delivers after the layer it feeds has updated, so the spikes arrive one step later, as
+  in snnedge's engines.
 
 Schedule. brian2's default schedule runs state updates, then thresholds, then synaptic
 propagation, so each layer would see the previous layer's spikes one step late (a lag of one
@@ -56,16 +63,16 @@ import time
 import numpy as np
 import torch
 
+from ..chip_neuron import ChipNeuron
 from ..connectivity import event_sources, source_links
-from ..encoders import get_encoder
+from ..encoders import get_encoder, sequence_holds_events
 from ..engine import BatchRun
 from ..errors import check_choice, check_real
 from ..layers import INPUT
 from ..network import SpikingNetwork
-from ..chip_neuron import ChipNeuron
 from ..neurons import SpikingNeuron
-from ..simulate import (assemble_result, check_finite, check_input, eval_mode, prepared,
-                        register_engine, split_batches)
+from ..simulate import (assemble_result, check_finite, check_input, check_sequence_batch, eval_mode,
+                        prepared, register_engine, source_kind, split_batches)
 
 CODE_TARGETS = ("numpy", "cython", "cpp_standalone")
 
@@ -108,6 +115,8 @@ def simulate_brian2(snn: SpikingNetwork, x, timesteps: int = 32, encoding: str =
         raise ValueError(f"The 'device' parameter of {where} must be 'cpu' (brian2 runs on the "
                          f"CPU). Got {device!r}.")
     batches, n, y_all = split_batches(x, batch_size, labels)
+    sequence = encoding == "sequence"
+    events_in = sequence and all(sequence_holds_events(xb) for xb, _ in batches)
     net = prepared(snn, torch.device("cpu"), torch.float64)
     plan = None
     start = time.perf_counter()
@@ -115,16 +124,18 @@ def simulate_brian2(snn: SpikingNetwork, x, timesteps: int = 32, encoding: str =
     with torch.no_grad(), eval_mode(net):
         chunks = []
         for b, (xb, _) in enumerate(batches):
+            if sequence:
+                check_sequence_batch(xb, timesteps)
             xb = xb.to("cpu", torch.float64)
             check_finite(xb)
             if plan is None:
-                shape, _ = check_input(net, xb)
+                shape, _ = check_input(net, xb[:, 0] if sequence else xb, sequence)
                 t_plan = time.perf_counter()
-                plan = _Plan(net, shape, encoding)
+                plan = _Plan(net, shape, encoding, events_in)
                 timing["plan_s"] = time.perf_counter() - t_plan
-            elif tuple(xb.shape[1:]) != plan.input_shape:
+            elif tuple(xb.shape[2 if sequence else 1:]) != plan.input_shape:
                 raise ValueError(f"Input batches differ in shape: {plan.input_shape} then "
-                                 f"{tuple(xb.shape[1:])}.")
+                                 f"{tuple(xb.shape[2 if sequence else 1:])}.")
             chunks.append((xb, seed + b))
         # One brian2 run per batch; cpp_standalone builds one project, so all batches go into
         # its one run (each keeps its own seed and static currents).
@@ -141,10 +152,13 @@ def simulate_brian2(snn: SpikingNetwork, x, timesteps: int = 32, encoding: str =
 class _Plan:
     """What does not depend on the data: sources, synapse matrices, neuron parameters."""
 
-    def __init__(self, net: SpikingNetwork, input_shape: tuple[int, ...], encoding: str):
+    def __init__(self, net: SpikingNetwork, input_shape: tuple[int, ...], encoding: str,
+                 events_in: bool = False):
         from .sparse_maps import UnsupportedLayer, affine_maps  # scipy: only when the engine runs
         self.net, self.input_shape, self.encoding = net, input_shape, encoding
-        self.spiking_input = get_encoder(encoding).spiking
+        self.sequence = encoding == "sequence"
+        # a sequence is a source with synapse matrices too; its currents come per step
+        self.spiking_input = self.sequence or get_encoder(encoding).spiking
         for name in net.names:
             module = net.layer(name)
             if net.kind(name) == "temporal" and not isinstance(module, (SpikingNeuron, ChipNeuron)):
@@ -153,6 +167,11 @@ class _Plan:
                     f"brian2 engine cannot build (it builds IF and LIF neurons). Simulate this "
                     f"network with engine='dense' or 'event'; for a converted network, use "
                     f"average pooling instead of max pooling.")
+            if self.sequence and isinstance(module, ChipNeuron) and module.integer:
+                raise UnsupportedLayer(
+                    f"Layer {name!r} is an integer ChipNeuron and the input is a sequence: the "
+                    f"brian2 engine cannot round each step's sequence current to chip units. "
+                    f"Simulate this network with engine='dense' or 'event'.")
         self.maps, self.shapes, static = affine_maps(net, input_shape, self.spiking_input)
         # Weighted layers whose analog output drives another weighted layer: their MACs are
         # counted from their values, known here only when they are constant (direct input).
@@ -165,8 +184,9 @@ class _Plan:
                     f"engine only builds synapses driven by spikes. Merge the two layers or put "
                     f"a neuron between them.")
         self.links = source_links(net, input_shape)
-        kind_in = "events" if self.spiking_input else "analog"
-        self.sources = {INPUT: kind_in, **{s: ("analog" if s in self.analog else "events")
+        kind_in = "events" if (events_in if self.sequence else self.spiking_input) else "analog"
+        self.sources = {INPUT: kind_in, **{s: ("analog" if s in self.analog else
+                                               source_kind(net, s, kind_in))
                                            for s in event_sources(net) if s != INPUT}}
         self.order = [n for n in net.names if net.kind(n) == "temporal"]
         self.readout = net.output_name if net.kind(net.output_name) != "temporal" else None
@@ -259,7 +279,9 @@ def _run_batch(plan: _Plan, chunks: list, timesteps: int, code_target: str, dt_s
     batch = xb.shape[0]
     spikes, statics = [], []
     for xc, seed in chunks:
-        if plan.spiking_input:
+        if plan.sequence:
+            spikes.append(xc.transpose(0, 1))  # (T, B, ...): the input of every step
+        elif plan.spiking_input:
             encoder = get_encoder(plan.encoding)
             encoder.start(xc, T, seed)
             spikes.append(encoder.block(0, T))  # (T, B, ...)
@@ -274,7 +296,7 @@ def _run_batch(plan: _Plan, chunks: list, timesteps: int, code_target: str, dt_s
         groups, monitors = {}, {}
         tick = dict(dt=dt)
         boundary = dict(dt=T * dt, when="start")
-        if plan.spiking_input:
+        if plan.spiking_input and not plan.sequence:
             z = input_spikes.reshape(T, batch, -1).numpy()
             t_idx, b_idx, n_idx = np.nonzero(z)
             steps = b_idx * T + t_idx
@@ -299,6 +321,10 @@ def _run_batch(plan: _Plan, chunks: list, timesteps: int, code_target: str, dt_s
                     update = "v = beta * v\n" + update
                 reset = "v = v - theta" if module.reset == "subtract" else "v = 0"
             namespace, load = _const_current(static[name], batch, b2, T * dt, f"const_{k}")
+            if plan.sequence and INPUT in plan.maps[name]:
+                namespace[f"seq_{k}"] = _sequence_current(plan.maps[name][INPUT], input_spikes, b2, dt,
+                                                          f"seq_{k}")
+                update = update.replace("I_const + I_syn", f"I_const + I_syn + seq_{k}(t, i)")
             g = b2.NeuronGroup(n, eqs, threshold=threshold, reset=reset, order=3 * k + 1,
                                namespace=namespace, name=f"layer_{k}", **tick)
             for key, val in p.items():
@@ -317,11 +343,16 @@ def _run_batch(plan: _Plan, chunks: list, timesteps: int, code_target: str, dt_s
         if plan.readout is not None:
             n_out = int(np.prod(plan.shapes[plan.readout]))
             namespace, load = _const_current(static[plan.readout], batch, b2, T * dt, "const_readout")
+            drive = "I_const + I_syn"
+            if plan.sequence and INPUT in plan.maps[plan.readout]:
+                namespace["seq_readout"] = _sequence_current(plan.maps[plan.readout][INPUT], input_spikes,
+                                                             b2, dt, "seq_readout")
+                drive += " + seq_readout(t, i)"
             g = b2.NeuronGroup(n_out, "acc : 1\nI_syn : 1\nI_tot : 1\nI_const : 1",
                                order=3 * len(plan.order), namespace=namespace, name="readout", **tick)
             if not load:
                 g.I_const = static[plan.readout].reshape(batch, -1)[0].numpy()
-            g.run_regularly("I_tot = I_const + I_syn\nacc = acc + I_tot\nI_syn = 0",
+            g.run_regularly(f"I_tot = {drive}\nacc = acc + I_tot\nI_syn = 0",
                             when="thresholds", order=3 * len(plan.order), name="readout_update", **tick)
             g.run_regularly("acc = 0\nI_syn = 0" + load, name="readout_sample_start", **boundary)
             readout_mon = b2.StateMonitor(g, "acc", record=True, when="end", name="readout_acc", **tick)
@@ -331,7 +362,7 @@ def _run_batch(plan: _Plan, chunks: list, timesteps: int, code_target: str, dt_s
         for target, by_source in plan.maps.items():
             for source, mat in by_source.items():
                 mat = mat.tocoo()
-                if mat.nnz == 0:
+                if mat.nnz == 0 or (plan.sequence and source == INPUT):  # sequences: TimedArray
                     continue
                 s = b2.Synapses(groups[source], groups[target], "w : 1 (constant)",
                                 on_pre="I_syn_post += w", delay=0 * b2.second,
@@ -382,9 +413,20 @@ def _const_current(values: torch.Tensor, batch: int, b2, period, name: str):
     return {name: b2.TimedArray(flat, dt=period, name=name)}, f"\nI_const = {name}(t, i)"
 
 
+def _sequence_current(mat, steps: torch.Tensor, b2, dt, name: str):
+    """A ``TimedArray`` of the current ``mat @ x[t]`` a sequence drives into one group, one
+    row per brian2 step (sample after sample, ``T`` steps each)."""
+    T, batch = steps.shape[:2]
+    x = steps.transpose(0, 1).reshape(batch * T, -1).numpy()  # rows: step b * T + t
+    return b2.TimedArray(np.asarray((mat @ x.T).T), dt=dt, name=name)
+
+
 def _source_counts(plan: _Plan, xb, input_spikes, T: int, counts: dict) -> dict:
     """Per-element totals of every counted source, as the torch engines count them."""
-    if plan.spiking_input:
+    if plan.sequence:  # as the torch engines count the input: events summed, or analog non-zeros
+        x = input_spikes if plan.sources[INPUT] == "events" else (input_spikes != 0).to(torch.float64)
+        counts[INPUT] = x.sum((0, 1)).to(torch.float64)
+    elif plan.spiking_input:
         counts[INPUT] = input_spikes.sum((0, 1)).to(torch.float64)
     else:
         counts[INPUT] = (xb != 0).to(torch.float64).sum(0) * T

@@ -23,6 +23,12 @@ they are explicit options of :func:`from_nir` (and only written as metadata by
 NIR spikes when ``v > v_threshold``; snnedge when ``v >= theta``. The two differ only when a
 membrane equals its threshold exactly.
 
+CubaLIF, LI, Integrator (NIR's ``I``), Threshold and Delay are read and written by
+:mod:`snnedge.interop.nir_models` (their discrete reading is there). Recurrent networks
+(inputs read one step late, ``snnedge.previous``) are written as plain NIR edges, which make
+cycles; :func:`from_nir` reads cycles and nested subgraphs (:mod:`snnedge.interop.nir_graph`):
+the fed-back spikes arrive one step later.
+
 Layers map one to one: Linear -> ``Affine``/``Linear``, Conv1d/Conv2d -> ``Conv1d``/``Conv2d``,
 AvgPool2d -> ``AvgPool2d``, SumPool2d -> ``SumPool2d``, Flatten -> ``Flatten``,
 Scale -> ``Scale`` (with a bias: a diagonal 1x1 ``Conv2d`` or a diagonal ``Affine``),
@@ -55,8 +61,10 @@ from torch import nn
 from ..errors import check_choice, check_real
 from ..layers import Add, Scale, SumPool2d
 from ..layers import INPUT
-from ..network import Node, SpikingNetwork
+from ..network import Node, SpikingNetwork, previous, split_delayed
 from ..neurons import SpikingNeuron
+from .nir_graph import NEURON_TYPES, delayed_edges, splice_subgraphs, topological
+from .nir_models import export_model, import_model
 from .nir_nodes import (SNNTORCH_DT, SNNTORCH_TAU, PresetIF, PresetLIF, export_node, import_node,
                         initial_membrane)
 
@@ -147,7 +155,9 @@ def to_nir(snn: SpikingNetwork, path: str | os.PathLike | None = None, *, dt: fl
         if isinstance(module, (nn.Identity, nn.Dropout)) or (isinstance(module, Add) and flavor == "snntorch"):
             bypass[name] = ins  # NIR sums edges into a node: an Add needs no node of its own
             continue
-        nodes[name] = export_node(nir, name, module, in_shape, shapes[name], dt, flavor)
+        where = f"Layer {name!r} ({type(module).__name__})"
+        nodes[name] = (export_model(nir, where, module, shapes[name], dt, flavor)
+                       or export_node(nir, name, module, in_shape, shapes[name], dt, flavor))
     nodes = {"input": nir.Input(input_type=np.array(shape)), **nodes}
     nodes[out_name] = nir.Output(output_type=np.array(shapes[net.output_name]))
 
@@ -308,9 +318,11 @@ def from_nir(graph_or_path, *, reset: str | None = None, dt: float = 1.0,
         array of the layer's per-sample shape, as :func:`initial_membranes` gives; such
         layers become :class:`PresetIF` / :class:`PresetLIF`).
 
-    The nodes after the last neuron become the readout. Node names become layer names.
-    Metadata in the graph is never read. Raises ``ValueError`` naming the node and its type
-    for nodes snnedge cannot run.
+    The nodes after the last neuron become the readout. Node names become layer names
+    (a subgraph's nodes ``"<subgraph>.<node>"``). Cycles are recurrent connections: the
+    spikes fed back arrive one step later (:mod:`snnedge.interop.nir_graph`); a cycle must
+    pass a neuron. Metadata in the graph is never read. Raises ``ValueError`` naming the node
+    and its type for nodes snnedge cannot run.
 
     Example
     -------
@@ -333,27 +345,30 @@ def from_nir(graph_or_path, *, reset: str | None = None, dt: float = 1.0,
         graph = graph_or_path
     else:
         raise TypeError(f"from_nir expects a nir.NIRGraph or a file path. Got {type(graph_or_path).__name__}.")
-    inputs = [k for k, n in graph.nodes.items() if isinstance(n, nir.Input)]
-    outputs = [k for k, n in graph.nodes.items() if isinstance(n, nir.Output)]
+    graph_nodes, graph_edges = splice_subgraphs(nir, graph)
+    inputs = [k for k, n in graph_nodes.items() if isinstance(n, nir.Input)]
+    outputs = [k for k, n in graph_nodes.items() if isinstance(n, nir.Output)]
     if len(inputs) != 1 or len(outputs) != 1:
         raise ValueError(f"from_nir needs one Input and one Output node. Got inputs {inputs}, "
                          f"outputs {outputs}.")
-    preds: dict[str, list[str]] = {k: [] for k in graph.nodes}
-    for a, b in graph.edges:
-        if a not in graph.nodes or b not in graph.nodes:
+    preds: dict[str, list[str]] = {k: [] for k in graph_nodes}
+    for a, b in graph_edges:
+        if a not in graph_nodes or b not in graph_nodes:
             raise ValueError(f"from_nir: edge ({a!r}, {b!r}) names a node the graph does not have.")
         preds[b].append(a)
-    order = _topological(graph, inputs[0])
-    input_shape = tuple(int(s) for s in np.asarray(graph.nodes[inputs[0]].input_type["input"]).reshape(-1))
+    delayed = delayed_edges(graph_nodes, graph_edges, inputs[0],
+                            lambda k: type(graph_nodes[k]).__name__ in NEURON_TYPES)
+    order = topological(graph_nodes, [e for e in graph_edges if e not in delayed], inputs[0])
+    input_shape = tuple(int(s) for s in np.asarray(graph_nodes[inputs[0]].input_type["input"]).reshape(-1))
     names = _layer_names([k for k in order if k not in (inputs[0], outputs[0])])
     names[inputs[0]] = INPUT
     v0 = (lambda k: v_init.get(k, 0.0)) if isinstance(v_init, Mapping) else (lambda k: float(v_init))
     nodes: list[Node] = []
     for key in order:
-        node = graph.nodes[key]
+        node = graph_nodes[key]
         if key in (inputs[0], outputs[0]):
             continue
-        ins = tuple(names[p] for p in preds[key])
+        ins = tuple(previous(names[p]) if (p, key) in delayed else names[p] for p in preds[key])
         if not ins:
             raise ValueError(f"from_nir: NIR node {key!r} ({type(node).__name__}) has no incoming edge.")
         if len(ins) > 1 and not (isinstance(node, nir.Scale) and np.all(np.asarray(node.scale) == 1)):
@@ -362,7 +377,8 @@ def from_nir(graph_or_path, *, reset: str | None = None, dt: float = 1.0,
         if len(ins) > 1:
             module = Add()
         else:
-            module = import_node(nir, key, node, reset, dt, v0(names[key]))
+            module = (import_model(nir, key, node, reset, dt, v0(names[key]))
+                      or import_node(nir, key, node, reset, dt, v0(names[key])))
         nodes.append(Node(names[key], module, ins))
     out_ins = [names[p] for p in preds[outputs[0]]]
     if len(out_ins) > 1:
@@ -387,30 +403,8 @@ def _ancestors(nodes: list[Node], name: str) -> set[str]:
         if n in seen or n not in by_name:
             continue
         seen.add(n)
-        stack.extend(by_name[n].inputs)
+        stack.extend(split_delayed(i)[0] for i in by_name[n].inputs)
     return seen
-
-
-def _topological(graph, start: str) -> list[str]:
-    succ: dict[str, list[str]] = {k: [] for k in graph.nodes}
-    indeg = {k: 0 for k in graph.nodes}
-    for a, b in graph.edges:
-        succ[a].append(b)
-        indeg[b] += 1
-    position = {k: i for i, k in enumerate(graph.nodes)}
-    order, ready = [], [start] + [k for k, d in indeg.items() if d == 0 and k != start]
-    while ready:
-        k = ready.pop(0)
-        order.append(k)
-        for b in sorted(succ[k], key=position.get):
-            indeg[b] -= 1
-            if indeg[b] == 0:
-                ready.append(b)
-    cyclic = [k for k, d in indeg.items() if d > 0]
-    if cyclic:
-        raise ValueError(f"from_nir: nodes {cyclic} form a cycle (recurrent connections); snnedge "
-                         f"runs feed-forward networks only.")
-    return order
 
 
 def _layer_names(keys: list[str]) -> dict[str, str]:

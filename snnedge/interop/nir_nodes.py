@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..layers import Add, Concat, Scale, SumPool2d
+from ..layers import Add, Concat, Narrow, Scale, SumPool2d
 from ..neurons import IF, LIF, SpikingNeuron
 
 #: snnTorch 1.0.0's importer reads every NIR LIF with this step (``dt = 1e-4`` in its code).
@@ -18,14 +18,14 @@ SNNTORCH_DT = 1e-4
 #: ``tau`` written for a non-leaky neuron in the snnTorch flavor: ``1 - 1e-4 / 1e13`` rounds
 #: to exactly 1.0 in float64 (and float32), so the imported ``Leaky`` has ``beta == 1``.
 SNNTORCH_TAU = 1e13
-_GAIN_TOL = 1e-9  # r*dt (IF) or r*dt/tau (LIF) this close to 1 is read as exactly 1
+GAIN_TOL = 1e-9  # r*dt (IF) or r*dt/tau (LIF) this close to 1 is read as exactly 1
 
 
-def _np(t: torch.Tensor) -> np.ndarray:
+def numpy_of(t: torch.Tensor) -> np.ndarray:
     return t.detach().cpu().numpy().copy()
 
 
-def _full(values, shape, dtype) -> np.ndarray:
+def full_array(values, shape, dtype) -> np.ndarray:
     """Scalar or per-channel (dim 0 of a per-sample shape) values broadcast to ``shape``."""
     v = torch.as_tensor(values).detach().cpu()
     if v.dim() == 1 and len(shape) > 1:
@@ -54,16 +54,16 @@ def export_node(nir, name, module, in_shape, out_shape, dt, flavor):
         if len(in_shape) != 1:
             raise ValueError(f"to_nir: {where} acts on per-sample shape {in_shape}; NIR's Affine "
                              f"takes vectors. Flatten before it.")
-        w = _np(module.weight)
+        w = numpy_of(module.weight)
         if module.bias is None:
             return nir.Linear(weight=w)
-        return nir.Affine(weight=w, bias=_np(module.bias))
+        return nir.Affine(weight=w, bias=numpy_of(module.bias))
     if isinstance(module, (nn.Conv1d, nn.Conv2d)):
         if module.padding_mode != "zeros":
             raise ValueError(f"to_nir: {where} uses padding_mode={module.padding_mode!r}; NIR "
                              f"convolutions pad with zeros.")
-        w = _ungrouped(_np(module.weight), module.groups)
-        bias = _np(module.bias) if module.bias is not None else np.zeros(w.shape[0], w.dtype)
+        w = _ungrouped(numpy_of(module.weight), module.groups)
+        bias = numpy_of(module.bias) if module.bias is not None else np.zeros(w.shape[0], w.dtype)
         pad = module.padding if isinstance(module.padding, str) else tuple(module.padding)
         if isinstance(module, nn.Conv1d):
             return nir.Conv1d(input_shape=int(in_shape[1]), weight=w, stride=module.stride[0],
@@ -83,12 +83,15 @@ def export_node(nir, name, module, in_shape, out_shape, dt, flavor):
     if isinstance(module, SpikingNeuron):
         return _export_neuron(nir, where, module, out_shape, dt, flavor)
     hint = {Concat: "NIR has no concatenation node",
-            nn.Unflatten: "NIR has no reshape node besides Flatten"}.get(type(module))
-    hint = hint or ("converters' spiking max pool has no NIR node; convert an ANN with average "
-                    "pooling" if "MaxPool" in type(module).__name__ else
-                    "NIR has no node for it")
+            nn.Unflatten: "NIR has no reshape node besides Flatten",
+            Narrow: "NIR has no slicing node (chunk, split)",
+            nn.ChannelShuffle: "NIR has no channel permutation node"}.get(type(module))
+    hint = hint or ("NIR has no max-pooling node (converters' spiking max pool keeps the ANN's "
+                    "max over accumulated spike counts); convert an ANN with average pooling"
+                    if "MaxPool" in type(module).__name__ else "NIR has no node for it")
     raise ValueError(f"to_nir: {where} cannot be written as NIR: {hint}. NIR export covers Linear, "
-                     f"Conv1d, Conv2d, AvgPool2d, SumPool2d, Flatten, Scale, Add, IF and LIF.")
+                     f"Conv1d, Conv2d, AvgPool2d, SumPool2d, Flatten, Scale, Add, IF, LIF, CubaLIF, "
+                     f"LI, Integrator, Threshold and Delay.")
 
 
 def _export_pool(nir, where, module, in_shape, out_shape, flavor):
@@ -126,12 +129,12 @@ def _export_scale(nir, where, module, in_shape, flavor):
     if flavor == "snntorch":
         raise ValueError(f"to_nir(flavor='snntorch'): {where} could not be folded into a weighted "
                          f"layer before it, and snnTorch 1.0.0 cannot run a NIR Scale node.")
-    scale = _full(module.scale, in_shape, np.float64).astype(_np(module.scale).dtype)
+    scale = full_array(module.scale, in_shape, np.float64).astype(numpy_of(module.scale).dtype)
     if module.bias is None:
         return nir.Scale(scale=scale)
     c = in_shape[0]
-    s_c = _np(torch.broadcast_to(module.scale, (c,)) if module.scale.dim() == 0 else module.scale)
-    b_c = _np(torch.broadcast_to(module.bias, (c,)) if module.bias.dim() == 0 else module.bias)
+    s_c = numpy_of(torch.broadcast_to(module.scale, (c,)) if module.scale.dim() == 0 else module.scale)
+    b_c = numpy_of(torch.broadcast_to(module.bias, (c,)) if module.bias.dim() == 0 else module.bias)
     if len(in_shape) == 1:
         return nir.Affine(weight=np.diag(s_c), bias=b_c, metadata={"snnedge_module": "Scale"})
     if len(in_shape) == 3:  # a diagonal 1x1 convolution (nir 1.0.8 mistypes grouped ones)
@@ -142,7 +145,7 @@ def _export_scale(nir, where, module, in_shape, flavor):
                      f"(NIR's Scale has no bias).")
 
 
-def _exact_tau(beta: np.ndarray, dt: float) -> np.ndarray:
+def exact_tau(beta: np.ndarray, dt: float) -> np.ndarray:
     """``tau = dt / (1 - beta)``, nudged by ulps so that ``1 - dt / tau == beta`` in float64."""
     tau = dt / (1.0 - beta)
     for _ in range(8):
@@ -155,8 +158,8 @@ def _exact_tau(beta: np.ndarray, dt: float) -> np.ndarray:
 
 
 def _export_neuron(nir, where, module: SpikingNeuron, shape, dt, flavor):
-    dtype = _np(module.threshold).dtype
-    theta = _full(module.threshold, shape, dtype)
+    dtype = numpy_of(module.threshold).dtype
+    theta = full_array(module.threshold, shape, dtype)
     v0 = initial_membrane(module, shape)
     meta = {"snnedge_reset": module.reset, "dt": dt,
             "snnedge_v_init": v0 if isinstance(v0, float) else v0.numpy()}
@@ -173,17 +176,17 @@ def _export_neuron(nir, where, module: SpikingNeuron, shape, dt, flavor):
         if beta is None:
             tau = np.full(shape, SNNTORCH_TAU)
         else:
-            tau = _exact_tau(beta, SNNTORCH_DT)
+            tau = exact_tau(beta, SNNTORCH_DT)
         return nir.LIF(tau=tau, r=tau / SNNTORCH_DT, v_leak=zeros, v_threshold=theta, v_reset=zeros,
                        metadata=meta)
     if beta is None:
         return nir.IF(r=np.full(shape, 1.0 / dt), v_threshold=theta, v_reset=zeros, metadata=meta)
-    tau = _exact_tau(beta, dt)
+    tau = exact_tau(beta, dt)
     return nir.LIF(tau=tau, r=tau / dt, v_leak=zeros, v_threshold=theta, v_reset=zeros, metadata=meta)
 
 
 def _beta_full(module: LIF, shape) -> np.ndarray:
-    return _full(module.decay.detach().to(torch.float64), shape, np.float64)
+    return full_array(module.decay.detach().to(torch.float64), shape, np.float64)
 
 
 def _as_tensor(a) -> torch.Tensor:
@@ -196,7 +199,7 @@ def _ints(v, n: int) -> tuple[int, ...]:
     return tuple(int(x) for x in (a if a.size == n else np.repeat(a[:1], n)))
 
 
-def _per_channel(a: np.ndarray, key: str, node, what: str):
+def per_channel_value(a: np.ndarray, key: str, node, what: str):
     """A scalar, or one value per channel (dim 0 of the neuron shape), from a full array."""
     a = np.asarray(a, dtype=np.float64)
     if a.size == 0:
@@ -211,7 +214,7 @@ def _per_channel(a: np.ndarray, key: str, node, what: str):
                      f"within a channel; snnedge takes one value per layer or per channel.")
 
 
-def _typed(value, like: np.ndarray) -> torch.Tensor:
+def typed_tensor(value, like: np.ndarray) -> torch.Tensor:
     """Keep NIR's float type (float32 values stay float32, float64 stay float64)."""
     dtype = torch.float64 if np.asarray(like).dtype == np.float64 else torch.float32
     return torch.as_tensor(value, dtype=dtype)
@@ -260,21 +263,15 @@ def import_node(nir, key: str, node, reset: str, dt: float, v_init: float) -> nn
     if kind == "Identity":
         return nn.Identity()
     if isinstance(node, nir.Scale):
-        scale = _per_channel(node.scale, key, node, "scale")
-        return Scale(_typed(scale, node.scale))
+        scale = per_channel_value(node.scale, key, node, "scale")
+        return Scale(typed_tensor(scale, node.scale))
     if isinstance(node, (nir.IF, nir.LIF)):
         return _import_neuron(nir, key, node, reset, dt, v_init)
     supported = ("Input, Output, Identity, Affine, Linear, Conv1d, Conv2d, Flatten, AvgPool2d, "
-                 "SumPool2d, Scale, IF, LIF")
-    why = {"NIRGraph": "a subgraph (snnTorch writes recurrent layers this way); snnedge runs "
-                       "feed-forward networks only",
-           "CubaLIF": "a current-based LIF with a synaptic state, which snnedge has no neuron for",
-           "CubaLI": "a current-based leaky integrator, which snnedge has no neuron for",
-           "LI": "a leaky integrator (non-spiking), which snnedge has no layer for",
-           "I": "an integrator (non-spiking), which snnedge has no layer for",
-           "Delay": "a delay, which snnedge's engines do not model",
-           "Threshold": "a stateless threshold, which snnedge has no layer for"}.get(
-        kind, "a node type snnedge does not know")
+                 "SumPool2d, Scale, IF, LIF, CubaLIF, LI, I, Threshold, Delay and subgraphs (NIRGraph)")
+    why = {"CubaLI": "a current-based leaky integrator, which snnedge has no layer for (a CubaLIF "
+                     "that never fires is one: give it an unreachable threshold)",
+           }.get(kind, "a node type snnedge does not know")
     raise ValueError(f"from_nir: NIR node {key!r} is a {kind}: {why}. snnedge imports {supported}.")
 
 
@@ -304,13 +301,13 @@ def _import_neuron(nir, key, node, reset, dt, v_init):
     else:
         beta = None
         gain = r * dt
-    gain = np.where(np.abs(gain - 1.0) <= _GAIN_TOL, 1.0, gain)
+    gain = np.where(np.abs(gain - 1.0) <= GAIN_TOL, 1.0, gain)
     if np.any(gain <= 0) or not np.all(np.isfinite(gain)):
         raise ValueError(f"from_nir: NIR node {key!r} ({kind}) has an input gain of "
                          f"{float(np.min(gain)):g} (r and tau with dt={dt:g}); it must be positive.")
     theta = np.broadcast_to(theta / gain if np.any(gain != 1.0) else theta, np.broadcast_shapes(
         theta.shape, gain.shape))
-    theta_v = _per_channel(theta, key, node, "threshold")
+    theta_v = per_channel_value(theta, key, node, "threshold")
     like = node.v_threshold
     v_map = torch.as_tensor(v_init, dtype=torch.float64)
     preset = v_map.dim() > 0 or not 0.0 <= float(v_map) <= 1.0
@@ -323,8 +320,8 @@ def _import_neuron(nir, key, node, reset, dt, v_init):
     else:
         module = PresetLIF(v_map.reshape(theta.shape), reset=reset) if preset else LIF(
             beta=0.5, threshold=1.0, reset=reset, v_init=float(v_map))
-        module.beta = _typed(_per_channel(np.broadcast_to(beta, theta.shape), key, node, "beta"), like)
-    module.threshold = _typed(theta_v, like)
+        module.beta = typed_tensor(per_channel_value(np.broadcast_to(beta, theta.shape), key, node, "beta"), like)
+    module.threshold = typed_tensor(theta_v, like)
     return module
 
 

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ..geometry import module_axes
-from ..layers import Add, Concat, Scale, SumPool2d
+from ..layers import Add, Concat, Narrow, Scale, SumPool2d
 from ..layers import INPUT
 from ..network import SpikingNetwork
 
@@ -118,9 +118,21 @@ def module_matrix(module: nn.Module, in_shape, out_shape, name: str = "?") -> sp
     if isinstance(module, (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d)):
         return _pool_matrix(module_axes(module, in_shape[1:], name), in_shape[0],
                             count_include_pad=False)
+    if isinstance(module, (Narrow, nn.ChannelShuffle)):
+        return _selection_matrix(module, in_shape, out_shape)
     raise UnsupportedLayer(f"Layer {name!r} is a {type(module).__name__}, which has no synapse "
                            f"list; supported: Linear, Conv1d, Conv2d, pooling, Flatten, Scale, "
-                           f"Add, Concat, Identity, Dropout.")
+                           f"Add, Concat, Narrow, ChannelShuffle, Identity, Dropout.")
+
+
+def _selection_matrix(module: nn.Module, in_shape, out_shape) -> sp.csr_matrix:
+    """A module that only moves elements (a slice, a channel shuffle): run it on the elements'
+    indices to learn where each output comes from."""
+    index = torch.arange(_numel(in_shape), dtype=torch.float64).view(1, *in_shape)
+    cols = module(index).reshape(-1).round().long().numpy()
+    rows = np.arange(cols.size)
+    return sp.csr_matrix((np.ones(cols.size), (rows, cols)),
+                         shape=(_numel(out_shape), _numel(in_shape)))
 
 
 def affine_maps(net: SpikingNetwork, input_shape, input_is_source: bool):
@@ -138,6 +150,9 @@ def affine_maps(net: SpikingNetwork, input_shape, input_is_source: bool):
     shapes[INPUT] = tuple(input_shape)
     values: dict[str, dict[str, sp.csr_matrix]] = {
         INPUT: {INPUT: sp.identity(_numel(input_shape), format="csr")} if input_is_source else {}}
+    # a neuron is a source wherever it is read, also by a layer listed before it (recurrent edges)
+    values.update({n: {n: sp.identity(_numel(shapes[n]), format="csr")} for n in net.names
+                   if net.kind(n) == "temporal"})
     for name in net.names:
         module = net.layer(name)
         ins = net.inputs_of(name)
@@ -187,6 +202,8 @@ def static_values(net: SpikingNetwork, x: torch.Tensor | None, input_shape, batc
     ref = next(iter(net.parameters()), None)
     dtype = ref.dtype if ref is not None else torch.float64
     vals = {INPUT: x if x is not None else torch.zeros((batch, *input_shape), dtype=dtype)}
+    vals.update({n: torch.zeros((batch, *shapes[n]), dtype=dtype) for n in net.names
+                 if net.kind(n) == "temporal"})
     for name in net.names:
         if net.kind(name) == "temporal":
             vals[name] = torch.zeros((batch, *shapes[name]), dtype=dtype)

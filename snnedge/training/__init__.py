@@ -20,6 +20,8 @@ One module per job:
 ``optim``                 the optimizer and the cosine schedule (shared with
                           :mod:`snnedge.ann`)
 ``loop``                  :func:`fit`, :func:`evaluate`, one training step
+``parallel``              ``fit(..., distributed=True)``: DistributedDataParallel, the
+                          rank's part of every batch, validation split over ranks
 ``history``, ``checkpoints``   :class:`History`; :func:`save_checkpoint`, :func:`load_checkpoint`
 ========================  ===========================================================
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from ..atomic import atomic_path
+from ..distributed import is_main_process
 from ..network import SpikingNetwork, module_device
 from .history import History
 
@@ -17,13 +18,18 @@ CHECKPOINT_FORMAT = "snnedge-checkpoint"
 
 
 def save_checkpoint(net: SpikingNetwork, path: str | Path, *, optimizer=None,
-                    history: History | None = None) -> Path:
+                    history: History | None = None, every_rank: bool = False) -> Path:
     """Write ``net``'s state dict (and optionally an optimizer's and a history) to ``path``.
 
     Only tensors, numbers, strings, lists and dicts are written, so :func:`load_checkpoint`
-    reads it back with ``torch.load(weights_only=True)`` (no pickled code runs).
+    reads it back with ``torch.load(weights_only=True)`` (no pickled code runs). Under
+    ``torch.distributed`` (after ``fit(..., distributed=True)``, whose ranks hold the same
+    weights) only rank 0 writes, unless ``every_rank``; call
+    ``torch.distributed.barrier()`` before other ranks read the file.
     """
     path = Path(path)
+    if not (every_rank or is_main_process()):
+        return path
     payload = {"format": CHECKPOINT_FORMAT, "version": 1, "state_dict": net.state_dict()}
     if optimizer is not None:
         payload["optimizer"] = optimizer.state_dict()

@@ -39,10 +39,13 @@ def check_pair(x, y, where: str, param: str) -> None:
 
 class LabelledData:
     """A ``(x, y)`` pair (checked once, batched and shuffled here) or a DataLoader (checked
-    batch by batch) of labelled samples for ``net``."""
+    batch by batch) of labelled samples for ``net``. ``sequence``: the inputs are sequences
+    ``[N, T, *sample_shape]`` (``encoding="sequence"``), of ``timesteps`` steps when given."""
 
-    def __init__(self, data, net: SpikingNetwork, where: str, param: str):
+    def __init__(self, data, net: SpikingNetwork, where: str, param: str, sequence: bool = False,
+                 timesteps: int | None = None):
         self.net, self.where, self.param = net, where, param
+        self.sequence, self.timesteps = sequence, timesteps
         self.shape = self.classes = None
         self.pair = isinstance(data, (tuple, list)) and len(data) == 2 and not any(
             isinstance(d, (tuple, list)) for d in data)
@@ -73,7 +76,9 @@ class LabelledData:
 
     def check(self, x, y) -> None:
         check_pair(x, y, self.where, self.param)
-        shape, net = tuple(x.shape[1:]), self.net
+        if self.sequence:
+            self.check_sequence(x)
+        shape, net = tuple(x.shape[2 if self.sequence else 1:]), self.net
         if shape != self.shape:
             if net.input_shape is not None and shape != net.input_shape:
                 raise ValueError(f"{self.where}: the network expects input of shape [N, "
@@ -83,12 +88,26 @@ class LabelledData:
         if not torch.isfinite(x).all():
             raise ValueError(f"{self.where}: the {self.param!r} inputs hold NaN or infinite values; "
                              f"clean them first (e.g. torch.nan_to_num).")
+        if self.sequence and self.timesteps is None:
+            self.timesteps = int(x.shape[1])
         lo, hi = int(y.min()), int(y.max())
         if lo < 0 or hi >= self.classes:
             raise ValueError(f"The labels of {self.where} must be class indices in [0, {self.classes}) "
                              f"for a network with {self.classes} outputs (output layer "
                              f"{net.output_name!r}). Got labels in [{lo}, {hi}] ({self.param!r} data); "
                              f"check the labels or the size of the last layer.")
+
+    def check_sequence(self, x: torch.Tensor) -> None:
+        """A ``ValueError`` unless ``x`` is ``[N, T, *sample_shape]`` with the expected ``T``."""
+        if x.dim() < 3:
+            raise ValueError(f"The {self.param!r} inputs of {self.where} with encoding='sequence' must "
+                             f"be [N, T, *sample_shape] (3 or more dimensions). Got shape "
+                             f"{tuple(x.shape)}.")
+        if self.timesteps is not None and x.shape[1] != self.timesteps:
+            raise ValueError(f"{self.where}(encoding='sequence'): the {self.param!r} inputs have "
+                             f"T = {x.shape[1]} steps (dimension 1 of {tuple(x.shape)}) but "
+                             f"timesteps={self.timesteps} was given or found first; leave timesteps "
+                             f"out (T comes from the data) and give sequences of one length.")
 
     def batches(self, batch_size: int, generator: torch.Generator | None = None):
         """``(x, y)`` batches; a pair is reshuffled from ``generator`` when one is given."""

@@ -116,6 +116,16 @@ def readout_sequence(view: SpikingNetwork, x: torch.Tensor, timesteps: int, enco
     return torch.cat(outs) if len(outs) > 1 else outs[0]
 
 
+def detached(state):
+    """A layer's state cut from the graph: tensors detached, tuples of them (CubaLIF's
+    current and membrane) element by element, anything else as it is."""
+    if isinstance(state, torch.Tensor):
+        return state.detach()
+    if isinstance(state, tuple):
+        return tuple(detached(s) for s in state)
+    return state
+
+
 def output_sequence(net: SpikingNetwork, x: torch.Tensor, timesteps: int, encoding: str = "direct",
                     seed: int = 0, bptt: str = "full", block_steps: int | None = None,
                     fold_pooling: bool = True) -> torch.Tensor:
@@ -158,7 +168,7 @@ def truncated_backward(view: SpikingNetwork, x: torch.Tensor, y: torch.Tensor, l
         out, state = run_block(view, leaves, state, inp, t1 - t0)
         if out.requires_grad:
             out.backward(g_outs[t0:t1])
-        state = {k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in state.items()}
+        state = {k: detached(v) for k, v in state.items()}
     pairs = [(static[k], leaves[k].grad) for k in static if leaves[k].grad is not None]
     if pairs:
         torch.autograd.backward([p[0] for p in pairs], [p[1] for p in pairs])

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import torch
 
+from ..events import native_kernel, native_neuron_block, run_split
 from ..layers import TemporalModule
 from ..neurons import SpikingNeuron, step_into
 
@@ -49,9 +50,11 @@ class NeuronBlock(torch.autograd.Function):
         v = v0.clone()
         theta_f = float(theta) if theta.dim() == 0 else theta
         smooth_fn = neuron.surrogate.smooth if smooth else None
-        for t in range(steps):
-            step_into(v, current if static else current[t], out[t], theta_f, beta, neuron.reset,
-                      u=u_all[t], fire=smooth_fn)
+        if smooth or not native_neuron_block(current, v, out, steps, static, theta_f, beta,
+                                             neuron.reset == "zero", u_out=u_all):
+            for t in range(steps):
+                step_into(v, current if static else current[t], out[t], theta_f, beta, neuron.reset,
+                          u=u_all[t], fire=smooth_fn)
         beta_t = beta if isinstance(beta, torch.Tensor) else None
         ctx.save_for_backward(u_all, v0, theta, beta_t)
         ctx.beta_f = None if beta_t is not None else beta
@@ -66,6 +69,10 @@ class NeuronBlock(torch.autograd.Function):
         beta = beta_t if beta_t is not None else ctx.beta_f
         need_i, need_v0, need_theta, need_beta = ctx.needs_input_grad[:4]
         subtract, detach = neuron.reset == "subtract", neuron.detach_reset
+        if not (need_theta or need_beta or smooth):
+            native = native_backward(u_all, g_out, g_v, theta, beta, neuron, static, need_v0)
+            if native is not None:
+                return (native[0] if need_i else None, native[1], None, None, None, None, None, None)
         g_in = torch.zeros_like(v0) if static else torch.empty_like(u_all)
         acc_theta = torch.zeros_like(v0) if need_theta else None
         acc_beta = torch.zeros_like(v0) if need_beta else None
@@ -103,6 +110,45 @@ class NeuronBlock(torch.autograd.Function):
         return (g_in if need_i else None, g_v if need_v0 else None,
                 acc_theta.sum_to_size(theta.shape) if need_theta else None,
                 acc_beta.sum_to_size(beta_t.shape) if need_beta else None, None, None, None, None)
+
+
+NATIVE_SURROGATES = {"atan": 0, "fast_sigmoid": 1, "triangle": 2}
+# Below this many element-steps per thread, one thread runs the backward pass.
+BACKWARD_MIN_WORK = 200_000
+
+
+def native_backward(u_all: torch.Tensor, g_out: torch.Tensor | None, g_v: torch.Tensor | None,
+                    theta: torch.Tensor, beta, neuron: SpikingNeuron, static: bool,
+                    need_v0: bool) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+    """:meth:`NeuronBlock.backward` without threshold or decay gradients in one pass per block
+    of the compiled kernel (``snnedge/_event_kernels_body.h``, ``backward_body_``) instead of
+    about ten tensor operations per step: ``(dL/dI, dL/dv0 or None)``, or None where it does
+    not apply (no compiled kernels, not a float CPU tensor, a surrogate it does not have)."""
+    kernel = native_kernel()
+    code = NATIVE_SURROGATES.get(neuron.surrogate.name)
+    if kernel is None or code is None or u_all.device.type != "cpu" \
+            or u_all.dtype not in (torch.float32, torch.float64) or not u_all.is_contiguous():
+        return None
+    steps, batch = u_all.shape[0], u_all.shape[1]
+    size = u_all[0, 0].numel()
+    if g_out is not None:
+        g_out = g_out.to(u_all.dtype).contiguous().expand_as(u_all).contiguous()
+    if g_v is not None:
+        g_v = g_v.to(u_all.dtype).expand_as(u_all[0]).contiguous()
+    maps = [None if p is None else torch.empty_like(u_all[0, :1]).copy_(
+        torch.as_tensor(p).to(u_all).expand_as(u_all[0, :1])) for p in (theta, beta)]
+    g_in = torch.empty_like(u_all[0]) if static else torch.empty_like(u_all)
+    g_v0 = torch.empty_like(u_all[0]) if need_v0 else None
+    ptr = lambda t: 0 if t is None else t.data_ptr()  # noqa: E731
+    args = (u_all.data_ptr(), ptr(g_out), ptr(g_v), maps[0].data_ptr(), ptr(maps[1]), g_in.data_ptr(),
+            ptr(g_v0), u_all.dtype == torch.float64, neuron.reset == "zero", neuron.detach_reset,
+            code, float(neuron.surrogate.alpha), static, steps)
+    tail = (size, batch * size)
+    threads = int(min(torch.get_num_threads(), batch, u_all.numel() // BACKWARD_MIN_WORK))
+    parts = [(batch * i // max(threads, 1), batch * (i + 1) // max(threads, 1), 0, size)
+             for i in range(max(threads, 1))]
+    run_split(kernel.neuron_backward, [(*args, *part, *tail) for part in parts])
+    return g_in, g_v0
 
 
 class FusedNeuron(TemporalModule):

@@ -1,0 +1,76 @@
+"""How much memory a device can still allocate, so simulations size their blocks from it and
+refuse, with a clear error and before allocating, what cannot fit (rather than being killed
+by the kernel's out-of-memory killer).
+
+CPU: the kernel's estimate of memory available without swapping (``MemAvailable`` in
+``/proc/meminfo``: free memory plus reclaimable page cache), lowered to what the process's
+cgroup still allows when it has a limit (``memory.max`` / ``memory.limit_in_bytes`` minus
+the usage that is not reclaimable cache); elsewhere ``os.sysconf`` free pages. CUDA:
+``torch.cuda.mem_get_info``. ``None`` when the platform says nothing.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+#: cgroup (v2, v1) limit, usage and statistics files of the current process's group.
+CGROUP_FILES = (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current",
+                 "/sys/fs/cgroup/memory.stat", "inactive_file"),
+                ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                 "/sys/fs/cgroup/memory/memory.usage_in_bytes",
+                 "/sys/fs/cgroup/memory/memory.stat", "total_inactive_file"))
+
+
+def available_memory(device: torch.device | str = "cpu") -> int | None:
+    """Bytes ``device`` can still allocate (see the module docstring), or ``None``."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    if device.type != "cpu":
+        return None
+    found = [v for v in (_meminfo_available(), _cgroup_available()) if v is not None]
+    if found:
+        return min(found)
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def format_bytes(n: float) -> str:
+    """``1.5 GiB``, ``300 MiB``: binary units, three significant digits."""
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if abs(n) >= size:
+            return f"{n / size:.3g} {unit}"
+    return f"{int(n)} B"
+
+
+def _meminfo_available() -> int | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _cgroup_available() -> int | None:
+    for limit_file, usage_file, stat_file, inactive_key in CGROUP_FILES:
+        try:
+            text = Path(limit_file).read_text().strip()
+            if text == "max" or int(text) >= 2**60:
+                continue
+            usage = int(Path(usage_file).read_text())
+            inactive = 0
+            for line in Path(stat_file).read_text().splitlines():
+                key, _, value = line.partition(" ")
+                if key == inactive_key:
+                    inactive = int(value)
+            return max(0, int(text) - usage + inactive)
+        except (OSError, ValueError):
+            continue
+    return None
