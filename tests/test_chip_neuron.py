@@ -145,3 +145,29 @@ def test_brian2_runs_the_chip_neurons_bit_for_bit(target):
         assert a.spike_counts == b.spike_counts and torch.equal(a.output, b.output)
         for name in a.neuron_spike_counts:
             assert torch.equal(a.neuron_spike_counts[name], b.neuron_spike_counts[name])
+
+
+@pytest.mark.parametrize("target", ["dynap-cnn", "truenorth", "loihi"])
+def test_event_frames_run_the_chip_neurons_alike_in_every_engine(target):
+    # a sequence of event frames (whole counts) reaches the chip's integer weights as integer
+    # currents, so dense, event and brian2 agree bit for bit on sequences too
+    hw = to_hardware(_net("zero" if target == "loihi" else "subtract", lif=target == "loihi"), target)
+    frames = 2.0 * (torch.rand(4, 6, 1, 8, 8, generator=torch.Generator().manual_seed(4)) > 0.7)
+    a = snnedge.simulate(hw, frames, encoding="sequence", engine="dense")
+    b = snnedge.simulate(hw, frames, encoding="sequence", engine="event")
+    assert a.spike_counts == b.spike_counts and torch.equal(a.output, b.output)
+    assert sum(a.spike_counts.values()) > 0
+    if target == "dynap-cnn":
+        pytest.importorskip("brian2")
+        c = snnedge.simulate(hw, frames, encoding="sequence", engine="brian2")
+        assert a.spike_counts == c.spike_counts and torch.equal(a.output, c.output)
+
+
+def test_brian2_refuses_analog_sequences_into_integer_chip_neurons():
+    pytest.importorskip("brian2")
+    from snnedge.interop.sparse_maps import UnsupportedLayer
+    hw = to_hardware(_net(), "dynap-cnn")
+    analog = torch.rand(2, 4, 1, 8, 8, dtype=torch.float64) * 0.7
+    with pytest.raises(UnsupportedLayer, match="Layer '1' is an integer ChipNeuron.*analog values"
+                                               ".*engine='dense' or 'event'"):
+        snnedge.simulate(hw, analog, encoding="sequence", engine="brian2")

@@ -73,3 +73,15 @@ def test_bad_hardware_data_is_refused():
         compare(RESULTS, snn=SNN, targets=["truenorth"], baselines=[], hardware_data=X)
     with pytest.raises(ValueError, match="6 samples but 2 labels"):
         compare(RESULTS, snn=SNN, targets=["truenorth"], baselines=[], hardware_data=(X, Y[:2]))
+
+
+def test_on_chip_rows_under_the_throughput_accounting():
+    rep = compare(RESULTS, snn=SNN, y=Y, targets=["dynap-cnn", "loihi"], baselines=[],
+                  hardware_data=(X, Y), accounting="throughput")
+    for name in ("dynap-cnn", "loihi"):
+        res = snnedge.simulate(to_hardware(SNN, name), X, timesteps=8, encoding="poisson", labels=Y)
+        row = rep.row(name, 8)
+        assert row.accounting == "throughput" and row.hardware_accuracy == res.accuracy()
+        assert row.energy_j == estimate_energy(res, map_network(SNN, name),
+                                               accounting="throughput").total_j
+    assert "| on-chip accuracy | T | energy / inference | accounting |" in rep.to_markdown()

@@ -26,7 +26,8 @@ Mapping (one brian2 time step = one snnedge tick, ``dt_s`` seconds):
   ``neuromorphic_targets.to_hardware``) gets its own update: the current wraps, the
   fixed-point decay rounds toward zero, the membrane saturates, a strict threshold is
   ``v > theta``; its constant current is rounded to chip units first, as the module rounds
-  (a sequence input into an integer ChipNeuron runs on the torch engines only);
+  (a sequence of analog values into an integer ChipNeuron runs on the torch engines only;
+  event frames run here too);
 * a sequence input (``encoding="sequence"``: event frames, spikes or analog values per step)
   drives each layer it reaches with the current ``A_input x[t]`` of every step, read from a
   ``TimedArray`` (so event counts above 1 per step and analog values run alike);
@@ -167,11 +168,12 @@ class _Plan:
                     f"brian2 engine cannot build (it builds IF and LIF neurons). Simulate this "
                     f"network with engine='dense' or 'event'; for a converted network, use "
                     f"average pooling instead of max pooling.")
-            if self.sequence and isinstance(module, ChipNeuron) and module.integer:
+            if self.sequence and not events_in and isinstance(module, ChipNeuron) and module.integer:
                 raise UnsupportedLayer(
-                    f"Layer {name!r} is an integer ChipNeuron and the input is a sequence: the "
-                    f"brian2 engine cannot round each step's sequence current to chip units. "
-                    f"Simulate this network with engine='dense' or 'event'.")
+                    f"Layer {name!r} is an integer ChipNeuron and the input is a sequence of "
+                    f"analog values: the brian2 engine cannot round each step's current to chip "
+                    f"units. Simulate this network with engine='dense' or 'event' (or give event "
+                    f"frames: whole counts >= 0).")
         self.maps, self.shapes, static = affine_maps(net, input_shape, self.spiking_input)
         # Weighted layers whose analog output drives another weighted layer: their MACs are
         # counted from their values, known here only when they are constant (direct input).
