@@ -171,3 +171,37 @@ def test_brian2_refuses_analog_sequences_into_integer_chip_neurons():
     with pytest.raises(UnsupportedLayer, match="Layer '1' is an integer ChipNeuron.*analog values"
                                                ".*engine='dense' or 'event'"):
         snnedge.simulate(hw, analog, encoding="sequence", engine="brian2")
+
+
+@pytest.mark.parametrize("target", ["truenorth", "loihi"])
+def test_recurrent_networks_run_on_the_integer_path_in_every_engine(target):
+    # a recurrent edge (snnedge.previous) is one more weighted input of the neurons it feeds:
+    # scaled with the feed-forward layer (TrueNorth: 4 levels per neuron across both)
+    torch.manual_seed(0)
+    net = snnedge.SpikingNetwork([
+        snnedge.Node("fc", nn.Linear(16, 8), ("input",)),
+        snnedge.Node("rec", nn.Linear(8, 8, bias=False), (snnedge.previous("lif"),)),
+        snnedge.Node("sum", snnedge.Add(), ("fc", "rec")),
+        snnedge.Node("lif", snnedge.IF(reset="zero" if target == "loihi" else "subtract"), ("sum",)),
+        snnedge.Node("out", nn.Linear(8, 2), ("lif",))], input_shape=(16,))
+    with torch.no_grad():
+        net.layer("fc").weight.mul_(3)
+        net.layer("rec").weight.mul_(3)
+    hw = to_hardware(net, target)
+    if target == "truenorth":
+        rows = torch.cat([hw.layer("fc").weight, hw.layer("rec").weight], 1)
+        assert all(r[r != 0].unique().numel() <= 4 for r in rows)
+    x = torch.rand(6, 16)
+    engines = ["dense", "event"] + (["brian2"] if _has_brian2() else [])
+    runs = [snnedge.simulate(hw, x, 12, engine=e, encoding="poisson", seed=1) for e in engines]
+    assert runs[0].spike_counts["lif"] > 0
+    for r in runs[1:]:
+        assert r.spike_counts == runs[0].spike_counts and torch.equal(r.output, runs[0].output)
+
+
+def _has_brian2() -> bool:
+    try:
+        import brian2  # noqa: F401
+    except ImportError:
+        return False
+    return True
