@@ -168,7 +168,8 @@ class _Plan:
                     f"brian2 engine cannot build (it builds IF and LIF neurons). Simulate this "
                     f"network with engine='dense' or 'event'; for a converted network, use "
                     f"average pooling instead of max pooling.")
-            if self.sequence and not events_in and isinstance(module, ChipNeuron) and module.integer:
+            chip = isinstance(module, ChipNeuron) and module.integer
+            if self.sequence and not events_in and chip:
                 raise UnsupportedLayer(
                     f"Layer {name!r} is an integer ChipNeuron and the input is a sequence of "
                     f"analog values: the brian2 engine cannot round each step's current to chip "
