@@ -284,19 +284,21 @@ def goals(results: dict) -> str:
     def verdict(worst, limit):
         return "met" if worst >= -limit - 1e-9 else "not met"
 
+    def spread(cs):
+        return (f"{cs[0]:+.2f} on 1 network" if len(cs) == 1 else
+                f"{min(cs):+.2f} to {max(cs):+.2f} over {len(cs)} networks")
+
     lines = ["Goals (issue 19; change against the float SNN of the same conversion, in points):"]
     dc = changes("dynap-cnn", ("subtract",))
     if dc:
-        lines.append(f"- DYNAP-CNN <= 0.5 below: {min(dc):+.2f} to {max(dc):+.2f} over {len(dc)} "
-                     f"networks: {verdict(min(dc), 0.5)}.")
+        lines.append(f"- DYNAP-CNN <= 0.5 below: {spread(dc)}: {verdict(min(dc), 0.5)}.")
     lo, lo_sub = changes("loihi", ("zero",)), changes("loihi", ("subtract",))
     if lo:
         lines.append(f"- Loihi <= 0.5 below, networks converted for its reset (reset=\"zero\"): "
-                     f"{min(lo):+.2f} to {max(lo):+.2f} over {len(lo)} networks: "
-                     f"{verdict(min(lo), 0.5)}"
-                     + (f"; on the default conversion (reset by subtraction) "
-                        f"{', '.join(f'{c:+.2f}' for c in lo_sub)}: {verdict(min(lo_sub), 0.5)} "
-                        f"(the reset, not the integers; see below)." if lo_sub else "."))
+                     f"{spread(lo)}: {verdict(min(lo), 0.5)}"
+                     + (f"; on the default conversion (reset by subtraction) {spread(lo_sub)}: "
+                        f"{verdict(min(lo_sub), 0.5)}, lost to the chip's reset to zero, not to "
+                        f"its integers (below)." if lo_sub else "."))
     for r in nets:
         if "truenorth/subtract" in r:
             f, fit = r["float/subtract"], r.get("truenorth-fit/subtract")
