@@ -80,6 +80,20 @@ def test_digital_networks_hold_integers_in_the_formats_ranges(target):
     assert not any(isinstance(m, nn.AvgPool2d) for m in hw.modules())  # chips sum pools
 
 
+@pytest.mark.parametrize("target", ["dynap-cnn", "truenorth", "loihi"])
+def test_each_formats_membrane_saturates_at_its_lowest_value(target):
+    # DYNAP-CNN's 16-bit membrane stops at -2^15, TrueNorth's 20-bit one at -2^19, Loihi's
+    # 24-bit v at -(2^23 - 1) (lava's bit-accurate LIF clips symmetrically): a drive of the
+    # lowest value for three ticks would overflow each register, and saturates instead
+    lo, hi = get_format(target).state_range
+    assert (lo, hi) == {"dynap-cnn": (-2 ** 15, 2 ** 15 - 1), "truenorth": (-2 ** 19, 2 ** 19 - 1),
+                        "loihi": (-(2 ** 23 - 1), 2 ** 23 - 1)}[target]
+    neuron = to_hardware(digital_net("zero" if target == "loihi" else "subtract"), target).layer("1")
+    drive = torch.full((3, 2, 4, 8, 8), float(lo), dtype=torch.float64)
+    z, v = neuron.forward_block(drive, neuron.initial_state(drive[0]), 3)
+    assert z.sum() == 0 and bool((v == lo).all())
+
+
 def test_loihi_notes_the_reset_it_changes():
     hw = to_hardware(digital_net("subtract"), "loihi")
     assert all(hw.layer(n).reset == "zero" for n in hw.neuron_layers)
