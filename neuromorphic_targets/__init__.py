@@ -2,7 +2,8 @@
 
 Hardware profiles with cited figures (TrueNorth, DYNAP-SE, DYNAP-CNN, Loihi), mapping of a
 :class:`snnedge.SpikingNetwork` onto their cores with every limit checked, hardware-aware
-weight quantization, and energy per inference from simulated activity::
+weight quantization, the chips' own arithmetic (``to_hardware``), and energy per inference
+from simulated activity::
 
     from neuromorphic_targets import get_profile, map_network, estimate_energy, quantize_for
     m = map_network(snn, "truenorth", input_shape=(1, 28, 28))
@@ -18,7 +19,10 @@ from .baselines import (BASELINE_FAMILIES, BASELINES, BaselineEstimate, Baseline
 from .compare import Comparison, ComparisonRow, RateEquivalentANN, accounting_table, compare
 from .energy import EnergyEstimate, chip_power, estimate_energy
 from .figures import UNITS, Figure
+from .formats import number_format
 from .graph import MappingError
+from .hardware import to_hardware
+from .hardware_info import HardwareError, HardwareInfo
 from .mapping import map_network
 from .mapping_types import LayerRow, Mapping
 from .measured import (MeasuredDevice, MeasuredEstimate, estimate_measured, measured_device,
@@ -29,6 +33,7 @@ from .profile_io import load_profile, profile_from_dict, profile_to_dict, save_p
 from .profiles import (ACCOUNTINGS, FAMILIES, PROFILES, DynapCNNProfile, DynapSEProfile, LoihiProfile,
                        NeuromorphicProfile, Profile, TrueNorthProfile, get_profile, register_profile)
 from .quantize import quantize_for
+from . import formats, io_types  # noqa: E402  (registration below)
 
 __all__ = [
     "BASELINE_FAMILIES", "BASELINES", "BaselineEstimate", "BaselineProfile", "EyerissProfile",
@@ -38,7 +43,13 @@ __all__ = [
     "LayerRow", "Mapping", "map_network", "chip_power", "fit_static_plus_marginal",
     "load_profile", "profile_from_dict", "profile_to_dict", "save_profile", "FAMILIES",
     "PROFILES", "DynapCNNProfile", "DynapSEProfile", "LoihiProfile", "NeuromorphicProfile", "Profile",
-    "TrueNorthProfile", "get_profile", "register_profile", "quantize_for",
+    "TrueNorthProfile", "get_profile", "register_profile", "quantize_for", "to_hardware",
+    "HardwareInfo", "HardwareError", "number_format",
     "ACCOUNTINGS", "accounting_table", "MeasuredDevice", "MeasuredEstimate", "estimate_measured",
     "measured_device", "time_inference",
 ]
+
+# the chips' number formats reach snnedge.fit(..., hardware=...) and a saved hardware network's
+# info loads back (both also through the entry points in pyproject.toml, without this import)
+formats.register()
+io_types.register()

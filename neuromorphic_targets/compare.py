@@ -23,6 +23,11 @@ kept busy: static power by the share of cores used), see
 bound`` for the 45 nm energy table, ``throughput (peak)`` for power x time at peak throughput,
 ``throughput (measured)`` for Eyeriss's measured energy per MAC), and rows timed on your own
 device (``measured=``) ``single (timed)``.
+
+With ``hardware_data=(x, y)`` each target's network is also run in the chip's own arithmetic
+(:func:`~neuromorphic_targets.to_hardware`) on ``x`` at every ``T``: the row gains
+``hardware_accuracy`` (beside the float network's ``accuracy``) and its activity and energy
+come from that simulation's own counts.
 """
 from __future__ import annotations
 
@@ -36,11 +41,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from snnedge import SimulationResult, SpikingNetwork
+from snnedge import SimulationResult, SpikingNetwork, simulate
 from snnedge.errors import check_real
 from snnedge.ops import OpCount, count_ops
 
 from .baselines import METHOD_ACCOUNTING, BaselineEstimate, estimate_baseline, get_baseline
+from .compare_hardware import hardware_data_pair, on_chip
 from .energy import EnergyEstimate, estimate_energy, resolve_accounting
 from .mapping import Mapping, map_network
 from .measured import MeasuredDevice, MeasuredEstimate, estimate_measured
@@ -50,8 +56,9 @@ DEFAULT_TARGETS = ("truenorth", "dynap-se", "dynap-cnn")
 DEFAULT_BASELINES = ("cpu", "gpu-jetson-tx2", "tpu-v1", "eyeriss")
 
 #: Columns of :meth:`Comparison.table`, in order.
-COLUMNS = ("name", "kind", "model", "accuracy", "timesteps", "energy_j", "energy_complete",
-           "energy_method", "accounting", "latency_s", "spikes", "synaptic_events", "macs", "cores", "chips",
+COLUMNS = ("name", "kind", "model", "accuracy", "hardware_accuracy", "timesteps", "energy_j",
+           "energy_complete", "energy_method", "accounting", "latency_s", "spikes",
+           "synaptic_events", "macs", "cores", "chips",
            "feasible", "weights_representable", "missing", "problems", "sources")
 
 
@@ -85,6 +92,7 @@ class ComparisonRow:
     #: label for baselines (module docstring). A row whose ``energy_complete`` is false is a
     #: lower bound whatever its accounting.
     accounting: str = "single"
+    hardware_accuracy: float | None = None  # the network in the chip's arithmetic (hardware_data)
 
     @property
     def label(self) -> str:
@@ -128,19 +136,24 @@ class Comparison:
         """A markdown table (energies in J, ``>=`` marking lower bounds), then the notes and the
         numbered sources each row cites."""
         refs = {s: i + 1 for i, s in enumerate(self.sources())}
-        head = ["row", "model", "accuracy", "T", "energy / inference", "accounting", "latency",
-                "spikes", "synaptic events", "MACs", "cores", "chips", "feasible",
-                "unknown terms", "sources"]
+        on_chip = any(r.hardware_accuracy is not None for r in self.rows)
+        head = ["row", "model", "accuracy"] + (["on-chip accuracy"] if on_chip else []) + [
+            "T", "energy / inference", "accounting", "latency", "spikes", "synaptic events",
+            "MACs", "cores", "chips", "feasible", "unknown terms", "sources"]
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for r in self.rows:
-            cells = [r.name, r.model, _pct(r.accuracy), _int(r.timesteps), _energy(r),
+            chip = [_pct(r.hardware_accuracy)] if on_chip else []
+            cells = [r.name, r.model, _pct(r.accuracy), *chip, _int(r.timesteps), _energy(r),
                      r.accounting, _sec(r.latency_s), _num(r.spikes), _num(r.synaptic_events), _num(r.macs),
                      _int(r.cores), _int(r.chips), _feasible(r), ", ".join(r.missing) or "-",
                      " ".join(f"[{refs[s]}]" for s in r.sources) or "-"]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
         lines.append("`>=`: a lower bound (some energy term has no published figure; see unknown "
-                     "terms). `-`: not applicable.")
+                     "terms). `-`: not applicable."
+                     + (" On-chip accuracy: the network in the chip's own arithmetic "
+                        "(to_hardware), whose simulation also gives the row's activity and "
+                        "energy." if on_chip else ""))
         lines.append(accounting_legend(self.accounting))
         lines += [f"- {n}" for n in self.notes]
         for name, m in self.mappings.items():
@@ -297,7 +310,7 @@ def compare(result: SimulationResult | Sequence[SimulationResult], ann: nn.Modul
             accuracy_ann: float | None = None, y=None, utilisation: float = 1.0,
             static_scope: str | None = None, ops: OpCount | None = None,
             accounting: str = "single", input_rate_hz: float | None = None,
-            measured: Sequence[MeasuredDevice] = ()) -> Comparison:
+            measured: Sequence[MeasuredDevice] = (), hardware_data=None) -> Comparison:
     """Compare the SNN on neuromorphic ``targets`` with the ANN on conventional ``baselines``.
 
     Parameters
@@ -342,6 +355,13 @@ def compare(result: SimulationResult | Sequence[SimulationResult], ann: nn.Modul
         Devices to time the ANN on (:func:`~neuromorphic_targets.measured.measured_device`):
         one row each, latency measured here x the power figure given (labelled with its
         source). Needs ``ann`` (or the SNN, whose rate-equivalent ANN is then timed).
+    hardware_data:
+        ``(x, y)``: run each target's network in the chip's own arithmetic
+        (:func:`~neuromorphic_targets.to_hardware`) on the samples ``x`` at every ``T`` of the
+        results (their encoding, seed 0); each target row gains ``hardware_accuracy`` on the
+        labels ``y`` (``None`` for labels) and takes its activity and energy from that
+        simulation. A target the network cannot run on keeps the float simulation's counts
+        and the notes say why.
     """
     results = (result,) if isinstance(result, SimulationResult) else tuple(result)
     if ops is not None and not isinstance(ops, OpCount):
@@ -380,24 +400,33 @@ def compare(result: SimulationResult | Sequence[SimulationResult], ann: nn.Modul
     shape = None if shape is None else tuple(int(s) for s in shape)
     ordered = sorted(results, key=lambda r: r.timesteps)
 
+    hw_x, hw_y = hardware_data_pair(hardware_data)
     rows: list[ComparisonRow] = []
     mappings: dict[str, Mapping] = {}
+    notes = []
     for prof in profiles:
         m = mappings[prof.name] = map_network(net, prof, input_shape=shape)
+        hw_net = on_chip(net, prof, shape, notes) if hw_x is not None else None
         for res in ordered:
-            e = estimate_energy(res, m, accounting=accounting, input_rate_hz=input_rate_hz)
-            per = res.per_inference()
+            hw_res = None if hw_net is None else simulate(
+                hw_net, hw_x, timesteps=res.timesteps, encoding=res.encoding, labels=hw_y,
+                progress=False)
+            counted = hw_res if hw_res is not None else res
+            e = estimate_energy(counted, m, accounting=accounting, input_rate_hz=input_rate_hz)
+            per = counted.per_inference()
             rows.append(ComparisonRow(
                 name=prof.name, kind="neuromorphic", model="SNN", accuracy=_accuracy(res, y),
                 timesteps=res.timesteps, energy_j=e.total_j, energy_complete=e.complete,
-                energy_method="static + per-event costs", latency_s=e.latency_s,
+                energy_method="static + per-event costs" + (
+                    " (on-chip simulation)" if hw_res is not None else ""),
+                latency_s=e.latency_s,
                 spikes=per["spikes"], synaptic_events=per["synaptic_events"],
                 macs=per["input_macs"], cores=m.cores, chips=m.chips, feasible=m.feasible,
                 weights_representable=m.weights_representable, missing=tuple(e.missing),
                 problems=tuple(m.problems), sources=tuple(e.sources()), estimate=e,
-                accounting=accounting))
+                accounting=accounting,
+                hardware_accuracy=None if hw_res is None or hw_y is None else hw_res.accuracy()))
 
-    notes = []
     if base_profiles and ops is None:
         model = ann
         if model is None:

@@ -13,10 +13,12 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-#: Units a figure may carry. SI units for physics, count units for structure.
+#: Units a figure may carry. SI units for physics, count units for structure, ``"fraction"``
+#: for a dimensionless ratio (an analog circuit's relative mismatch).
 UNITS = frozenset({
     "J", "W", "s", "Hz", "V", "byte", "bit", "px",
     "core", "chip", "neuron", "axon", "synapse", "entry", "type", "destination", "channel",
+    "fraction",
 })
 
 

@@ -104,7 +104,9 @@ def plot_energy_comparison(comparison, ax=None, title: str = "Energy per inferen
 def plot_accuracy_vs_energy(comparison, ax=None, title: str = "Accuracy vs energy per inference"):
     """Accuracy against energy per inference: one line per target across its ``T`` values
     (labelled), one square per baseline (the ANN's accuracy). Open markers: lower bounds. The
-    targets' accounting is in the title on the right."""
+    targets' accounting is in the title on the right. Rows with an on-chip accuracy
+    (``compare(..., hardware_data=...)``) add a dashed line of diamonds beside the float
+    accuracy, labelled "<target> on chip"."""
     rows = [r for r in _rows(comparison) if r.energy_j is not None and r.accuracy is not None]
     fig, ax = figure_and_axes(ax)
     names = list(dict.fromkeys(r.name for r in rows if r.kind == "neuromorphic"))
@@ -119,6 +121,10 @@ def plot_accuracy_vs_energy(comparison, ax=None, title: str = "Accuracy vs energ
                         color=line.get_color())
             ax.annotate(f"T={r.timesteps}", (r.energy_j, 100 * r.accuracy), xytext=(3, 3),
                         textcoords="offset points", fontsize=7)
+        chip = [r for r in pts if r.hardware_accuracy is not None]
+        if chip:  # the same rows in the chip's own arithmetic (compare's hardware_data)
+            ax.plot([r.energy_j for r in chip], [100 * r.hardware_accuracy for r in chip],
+                    marker="D", ls="--", color=line.get_color(), label=f"{name} on chip")
     for r in rows:
         if r.kind != "neuromorphic":
             ax.plot(r.energy_j, 100 * r.accuracy, marker="s", ls="none",

@@ -76,7 +76,7 @@ def profile_from_dict(data: dict, where: str = "profile data") -> Profile:
             raise ValueError(f"Unknown figure {key!r} in {where} for family {family!r}; valid "
                              f"figures are {list(units)}.")
         figures[key] = _figure(key, spec, units[key], where)
-    missing = [k for k in units if k not in figures]
+    missing = [k for k in units if k not in figures and k not in cls.optional_figures()]
     if missing:
         raise ValueError(f"{where} lacks figures {missing} of family {family!r}; give each one "
                          f"(value \"unknown\" if no source has it), or set base = \"<profile>\".")

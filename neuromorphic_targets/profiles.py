@@ -29,6 +29,27 @@ SINABS = ("sinabs backend/dynapcnn (SynSense): mapping.py chip constraints, dyna
           "memory_summary")
 DYNAPSE_CODE = "DYNAP-SE structure as coded in rockpool and libcaer drivers; " + MORADI
 NO_SOURCE = "unknown: no published figure found"
+# Number formats (the chips' own arithmetic, for to_hardware and fit(hardware=...))
+CASSIDY = ("Cassidy et al., IJCNN 2013, doi:10.1109/IJCNN.2013.6707077 (TrueNorth's neuron "
+           "model), Table I")
+SINABS_DISCRETIZE = ("sinabs backend/dynapcnn/discretize.py (DYNAPCNN_WEIGHT_PRECISION_BITS = 8, "
+                     "DYNAPCNN_STATE_PRECISION_BITS = 16, min_v_mem -2^15)")
+LAVA_DL = ("lava-dl slayer/utils/quantize.py and slayer/neuron/cuba.py (quantize_8bit: steps of "
+           "2 / 2^6 clamped to [-256, 254] / 2^6; decays scaled by p_scale = 2^12)")
+LAVA_LIF = ("lava proc/lif/models.py, PyLifModelBitAcc, Loihi's bit-accurate LIF (24-bit u and "
+            "v, 12-bit du and dv, vth 17-bit << 6, bias 13-bit mantissa << 3-bit exponent, spike "
+            "when v > vth, reset to 0)")
+ROCKPOOL = ("rockpool devices/dynapse (DYNAP-SE2 simulator dynapsim), mismatch_generator: "
+            "percent_deviation 0.30 at sigma_rule 3.0; read second-hand")
+UNKNOWN_FORMAT = "unknown: this profile gives no published number format for it"
+
+
+def format_field(unit: str, doc: str):
+    """A figure of the chip's number format (:func:`~neuromorphic_targets.to_hardware`).
+    Unknown unless the profile gives it, so that profile files written before these figures
+    existed still load; a format that needs it then names it as missing."""
+    return dataclasses.field(default=Figure(None, unit, UNKNOWN_FORMAT),
+                             metadata={"unit": unit, "doc": doc, "format": True})
 
 #: The two ways to count a neuromorphic chip's energy per inference (``accounting=`` of
 #: :func:`~neuromorphic_targets.estimate_energy` and :func:`~neuromorphic_targets.compare`).
@@ -70,6 +91,11 @@ class Profile:
     def figure_units(cls) -> dict[str, str]:
         """``{figure name: unit}`` of this family, in declaration order."""
         return {f.name: f.metadata["unit"] for f in dataclasses.fields(cls) if "unit" in f.metadata}
+
+    @classmethod
+    def optional_figures(cls) -> tuple[str, ...]:
+        """Figures a profile file may leave out (they are unknown then): the number format's."""
+        return tuple(f.name for f in dataclasses.fields(cls) if f.metadata.get("format"))
 
     @classmethod
     def figure_docs(cls) -> dict[str, str]:
@@ -175,6 +201,9 @@ class TrueNorthProfile(NeuromorphicProfile):
     op_typical_synapses: Figure = figure_field("synapse", "active synapses per neuron at the typical point")
     op_typical_e_per_event_j: Figure = figure_field(
         "J", "published total energy / events at the typical point")
+    membrane_bits: Figure = format_field("bit", "signed, saturating membrane potential V")
+    threshold_bits: Figure = format_field("bit", "unsigned positive threshold alpha")
+    leak_bits: Figure = format_field("bit", "signed leak lambda added every tick")
 
 
 @dataclass(frozen=True)
@@ -197,6 +226,8 @@ class DynapSEProfile(NeuromorphicProfile):
     e_spike_j: Figure = figure_field("J", "energy per spike generated")
     e_broadcast_j: Figure = figure_field("J", "energy per spike broadcast to one destination core")
     e_route_j: Figure = figure_field("J", "energy per spike routed to another core or chip")
+    mismatch_sigma_fraction: Figure = format_field(
+        "fraction", "standard deviation of analog mismatch, relative to a parameter's nominal value")
 
 
 @dataclass(frozen=True)
@@ -222,6 +253,7 @@ class DynapCNNProfile(NeuromorphicProfile):
     pool_sizes_px: Figure = figure_field("px", "allowed sum-pooling sizes")
     destinations_per_layer: Figure = figure_field("destination", "layers one layer can send to")
     e_spike_j: Figure = figure_field("J", "energy per spike")
+    bias_bits: Figure = format_field("bit", "signed bias precision")
 
 
 @dataclass(frozen=True)
@@ -240,6 +272,13 @@ class LoihiProfile(NeuromorphicProfile):
     e_spike_tile_j: Figure = figure_field("J", "energy per spike delivered within a tile")
     e_hop_ew_j: Figure = figure_field("J", "energy per east-west tile hop")
     e_hop_ns_j: Figure = figure_field("J", "energy per north-south tile hop")
+    weight_bits: Figure = format_field("bit", "signed weight mantissa (even steps)")
+    membrane_bits: Figure = format_field("bit", "signed current u and voltage v")
+    threshold_bits: Figure = format_field("bit", "unsigned threshold mantissa vth")
+    decay_bits: Figure = format_field("bit", "current and voltage decays du, dv")
+    bias_bits: Figure = format_field("bit", "signed bias mantissa")
+    bias_exponent_bits: Figure = format_field("bit", "unsigned bias exponent")
+    state_shift_bits: Figure = format_field("bit", "left shift aligning weights and vth with v")
 
 
 FAMILIES: dict[str, type[Profile]] = {
@@ -280,6 +319,10 @@ def _truenorth() -> TrueNorthProfile:
                                         "total energy / synaptic events at the typical point; "
                                         "not a marginal cost (-41 % at 11.6 Hz, +256 % at 95.9 Hz, "
                                         + AKOPYAN + ", Fig. 17)"),
+        membrane_bits=Figure(20, "bit", MEROLLA + ", supplement S1, S8", True,
+                             "second-hand quote of the supplement; saturating"),
+        threshold_bits=Figure(18, "bit", CASSIDY, False, "commonly cited; not read here"),
+        leak_bits=Figure(9, "bit", CASSIDY, False, "commonly cited; not read here"),
     )
 
 
@@ -304,6 +347,9 @@ def _dynap_se() -> DynapSEProfile:
         e_synop_j=Figure(324e-12, "J", table, False, "pulse extension, one per synaptic event"),
         e_broadcast_j=Figure(6.84e-9, "J", table, False, "broadcast of a spike to one core"),
         e_route_j=Figure(360e-12, "J", table, False, "routing to another core or chip"),
+        mismatch_sigma_fraction=Figure(0.10, "fraction", ROCKPOOL, True,
+                              "30 % at 3 sigma: a frozen Gaussian with sigma = 10 % of each nominal "
+                              "value (DYNAP-SE2's simulator; no DYNAP-SE figure found)"),
     )
 
 
@@ -330,6 +376,8 @@ def _dynap_cnn() -> DynapCNNProfile:
         p_static_w=Figure(None, "W", NO_SOURCE),
         e_spike_j=Figure(None, "J", NO_SOURCE),
         e_synop_j=Figure(None, "J", NO_SOURCE),
+        bias_bits=Figure(8, "bit", SINABS_DISCRETIZE, True,
+                         "biases are discretized with the weights' precision"),
     )
 
 
@@ -352,6 +400,15 @@ def _loihi() -> LoihiProfile:
         e_spike_tile_j=Figure(1.7e-12, "J", DAVIES_T2, True, pre),
         e_hop_ew_j=Figure(3.0e-12, "J", DAVIES_T2, True, pre),
         e_hop_ns_j=Figure(4.0e-12, "J", DAVIES_T2, True, pre),
+        weight_bits=Figure(8, "bit", LAVA_DL, True, "mantissas on even steps in [-256, 254], "
+                                                    "times a power-of-two exponent per layer"),
+        membrane_bits=Figure(24, "bit", LAVA_LIF, True, "v saturates at +-(2^23 - 1); u wraps"),
+        threshold_bits=Figure(17, "bit", LAVA_LIF, True, "unsigned; compared as vth << 6"),
+        decay_bits=Figure(12, "bit", LAVA_LIF + "; " + LAVA_DL, True,
+                          "v <- sign(v) * (|v| * (4096 - dv) >> 12)"),
+        bias_bits=Figure(13, "bit", LAVA_LIF, True, "signed mantissa"),
+        bias_exponent_bits=Figure(3, "bit", LAVA_LIF, True, "bias = mantissa << exponent, 0..7"),
+        state_shift_bits=Figure(6, "bit", LAVA_LIF, True, "act_shift = vth_shift = 6"),
     )
 
 

@@ -9,7 +9,9 @@
 
 Levels come from 1-D k-means over each group's non-zero weights (zeros stay absent synapses).
 The original network is deep-copied and never changed; compare both with
-``snnedge.simulate`` to measure what the hardware's precision costs in accuracy.
+``snnedge.simulate`` to measure what the hardware's precision costs in accuracy. Only the
+weights change here; :func:`~neuromorphic_targets.to_hardware` gives the whole network in the
+chip's arithmetic (thresholds, biases and membranes too).
 """
 from __future__ import annotations
 
@@ -59,8 +61,9 @@ def quantize_for(snn: SpikingNetwork, profile: str | Profile,
             _set(out, name, lambda rows, b=blocks.get(name): _per_core(rows, b or rows.shape[0], half))
     else:
         raise ValueError(f"quantize_for has no weight format for profile {prof.name!r} (family "
-                         f"{prof.family!r}): its weight precision has no published source here. "
-                         f"Use a TrueNorth, DYNAP-SE or DYNAP-CNN profile.")
+                         f"{prof.family!r}). Use a TrueNorth, DYNAP-SE or DYNAP-CNN profile; for "
+                         f"Loihi, to_hardware(snn, {prof.name!r}) gives the whole network in its "
+                         f"arithmetic (weights, thresholds, membranes).")
     return out
 
 

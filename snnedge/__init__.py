@@ -8,6 +8,7 @@ See DESIGN in the README for the public contract. The main entry points::
 """
 from importlib.metadata import PackageNotFoundError, version
 
+from .chip_neuron import ChipNeuron
 from .delay import Delay
 from .encoders import ENCODERS
 from .event_streams import events_to_frames, moving_digit_events
@@ -30,8 +31,9 @@ except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0+local"
 
 __all__ = [
-    "IF", "LIF", "SpikingNeuron", "if_step", "lif_step", "Add", "Concat", "Narrow", "Scale",
-    "SumPool2d", "TemporalModule", "Node", "SpikingNetwork", "sequential", "simulate", "SimulationResult",
+    "IF", "LIF", "SpikingNeuron", "ChipNeuron", "if_step", "lif_step", "Add", "Concat", "Narrow",
+    "Scale", "SumPool2d", "TemporalModule", "Node", "SpikingNetwork", "sequential", "simulate",
+    "SimulationResult",
     "ENGINES", "ENCODERS", "SURROGATES", "get_surrogate", "count_ops", "OpCount", "LayerOps",
     "NeuroBenchMetrics", "neurobench_metrics", "to_nir", "from_nir", "save_network", "load_network",
     "fit", "History", "save_checkpoint", "load_checkpoint",

@@ -40,6 +40,7 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
+from .chip_neuron import ChipNeuron
 from .delay import Delay
 from .layers import Add, Concat, Narrow, Scale, SumPool2d
 from .neuron_models import CubaLIF, Integrator, LI, Threshold
@@ -325,6 +326,26 @@ def _register_core_types() -> None:
                                                          a["surrogate"], a["alpha"]))
     register_layer_type("snnedge.Delay", Delay, lambda m: {"delay_shape": _shape(m.delay)},
                         lambda a: Delay(torch.zeros(a["delay_shape"], dtype=torch.int64)))
+    register_layer_type("snnedge.ChipNeuron", ChipNeuron, _chip_args, _build_chip)
+
+
+_CHIP_BUFFERS = ("threshold", "bias", "v_init", "beta", "decay")
+
+
+def _chip_args(m: ChipNeuron) -> dict:
+    return {**{f"{k}_shape": _shape(getattr(m, k)) for k in _CHIP_BUFFERS},
+            **_attrs("reset", "decay_shift", "v_min", "v_max", "current_bits", "strict",
+                     "integer")(m)}
+
+
+def _build_chip(a: dict) -> ChipNeuron:
+    # placeholders of the saved shapes (a positive threshold); the state dict brings the values
+    shaped = {k: None if a[f"{k}_shape"] is None else torch.ones(a[f"{k}_shape"])
+              for k in _CHIP_BUFFERS}
+    return ChipNeuron(shaped["threshold"], shaped["bias"], shaped["v_init"], a["reset"],
+                      beta=shaped["beta"], decay=shaped["decay"], decay_shift=a["decay_shift"],
+                      v_min=a["v_min"], v_max=a["v_max"], current_bits=a["current_bits"],
+                      strict=a["strict"], integer=a["integer"])
 
 
 _register_core_types()

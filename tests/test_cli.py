@@ -131,6 +131,20 @@ def test_convert_simulate_report(files, tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report", "results.json", "snn.pt"]
 
 
+def test_report_hardware_shows_float_and_on_chip_accuracy(files, tmp_path, capsys):
+    report = tmp_path / "report"
+    assert main(["report", str(files / "snn.pt"), "--data", str(files / "calib.npz"),
+                 "--timesteps", "8", "--targets", "truenorth", "loihi", "--baselines", "cpu",
+                 "--hardware", "--no-progress", "-o", str(report)]) == 0
+    assert "| row | model | accuracy | on-chip accuracy |" in capsys.readouterr().out
+    rep = json.loads((report / "report.json").read_text())
+    rows = {r["name"]: r for r in rep["comparison"]}
+    assert rows["loihi"]["hardware_accuracy"] is not None and rows["cpu"]["hardware_accuracy"] is None
+    assert rep["hardware"] == {"truenorth T=8": rows["truenorth"]["hardware_accuracy"],
+                               "loihi T=8": rows["loihi"]["hardware_accuracy"]}
+    assert "on-chip accuracy" in (report / "report.md").read_text()
+
+
 def test_state_dict_with_class(files, tmp_path, capsys, models_on_path):
     snn = tmp_path / "snn.pt"
     assert main(["convert", str(files / "weights.pt"), "--class", "cli_models:TinyCNN",

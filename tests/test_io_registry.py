@@ -16,6 +16,7 @@ from torch import nn
 import snnedge
 from converters import (CalibratedIF, ConversionInfo, SpikingAdaptiveMaxPool2d, SpikingMaxPool2d,
                         convert)
+from neuromorphic_targets import HardwareInfo
 from snnedge import io as snn_io
 from snnedge import io_registry
 
@@ -85,6 +86,12 @@ EXAMPLES = {
     "converters.CalibratedIF": lambda: (
         CalibratedIF(threshold=[1.0, 2.0], reset="zero", v_init=0.3,
                      v_init_map=torch.rand(2, 3)), (torch.rand(6, 2, 2, 3) * 2,)),
+    "snnedge.ChipNeuron": lambda: (
+        snnedge.ChipNeuron(torch.tensor([[3.0], [5.0]]), torch.tensor([[1.0], [-1.0]]),
+                           torch.randint(-2, 3, (2, 3)).double(), "zero",
+                           decay=torch.tensor([[4000.0], [3000.0]]), decay_shift=12, v_min=-64,
+                           v_max=63, current_bits=8, strict=True),
+        (torch.randint(-4, 5, (6, 2, 2, 3)).double(),)),
 }
 
 ATTRIBUTE_EXAMPLES = {
@@ -94,6 +101,11 @@ ATTRIBUTE_EXAMPLES = {
         v_init={"features.1": 0.5}, folded={"bn": "conv"}, removed=["drop"],
         capture_error=1e-6, membrane_excess={"features.1": 0.1}, calibration_samples=32,
         seconds=0.25, calibration_timesteps=16),
+    "neuromorphic_targets.HardwareInfo": lambda: HardwareInfo(
+        profile="loihi-0.8v", family="loihi", format="loihi: rule 'power-of-two'",
+        scales={"features.1": [64.0, 128.0], "readout": 2.0}, exponents={"features.1": 3},
+        notes=["layer 'features.1': reset 'subtract' runs as the chip's reset 'zero'"],
+        mismatch=0.2, seed=7),
 }
 
 

@@ -247,6 +247,11 @@ def _add_report(sub) -> None:
                    help="when SNN is a trained ANN (a .pt2 torch.export program): training "
                         "samples to convert it with first, as 'snnedge convert' does with its "
                         "defaults")
+    r.add_argument("--hardware", action="store_true",
+                   help="also run the network in each target's own arithmetic (integer weights, "
+                        "thresholds and membranes; DYNAP-SE's analog mismatch) on the data: the "
+                        "report shows float and on-chip accuracy side by side and prices energy "
+                        "from the on-chip simulation")
     r.add_argument("-o", "--out", type=Path, default=Path("snnedge-report"),
                    help="report folder (default: ./snnedge-report); replaced as a whole")
 

@@ -241,10 +241,14 @@ def run_report(args) -> None:
     if not is_main_process():
         return
     ops = OpCount.from_dict(meta["ann_ops"]) if meta.get("ann_ops") else None
+    hardware = getattr(args, "hardware", False)
+    if hardware:
+        say("running each target in its own arithmetic (--hardware)")
     try:
         comparison = compare(results, snn=snn, targets=targets, baselines=baselines,
                              input_shape=snn.input_shape, ops=ops, accounting=args.accounting,
-                             input_rate_hz=args.input_rate)
+                             input_rate_hz=args.input_rate,
+                             hardware_data=(x, y) if hardware else None)
     except ValueError as e:
         if "input_rate_hz" not in str(e):
             raise
@@ -270,6 +274,8 @@ def run_report(args) -> None:
                                              "memory_bytes": ops.memory_bytes},
         "accounting": comparison.accounting,
         "comparison": comparison.table(),
+        "hardware": ({r.name + f" T={r.timesteps}": r.hardware_accuracy for r in comparison.rows
+                      if r.kind == "neuromorphic"} if hardware else None),
         "mapping_problems": {k: list(m.problems) for k, m in comparison.mappings.items()},
         "notes": notes,
         "seconds": None,

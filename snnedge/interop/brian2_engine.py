@@ -22,6 +22,12 @@ Mapping (one brian2 time step = one snnedge tick, ``dt_s`` seconds):
   ``initial_state``); a readout accumulator group sums the readout's input the same way;
 * a Poisson or latency input is a ``SpikeGeneratorGroup`` replaying snnedge's own encoder
   (same seed, same spikes), with synapses like any other source;
+* a :class:`~snnedge.ChipNeuron` (a network in a chip's arithmetic, from
+  ``neuromorphic_targets.to_hardware``) gets its own update: the current wraps, the
+  fixed-point decay rounds toward zero, the membrane saturates, a strict threshold is
+  ``v > theta``; its constant current is rounded to chip units first, as the module rounds
+  (a sequence of analog values into an integer ChipNeuron runs on the torch engines only;
+  event frames run here too);
 * a sequence input (``encoding="sequence"``: event frames, spikes or analog values per step)
   drives each layer it reaches with the current ``A_input x[t]`` of every step, read from a
   ``TimedArray`` (so event counts above 1 per step and analog values run alike);
@@ -58,6 +64,7 @@ import time
 import numpy as np
 import torch
 
+from ..chip_neuron import ChipNeuron
 from ..connectivity import event_sources, source_links
 from ..encoders import get_encoder, sequence_holds_events
 from ..engine import BatchRun
@@ -155,12 +162,19 @@ class _Plan:
         self.spiking_input = self.sequence or get_encoder(encoding).spiking
         for name in net.names:
             module = net.layer(name)
-            if net.kind(name) == "temporal" and not isinstance(module, SpikingNeuron):
+            if net.kind(name) == "temporal" and not isinstance(module, (SpikingNeuron, ChipNeuron)):
                 raise UnsupportedLayer(
                     f"Layer {name!r} is a {type(module).__name__}, a temporal module that the "
                     f"brian2 engine cannot build (it builds IF and LIF neurons). Simulate this "
                     f"network with engine='dense' or 'event'; for a converted network, use "
                     f"average pooling instead of max pooling.")
+            chip = isinstance(module, ChipNeuron) and module.integer
+            if self.sequence and not events_in and chip:
+                raise UnsupportedLayer(
+                    f"Layer {name!r} is an integer ChipNeuron and the input is a sequence of "
+                    f"analog values: the brian2 engine cannot round each step's current to chip "
+                    f"units. Simulate this network with engine='dense' or 'event' (or give event "
+                    f"frames: whole counts >= 0).")
         self.maps, self.shapes, static = affine_maps(net, input_shape, self.spiking_input)
         # Weighted layers whose analog output drives another weighted layer: their MACs are
         # counted from their values, known here only when they are constant (direct input).
@@ -179,6 +193,46 @@ class _Plan:
                                            for s in event_sources(net) if s != INPUT}}
         self.order = [n for n in net.names if net.kind(n) == "temporal"]
         self.readout = net.output_name if net.kind(net.output_name) != "temporal" else None
+
+
+def _chip_params(module: ChipNeuron, shape) -> dict[str, np.ndarray]:
+    """A :class:`~snnedge.ChipNeuron`'s per-neuron parameters (bias ``b``; integer mode's
+    decay factor ``d``, analog mode's ``beta``)."""
+    template = torch.zeros((1, *shape), dtype=torch.float64)
+    full = lambda p: torch.broadcast_to(p.to(template), template.shape).reshape(-1).numpy().copy()  # noqa: E731
+    p = {"theta": full(module.threshold), "v0": module.initial_state(template).reshape(-1).numpy().copy(),
+         "b": full(module.bias if module.bias is not None else torch.zeros(()))}
+    leak = module.decay if module.integer else module.beta
+    if leak is not None:
+        p["d" if module.integer else "beta"] = full(leak)
+    return p
+
+
+def _chip_update(module: ChipNeuron) -> tuple[str, str, str, str]:
+    """``(equations, update, threshold, reset)`` of a ChipNeuron in brian2's language: the
+    update of :mod:`snnedge.chip_neuron` (the current wraps, the fixed-point decay rounds
+    toward zero, the membrane saturates), exact on integers in float64."""
+    eqs = ("v : 1\nI_syn : 1\nI_tot : 1\nI_const : 1\ntheta : 1 (constant)\nv0 : 1 (constant)"
+           "\nb : 1 (constant)")
+    update = "I_tot = I_const + I_syn\n"
+    if module.current_bits is not None:
+        half = float(2 ** (module.current_bits - 1))
+        update += f"I_tot = I_tot - {2 * half!r} * floor((I_tot + {half!r}) / {2 * half!r})\n"
+    leak = module.decay if module.integer else module.beta
+    if leak is not None and module.integer:
+        eqs += "\nd : 1 (constant)"
+        update += f"v = sign(v) * floor(abs(v) * d / {float(2 ** module.decay_shift)!r})\n"
+    elif leak is not None:
+        eqs += "\nbeta : 1 (constant)"
+        update += "v = beta * v\n"
+    update += "v = v + I_tot + b\n"
+    if module.v_min is not None or module.v_max is not None:
+        lo = -1e300 if module.v_min is None else module.v_min
+        hi = 1e300 if module.v_max is None else module.v_max
+        update += f"v = clip(v, {lo!r}, {hi!r})\n"
+    update += "I_syn = 0"
+    reset = "v = v - theta" if module.reset == "subtract" else "v = 0"
+    return eqs, update, "v > theta" if module.strict else "v >= theta", reset
 
 
 def _neuron_params(module: SpikingNeuron, shape) -> dict[str, np.ndarray]:
@@ -256,19 +310,25 @@ def _run_batch(plan: _Plan, chunks: list, timesteps: int, code_target: str, dt_s
         for k, name in enumerate(plan.order):
             module = net.layer(name)
             n = int(np.prod(plan.shapes[name]))
-            p = _neuron_params(module, plan.shapes[name])
-            eqs = "v : 1\nI_syn : 1\nI_tot : 1\nI_const : 1\ntheta : 1 (constant)\nv0 : 1 (constant)"
-            update = "I_tot = I_const + I_syn\nv = v + I_tot\nI_syn = 0"
-            if "beta" in p:
-                eqs += "\nbeta : 1 (constant)"
-                update = "v = beta * v\n" + update
-            reset = "v = v - theta" if module.reset == "subtract" else "v = 0"
+            threshold = "v >= theta"
+            if isinstance(module, ChipNeuron):
+                p = _chip_params(module, plan.shapes[name])
+                eqs, update, threshold, reset = _chip_update(module)
+                static[name] = module.input_current(static[name])  # rounded in chip units
+            else:
+                p = _neuron_params(module, plan.shapes[name])
+                eqs = "v : 1\nI_syn : 1\nI_tot : 1\nI_const : 1\ntheta : 1 (constant)\nv0 : 1 (constant)"
+                update = "I_tot = I_const + I_syn\nv = v + I_tot\nI_syn = 0"
+                if "beta" in p:
+                    eqs += "\nbeta : 1 (constant)"
+                    update = "v = beta * v\n" + update
+                reset = "v = v - theta" if module.reset == "subtract" else "v = 0"
             namespace, load = _const_current(static[name], batch, b2, T * dt, f"const_{k}")
             if plan.sequence and INPUT in plan.maps[name]:
                 namespace[f"seq_{k}"] = _sequence_current(plan.maps[name][INPUT], input_spikes, b2, dt,
                                                           f"seq_{k}")
                 update = update.replace("I_const + I_syn", f"I_const + I_syn + seq_{k}(t, i)")
-            g = b2.NeuronGroup(n, eqs, threshold="v >= theta", reset=reset, order=3 * k + 1,
+            g = b2.NeuronGroup(n, eqs, threshold=threshold, reset=reset, order=3 * k + 1,
                                namespace=namespace, name=f"layer_{k}", **tick)
             for key, val in p.items():
                 setattr(g, key, val)

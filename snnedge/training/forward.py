@@ -40,7 +40,8 @@ BPTT_MODES = ("full", "checkpoint", "truncated")
 
 
 def training_view(net: SpikingNetwork, smooth: bool = False,
-                  fold_pooling: bool = True) -> SpikingNetwork:
+                  fold_pooling: bool = True,
+                  synapses: dict[str, nn.Module] | None = None) -> SpikingNetwork:
     """The same graph and the same module objects, arranged for training.
 
     IF/LIF layers run the fused block; with ``fold_pooling`` each stride-1 ``Conv2d`` followed
@@ -49,14 +50,19 @@ def training_view(net: SpikingNetwork, smooth: bool = False,
     float32), and the pool an ``Identity``. Nothing of ``net`` is changed; parameters are
     shared, so training the view trains ``net``. ``smooth=True`` gives the smooth surrogate
     model (spikes ``sigma(v - theta)``), used to check gradients against finite differences.
+    ``synapses`` replaces weighted layers by name (the chip-format layers of
+    :func:`~snnedge.training.hardware.hardware_synapses`), before any folding.
     """
     swap: dict[str, nn.Module] = {}
+    synapses = synapses or {}
     for node in net.nodes:
         if fusable(node.module):
             swap[node.name] = FusedNeuron(node.module, smooth)
         elif fold_pooling and (p := foldable_pool(net, node.name)) is not None:
-            swap[node.name] = ConvAvgPool(node.module, p)
+            swap[node.name] = ConvAvgPool(synapses.get(node.name, node.module), p)
             swap[net.consumers_of(node.name)[0]] = nn.Identity()
+        elif node.name in synapses:
+            swap[node.name] = synapses[node.name]
     nodes = [Node(n.name, swap.get(n.name, n.module), n.inputs) for n in net.nodes]
     return SpikingNetwork(nodes, input_shape=net.input_shape)
 

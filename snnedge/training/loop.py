@@ -10,10 +10,12 @@ from tqdm import tqdm
 from .. import distributed as dist_glue
 from ..encoders import ENCODERS
 from ..errors import check_choice, check_positive_int, check_real
+from ..formats import NumberFormat, get_format
 from ..network import SpikingNetwork, module_device, module_dtype
 from .data import LabelledData, Transform
 from .forward import (BPTT_MODES, block_size, readout_sequence, training_view,
                       truncated_backward)
+from .hardware import hardware_synapses
 from .history import History
 from .losses import LossFn, loss_function
 from .optim import cosine_schedule, make_optimizer
@@ -44,7 +46,8 @@ def fit(net: SpikingNetwork, train, epochs: int = 1, timesteps: int | None = Non
         optimizer=None, device: str | torch.device | None = None, progress: bool = True,
         bptt: str = "full", block_steps: int | None = None, shuffle: bool = True,
         lr_schedule: str | None = None, transform: Transform | None = None,
-        fold_pooling: bool = True, distributed: bool = False) -> History:
+        fold_pooling: bool = True, distributed: bool = False,
+        hardware: str | NumberFormat | None = None) -> History:
     """Train ``net`` in place with surrogate-gradient BPTT; returns a :class:`History`.
 
     Parameters
@@ -99,6 +102,14 @@ def fit(net: SpikingNetwork, train, epochs: int = 1, timesteps: int | None = Non
         the same on every rank (checked by a hash of its state dict); a GPU rank trains on
         ``cuda:LOCAL_RANK`` (``device="cuda"``, or a network on a GPU). See :mod:`snnedge.training.parallel` for the sampling, the seeds
         and the loss weights.
+    hardware:
+        Train within a chip's number format: ``"truenorth"``, ``"dynap-cnn"``, ``"loihi"`` (the
+        formats registered by ``neuromorphic_targets``, :mod:`snnedge.formats`) or a
+        :class:`~snnedge.formats.NumberFormat`. Every weighted layer then computes with the
+        chip's integers for its current weights, the gradient passing straight through
+        (Esser et al., PNAS 2016; :mod:`snnedge.training.hardware`); validation runs the same
+        chip-format layers. ``neuromorphic_targets.to_hardware`` afterwards gives the network
+        the chip runs.
 
     Example
     -------
@@ -148,7 +159,11 @@ def fit(net: SpikingNetwork, train, epochs: int = 1, timesteps: int | None = Non
     net.to(device)
     dtype = module_dtype(net)
     opt = make_optimizer(optimizer, params, lr)
-    view = training_view(net, fold_pooling=fold_pooling)
+    synapses = None
+    if hardware is not None:
+        synapses = hardware_synapses(net, get_format(hardware, where="fit"),
+                                     net.input_shape or train_data.shape)
+    view = training_view(net, fold_pooling=fold_pooling, synapses=synapses)
     ddp = DataParallel(view, ctx, device, seed) if ctx is not None else None
     sched = None
     if lr_schedule == "cosine":
@@ -203,8 +218,8 @@ def fit(net: SpikingNetwork, train, epochs: int = 1, timesteps: int | None = Non
                 history.accuracy.append(correct / seen)
                 if val_data is not None:
                     run = evaluate_data if ddp is None else ddp.sharded(evaluate_data)
-                    metrics = run(net, val_data, timesteps, encoding, max(batch_size, 256),
-                                  loss_fn, seed, device)
+                    metrics = run(view if hardware is not None else net, val_data, timesteps,
+                                  encoding, max(batch_size, 256), loss_fn, seed, device)
                     history.val_loss.append(metrics["loss"])
                     history.val_accuracy.append(metrics["accuracy"])
         finally:

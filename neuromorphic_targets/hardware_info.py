@@ -1,0 +1,33 @@
+"""What :func:`~neuromorphic_targets.to_hardware` returns besides the network, and its error."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from snnedge.quantization import FormatError
+
+__all__ = ["HardwareError", "HardwareInfo"]
+
+
+class HardwareError(FormatError):
+    """A network that a chip cannot run: it does not map, or its format cannot hold it."""
+
+
+@dataclass
+class HardwareInfo:
+    """What :func:`to_hardware` did, stored on the result as ``hw.hardware_``.
+
+    ``profile``, ``family``: the target; ``format``: the number format's description (empty
+    for analog chips); ``scales``: per neuron layer (and ``"readout"``), chip units per float
+    unit (one value, or one per channel); ``exponents``: the power-of-two rule's ``k``;
+    ``notes``: what differs from the float network; ``mismatch``: the analog mismatch's
+    sigma (relative) or ``None``; ``seed``: the mismatch's seed.
+    """
+
+    profile: str
+    family: str
+    format: str = ""
+    scales: dict[str, float | list[float]] = field(default_factory=dict)
+    exponents: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    mismatch: float | None = None
+    seed: int = 0
