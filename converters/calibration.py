@@ -39,6 +39,9 @@ from snnedge import distributed as dist_glue
 from .graph import Graph
 
 MAX_VALUES = 2 ** 22
+# Memory of the activations recorded at once: a batch holds the outputs of every measured
+# layer, so the batch shrinks (below ``batch_size``) where these would exceed it.
+RECORD_BYTES = 512 * 2 ** 20
 NORMALIZATIONS = ("percentile", "max", "channelwise", "none")
 
 
@@ -110,6 +113,7 @@ def activation_scales(graph: Graph, x: torch.Tensor, names: list[str], mode: str
         return {n: torch.tensor(1.0, dtype=torch.float64) for n in names}
     n_samples = x.shape[0]
     per_sample = {n: math.prod(graph.op(n).shape) for n in names}
+    batch_size = record_batch(per_sample.values(), batch_size)
     keep_rate = {n: min(1.0, MAX_VALUES / (per_sample[n] * n_samples)) for n in names}
     gen = torch.Generator().manual_seed(seed)
     maxima: dict[str, torch.Tensor] = {}
@@ -155,6 +159,17 @@ def activation_scales(graph: Graph, x: torch.Tensor, names: list[str], mode: str
         else:
             out[n] = torch.tensor(float(lam[0]) if lam[0] > 0 else 1.0, dtype=torch.float64)
     return out
+
+
+def record_batch(per_sample: Iterable[int], batch_size: int) -> int:
+    """Samples per batch when every sample records ``sum(per_sample)`` float32 activations:
+    ``batch_size``, or fewer where the batch's activations would exceed :data:`RECORD_BYTES`
+    (at least one).
+
+    >>> record_batch([784, 512], 256), record_batch([64 * 224 * 224] * 2, 256)
+    (256, 20)
+    """
+    return max(1, min(batch_size, RECORD_BYTES // (4 * max(1, sum(per_sample)))))
 
 
 def _rows(graph: Graph, name: str, mode: str) -> int:

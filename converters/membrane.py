@@ -29,12 +29,15 @@ reference the tests compare it with.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 import snnedge
 from snnedge.layers import INPUT
 from snnedge.network import Node, SpikingNetwork
 
+from .calibration import record_batch
 from .graph import Graph
 from .sweep import Sweep
 
@@ -75,6 +78,7 @@ def target_counts(graph: Graph, x: torch.Tensor, layers: list[str],
     """Per neuron of each layer in ``layers``, the mean over ``x`` of the spikes the ANN's
     activation stands for in ``timesteps`` steps, ``clip(T * a / lambda, 0, T)``."""
     total: dict[str, torch.Tensor] = {}
+    batch_size = record_batch([math.prod(graph.op(n).shape) for n in layers], batch_size)
     for i in range(0, x.shape[0], batch_size):
         _, acts = graph.run(x[i:i + batch_size], record=tuple(layers))
         for name in layers:

@@ -17,6 +17,7 @@ Pipeline (each step a pure function of the previous one's result; the ANN is onl
 from __future__ import annotations
 
 import copy
+import math
 import time
 from dataclasses import dataclass, field, replace
 
@@ -42,9 +43,23 @@ RESETS = ("subtract", "zero")
 # which halves the quantization error at every T; measured best on the MNIST benchmarks
 # (examples/benchmarks/RESULTS.md, "Conversion options (ablation)").
 DEFAULT_V_INIT = 0.5
-# Initial-membrane calibration: steps simulated and samples used (from the calibration set).
+# Initial-membrane calibration: steps simulated and samples used (from the calibration set):
+# at most MEMBRANE_SAMPLES, and at most as many as make T x samples = MEMBRANE_PASSES x the
+# calibration set, so that its cost stays within MEMBRANE_PASSES ANN passes over the
+# calibration samples whatever T (issue 17: convert within 20 ANN passes).
 CALIBRATION_TIMESTEPS = 16
 MEMBRANE_SAMPLES = 256
+MEMBRANE_PASSES = 8
+
+
+def membrane_samples(n: int, timesteps: int) -> int:
+    """Samples the membrane calibration uses out of ``n`` calibration samples at ``T``
+    steps: ``min(MEMBRANE_SAMPLES, n, max(1, ceil(MEMBRANE_PASSES x n / T)))``.
+
+    >>> membrane_samples(1000, 16), membrane_samples(64, 16), membrane_samples(64, 4)
+    (256, 32, 64)
+    """
+    return min(MEMBRANE_SAMPLES, n, max(1, math.ceil(MEMBRANE_PASSES * n / timesteps)))
 
 
 @dataclass
@@ -112,7 +127,8 @@ def convert(ann, calibration, normalization: str = "percentile", percentile: flo
         Set each neuron's initial membrane so that the spikes it would fire too early are
         removed (potential calibration, Li et al., ICML 2021; see
         :mod:`converters.membrane`). Costs one sweep through the network (each layer run
-        once on ``timesteps`` steps of up to ``MEMBRANE_SAMPLES`` calibration samples,
+        once on ``timesteps`` steps of :func:`membrane_samples` calibration samples, at most
+        ``MEMBRANE_SAMPLES`` = 256 and at most ``MEMBRANE_PASSES`` = 8 ANN passes' worth,
         whatever the depth); the neurons become :class:`~converters.membrane.CalibratedIF`.
     timesteps:
         Steps simulated by the membrane calibration (the correction holds for other ``T``
@@ -133,7 +149,7 @@ def convert(ann, calibration, normalization: str = "percentile", percentile: flo
         union of the ranks' values, not an approximation of it, found by exchanging only the
         values in each rank's tail; see :mod:`converters.calibration`). The result is the
         single-process network, bit for bit, on every rank. Membrane calibration runs on every
-        rank on the same ``MEMBRANE_SAMPLES`` samples.
+        rank on the same samples.
 
     Returns
     -------
@@ -222,7 +238,8 @@ def convert(ann, calibration, normalization: str = "percentile", percentile: flo
     excess = {}
     if calibrate_membrane:
         pick = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed))
-        excess = calibrate_membrane_(snn, simple, x[pick[:MEMBRANE_SAMPLES].to(x.device)],
+        used = pick[:membrane_samples(x.shape[0], timesteps)].to(x.device)
+        excess = calibrate_membrane_(snn, simple, x[used],
                                      norm.lam, timesteps, batch_size)
     kept = {o.name for o in simple.ops}
     snn.conversion_ = ConversionInfo(
