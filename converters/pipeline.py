@@ -45,11 +45,12 @@ RESETS = ("subtract", "zero")
 DEFAULT_V_INIT = 0.5
 # Initial-membrane calibration: steps simulated and samples used (from the calibration set):
 # at most MEMBRANE_SAMPLES, and at most as many as make T x samples = MEMBRANE_PASSES x the
-# calibration set, so that its cost stays within MEMBRANE_PASSES ANN passes over the
-# calibration samples whatever T (issue 17: convert within 20 ANN passes).
+# calibration set, so that its synaptic work stays within MEMBRANE_PASSES ANN passes over the
+# calibration samples whatever T (twice that where a layer's input over all samples and steps
+# exceeds converters.sweep.SWEEP_BYTES and is computed again for the corrected pass).
 CALIBRATION_TIMESTEPS = 16
 MEMBRANE_SAMPLES = 256
-MEMBRANE_PASSES = 8
+MEMBRANE_PASSES = 5
 
 
 def membrane_samples(n: int, timesteps: int) -> int:
@@ -57,7 +58,7 @@ def membrane_samples(n: int, timesteps: int) -> int:
     steps: ``min(MEMBRANE_SAMPLES, n, max(1, ceil(MEMBRANE_PASSES x n / T)))``.
 
     >>> membrane_samples(1000, 16), membrane_samples(64, 16), membrane_samples(64, 4)
-    (256, 32, 64)
+    (256, 20, 64)
     """
     return min(MEMBRANE_SAMPLES, n, max(1, math.ceil(MEMBRANE_PASSES * n / timesteps)))
 
@@ -127,9 +128,9 @@ def convert(ann, calibration, normalization: str = "percentile", percentile: flo
         Set each neuron's initial membrane so that the spikes it would fire too early are
         removed (potential calibration, Li et al., ICML 2021; see
         :mod:`converters.membrane`). Costs one sweep through the network (each layer run
-        once on ``timesteps`` steps of :func:`membrane_samples` calibration samples, at most
-        ``MEMBRANE_SAMPLES`` = 256 and at most ``MEMBRANE_PASSES`` = 8 ANN passes' worth,
-        whatever the depth); the neurons become :class:`~converters.membrane.CalibratedIF`.
+        once on ``timesteps`` steps of :func:`membrane_samples` calibration samples: at most
+        ``MEMBRANE_SAMPLES`` = 256, and at most ``MEMBRANE_PASSES`` = 5 ANN passes' worth of
+        steps, whatever the depth); the neurons become :class:`~converters.membrane.CalibratedIF`.
     timesteps:
         Steps simulated by the membrane calibration (the correction holds for other ``T``
         too; pass the ``T`` you will run at to tune it for that). Default: the QCFS levels

@@ -166,7 +166,7 @@ class Sweep:
             if on_output is not None:
                 on_output(k, y)
             if name in self.last_reader:
-                parts.append(pack(y, getattr(module, "emits_spikes", False)))
+                parts.append(pack(y, getattr(module, "emits_spikes", False) or is_binary(y)))
         if parts:
             self.stored[name] = parts
         for s, reader in self.last_reader.items():
@@ -201,6 +201,12 @@ def _counts(module: nn.Module, cur: torch.Tensor, static: bool,
 
 def _numel(shape) -> int:
     return math.prod(int(s) for s in shape)
+
+
+def is_binary(y: torch.Tensor) -> bool:
+    """Whether every value of ``y`` is 0 or 1 (a spiking max pool's output, spikes of a
+    module that does not own neurons), so that :func:`pack` keeps it exactly as bits."""
+    return bool(((y == 0) | (y == 1)).all())
 
 
 def pack(y: torch.Tensor, binary: bool) -> tuple:
