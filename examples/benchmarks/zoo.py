@@ -22,7 +22,7 @@ resnet8_f               7     bias-free conv + BN, ``F.relu``, identity and proj
 resnet                  10    the same with module ReLUs (``models.py``)
 preact_resnet           10    pre-activation BN before each ReLU, BN after every addition
 inception_small         14    concatenation of 1x1 / 3x3 / 5x5 / pooled branches
-densenet_small          12    dense blocks (concatenation), BN-ReLU-conv, transitions
+densenet_small          11    dense blocks (concatenation), BN-ReLU-conv, transitions
 dwsep_relu6             12    depthwise and grouped convs, ReLU6, inverted residuals
 vgg_overlap             6     overlapping max pools with padding and ``ceil_mode``,
                               ``AdaptiveMaxPool2d``
