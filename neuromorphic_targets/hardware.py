@@ -32,9 +32,9 @@ from snnedge.chip_neuron import ChipNeuron
 from snnedge.errors import check_real
 from snnedge.formats import NumberFormat
 from snnedge.network import Node
-from snnedge.neurons import LIF, SpikingNeuron
-from snnedge.quantization import (FormatGroup, adaptive_window, decay_factor, format_groups,
-                                  group_values, quantize_group)
+from snnedge.neurons import LIF
+from snnedge.quantization import (FormatGroup, adaptive_window, check_group_neuron, decay_factor,
+                                  format_groups, group_values, quantize_group)
 
 from .formats import format_figures, number_format
 from .hardware_dynapse import dynapse_network
@@ -107,7 +107,7 @@ def integer_network(snn: SpikingNetwork, fmt: NumberFormat, shape: tuple[int, ..
     groups = format_groups(snn, shape)
     replace: dict[str, nn.Module] = {}
     for g in groups:
-        _check_neuron(snn, g, fmt)
+        check_group_neuron(snn, g, fmt, error=HardwareError, check_reset=False)
         ints = quantize_group(fmt, group_values(snn, g, shape), per_row=g.per_row)
         key = g.neuron or "readout"
         info.scales[key] = _plain(ints.scale)
@@ -130,19 +130,6 @@ def integer_network(snn: SpikingNetwork, fmt: NumberFormat, shape: tuple[int, ..
 
 def _plain(t: torch.Tensor) -> float | list[float]:
     return float(t) if t.dim() == 0 else [float(v) for v in t.reshape(-1)]
-
-
-def _check_neuron(snn: SpikingNetwork, g: FormatGroup, fmt: NumberFormat) -> None:
-    if g.neuron is None:
-        return
-    module = snn.layer(g.neuron)
-    if not isinstance(module, SpikingNeuron):
-        raise HardwareError(f"Layer {g.neuron!r} is a {type(module).__name__}; to_hardware builds "
-                            f"chips' neurons from snnedge.IF and snnedge.LIF layers.")
-    if isinstance(module, LIF) and fmt.decay_bits is None:
-        raise HardwareError(f"Layer {g.neuron!r} is a LIF neuron (decay beta), but {fmt.name!r} "
-                            f"neurons have no multiplicative leak. Use snnedge.IF layers for this "
-                            f"chip (train or convert with IF neurons).")
 
 
 def _weighted(module: nn.Module, weight: torch.Tensor) -> nn.Module:

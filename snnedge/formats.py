@@ -37,9 +37,9 @@ feed one neuron layer, see :func:`snnedge.quantization.format_groups`):
 from __future__ import annotations
 
 import dataclasses
-from importlib import metadata as importlib_metadata
 
 from .errors import check_choice
+from .plugins import call_entry_points
 
 __all__ = ["NumberFormat", "FORMATS", "SCALE_RULES", "ENTRY_POINT_GROUP", "register_format",
            "get_format"]
@@ -200,19 +200,7 @@ def register_format(fmt: NumberFormat) -> NumberFormat:
 
 
 def _call_entry_points() -> list[str]:
-    failed = []
-    for ep in importlib_metadata.entry_points(group=ENTRY_POINT_GROUP):
-        key = f"{ep.name} = {ep.value}"
-        if key in _called_entry_points:
-            continue
-        try:
-            ep.load()()
-        except Exception as e:  # noqa: BLE001 - whatever a broken plugin raises, name it
-            failed.append(f"entry point {key!r} of group {ENTRY_POINT_GROUP!r} failed with "
-                          f"{type(e).__name__}: {e}")
-        else:
-            _called_entry_points.add(key)
-    return failed
+    return call_entry_points(ENTRY_POINT_GROUP, _called_entry_points)
 
 
 def get_format(name: str | NumberFormat, where: str = "get_format") -> NumberFormat:

@@ -34,7 +34,6 @@ import dataclasses
 import functools
 import warnings
 from collections.abc import Callable
-from importlib import metadata as importlib_metadata
 from typing import Any, TypeVar
 
 import torch
@@ -45,6 +44,7 @@ from .delay import Delay
 from .layers import Add, Concat, Narrow, Scale, SumPool2d
 from .neuron_models import CubaLIF, Integrator, LI, Threshold
 from .neurons import IF, LIF
+from .plugins import call_entry_points
 
 __all__ = ["LayerType", "AttributeType", "MODULE_TYPES", "ATTRIBUTE_TYPES", "ENTRY_POINT_GROUP",
            "register_layer_type", "register_attribute_type", "find_type"]
@@ -178,21 +178,7 @@ def register_attribute_type(name: str, cls: type, to_data: Callable[[Any], Any],
 
 
 def _call_entry_points() -> list[str]:
-    """Call each registration function of :data:`ENTRY_POINT_GROUP` not called yet; return
-    one line per function that failed to import or to run (it is tried again next time)."""
-    failed = []
-    for ep in importlib_metadata.entry_points(group=ENTRY_POINT_GROUP):
-        key = f"{ep.name} = {ep.value}"
-        if key in _called_entry_points:
-            continue
-        try:
-            ep.load()()
-        except Exception as e:  # noqa: BLE001 - whatever a broken plugin raises, name it
-            failed.append(f"entry point {key!r} of group {ENTRY_POINT_GROUP!r} failed with "
-                          f"{type(e).__name__}: {e}")
-        else:
-            _called_entry_points.add(key)
-    return failed
+    return call_entry_points(ENTRY_POINT_GROUP, _called_entry_points)
 
 
 def find_type(table: dict[str, Entry], *, name: Any = None,

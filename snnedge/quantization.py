@@ -49,6 +49,7 @@ from torch import nn
 
 from .formats import NumberFormat
 from .layers import INPUT, Add, Concat, Scale, SumPool2d
+from .neurons import LIF, SpikingNeuron
 
 PASS_THROUGH = (nn.Identity, nn.Dropout, SumPool2d, Add)
 RESHAPING = (nn.Flatten, nn.Unflatten, Concat)
@@ -95,6 +96,28 @@ class FormatGroup:
     analog_input: bool = False
     nodes: tuple[str, ...] = ()
     sources: tuple[str, ...] = ()
+
+
+def check_group_neuron(net, group: FormatGroup, fmt: NumberFormat, where: str = "",
+                       error: type[FormatError] = FormatError, check_reset: bool = True) -> None:
+    """An ``error`` (prefixed ``where`` when given) unless ``group``'s neuron (if any) is an IF or LIF
+    layer that ``fmt``'s neurons can compute: a LIF needs a format with a decay, and with
+    ``check_reset`` its reset must be one of the format's."""
+    if group.neuron is None:
+        return
+    module = net.layer(group.neuron)
+    layer = f"{where}: layer {group.neuron!r}" if where else f"Layer {group.neuron!r}"
+    if not isinstance(module, SpikingNeuron):
+        raise error(f"{layer} is a {type(module).__name__}; chips' "
+                    f"formats apply to snnedge.IF and snnedge.LIF layers.")
+    if isinstance(module, LIF) and fmt.decay_bits is None:
+        raise error(f"{layer} is a LIF neuron (decay beta), but "
+                    f"{fmt.name!r} neurons have no multiplicative leak. Use snnedge.IF layers "
+                    f"for this chip (train or convert with IF neurons).")
+    if check_reset and module.reset not in fmt.resets:
+        raise error(f"{layer} resets by {module.reset!r}, which "
+                    f"{fmt.name!r} lacks (it has {', '.join(fmt.resets)}). Build or convert the "
+                    f"network with reset={fmt.resets[0]!r} to train it for this chip.")
 
 
 def pool_gain(name: str, module: nn.Module, in_shape=None) -> float:

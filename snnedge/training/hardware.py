@@ -34,9 +34,8 @@ from torch import nn
 
 from ..formats import NumberFormat
 from ..network import SpikingNetwork
-from ..neurons import LIF, SpikingNeuron
-from ..quantization import (FormatError, FormatGroup, format_groups, group_values,
-                            quantize_bias, quantize_group)
+from ..quantization import (FormatError, FormatGroup, check_group_neuron, format_groups,
+                            group_values, quantize_bias, quantize_group)
 
 
 class QuantizationPlan:
@@ -48,7 +47,7 @@ class QuantizationPlan:
         self.groups = format_groups(net, input_shape)
         self.group_of = {n: g for g in self.groups for n in g.layers}
         for g in self.groups:
-            _check_neuron(net, g, fmt)
+            check_group_neuron(net, g, fmt, f"fit(hardware={fmt.name!r})")
         self._cache: dict[str, tuple] = {}
 
     def _stamp(self, g: FormatGroup) -> tuple:
@@ -115,23 +114,6 @@ def _row_factor(factor: torch.Tensor, scale: torch.Tensor, rows: int, name: str)
     raise FormatError(f"Layer {name!r} has {rows} output rows but its neurons have "
                       f"{factor.numel()} channels; its layout changes on the way (Flatten), so "
                       f"per-channel thresholds cannot be scaled into its rows.")
-
-
-def _check_neuron(net: SpikingNetwork, g: FormatGroup, fmt: NumberFormat) -> None:
-    if g.neuron is None:
-        return
-    module = net.layer(g.neuron)
-    if not isinstance(module, SpikingNeuron):
-        raise FormatError(f"fit(hardware={fmt.name!r}): layer {g.neuron!r} is a "
-                          f"{type(module).__name__}; chips' formats apply to snnedge.IF and LIF.")
-    if isinstance(module, LIF) and fmt.decay_bits is None:
-        raise FormatError(f"fit(hardware={fmt.name!r}): layer {g.neuron!r} is a LIF neuron, but "
-                          f"{fmt.name!r} neurons have no multiplicative leak. Use snnedge.IF.")
-    if module.reset not in fmt.resets:
-        raise FormatError(f"fit(hardware={fmt.name!r}): layer {g.neuron!r} resets by "
-                          f"{module.reset!r}, which {fmt.name!r} lacks (it has "
-                          f"{', '.join(fmt.resets)}). Build or convert the network with "
-                          f"reset={fmt.resets[0]!r} to train it for this chip.")
 
 
 def _ste_round(y: torch.Tensor) -> torch.Tensor:
