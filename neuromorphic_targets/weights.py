@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import torch
 
+from snnedge.quantization import lloyd_rows
+
 #: Elements per batched k-means step.
 BUDGET = 8_000_000
 
@@ -56,23 +58,7 @@ def kmeans_rows(rows: torch.Tensor, mask: torch.Tensor, k: int, iters: int = 60)
 
 
 def _lloyd(v: torch.Tensor, m: torch.Tensor, k: int, iters: int) -> torch.Tensor:
-    v64 = v.double()
-    big = torch.finfo(torch.float64).max
-    srt = torch.where(m, v64, torch.full_like(v64, big)).sort(dim=1).values
-    count = m.sum(1, keepdim=True)
-    pos = ((torch.arange(k, dtype=torch.float64) + 0.5) / k * count).long().clamp(max=v.shape[1] - 1)
-    c = srt.gather(1, pos)
-    assign = None
-    for _ in range(iters):
-        new = (v64[:, :, None] - c[:, None, :]).abs().argmin(-1)
-        if assign is not None and torch.equal(new, assign):
-            break
-        assign = new
-        onehot = torch.nn.functional.one_hot(assign, k).double() * m[:, :, None]
-        n = onehot.sum(1)
-        c = torch.where(n > 0, (onehot * v64[:, :, None]).sum(1) / n.clamp(min=1), c)
-    snapped = c.gather(1, assign)
-    return torch.where(m, snapped, v64).to(v.dtype)
+    return lloyd_rows(v.double(), m, k, iters).to(v.dtype)
 
 
 def snap_levels_to_bits(rows: torch.Tensor, bits: int) -> torch.Tensor:

@@ -315,22 +315,30 @@ def row_levels(rows: torch.Tensor, levels: int, iters: int = 60) -> torch.Tensor
     todo = distinct > levels
     if not todo.any():
         return rows.clone()
-    v, m, s = rows[todo], mask[todo], srt[todo]
-    count = m.sum(1, keepdim=True)
-    pos = ((torch.arange(levels, dtype=torch.float64) + 0.5) / levels * count).long()
-    centres = s.gather(1, pos.clamp(max=v.shape[1] - 1))
+    out = rows.clone()
+    out[todo] = lloyd_rows(rows[todo], mask[todo], levels, iters)
+    return out
+
+
+def lloyd_rows(v: torch.Tensor, mask: torch.Tensor, k: int, iters: int = 60) -> torch.Tensor:
+    """Float64 rows ``v`` with each ``mask`` ed entry replaced by the nearest of ``k`` 1-D
+    k-means centres of its row's masked entries: Lloyd's algorithm started from the
+    quantiles ``(i + 1/2) / k`` of the masked entries (deterministic), at most ``iters``
+    rounds; entries outside ``mask`` unchanged. Every row needs a masked entry."""
+    srt = torch.where(mask, v, torch.full_like(v, math.inf)).sort(dim=1).values
+    count = mask.sum(1, keepdim=True)
+    pos = ((torch.arange(k, dtype=torch.float64) + 0.5) / k * count).long()
+    centres = srt.gather(1, pos.clamp(max=v.shape[1] - 1))
     assign = None
     for _ in range(iters):
         new = (v[:, :, None] - centres[:, None, :]).abs().argmin(-1)
         if assign is not None and torch.equal(new, assign):
             break
         assign = new
-        onehot = nn.functional.one_hot(assign, levels).double() * m[:, :, None]
+        onehot = nn.functional.one_hot(assign, k).double() * mask[:, :, None]
         n = onehot.sum(1)
         centres = torch.where(n > 0, (onehot * v[:, :, None]).sum(1) / n.clamp(min=1), centres)
-    out = rows.clone()
-    out[todo] = torch.where(m, centres.gather(1, assign), v)
-    return out
+    return torch.where(mask, centres.gather(1, assign), v)
 
 
 def _limit_scale(limit: float, x: torch.Tensor | None, rows: int | None) -> torch.Tensor:
