@@ -256,14 +256,6 @@ class ChipNeuron(TemporalModule):
         return ((self.v_max is None or top <= self.v_max)
                 and (self.v_min is None or bottom >= self.v_min))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Multi-step call on a time-first input ``(T, B, ...)`` from the initial state."""
-        if x.dim() < 2:
-            raise ValueError(f"ChipNeuron expects a time-first input (T, B, ...). Got shape "
-                             f"{tuple(x.shape)}.")
-        spikes, _ = self.forward_block(x, self.initial_state(x[0]), x.shape[0])
-        return spikes
-
     def extra_repr(self) -> str:
         mode = "integer" if self.integer else "analog"
         bounds = "" if self.v_min is None else f", v=[{self.v_min:g}, {self.v_max:g}]"

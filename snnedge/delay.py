@@ -70,10 +70,6 @@ class Delay(TemporalModule):
             y = torch.gather(full, 0, idx)
         return y, full[full.shape[0] - d_max:].clone()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Multi-step call on a time-first input ``(T, B, ...)`` from the initial state."""
-        return self.forward_block(x, self.initial_state(x[0]), x.shape[0])[0]
-
     def extra_repr(self) -> str:
         d = self.delay
         return f"delay={int(d)}" if d.dim() == 0 else f"delay=per-element[max {self.max_delay}]"

@@ -45,6 +45,13 @@ class TemporalModule(nn.Module, abc.ABC):
         """Advance ``steps`` ticks; ``current`` is ``(steps, B, ...)`` or, when ``static``,
         ``(B, ...)``. Returns ``(outputs (steps, B, ...), state)``."""
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Multi-step call on a time-first input ``(T, B, ...)`` from the initial state."""
+        if x.dim() < 2:
+            raise ValueError(f"{type(self).__name__} expects a time-first input (T, B, ...). "
+                             f"Got shape {tuple(x.shape)}.")
+        return self.forward_block(x, self.initial_state(x[0]), x.shape[0])[0]
+
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         """The per-sample output shape for a per-sample input of ``input_shape`` (default:
         the same). Raises ``ValueError`` for an input the module cannot take."""

@@ -168,10 +168,6 @@ class CubaLIF(TemporalModule):
         z, v = self.membrane.forward_block(syn, v, steps)
         return z, (i, v)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Multi-step call on a time-first input ``(T, B, ...)`` from the initial state."""
-        return self.forward_block(x, self.initial_state(x[0]), x.shape[0])[0]
-
     def extra_repr(self) -> str:  # the membrane's parameters are in its own line
         b = self.beta_syn
         return f"beta_syn={float(b):g}" if b.dim() == 0 else f"beta_syn=per-channel[{b.numel()}]"
@@ -216,10 +212,6 @@ class LI(TemporalModule):
             v = li_step(v, current if static else current[t], beta, gain)
             out.append(v)
         return torch.stack(out), v
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Multi-step call on a time-first input ``(T, B, ...)`` from the initial state."""
-        return self.forward_block(x, self.initial_state(x[0]), x.shape[0])[0]
 
     def extra_repr(self) -> str:
         def fmt(p):

@@ -349,14 +349,6 @@ class SpikingNeuron(TemporalModule):
             return None
         return out, v
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Multi-step call on a time-first input ``(T, B, ...)`` from the initial state."""
-        if x.dim() < 2:
-            raise ValueError(f"{type(self).__name__} expects a time-first input (T, B, ...). "
-                             f"Got shape {tuple(x.shape)}.")
-        spikes, _ = self.forward_block(x, self.initial_state(x[0]), x.shape[0])
-        return spikes
-
     def extra_repr(self) -> str:
         theta = self.threshold
         t = f"{float(theta):g}" if theta.dim() == 0 else f"per-channel[{theta.numel()}]"
