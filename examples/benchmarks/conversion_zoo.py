@@ -347,15 +347,11 @@ def markdown(results: dict) -> str:
         "weighted layers:", "", *lines, "", *notes, ""])
 
 
-def write_section(out: Path, text: str) -> None:
-    old = out.read_text() if out.is_file() else ""
-    if SECTION in old:
-        before, rest = old.split(SECTION, 1)
-        after = rest.split("\n## ", 1)
-        old = before + text.rstrip() + "\n\n" + ("## " + after[1] if len(after) == 2 else "")
-    else:
-        old = old.rstrip() + "\n\n" + text
-    out.write_text(old.rstrip() + "\n")
+def write_section(out: Path, section: str) -> None:
+    """Replace this benchmark's section of ``out`` (or append it), leaving the rest alone."""
+    from results_md import replace_section  # this folder's helper (the script's own folder)
+
+    replace_section(out, SECTION, section)
 
 
 def main(argv=None) -> None:

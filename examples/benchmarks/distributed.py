@@ -369,15 +369,11 @@ def estimate(args, one: dict, d: dict, per_sample: int) -> list[str]:
         "keep it busy: scale the global batch (and the learning rate) with the GPUs instead.", ""]
 
 
-def write_section(path: Path, text: str) -> None:
-    old = path.read_text() if path.is_file() else "# Benchmark results\n"
-    start = old.find(HEADING)
-    if start < 0:
-        new = old.rstrip("\n") + "\n\n" + text
-    else:
-        nxt = old.find("\n## ", start + len(HEADING))
-        new = old[:start] + text + (old[nxt + 1:] if nxt >= 0 else "")
-    path.write_text(new)
+def write_section(out: Path, section: str) -> None:
+    """Replace this benchmark's section of ``out`` (or append it), leaving the rest alone."""
+    from results_md import replace_section  # this folder's helper (the script's own folder)
+
+    replace_section(out, HEADING, section)
 
 
 def main(argv=None) -> None:

@@ -322,15 +322,9 @@ def _cell(f, r, target, reset) -> str:
 
 def write_section(out: Path, body: str) -> None:
     """Replace this benchmark's section of ``out`` (or append it), leaving the rest alone."""
-    text = out.read_text() if out.is_file() else "# Benchmark results\n"
-    section = SECTION_HEADING + "\n\n" + body.rstrip() + "\n\n"
-    if SECTION_HEADING in text:
-        before, rest = text.split(SECTION_HEADING, 1)
-        after = rest.split("\n## ", 1)
-        text = before + section + ("## " + after[1] if len(after) == 2 else "")
-    else:
-        text = text.rstrip() + "\n\n" + section
-    out.write_text(text.rstrip() + "\n")
+    from results_md import replace_section  # this folder's helper (the script's own folder)
+
+    replace_section(out, SECTION_HEADING, SECTION_HEADING + "\n\n" + body.rstrip() + "\n")
 
 
 def main() -> None:
