@@ -9,16 +9,19 @@ import snnedge
 from snnedge import Node, SpikingNetwork
 
 
-def vgg_mnist():
-    torch.manual_seed(0)
+def vgg_mnist(seed=0):
+    """VGG-like MNIST CNN with 3x3x32 kernels."""
+    torch.manual_seed(seed)
     return snnedge.sequential(
         nn.Conv2d(1, 32, 3, padding=1), snnedge.IF(), nn.Conv2d(32, 32, 3, padding=1), snnedge.IF(),
         nn.AvgPool2d(2), nn.Conv2d(32, 64, 3, padding=1), snnedge.IF(), nn.AvgPool2d(2), nn.Flatten(),
         nn.Linear(64 * 7 * 7, 10), input_shape=(1, 28, 28))
 
 
-def truenorth_designed():
-    torch.manual_seed(0)
+def truenorth_designed(seed=0):
+    """Grouped, strided convolutions keep every fan-in <= 256 (after Esser et al. 2016):
+    fan-ins 9, 8*9 = 72, 8*9 = 72, 16*9 = 144 and 16*4*4 = 256 for the readout."""
+    torch.manual_seed(seed)
     return snnedge.sequential(
         nn.Conv2d(1, 16, 3, padding=1), snnedge.IF(),
         nn.Conv2d(16, 32, 3, stride=2, padding=1, groups=2), snnedge.IF(),
@@ -27,8 +30,9 @@ def truenorth_designed():
         nn.Flatten(), nn.Linear(16 * 4 * 4, 10), input_shape=(1, 28, 28))
 
 
-def residual():
-    torch.manual_seed(0)
+def residual(seed=0):
+    """A hand-built graph: conv -> IF -> [conv -> IF -> conv] + skip -> IF -> pool -> linear."""
+    torch.manual_seed(seed)
     return SpikingNetwork([
         Node("stem", nn.Conv2d(1, 6, 3, padding=1)),
         Node("stem_if", snnedge.IF(threshold=0.6)),

@@ -1,6 +1,8 @@
 """map_network on TrueNorth, DYNAP-SE and Loihi: limits, hand-derived golden layouts, purity."""
 import hashlib
 import math
+import pathlib
+import sys
 
 import pytest
 import torch
@@ -8,45 +10,9 @@ from torch import nn
 
 import snnedge
 from neuromorphic_targets import Figure, estimate_energy, get_profile, map_network
-from snnedge import Node, SpikingNetwork
 
-
-def vgg_mnist(seed=0):
-    """VGG-like MNIST CNN with 3x3x32 kernels."""
-    torch.manual_seed(seed)
-    return snnedge.sequential(
-        nn.Conv2d(1, 32, 3, padding=1), snnedge.IF(), nn.Conv2d(32, 32, 3, padding=1), snnedge.IF(),
-        nn.AvgPool2d(2), nn.Conv2d(32, 64, 3, padding=1), snnedge.IF(), nn.AvgPool2d(2), nn.Flatten(),
-        nn.Linear(64 * 7 * 7, 10), input_shape=(1, 28, 28))
-
-
-def truenorth_designed(seed=0):
-    """Grouped, strided convolutions keep every fan-in <= 256 (after Esser et al. 2016):
-    fan-ins 9, 8*9 = 72, 8*9 = 72, 16*9 = 144 and 16*4*4 = 256 for the readout."""
-    torch.manual_seed(seed)
-    return snnedge.sequential(
-        nn.Conv2d(1, 16, 3, padding=1), snnedge.IF(),
-        nn.Conv2d(16, 32, 3, stride=2, padding=1, groups=2), snnedge.IF(),
-        nn.Conv2d(32, 32, 3, stride=2, padding=1, groups=4), snnedge.IF(),
-        nn.Conv2d(32, 16, 3, stride=2, padding=1, groups=2), snnedge.IF(),
-        nn.Flatten(), nn.Linear(16 * 4 * 4, 10), input_shape=(1, 28, 28))
-
-
-def residual_net(seed=0):
-    """A hand-built graph: conv -> IF -> [conv -> IF -> conv] + skip -> IF -> pool -> linear."""
-    torch.manual_seed(seed)
-    return SpikingNetwork([
-        Node("stem", nn.Conv2d(1, 6, 3, padding=1)),
-        Node("stem_if", snnedge.IF(threshold=0.6)),
-        Node("block.conv1", nn.Conv2d(6, 6, 3, padding=1), ("stem_if",)),
-        Node("block.if1", snnedge.IF(threshold=0.5), ("block.conv1",)),
-        Node("block.conv2", nn.Conv2d(6, 6, 3, padding=1), ("block.if1",)),
-        Node("block.add", snnedge.Add(), ("block.conv2", "stem_if")),
-        Node("block.if2", snnedge.LIF(beta=0.9), ("block.add",)),
-        Node("pool", nn.AvgPool2d(2), ("block.if2",)),
-        Node("flat", nn.Flatten(), ("pool",)),
-        Node("fc", nn.Linear(6 * 4 * 4, 5), ("flat",)),
-    ], input_shape=(1, 8, 8))
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+from mapping_nets import residual as residual_net, truenorth_designed, vgg_mnist  # noqa: E402
 
 
 def state_hash(net):
