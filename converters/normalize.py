@@ -44,6 +44,8 @@ from .maxpool import SpikingAdaptiveMaxPool2d, SpikingMaxPool2d
 from .membrane import CalibratedIF
 
 ONE = torch.tensor(1.0, dtype=torch.float64)
+# Weights rescaled in float64 per block of output rows (bounds the transient copies).
+RESCALE_ELEMENTS = 2**22
 
 
 def canonical(u: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
@@ -225,7 +227,7 @@ class Normalizer:
 
     def _weighted(self, op: Op) -> nn.Module:
         m = copy.deepcopy(op.module)
-        w = m.weight.detach().double()
+        w = op.module.weight.detach()
         c_out = w.shape[0]
         u_in = per_channel(self.unit(op.inputs[0]), self.g.shape_of(op.inputs[0]), op.name)
         t = per_channel(self.target(op), op.shape, op.name)
@@ -243,12 +245,18 @@ class Normalizer:
                 factor = u_in[idx]
             factor = factor.view(c_out, per_group_in, *([1] * (w.dim() - 2)))
         t_out = t.expand(c_out) if t.dim() == 0 else t
-        w = w * factor / t_out.view(-1, *([1] * (w.dim() - 1)))
+        t_out = t_out.view(-1, *([1] * (w.dim() - 1)))
         dtype = m.weight.dtype
+        # In float64, a block of output rows at a time: the float64 copies of a whole large
+        # layer (VGG-16's first fully connected layer: 103 M weights) would add gigabytes.
+        rows = max(1, RESCALE_ELEMENTS // max(1, w[0].numel()))
         with torch.no_grad():
-            m.weight.copy_(w.to(dtype))
+            for r in range(0, c_out, rows):
+                f = factor if factor.shape[0] == 1 else factor[r:r + rows]
+                block = w[r:r + rows].double() * f / t_out[r:r + rows]
+                m.weight[r:r + rows].copy_(block.to(dtype))
             if m.bias is not None:
-                m.bias.copy_((m.bias.detach().double() / t_out).to(dtype))
+                m.bias.copy_((m.bias.detach().double() / t_out.view(-1)).to(dtype))
         return m
 
 

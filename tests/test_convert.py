@@ -489,3 +489,23 @@ def test_conversion_on_cuda_equals_conversion_on_cpu(model, options):
             assert torch.allclose(torch.tensor(b[k]), torch.tensor(a[k]), rtol=1e-5), (field, k)
     for (k, a), (_, b) in zip(cpu.state_dict().items(), gpu.state_dict().items()):
         assert torch.allclose(a, b.cpu(), rtol=1e-4, atol=1e-5), k
+
+
+@pytest.mark.parametrize("normalization", ["percentile", "channelwise"])
+def test_weights_rescaled_in_row_blocks_equal_whole_layer(monkeypatch, normalization):
+    """The float64 rescaling runs a block of output rows at a time (memory of huge layers);
+    blocks of one to a few rows give the same weights, bit for bit, as the whole layer at
+    once, grouped convolutions included."""
+    import converters.normalize as normalize
+    torch.manual_seed(3)
+    ann = _randomize_bn(nn.Sequential(
+        nn.Conv2d(1, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(),
+        nn.Conv2d(6, 6, 3, padding=1, groups=3), nn.ReLU(), nn.AvgPool2d(2),
+        nn.Flatten(), nn.Linear(6 * 4 * 4, 7), nn.ReLU(), nn.Linear(7, 3))).eval()
+    x = torch.rand(32, 1, 8, 8)
+    whole = convert(ann, x, normalization=normalization, **FAST)
+    for elements in (1, 13):
+        monkeypatch.setattr(normalize, "RESCALE_ELEMENTS", elements)
+        blocks = convert(ann, x, normalization=normalization, **FAST)
+        for (k, a), (k2, b) in zip(whole.state_dict().items(), blocks.state_dict().items()):
+            assert k == k2 and torch.equal(a, b), k
