@@ -372,11 +372,6 @@ class BaselineEstimate(AcceleratorEstimate):
     utilisation: float
     notes: list[str]
 
-    def title(self) -> str:
-        """The table's first line: profile, method, headline, latency."""
-        return (f"{self.profile} ({self.method}): {self.headline()}, latency "
-                f"{'unknown' if self.latency_s is None else f'{self.latency_s:.4g} s'}")
-
 
 def _traffic(ops: OpCount, bits: int) -> tuple[float, float, float]:
     """``(macs, weight bytes, activation bytes)`` per inference at ``bits`` per element."""

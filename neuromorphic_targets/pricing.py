@@ -168,3 +168,8 @@ class AcceleratorEstimate(PricedEstimate):
     latency_s: float | None
     complete: bool
     missing: list[str]
+
+    def title(self) -> str:
+        """The table's first line: profile, method, headline, latency."""
+        return (f"{self.profile} ({self.method}): {self.headline()}, latency "
+                f"{'unknown' if self.latency_s is None else f'{self.latency_s:.4g} s'}")

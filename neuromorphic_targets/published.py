@@ -103,26 +103,32 @@ _RATE = Figure(1000.0, "Hz", RENNER_2024, False,
                "the abstract read here", derived=True)
 _LATENCY = Figure(1e-3, "s", RENNER_2024, False, "1 ms per sample: one tick")
 
+
+def _esser2015(name: str, *, paper_j: float, proceedings_j: float, accuracy: float,
+               network_note: str, neurons: int, neurons_note: str, copies: int,
+               layout: str) -> PublishedPoint:
+    """A point of Esser et al. (2015), MNIST on TrueNorth, cited as each of them is: the energy
+    per image from the abstract of the paper PDF (``energy_j``; ``network_note`` says which
+    network) and from the abstract on the proceedings page (``other_energy_j``), one image per
+    1 ms tick, and the network's neurons as Renner et al. (2024) give them (``neurons_note``)."""
+    return PublishedPoint(
+        name, "truenorth",
+        Figure(paper_j, "J", ESSER_2015 + ", abstract (paper PDF)", True, network_note),
+        Figure(proceedings_j, "J", ESSER_2015 + ", abstract on the proceedings page", True),
+        accuracy, _RATE, _LATENCY, Figure(neurons, "neuron", RENNER_2024, False, neurons_note),
+        copies, layout)
+
+
 #: The published points snnedge reproduces (tests and examples/benchmarks/published_energy.py).
 POINTS: dict[str, PublishedPoint] = {p.name: p for p in (
-    PublishedPoint(
-        "esser2015-single", "truenorth",
-        Figure(0.268e-6, "J", ESSER_2015 + ", abstract (paper PDF)", True,
-               "high-efficiency network, an ensemble of 1, 92.7 % on MNIST"),
-        Figure(0.408e-6, "J", ESSER_2015 + ", abstract on the proceedings page", True),
-        0.927, _RATE, _LATENCY,
-        Figure(512, "neuron", RENNER_2024, False, "'CNN (512 neurons)': 4 x 64 + 256, the "
-               "layout of " + PYTRUENORTH),
-        1, "single"),
-    PublishedPoint(
-        "esser2015-ensemble", "truenorth",
-        Figure(108e-6, "J", ESSER_2015 + ", abstract (paper PDF)", True,
-               "high-performance network, an ensemble of 64, 99.42 % on MNIST"),
-        Figure(121e-6, "J", ESSER_2015 + ", abstract on the proceedings page", True),
-        0.9942, _RATE, _LATENCY,
-        Figure(3840, "neuron", RENNER_2024, False, "'CNN (3840 neurons)' per network of the "
-               "ensemble; the layout is not given there"),
-        64, "member"),
+    _esser2015("esser2015-single", paper_j=0.268e-6, proceedings_j=0.408e-6, accuracy=0.927,
+               network_note="high-efficiency network, an ensemble of 1, 92.7 % on MNIST",
+               neurons=512, neurons_note="'CNN (512 neurons)': 4 x 64 + 256, the layout of "
+               + PYTRUENORTH, copies=1, layout="single"),
+    _esser2015("esser2015-ensemble", paper_j=108e-6, proceedings_j=121e-6, accuracy=0.9942,
+               network_note="high-performance network, an ensemble of 64, 99.42 % on MNIST",
+               neurons=3840, neurons_note="'CNN (3840 neurons)' per network of the ensemble; "
+               "the layout is not given there", copies=64, layout="member"),
 )}
 
 #: Published figures snnedge does not reproduce, and what is missing to do it.

