@@ -509,3 +509,24 @@ def test_weights_rescaled_in_row_blocks_equal_whole_layer(monkeypatch, normaliza
         blocks = convert(ann, x, normalization=normalization, **FAST)
         for (k, a), (k2, b) in zip(whole.state_dict().items(), blocks.state_dict().items()):
             assert k == k2 and torch.equal(a, b), k
+
+
+def test_captured_graph_shares_the_anns_weights_read_only():
+    """The captured graph holds no second copy of the weights: its weighted and BatchNorm ops
+    alias the ANN's storage, detached and without gradients, and conversion leaves them
+    (and the ANN) unchanged."""
+    ann = vgg_tiny()
+    before = {k: v.clone() for k, v in ann.state_dict().items()}
+    graph = capture_fx(ann, torch.rand(2, 1, 12, 12))
+    shared = 0
+    for op in graph.ops:
+        if op.kind in ("weighted", "bn"):
+            original = ann.get_submodule(op.name)
+            for (k, p), (_, q) in zip(op.module.state_dict(keep_vars=True).items(),
+                                      original.state_dict(keep_vars=True).items()):
+                assert p.data_ptr() == q.data_ptr() and not p.requires_grad, (op.name, k)
+                shared += 1
+    assert shared >= 12
+    convert(ann, torch.rand(16, 1, 12, 12), **FAST)
+    assert all(torch.equal(before[k], v) for k, v in ann.state_dict().items())
+    assert all(p.requires_grad for p in ann.parameters())
