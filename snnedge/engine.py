@@ -59,6 +59,9 @@ MIN_BLOCK_ROWS = 4
 # Memory a block may need per step, in multiples of its activations (copies in other layouts,
 # sparse-kernel buffers): only blocks within the free memory at this factor are started.
 MEMORY_FACTOR = 2
+# Largest per-neuron spike count a float32 tensor holds exactly (integers up to 2^24): below
+# it the neuron layers add up their counts over a whole batch run in the state's float type.
+EXACT_COUNTS = 2**24
 
 
 @dataclass
@@ -153,6 +156,9 @@ def run_batch(net: SpikingNetwork, x: torch.Tensor, encoder: Encoder, timesteps:
     mode = "dense" if engine == "auto" else engine
     ex = Executor(net, mode)
     ex.fuse_pools = True  # neuron layers are read through their counts only
+    # the neuron layers add up their own spikes over the whole run, exactly while no count can
+    # pass float32's 2^24 (else per block, in float64)
+    ex.accumulate_counts = timesteps * x.shape[0] < EXACT_COUNTS
     extra: dict = {}
     if engine == "auto" and event_layers is not None:
         ex.event_layers = set(event_layers)
@@ -172,6 +178,8 @@ def run_batch(net: SpikingNetwork, x: torch.Tensor, encoder: Encoder, timesteps:
         kept = ex.block(inp, steps, keep=tuple(s for s in sources if s != INPUT))
         kept[INPUT] = inp
         for s, kind in sources.items():
+            if kind == "events" and ex.running_counts(s) is not None:
+                continue  # added up by the neuron layer over all blocks
             counted = ex.take_counts(s) if kind == "events" else None  # summed by the neuron layer
             if counted is not None:  # (a neuron layer fused with its pool has no other value)
                 total = counted.to(torch.float64)
@@ -182,8 +190,9 @@ def run_batch(net: SpikingNetwork, x: torch.Tensor, encoder: Encoder, timesteps:
                 total = total.to(torch.float64)
             counts[s] = total if s not in counts else counts[s] + total
         if t0 == 0 and spiking:
-            fired = sum(float(counts[s].sum()) for s in spiking)
-            size = sum(counts[s].numel() for s in spiking) * steps * batch
+            first = [counts[s] if s in counts else ex.running_counts(s) for s in spiking]
+            fired = sum(float(c.sum()) for c in first)
+            size = sum(c.numel() for c in first) * steps * batch
             activity = fired / size
         if t0 == 0 and ex.densities is not None:
             ex.event_layers = {name for name, d in ex.densities.items()
@@ -198,4 +207,6 @@ def run_batch(net: SpikingNetwork, x: torch.Tensor, encoder: Encoder, timesteps:
         running = torch.cumsum(y, 0) if acc is None else acc.unsqueeze(0) + torch.cumsum(y, 0)
         acc = running[-1].clone()
         preds[t0:t0 + steps] = running.argmax(-1)
+    counts = {s: counts[s] if s in counts else ex.running_counts(s).to(torch.float64)
+              for s in sources if s in counts or ex.running_counts(s) is not None}
     return BatchRun(acc, preds, counts, mode, activity, extra)

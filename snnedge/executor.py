@@ -109,6 +109,11 @@ class Executor:
         average or sum pool runs fused with it: the pool's value is computed, the neurons'
         spikes are not stored, and :meth:`block` returns no value for that neuron layer even
         when it is in ``keep`` (:meth:`take_counts` has its counts).
+    accumulate_counts:
+        When true, the neuron layers that count their own spikes keep adding to one tensor
+        per layer over all blocks (:meth:`running_counts`) instead of a new one per block
+        (:meth:`take_counts`): no zeroing, conversion or addition per block. The counts are
+        in the state's float type, so exact while no neuron can pass 2^24 spikes in float32.
     """
 
     def __init__(self, net: Graph, engine: str = "dense", *,
@@ -117,10 +122,12 @@ class Executor:
         self.net = net
         self.engine = engine
         self.state: dict[str, object] = dict(state or {})
+        self.borrowed = set(self.state)  # states the caller owns: copied before any update
         self.static_cache: dict[str, torch.Tensor] = dict(static or {})
         self.event_layers: set[str] | None = None
         self.densities: dict[str, float] | None = None
         self.fuse_pools = False
+        self.accumulate_counts = False
         self.buffers: dict[str, torch.Tensor] = {}  # reused spike outputs (no-grad runs)
         # per-neuron spike counts of the last block, summed by the neuron layers themselves
         self.block_counts: dict[str, torch.Tensor] = {}
@@ -136,7 +143,8 @@ class Executor:
         layers in ``keep`` also count their spikes (:meth:`take_counts`).
         """
         net = self.net
-        self.block_counts = {}
+        if not self.accumulate_counts:
+            self.block_counts = {}
         if self.plan is not None:
             return self._block_recurrent(x, steps, keep)
         vals = {INPUT: x}
@@ -178,6 +186,12 @@ class Executor:
         """The output layer's value at every step of one block, ``(steps, B, ...)``."""
         return self.block(x, steps)[self.net.output_name].per_step(steps)
 
+    def running_counts(self, name: str) -> torch.Tensor | None:
+        """With :attr:`accumulate_counts`, the per-neuron spikes that neuron layer ``name``
+        has added up itself since the executor was made (summed over steps and samples; no
+        new tensor, no per-block sum), or ``None`` where it does not count its own."""
+        return self.block_counts.get(name) if self.accumulate_counts else None
+
     def take_counts(self, name: str) -> torch.Tensor | None:
         """The per-neuron spike counts (summed over the block's steps and samples) that layer
         ``name`` added up itself in the last block, or ``None`` where it did not."""
@@ -196,8 +210,12 @@ class Executor:
                 counts = self.block_counts.get(name)
                 counts = torch.zeros_like(self.state[name][0]) if counts is None else counts
             out = self.buffers.get(name) if reuse else None  # a loop keeps each step's spikes
-            y, self.state[name] = module.forward_block(cur.tensor, self.state[name], steps,
-                                                       cur.static, out=out, counts=counts)
+            if type(module).runs_reference_update():
+                y = module.advance_block(cur.tensor, self._own_state(name), steps, cur.static,
+                                         out=out, counts=counts)
+            else:
+                y, self.state[name] = module.forward_block(cur.tensor, self.state[name], steps,
+                                                           cur.static, out=out, counts=counts)
             if reuse:
                 self.buffers[name] = y
             if counts is not None:
@@ -205,6 +223,14 @@ class Executor:
             return y
         y, self.state[name] = module.forward_block(cur.tensor, self.state[name], steps, cur.static)
         return y
+
+    def _own_state(self, name: str) -> torch.Tensor:
+        """Layer ``name``'s membrane, for an in-place update: a state handed to the
+        constructor is copied once (the caller's tensors stay as they were)."""
+        if name in self.borrowed:
+            self.borrowed.discard(name)
+            self.state[name] = self.state[name].clone()
+        return self.state[name]
 
     def _temporal_pooled(self, name: str, module: nn.Module, cur: Value, steps: int,
                          keep: tuple[str, ...]) -> Value | None:
@@ -227,8 +253,10 @@ class Executor:
         divisor = 1.0 if isinstance(pool, SumPool2d) else float(window[0] * window[1])
         if name not in self.state:
             self.state[name] = module.initial_state(template)
-        counts = torch.zeros_like(self.state[name][0]) if name in keep else None
-        done = module.forward_block_pooled(cur.tensor, self.state[name], steps, cur.static, window,
+        counts = self.block_counts.get(name) if name in keep else None
+        if counts is None and name in keep:
+            counts = torch.zeros_like(self.state[name][0])
+        done = module.forward_block_pooled(cur.tensor, self._own_state(name), steps, cur.static, window,
                                            divisor, out=self.buffers.get(name), counts=counts)
         if done is None:
             return None

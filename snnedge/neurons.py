@@ -297,11 +297,28 @@ class SpikingNeuron(TemporalModule):
         return torch.stack(out), v
 
     @torch.no_grad()
-    def _block_inplace(self, current, v, steps, static, theta, beta, out=None, counts=None):
+    def advance_block(self, current: torch.Tensor, v: torch.Tensor, steps: int,
+                      static: bool = False, out: torch.Tensor | None = None,
+                      counts: torch.Tensor | None = None) -> torch.Tensor:
+        """:meth:`forward_block` of a no-gradient run that updates the membrane ``v`` in
+        place instead of returning a new one (an engine's own state: no copy of every
+        membrane per block). Returns the spikes ``(steps, B, ...)``. Only for classes that
+        run the reference update (:meth:`runs_reference_update`)."""
+        template = current if static else current[0]
+        theta = self.threshold_for(template)
+        beta = self.beta_for(template)
+        out, _ = self._block_inplace(current, v, steps, static, theta, beta, out, counts,
+                                     copy_state=False)
+        return out
+
+    @torch.no_grad()
+    def _block_inplace(self, current, v, steps, static, theta, beta, out=None, counts=None,
+                       copy_state=True):
         # The reference rule in place (step_into), written straight into one preallocated
         # output: one pass per block in the compiled kernel (snnedge/_event_kernels.c) where
         # it applies, else three memory passes per step (add, compare, reset).
-        v = v.clone()
+        if copy_state:
+            v = v.clone()
         shape = (steps, *v.shape)
         if (out is None or out.shape != shape or out.dtype != v.dtype or out.device != v.device
                 or out[0].stride() != v.stride()):

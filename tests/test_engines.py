@@ -231,3 +231,47 @@ def test_auto_carries_the_first_batchs_choice_to_later_batches():
     assert res.extra["input_density"][0] and res.extra["input_density"][1] == {}  # measured once
     ref = snnedge.simulate(net, x, timesteps=16, engine="dense", batch_size=1)
     assert res.spike_counts == ref.spike_counts and torch.allclose(res.output, ref.output, atol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_counts_added_up_over_blocks_equal_per_block_counts(monkeypatch, dtype):
+    """The neuron layers add up their own spikes over all blocks (one tensor per layer, no
+    per-block sum); past float32's exact range the engine counts per block in float64. Both
+    give the same per-neuron counts, for any block size, and the float type of the result."""
+    import snnedge.engine as engine
+    net = residual_net(seed=2, dtype=dtype)
+    x = torch.rand(4, 1, 14, 14, dtype=dtype)
+    runs = {}
+    for exact_limit in (2**24, 0):  # 0: every run counts per block
+        monkeypatch.setattr(engine, "EXACT_COUNTS", exact_limit)
+        for steps in (1, 4, 11):
+            res = snnedge.simulate(net, x, timesteps=11, dtype=dtype, engine="dense",
+                                   block_steps=steps, progress=False)
+            runs[exact_limit, steps] = res
+    ref = runs[2**24, 11]
+    for res in runs.values():
+        assert res.spike_counts == ref.spike_counts
+        for k, c in ref.neuron_spike_counts.items():
+            assert c.dtype == torch.float64 and torch.equal(res.neuron_spike_counts[k], c), k
+
+
+def test_executor_updates_its_membranes_in_place_but_never_the_callers():
+    """Neurons that run the reference update advance the executor's own membranes in place
+    (advance_block); a state handed to the executor is copied before its first update."""
+    from snnedge.executor import Executor, Value
+    net = residual_net(seed=3)
+    x = torch.rand(2, 1, 14, 14, dtype=torch.float64)
+    first = Executor(net, "dense")
+    first.block(Value(x, True), 3)
+    given_state = {k: v.clone() if torch.is_tensor(v) else v for k, v in first.state.items()}
+    snapshot = {k: v.clone() for k, v in given_state.items() if torch.is_tensor(v)}
+    second = Executor(net, "dense", state=given_state)
+    a = second.block(Value(x, True), 3)[net.output_name].tensor
+    b = first.block(Value(x, True), 3)[net.output_name].tensor
+    assert torch.equal(a, b)  # the copy continues the same run
+    assert all(torch.equal(given_state[k], v) for k, v in snapshot.items())
+    neuron = net.layer("stem_if")
+    cur = torch.rand(5, 2, 6, 14, 14, dtype=torch.float64)
+    v = neuron.initial_state(cur[0])
+    spikes, v_new = neuron.forward_block(cur, v.clone(), 5)
+    assert torch.equal(neuron.advance_block(cur, v, 5), spikes) and torch.equal(v, v_new)
