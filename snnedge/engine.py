@@ -207,6 +207,9 @@ def run_batch(net: SpikingNetwork, x: torch.Tensor, encoder: Encoder, timesteps:
         running = torch.cumsum(y, 0) if acc is None else acc.unsqueeze(0) + torch.cumsum(y, 0)
         acc = running[-1].clone()
         preds[t0:t0 + steps] = running.argmax(-1)
-    counts = {s: counts[s] if s in counts else ex.running_counts(s).to(torch.float64)
-              for s in sources if s in counts or ex.running_counts(s) is not None}
+    for s in sources:  # the neuron layers' own totals, in float64 as the others
+        running = ex.running_counts(s)
+        if running is not None:
+            counts[s] = running.to(torch.float64)
+    counts = {s: counts[s] for s in sources if s in counts}  # in the sources' order
     return BatchRun(acc, preds, counts, mode, activity, extra)
