@@ -51,6 +51,9 @@ DEFAULT_V_INIT = 0.5
 CALIBRATION_TIMESTEPS = 16
 MEMBRANE_SAMPLES = 256
 MEMBRANE_PASSES = 5
+# Bias calibration with the membrane calibration (convert's calibrate_bias); chosen by the
+# ablation of examples/benchmarks/conversion_ablation.py.
+DEFAULT_CALIBRATE_BIAS = False
 
 
 def membrane_samples(n: int, timesteps: int) -> int:
@@ -76,7 +79,9 @@ class ConversionInfo:
     calibration samples; ``membrane_excess``: mean spikes per neuron that each layer fired
     too early before the membrane calibration took them out (empty when it is off; layers
     fed only by the static input have no transient and are not calibrated);
-    ``calibration_timesteps``: the steps that calibration simulated (None when it is off).
+    ``calibration_timesteps``: the steps that calibration simulated (None when it is off);
+    ``bias_shifts``: per layer whose bias calibration shifted, the mean rate error taken
+    off, in spikes per step (empty when ``calibrate_bias`` is off).
     """
 
     normalization: str
@@ -92,12 +97,14 @@ class ConversionInfo:
     calibration_samples: int = 0
     seconds: float = 0.0
     calibration_timesteps: int | None = None
+    bias_shifts: dict[str, float] = field(default_factory=dict)
 
 
 @exact_float32()  # on CUDA, calibrate in full float32 as simulate runs
 def convert(ann, calibration, normalization: str = "percentile", percentile: float = 99.9,
             reset: str = "subtract", *, v_init: float | None = None, maxpool: str = "count",
             calibrate_membrane: bool = True, timesteps: int | None = None,
+            calibrate_bias: bool | None = None,
             batch_size: int = 256, max_calibration_samples: int | None = None,
             seed: int = 0, distributed: bool = False) -> snnedge.SpikingNetwork:
     """Convert a trained ReLU (or QCFS) network into a rate-coded spiking network.
@@ -131,6 +138,16 @@ def convert(ann, calibration, normalization: str = "percentile", percentile: flo
         once on ``timesteps`` steps of :func:`membrane_samples` calibration samples: at most
         ``MEMBRANE_SAMPLES`` = 256, and at most ``MEMBRANE_PASSES`` = 5 ANN passes' worth of
         steps, whatever the depth); the neurons become :class:`~converters.membrane.CalibratedIF`.
+    calibrate_bias:
+        With ``calibrate_membrane``: also take each layer's rate error (spikes per step it
+        fires more, or fewer, than the ANN's activation stands for) off the bias that feeds
+        it, per channel (bias calibration, Li et al., ICML 2021), and leave only the
+        transient's excess to the initial membrane, so that the correction holds at every
+        ``T`` rather than at ``timesteps`` alone (see :func:`converters.membrane.correct_layer`).
+        Read from the same sweep (counts after ``timesteps / 2`` and ``timesteps`` steps):
+        no extra pass. Layers with no bias of their own to shift (fed through a pooling)
+        get the membrane correction only; ``snn.conversion_.bias_shifts`` lists the others.
+        Default: :data:`DEFAULT_CALIBRATE_BIAS`.
     timesteps:
         Steps simulated by the membrane calibration (the correction holds for other ``T``
         too; pass the ``T`` you will run at to tune it for that). Default: the QCFS levels
@@ -236,12 +253,14 @@ def convert(ann, calibration, normalization: str = "percentile", percentile: flo
     nodes = norm.nodes()
     snn = snnedge.SpikingNetwork(nodes, input_shape=simple.input_shape)
     snn = snn.to(x.device)
-    excess = {}
+    excess, shifts = {}, {}
+    bias = DEFAULT_CALIBRATE_BIAS if calibrate_bias is None else bool(calibrate_bias)
     if calibrate_membrane:
         pick = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed))
         used = pick[:membrane_samples(x.shape[0], timesteps)].to(x.device)
         excess = calibrate_membrane_(snn, simple, x[used],
-                                     norm.lam, timesteps, batch_size)
+                                     norm.lam, timesteps, batch_size,
+                                     **({"bias": True, "bias_shifts": shifts} if bias else {}))
     kept = {o.name for o in simple.ops}
     snn.conversion_ = ConversionInfo(
         normalization=normalization, percentile=float(percentile), reset=reset,
@@ -253,7 +272,8 @@ def convert(ann, calibration, normalization: str = "percentile", percentile: flo
         removed=[o.name for o in graph.ops if o.name not in kept and o.name not in folded],
         capture_error=err, membrane_excess=excess, calibration_samples=int(x.shape[0]),
         seconds=time.perf_counter() - start,
-        calibration_timesteps=int(timesteps) if calibrate_membrane else None)
+        calibration_timesteps=int(timesteps) if calibrate_membrane else None,
+        bias_shifts=shifts)
     return snn
 
 
