@@ -11,8 +11,13 @@ Pipeline (each step a pure function of the previous one's result; the ANN is onl
 4. rescale weights layer by layer and build the spiking layers (:mod:`converters.normalize`):
    ReLU and QCFS become IF neurons, MaxPool2d a :class:`~converters.SpikingMaxPool2d`, the
    last layer the non-spiking readout;
-5. calibrate each neuron's initial membrane against the spikes it fires too early, in one
-   sweep through the layers (:mod:`converters.membrane`, :mod:`converters.sweep`).
+5. calibrate each neuron's initial membrane against the spikes it fires too early (and,
+   with ``calibrate_bias``, each channel's bias against its rate error), in one sweep
+   through the layers (:mod:`converters.membrane`, :mod:`converters.sweep`).
+
+Defaults (channel-wise 99.9th percentiles, membrane calibration at 16 steps, no bias
+calibration) are those that held best over the zoo of ``examples/benchmarks/zoo.py`` at every
+``T``, measured on held-out training digits by ``examples/benchmarks/conversion_ablation.py``.
 """
 from __future__ import annotations
 
@@ -101,7 +106,7 @@ class ConversionInfo:
 
 
 @exact_float32()  # on CUDA, calibrate in full float32 as simulate runs
-def convert(ann, calibration, normalization: str = "percentile", percentile: float = 99.9,
+def convert(ann, calibration, normalization: str = "channelwise", percentile: float = 99.9,
             reset: str = "subtract", *, v_init: float | None = None, maxpool: str = "count",
             calibrate_membrane: bool = True, timesteps: int | None = None,
             calibrate_bias: bool | None = None,
@@ -118,9 +123,13 @@ def convert(ann, calibration, normalization: str = "percentile", percentile: flo
         Training samples: a tensor ``[N, ...]`` or a DataLoader of ``(x, y)`` or ``x``
         batches. A few hundred samples are enough.
     normalization:
-        ``"percentile"`` (robust, Rueckauer et al. 2017), ``"max"``, ``"channelwise"``
-        (percentile per output channel) or ``"none"`` (weights unchanged, thresholds 1).
-        QCFS activations always use their trained thresholds.
+        ``"channelwise"`` (the default: the percentile per output channel, Kim et al.,
+        AAAI 2020), ``"percentile"`` (one per layer, robust normalization, Rueckauer et al.
+        2017), ``"max"`` or ``"none"`` (weights unchanged, thresholds 1). QCFS activations
+        always use their trained thresholds. Channel-wise scales let the channels of small
+        activations fire at high rates too, which with the membrane calibration held best
+        across the zoo and every ``T`` (``examples/benchmarks/conversion_ablation.py``,
+        RESULTS.md "Conversion defaults across the zoo and T").
     percentile:
         Percentile of the positive activations used as a layer's scale, in (0, 100].
     reset:
