@@ -75,6 +75,15 @@ VARIANTS = {
                                          "calibrate_membrane": True, "calibrate_bias": True,
                                          "timesteps": 32},
 }
+# QCFS networks calibrate at T_c = L (their levels) by default: variants leave timesteps out.
+QCFS_VARIANTS = {
+    "QCFS: no calibration": {**BASE, "normalization": "channelwise", "calibrate_membrane": False,
+                             "calibrate_bias": False},
+    "QCFS: membrane @L (default)": {**BASE, "normalization": "channelwise",
+                                    "calibrate_membrane": True, "calibrate_bias": False},
+    "QCFS: membrane + bias @L": {**BASE, "normalization": "channelwise", "calibrate_membrane": True,
+                                 "calibrate_bias": True},
+}
 SECTION = "## Conversion defaults across the zoo and T: ablation (issue 15)"
 CHOICE = """\
 Chosen as `convert`'s defaults: **channel-wise 99.9th percentiles with the membrane
@@ -108,10 +117,11 @@ def held_out(member: zoo.Member, n: int) -> tuple[torch.Tensor, torch.Tensor]:
 def disagreement(name: str, options: dict, n: int, code: str, fresh: bool = False,
                  cached_only: bool = False) -> dict:
     """``{"differ": {T: % of held-out digits predicted unlike the ANN}}`` (cached)."""
-    member = zoo.MEMBERS[name]
+    qcfs = name in cz.QCFS.values()
+    member = zoo.MEMBERS[{v: k for k, v in cz.QCFS.items()}.get(name, name)]
 
     def compute() -> dict:
-        ann = zoo.trained(name)
+        ann = cz.qcfs_model(name) if qcfs else zoo.trained(name)
         calib, x = held_out(member, n)
         with torch.no_grad():
             ref = ann(x).argmax(1)
@@ -127,6 +137,11 @@ def disagreement(name: str, options: dict, n: int, code: str, fresh: bool = Fals
     return out
 
 
+def layers(name: str) -> int:
+    """Weighted layers of zoo network ``name`` (a QCFS network: those of its ReLU base)."""
+    return zoo.weighted_layers(zoo.build({v: k for k, v in cz.QCFS.items()}.get(name, name)))
+
+
 def markdown(table: dict, members: list[str], command: str) -> str:
     m = cz.machine()
     lines = [SECTION, "",
@@ -140,8 +155,8 @@ def markdown(table: dict, members: list[str], command: str) -> str:
                    "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for label in table:
         rows = table[label]
-        shallow = [rows[n] for n in members if n in rows and zoo.weighted_layers(zoo.build(n)) <= cz.SHALLOW]
-        deep = [rows[n] for n in members if n in rows and zoo.weighted_layers(zoo.build(n)) > cz.SHALLOW]
+        shallow = [rows[n] for n in members if n in rows and layers(n) <= cz.SHALLOW]
+        deep = [rows[n] for n in members if n in rows and layers(n) > cz.SHALLOW]
         cells = [max((r[t] for r in shallow), default=None) for t in (16, 32, 64)]
         cells += [max((r[t] for r in deep), default=None) for t in (32, 64, 128)]
         cells += [max((r[8] for r in rows.values()), default=None)]
@@ -152,7 +167,7 @@ def markdown(table: dict, members: list[str], command: str) -> str:
               "| network | W | variant | " + " | ".join(f"T={t}" for t in TIMESTEPS) + " |",
               "| --- | --- | --- | " + " --- |" * len(TIMESTEPS)]
     for n in members:
-        w = zoo.weighted_layers(zoo.build(n))
+        w = layers(n)
         for label in table:
             if n in table[label]:
                 lines.append(f"| {n} | {w} | {label} | "
@@ -173,12 +188,16 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     available = set(zoo.available())
-    members = [n for n in (args.members or ORDER) if n in available]
-    variants = {k: v for k, v in VARIANTS.items() if args.variants is None or k in args.variants}
+    available |= {q for b, q in cz.QCFS.items() if b in available}
+    members = [n for n in (args.members or ORDER + tuple(cz.QCFS.values())) if n in available]
+    variants = {k: v for k, v in {**VARIANTS, **QCFS_VARIANTS}.items()
+                if args.variants is None or k in args.variants}
     code = cz.converter_hash()
     table: dict[str, dict[str, dict[int, float]]] = {k: {} for k in variants}
     for n in members:
         for label, options in variants.items():
+            if (label in QCFS_VARIANTS) != (n in cz.QCFS.values()):
+                continue
             try:
                 r = disagreement(n, options, args.held_out, code, args.fresh, args.cached_only)
             except cz.NotMeasured:
