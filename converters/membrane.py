@@ -32,9 +32,10 @@ from __future__ import annotations
 import math
 
 import torch
+from torch import nn
 
 import snnedge
-from snnedge.layers import INPUT
+from snnedge.layers import INPUT, Add, Scale
 from snnedge.network import Node, SpikingNetwork
 
 from .calibration import record_batch
@@ -90,25 +91,106 @@ def target_counts(graph: Graph, x: torch.Tensor, layers: list[str],
     return {name: t / x.shape[0] for name, t in total.items()}
 
 
-def _correct(neuron: CalibratedIF, count: torch.Tensor, target: torch.Tensor) -> float:
-    err = count.to(target.device, torch.float32) - target.to(torch.float32)
-    neuron.v_init_map.sub_(err.to(neuron.v_init_map)).clamp_(max=1.0)
-    return float(err.mean())
+def bias_holder(snn: SpikingNetwork, name: str, frozen: set[str] = frozenset()) -> nn.Module | None:
+    """The module whose bias adds a constant to the input of neuron layer ``name`` and to
+    nothing else: the convolution, linear layer or :class:`snnedge.Scale` that feeds it
+    alone, or one such input of the :class:`snnedge.Add` that feeds it alone. ``None``
+    where there is none (a pooling in between, no bias to shift); layers in ``frozen``
+    (values a sweep has stored) are never chosen."""
+    def alone(n: str, reader: str) -> nn.Module | None:
+        if n == INPUT or n in frozen or snn.consumers_of(n) != (reader,):
+            return None
+        m = snn.layer(n)
+        b = getattr(m, "bias", None)
+        if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear, Scale)) and \
+                isinstance(b, torch.Tensor) and b.dim() == 1:
+            return m
+        return None
+
+    (src,) = snn.inputs_of(name)
+    direct = alone(src, name)
+    if direct is not None or src == INPUT or src in frozen or snn.consumers_of(src) != (name,):
+        return direct
+    if isinstance(snn.layer(src), Add):
+        for i in snn.inputs_of(src):
+            m = alone(i, src)
+            if m is not None:
+                return m
+    return None
+
+
+def _channel_mean(t: torch.Tensor) -> torch.Tensor:
+    """Per-neuron values ``(C, ...)`` -> their mean per channel ``(C,)``."""
+    return t.reshape(t.shape[0], -1).mean(1) if t.dim() > 1 else t
+
+
+def _shift_bias(holder: nn.Module, delta: torch.Tensor) -> None:
+    b = holder.bias
+    b.data.copy_((b.detach().double() + delta.to(b.device, torch.float64)).to(b.dtype))
+
+
+def correct_layer(snn: SpikingNetwork, name: str, counts: dict[int, torch.Tensor],
+                  rate: torch.Tensor, holder: nn.Module | None) -> tuple[float, torch.Tensor | None]:
+    """Correct neuron layer ``name`` from its mean spike counts per neuron after the steps
+    in ``counts`` against the ANN's ``rate`` (spikes per step per neuron).
+
+    The count error after ``t`` steps is modelled as ``c + e t``: ``c`` spikes fired too
+    early (or too late) in the transient, and a rate error ``e`` (inputs whose spikes do not
+    arrive evenly). With a ``holder`` (see :func:`bias_holder`) and two or more checkpoints,
+    ``e`` is the slope of the error between the first and the last checkpoint, averaged
+    per channel, and ``e theta`` is taken off the channel's bias (bias calibration, Li et al.
+    2021), which holds at every ``T``; the initial membrane then takes off the rest, ``c``
+    per neuron (the mean over the checkpoints of ``err(t) - e t``). Without, the initial
+    membrane takes off the error averaged over the checkpoints, as before.
+
+    Returns ``(mean excess spikes taken off the membrane, bias shift per channel or None)``.
+    """
+    neuron = snn.layer(name)
+    steps = sorted(counts)
+    err = {t: counts[t].to(torch.float64) - rate.to(counts[t].device, torch.float64) * t for t in steps}
+    if holder is None or len(steps) < 2:
+        mean = sum(err.values()) / len(steps)
+        neuron.v_init_map.sub_(mean.to(neuron.v_init_map)).clamp_(max=1.0)
+        return float(mean.mean()), None
+    first, last = steps[0], steps[-1]
+    slope = _channel_mean((err[last] - err[first]) / (last - first))
+    per_neuron = slope.view(-1, *([1] * (err[last].dim() - 1)))
+    offset = sum(err[t] - per_neuron * t for t in steps) / len(steps)
+    neuron.v_init_map.sub_(offset.to(neuron.v_init_map)).clamp_(max=1.0)
+    theta = neuron.threshold.detach().to(torch.float64).reshape(-1).to(slope.device)
+    delta = -slope * theta
+    _shift_bias(holder, delta)
+    return float(offset.mean()), delta
+
+
+def _shifted(kept: list | None, delta: torch.Tensor | None) -> list | None:
+    """The kept input currents with a per-channel ``delta`` added (a shifted bias)."""
+    if kept is None or delta is None:
+        return kept
+    out = []
+    for cur, static in kept:
+        d = delta.to(cur).view(-1, *([1] * (cur.dim() - (1 if static else 2) - 1)))
+        out.append((cur + d, static))
+    return out
 
 
 @torch.no_grad()
 def calibrate_membrane(snn: SpikingNetwork, graph: Graph, x: torch.Tensor,
                        scales: dict[str, torch.Tensor], timesteps: int,
                        batch_size: int = 256, checkpoints: tuple[int, ...] | None = None,
-                       iterations: int = 1) -> dict[str, float]:
+                       iterations: int = 1, bias: bool = False,
+                       bias_shifts: dict[str, float] | None = None) -> dict[str, float]:
     """Set the ``v_init_map`` of every :class:`CalibratedIF` in ``snn`` (in place, on the
     network being built) in one sweep over the layers; returns the mean excess spikes
-    corrected per layer."""
+    corrected per layer. ``bias``: also correct each layer's rate error through the bias
+    that feeds it (:func:`correct_layer`; the counts are read at ``timesteps / 2`` and
+    ``timesteps`` in the same pass, so it costs no extra pass); ``bias_shifts`` (a dict)
+    receives each shifted layer's mean rate error taken off, in spikes per step."""
     layers = calibrated_layers(snn)
     targets = target_counts(graph, x, layers, scales, timesteps, batch_size)
     sweep = Sweep(snn, x, timesteps)
     needed = set(layers) | set(sweep.last_reader)
-    checkpoints = tuple(checkpoints or (timesteps,))
+    checkpoints = tuple(checkpoints or bias_checkpoints(timesteps, bias))
     excess = {}
     for name in sweep.temporal:
         if name not in needed:
@@ -117,14 +199,25 @@ def calibrate_membrane(snn: SpikingNetwork, graph: Graph, x: torch.Tensor,
         if name in targets:
             kept = sweep.currents(name)
             rate = targets[name] / timesteps
+            holder = bias_holder(snn, name, sweep.static) if bias else None
             for it in range(iterations):
                 counts = sweep.counts(name, kept, checkpoints)
-                err = sum(counts[t] / x.shape[0] - rate * t for t in checkpoints) / len(checkpoints)
-                e = _correct(snn.layer(name), err + rate * timesteps, targets[name])
+                e, delta = correct_layer(snn, name, {t: c / x.shape[0] for t, c in counts.items()},
+                                         rate, holder)
+                kept = _shifted(kept, delta)
+                if delta is not None and bias_shifts is not None:
+                    theta = snn.layer(name).threshold.detach().double().reshape(-1).to(delta.device)
+                    bias_shifts[name] = bias_shifts.get(name, 0.0) - float((delta / theta).mean())
                 if it == 0:
                     excess[name] = e
         sweep.store(name, kept)
     return excess
+
+
+def bias_checkpoints(timesteps: int, bias: bool) -> tuple[int, ...]:
+    """The steps after which calibration reads the spike counts: ``T`` alone, or with
+    ``bias`` also ``T / 2`` (the rate error is the slope between the two)."""
+    return (max(1, timesteps // 2), timesteps) if bias and timesteps >= 2 else (timesteps,)
 
 
 def _ancestors(net: SpikingNetwork, name: str) -> list[Node]:
@@ -141,16 +234,20 @@ def _ancestors(net: SpikingNetwork, name: str) -> list[Node]:
 @torch.no_grad()
 def calibrate_membrane_per_layer(snn: SpikingNetwork, graph: Graph, x: torch.Tensor,
                                  scales: dict[str, torch.Tensor], timesteps: int,
-                                 batch_size: int = 256) -> dict[str, float]:
+                                 batch_size: int = 256, bias: bool = False) -> dict[str, float]:
     """:func:`calibrate_membrane` by one simulation of the layers before each neuron layer
-    (the method before the sweep; its cost grows with the square of the depth)."""
+    (the method before the sweep; its cost grows with the square of the depth), one per
+    checkpoint with ``bias``."""
     layers = calibrated_layers(snn)
     targets = target_counts(graph, x, layers, scales, timesteps, batch_size)
     excess = {}
     for name in layers:
         sub = SpikingNetwork(_ancestors(snn, name), input_shape=snn.input_shape)
-        res = snnedge.simulate(sub, x, timesteps=timesteps, batch_size=batch_size,
-                               dtype=torch.float32, engine="dense", progress=False)
-        count = res.neuron_spike_counts[name] / x.shape[0]
-        excess[name] = _correct(snn.layer(name), count, targets[name])
+        counts = {}
+        for t in bias_checkpoints(timesteps, bias):
+            res = snnedge.simulate(sub, x, timesteps=t, batch_size=batch_size,
+                                   dtype=torch.float32, engine="dense", progress=False)
+            counts[t] = res.neuron_spike_counts[name].to(torch.float64) / x.shape[0]
+        holder = bias_holder(snn, name) if bias else None
+        excess[name], _ = correct_layer(snn, name, counts, targets[name] / timesteps, holder)
     return excess

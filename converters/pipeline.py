@@ -11,8 +11,13 @@ Pipeline (each step a pure function of the previous one's result; the ANN is onl
 4. rescale weights layer by layer and build the spiking layers (:mod:`converters.normalize`):
    ReLU and QCFS become IF neurons, MaxPool2d a :class:`~converters.SpikingMaxPool2d`, the
    last layer the non-spiking readout;
-5. calibrate each neuron's initial membrane against the spikes it fires too early, in one
-   sweep through the layers (:mod:`converters.membrane`, :mod:`converters.sweep`).
+5. calibrate each neuron's initial membrane against the spikes it fires too early (and,
+   with ``calibrate_bias``, each channel's bias against its rate error), in one sweep
+   through the layers (:mod:`converters.membrane`, :mod:`converters.sweep`).
+
+Defaults (channel-wise 99.9th percentiles, membrane calibration at 16 steps, no bias
+calibration) are those that held best over the zoo of ``examples/benchmarks/zoo.py`` at every
+``T``, measured on held-out training digits by ``examples/benchmarks/conversion_ablation.py``.
 """
 from __future__ import annotations
 
@@ -51,6 +56,9 @@ DEFAULT_V_INIT = 0.5
 CALIBRATION_TIMESTEPS = 16
 MEMBRANE_SAMPLES = 256
 MEMBRANE_PASSES = 5
+# Bias calibration with the membrane calibration (convert's calibrate_bias); chosen by the
+# ablation of examples/benchmarks/conversion_ablation.py.
+DEFAULT_CALIBRATE_BIAS = False
 
 
 def membrane_samples(n: int, timesteps: int) -> int:
@@ -76,7 +84,9 @@ class ConversionInfo:
     calibration samples; ``membrane_excess``: mean spikes per neuron that each layer fired
     too early before the membrane calibration took them out (empty when it is off; layers
     fed only by the static input have no transient and are not calibrated);
-    ``calibration_timesteps``: the steps that calibration simulated (None when it is off).
+    ``calibration_timesteps``: the steps that calibration simulated (None when it is off);
+    ``bias_shifts``: per layer whose bias calibration shifted, the mean rate error taken
+    off, in spikes per step (empty when ``calibrate_bias`` is off).
     """
 
     normalization: str
@@ -92,12 +102,14 @@ class ConversionInfo:
     calibration_samples: int = 0
     seconds: float = 0.0
     calibration_timesteps: int | None = None
+    bias_shifts: dict[str, float] = field(default_factory=dict)
 
 
 @exact_float32()  # on CUDA, calibrate in full float32 as simulate runs
-def convert(ann, calibration, normalization: str = "percentile", percentile: float = 99.9,
+def convert(ann, calibration, normalization: str = "channelwise", percentile: float = 99.9,
             reset: str = "subtract", *, v_init: float | None = None, maxpool: str = "count",
             calibrate_membrane: bool = True, timesteps: int | None = None,
+            calibrate_bias: bool | None = None,
             batch_size: int = 256, max_calibration_samples: int | None = None,
             seed: int = 0, distributed: bool = False) -> snnedge.SpikingNetwork:
     """Convert a trained ReLU (or QCFS) network into a rate-coded spiking network.
@@ -111,9 +123,13 @@ def convert(ann, calibration, normalization: str = "percentile", percentile: flo
         Training samples: a tensor ``[N, ...]`` or a DataLoader of ``(x, y)`` or ``x``
         batches. A few hundred samples are enough.
     normalization:
-        ``"percentile"`` (robust, Rueckauer et al. 2017), ``"max"``, ``"channelwise"``
-        (percentile per output channel) or ``"none"`` (weights unchanged, thresholds 1).
-        QCFS activations always use their trained thresholds.
+        ``"channelwise"`` (the default: the percentile per output channel, Kim et al.,
+        AAAI 2020), ``"percentile"`` (one per layer, robust normalization, Rueckauer et al.
+        2017), ``"max"`` or ``"none"`` (weights unchanged, thresholds 1). QCFS activations
+        always use their trained thresholds. Channel-wise scales let the channels of small
+        activations fire at high rates too, which with the membrane calibration held best
+        across the zoo and every ``T`` (``examples/benchmarks/conversion_ablation.py``,
+        RESULTS.md "Conversion defaults across the zoo and T").
     percentile:
         Percentile of the positive activations used as a layer's scale, in (0, 100].
     reset:
@@ -131,6 +147,16 @@ def convert(ann, calibration, normalization: str = "percentile", percentile: flo
         once on ``timesteps`` steps of :func:`membrane_samples` calibration samples: at most
         ``MEMBRANE_SAMPLES`` = 256, and at most ``MEMBRANE_PASSES`` = 5 ANN passes' worth of
         steps, whatever the depth); the neurons become :class:`~converters.membrane.CalibratedIF`.
+    calibrate_bias:
+        With ``calibrate_membrane``: also take each layer's rate error (spikes per step it
+        fires more, or fewer, than the ANN's activation stands for) off the bias that feeds
+        it, per channel (bias calibration, Li et al., ICML 2021), and leave only the
+        transient's excess to the initial membrane, so that the correction holds at every
+        ``T`` rather than at ``timesteps`` alone (see :func:`converters.membrane.correct_layer`).
+        Read from the same sweep (counts after ``timesteps / 2`` and ``timesteps`` steps):
+        no extra pass. Layers with no bias of their own to shift (fed through a pooling)
+        get the membrane correction only; ``snn.conversion_.bias_shifts`` lists the others.
+        Default: :data:`DEFAULT_CALIBRATE_BIAS`.
     timesteps:
         Steps simulated by the membrane calibration (the correction holds for other ``T``
         too; pass the ``T`` you will run at to tune it for that). Default: the QCFS levels
@@ -236,12 +262,14 @@ def convert(ann, calibration, normalization: str = "percentile", percentile: flo
     nodes = norm.nodes()
     snn = snnedge.SpikingNetwork(nodes, input_shape=simple.input_shape)
     snn = snn.to(x.device)
-    excess = {}
+    excess, shifts = {}, {}
+    bias = DEFAULT_CALIBRATE_BIAS if calibrate_bias is None else bool(calibrate_bias)
     if calibrate_membrane:
         pick = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed))
         used = pick[:membrane_samples(x.shape[0], timesteps)].to(x.device)
         excess = calibrate_membrane_(snn, simple, x[used],
-                                     norm.lam, timesteps, batch_size)
+                                     norm.lam, timesteps, batch_size,
+                                     **({"bias": True, "bias_shifts": shifts} if bias else {}))
     kept = {o.name for o in simple.ops}
     snn.conversion_ = ConversionInfo(
         normalization=normalization, percentile=float(percentile), reset=reset,
@@ -253,7 +281,8 @@ def convert(ann, calibration, normalization: str = "percentile", percentile: flo
         removed=[o.name for o in graph.ops if o.name not in kept and o.name not in folded],
         capture_error=err, membrane_excess=excess, calibration_samples=int(x.shape[0]),
         seconds=time.perf_counter() - start,
-        calibration_timesteps=int(timesteps) if calibrate_membrane else None)
+        calibration_timesteps=int(timesteps) if calibrate_membrane else None,
+        bias_shifts=shifts)
     return snn
 
 

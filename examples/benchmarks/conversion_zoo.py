@@ -67,6 +67,8 @@ QCFS_LEVELS, QCFS_EPOCHS, QCFS_LR = 8, 4, 5e-4
 QCFS_TIMESTEPS = (8, 16, 32)  # QCFS networks are meant for T near L (their goal is at T = 8)
 RESULTS_CACHE = zoo.CACHE_DIR / "results"
 SECTION = "## ANN-to-SNN conversion over the zoo (issues 15 and 17)"
+DEFAULTS = ("channel-wise 99.9th percentiles, reset by subtraction, initial membrane theta/2 "
+            "calibrated per neuron at 16 steps, no bias calibration")
 
 # One option changed at a time from the default (``--ablation``).
 ABLATION = {
@@ -334,7 +336,9 @@ def markdown(results: dict) -> str:
         f"{results.get('deep_test_samples', results['test_samples']):,} for the deeper and the "
         f"QCFS networks (column 'test images'), {results['calibration_samples']:,} calibration "
         "digits (random training digits; nothing is chosen on the test set). Accuracy figures "
-        "are exact; convert times were taken on a shared machine and are provisional.", "",
+        "are exact; convert times were taken on a shared machine and are provisional. "
+        f"`convert`'s defaults: {results.get('defaults', DEFAULTS)} (chosen on held-out training "
+        "digits: see the section 'Conversion defaults across the zoo and T: ablation').", "",
         "Goals (loss = ANN accuracy - SNN accuracy in points, worst case over the networks of "
         f"each row; up to {SHALLOW} weighted layers: T = 16 / 32 / 64, deeper: T = 32 / 64 / 128, "
         "QCFS networks: T = 8):", "", *goal_lines, "",
@@ -402,7 +406,8 @@ def main(argv=None) -> None:
     results = {"command": command.strip(), "machine": machine(), "timesteps": list(args.timesteps),
                "test_samples": args.test_samples or 10000,
                "deep_test_samples": args.deep_test_samples or 10000,
-               "calibration_samples": args.calibration_samples, "networks": {}}
+               "calibration_samples": args.calibration_samples, "defaults": DEFAULTS,
+               "networks": {}}
     results["not_measured"] = []
     for n in names:
         try:

@@ -1,0 +1,88 @@
+"""The defaults of ``convert`` chosen by the zoo ablation (issue 15) and the bias calibration
+option: channel-wise scales by default, the rate error taken off the bias only when asked,
+the same result from the one-sweep and the per-layer calibration, and neither the model nor
+the calibration data ever modified."""
+import pytest
+import torch
+from torch import nn
+
+import converters.pipeline as pipeline
+from converters import CalibratedIF, convert
+from converters.membrane import bias_holder, calibrate_membrane, calibrate_membrane_per_layer
+from test_convert import X12, rescat, state_hash, vgg_tiny
+
+
+def test_the_default_normalization_is_channelwise():
+    snn = convert(rescat(), X12, timesteps=8)
+    info = snn.conversion_
+    assert info.normalization == "channelwise" and info.percentile == 99.9
+    assert isinstance(info.scales["stem.2"], list) and len(info.scales["stem.2"]) == 6
+    assert info.calibration_timesteps == 8 and info.bias_shifts == {}  # no bias calibration
+    explicit = convert(rescat(), X12, normalization="channelwise", timesteps=8)
+    for a, b in zip(snn.state_dict().values(), explicit.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("options", [{}, {"calibrate_bias": True},
+                                     {"normalization": "percentile", "calibrate_bias": True}])
+@pytest.mark.parametrize("build", [rescat, vgg_tiny])
+def test_neither_the_model_nor_the_calibration_data_is_modified(build, options):
+    ann, x = build(), X12.clone()
+    before = state_hash(ann)
+    flags = [(m.training, *(p.requires_grad for p in m.parameters(recurse=False))) for m in ann.modules()]
+    snn = convert(ann, x, timesteps=8, **options)
+    assert state_hash(ann) == before and torch.equal(x, X12)
+    assert flags == [(m.training, *(p.requires_grad for p in m.parameters(recurse=False)))
+                     for m in ann.modules()]
+    ann_ptrs = {t.data_ptr() for t in ann.state_dict().values()} | {x.data_ptr()}
+    assert not ann_ptrs & {t.data_ptr() for t in snn.state_dict().values()}
+
+
+def test_the_bias_feeding_a_neuron_alone_is_the_one_calibrated():
+    snn = convert(rescat(), X12, calibrate_membrane=False)
+    # the residual sum: the branch's convolution (the identity shortcut is the stem's spikes)
+    assert bias_holder(snn, "layer1.0.relu_1") is snn.layer("layer1.0.conv2")
+    assert bias_holder(snn, "layer1.0.relu") is snn.layer("layer1.0.conv1")
+    pooled = convert(vgg_tiny(nn.AvgPool2d), X12, calibrate_membrane=False)
+    assert bias_holder(pooled, "6") is pooled.layer("4")
+    assert bias_holder(pooled, "6", frozen={"4"}) is None  # a stored value is never changed
+
+
+def test_bias_calibration_shifts_the_bias_by_the_rate_error():
+    ann = rescat()
+    plain = convert(ann, X12, timesteps=16)
+    shifted = convert(ann, X12, timesteps=16, calibrate_bias=True)
+    shifts = shifted.conversion_.bias_shifts
+    assert shifts and set(shifts) <= set(shifted.conversion_.membrane_excess)
+    assert all(isinstance(shifted.layer(n), CalibratedIF) for n in shifts)
+    name = "layer1.0.relu_1"
+    assert name in shifts
+    conv = "layer1.0.conv2"
+    delta = (shifted.layer(conv).bias - plain.layer(conv).bias).detach()
+    theta = shifted.layer(name).threshold.reshape(-1)
+    # the bias moved by the mean rate error (spikes per step) times the threshold, per channel
+    assert float((-delta / theta).mean()) == pytest.approx(shifts[name], abs=1e-5)
+    assert float(delta.abs().max()) > 0
+    # the weights are untouched: only biases and initial membranes differ
+    assert torch.equal(shifted.layer(conv).weight, plain.layer(conv).weight)
+
+
+def test_bias_calibration_needs_the_membrane_calibration():
+    snn = convert(rescat(), X12, calibrate_membrane=False, calibrate_bias=True)
+    assert snn.conversion_.bias_shifts == {} and snn.conversion_.calibration_timesteps is None
+    assert not any(isinstance(m, CalibratedIF) for m in snn.modules())
+
+
+@pytest.mark.parametrize("build", [rescat, lambda: vgg_tiny(nn.AvgPool2d)])
+def test_one_sweep_bias_calibration_equals_the_per_layer_one(build, monkeypatch):
+    def per_layer(*args, bias_shifts=None, **kwargs):  # the reference reports no shifts
+        return calibrate_membrane_per_layer(*args, **kwargs)
+
+    out = []
+    for method in (calibrate_membrane, per_layer):
+        monkeypatch.setattr(pipeline, "calibrate_membrane_", method)
+        out.append(convert(build(), X12, timesteps=8, calibrate_bias=True))
+    sweep, per_layer = out
+    assert sweep.conversion_.bias_shifts  # something was shifted
+    for (k, a), (k2, b) in zip(sweep.state_dict().items(), per_layer.state_dict().items()):
+        assert k == k2 and torch.allclose(a, b, atol=1e-5), (k, float((a - b).abs().max()))
