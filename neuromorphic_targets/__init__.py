@@ -22,6 +22,7 @@ from .figures import UNITS, Figure
 from .formats import number_format
 from .graph import MappingError
 from .hardware import to_hardware
+from .hardware_cuba import CubaChipNeuron
 from .hardware_info import HardwareError, HardwareInfo
 from .mapping import map_network
 from .mapping_types import LayerRow, Mapping
@@ -44,7 +45,7 @@ __all__ = [
     "load_profile", "profile_from_dict", "profile_to_dict", "save_profile", "FAMILIES",
     "PROFILES", "DynapCNNProfile", "DynapSEProfile", "LoihiProfile", "NeuromorphicProfile", "Profile",
     "TrueNorthProfile", "get_profile", "register_profile", "quantize_for", "to_hardware",
-    "HardwareInfo", "HardwareError", "number_format",
+    "HardwareInfo", "HardwareError", "number_format", "CubaChipNeuron",
     "ACCOUNTINGS", "accounting_table", "MeasuredDevice", "MeasuredEstimate", "estimate_measured",
     "measured_device", "time_inference",
 ]

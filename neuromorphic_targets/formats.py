@@ -21,7 +21,11 @@ What each family's format is, and where each figure comes from (the profile's fi
   a power-of-two exponent per layer (rule ``"power-of-two"``), ``membrane_bits`` (24: v
   saturates, u wraps), ``threshold_bits`` (17, shifted by ``state_shift_bits`` = 6),
   ``decay_bits`` (12), ``bias_bits`` (13) << ``bias_exponent_bits`` (3); spikes when
-  ``v > vth`` and resets to zero.
+  ``v > vth`` and resets to zero (lava's ``PyLifModelBitAcc`` sets ``v[spiked] = 0``; lava-dl's
+  CUBA neuron ``v[t] (1 - s[t])``; neither has a reset by subtraction). Its synaptic current
+  ``u`` decays by the 12-bit ``du`` (``u <- u * (4096 - (du + 1)) >> 12``, Loihi 1's
+  ``ds_offset``); :func:`~neuromorphic_targets.to_hardware` uses it for layers that reset
+  by subtraction (:mod:`~neuromorphic_targets.hardware_cuba`).
 
 DYNAP-SE is analog: no integer format (its mismatch model is in
 :mod:`neuromorphic_targets.hardware_dynapse`).

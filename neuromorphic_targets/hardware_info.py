@@ -20,7 +20,9 @@ class HardwareInfo:
     for analog chips); ``scales``: per neuron layer (and ``"readout"``), chip units per float
     unit (one value, or one per channel); ``exponents``: the power-of-two rule's ``k``;
     ``notes``: what differs from the float network; ``mismatch``: the analog mismatch's
-    sigma (relative) or ``None``; ``seed``: the mismatch's seed.
+    sigma (relative) or ``None``; ``seed``: the mismatch's seed; ``current_decays``: per
+    neuron layer run behind the chip's synaptic current, its decay per step (Loihi's
+    ``(du + 1) / 4096``).
     """
 
     profile: str
@@ -31,3 +33,4 @@ class HardwareInfo:
     notes: list[str] = field(default_factory=list)
     mismatch: float | None = None
     seed: int = 0
+    current_decays: dict[str, float] = field(default_factory=dict)

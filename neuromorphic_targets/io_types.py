@@ -9,14 +9,20 @@ attribute type with :mod:`snnedge.io`'s registry. It is named in ``pyproject.tom
     neuromorphic_targets = "neuromorphic_targets.io_types:register"
 
 so a saved hardware network loads with its info without the user importing this package.
-The network's neurons (:class:`snnedge.ChipNeuron`) are a core type, registered by the core.
+The network's neurons (:class:`snnedge.ChipNeuron`) are a core type, registered by the core;
+:class:`~neuromorphic_targets.hardware_cuba.CubaChipNeuron` (a ChipNeuron behind Loihi's
+synaptic current) is registered here.
 """
 from __future__ import annotations
 
 import dataclasses
 
-from snnedge import io as snn_io
+import torch
 
+from snnedge import io as snn_io
+from snnedge.chip_neuron import ChipNeuron
+
+from .hardware_cuba import CubaChipNeuron
 from .hardware_info import HardwareInfo
 
 __all__ = ["register"]
@@ -28,7 +34,34 @@ def _info_from_data(data: dict) -> HardwareInfo:
     return HardwareInfo(**{k: v for k, v in data.items() if k in known})
 
 
+# the membrane's buffers: their shapes are saved, the state dict brings their values
+_MEMBRANE_BUFFERS = ("threshold", "bias", "v_init", "decay")
+_MEMBRANE_ATTRS = ("reset", "decay_shift", "v_min", "v_max", "current_bits", "strict")
+
+
+def _cuba_args(m: CubaChipNeuron) -> dict:
+    mem = m.membrane
+    return {**{f"{k}_shape": None if getattr(mem, k) is None else list(getattr(mem, k).shape)
+               for k in _MEMBRANE_BUFFERS},
+            **{k: getattr(mem, k) for k in _MEMBRANE_ATTRS},
+            "current_decay": m.current_decay, "current_shift": m.current_shift,
+            "synaptic_bits": m.current_bits}
+
+
+def _build_cuba(a: dict) -> CubaChipNeuron:
+    shaped = {k: None if a[f"{k}_shape"] is None else torch.ones(a[f"{k}_shape"])
+              for k in _MEMBRANE_BUFFERS}
+    membrane = ChipNeuron(shaped["threshold"], shaped["bias"], shaped["v_init"], a["reset"],
+                          decay=shaped["decay"], decay_shift=a["decay_shift"], v_min=a["v_min"],
+                          v_max=a["v_max"], current_bits=a["current_bits"], strict=a["strict"],
+                          integer=True)
+    return CubaChipNeuron(membrane, a["current_decay"], a["current_shift"], a["synaptic_bits"])
+
+
 def register() -> None:
-    """Register neuromorphic_targets' attribute types with :mod:`snnedge.io` (idempotent)."""
+    """Register neuromorphic_targets' attribute and layer types with :mod:`snnedge.io`
+    (idempotent)."""
     snn_io.register_attribute_type("neuromorphic_targets.HardwareInfo", HardwareInfo,
                                    dataclasses.asdict, _info_from_data)
+    snn_io.register_layer_type("neuromorphic_targets.CubaChipNeuron", CubaChipNeuron,
+                               _cuba_args, _build_cuba)

@@ -17,6 +17,7 @@ import snnedge
 from converters import (CalibratedIF, ConversionInfo, SpikingAdaptiveMaxPool2d, SpikingMaxPool2d,
                         convert)
 from neuromorphic_targets import HardwareInfo
+from neuromorphic_targets.hardware_cuba import CubaChipNeuron
 from snnedge import io as snn_io
 from snnedge import io_registry
 
@@ -92,6 +93,13 @@ EXAMPLES = {
                            decay=torch.tensor([[4000.0], [3000.0]]), decay_shift=12, v_min=-64,
                            v_max=63, current_bits=8, strict=True),
         (torch.randint(-4, 5, (6, 2, 2, 3)).double(),)),
+    "neuromorphic_targets.CubaChipNeuron": lambda: (
+        CubaChipNeuron(snnedge.ChipNeuron(torch.tensor([[30.0], [50.0]]), torch.tensor([[1.0], [-2.0]]),
+                                          torch.randint(-20, 21, (2, 3)).double(), "zero",
+                                          decay=torch.tensor([[4000.0], [3000.0]]), decay_shift=12,
+                                          v_min=-512, v_max=511, current_bits=10, strict=True),
+                       3000, 12, 9),
+        (torch.randint(-40, 41, (6, 2, 2, 3)).double(),)),
 }
 
 ATTRIBUTE_EXAMPLES = {
@@ -105,7 +113,7 @@ ATTRIBUTE_EXAMPLES = {
         profile="loihi-0.8v", family="loihi", format="loihi: rule 'power-of-two'",
         scales={"features.1": [64.0, 128.0], "readout": 2.0}, exponents={"features.1": 3},
         notes=["layer 'features.1': reset 'subtract' runs as the chip's reset 'zero'"],
-        mismatch=0.2, seed=7),
+        mismatch=0.2, seed=7, current_decays={"features.1": 0.25}),
 }
 
 
