@@ -55,8 +55,10 @@ from .profiles import Profile, get_profile
 
 
 #: Loihi's synaptic current decays by this fraction per step in layers whose reset it lacks
-#: (``du = 2047``): chosen on the development network (interop_cnn, seed 0; 4,500 training
-#: digits: 1/2 kept 98.42 % of its float SNN's predictions, 1/4 98.40, 1/8 98.31, none 98.04).
+#: (``du = 2047``), chosen on the development network (interop_cnn, seed 0; 4,500 training
+#: digits; examples/benchmarks/hardware_accuracy.py): without the current the chip keeps
+#: 98.07 % of its float SNN's predictions; with decays 1/2, 1/4, 1/8 98.44, 98.42, 98.49 %,
+#: a tie (3 digits), of which 1/2 delays each input's charge least (on average one step).
 DEFAULT_CURRENT_DECAY = 0.5
 
 
