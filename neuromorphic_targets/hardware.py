@@ -40,9 +40,9 @@ from torch import nn
 from snnedge import SpikingNetwork, SumPool2d
 from snnedge.chip_neuron import ChipNeuron
 from snnedge.errors import check_real
-from snnedge.neurons import LIF
 from snnedge.formats import NumberFormat
 from snnedge.network import Node
+from snnedge.neurons import LIF
 from snnedge.quantization import (FormatGroup, GroupValues, adaptive_window, check_group_neuron,
                                   decay_factor, format_groups, group_values, quantize_group)
 
@@ -55,8 +55,10 @@ from .profiles import Profile, get_profile
 
 
 #: Loihi's synaptic current decays by this fraction per step in layers whose reset it lacks
-#: (``du = 2047``): chosen on the development network (interop_cnn, seed 0; 4,500 training
-#: digits: 1/2 kept 98.42 % of its float SNN's predictions, 1/4 98.40, 1/8 98.31, none 98.04).
+#: (``du = 2047``), chosen on the development network (interop_cnn, seed 0; 4,500 training
+#: digits; examples/benchmarks/hardware_accuracy.py): without the current the chip keeps
+#: 98.07 % of its float SNN's predictions; with decays 1/2, 1/4, 1/8 98.44, 98.42, 98.49 %,
+#: a tie (3 digits), of which 1/2 delays each input's charge least (on average one step).
 DEFAULT_CURRENT_DECAY = 0.5
 
 
@@ -122,10 +124,10 @@ def to_hardware(snn: SpikingNetwork, profile: str | Profile, *,
                          f"{prof.name!r} is digital (its arithmetic is exact). Got {mismatch!r}; "
                          f"leave it None.")
     fmt = number_format(prof)
-    return integer_network(snn, fmt, shape, prof, current_factor(fmt, current_decay, prof.name))
+    return integer_network(snn, fmt, shape, prof, _current_factor(fmt, current_decay, prof.name))
 
 
-def current_factor(fmt: NumberFormat, current_decay: float | None, name: str = "") -> int | None:
+def _current_factor(fmt: NumberFormat, current_decay: float | None, name: str = "") -> int | None:
     """The fixed-point factor ``d`` of ``fmt``'s synaptic current for ``current_decay``
     (``round((1 - current_decay) * 2^decay_bits)``; ``None`` for a format without a current
     register, where ``current_decay`` must be ``None``), or a ``ValueError``."""
@@ -146,7 +148,7 @@ def integer_network(snn: SpikingNetwork, fmt: NumberFormat, shape: tuple[int, ..
                     prof: Profile | None = None, current: int | None = None) -> SpikingNetwork:
     """``snn`` in ``fmt``'s integers (no mapping check; :func:`to_hardware` is the entry);
     ``current``: the synaptic current's factor ``d`` for layers whose reset ``fmt`` lacks
-    (:func:`current_factor`), or ``None``."""
+    (:func:`_current_factor`), or ``None``."""
     info = HardwareInfo(prof.name if prof else fmt.name, prof.family if prof else "",
                         fmt.describe())
     shapes = snn.shapes(shape)
