@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import hashlib
 import json
 import os
 import platform
@@ -47,7 +48,8 @@ import torch
 from torch import nn
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parents[1]))  # the repository root (snnedge, converters)
+ROOT = HERE.parents[1]
+sys.path.insert(0, str(ROOT))  # the repository root (snnedge, converters)
 sys.path.insert(0, str(HERE))
 
 import models  # noqa: E402
@@ -138,14 +140,27 @@ def trained(name: str) -> nn.Module:
     return model.eval()
 
 
+def source_hash() -> str:
+    """A hash of the source of the three packages: results cached under it go stale when the
+    code that made them (e.g. ``convert``'s defaults) changes."""
+    h = hashlib.sha256()
+    for d in ("converters", "snnedge", "neuromorphic_targets"):
+        for f in sorted((ROOT / d).rglob("*.py")):
+            h.update(f.read_bytes())
+    return h.hexdigest()[:12]
+
+
 class Cache:
-    """Results by key, kept in a JSON file so that a rerun only computes what is missing."""
+    """Results by key, kept in a JSON file so that a rerun only computes what is missing;
+    every key carries :func:`source_hash`, so results of other code are never reused."""
 
     def __init__(self, path: Path | None):
         self.path = path
         self.data = json.loads(path.read_text()) if path is not None and path.is_file() else {}
+        self.version = source_hash()
 
     def get(self, key: str, compute):
+        key = f"{self.version}/{key}"
         if key not in self.data:
             t0 = time.perf_counter()
             value = compute()
