@@ -52,10 +52,10 @@ from .neurons import sum_steps_and_batch
 DEFAULT_BLOCK_BYTES = 128 * 2**20
 MAX_BLOCK_STEPS = 32
 # Fewest steps x samples per block when memory allows: work a block does once per neuron
-# (state, per-neuron counts) is shared by them. VGG-16 at 224 px, one image, T = 32 (2 shared
-# cores): blocks of 1 step (what 128 MiB gave) ran 2.6x its dense bound, of 4 steps 0.6x at
-# 1.7 GB peak, of 8 steps no faster at 1.95 GB.
-MIN_BLOCK_ROWS = 4
+# (state, per-neuron counts) is shared by them. VGG-16 at 224 px, one image, T = 32 (2 cores,
+# quiet, once the neurons no longer copied their membranes or counts per block): blocks of 2,
+# 3 and 4 steps ran 5.60, 5.55 and 5.59 s at peaks of 1.66, 1.74 and 1.84 GiB, so 2.
+MIN_BLOCK_ROWS = 2
 # Memory a block may need per step, in multiples of its activations (copies in other layouts,
 # sparse-kernel buffers): only blocks within the free memory at this factor are started.
 MEMORY_FACTOR = 2
