@@ -43,13 +43,14 @@ LEAF_TYPES = (*WEIGHTED, *BATCHNORMS, nn.ReLU, nn.ReLU6, nn.Hardtanh, QCFS, *AVG
 
 
 def read_only_copy(module: nn.Module) -> nn.Module:
-    """A copy of ``module`` whose parameters and buffers share the ANN's storage, detached and
-    without gradients: nothing in conversion writes to an op's weights (folding and
-    normalization build their own copies), so the graph needs no second copy of them (on
-    VGG-16 that copy is 0.55 GB)."""
+    """A copy of ``module`` whose parameters and buffers share the ANN's storage, detached from
+    it: nothing in conversion writes to an op's weights (folding and normalization build their
+    own copies), so the graph needs no second copy of them (on VGG-16 that copy is 0.55 GB).
+    Each parameter keeps its ``requires_grad``, which the spiking network's copies inherit
+    (a converted network is fine-tuned with :func:`snnedge.fit`)."""
     memo: dict[int, torch.Tensor] = {}
     for t in module.parameters():
-        memo[id(t)] = nn.Parameter(t.detach(), requires_grad=False)
+        memo[id(t)] = nn.Parameter(t.detach(), requires_grad=t.requires_grad)
     for t in module.buffers():
         memo[id(t)] = t.detach()
     return copy.deepcopy(module, memo)

@@ -514,8 +514,8 @@ def test_weights_rescaled_in_row_blocks_equal_whole_layer(monkeypatch, normaliza
 
 def test_captured_graph_shares_the_anns_weights_read_only():
     """The captured graph holds no second copy of the weights: its weighted and BatchNorm ops
-    alias the ANN's storage, detached and without gradients, and conversion leaves them
-    (and the ANN) unchanged."""
+    alias the ANN's storage, detached, and conversion leaves them (and the ANN) unchanged;
+    the converted network's weights are its own and trainable (fine-tuning with fit)."""
     ann = vgg_tiny()
     before = {k: v.clone() for k, v in ann.state_dict().items()}
     graph = capture_fx(ann, torch.rand(2, 1, 12, 12))
@@ -525,9 +525,15 @@ def test_captured_graph_shares_the_anns_weights_read_only():
             original = ann.get_submodule(op.name)
             for (k, p), (_, q) in zip(op.module.state_dict(keep_vars=True).items(),
                                       original.state_dict(keep_vars=True).items()):
-                assert p.data_ptr() == q.data_ptr() and not p.requires_grad, (op.name, k)
+                assert p.data_ptr() == q.data_ptr() and p is not q, (op.name, k)
+                assert p.requires_grad == q.requires_grad and p.grad_fn is None, (op.name, k)
                 shared += 1
     assert shared >= 12
-    convert(ann, torch.rand(16, 1, 12, 12), **FAST)
+    snn = convert(ann, torch.rand(16, 1, 12, 12), **FAST)
     assert all(torch.equal(before[k], v) for k, v in ann.state_dict().items())
     assert all(p.requires_grad for p in ann.parameters())
+    weights = [snn.layer(n).weight for n in snn.names if snn.kind(n) == "weighted"]
+    assert len(weights) == 4 and all(w.requires_grad for w in weights)
+    assert not any(w.data_ptr() == p.data_ptr() for w in weights for p in ann.parameters())
+    snnedge.fit(snn, (torch.rand(8, 1, 12, 12), torch.randint(0, 5, (8,))), epochs=1,
+                timesteps=4, batch_size=8, progress=False)  # trains: has trainable weights
