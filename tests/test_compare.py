@@ -1,7 +1,8 @@
 """compare: one row per target and T and per baseline, each number traceable to a figure."""
 import csv
-import hashlib
 import io
+import pathlib
+import sys
 
 import pytest
 import torch
@@ -11,6 +12,9 @@ import snnedge
 from neuromorphic_targets import estimate_energy, get_profile, map_network
 from neuromorphic_targets.baselines import estimate_baseline, get_baseline
 from neuromorphic_targets.compare import COLUMNS, Comparison, RateEquivalentANN, compare
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+from model_digest import state_hash as digest  # noqa: E402
 
 SHAPE = (1, 8, 8)
 TARGETS = ["truenorth", "dynap-se", "dynap-cnn"]
@@ -32,13 +36,6 @@ X = torch.rand(6, *SHAPE)
 Y = torch.tensor([0, 1, 2, 0, 1, 2])
 RESULTS = [snnedge.simulate(SNN, X, timesteps=T, encoding="poisson", seed=1) for T in (8, 4)]
 REP = compare(RESULTS, ann=ANN, snn=SNN, y=Y, accuracy_ann=0.75)
-
-
-def digest(module):
-    h = hashlib.sha256()
-    for k, v in sorted(module.state_dict().items()):
-        h.update(k.encode() + v.detach().numpy().tobytes())
-    return h.hexdigest()
 
 
 def test_rows_per_target_and_T_then_baselines():

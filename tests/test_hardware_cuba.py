@@ -1,7 +1,8 @@
 """Loihi's synaptic current in to_hardware (CubaChipNeuron): golden traces of lava's integer
 update, the layers it applies to, charge kept by the doubled threshold, the engines, saving,
 and the errors."""
-import hashlib
+import pathlib
+import sys
 
 import pytest
 import torch
@@ -12,6 +13,9 @@ from neuromorphic_targets import to_hardware
 from neuromorphic_targets.hardware import DEFAULT_CURRENT_DECAY
 from neuromorphic_targets.hardware_cuba import CubaChipNeuron
 from snnedge.chip_neuron import ChipNeuron
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+from model_digest import state_hash  # noqa: E402
 
 SHAPE = (1, 8, 8)
 V_MAX = 2 ** 23 - 1
@@ -37,13 +41,6 @@ def spiking_net(reset="subtract", lif=False):
                               nn.Linear(4 * 16, 16), snnedge.IF(reset=reset, v_init=0.5),
                               nn.Linear(16, 8), snnedge.IF(reset=reset), nn.Linear(8, 4),
                               input_shape=SHAPE)
-
-
-def state_hash(net):
-    h = hashlib.sha256()
-    for k, v in sorted(net.state_dict().items()):
-        h.update(k.encode() + v.detach().numpy().tobytes())
-    return h.hexdigest()
 
 
 # -- the integer update, by hand -----------------------------------------------------------

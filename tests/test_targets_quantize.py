@@ -1,5 +1,6 @@
 """quantize_for: each profile's weight limits hold afterwards; the original is untouched."""
-import hashlib
+import pathlib
+import sys
 
 import pytest
 import torch
@@ -9,19 +10,15 @@ import snnedge
 from neuromorphic_targets import map_network, quantize_for
 from neuromorphic_targets.weights import distinct_nonzero, kmeans_rows, off_grid
 
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+from model_digest import state_hash  # noqa: E402
+
 
 def small_net(seed=0):
     torch.manual_seed(seed)
     return snnedge.sequential(nn.Conv2d(1, 8, 3, padding=1), snnedge.IF(), nn.AvgPool2d(2),
                               nn.Conv2d(8, 8, 3, padding=1, groups=2), snnedge.IF(), nn.Flatten(),
                               nn.Linear(8 * 4 * 4, 5), input_shape=(1, 8, 8))
-
-
-def state_hash(net):
-    h = hashlib.sha256()
-    for k, v in sorted(net.state_dict().items()):
-        h.update(k.encode() + v.detach().numpy().tobytes())
-    return h.hexdigest()
 
 
 @pytest.mark.parametrize("profile", ["truenorth", "dynap-se", "dynap-cnn"])

@@ -1,7 +1,8 @@
 """to_hardware: each chip's arithmetic on a copy of the network (the input is never changed),
 integers within each format's ranges, DYNAP-SE's shared weights and seeded mismatch, and the
 errors for what a chip cannot run."""
-import hashlib
+import pathlib
+import sys
 
 import pytest
 import torch
@@ -13,6 +14,9 @@ from neuromorphic_targets import (Figure, HardwareError, get_profile, map_networ
 from neuromorphic_targets.profiles import Profile
 from snnedge.chip_neuron import ChipNeuron
 from snnedge.formats import get_format
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+from model_digest import state_hash  # noqa: E402
 
 SHAPE = (1, 8, 8)
 
@@ -31,13 +35,6 @@ def dynapse_net():
     return snnedge.sequential(nn.Conv2d(1, 4, 3, stride=2, bias=False), snnedge.IF(), nn.Flatten(),
                               nn.Linear(36, 64, bias=False), snnedge.IF(),
                               nn.Linear(64, 3, bias=False), input_shape=SHAPE)
-
-
-def state_hash(net):
-    h = hashlib.sha256()
-    for k, v in sorted(net.state_dict().items()):
-        h.update(k.encode() + v.detach().numpy().tobytes())
-    return h.hexdigest()
 
 
 @pytest.mark.parametrize("target", ["dynap-cnn", "truenorth", "loihi", "dynap-se"])
