@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch.nn.modules.utils import _pair
 
 from snnedge.connectivity import window_sum
+from snnedge.count_pool import native_count_max_pool
 from snnedge.errors import check_choice
 from snnedge.geometry import module_axes
 from snnedge.layers import TemporalModule
@@ -125,6 +126,14 @@ class SpikingMaxPool2d(TemporalModule):
 
     def forward_block(self, current: torch.Tensor, state, steps: int, static: bool = False):
         acc, prev_max = state
+        if self.mode == "count" and not static:
+            # one pass of the compiled kernel where it applies (same values, bit for bit)
+            done = native_count_max_pool(current, acc, prev_max, module_axes(self, current.shape[-2:]))
+            if done is not None:
+                out, acc, prev_max = done
+                if self.keep_shape:
+                    out = self._at_window_starts(out, current.shape)
+                return out, (acc, prev_max)
         if static:
             t = torch.arange(1, steps + 1, dtype=current.dtype, device=current.device)
             cum = acc.unsqueeze(0) + t.view(-1, *([1] * current.dim())) * current.unsqueeze(0)
@@ -153,6 +162,18 @@ class SpikingMaxPool2d(TemporalModule):
             pooled = pooled.view(steps, batch, *pooled.shape[1:])
             out = out.view(cum.shape if self.keep_shape else pooled.shape)
         return out, (cum[-1], pooled[-1])
+
+    def forward_block_into(self, current: torch.Tensor, state, steps: int, static: bool = False,
+                           out: torch.Tensor | None = None):
+        """:meth:`forward_block` of an engine's no-gradient run: in mode ``"count"`` the
+        compiled kernel updates the engine's state in place and overwrites ``out`` (the
+        previous block's output) where it can."""
+        if self.mode == "count" and not static and not self.keep_shape:
+            done = native_count_max_pool(current, *state, module_axes(self, current.shape[-2:]),
+                                         in_place=True, out=out)
+            if done is not None:
+                return done[0], done[1:]
+        return self.forward_block(current, state, steps, static)
 
     def _at_window_starts(self, out: torch.Tensor, shape) -> torch.Tensor:
         """``out`` (pooled) written at the first input position of each (disjoint) window."""

@@ -116,6 +116,18 @@ struct neuron_args {
     double pool_div;
 };
 
+/* Max pooling of accumulated counts (count_max_body_ in _event_kernels_body.h). Sample p's
+ * element (y, x, ch) is at ((p * h + y) * w + x) * c + ch: channels-last maps have c
+ * channels, NCHW maps are c = 1 and one "sample" per plane. Tick t of x is at t * x_step
+ * and of out at t * out_step; windows of kh x kw taps with strides sh, sw, zeros ph, pw
+ * before each axis and dilations dh, dw give oh x ow outputs; acc (the running counts, h x
+ * w x c per sample) and prev (the last maxima, oh x ow x c) are updated in place. */
+struct count_max_args {
+    const void *x;
+    void *acc, *prev, *out;
+    int64_t steps, x_step, out_step, h, w, c, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw;
+};
+
 /* The body once per element type and vector width: SNN_WIDE 0 gives the generic and AVX2
  * copies (32-byte vectors), SNN_WIDE 1 the AVX-512 copy (64-byte vectors, x86-64 only). */
 /* Training's neuron backward pass (see backward_body_ in _event_kernels_body.h). */
@@ -236,6 +248,14 @@ pool_run(const void *x, void *out, int is_double, int64_t p0, int64_t p1, int64_
          int64_t kh, int64_t kw, double div)
 {
     ISA_DISPATCH(pool, is_double, x, out, p0, p1, h, w, kh, kw, div);
+    return 0;
+}
+
+static int
+count_max_run(const struct count_max_args *a, int is_double, int64_t p0, int64_t p1, int64_t c0,
+              int64_t c1)
+{
+    ISA_DISPATCH(count_max, is_double, a, p0, p1, c0, c1);
     return 0;
 }
 
@@ -441,6 +461,42 @@ pool(PyObject *self, PyObject *args)
                         kh, kw, div));
 }
 
+/* count_max(x, acc, prev, out, double, p0, p1, c0, c1, steps, x_step, out_step, h, w, c, oh,
+ *           ow, kh, kw, sh, sw, ph, pw, dh, dw): samples [p0, p1) and channels [c0, c1) of
+ * count_max_args's pooling; addresses of tensors laid out as described there, in float32
+ * (double = 0) or float64. Concurrent calls take disjoint samples or channels. The caller
+ * checks shapes, strides and that every window holds an input. */
+static PyObject *
+count_max(PyObject *self, PyObject *args)
+{
+    unsigned long long x, acc, prev, out;
+    int is_double;
+    long long p0, p1, c0, c1, v[16];
+    struct count_max_args a;
+    if (!PyArg_ParseTuple(args, "KKKKpLLLLLLLLLLLLLLLLLLLL", &x, &acc, &prev, &out, &is_double,
+                          &p0, &p1, &c0, &c1, &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6],
+                          &v[7], &v[8], &v[9], &v[10], &v[11], &v[12], &v[13], &v[14], &v[15]))
+        return NULL;
+    for (int i = 0; i < 16; i++) {
+        if (v[i] < (i == 12 || i == 13 ? 0 : 1)) { /* only the paddings may be 0 */
+            PyErr_Format(PyExc_ValueError, "count_max: size argument %d is %lld", i, v[i]);
+            return NULL;
+        }
+    }
+    if (p0 < 0 || p1 < p0 || c0 < 0 || c1 < c0 || c1 > v[5]) {
+        PyErr_SetString(PyExc_ValueError, "count_max: invalid sample or channel range");
+        return NULL;
+    }
+    a.x = (const void *)(uintptr_t)x;
+    a.acc = (void *)(uintptr_t)acc;
+    a.prev = (void *)(uintptr_t)prev;
+    a.out = (void *)(uintptr_t)out;
+    a.steps = v[0], a.x_step = v[1], a.out_step = v[2], a.h = v[3], a.w = v[4], a.c = v[5];
+    a.oh = v[6], a.ow = v[7], a.kh = v[8], a.kw = v[9], a.sh = v[10], a.sw = v[11];
+    a.ph = v[12], a.pw = v[13], a.dh = v[14], a.dw = v[15];
+    RETURN_RUN(count_max_run(&a, is_double, p0, p1, c0, c1));
+}
+
 static PyObject *
 isa(PyObject *self, PyObject *noargs)
 {
@@ -496,6 +552,7 @@ static PyMethodDef methods[] = {
     {"neuron", neuron, METH_VARARGS, "IF/LIF neurons over a block of ticks (see the C source)."},
     {"pool", pool, METH_VARARGS, "A pool that tiles NCHW planes (see the C source)."},
     {"neuron_backward", neuron_backward, METH_VARARGS, "Training's neuron backward pass (see the C source)."},
+    {"count_max", count_max, METH_VARARGS, "Max pooling of accumulated counts over ticks (see the C source)."},
     {"neuron_pool", neuron_pool, METH_VARARGS, "Neurons and the tiling pool after them (see the C source)."},
     {"isa", isa, METH_NOARGS, "The instruction set the kernels run with."},
     {"isas", isas, METH_NOARGS, "The instruction sets this CPU runs, best last."},

@@ -432,6 +432,60 @@ SNN_FN(pool_body_)(const void *x, void *out, int64_t p0, int64_t p1, int64_t h, 
         SNN_FN(pool_planes_)(xs, os, p0, p1, h, w, kh, kw, (SNN_T)div);
 }
 
+/* Max pooling of accumulated counts over a block of ticks (converters/maxpool.py, mode
+ * "count"; see count_max_args in _event_kernels.c): for samples [p0, p1), channels [c0, c1)
+ * and every tick t, acc += x[t]; m = the max of acc over each window (taps outside the input
+ * skipped: padding never wins); out[t] = m - prev; prev = m. The same additions, maxima and
+ * differences as the tensor code (running sum, max_pool2d, diff), so the values are equal
+ * bit for bit. A sample's acc stays in cache over the ticks; the loops over channels
+ * vectorize on channels-last maps (c > 1). */
+static inline __attribute__((always_inline)) void
+SNN_FN(count_max_body_)(const struct count_max_args *a, int64_t p0, int64_t p1, int64_t c0,
+                        int64_t c1)
+{
+    const SNN_T *x = (const SNN_T *)a->x;
+    SNN_T *acc = (SNN_T *)a->acc, *prev = (SNN_T *)a->prev, *out = (SNN_T *)a->out;
+    const int64_t c = a->c, in_size = a->h * a->w * c, out_size = a->oh * a->ow * c;
+    for (int64_t p = p0; p < p1; p++) {
+        SNN_T *restrict ac = acc + p * in_size, *restrict pv = prev + p * out_size;
+        for (int64_t t = 0; t < a->steps; t++) {
+            const SNN_T *restrict xt = x + t * a->x_step + p * in_size;
+            SNN_T *restrict ot = out + t * a->out_step + p * out_size;
+            for (int64_t pos = 0; pos < a->h * a->w; pos++)
+                for (int64_t ch = c0; ch < c1; ch++)
+                    ac[pos * c + ch] = xt[pos * c + ch] + ac[pos * c + ch];
+            for (int64_t oy = 0; oy < a->oh; oy++)
+                for (int64_t ox = 0; ox < a->ow; ox++) {
+                    SNN_T *restrict o = ot + (oy * a->ow + ox) * c, *restrict pm = pv + (oy * a->ow + ox) * c;
+                    int seen = 0;
+                    for (int64_t ky = 0; ky < a->kh; ky++) {
+                        const int64_t y = oy * a->sh - a->ph + ky * a->dh;
+                        if (y < 0 || y >= a->h)
+                            continue;
+                        for (int64_t kx = 0; kx < a->kw; kx++) {
+                            const int64_t xx = ox * a->sw - a->pw + kx * a->dw;
+                            if (xx < 0 || xx >= a->w)
+                                continue;
+                            const SNN_T *restrict r = ac + (y * a->w + xx) * c;
+                            if (!seen)
+                                for (int64_t ch = c0; ch < c1; ch++)
+                                    o[ch] = r[ch];
+                            else
+                                for (int64_t ch = c0; ch < c1; ch++)
+                                    o[ch] = r[ch] > o[ch] ? r[ch] : o[ch];
+                            seen = 1;
+                        }
+                    }
+                    for (int64_t ch = c0; ch < c1; ch++) {
+                        const SNN_T m = o[ch];
+                        o[ch] = m - pm[ch];
+                        pm[ch] = m;
+                    }
+                }
+        }
+    }
+}
+
 /* The copies for each instruction set (see _event_kernels.c): the body inlined into each,
  * compiled for that target. */
 #define SNN_AVX2 "avx2,fma"
@@ -440,7 +494,7 @@ SNN_FN(pool_body_)(const void *x, void *out, int64_t p0, int64_t p1, int64_t h, 
 #else
 #define SNN_AVX512 "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,prefer-vector-width=512"
 #endif
-/* The five entry points of one instruction set: ATTR is its target attribute (empty for the
+/* The six entry points of one instruction set: ATTR is its target attribute (empty for the
  * generic build), ISA the name's suffix (generic, avx2, avx512). */
 #define SNN_ENTRY_POINTS(ATTR, ISA)                                                          \
     ATTR static void                                                                         \
@@ -466,6 +520,12 @@ SNN_FN(pool_body_)(const void *x, void *out, int64_t p0, int64_t p1, int64_t h, 
                               int64_t e0, int64_t e1)                                        \
     {                                                                                        \
         SNN_FN(backward_body_)(a, b0, b1, e0, e1);                                           \
+    }                                                                                        \
+    ATTR static void                                                                         \
+    SNN_FN(count_max_##ISA##_)(const struct count_max_args *a, int64_t p0, int64_t p1,      \
+                               int64_t c0, int64_t c1)                                       \
+    {                                                                                        \
+        SNN_FN(count_max_body_)(a, p0, p1, c0, c1);                                          \
     }                                                                                        \
     ATTR static void                                                                         \
     SNN_FN(neuron_pool_##ISA##_)(const struct neuron_args *a, int64_t b0, int64_t b1,        \

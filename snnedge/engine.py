@@ -11,12 +11,13 @@ by the block size, not by ``T``. Every engine, torch or not (brian2), returns a
 * ``event``: weighted layers fed by spikes propagate only the non-zero inputs
   (:mod:`snnedge.events`): one weight row per spike for ``Linear``, one kernel column per
   spike and tap for ``Conv2d``, accumulated by a compiled sparse kernel.
-* ``auto``: the first block measures the density of non-zero inputs of every spike-fed
-  weighted layer as it reaches it; each such layer propagates events when its density is
-  below what it breaks even at (:func:`snnedge.events.event_density_limit`, fitted to
-  examples/benchmarks/event_layers.py), from that first block on, and stays dense otherwise.
-  Later blocks, and later batches of the same ``simulate`` call, keep the first block's
-  choice.
+* ``auto``: every block of the first batch measures the density of non-zero inputs of
+  every spike-fed weighted layer as it reaches it; in that block, each such layer
+  propagates events when its density is below what it breaks even at
+  (:func:`snnedge.events.event_density_limit`, fitted to examples/benchmarks/event_layers.py),
+  and runs dense otherwise (activity often differs in the first steps, while the membranes
+  charge, from later on). Later batches of the same ``simulate`` call keep the choice of the
+  first batch's last block; a distributed run keeps the first block's, which rank 0 shares.
   On GPUs ``auto`` is dense: on an H200 cuDNN beat the event path even at batch 1 and 2%
   activity (examples/benchmarks/RESULTS.md).
 
@@ -51,11 +52,13 @@ from .neurons import sum_steps_and_batch
 # (38 MiB of activations per step) ran 20-35% faster in blocks of 2-4 steps than of 1 or 6+.
 DEFAULT_BLOCK_BYTES = 128 * 2**20
 MAX_BLOCK_STEPS = 32
-# Fewest steps x samples per block when memory allows: work a block does once per neuron
-# (state, per-neuron counts) is shared by them. VGG-16 at 224 px, one image, T = 32 (2 cores,
-# quiet, once the neurons no longer copied their membranes or counts per block): blocks of 2,
-# 3 and 4 steps ran 5.60, 5.55 and 5.59 s at peaks of 1.66, 1.74 and 1.84 GiB, so 2.
-MIN_BLOCK_ROWS = 2
+# Fewest steps x samples per block when memory allows: work a block does once per neuron or
+# weight (state, per-neuron counts, a linear layer's weights read from memory) is shared by
+# them. VGG-16 at 224 px, one image, T = 32 (Xeon, AVX-512, 2 threads, quiet; max pools and
+# scalar thresholds in place, 2026-12-05): blocks of 4 steps ran 4.23-4.29 s per call after
+# the first, blocks of 2 4.76-5.35 s, at peaks of 1.43 and 1.33 GiB (first calls 6.1-6.9 and
+# 5.4 s: one-time set-up that the larger blocks pay more of), so 4.
+MIN_BLOCK_ROWS = 4
 # Memory a block may need per step, in multiples of its activations (copies in other layouts,
 # sparse-kernel buffers): only blocks within the free memory at this factor are started.
 MEMORY_FACTOR = 2
@@ -194,15 +197,17 @@ def run_batch(net: SpikingNetwork, x: torch.Tensor, encoder: Encoder, timesteps:
             fired = sum(float(c.sum()) for c in first)
             size = sum(c.numel() for c in first) * steps * batch
             activity = fired / size
-        if t0 == 0 and ex.densities is not None:
+        if ex.densities is not None:  # "auto", choosing: this block chose from its densities
             ex.event_layers = {name for name, d in ex.densities.items()
                                if d < event_density_limit(net.get_submodule(name), x.device)}
             extra = {"input_density": dict(ex.densities), "event_layers": sorted(ex.event_layers)}
-            ex.densities = None
+            ex.engine = mode = "event" if ex.event_layers else "dense"
+            # the next block measures and chooses again (activity settles after the first
+            # steps), except where the choice is shared at once (distributed runs) or no
+            # layer could take events (GPUs)
+            ex.densities = {} if on_choice is None and x.device.type == "cpu" else None
             if on_choice is not None:
                 on_choice(sorted(ex.event_layers))
-            if ex.event_layers:
-                ex.engine = mode = "event"
         y = kept[net.output_name].per_step(steps).reshape(steps, batch, -1)
         running = torch.cumsum(y, 0) if acc is None else acc.unsqueeze(0) + torch.cumsum(y, 0)
         acc = running[-1].clone()

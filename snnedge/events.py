@@ -390,9 +390,33 @@ def native_neuron_block(current: torch.Tensor, v: torch.Tensor, out: torch.Tenso
     return True
 
 
+# The maps of scalar parameters per membrane tensor: an engine updates the same membrane
+# every block, and filling a map the size of a sample each time cost as much as a tenth of
+# the neurons' own pass. Freed with the membrane.
+# (Keyed by id with a weak reference: tensors compare elementwise, so they cannot be the keys
+# of a WeakKeyDictionary.)
+_SCALAR_MAPS: dict[int, tuple] = {}
+
+
+def _forget_maps(key: int):
+    return lambda _ref: _SCALAR_MAPS.pop(key, None)
+
+
 def parameter_maps(v: torch.Tensor, theta, beta) -> list[torch.Tensor | None]:
     """Threshold and decay (None for IF) as one value per element of a sample, in ``v``'s
-    memory order (the kernels read them in that order)."""
+    memory order (the kernels read them in that order). Maps of scalars (floats) are kept
+    for the next call on the same membrane ``v`` with the same values."""
+    if isinstance(theta, float) and (beta is None or isinstance(beta, float)):
+        key = (theta, beta, v.shape[1:], v.stride(), v.dtype, v.device)
+        cached = _SCALAR_MAPS.get(id(v))
+        if cached is None or cached[0]() is not v or cached[1] != key:
+            cached = (weakref.ref(v, _forget_maps(id(v))), key, _fill_maps(v, theta, beta))
+            _SCALAR_MAPS[id(v)] = cached
+        return cached[2]
+    return _fill_maps(v, theta, beta)
+
+
+def _fill_maps(v: torch.Tensor, theta, beta) -> list[torch.Tensor | None]:
     maps = []
     for p in (theta, beta):
         if p is None:

@@ -45,6 +45,14 @@ class TemporalModule(nn.Module, abc.ABC):
         """Advance ``steps`` ticks; ``current`` is ``(steps, B, ...)`` or, when ``static``,
         ``(B, ...)``. Returns ``(outputs (steps, B, ...), state)``."""
 
+    def forward_block_into(self, current: torch.Tensor, state, steps: int, static: bool = False,
+                           out: torch.Tensor | None = None):
+        """:meth:`forward_block` for an engine's no-gradient run: ``state`` is the engine's own
+        (a subclass may update its tensors in place instead of making new ones) and ``out``,
+        when given, the output of an earlier block, which a subclass may overwrite. Returns
+        ``(outputs, state)``. By default, :meth:`forward_block`."""
+        return self.forward_block(current, state, steps, static)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Multi-step call on a time-first input ``(T, B, ...)`` from the initial state."""
         if x.dim() < 2:

@@ -1,0 +1,209 @@
+"""The compiled count max pool (snnedge/count_pool.py, ``count_max`` in _event_kernels.c)
+against the tensor code of :class:`converters.maxpool.SpikingMaxPool2d`, bit for bit, on every
+instruction set this CPU runs; the engines' in-place protocol (``forward_block_into``); the
+cached parameter maps of scalar thresholds; and engine "auto" choosing again every block."""
+import os
+
+import pytest
+import torch
+from torch import nn
+
+import converters.maxpool as mp
+import snnedge
+import snnedge.events as ev
+from converters.maxpool import SpikingAdaptiveMaxPool2d, SpikingMaxPool2d
+from snnedge.count_pool import native_count_max_pool
+from snnedge.executor import DENSITY_SAMPLE, input_density
+from snnedge.geometry import module_axes
+
+native = pytest.mark.skipif(os.environ.get("SNNEDGE_NATIVE") == "0" or ev.native_kernel() is None,
+                            reason="the compiled kernels are off or not built")
+ISAS = ev.native_isas() if ev.native_kernel() is not None else ()
+
+WINDOWS = [  # kernel, stride, padding, dilation, ceil_mode
+    (2, 2, 0, 1, False), (3, 2, 0, 1, False), (3, 2, 1, 1, False), (3, 2, 0, 1, True),
+    (3, 1, 1, 1, False), (2, 1, 0, 2, False), (3, 3, 1, 1, True), ((2, 3), (1, 2), (1, 0), 1, False)]
+
+
+@pytest.fixture(params=ev.NATIVE_ISAS)
+def isa(request):
+    if request.param not in ISAS:
+        pytest.skip(f"this CPU does not run the {request.param} kernels")
+    previous = ev.set_native_isa(request.param)
+    yield request.param
+    ev.set_native_isa(previous)
+
+
+def tensor_path(pool, x, state, steps):
+    """The module's tensor code (the kernel switched off)."""
+    saved = mp.native_count_max_pool
+    mp.native_count_max_pool = lambda *a, **k: None
+    try:
+        return pool.forward_block(x, state, steps)
+    finally:
+        mp.native_count_max_pool = saved
+
+
+def inputs(dtype, layout, analog, shape=(5, 2, 7, 9, 11), seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(shape, generator=g, dtype=dtype) if analog else \
+        (torch.rand(shape, generator=g) < 0.3).to(dtype)
+    if layout == "channels_last":
+        x = torch.stack([t.contiguous(memory_format=torch.channels_last) for t in x])
+    return x
+
+
+@native
+@pytest.mark.parametrize("window", WINDOWS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+@pytest.mark.parametrize("analog", [False, True])
+def test_kernel_equals_the_tensor_code_bit_for_bit(isa, window, dtype, layout, analog):
+    pool = SpikingMaxPool2d(*window)
+    x = inputs(dtype, layout, analog)
+    state = pool.initial_state(x[0])
+    axes = module_axes(pool, x.shape[-2:])
+    # two blocks, so that the second starts from a state the first left
+    ref1, ref_state = tensor_path(pool, x[:3], state, 3)
+    ref2, ref_state = tensor_path(pool, x[3:], ref_state, 2)
+    got1 = native_count_max_pool(x[:3], *state, axes)
+    assert got1 is not None, "the kernel should apply here"
+    got2 = native_count_max_pool(x[3:], *got1[1:], axes)
+    assert torch.equal(got1[0], ref1) and torch.equal(got2[0], ref2)
+    assert torch.equal(got2[1], ref_state[0]) and torch.equal(got2[2], ref_state[1])
+    assert got1[0].stride()[1:] == ref1.stride()[1:] or layout == "channels_last"
+    # the module's own forward_block takes the kernel and gives the same
+    out, _ = pool.forward_block(x[:3], state, 3)
+    assert torch.equal(out, ref1)
+
+
+@native
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_kernel_split_over_threads_equals_one_thread(layout, batch):
+    """Large maps run on two threads (samples, or channels of one channels-last sample)."""
+    pool = SpikingMaxPool2d(3, 2, 1)
+    x = inputs(torch.float32, layout, False, shape=(4, batch, 64, 56, 56), seed=1)
+    state = pool.initial_state(x[0])
+    axes = module_axes(pool, x.shape[-2:])
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = native_count_max_pool(x, *state, axes)
+        torch.set_num_threads(2)
+        two = native_count_max_pool(x, *state, axes)
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(a, b) for a, b in zip(one, two))
+    assert torch.equal(one[0], tensor_path(pool, x, state, 4)[0])
+
+
+@native
+def test_forward_block_leaves_the_given_state_and_into_updates_it_in_place():
+    pool = SpikingMaxPool2d(2)
+    x = inputs(torch.float32, "channels_last", False, shape=(3, 1, 8, 6, 6))
+    acc, prev = pool.initial_state(x[0])
+    acc.add_(1.0)
+    before = (acc.clone(), prev.clone())
+    out, (acc2, prev2) = pool.forward_block(x, (acc, prev), 3)
+    assert torch.equal(acc, before[0]) and torch.equal(prev, before[1])  # untouched
+    assert acc2.data_ptr() != acc.data_ptr()
+    # the engines' protocol: their own state, updated in place; the last output overwritten
+    out_into, (acc3, prev3) = pool.forward_block_into(x, (acc, prev), 3)
+    assert acc3.data_ptr() == acc.data_ptr() and prev3.data_ptr() == prev.data_ptr()
+    assert torch.equal(out_into, out) and torch.equal(acc3, acc2) and torch.equal(prev3, prev2)
+    again, _ = pool.forward_block_into(x, (acc3, prev3), 3, out=out_into)
+    assert again.data_ptr() == out_into.data_ptr()
+
+
+def test_kernel_declines_what_it_does_not_run():
+    pool = SpikingMaxPool2d(2)
+    x = torch.rand(2, 1, 3, 4, 4)
+    state = pool.initial_state(x[0])
+    axes = module_axes(pool, x.shape[-2:])
+    assert native_count_max_pool(x.to(torch.float16), *[s.half() for s in state], axes) is None
+    assert native_count_max_pool(x.requires_grad_(), *state, axes) is None  # training: autograd
+    adaptive = SpikingAdaptiveMaxPool2d(3)
+    assert native_count_max_pool(x.detach(), *adaptive.initial_state(x[0]),
+                                 module_axes(adaptive, x.shape[-2:])) is None
+    # the module still pools (tensor code) where the kernel declines
+    out = pool(torch.rand(2, 1, 3, 4, 4, dtype=torch.float16).float().requires_grad_())
+    assert out.shape == (2, 1, 3, 2, 2) and out.requires_grad
+
+
+def test_simulate_with_max_pools_equals_the_tensor_code():
+    """A converted network with overlapping, padded max pools simulates the same with the
+    kernel (in place, in the engine) as with the module's tensor code."""
+    torch.manual_seed(0)
+    net = snnedge.sequential(nn.Conv2d(1, 8, 3, padding=1), snnedge.IF(threshold=0.6),
+                             SpikingMaxPool2d(3, 2, 1), nn.Conv2d(8, 8, 3), snnedge.IF(threshold=0.6),
+                             SpikingMaxPool2d(2, ceil_mode=True), nn.Flatten(), nn.Linear(8 * 2 * 2, 5))
+    x = torch.rand(6, 1, 12, 12, dtype=torch.float64)
+    net = net.double()
+    got = snnedge.simulate(net, x, timesteps=12, block_steps=5, engine="dense")
+    saved = mp.native_count_max_pool
+    mp.native_count_max_pool = lambda *a, **k: None
+    try:
+        ref = snnedge.simulate(net, x, timesteps=12, block_steps=5, engine="dense")
+    finally:
+        mp.native_count_max_pool = saved
+    assert got.spike_counts == ref.spike_counts and torch.equal(got.output, ref.output)
+    assert sum(got.spike_counts.values()) > 0
+
+
+def test_scalar_parameter_maps_are_kept_per_membrane_and_refreshed():
+    v = torch.zeros(2, 3, 4)
+    a = ev.parameter_maps(v, 1.5, None)
+    assert a[1] is None and torch.equal(a[0], torch.full((1, 3, 4), 1.5))
+    assert ev.parameter_maps(v, 1.5, None)[0] is a[0]  # kept
+    b = ev.parameter_maps(v, 2.0, 0.5)  # other values: made again
+    assert torch.equal(b[0], torch.full((1, 3, 4), 2.0)) and torch.equal(b[1], torch.full((1, 3, 4), 0.5))
+    w = torch.zeros(2, 3, 4)
+    assert ev.parameter_maps(w, 2.0, 0.5)[0] is not b[0]  # another membrane: its own
+    key = id(v)
+    del v
+    assert key not in ev._SCALAR_MAPS  # freed with the membrane
+    # tensor thresholds are not kept (they may change in place)
+    theta = torch.tensor([1.0, 2.0, 3.0]).view(3, 1)
+    m = ev.parameter_maps(w, theta, None)[0]
+    assert torch.equal(m[0, :, 0], torch.tensor([1.0, 2.0, 3.0]))
+
+
+def test_input_density_samples_large_inputs_and_counts_small_ones_exactly():
+    g = torch.Generator().manual_seed(0)
+    small = (torch.rand(4, 100, generator=g) < 0.2).float()
+    assert input_density(small) == float(torch.count_nonzero(small)) / small.numel()
+    big = (torch.rand(4, 64, 64, 64, generator=g) < 0.15).float()
+    assert big.numel() >= 2 * DENSITY_SAMPLE
+    exact = float(torch.count_nonzero(big)) / big.numel()
+    assert input_density(big) == input_density(big)  # deterministic
+    assert abs(input_density(big) - exact) < 0.005
+    cl = big.contiguous(memory_format=torch.channels_last)
+    assert abs(input_density(cl) - exact) < 0.005
+    strided = big[:, :, ::2]  # neither layout: counted exactly
+    assert input_density(strided) == float(torch.count_nonzero(strided)) / strided.numel()
+    assert input_density(torch.zeros(0, 3)) == 0.0
+
+
+def test_auto_chooses_again_every_block(monkeypatch):
+    """Input spikes dense in the first block and sparse in the second: "auto" runs the layer
+    dense, then on events; the choice it reports (and later batches keep) is the last
+    block's. Results equal the dense engine's."""
+    import snnedge.executor as ex
+    from snnedge.events import event_density_limit
+    torch.manual_seed(0)
+    net = snnedge.sequential(nn.Linear(64, 600), snnedge.IF(), nn.Linear(600, 3)).double()
+    g = torch.Generator().manual_seed(0)
+    x = torch.cat([(torch.rand(4, 8, 64, generator=g) < 0.9), (torch.rand(4, 8, 64, generator=g) < 0.01)],
+                  dim=1).double()  # (N, T, features): steps 0-7 dense, 8-15 sparse
+    paths = []
+    real = ex.event_apply
+    monkeypatch.setattr(ex, "event_apply", lambda m, x: paths.append(x.shape[0]) or real(m, x))
+    res = snnedge.simulate(net, x, encoding="sequence", engine="auto", block_steps=8)
+    limit = event_density_limit(net.layer("0"))
+    assert res.extra["input_density"][0]["0"] < limit < 0.9
+    assert res.extra["event_layers"] == [["0"]]
+    assert paths == [8 * 4]  # the second block only (8 steps x 4 samples)
+    monkeypatch.setattr(ex, "event_apply", real)
+    ref = snnedge.simulate(net, x, encoding="sequence", engine="dense", block_steps=8)
+    assert res.spike_counts == ref.spike_counts and torch.allclose(res.output, ref.output, atol=1e-10)
