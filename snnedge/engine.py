@@ -12,7 +12,8 @@ by the block size, not by ``T``. Every engine, torch or not (brian2), returns a
   (:mod:`snnedge.events`): one weight row per spike for ``Linear``, one kernel column per
   spike and tap for ``Conv2d``, accumulated by a compiled sparse kernel.
 * ``auto``: every block of the first batch measures the density of non-zero inputs of
-  every spike-fed weighted layer as it reaches it; in that block, each such layer
+  every spike-fed weighted layer that has an event path as it reaches it; in that block,
+  each such layer
   propagates events when its density is below what it breaks even at
   (:func:`snnedge.events.event_density_limit`, fitted to examples/benchmarks/event_layers.py),
   and runs dense otherwise (activity often differs in the first steps, while the membranes
@@ -148,9 +149,10 @@ def run_batch(net: SpikingNetwork, x: torch.Tensor, encoder: Encoder, timesteps:
     """Simulate one batch ``x`` ``(B, ...)`` for ``timesteps`` steps.
 
     ``event_layers`` (engine ``"auto"``): the choice an earlier batch measured; this batch
-    then uses it from its first step instead of measuring again. ``on_choice`` is called with
-    the choice this batch measures, as soon as it is made (after the first block), e.g. to
-    hand it to the other ranks of a distributed run.
+    then uses it from its first step instead of measuring again. Otherwise every block
+    measures and chooses for itself, and the batch reports its last block's choice; with
+    ``on_choice`` the first block's choice is handed to it as soon as it is made (e.g. to
+    the other ranks of a distributed run) and kept for the rest of the batch.
 
     ``sources`` maps each counted layer to ``"events"`` (sum of its binary outputs) or
     ``"analog"`` (number of non-zero outputs), per neuron, over steps and batch.

@@ -288,10 +288,13 @@ class Executor:
         weighted = len(flat) == 1 and self.net.kind(name) == "weighted"
         events = False
         if weighted and self.densities is not None:
-            density = input_density(flat[0])
-            self.densities[name] = density
-            # engine "auto", choosing: the layer takes the path its density calls for
-            events = density < event_density_limit(module, flat[0].device)
+            # engine "auto", choosing: the layer takes the path its density calls for (layers
+            # with no event path, or one that never pays, are not measured)
+            limit = event_density_limit(module, flat[0].device)
+            if limit > 0:
+                density = input_density(flat[0])
+                self.densities[name] = density
+                events = density < limit
         elif weighted and self.engine == "event":
             events = self.event_layers is None or name in self.event_layers
         if events:

@@ -67,7 +67,7 @@ def simulate(snn: SpikingNetwork, x, timesteps: int | None = None, encoding: str
         other values as analog input (``res.input_macs``).
     engine:
         ``"dense"``, ``"event"``, ``"auto"`` (event propagation in each layer whose input
-        density, measured in the first block, is below its break-even, see
+        density, measured in every block of the first batch, is below its break-even, see
         :mod:`snnedge.engine`), or a registered engine such as ``"brian2"``.
     batch_size:
         Samples per batch for a tensor input.

@@ -79,11 +79,10 @@ class Split:
                 part = "first layer"
             elif ex.net.kind(name) != "weighted":
                 part = "pooling"
+            elif ex.densities is not None:  # auto, choosing: the density it records decides
+                part = None
             elif ex.engine == "event" and (ex.event_layers is None or name in ex.event_layers):
                 part = "synaptic event"
-            elif ex.densities is not None and len(ins) == 1 and event_density_limit(
-                    module, "cpu") > float((ins[0].tensor != 0).float().mean()):
-                part = "synaptic event"  # auto's first block: the layer's density decided
             else:
                 part = "synaptic dense"
             t0 = split.clock.now()
@@ -91,6 +90,10 @@ class Split:
                 return synaptic(ex, name, module, ins, steps)
             finally:
                 dt = split.clock.now() - t0
+                if part is None:  # (read after the call: no measuring inside the timed span)
+                    density = ex.densities.get(name)
+                    part = ("synaptic event" if density is not None
+                            and density < event_density_limit(module, "cpu") else "synaptic dense")
                 split.spent[part] += dt
                 split.layers[f"{name} ({type(module).__name__}, {part})"] += dt
 
