@@ -228,7 +228,7 @@ class Executor:
         in_place = type(module).forward_block_into is not TemporalModule.forward_block_into
         state = self._own_state(name) if in_place else self.state[name]
         y, self.state[name] = module.forward_block_into(cur.tensor, state, steps, cur.static, out=out)
-        if reuse:
+        if reuse and in_place:  # (the default makes a new output every block: nothing to keep)
             self.buffers[name] = y
         return y
 
@@ -371,13 +371,13 @@ class Executor:
         return self.state[key]
 
 
-#: Suffix of the state key of a layer's previous output (snnedge.network.previous's marker).
 # Engine "auto" measures the density of every spike-fed weighted layer's input in each block
 # of its first batch. It counts runs of DENSITY_RUN consecutive values, one in every k (memory
 # order mixes channels and positions, so the sample spans both), k as large as keeps at least
 # DENSITY_SAMPLE values and at most DENSITY_EVERY: below 2 * DENSITY_SAMPLE values, and for
-# other layouts, it counts every value. (A sample of 2^17 values puts a density near 0.2
-# within about 0.2 percentage points, against break-evens that differ by far more.)
+# other layouts, it counts every value. (Were the values independent, 2^17 of them would put
+# a density near 0.2 within about 0.1 percentage point, one standard error; neighbours are
+# correlated, so the error is larger, but break-evens differ by several points.)
 DENSITY_SAMPLE = 1 << 17
 DENSITY_RUN = 1024
 DENSITY_EVERY = 32
@@ -399,6 +399,7 @@ def input_density(x: torch.Tensor) -> float:
     return float(torch.count_nonzero(sample)) / sample.numel()
 
 
+#: Suffix of the state key of a layer's previous output (snnedge.network.previous's marker).
 PREVIOUS = "[t-1]"
 
 
