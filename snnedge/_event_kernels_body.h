@@ -188,10 +188,12 @@ SNN_FN(conv_body_)(const struct conv_args *a, int64_t n0, int64_t n1, int64_t n_
  * (GCC's cost model left the AVX2 copy of the plain loop mostly scalar: 4.5x slower than the
  * AVX-512 one). The decay is a pass of its own, so that beta * v is rounded before the input
  * is added, as in the reference (in one expression the compiler could fuse the two into one
- * FMA); u - z * theta may fuse, as z * theta is exact. */
+ * FMA); u - z * theta may fuse, as z * theta is exact. z_out may be i_t itself (an engine
+ * writes the spikes over the current it no longer needs): each vector of i_t is loaded
+ * before z is stored over it, so neither pointer is restrict. */
 static inline __attribute__((always_inline)) void
-SNN_FN(tick_)(SNN_T *restrict vb, const SNN_T *restrict i_t, const SNN_T *restrict th,
-              const SNN_T *restrict be, SNN_T *restrict z_out, SNN_T *restrict counts, int64_t len,
+SNN_FN(tick_)(SNN_T *restrict vb, const SNN_T *i_t, const SNN_T *restrict th,
+              const SNN_T *restrict be, SNN_T *z_out, SNN_T *restrict counts, int64_t len,
               int reset_zero, SNN_T *restrict u_out)
 {
     const int64_t whole = len - len % SNN_LANES;

@@ -65,10 +65,10 @@ class Split:
                 split.spent["neurons"] += dt
                 split.layers[f"{name} ({type(module).__name__} + pool)"] += dt
 
-        def timed_temporal(ex, name, module, cur, steps, count):
+        def timed_temporal(ex, name, module, cur, steps, count, *args, **kwargs):
             t0 = split.clock.now()
             try:
-                return temporal(ex, name, module, cur, steps, count)
+                return temporal(ex, name, module, cur, steps, count, *args, **kwargs)
             finally:
                 dt = split.clock.now() - t0
                 split.spent["neurons"] += dt
