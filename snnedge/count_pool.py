@@ -53,7 +53,8 @@ def native_count_max_pool(current: torch.Tensor, acc: torch.Tensor, prev: torch.
         layout, samples, c = torch.channels_last, batch, channels
     else:
         return None
-    if current.stride(0) < tick.numel():
+    x_step = current.stride(0) if steps > 1 else tick.numel()  # (one tick reads no stride)
+    if x_step < tick.numel():
         return None
     if not (in_place and acc.is_contiguous(memory_format=layout) and acc.stride() == tick.stride()):
         acc = acc.clone(memory_format=layout)
@@ -64,7 +65,7 @@ def native_count_max_pool(current: torch.Tensor, acc: torch.Tensor, prev: torch.
     if out is None or out.shape != shape or out.stride() != strides or out.dtype != current.dtype \
             or out.device.type != "cpu":
         out = torch.empty(shape, dtype=current.dtype).as_strided(shape, strides)
-    geometry = (steps, current.stride(0), out.stride(0), h, w, c, ay.size_out, ax.size_out,
+    geometry = (steps, x_step, out.stride(0), h, w, c, ay.size_out, ax.size_out,
                 ay.kernel, ax.kernel, ay.stride, ax.stride, ay.pad_lo, ax.pad_lo,
                 ay.dilation, ax.dilation)
     head = (current.data_ptr(), acc.data_ptr(), prev.data_ptr(), out.data_ptr(),

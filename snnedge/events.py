@@ -371,8 +371,9 @@ def native_neuron_block(current: torch.Tensor, v: torch.Tensor, out: torch.Tenso
     args = (current.data_ptr(), v.data_ptr(), out.data_ptr(), theta_map.data_ptr(),
             0 if beta_map is None else beta_map.data_ptr(), 0 if counts is None else counts.data_ptr(),
             v.dtype == torch.float64, reset_zero, steps)
-    tail = (size, 0 if static else current.stride(0), out.stride(0),
-            0 if u_out is None else u_out.data_ptr())
+    # (a block of one tick reads no stride; a size-1 dimension's own may be anything)
+    tail = (size, 0 if static else (current.stride(0) if steps > 1 else v.numel()),
+            out.stride(0) if steps > 1 else v.numel(), 0 if u_out is None else u_out.data_ptr())
     threads = int(min(torch.get_num_threads(), steps * v.numel() // NEURON_MIN_WORK))
     if threads < 2:
         kernel.neuron(*args, 0, batch, 0, size, *tail)

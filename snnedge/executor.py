@@ -128,6 +128,7 @@ class Executor:
         self.fuse_pools = False
         self.accumulate_counts = False
         self.buffers: dict[str, torch.Tensor] = {}  # reused spike outputs (no-grad runs)
+        self.fresh: set[str] = set()  # see block()
         # per-neuron spike counts of the last block, summed by the neuron layers themselves
         self.block_counts: dict[str, torch.Tensor] = {}
         self.uses = {n: len(net.consumers_of(n)) for n in (INPUT, *net.names)}
@@ -150,6 +151,7 @@ class Executor:
         left = dict(self.uses)
         kept = {}
         pooled: dict[str, Value] = {}  # pools already run, fused into the neurons before them
+        self.fresh = set()  # synaptic outputs of this block in memory of their own (not views)
         for name in net.names:
             ins = [] if name in pooled else [vals[i] for i in net.inputs_of(name)]
             module = net.get_submodule(name)
@@ -172,6 +174,8 @@ class Executor:
                 out = self._synaptic(name, module, ins, steps)
                 if out.static:
                     self.static_cache[name] = out.tensor
+                elif not any(_same_memory(out.tensor, v.tensor) for v in ins):
+                    self.fresh.add(name)
             vals[name] = out
             if name in keep:
                 kept[name] = out
@@ -199,15 +203,16 @@ class Executor:
 
     def _donated(self, name: str, keep: tuple[str, ...]) -> bool:
         """Whether layer ``name`` may write its output over its input: a no-gradient run of a
-        network without loops, whose one input is a weighted layer's output (a new tensor
-        every block) that nothing else reads (no other consumer, not kept)."""
+        network without loops, whose one input is a synaptic layer's output of this block in
+        memory of its own (not a view of that layer's inputs) that nothing else reads (no
+        other consumer, not kept)."""
         if self.plan is not None or torch.is_grad_enabled():
             return False
         sources = self.net.inputs_of(name)
-        if len(sources) != 1 or sources[0] == INPUT:
+        if len(sources) != 1:
             return False
         (src,) = sources
-        return self.net.kind(src) == "weighted" and self.uses[src] == 1 and src not in keep
+        return src in self.fresh and self.uses[src] == 1 and src not in keep
 
     def _temporal(self, name: str, module: nn.Module, cur: Value, steps: int,
                   count: bool, reuse: bool = True, donated: bool = False) -> torch.Tensor:
@@ -417,6 +422,12 @@ def input_density(x: torch.Tensor) -> float:
     flat = x.as_strided((rows, DENSITY_RUN), (DENSITY_RUN, 1), x.storage_offset())
     sample = flat[::every]
     return float(torch.count_nonzero(sample)) / sample.numel()
+
+
+def _same_memory(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether tensors ``a`` and ``b`` live in the same storage (one is a view of the other,
+    or both of a third)."""
+    return a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
 
 
 #: Suffix of the state key of a layer's previous output (snnedge.network.previous's marker).

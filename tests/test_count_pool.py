@@ -207,3 +207,40 @@ def test_auto_chooses_again_every_block(monkeypatch):
     monkeypatch.setattr(ex, "event_apply", real)
     ref = snnedge.simulate(net, x, encoding="sequence", engine="dense", block_steps=8)
     assert res.spike_counts == ref.spike_counts and torch.allclose(res.output, ref.output, atol=1e-10)
+
+
+def test_spikes_over_the_current_only_where_nothing_else_reads_it(monkeypatch):
+    """A neuron layer writes its spikes over its input current when that input is a fresh
+    synaptic output read by nobody else; never over a view of a tensor another layer reads
+    (an Identity of a convolution with two consumers), nor over a static or kept value. The
+    results equal those of a run that never does it, bit for bit."""
+    import snnedge.executor as ex
+    from snnedge.network import Node, SpikingNetwork
+    torch.manual_seed(0)
+    net = SpikingNetwork([
+        Node("conv", nn.Conv2d(1, 6, 3, padding=1)),
+        Node("if0", snnedge.IF(threshold=0.6)),
+        Node("conv1", nn.Conv2d(6, 6, 3, padding=1), ("if0",)),
+        Node("view", nn.Identity(), ("conv1",)),             # a view of conv1's output ...
+        Node("if1", snnedge.IF(threshold=0.5), ("view",)),
+        Node("scale", snnedge.Scale(torch.linspace(0.5, 1.5, 6)), ("conv1",)),  # ... which this reads too
+        Node("add", snnedge.Add(), ("if1", "scale")),
+        Node("if2", snnedge.IF(threshold=0.7), ("add",)),   # a fresh Add output: donated
+        Node("flat", nn.Flatten(), ("if2",)),
+        Node("fc", nn.Linear(6 * 8 * 8, 4), ("flat",)),
+    ]).double()
+    x = torch.rand(5, 1, 8, 8, dtype=torch.float64)
+    seen = {}
+    real = ex.Executor._donated
+
+    def spy(self, name, keep):
+        seen[name] = real(self, name, keep)
+        return seen[name]
+
+    monkeypatch.setattr(ex.Executor, "_donated", spy)
+    got = snnedge.simulate(net, x, timesteps=10, block_steps=3, engine="dense")
+    assert seen == {"if0": False, "if1": False, "if2": True}  # if0: static input (direct encoding)
+    monkeypatch.setattr(ex.Executor, "_donated", lambda self, name, keep: False)
+    ref = snnedge.simulate(net, x, timesteps=10, block_steps=3, engine="dense")
+    assert got.spike_counts == ref.spike_counts and torch.equal(got.output, ref.output)
+    assert sum(got.spike_counts.values()) > 0
