@@ -77,6 +77,12 @@ EVENT_DENSITY_CAP = 0.2
 # 1152->128 (event_layers.py before the native kernel existed).
 SCIPY_DENSITY_PER_WORK = 1 / 12_000
 SCIPY_DENSITY_CAP = 0.15
+# The event path lays a layer's weights out again (rows per input, padded), a second copy that
+# lives as long as the layer. Above this size "auto" leaves the layer dense: VGG-16's first
+# fully connected layer (392 MiB of weights) saved 5 ms per block of 2 steps at batch 1 on
+# events (8.8 against 13.8 ms at 13 % density, 2 threads, AVX-512 Xeon) against 0.4-0.9 s
+# to make its copy and 392 MiB more memory, a fifth of the 2 GB issue 17 allows VGG-16.
+EVENT_WEIGHT_BYTES = 64 * 2**20
 # Below this many input channels a convolution's break-even falls with (in / 32)^2 (see
 # event_density_limit); the table above starts at 32 input channels.
 NARROW_INPUT_CHANNELS = 32
@@ -86,8 +92,13 @@ def event_density_limit(module: nn.Module, device: str | torch.device = "cpu") -
     """The density of non-zero inputs below which :func:`event_apply` beats ``module(x)``
     on ``device`` (0 for modules without an event path, and on GPUs: on an H200 the event
     path ran 0.80-0.90x as fast as cuDNN at batch 1 and 2% activity, examples/benchmarks/
-    RESULTS.md). ``engine="auto"`` compares each layer's measured input density with this."""
+    RESULTS.md), and 0 for layers whose weights exceed ``EVENT_WEIGHT_BYTES``: the event
+    path keeps its own copy of them). ``engine="auto"`` compares each layer's measured input
+    density with this."""
     if torch.device(device).type != "cpu":
+        return 0.0
+    weight = getattr(module, "weight", None)
+    if isinstance(weight, torch.Tensor) and weight.numel() * weight.element_size() > EVENT_WEIGHT_BYTES:
         return 0.0
     per_work, cap = ((EVENT_DENSITY_PER_WORK, EVENT_DENSITY_CAP) if native_kernel() is not None
                      else (SCIPY_DENSITY_PER_WORK, SCIPY_DENSITY_CAP))

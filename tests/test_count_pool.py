@@ -244,3 +244,14 @@ def test_spikes_over_the_current_only_where_nothing_else_reads_it(monkeypatch):
     ref = snnedge.simulate(net, x, timesteps=10, block_steps=3, engine="dense")
     assert got.spike_counts == ref.spike_counts and torch.equal(got.output, ref.output)
     assert sum(got.spike_counts.values()) > 0
+
+
+def test_auto_leaves_layers_with_large_weights_dense(monkeypatch):
+    """The event path keeps a second copy of a layer's weights: above EVENT_WEIGHT_BYTES
+    "auto" never picks it (engine="event" still does, as asked)."""
+    layer = nn.Linear(300, 200)
+    assert ev.event_density_limit(layer) > 0
+    monkeypatch.setattr(ev, "EVENT_WEIGHT_BYTES", 300 * 200 * 4 - 1)
+    assert ev.event_density_limit(layer) == 0.0
+    monkeypatch.setattr(ev, "EVENT_WEIGHT_BYTES", 300 * 200 * 4)
+    assert ev.event_density_limit(layer) > 0
