@@ -55,11 +55,12 @@ DEFAULT_BLOCK_BYTES = 128 * 2**20
 MAX_BLOCK_STEPS = 32
 # Fewest steps x samples per block when memory allows: work a block does once per neuron or
 # weight (state, per-neuron counts, a linear layer's weights read from memory) is shared by
-# them. VGG-16 at 224 px, one image, T = 32 (Xeon, AVX-512, 2 threads, quiet; max pools and
-# scalar thresholds in place, 2026-12-05): blocks of 4 steps ran 4.23-4.29 s per call after
-# the first, blocks of 2 4.76-5.35 s, at peaks of 1.43 and 1.33 GiB (first calls 6.1-6.9 and
-# 5.4 s: one-time set-up that the larger blocks pay more of), so 4.
-MIN_BLOCK_ROWS = 4
+# them, at the price of larger activations. VGG-16 at 224 px, one image, T = 32 (Xeon,
+# AVX-512, 2 threads, quiet, torch 2.14.1, examples/benchmarks/seed_scale.py's simulate
+# measure, 2026-12-05): blocks of 4 steps ran 4.26 s per call after the first at a peak of
+# 2.03 GiB, blocks of 3 4.43 s at 1.91 GiB, blocks of 2 4.65-4.95 s at about 1.75 GiB (the
+# dense bound: 4.77 s; issue 17 asks for <= 1.0x it within 2 GB), so 3.
+MIN_BLOCK_ROWS = 3
 # Memory a block may need per step, in multiples of its activations (copies in other layouts,
 # sparse-kernel buffers): only blocks within the free memory at this factor are started.
 MEMORY_FACTOR = 2
