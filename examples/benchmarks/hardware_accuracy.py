@@ -24,6 +24,7 @@ Usage::
 
     python examples/benchmarks/hardware_accuracy.py              # full run, writes RESULTS.md
     python examples/benchmarks/hardware_accuracy.py --quick      # 500 test images, no write
+    python examples/benchmarks/hardware_accuracy.py --skip-loihi-fit   # without Loihi's fine-tunes
 
 Every result is cached in ``_cache/hardware_accuracy.json`` (keyed by network, target and
 setting; ``--cache`` names another file), so a rerun only simulates what is missing, and runs
@@ -237,8 +238,9 @@ def run(args) -> dict:
                     row["float-chip-reset/subtract"] = cache.get(
                         f"{key}/float-reset-zero/{tag}",
                         lambda: accuracy(with_reset(snn, "zero"), x_test, y_test))
-                    row.update(fine_tune(name, snn, x_train, y_train, x_test, y_test, cache, tag,
-                                         "loihi"))
+                    if not args.skip_loihi_fit:
+                        row.update(fine_tune(name, snn, x_train, y_train, x_test, y_test, cache,
+                                             tag, "loihi"))
                 if target == "truenorth":
                     row.update(fine_tune(name, snn, x_train, y_train, x_test, y_test, cache, tag))
         out["networks"][name] = row
@@ -452,6 +454,9 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="500 test images; RESULTS.md untouched")
     p.add_argument("--fresh", action="store_true", help="with --quick: ignore the cache")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--skip-loihi-fit", action="store_true",
+                   help="leave out Loihi's fine-tuned rows (fit(hardware='loihi') on a copy set "
+                        "to reset to zero: three fine-tunes, the slowest part)")
     p.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
     p.add_argument("--cache", type=Path, default=CACHE,
                    help="results cache (JSON; runs in parallel merge into it)")
