@@ -23,6 +23,7 @@ from .formats import number_format
 from .graph import MappingError
 from .hardware import to_hardware
 from .hardware_cuba import CubaChipNeuron
+from .hardware_soft import TwoCompartmentChipNeuron
 from .hardware_info import HardwareError, HardwareInfo
 from .mapping import map_network
 from .mapping_types import LayerRow, Mapping
@@ -46,6 +47,7 @@ __all__ = [
     "PROFILES", "DynapCNNProfile", "DynapSEProfile", "LoihiProfile", "NeuromorphicProfile", "Profile",
     "TrueNorthProfile", "get_profile", "register_profile", "quantize_for", "to_hardware",
     "HardwareInfo", "HardwareError", "number_format", "CubaChipNeuron",
+    "TwoCompartmentChipNeuron",
     "ACCOUNTINGS", "accounting_table", "MeasuredDevice", "MeasuredEstimate", "estimate_measured",
     "measured_device", "time_inference",
 ]

@@ -25,7 +25,9 @@ What each family's format is, and where each figure comes from (the profile's fi
   CUBA neuron ``v[t] (1 - s[t])``; neither has a reset by subtraction). Its synaptic current
   ``u`` decays by the 12-bit ``du`` (``u <- u * (4096 - (du + 1)) >> 12``, Loihi 1's
   ``ds_offset``); :func:`~neuromorphic_targets.to_hardware` uses it for layers that reset
-  by subtraction (:mod:`~neuromorphic_targets.hardware_cuba`).
+  by subtraction with ``soft_reset="current"`` (:mod:`~neuromorphic_targets.hardware_cuba`);
+  by default such layers take two compartments per neuron, as NxTF builds reset by
+  subtraction (:mod:`~neuromorphic_targets.hardware_soft`).
 
 DYNAP-SE is analog: no integer format (its mismatch model is in
 :mod:`neuromorphic_targets.hardware_dynapse`).

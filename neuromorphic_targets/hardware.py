@@ -12,9 +12,14 @@ r"""`to_hardware`: a network as a chip computes it, in the chip's own arithmetic
   with the chip's saturating membrane, wrapping current, fixed-point decay, strict or
   non-strict threshold and reset. The network holds integers in float64 tensors and runs
   exactly (the engines' integer path);
-* a reset the chip lacks: Loihi resets to zero only (lava's bit-accurate models set
-  ``v[spiked] = 0``), so an IF layer that resets by subtraction runs as a reset to zero.
-  Where such a layer is fed by spikes, it becomes a
+* a reset the chip's compartments lack: Loihi's compartments reset to zero only (lava's
+  bit-accurate models set ``v[spiked] = 0``). A layer that resets by subtraction becomes, by
+  default (``soft_reset="two-compartment"``), NxTF's two-compartment neuron
+  (:class:`~neuromorphic_targets.hardware_soft.TwoCompartmentChipNeuron`: a dendrite that
+  keeps the sum, a soma that fires, a recurrent synapse of weight minus the threshold; two
+  compartments per neuron, counted in ``hw.hardware_.compartments`` and ``hw.hardware_.cores``).
+  With ``soft_reset="current"`` (or a ``current_decay``) such a layer runs as a reset to zero
+  instead, and where it is fed by spikes it becomes a
   :class:`~neuromorphic_targets.hardware_cuba.CubaChipNeuron`: its input goes through
   Loihi's synaptic current ``u``, decaying by ``current_decay`` per step (default 1/2,
   ``du = 2047``), with threshold, bias and initial membrane multiplied by the current's gain
@@ -39,7 +44,7 @@ from torch import nn
 
 from snnedge import SpikingNetwork, SumPool2d
 from snnedge.chip_neuron import ChipNeuron
-from snnedge.errors import check_real
+from snnedge.errors import check_choice, check_real
 from snnedge.formats import NumberFormat
 from snnedge.network import Node
 from snnedge.neurons import LIF
@@ -50,6 +55,7 @@ from .formats import format_figures, number_format
 from .hardware_cuba import CubaChipNeuron
 from .hardware_dynapse import dynapse_network
 from .hardware_info import HardwareError, HardwareInfo
+from .hardware_soft import TwoCompartmentChipNeuron, reset_weight
 from .mapping import map_network
 from .profiles import Profile, get_profile
 
@@ -61,10 +67,21 @@ from .profiles import Profile, get_profile
 #: a tie (3 digits), of which 1/2 delays each input's charge least (on average one step).
 DEFAULT_CURRENT_DECAY = 0.5
 
+#: How Loihi runs a layer that resets by subtraction: ``"two-compartment"`` (NxTF's
+#: published soft reset, :mod:`~neuromorphic_targets.hardware_soft`) or ``"current"`` (a
+#: reset to zero behind the synaptic current, ``current_decay``).
+SOFT_RESETS = ("two-compartment", "current")
+#: The default, chosen on the development network (interop_cnn, seed 0, default conversion;
+#: 4,500 training digits outside the calibration sample; examples/benchmarks/
+#: hardware_accuracy.py): the chip keeps 99.62 % of its float SNN's predictions with two
+#: compartments, 97.96 % behind the current (decay 1/2).
+DEFAULT_SOFT_RESET = "two-compartment"
+
 
 def to_hardware(snn: SpikingNetwork, profile: str | Profile, *,
                 input_shape: Sequence[int] | None = None, mismatch: float | None = None,
-                seed: int = 0, current_decay: float | None = None) -> SpikingNetwork:
+                seed: int = 0, current_decay: float | None = None,
+                soft_reset: str | None = None) -> SpikingNetwork:
     """A copy of ``snn`` that computes as ``profile``'s chip does (see the module docstring).
 
     Parameters
@@ -87,7 +104,13 @@ def to_hardware(snn: SpikingNetwork, profile: str | Profile, *,
         Chips with a synaptic current (Loihi): the fraction by which it decays per step in
         the IF layers fed by spikes whose reset the chip lacks (module docstring). ``None``:
         ``DEFAULT_CURRENT_DECAY`` (1/2); ``1.0``: no current, a plain reset to zero. Rounded
-        to the chip's 12-bit ``du`` (``(du + 1) / 4096``). Other chips take ``None``.
+        to the chip's 12-bit ``du`` (``(du + 1) / 4096``). Giving it selects
+        ``soft_reset="current"``. Other chips take ``None``.
+    soft_reset:
+        Loihi: how a layer that resets by subtraction runs. ``"two-compartment"`` (NxTF's
+        neuron, two compartments each), ``"current"`` (a reset to zero, behind the synaptic
+        current of ``current_decay``), or ``None``: ``"current"`` when ``current_decay`` is
+        given, else ``DEFAULT_SOFT_RESET``. Other chips take ``None``.
 
     >>> import torch.nn as nn, snnedge
     >>> net = snnedge.sequential(nn.Linear(4, 3), snnedge.IF(), nn.Linear(3, 2), input_shape=(4,))
@@ -114,6 +137,10 @@ def to_hardware(snn: SpikingNetwork, profile: str | Profile, *,
         raise HardwareError(f"The network does not map onto {prof.name!r}, so it cannot run there: "
                             + "; ".join(m.problems))
     if prof.family == "dynap-se":
+        if soft_reset is not None:
+            raise ValueError(f"The 'soft_reset' parameter of to_hardware applies to Loihi (chips "
+                             f"whose compartments reset to zero); {prof.name!r} is analog. Got "
+                             f"{soft_reset!r}; leave it None.")
         if current_decay is not None:
             raise ValueError(f"The 'current_decay' parameter of to_hardware applies to chips with a "
                              f"synaptic current register (Loihi); {prof.name!r} is analog. Got "
@@ -124,7 +151,43 @@ def to_hardware(snn: SpikingNetwork, profile: str | Profile, *,
                          f"{prof.name!r} is digital (its arithmetic is exact). Got {mismatch!r}; "
                          f"leave it None.")
     fmt = number_format(prof)
-    return integer_network(snn, fmt, shape, prof, _current_factor(fmt, current_decay, prof.name))
+    mode = _soft_reset_mode(fmt, soft_reset, current_decay, prof.name)
+    if mode == "two-compartment":
+        hw = integer_network(snn, fmt, shape, prof, soft_reset=True)
+        if hw.hardware_.compartments:  # the compartments it needs, counted by the mapping
+            m = map_network(hw, prof, shape)
+            if not m.feasible:
+                raise HardwareError(
+                    f"The network does not map onto {prof.name!r} with two compartments per neuron "
+                    f"in layers {sorted(hw.hardware_.compartments)} (NxTF's reset by subtraction): "
+                    + "; ".join(m.problems) + ". Pass soft_reset='current' (one compartment each).")
+        hw.hardware_.cores = m.cores
+        return hw
+    hw = integer_network(snn, fmt, shape, prof, _current_factor(fmt, current_decay, prof.name))
+    hw.hardware_.cores = m.cores
+    return hw
+
+
+def _soft_reset_mode(fmt: NumberFormat, soft_reset: str | None, current_decay: float | None,
+                     name: str) -> str | None:
+    """``soft_reset`` checked against ``fmt`` (a chip with a synaptic current register, i.e.
+    Loihi, has both modes), with its default; ``None`` for the other chips."""
+    has_current = fmt.current_bits is not None and fmt.decay_bits is not None
+    if soft_reset is None:
+        if not has_current:
+            return None
+        return "current" if current_decay is not None else DEFAULT_SOFT_RESET
+    if not has_current:
+        raise ValueError(f"The 'soft_reset' parameter of to_hardware applies to Loihi (chips whose "
+                         f"compartments reset to zero); {name!r} runs its own reset. Got "
+                         f"{soft_reset!r}; leave it None.")
+    mode = check_choice(soft_reset, SOFT_RESETS, param="soft_reset", where="to_hardware")
+    if mode == "two-compartment" and current_decay is not None:
+        raise ValueError(f"The 'current_decay' parameter of to_hardware applies to "
+                         f"soft_reset='current'; the two-compartment neuron has no synaptic "
+                         f"current decay. Got current_decay={current_decay!r}; leave it None, or "
+                         f"pass soft_reset='current'.")
+    return mode
 
 
 def _current_factor(fmt: NumberFormat, current_decay: float | None, name: str = "") -> int | None:
@@ -145,10 +208,12 @@ def _current_factor(fmt: NumberFormat, current_decay: float | None, name: str = 
 
 
 def integer_network(snn: SpikingNetwork, fmt: NumberFormat, shape: tuple[int, ...],
-                    prof: Profile | None = None, current: int | None = None) -> SpikingNetwork:
+                    prof: Profile | None = None, current: int | None = None,
+                    soft_reset: bool = False) -> SpikingNetwork:
     """``snn`` in ``fmt``'s integers (no mapping check; :func:`to_hardware` is the entry);
     ``current``: the synaptic current's factor ``d`` for layers whose reset ``fmt`` lacks
-    (:func:`_current_factor`), or ``None``."""
+    (:func:`_current_factor`), or ``None``; ``soft_reset``: such layers become NxTF's
+    two-compartment neurons instead."""
     info = HardwareInfo(prof.name if prof else fmt.name, prof.family if prof else "",
                         fmt.describe())
     shapes = snn.shapes(shape)
@@ -174,6 +239,11 @@ def integer_network(snn: SpikingNetwork, fmt: NumberFormat, shape: tuple[int, ..
         if g.neuron is None:
             _readout_bias(snn, g, replace, ints.bias)
         else:
+            module = snn.layer(g.neuron)
+            if soft_reset and module.reset == "subtract" and "subtract" not in fmt.resets:
+                replace[g.neuron] = _two_compartment(g.neuron, module, fmt, ints,
+                                                     len(shapes[g.target]), info)
+                continue
             neuron = _chip_neuron(snn, g, fmt, ints, len(shapes[g.target]), info)
             if d is not None:
                 neuron = CubaChipNeuron(neuron, d, fmt.decay_bits, fmt.current_bits)
@@ -242,6 +312,26 @@ def _readout_bias(snn: SpikingNetwork, g: FormatGroup, replace: dict, bias) -> N
     replace[g.target].bias = nn.Parameter(bias.to(torch.float64), requires_grad=False)
 
 
+def _two_compartment(name: str, module: nn.Module, fmt: NumberFormat, ints, rank: int,
+                     info: HardwareInfo) -> TwoCompartmentChipNeuron:
+    """Layer ``name`` (reset by subtraction) as NxTF's two-compartment neuron: the dendrite
+    is the layer's ChipNeuron (which never resets), the soma's spikes subtract
+    :func:`~neuromorphic_targets.hardware_soft.reset_weight` one step later."""
+    dendrite = _membrane(module, fmt, ints, rank, fmt.resets[0])
+    theta = dendrite.threshold
+    w = reset_weight(theta, fmt.state_shift)
+    info.compartments[name] = TwoCompartmentChipNeuron.compartments_per_neuron
+    info.notes.append(f"layer {name!r}: reset by subtraction as NxTF's two-compartment neuron "
+                      f"(a dendrite that keeps the sum, a soma that fires, a recurrent synapse of "
+                      f"weight minus the threshold, one step later): 2 compartments per neuron")
+    if not torch.equal(w, theta):
+        off = float((w - theta).abs().max())
+        info.notes.append(f"layer {name!r}: the recurrent synapse's 8-bit mantissa and exponent "
+                          f"subtract up to {off:g} chip units away from the threshold (NxTF's "
+                          f"rounding of vThMant)")
+    return TwoCompartmentChipNeuron(dendrite, w)
+
+
 def _chip_neuron(snn: SpikingNetwork, g: FormatGroup, fmt: NumberFormat, ints, rank: int,
                  info: HardwareInfo) -> ChipNeuron:
     module = snn.layer(g.neuron)
@@ -250,6 +340,11 @@ def _chip_neuron(snn: SpikingNetwork, g: FormatGroup, fmt: NumberFormat, ints, r
         info.notes.append(f"layer {g.neuron!r}: reset {reset!r} runs as the chip's reset "
                           f"{fmt.resets[0]!r} ({fmt.name} has {', '.join(fmt.resets)})")
         reset = fmt.resets[0]
+    return _membrane(module, fmt, ints, rank, reset)
+
+
+def _membrane(module: nn.Module, fmt: NumberFormat, ints, rank: int, reset: str) -> ChipNeuron:
+    """The ChipNeuron of ``module`` from its group's integers ``ints``, resetting by ``reset``."""
     theta = ints.threshold
     if theta.dim() == 1:  # one per channel: broadcast against a sample (C, ...)
         theta = theta.view(-1, *([1] * (rank - 1)))

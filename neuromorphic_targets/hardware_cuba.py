@@ -15,7 +15,9 @@ membrane ``v``. Per step::
 line in front of it. With ``du = 4095`` (``d = 0``) ``u`` is just each step's input, the
 plain ChipNeuron.
 
-Why :func:`~neuromorphic_targets.to_hardware` uses it: Loihi resets the membrane to zero
+Why :func:`~neuromorphic_targets.to_hardware` uses it (``soft_reset="current"``; the
+default is NxTF's two-compartment neuron, :mod:`~neuromorphic_targets.hardware_soft`): a
+compartment resets the membrane to zero
 (lava's models set ``v[spiked] = 0``; lava-dl's CUBA neuron ``v[t] = v[t] (1 - s[t])``), so
 whatever a step's input carries above the threshold is lost, where a float network that
 resets by subtraction keeps it. Spike-driven inputs arrive in bursts (several threshold's

@@ -22,7 +22,9 @@ class HardwareInfo:
     ``notes``: what differs from the float network; ``mismatch``: the analog mismatch's
     sigma (relative) or ``None``; ``seed``: the mismatch's seed; ``current_decays``: per
     neuron layer run behind the chip's synaptic current, its decay per step (Loihi's
-    ``(du + 1) / 4096``).
+    ``(du + 1) / 4096``); ``compartments``: per neuron layer whose neurons take more than one
+    compartment (Loihi's two-compartment reset by subtraction), how many; ``cores``: the cores
+    the chip network occupies, those compartments counted (``None``: analog chips).
     """
 
     profile: str
@@ -34,3 +36,5 @@ class HardwareInfo:
     mismatch: float | None = None
     seed: int = 0
     current_decays: dict[str, float] = field(default_factory=dict)
+    compartments: dict[str, int] = field(default_factory=dict)
+    cores: int | None = None

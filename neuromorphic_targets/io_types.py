@@ -11,7 +11,8 @@ attribute type with :mod:`snnedge.io`'s registry. It is named in ``pyproject.tom
 so a saved hardware network loads with its info without the user importing this package.
 The network's neurons (:class:`snnedge.ChipNeuron`) are a core type, registered by the core;
 :class:`~neuromorphic_targets.hardware_cuba.CubaChipNeuron` (a ChipNeuron behind Loihi's
-synaptic current) is registered here.
+synaptic current) and :class:`~neuromorphic_targets.hardware_soft.TwoCompartmentChipNeuron`
+(Loihi's two-compartment reset by subtraction) are registered here.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from snnedge.chip_neuron import ChipNeuron
 
 from .hardware_cuba import CubaChipNeuron
 from .hardware_info import HardwareInfo
+from .hardware_soft import TwoCompartmentChipNeuron
 
 __all__ = ["register"]
 
@@ -58,6 +60,29 @@ def _build_cuba(a: dict) -> CubaChipNeuron:
     return CubaChipNeuron(membrane, a["current_decay"], a["current_shift"], a["synaptic_bits"])
 
 
+def _membrane_args(mem: ChipNeuron) -> dict:
+    return {**{f"{k}_shape": None if getattr(mem, k) is None else list(getattr(mem, k).shape)
+               for k in _MEMBRANE_BUFFERS},
+            **{k: getattr(mem, k) for k in _MEMBRANE_ATTRS}}
+
+
+def _membrane(a: dict) -> ChipNeuron:
+    shaped = {k: None if a[f"{k}_shape"] is None else torch.ones(a[f"{k}_shape"])
+              for k in _MEMBRANE_BUFFERS}
+    return ChipNeuron(shaped["threshold"], shaped["bias"], shaped["v_init"], a["reset"],
+                      decay=shaped["decay"], decay_shift=a["decay_shift"], v_min=a["v_min"],
+                      v_max=a["v_max"], current_bits=a["current_bits"], strict=a["strict"],
+                      integer=True)
+
+
+def _two_compartment_args(m: TwoCompartmentChipNeuron) -> dict:
+    return {**_membrane_args(m.membrane), "reset_weight_shape": list(m.reset_weight.shape)}
+
+
+def _build_two_compartment(a: dict) -> TwoCompartmentChipNeuron:
+    return TwoCompartmentChipNeuron(_membrane(a), torch.ones(a["reset_weight_shape"]))
+
+
 def register() -> None:
     """Register neuromorphic_targets' attribute and layer types with :mod:`snnedge.io`
     (idempotent)."""
@@ -65,3 +90,6 @@ def register() -> None:
                                    dataclasses.asdict, _info_from_data)
     snn_io.register_layer_type("neuromorphic_targets.CubaChipNeuron", CubaChipNeuron,
                                _cuba_args, _build_cuba)
+    snn_io.register_layer_type("neuromorphic_targets.TwoCompartmentChipNeuron",
+                               TwoCompartmentChipNeuron, _two_compartment_args,
+                               _build_two_compartment)

@@ -14,7 +14,9 @@ cores are numbered in network order. What is checked:
   4 destination cores (SRAM entries) per neuron; weights: per core, 4 synapse types shared by
   all its neurons, read as at most 2 excitatory and 2 inhibitory weight values.
 * Loihi (Davies et al. 2018): 1024 compartments per core; synaptic memory per core when the
-  profile gives the bits per synapse.
+  profile gives the bits per synapse. A neuron module with ``compartments_per_neuron = k``
+  (NxTF's two-compartment reset by subtraction, :mod:`.hardware_soft`) takes ``k``
+  compartments, and its recurrent synapse adds ``k - 1`` to its fan-in.
 """
 from __future__ import annotations
 
@@ -39,6 +41,8 @@ def map_cores(graph: NetworkGraph, prof: Profile) -> Mapping:
     for pop in graph.populations:
         problems += _chained(graph, pop)
         fi = graph.fan_in(pop)
+        if fam == "loihi":
+            fi = fi + (compartments(graph, pop) - 1)  # the soma's synapse back to its dendrite
         fan_in[pop.name], max_fi = fi, int(fi.max()) if fi.numel() else 0
         counter = tile_counter(graph, pop)
         if fam == "truenorth":
@@ -89,7 +93,7 @@ def _loihi_tiling(graph: NetworkGraph, pop: Population, prof: Profile, fi: torch
                   counter) -> TileReport:
     """Fewest cores whose synaptic memory holds their neurons' synapses (when the profile gives
     the bits per synapse): shrink the neurons per core until the fullest core fits."""
-    cap = int(prof.value("neurons_per_core"))
+    cap = int(prof.value("neurons_per_core")) // compartments(graph, pop)
     rep = choose_tiling(graph, pop, cap, counter=counter)
     if not prof.synapse_bits.known:
         return rep
@@ -101,6 +105,14 @@ def _loihi_tiling(graph: NetworkGraph, pop: Population, prof: Profile, fi: torch
         cap = max(1, min(cap - 1, int(cap * mem / need)))
         rep = choose_tiling(graph, pop, cap, counter=counter)
     return rep
+
+
+def compartments(graph: NetworkGraph, pop: Population) -> int:
+    """Compartments one neuron of ``pop`` occupies: its module's ``compartments_per_neuron``
+    (1 for the readout and for modules without one)."""
+    if pop.readout:
+        return 1
+    return int(getattr(graph.net.layer(pop.name), "compartments_per_neuron", 1))
 
 
 def _chained(graph: NetworkGraph, pop: Population) -> list[str]:
@@ -127,8 +139,10 @@ def _row(graph, prof, pop, rep, fi, dest, splitters, problems, notes) -> LayerRo
                             f"memory; Loihi has {mem:,} per core (synaptic_memory_bytes_per_core)")
     fan_out = None if pop.readout else int(dest[pop.name].max()) if pop.name in dest else 0
     sn, sc = splitters.get(pop.name, (0, 0))
+    per = compartments(graph, pop) if fam == "loihi" else 1
     return LayerRow(layer=pop.label, neuron_layer=None if pop.readout else pop.name,
-                    neurons=pop.neurons, cores=cores, neuron_utilisation=pop.neurons / (cores * cap),
+                    neurons=pop.neurons, cores=cores,
+                    neuron_utilisation=pop.neurons * per / (cores * cap),
                     fan_in=int(fi.max()) if fi.numel() else 0, fan_out_cores=fan_out,
                     axon_utilisation=axon_util, memory_utilisation=mem_util, tile=rep.tiling.tile,
                     splitter_neurons=sn, splitter_cores=sc, max_axons=max_axons)

@@ -50,7 +50,7 @@ def test_a_target_the_network_cannot_run_on_says_why():
     rows = [r for r in REP.rows if r.name == "dynap-se"]
     assert all(r.hardware_accuracy is None for r in rows)
     assert any(n.startswith("dynap-se: no on-chip simulation") for n in REP.notes)
-    assert any("loihi: layer '1': reset 'subtract' runs as the chip's reset 'zero'" in n
+    assert any("loihi: layer '1': reset by subtraction as NxTF's two-compartment neuron" in n
                for n in REP.notes)
 
 

@@ -109,7 +109,7 @@ def test_a_burst_keeps_more_of_its_charge_behind_the_current():
 def test_loihi_runs_layers_fed_by_spikes_behind_the_current():
     net = spiking_net()
     before = state_hash(net), repr(net)
-    hw = to_hardware(net, "loihi")
+    hw = to_hardware(net, "loihi", soft_reset="current")
     assert (state_hash(net), repr(net)) == before and hw.names == net.names
     assert hw.neuron_layers == net.neuron_layers
     assert isinstance(hw.layer("1"), ChipNeuron)  # fed by the input's analog currents
@@ -127,7 +127,8 @@ def test_loihi_runs_layers_fed_by_spikes_behind_the_current():
 
 def test_the_current_doubles_threshold_bias_and_initial_membrane():
     net = spiking_net()
-    plain, cuba = to_hardware(net, "loihi", current_decay=1.0), to_hardware(net, "loihi")
+    plain, cuba = (to_hardware(net, "loihi", current_decay=1.0),
+                   to_hardware(net, "loihi", soft_reset="current"))
     assert not any(isinstance(m, CubaChipNeuron) for m in plain.modules())
     assert plain.hardware_.current_decays == {}
     for name in ("5", "7"):
@@ -152,11 +153,11 @@ def test_current_decay_is_rounded_to_loihis_12_bit_du(delta, du):
 
 
 def test_no_current_where_the_chip_has_the_reset_or_the_layer_leaks():
-    assert not any(isinstance(m, CubaChipNeuron) for m in to_hardware(spiking_net("zero"), "loihi")
-                   .modules())
+    assert not any(isinstance(m, CubaChipNeuron) for m in to_hardware(
+        spiking_net("zero"), "loihi", soft_reset="current").modules())
     lif = snnedge.sequential(nn.Flatten(), nn.Linear(64, 8), snnedge.IF(), nn.Linear(8, 8),
                              snnedge.LIF(beta=0.9), nn.Linear(8, 2), input_shape=SHAPE)
-    hw = to_hardware(lif, "loihi")
+    hw = to_hardware(lif, "loihi", soft_reset="current")
     assert isinstance(hw.layer("4"), ChipNeuron) and hw.hardware_.current_decays == {}
     for target in ("truenorth", "dynap-cnn"):  # they reset by subtraction
         assert not any(isinstance(m, CubaChipNeuron) for m in to_hardware(spiking_net(), target)
@@ -164,7 +165,7 @@ def test_no_current_where_the_chip_has_the_reset_or_the_layer_leaks():
 
 
 def test_dense_and_event_engines_agree_and_brian2_refuses():
-    hw = to_hardware(spiking_net(), "loihi")
+    hw = to_hardware(spiking_net(), "loihi", soft_reset="current")
     x = torch.rand(6, *SHAPE)
     a = snnedge.simulate(hw, x, 12, engine="dense")
     b = snnedge.simulate(hw, x, 12, engine="event")
@@ -176,7 +177,7 @@ def test_dense_and_event_engines_agree_and_brian2_refuses():
 
 
 def test_a_network_with_the_current_saves_and_loads(tmp_path):
-    hw = to_hardware(spiking_net(), "loihi")
+    hw = to_hardware(spiking_net(), "loihi", soft_reset="current")
     back = snnedge.load_network(snnedge.save_network(hw, tmp_path / "hw.pt"))
     assert back.hardware_ == hw.hardware_ and state_hash(back) == state_hash(hw)
     assert isinstance(back.layer("5"), CubaChipNeuron) and back.layer("5").current_decay == 2048

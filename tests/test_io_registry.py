@@ -18,6 +18,7 @@ from converters import (CalibratedIF, ConversionInfo, SpikingAdaptiveMaxPool2d, 
                         convert)
 from neuromorphic_targets import HardwareInfo
 from neuromorphic_targets.hardware_cuba import CubaChipNeuron
+from neuromorphic_targets.hardware_soft import TwoCompartmentChipNeuron
 from snnedge import io as snn_io
 from snnedge import io_registry
 
@@ -100,6 +101,14 @@ EXAMPLES = {
                                           v_min=-512, v_max=511, current_bits=10, strict=True),
                        3000, 12, 9),
         (torch.randint(-40, 41, (6, 2, 2, 3)).double(),)),
+    "neuromorphic_targets.TwoCompartmentChipNeuron": lambda: (
+        TwoCompartmentChipNeuron(
+            snnedge.ChipNeuron(torch.tensor([[30.0], [50.0]]), torch.tensor([[1.0], [-2.0]]),
+                               torch.randint(-20, 21, (2, 3)).double(), "zero",
+                               decay=torch.tensor([[4000.0], [3000.0]]), decay_shift=12,
+                               v_min=-512, v_max=511, current_bits=10, strict=True),
+            torch.tensor([[28.0], [52.0]])),
+        (torch.randint(-40, 41, (6, 2, 2, 3)).double(),)),
 }
 
 ATTRIBUTE_EXAMPLES = {
@@ -113,7 +122,8 @@ ATTRIBUTE_EXAMPLES = {
         profile="loihi-0.8v", family="loihi", format="loihi: rule 'power-of-two'",
         scales={"features.1": [64.0, 128.0], "readout": 2.0}, exponents={"features.1": 3},
         notes=["layer 'features.1': reset 'subtract' runs as the chip's reset 'zero'"],
-        mismatch=0.2, seed=7, current_decays={"features.1": 0.25}),
+        mismatch=0.2, seed=7, current_decays={"features.1": 0.25},
+        compartments={"features.4": 2}, cores=3),
 }
 
 

@@ -92,7 +92,7 @@ def test_each_formats_membrane_saturates_at_its_lowest_value(target):
 
 
 def test_loihi_notes_the_reset_it_changes():
-    hw = to_hardware(digital_net("subtract"), "loihi")
+    hw = to_hardware(digital_net("subtract"), "loihi", soft_reset="current")
     assert all(hw.layer(n).reset == "zero" for n in hw.neuron_layers)
     assert any("reset 'subtract' runs as the chip's reset 'zero'" in n for n in hw.hardware_.notes)
     assert to_hardware(digital_net("zero"), "loihi").hardware_.notes == []
