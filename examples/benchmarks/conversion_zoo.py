@@ -21,7 +21,7 @@ Usage::
     python examples/benchmarks/conversion_zoo.py --test-samples 2000 --cached-only # report what
                                                             # is cached, list the rest
     python examples/benchmarks/conversion_zoo.py --members tv_alexnet --merge OLD.json
-                                   # measure some networks, take the others from an earlier run
+                                   # measure some networks, take the others from earlier runs
 
 ``--deep-test-samples N`` measures the networks of more than 8 weighted layers and the QCFS
 networks on the first N test images only (they cost the most to simulate).
@@ -359,8 +359,8 @@ def earlier_lines(results: dict) -> list[str]:
     """The note naming the rows that ``--merge`` took from earlier runs."""
     out = []
     for run in results.get("earlier", []):
-        out += [f"Rows taken from an earlier run (`{run['command']}`, the converter code of "
-                f"that run; {run['note']}): {', '.join(run['networks'])}.", ""]
+        out += [f"Rows taken from an earlier run (`{run['command']}`; {run['note']}): "
+                f"{', '.join(run['networks'])}.", ""]
     return out
 
 
@@ -416,11 +416,12 @@ def main(argv=None) -> None:
     p.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
     p.add_argument("--json", type=Path, default=HERE / "conversion_zoo_results.json")
     p.add_argument("--from-json", type=Path, default=None)
-    p.add_argument("--merge", type=Path, default=None,
-                   help="JSON of an earlier run (--json): its networks that this run does not "
-                        "measure are reported from it, and the section says so")
-    p.add_argument("--merge-note", default="see its own section history",
-                   help="what the section says about the earlier run (its commit, sample counts)")
+    p.add_argument("--merge", type=Path, nargs="+", default=[],
+                   help="JSONs of earlier runs (--json): their networks that this run does not "
+                        "measure are reported from them (the first that has one), and the "
+                        "section says which came from where")
+    p.add_argument("--merge-note", default="the converter code of that run",
+                   help="what the section says about the earlier runs (their commits)")
     args = p.parse_args(argv)
     if args.deep_test_samples is None:
         args.deep_test_samples = args.test_samples
@@ -464,8 +465,8 @@ def main(argv=None) -> None:
         results["networks"][n] = r
         print(n, {c: [fmt(loss(r, c, t)) for t in args.timesteps] for c in ("snnedge", "spikingjelly")},
               fmt(r["snnedge"].get("convert_ratio"), 1), flush=True)
-    if args.merge:
-        merge_earlier(results, args.merge, args.merge_note)
+    for path in args.merge:
+        merge_earlier(results, path, args.merge_note)
     args.json.write_text(json.dumps(results, indent=1, default=str))
     text = markdown(results)
     write_section(args.out, text)
