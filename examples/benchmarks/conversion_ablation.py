@@ -98,7 +98,29 @@ T_c is mostly the transient, not a lasting rate error, and extrapolating it over
 large T. Cost (issue 17): channel-wise percentiles come from the same recording pass as
 per-layer ones, and the bias calibration reads its counts at two checkpoints of the same
 neuron pass, so neither adds a pass: convert stays at one ANN pass for the scales, one for
-the membrane targets and at most `MEMBRANE_PASSES` = 5 ANN-pass equivalents of sweep."""
+the membrane targets and at most `MEMBRANE_PASSES` = 5 ANN-pass equivalents of sweep.
+
+Why the deep networks still lose at small T (resnet_deep, 58 weighted layers):
+`python examples/benchmarks/conversion_layer_error.py resnet_deep --held-out 200 --timesteps 32`
+gives each neuron layer's spike count error against its ANN activation after 32 steps on
+held-out training digits. The *mean* error stays within 0.24 spikes per neuron at every
+layer (that is what the membrane and the bias calibrations correct), but the mean
+*absolute* error grows steadily with depth: 0.16 spikes at the stem (3 % of the target
+count), 0.71 at the end of the first stage (16 %), 1.14 at the end of the second (22 %),
+1.56 at the last layer (36 %), at rates of 0.11-0.17 spikes per step. It is each layer's
+rounding of its count (up to half a spike with a steady input), passed on and added to at
+each of the 55 neuron layers, and it differs from sample to sample: no correction of
+per-neuron means removes it (further variants measured on held-out digits: a second
+correction pass, one correction per channel instead of per neuron, 1,000 calibration
+samples instead of 256: none changed T = 32 beyond the noise of 400 digits), and smaller
+scales (more spikes per step) trade it for clipping (the 99th and 99.5th percentiles lose
+less at T <= 16 and more at T >= 64). Relative to the count it falls as 1/T: 3.00 % of the
+digits differ at T = 32, 1.00 % at 64, 0.25 % at 128. qcfs_resnet18 at T = 8
+(`conversion_layer_error.py qcfs_resnet18 --timesteps 8`, with
+`--calibrate-bias off` for the old default): the error concentrates in
+layer4 (1 x 1 pixels, 512 channels; 30-43 % of the count against at most 24 % before it);
+the bias calibration lowers its mean absolute error there from 0.44 / 0.76 / 0.33 / 0.75
+to 0.38 / 0.70 / 0.28 / 0.68 spikes."""
 
 
 def held_out(member: zoo.Member, n: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -38,14 +38,15 @@ from converters.sweep import Sweep  # noqa: E402
 
 
 @torch.no_grad()
-def layer_errors(name: str, held_out: int, timesteps: int) -> list[dict]:
+def layer_errors(name: str, held_out: int, timesteps: int, **options) -> list[dict]:
     """Per neuron layer of zoo network ``name`` (in topological order): its threshold, the
     ANN's mean rate, and the mean, mean absolute and relative count errors after
-    ``timesteps`` steps on ``held_out`` held-out training digits."""
+    ``timesteps`` steps on ``held_out`` held-out training digits; ``options`` go to
+    ``convert``."""
     base = {v: k for k, v in cz.QCFS.items()}.get(name, name)
     ann = cz.qcfs_model(name) if name in cz.QCFS.values() else zoo.trained(name)
     calib, x = ca.held_out(zoo.MEMBERS[base], held_out)
-    snn = convert(ann, calib)
+    snn = convert(ann, calib, **options)
     neurons = list(snn.neuron_layers)
     acts = {n: [] for n in neurons}
     # the ANN's activations at the neuron layers (the converted network keeps their names)
@@ -78,11 +79,14 @@ def main(argv=None) -> None:
     p.add_argument("name", help="zoo member (or qcfs_resnet18 / qcfs_vgg11_bn)")
     p.add_argument("--held-out", type=int, default=200)
     p.add_argument("--timesteps", type=int, default=32)
+    p.add_argument("--calibrate-bias", choices=("default", "on", "off"), default="default",
+                   help="convert's calibrate_bias (default: convert's own default)")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
+    options = {} if args.calibrate_bias == "default" else {"calibrate_bias": args.calibrate_bias == "on"}
     torch.set_num_threads(args.threads)
     print(f"{'layer':30s} {'theta':>6s} {'rate':>6s} {'bias':>7s} {'mae':>6s} {'rel':>6s}")
-    for r in layer_errors(args.name, args.held_out, args.timesteps):
+    for r in layer_errors(args.name, args.held_out, args.timesteps, **options):
         print(f"{r['layer']:30s} {r['threshold']:6.2f} {r['rate']:6.3f} {r['bias']:+7.3f} "
               f"{r['mae']:6.3f} {r['rel']:6.3f}")
 
