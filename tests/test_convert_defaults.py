@@ -1,13 +1,13 @@
 """The defaults of ``convert`` chosen by the zoo ablation (issue 15) and the bias calibration
-option: channel-wise scales by default, the rate error taken off the bias only when asked,
-the same result from the one-sweep and the per-layer calibration, and neither the model nor
+option: channel-wise scales by default, the rate error taken off the bias only when asked
+(or, by default, for networks with QCFS activations), the same result from the one-sweep and the per-layer calibration, and neither the model nor
 the calibration data ever modified."""
 import pytest
 import torch
 from torch import nn
 
 import converters.pipeline as pipeline
-from converters import CalibratedIF, convert
+from converters import CalibratedIF, convert, replace_relu_with_qcfs
 from converters.membrane import bias_holder, calibrate_membrane, calibrate_membrane_per_layer
 from test_convert import X12, rescat, state_hash, vgg_tiny
 
@@ -65,6 +65,25 @@ def test_bias_calibration_shifts_the_bias_by_the_rate_error():
     assert float(delta.abs().max()) > 0
     # the weights are untouched: only biases and initial membranes differ
     assert torch.equal(shifted.layer(conv).weight, plain.layer(conv).weight)
+
+
+def test_qcfs_networks_calibrate_the_bias_by_default_and_relu_networks_do_not():
+    qcfs = replace_relu_with_qcfs(vgg_tiny(), levels=8).eval()
+    default = convert(qcfs, X12)
+    assert default.conversion_.calibration_timesteps == 8 and default.conversion_.bias_shifts
+    explicit = convert(qcfs, X12, calibrate_bias=True)
+    off = convert(qcfs, X12, calibrate_bias=False)
+    assert off.conversion_.bias_shifts == {}
+    assert default.state_dict().keys() == explicit.state_dict().keys()
+    for k, a in default.state_dict().items():
+        assert torch.equal(a, explicit.state_dict()[k]), k
+    assert any(not torch.equal(a, off.state_dict()[k]) for k, a in default.state_dict().items())
+    # a ReLU network's default is still without: the same network as calibrate_bias=False
+    relu, relu_off = convert(rescat(), X12, timesteps=8), convert(rescat(), X12, timesteps=8,
+                                                                   calibrate_bias=False)
+    assert relu.conversion_.bias_shifts == {}
+    for k, a in relu.state_dict().items():
+        assert torch.equal(a, relu_off.state_dict()[k]), k
 
 
 def test_bias_calibration_needs_the_membrane_calibration():

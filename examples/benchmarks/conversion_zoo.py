@@ -20,6 +20,8 @@ Usage::
     python examples/benchmarks/conversion_zoo.py --from-json PATH                  # rewrite only
     python examples/benchmarks/conversion_zoo.py --test-samples 2000 --cached-only # report what
                                                             # is cached, list the rest
+    python examples/benchmarks/conversion_zoo.py --members tv_alexnet --merge OLD.json
+                                   # measure some networks, take the others from earlier runs
 
 ``--deep-test-samples N`` measures the networks of more than 8 weighted layers and the QCFS
 networks on the first N test images only (they cost the most to simulate).
@@ -68,7 +70,8 @@ QCFS_TIMESTEPS = (8, 16, 32)  # QCFS networks are meant for T near L (their goal
 RESULTS_CACHE = zoo.CACHE_DIR / "results"
 SECTION = "## ANN-to-SNN conversion over the zoo (issues 15 and 17)"
 DEFAULTS = ("channel-wise 99.9th percentiles, reset by subtraction, initial membrane theta/2 "
-            "calibrated per neuron at 16 steps, no bias calibration")
+            "calibrated per neuron at 16 steps, no bias calibration; QCFS networks: calibrated "
+            "at L steps, with bias calibration")
 
 # One option changed at a time from the default (``--ablation``).
 ABLATION = {
@@ -347,8 +350,44 @@ def markdown(results: dict) -> str:
           for g in goal_rows(results) if g["met"] is False and "time" not in g["goal"]], "",
         *([f"Not measured (no cached result when this section was written): "
            f"{', '.join(results['not_measured'])}.", ""] if results.get("not_measured") else []),
+        *earlier_lines(results),
         "Change against the ANN (points; negative = the SNN is worse) after T steps; W = "
         "weighted layers:", "", *lines, "", *notes, ""])
+
+
+def earlier_lines(results: dict) -> list[str]:
+    """The note naming the rows that ``--merge`` took from earlier runs."""
+    out = []
+    for run in results.get("earlier", []):
+        out += [f"Rows taken from an earlier run (`{run['command']}`; {run['note']}): "
+                f"{', '.join(run['networks'])}.", ""]
+    return out
+
+
+def merge_earlier(results: dict, path: Path, note: str) -> None:
+    """Add to ``results`` the networks of the earlier run saved at ``path`` (``--json``
+    output) that this run did not measure, and note where they came from."""
+    old = json.loads(path.read_text())
+    taken = []
+    for n, r in old["networks"].items():
+        if n in results["networks"]:
+            continue
+        for conv in ("snnedge", "spikingjelly"):
+            if r.get(conv) and "acc" in r[conv]:
+                r[conv]["acc"] = {int(t): a for t, a in r[conv]["acc"].items()}
+        r.setdefault("test_samples", old.get("test_samples"))
+        results["networks"][n] = r
+        taken.append(n)
+    results["not_measured"] = [m for m in results.get("not_measured", [])
+                               if m.split(" (")[0] not in taken]
+    for n in taken:
+        results.get("not_measured_groups", {}).pop(n, None)
+    order = [*zoo.MEMBERS, *QCFS.values()]
+    results["networks"] = dict(sorted(results["networks"].items(),
+                                      key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)))
+    if taken:
+        results.setdefault("earlier", []).append(
+            {"command": old.get("command", str(path)), "note": note, "networks": taken})
 
 
 def write_section(out: Path, section: str) -> None:
@@ -377,6 +416,12 @@ def main(argv=None) -> None:
     p.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
     p.add_argument("--json", type=Path, default=HERE / "conversion_zoo_results.json")
     p.add_argument("--from-json", type=Path, default=None)
+    p.add_argument("--merge", type=Path, nargs="+", default=[],
+                   help="JSONs of earlier runs (--json): their networks that this run does not "
+                        "measure are reported from them (the first that has one), and the "
+                        "section says which came from where")
+    p.add_argument("--merge-note", default="the converter code of that run",
+                   help="what the section says about the earlier runs (their commits)")
     args = p.parse_args(argv)
     if args.deep_test_samples is None:
         args.deep_test_samples = args.test_samples
@@ -420,6 +465,8 @@ def main(argv=None) -> None:
         results["networks"][n] = r
         print(n, {c: [fmt(loss(r, c, t)) for t in args.timesteps] for c in ("snnedge", "spikingjelly")},
               fmt(r["snnedge"].get("convert_ratio"), 1), flush=True)
+    for path in args.merge:
+        merge_earlier(results, path, args.merge_note)
     args.json.write_text(json.dumps(results, indent=1, default=str))
     text = markdown(results)
     write_section(args.out, text)
