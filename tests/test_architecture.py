@@ -20,7 +20,6 @@ import ast
 import re
 from pathlib import Path
 
-import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("snnedge", "converters", "neuromorphic_targets")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 
@@ -46,7 +45,7 @@ def main() -> None:
     args = ap.parse_args()
     short, long = (measure(t, args.batch) for t in args.steps)
     ratio = long["peak_mib"] / short["peak_mib"]
-    print(f"| T | peak RSS (MiB) | RSS before simulate (MiB) |\n|---|---|---|")
+    print("| T | peak RSS (MiB) | RSS before simulate (MiB) |\n|---|---|---|")
     for r in (short, long):
         print(f"| {r['T']} | {r['peak_mib']:.0f} | {r['baseline_mib']:.0f} |")
     print(f"\npeak(T={long['T']}) / peak(T={short['T']}) = {ratio:.3f} (goal <= 1.2)")
