@@ -25,6 +25,23 @@ def mnist_cnn(request):
     return models.trained("interop_cnn", epochs=2, cache_dir=request.config.cache.mkdir("snnedge_interop"))
 
 
+def _isa_params():
+    import snnedge.events as ev
+    return ev.NATIVE_ISAS
+
+
+@pytest.fixture(params=_isa_params())
+def isa(request):
+    """Each instruction-set copy of the compiled kernels in turn (skipped where this CPU
+    cannot run it), restored afterwards."""
+    import snnedge.events as ev
+    if ev.native_kernel() is None or request.param not in ev.native_isas():
+        pytest.skip(f"this CPU does not run the {request.param} kernels")
+    previous = ev.set_native_isa(request.param)
+    yield request.param
+    ev.set_native_isa(previous)
+
+
 def pytest_collection_modifyitems(config, items):
     if torch.cuda.is_available():
         return

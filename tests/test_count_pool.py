@@ -18,20 +18,10 @@ from snnedge.geometry import module_axes
 
 native = pytest.mark.skipif(os.environ.get("SNNEDGE_NATIVE") == "0" or ev.native_kernel() is None,
                             reason="the compiled kernels are off or not built")
-ISAS = ev.native_isas() if ev.native_kernel() is not None else ()
 
 WINDOWS = [  # kernel, stride, padding, dilation, ceil_mode
     (2, 2, 0, 1, False), (3, 2, 0, 1, False), (3, 2, 1, 1, False), (3, 2, 0, 1, True),
     (3, 1, 1, 1, False), (2, 1, 0, 2, False), (3, 3, 1, 1, True), ((2, 3), (1, 2), (1, 0), 1, False)]
-
-
-@pytest.fixture(params=ev.NATIVE_ISAS)
-def isa(request):
-    if request.param not in ISAS:
-        pytest.skip(f"this CPU does not run the {request.param} kernels")
-    previous = ev.set_native_isa(request.param)
-    yield request.param
-    ev.set_native_isa(previous)
 
 
 def tensor_path(pool, x, state, steps):

@@ -26,15 +26,6 @@ pytestmark = pytest.mark.skipif(os.environ.get("SNNEDGE_NATIVE") == "0" or ev.na
 ISAS = ev.native_isas() if ev.native_kernel() is not None else ()
 
 
-@pytest.fixture(params=ev.NATIVE_ISAS)
-def isa(request):
-    if request.param not in ISAS:
-        pytest.skip(f"this CPU does not run the {request.param} kernels")
-    previous = ev.set_native_isa(request.param)
-    yield request.param
-    ev.set_native_isa(previous)
-
-
 def ordered_conv_reference(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     """``conv(x)`` channels-last ``(N, OH, OW, C_out)``, summed in the kernel's order."""
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = conv.kernel_size, conv.stride, conv.padding, conv.dilation
