@@ -34,7 +34,17 @@ import torch
 from snnedge.chip_neuron import ChipNeuron, fixed_point_decay, wrap
 from snnedge.layers import TemporalModule
 
-__all__ = ["CubaChipNeuron"]
+__all__ = ["CubaChipNeuron", "check_integer_membrane"]
+
+
+def check_integer_membrane(membrane, where: str) -> None:
+    """Raise TypeError unless ``membrane`` is a :class:`ChipNeuron` in integer mode (the
+    membrane a chip neuron of ``where``'s kind wraps)."""
+    if not isinstance(membrane, ChipNeuron) or not membrane.integer:
+        raise TypeError(f"The 'membrane' parameter of {where} must be a ChipNeuron in integer "
+                        f"mode. Got {type(membrane).__name__}"
+                        + ("" if not isinstance(membrane, ChipNeuron) else " (analog mode)")
+                        + "; build it with ChipNeuron(..., integer=True).")
 
 
 class CubaChipNeuron(TemporalModule):
@@ -63,11 +73,7 @@ class CubaChipNeuron(TemporalModule):
                  current_bits: int | None = None):
         super().__init__()
         where = "CubaChipNeuron"
-        if not isinstance(membrane, ChipNeuron) or not membrane.integer:
-            raise TypeError(f"The 'membrane' parameter of {where} must be a ChipNeuron in integer "
-                            f"mode. Got {type(membrane).__name__}"
-                            + ("" if not isinstance(membrane, ChipNeuron) else " (analog mode)")
-                            + "; build it with ChipNeuron(..., integer=True).")
+        check_integer_membrane(membrane, where)
         for param, value, low in (("current_shift", current_shift, 0),
                                   ("current_bits", current_bits, 2)):
             if value is None and param == "current_bits":

@@ -53,6 +53,8 @@ import torch
 from snnedge.chip_neuron import ChipNeuron, fixed_point_decay, wrap
 from snnedge.layers import TemporalModule
 
+from .hardware_cuba import check_integer_membrane
+
 __all__ = ["TwoCompartmentChipNeuron", "reset_weight"]
 
 #: NxTF's bounds on the recurrent synapse (``nxsdk_modules_ncl/dnn/src/dnn_layers.py``):
@@ -110,11 +112,7 @@ class TwoCompartmentChipNeuron(TemporalModule):
     def __init__(self, membrane: ChipNeuron, reset_weight):
         super().__init__()
         where = "TwoCompartmentChipNeuron"
-        if not isinstance(membrane, ChipNeuron) or not membrane.integer:
-            raise TypeError(f"The 'membrane' parameter of {where} must be a ChipNeuron in integer "
-                            f"mode. Got {type(membrane).__name__}"
-                            + ("" if not isinstance(membrane, ChipNeuron) else " (analog mode)")
-                            + "; build it with ChipNeuron(..., integer=True).")
+        check_integer_membrane(membrane, where)
         w = torch.as_tensor(reset_weight, dtype=torch.float64).detach().clone()
         if not torch.isfinite(w).all() or (w < 0).any() or not torch.equal(w, w.round()):
             raise ValueError(f"The 'reset_weight' parameter of {where} must hold non-negative "

@@ -41,25 +41,6 @@ _MEMBRANE_BUFFERS = ("threshold", "bias", "v_init", "decay")
 _MEMBRANE_ATTRS = ("reset", "decay_shift", "v_min", "v_max", "current_bits", "strict")
 
 
-def _cuba_args(m: CubaChipNeuron) -> dict:
-    mem = m.membrane
-    return {**{f"{k}_shape": None if getattr(mem, k) is None else list(getattr(mem, k).shape)
-               for k in _MEMBRANE_BUFFERS},
-            **{k: getattr(mem, k) for k in _MEMBRANE_ATTRS},
-            "current_decay": m.current_decay, "current_shift": m.current_shift,
-            "synaptic_bits": m.current_bits}
-
-
-def _build_cuba(a: dict) -> CubaChipNeuron:
-    shaped = {k: None if a[f"{k}_shape"] is None else torch.ones(a[f"{k}_shape"])
-              for k in _MEMBRANE_BUFFERS}
-    membrane = ChipNeuron(shaped["threshold"], shaped["bias"], shaped["v_init"], a["reset"],
-                          decay=shaped["decay"], decay_shift=a["decay_shift"], v_min=a["v_min"],
-                          v_max=a["v_max"], current_bits=a["current_bits"], strict=a["strict"],
-                          integer=True)
-    return CubaChipNeuron(membrane, a["current_decay"], a["current_shift"], a["synaptic_bits"])
-
-
 def _membrane_args(mem: ChipNeuron) -> dict:
     return {**{f"{k}_shape": None if getattr(mem, k) is None else list(getattr(mem, k).shape)
                for k in _MEMBRANE_BUFFERS},
@@ -73,6 +54,15 @@ def _membrane(a: dict) -> ChipNeuron:
                       decay=shaped["decay"], decay_shift=a["decay_shift"], v_min=a["v_min"],
                       v_max=a["v_max"], current_bits=a["current_bits"], strict=a["strict"],
                       integer=True)
+
+
+def _cuba_args(m: CubaChipNeuron) -> dict:
+    return {**_membrane_args(m.membrane), "current_decay": m.current_decay,
+            "current_shift": m.current_shift, "synaptic_bits": m.current_bits}
+
+
+def _build_cuba(a: dict) -> CubaChipNeuron:
+    return CubaChipNeuron(_membrane(a), a["current_decay"], a["current_shift"], a["synaptic_bits"])
 
 
 def _two_compartment_args(m: TwoCompartmentChipNeuron) -> dict:
