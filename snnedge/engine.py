@@ -56,11 +56,12 @@ MAX_BLOCK_STEPS = 32
 # Fewest steps x samples per block when memory allows: work a block does once per neuron or
 # weight (state, per-neuron counts, a linear layer's weights read from memory) is shared by
 # them, at the price of larger activations. VGG-16 at 224 px, one image, T = 32 (Xeon,
-# AVX-512, 2 threads, quiet, torch 2.14.1, examples/benchmarks/seed_scale.py's simulate
-# measure, 2026-12-05): blocks of 4 steps ran 4.26 s per call after the first at a peak of
-# 2.03 GiB, blocks of 3 4.43 s at 1.91 GiB, blocks of 2 4.65-4.95 s at about 1.75 GiB (the
-# dense bound: 4.77 s; issue 17 asks for <= 1.0x it within 2 GB), so 3.
-MIN_BLOCK_ROWS = 3
+# AVX-512, 2 threads, quiet, torch 2.14.1, median of 3 simulate calls after a first one,
+# peak = the process's VmHWM, weights and torch included), 2026-12-06, after counted neuron
+# layers were freed as soon as read: blocks of 2 steps 4.52 s at 1.50 GiB, 3: 4.22-4.25 s
+# at 1.52 GiB, 4: 4.03-4.10 s at 1.53-1.54 GiB, 6: 3.94 s at 1.65 GiB, 8: 3.87 s at
+# 1.63 GiB (issue 17 asks for <= 1.0x the dense bound, about 4.7 s, within 2 GB), so 4.
+MIN_BLOCK_ROWS = 4
 # Memory a block may need per step, in multiples of its activations (copies in other layouts,
 # sparse-kernel buffers): only blocks within the free memory at this factor are started.
 MEMORY_FACTOR = 2

@@ -275,3 +275,43 @@ def test_executor_updates_its_membranes_in_place_but_never_the_callers():
     v = neuron.initial_state(cur[0])
     spikes, v_new = neuron.forward_block(cur, v.clone(), 5)
     assert torch.equal(neuron.advance_block(cur, v, 5), spikes) and torch.equal(v, v_new)
+
+
+def test_source_link_weights_are_broadcasts_only_where_every_channel_is_alike():
+    """A dense convolution sends an event of any input channel to as many synapses: its link
+    weight is kept as a broadcast of one channel (no per-channel copy). A channel with a
+    pruned synapse differs, and keeps a weight of its own. Values as the fan-out's."""
+    from snnedge.connectivity import source_links
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 4, 3, padding=1)
+    net = snnedge.sequential(nn.Conv2d(1, 3, 3, padding=1), snnedge.IF(), conv, snnedge.IF())
+    (link,) = [ln for ln in source_links(net, (1, 8, 8)) if ln.target == "2"]
+    assert link.weight.stride(0) == 0  # one channel's storage, broadcast
+    assert torch.equal(link.weight, snnedge.connectivity.fanout(conv, (3, 8, 8), (4, 8, 8)))
+    pruned = snnedge.sequential(nn.Conv2d(1, 3, 3, padding=1), snnedge.IF(), conv, snnedge.IF())
+    with torch.no_grad():
+        pruned.layer("2").weight[0, 1, 1, 1] = 0.0
+    (link,) = [ln for ln in source_links(pruned, (1, 8, 8)) if ln.target == "2"]
+    assert link.weight.stride(0) != 0
+    assert torch.equal(link.weight, snnedge.connectivity.fanout(pruned.layer("2"), (3, 8, 8), (4, 8, 8)))
+    assert link.weight[1, 4, 4] == 4 * 9 - 1 and link.weight[0, 4, 4] == 4 * 9
+
+
+def test_counted_neuron_layers_are_freed_once_read():
+    """In a no-gradient CPU run, a neuron layer that counts its own spikes is not held to the
+    end of the block: the block returns only the output layer's value, and the counts are
+    the same as when every value is kept (gradients on: no counting, every value kept)."""
+    from snnedge.executor import Executor, Value
+    net = residual_net(seed=4)
+    x = torch.rand(2, 1, 14, 14, dtype=torch.float64)
+    neurons = ("stem_if", "block.if1", "block.if2", "down_if")
+    ex = Executor(net, "dense")
+    with torch.no_grad():
+        kept = ex.block(Value(x, True), 5, keep=neurons)
+    assert set(kept) == {net.output_name}
+    ref = Executor(net, "dense")
+    with torch.enable_grad():
+        values = ref.block(Value(x, True), 5, keep=neurons)
+    assert set(values) == {*neurons, net.output_name}
+    for n in neurons:
+        assert torch.equal(ex.take_counts(n), values[n].tensor.detach().sum((0, 1))), n

@@ -23,13 +23,14 @@ def test_available_memory_is_known_on_this_cpu():
 def test_block_steps_default_budget_and_fewest_rows():
     # 16,384 values x batch 100 x 4 bytes = 6.25 MiB per step: 128 MiB hold 20 steps.
     assert block_steps_for(SHAPES, 100, 64, 4) == 20
-    # 2**25 values per step (128 MiB at batch 1): the budget holds 1, blocks take 3 steps x 1
-    # sample, 2 steps x 2 samples; at batch 3 (384 MiB per step) 1 step x 3 samples; never
-    # more steps than T.
+    # 2**25 values per step (128 MiB at batch 1): the budget holds 1, blocks take 4 steps x 1
+    # sample, 2 steps x 2 or 3 samples; at batch 4 (512 MiB per step) 1 step x 4 samples;
+    # never more steps than T.
     big = {"0": (2**25,)}
-    assert block_steps_for(big, 1, 32, 4) == MIN_BLOCK_ROWS == 3
-    assert block_steps_for(big, 2, 32, 4) == 2 and block_steps_for(big, 3, 32, 4) == 1
-    assert block_steps_for(big, 4, 32, 4) == 1 and block_steps_for(big, 1, 2, 4) == 2
+    assert block_steps_for(big, 1, 32, 4) == MIN_BLOCK_ROWS == 4
+    assert block_steps_for(big, 2, 32, 4) == 2 and block_steps_for(big, 3, 32, 4) == 2
+    assert block_steps_for(big, 4, 32, 4) == 1 and block_steps_for(big, 5, 32, 4) == 1
+    assert block_steps_for(big, 1, 2, 4) == 2
 
 
 def test_blocks_shrink_to_the_free_memory():
