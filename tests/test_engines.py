@@ -238,7 +238,7 @@ def test_counts_added_up_over_blocks_equal_per_block_counts(monkeypatch, dtype):
     """The neuron layers add up their own spikes over all blocks (one tensor per layer, no
     per-block sum); past float32's exact range the engine counts per block in float64. Both
     give the same per-neuron counts, for any block size, and the float type of the result."""
-    import snnedge.engine as engine
+    from snnedge import engine
     net = residual_net(seed=2, dtype=dtype)
     x = torch.rand(4, 1, 14, 14, dtype=dtype)
     runs = {}
