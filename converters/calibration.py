@@ -10,7 +10,10 @@ stands for (Rueckauer et al., Front. Neurosci. 11:682, 2017, doi:10.3389/fnins.2
     Rueckauer et al. 2017; the largest 0.1 % are allowed to saturate at ``p = 99.9``);
 ``"channelwise"``
     the ``p``-th percentile per output channel (Kim et al., AAAI 2020, channel-wise
-    normalization);
+    normalization), except for the layers in ``layerwise``: the activation layers whose
+    spikes are the network's output (a ReLU readout, as SqueezeNet's), where no weighted
+    layer after them takes the channels' units back, so they get one percentile for the
+    layer and their spike counts keep the ANN's order between classes;
 ``"none"``
     ``lambda = 1``: the ANN's weights are used as they are.
 
@@ -100,7 +103,8 @@ def percentiles(rows: list[torch.Tensor], percentile: float) -> list[float]:
 def activation_scales(graph: Graph, x: torch.Tensor, names: list[str], mode: str,
                       percentile: float, batch_size: int = 256, seed: int = 0,
                       positive_only: bool = True,
-                      ranks: dist_glue.Context | None = None) -> dict[str, torch.Tensor]:
+                      ranks: dist_glue.Context | None = None,
+                      layerwise: Iterable[str] = ()) -> dict[str, torch.Tensor]:
     """``{layer: lambda}`` for the activation layers ``names`` (see the module docstring).
 
     ``lambda`` is a 0-d tensor, or for ``"channelwise"`` a tensor with one value per channel
@@ -111,6 +115,7 @@ def activation_scales(graph: Graph, x: torch.Tensor, names: list[str], mode: str
     """
     if mode == "none" or not names:
         return {n: torch.tensor(1.0, dtype=torch.float64) for n in names}
+    layerwise = frozenset(layerwise)
     n_samples = x.shape[0]
     per_sample = {n: math.prod(graph.op(n).shape) for n in names}
     batch_size = record_batch(per_sample.values(), batch_size)
@@ -122,7 +127,7 @@ def activation_scales(graph: Graph, x: torch.Tensor, names: list[str], mode: str
     if ranks is not None:  # this rank's batches, the generator where one process has it
         mine = dist_glue.batch_range(len(starts), ranks)
         skip_draws(graph, names, mode, keep_rate, gen, [min(batch_size, n_samples - i)
-                                                        for i in starts[:mine.start]])
+                                                        for i in starts[:mine.start]], layerwise)
         starts = starts[mine.start:mine.stop]
     for i in starts:
         _, acts = graph.run(x[i:i + batch_size], record=tuple(names))
@@ -132,15 +137,15 @@ def activation_scales(graph: Graph, x: torch.Tensor, names: list[str], mode: str
                 m = a.max()
                 maxima[n] = m if n not in maxima else torch.maximum(maxima[n], m)
                 continue
-            per_channel = a.transpose(0, 1).reshape(a.shape[1], -1) if mode == "channelwise" \
-                else a.reshape(1, -1)
+            per_channel = a.transpose(0, 1).reshape(a.shape[1], -1) \
+                if _rows(graph, n, mode, layerwise) > 1 else a.reshape(1, -1)
             if keep_rate[n] < 1.0:
                 cols = torch.rand(per_channel.shape[1], generator=gen) < keep_rate[n]
                 per_channel = per_channel[:, cols]
             stored[n].append(per_channel)
     kth = percentiles
     if ranks is not None:
-        maxima, kth = reduce_statistics(graph, names, mode, maxima, stored, ranks)
+        maxima, kth = reduce_statistics(graph, names, mode, maxima, stored, ranks, layerwise)
     out = {}
     for n in names:
         if mode == "max":
@@ -151,7 +156,7 @@ def activation_scales(graph: Graph, x: torch.Tensor, names: list[str], mode: str
         stored[n] = []
         lam = torch.tensor(kth([row[row > 0] if positive_only else row for row in values],
                                percentile), dtype=torch.float64)
-        if mode == "channelwise":
+        if mode == "channelwise" and n not in layerwise:
             layer = float(lam[lam > 0].median()) if (lam > 0).any() else 1.0
             lam = torch.where(lam > 0, lam, torch.full_like(lam, layer))
             shape = graph.op(n).shape
@@ -172,13 +177,14 @@ def record_batch(per_sample: Iterable[int], batch_size: int) -> int:
     return max(1, min(batch_size, RECORD_BYTES // (4 * max(1, sum(per_sample)))))
 
 
-def _rows(graph: Graph, name: str, mode: str) -> int:
-    """Rows of the values stored for layer ``name``: its channels for ``"channelwise"``, else 1."""
-    return graph.op(name).shape[0] if mode == "channelwise" else 1
+def _rows(graph: Graph, name: str, mode: str, layerwise: frozenset[str] = frozenset()) -> int:
+    """Rows of the values stored for layer ``name``: its channels for ``"channelwise"``
+    (unless ``name`` is in ``layerwise``), else 1."""
+    return graph.op(name).shape[0] if mode == "channelwise" and name not in layerwise else 1
 
 
 def skip_draws(graph: Graph, names: list[str], mode: str, keep_rate: dict[str, float],
-               gen: torch.Generator, sizes: list[int]) -> None:
+               gen: torch.Generator, sizes: list[int], layerwise: frozenset[str] = frozenset()) -> None:
     """Advance ``gen`` past the subsampling draws :func:`activation_scales` makes for batches
     of ``sizes`` samples (the batches before this rank's), call for call, without running them."""
     if mode == "max":
@@ -186,11 +192,13 @@ def skip_draws(graph: Graph, names: list[str], mode: str, keep_rate: dict[str, f
     for b in sizes:
         for n in names:
             if keep_rate[n] < 1.0:
-                torch.rand(b * math.prod(graph.op(n).shape) // _rows(graph, n, mode), generator=gen)
+                torch.rand(b * math.prod(graph.op(n).shape) // _rows(graph, n, mode, layerwise),
+                           generator=gen)
 
 
 def reduce_statistics(graph: Graph, names: list[str], mode: str, maxima: dict[str, torch.Tensor],
-                      stored: dict[str, list[torch.Tensor]], ranks: dist_glue.Context):
+                      stored: dict[str, list[torch.Tensor]], ranks: dist_glue.Context,
+                      layerwise: frozenset[str] = frozenset()):
     """The statistics of this rank's batches -> those of every rank's (one process's).
 
     Returns the maxima reduced over ranks (exact) and the percentile function to use on the
@@ -202,7 +210,7 @@ def reduce_statistics(graph: Graph, names: list[str], mode: str, maxima: dict[st
         maxima = {n: reduced[i] for i, n in enumerate(names)}
     for n in names:
         if not stored[n]:
-            stored[n].append(torch.empty(_rows(graph, n, mode), 0))
+            stored[n].append(torch.empty(_rows(graph, n, mode, layerwise), 0))
 
     def kth(rows: list[torch.Tensor], percentile: float) -> list[float]:
         return dist_glue.union_kth(rows, percentile, ranks)

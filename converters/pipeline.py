@@ -38,7 +38,7 @@ from snnedge.errors import check_choice, check_positive_int, check_real
 from .calibration import NORMALIZATIONS, activation_scales, calibration_tensor
 from .export import capture_export
 from .fold import simplify
-from .graph import Graph, capture_fx
+from .graph import INPUT, Graph, capture_fx
 from .maxpool import MAXPOOL_MODES
 from .membrane import calibrate_membrane as calibrate_membrane_
 from .normalize import Normalizer, describe_scale, is_close
@@ -136,7 +136,10 @@ def convert(ann, calibration, normalization: str = "channelwise", percentile: fl
         always use their trained thresholds. Channel-wise scales let the channels of small
         activations fire at high rates too, which with the membrane calibration held best
         across the zoo and every ``T`` (``examples/benchmarks/conversion_ablation.py``,
-        RESULTS.md "Conversion defaults across the zoo and T").
+        RESULTS.md "Conversion defaults across the zoo and T"). A ReLU whose spikes are the
+        network's output (:func:`readout_activations`) keeps one scale for the layer: no
+        weighted layer after it would take the channels' scales back, and its classes must
+        be counted in one unit.
     percentile:
         Percentile of the positive activations used as a layer's scale, in (0, 100].
     reset:
@@ -245,7 +248,7 @@ def convert(ann, calibration, normalization: str = "channelwise", percentile: fl
 
     relus = [o.name for o in simple.ops if o.kind == "relu"]
     lambdas = activation_scales(simple, x, relus, normalization, percentile, batch_size, seed,
-                                ranks=ranks)
+                                ranks=ranks, layerwise=readout_activations(simple))
     for o in simple.ops:
         if o.kind == "qcfs":
             lam = float(o.module.threshold.detach())
@@ -292,6 +295,24 @@ def convert(ann, calibration, normalization: str = "channelwise", percentile: fl
         calibration_timesteps=int(timesteps) if calibrate_membrane else None,
         bias_shifts=shifts)
     return snn
+
+
+def readout_activations(graph: Graph) -> set[str]:
+    """The ReLU ops whose values reach the graph's output through weight-free ops only
+    (pooling, reshapes, junctions): their spikes are the network's output, read in one unit
+    across channels. Empty for the usual readout, a weighted layer."""
+    found, seen, stack = set(), set(), [graph.output]
+    while stack:
+        name = stack.pop()
+        if name in seen or name == INPUT:
+            continue
+        seen.add(name)
+        op = graph.op(name)
+        if op.kind == "relu":
+            found.add(name)
+        elif op.kind not in ("weighted", "qcfs"):
+            stack.extend(op.inputs)
+    return found
 
 
 def default_calibrate_bias(graph: Graph) -> bool:

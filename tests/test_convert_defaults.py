@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 import converters.pipeline as pipeline
+import snnedge
 from converters import CalibratedIF, convert, replace_relu_with_qcfs
 from converters.membrane import bias_holder, calibrate_membrane, calibrate_membrane_per_layer
 from test_convert import X12, rescat, state_hash, vgg_tiny
@@ -21,6 +22,30 @@ def test_the_default_normalization_is_channelwise():
     explicit = convert(rescat(), X12, normalization="channelwise", timesteps=8)
     for a, b in zip(snn.state_dict().values(), explicit.state_dict().values()):
         assert torch.equal(a, b)
+
+
+def test_a_relu_readout_keeps_one_scale_so_the_classes_keep_their_order():
+    """A network whose output is a ReLU layer's spikes (conv -> ReLU -> global average pool,
+    as SqueezeNet's classifier): channel-wise scales there would count each class in its own
+    unit and change the argmax (on torchvision's squeezenet1_1 the SNN agreed with the ANN
+    on 0 of 16 digits). That layer keeps one scale; the hidden ReLU stays channel-wise."""
+    torch.manual_seed(0)
+    ann = nn.Sequential(nn.Conv2d(1, 6, 3, padding=1), nn.ReLU(), nn.Conv2d(6, 4, 1), nn.ReLU(),
+                        nn.AdaptiveAvgPool2d(1), nn.Flatten()).eval()
+    with torch.no_grad():  # classes of very different sizes: 1x, 3x, 9x, 27x
+        ann[2].weight.mul_(torch.tensor([1.0, 3.0, 9.0, 27.0]).view(4, 1, 1, 1))
+        ann[2].bias.fill_(0.05)
+    assert pipeline.readout_activations(pipeline.simplify(pipeline.capture_fx(ann, X12[:2]))[0]) \
+        == {"3"}
+    snn = convert(ann, X12, calibrate_membrane=False)
+    scales = snn.conversion_.scales
+    assert isinstance(scales["1"], list) and not isinstance(scales["3"], list)
+    res = snnedge.simulate(snn, X12, timesteps=256)
+    with torch.no_grad():
+        expected = ann(X12)
+    assert torch.equal(res.predictions, expected.argmax(1))
+    rates = res.output / res.output.sum(1, keepdim=True)
+    assert torch.allclose(rates, expected / expected.sum(1, keepdim=True), atol=0.03)
 
 
 @pytest.mark.parametrize("options", [{}, {"calibrate_bias": True},
