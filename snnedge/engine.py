@@ -102,8 +102,9 @@ def block_steps_for(shapes: dict[str, tuple[int, ...]], batch: int, timesteps: i
                     free_bytes: int | None = None, requested: int | None = None) -> int:
     """Time steps per block.
 
-    One step of a block holds every layer's activations, ``per_step = sum(layer sizes) x
-    batch x itemsize`` (layer ``shapes``); the simulation also keeps, whatever the block,
+    One step of a block holds at most every layer's activations, ``per_step = sum(layer
+    sizes) x batch x itemsize`` (layer ``shapes``; the executor frees each as soon as it is
+    read, so this bound is what the block is sized by, not what it always takes); the simulation also keeps, whatever the block,
     ``fixed = sum(layer sizes) x (batch x itemsize + 16)`` (membranes; per-neuron counts and
     synaptic-event weights in float64). A block takes as many steps as fit ``budget_bytes``,
     but at least ``ceil(MIN_BLOCK_ROWS / batch)``: what a block does once per neuron is then
