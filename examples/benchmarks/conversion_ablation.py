@@ -42,10 +42,11 @@ from snnedge.datasets import load_mnist_digits  # noqa: E402
 TIMESTEPS = (8, 16, 32, 64, 128)
 HELD_OUT = 400
 # The worst networks of the benchmark first, then the rest.
-ORDER = ("resnet8_f", "resnet_deep", "allconv_strided", "densenet_small", "dwsep_relu6",
+ORDER = ("resnet8_f", "resnet_deep", "tv_mobilenet_v2", "allconv_strided", "densenet_small", "dwsep_relu6",
          "vgg_wide256", "inception_small", "resnet", "preact_resnet", "mlp_dropout", "lenet_w8",
          "vgg_max", "vgg_functional", "vgg_overlap", "tv_resnet18")
-BASE = {"normalization": "percentile", "percentile": 99.9, "reset": "subtract", "v_init": 0.5}
+BASE = {"normalization": "percentile", "percentile": 99.9, "reset": "subtract", "v_init": 0.5,
+        "calibrate_gain": False}
 # label -> options (complete: no option left to a default that may change)
 VARIANTS = {
     "percentile, no calibration": {**BASE, "calibrate_membrane": False, "calibrate_bias": False},
@@ -66,6 +67,10 @@ VARIANTS = {
     "channelwise, membrane + bias @16": {**BASE, "normalization": "channelwise",
                                          "calibrate_membrane": True, "calibrate_bias": True,
                                          "timesteps": 16},
+    # the gain fitted at converters.pipeline.GAIN_TIMESTEPS (32) steps
+    "channelwise, membrane @16 + gain @32": {**BASE, "normalization": "channelwise",
+                                             "calibrate_membrane": True, "calibrate_bias": False,
+                                             "calibrate_gain": True, "timesteps": 16},
 }
 # QCFS networks calibrate at T_c = L (their levels) by default: variants leave timesteps out.
 QCFS_VARIANTS = {
