@@ -39,6 +39,7 @@ from snnedge.layers import INPUT, Add, Scale
 from snnedge.network import Node, SpikingNetwork
 
 from .calibration import record_batch
+from .gain import apply_gain, fit_gain, gain_samples, sample_targets
 from .graph import Graph
 from .sweep import Sweep
 
@@ -179,16 +180,27 @@ def calibrate_membrane(snn: SpikingNetwork, graph: Graph, x: torch.Tensor,
                        scales: dict[str, torch.Tensor], timesteps: int,
                        batch_size: int = 256, checkpoints: tuple[int, ...] | None = None,
                        iterations: int = 1, bias: bool = False,
-                       bias_shifts: dict[str, float] | None = None) -> dict[str, float]:
+                       bias_shifts: dict[str, float] | None = None,
+                       gain_timesteps: int | None = None,
+                       gains: dict[str, torch.Tensor] | None = None) -> dict[str, float]:
     """Set the ``v_init_map`` of every :class:`CalibratedIF` in ``snn`` (in place, on the
     network being built) in one sweep over the layers; returns the mean excess spikes
     corrected per layer. ``bias``: also correct each layer's rate error through the bias
     that feeds it (:func:`correct_layer`; the counts are read at ``timesteps / 2`` and
     ``timesteps`` in the same pass, so it costs no extra pass); ``bias_shifts`` (a dict)
-    receives each shifted layer's mean rate error taken off, in spikes per step."""
+    receives each shifted layer's mean rate error taken off, in spikes per step.
+    ``gain_timesteps``: first fit each layer's gain per channel on its counts after that
+    many steps and take it off its threshold (:mod:`converters.gain`; the sweep then runs
+    ``max(timesteps, gain_timesteps)`` steps, and each calibrated layer's neurons run once
+    more); ``gains`` (a dict) receives each layer's gains."""
     layers = calibrated_layers(snn)
     targets = target_counts(graph, x, layers, scales, timesteps, batch_size)
-    sweep = Sweep(snn, x, timesteps)
+    steps = max(timesteps, gain_timesteps or 0)
+    per_sample = {}
+    if gain_timesteps:
+        fitted = gain_samples(graph, layers, x.shape[0])
+        per_sample = sample_targets(graph, x[:fitted], layers, scales, gain_timesteps, batch_size)
+    sweep = Sweep(snn, x, steps)
     needed = set(layers) | set(sweep.last_reader)
     checkpoints = tuple(checkpoints or bias_checkpoints(timesteps, bias))
     excess = {}
@@ -198,6 +210,12 @@ def calibrate_membrane(snn: SpikingNetwork, graph: Graph, x: torch.Tensor,
         kept = None
         if name in targets:
             kept = sweep.currents(name)
+            if name in per_sample:
+                alpha = fit_gain(_sample_counts(sweep, name, kept, gain_timesteps,
+                                                per_sample[name].shape[0]), per_sample[name])
+                apply_gain(snn.layer(name), alpha)
+                if gains is not None:
+                    gains[name] = alpha
             rate = targets[name] / timesteps
             holder = bias_holder(snn, name, sweep.static) if bias else None
             for it in range(iterations):
@@ -212,6 +230,23 @@ def calibrate_membrane(snn: SpikingNetwork, graph: Graph, x: torch.Tensor,
                     excess[name] = e
         sweep.store(name, kept)
     return excess
+
+
+def _sample_counts(sweep: Sweep, name: str, kept: list | None, timesteps: int,
+                   n: int) -> torch.Tensor:
+    """Per-sample spike counts ``[n, ...]`` of neuron layer ``name`` after ``timesteps``
+    steps on the sweep's first ``n`` samples (its output is not stored)."""
+    module, parts, done = sweep.net.get_submodule(name), [], 0
+    for k, i in sweep.chunks():
+        if done >= n:
+            break
+        cur, static = kept[k] if kept is not None else sweep.current(name, k, i)
+        spikes, _ = module.forward_block(cur if static else cur[:timesteps],
+                                         module.initial_state(cur if static else cur[0]),
+                                         timesteps, static)
+        parts.append(spikes.sum(0, dtype=torch.float32)[:n - done])
+        done += parts[-1].shape[0]
+    return torch.cat(parts)
 
 
 def bias_checkpoints(timesteps: int, bias: bool) -> tuple[int, ...]:
@@ -234,15 +269,31 @@ def _ancestors(net: SpikingNetwork, name: str) -> list[Node]:
 @torch.no_grad()
 def calibrate_membrane_per_layer(snn: SpikingNetwork, graph: Graph, x: torch.Tensor,
                                  scales: dict[str, torch.Tensor], timesteps: int,
-                                 batch_size: int = 256, bias: bool = False) -> dict[str, float]:
+                                 batch_size: int = 256, bias: bool = False,
+                                 gain_timesteps: int | None = None,
+                                 gains: dict[str, torch.Tensor] | None = None) -> dict[str, float]:
     """:func:`calibrate_membrane` by one simulation of the layers before each neuron layer
     (the method before the sweep; its cost grows with the square of the depth), one per
-    checkpoint with ``bias``."""
+    checkpoint with ``bias``, and with ``gain_timesteps`` one per sample first for the
+    gain."""
     layers = calibrated_layers(snn)
     targets = target_counts(graph, x, layers, scales, timesteps, batch_size)
+    per_sample = {}
+    if gain_timesteps:
+        fitted = gain_samples(graph, layers, x.shape[0])
+        per_sample = sample_targets(graph, x[:fitted], layers, scales, gain_timesteps, batch_size)
     excess = {}
     for name in layers:
         sub = SpikingNetwork(_ancestors(snn, name), input_shape=snn.input_shape)
+        if name in per_sample:
+            counts = [snnedge.simulate(sub, x[i:i + 1], timesteps=gain_timesteps,
+                                       dtype=torch.float32, engine="dense",
+                                       progress=False).neuron_spike_counts[name].unsqueeze(0)
+                      for i in range(per_sample[name].shape[0])]
+            alpha = fit_gain(torch.cat(counts).to(torch.float32), per_sample[name])
+            apply_gain(snn.layer(name), alpha)
+            if gains is not None:
+                gains[name] = alpha
         counts = {}
         for t in bias_checkpoints(timesteps, bias):
             res = snnedge.simulate(sub, x, timesteps=t, batch_size=batch_size,

@@ -66,6 +66,16 @@ MEMBRANE_PASSES = 5
 # 2.05 % -> 1.00 %, and left T = 16 and 32 as they were).
 DEFAULT_CALIBRATE_BIAS = False
 DEFAULT_CALIBRATE_BIAS_QCFS = True
+# Gain calibration with the membrane calibration (convert's calibrate_gain, see
+# converters.gain), fitted on the counts after GAIN_TIMESTEPS steps (a gain fitted at 16
+# steps over-corrects at T >= 64, one fitted at 64 under-corrects at T <= 32: measured on
+# held-out training digits, examples/benchmarks/RESULTS.md). Off by default: it cuts the
+# deep networks' loss at T <= 64 (tv_mobilenet_v2), but a gain is a lasting change of the
+# thresholds, so the SNN no longer tends to the ANN as T grows (it is fitted against a delay
+# that fades with T), and with few calibration samples its noise stays at every T.
+DEFAULT_CALIBRATE_GAIN = False
+DEFAULT_CALIBRATE_GAIN_QCFS = False
+GAIN_TIMESTEPS = 32
 
 
 def membrane_samples(n: int, timesteps: int) -> int:
@@ -93,7 +103,10 @@ class ConversionInfo:
     fed only by the static input have no transient and are not calibrated);
     ``calibration_timesteps``: the steps that calibration simulated (None when it is off);
     ``bias_shifts``: per layer whose bias calibration shifted, the mean rate error taken
-    off, in spikes per step (empty when ``calibrate_bias`` is off).
+    off, in spikes per step (empty when ``calibrate_bias`` is off); ``gains``: per layer
+    whose gain was calibrated, the factor per channel its threshold was multiplied by
+    (``thresholds`` are those before it; empty when ``calibrate_gain`` is off);
+    ``gain_timesteps``: the steps the gains were fitted at (None when off).
     """
 
     normalization: str
@@ -110,13 +123,15 @@ class ConversionInfo:
     seconds: float = 0.0
     calibration_timesteps: int | None = None
     bias_shifts: dict[str, float] = field(default_factory=dict)
+    gains: dict[str, float | list[float]] = field(default_factory=dict)
+    gain_timesteps: int | None = None
 
 
 @exact_float32()  # on CUDA, calibrate in full float32 as simulate runs
 def convert(ann, calibration, normalization: str = "channelwise", percentile: float = 99.9,
             reset: str = "subtract", *, v_init: float | None = None, maxpool: str = "count",
             calibrate_membrane: bool = True, timesteps: int | None = None,
-            calibrate_bias: bool | None = None,
+            calibrate_bias: bool | None = None, calibrate_gain: bool | None = None,
             batch_size: int = 256, max_calibration_samples: int | None = None,
             seed: int = 0, distributed: bool = False) -> snnedge.SpikingNetwork:
     """Convert a trained ReLU (or QCFS) network into a rate-coded spiking network.
@@ -168,6 +183,17 @@ def convert(ann, calibration, normalization: str = "channelwise", percentile: fl
         get the membrane correction only; ``snn.conversion_.bias_shifts`` lists the others.
         Default: :data:`DEFAULT_CALIBRATE_BIAS_QCFS` (on) when the ANN has QCFS activations,
         else :data:`DEFAULT_CALIBRATE_BIAS` (off).
+    calibrate_gain:
+        With ``calibrate_membrane``: first fit each layer's gain per channel (the
+        least-squares slope of its spike counts against the counts its ANN activations stand
+        for, after :data:`GAIN_TIMESTEPS` steps on the calibration samples) and multiply the
+        channel's threshold by it, so that deep layers pass on no compression of their
+        activations (see :mod:`converters.gain`). Read in the same sweep (which then runs
+        ``max(timesteps, GAIN_TIMESTEPS)`` steps on :func:`membrane_samples` samples for that
+        many steps): no extra pass. ``snn.conversion_.gains`` lists the factors. It cuts
+        deep networks' loss at ``T <= 64`` but the SNN then no longer tends to the ANN as
+        ``T`` grows. Default: :data:`DEFAULT_CALIBRATE_GAIN` (off;
+        :data:`DEFAULT_CALIBRATE_GAIN_QCFS`, off, with QCFS activations).
     timesteps:
         Steps simulated by the membrane calibration (the correction holds for other ``T``
         too; pass the ``T`` you will run at to tune it for that). Default: the QCFS levels
@@ -275,12 +301,17 @@ def convert(ann, calibration, normalization: str = "channelwise", percentile: fl
     snn = snn.to(x.device)
     excess, shifts = {}, {}
     bias = default_calibrate_bias(simple) if calibrate_bias is None else bool(calibrate_bias)
+    gain = default_calibrate_gain(simple) if calibrate_gain is None else bool(calibrate_gain)
+    gains: dict[str, torch.Tensor] = {}
     if calibrate_membrane:
+        steps = max(timesteps, GAIN_TIMESTEPS) if gain else timesteps
         pick = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed))
-        used = pick[:membrane_samples(x.shape[0], timesteps)].to(x.device)
+        used = pick[:membrane_samples(x.shape[0], steps)].to(x.device)
+        extra = {"bias": True, "bias_shifts": shifts} if bias else {}
+        if gain:
+            extra.update(gain_timesteps=GAIN_TIMESTEPS, gains=gains)
         excess = calibrate_membrane_(snn, simple, x[used],
-                                     norm.lam, timesteps, batch_size,
-                                     **({"bias": True, "bias_shifts": shifts} if bias else {}))
+                                     norm.lam, timesteps, batch_size, **extra)
     kept = {o.name for o in simple.ops}
     snn.conversion_ = ConversionInfo(
         normalization=normalization, percentile=float(percentile), reset=reset,
@@ -293,7 +324,8 @@ def convert(ann, calibration, normalization: str = "channelwise", percentile: fl
         capture_error=err, membrane_excess=excess, calibration_samples=int(x.shape[0]),
         seconds=time.perf_counter() - start,
         calibration_timesteps=int(timesteps) if calibrate_membrane else None,
-        bias_shifts=shifts)
+        bias_shifts=shifts, gains={k: describe_scale(v) for k, v in gains.items()},
+        gain_timesteps=GAIN_TIMESTEPS if calibrate_membrane and gain else None)
     return snn
 
 
@@ -313,6 +345,14 @@ def readout_activations(graph: Graph) -> set[str]:
         elif op.kind not in ("weighted", "qcfs"):
             stack.extend(op.inputs)
     return found
+
+
+def default_calibrate_gain(graph: Graph) -> bool:
+    """``convert``'s ``calibrate_gain`` when not given: :data:`DEFAULT_CALIBRATE_GAIN_QCFS`
+    for a graph with QCFS activations, else :data:`DEFAULT_CALIBRATE_GAIN`."""
+    if any(o.kind == "qcfs" for o in graph.ops):
+        return DEFAULT_CALIBRATE_GAIN_QCFS
+    return DEFAULT_CALIBRATE_GAIN
 
 
 def default_calibrate_bias(graph: Graph) -> bool:

@@ -8,7 +8,10 @@ count its ANN activation stands for, ``clip(T a / lambda, 0, T)``:
 * ``bias``: the mean error (spikes per neuron and sample): what the membrane and the bias
   calibrations correct;
 * ``mae``: the mean absolute error, and ``rel``: it over the mean target count: the
-  per-sample error, which no correction of means can take off.
+  per-sample error, which no correction of means can take off;
+* ``slope``: the least-squares slope of the counts against the targets over all neurons and
+  samples: below 1 when the counts are a compressed copy of the targets (what
+  ``convert(..., calibrate_gain=True)`` corrects, ``converters.gain``).
 
 Usage::
 
@@ -70,7 +73,9 @@ def layer_errors(name: str, held_out: int, timesteps: int, **options) -> list[di
         rows.append({"layer": n, "threshold": float(theta.mean()),
                      "rate": float(target.mean()) / timesteps, "bias": float(err.mean()),
                      "mae": float(err.abs().mean()),
-                     "rel": float(err.abs().mean() / target.mean().clamp(min=1e-12))})
+                     "rel": float(err.abs().mean() / target.mean().clamp(min=1e-12)),
+                     "slope": float(((c - c.mean()) * (target - target.mean())).mean()
+                                    / target.var(unbiased=False).clamp(min=1e-12))})
     return rows
 
 
@@ -81,14 +86,18 @@ def main(argv=None) -> None:
     p.add_argument("--timesteps", type=int, default=32)
     p.add_argument("--calibrate-bias", choices=("default", "on", "off"), default="default",
                    help="convert's calibrate_bias (default: convert's own default)")
+    p.add_argument("--calibrate-gain", choices=("default", "on", "off"), default="default",
+                   help="convert's calibrate_gain (default: convert's own default)")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     options = {} if args.calibrate_bias == "default" else {"calibrate_bias": args.calibrate_bias == "on"}
+    if args.calibrate_gain != "default":
+        options["calibrate_gain"] = args.calibrate_gain == "on"
     torch.set_num_threads(args.threads)
-    print(f"{'layer':30s} {'theta':>6s} {'rate':>6s} {'bias':>7s} {'mae':>6s} {'rel':>6s}")
+    print(f"{'layer':30s} {'theta':>6s} {'rate':>6s} {'bias':>7s} {'mae':>6s} {'rel':>6s} {'slope':>6s}")
     for r in layer_errors(args.name, args.held_out, args.timesteps, **options):
         print(f"{r['layer']:30s} {r['threshold']:6.2f} {r['rate']:6.3f} {r['bias']:+7.3f} "
-              f"{r['mae']:6.3f} {r['rel']:6.3f}")
+              f"{r['mae']:6.3f} {r['rel']:6.3f} {r['slope']:6.3f}")
 
 
 if __name__ == "__main__":

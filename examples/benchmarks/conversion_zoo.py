@@ -81,6 +81,7 @@ ABLATION = {
     "max": {"normalization": "max"},
     "no membrane calibration": {"calibrate_membrane": False},
     "v_init 0": {"v_init": 0.0},
+    "gain calibration": {"calibrate_gain": True},
 }
 
 
@@ -409,6 +410,8 @@ def main(argv=None) -> None:
     p.add_argument("--no-peers", action="store_true", help="skip SpikingJelly")
     p.add_argument("--no-qcfs", action="store_true", help="skip the QCFS networks")
     p.add_argument("--ablation", action="store_true", help="compare conversion options instead")
+    p.add_argument("--ablation-variants", nargs="+", default=None,
+                   help="with --ablation: only these labels of ABLATION (default: all)")
     p.add_argument("--fresh", action="store_true", help="ignore cached results")
     p.add_argument("--cached-only", action="store_true",
                    help="compute nothing: report the cached results, list the rest as not measured")
@@ -442,6 +445,8 @@ def main(argv=None) -> None:
     command = "python examples/benchmarks/conversion_zoo.py " + " ".join(given)
     if args.ablation:
         for label, options in ABLATION.items():
+            if args.ablation_variants is not None and label not in args.ablation_variants:
+                continue
             for n in names:
                 r = run_network(n, args, options, code, peers=False)
                 print(f"{label:28s} {n:18s} " + " ".join(
