@@ -99,8 +99,8 @@ def replace_relu_with_qcfs(model: nn.Module, levels: int = 8, threshold: float =
         for child_name, child in list(module.named_children()):
             if type(child) is nn.ReLU:
                 full = f"{path}.{child_name}" if path else child_name
-                lam = float(per_path.get(full, default))
-                setattr(module, child_name, QCFS(levels, lam, shift))
+                setattr(module, child_name, QCFS(levels, _one_threshold(per_path.get(full, default), full),
+                                                 shift))
                 replaced += 1
     if isinstance(new, nn.ReLU):  # the model is a single ReLU
         return QCFS(levels, default, shift)
@@ -112,6 +112,17 @@ def replace_relu_with_qcfs(model: nn.Module, levels: int = 8, threshold: float =
     elif replaced == 0:
         warnings.warn("replace_relu_with_qcfs found no nn.ReLU module to replace.", stacklevel=2)
     return new
+
+
+def _one_threshold(value, path: str) -> float:
+    """``value`` as one QCFS threshold, or a ValueError naming the module ``path``."""
+    if isinstance(value, (list, tuple)) or (torch.is_tensor(value) and value.numel() != 1):
+        raise ValueError(
+            f"replace_relu_with_qcfs: the threshold for {path!r} has several values (per-channel "
+            f"scales, as convert's default normalization='channelwise' records); a QCFS layer takes "
+            f"one. Use one scale per layer, e.g. convert(ann, calib, normalization='percentile')"
+            f".conversion_.scales.")
+    return float(value)
 
 
 def _functional_relus(model: nn.Module) -> list[str]:

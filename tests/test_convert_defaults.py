@@ -8,7 +8,7 @@ from torch import nn
 
 import converters.pipeline as pipeline
 import snnedge
-from converters import CalibratedIF, convert, replace_relu_with_qcfs
+from converters import QCFS, CalibratedIF, convert, replace_relu_with_qcfs
 from converters.membrane import bias_holder, calibrate_membrane, calibrate_membrane_per_layer
 from test_convert import X12, rescat, state_hash, vgg_tiny
 
@@ -130,3 +130,17 @@ def test_one_sweep_bias_calibration_equals_the_per_layer_one(build, monkeypatch)
     assert sweep.conversion_.bias_shifts  # something was shifted
     for (k, a), (k2, b) in zip(sweep.state_dict().items(), per_layer.state_dict().items()):
         assert k == k2 and torch.allclose(a, b, atol=1e-5), (k, float((a - b).abs().max()))
+
+
+def test_qcfs_thresholds_from_channelwise_scales_are_refused_with_the_fix():
+    """convert's default records per-channel scales (lists); a QCFS threshold is one number,
+    so replace_relu_with_qcfs names the layer and says how to get one scale per layer."""
+    ann = vgg_tiny()
+    scales = convert(ann, X12, calibrate_membrane=False).conversion_.scales
+    assert any(isinstance(v, list) for v in scales.values())
+    with pytest.raises(ValueError, match="normalization='percentile'") as e:
+        replace_relu_with_qcfs(ann, threshold={**scales, "default": 1.0})
+    assert repr(next(k for k, v in scales.items() if isinstance(v, list))) in str(e.value)
+    layerwise = convert(ann, X12, normalization="percentile", calibrate_membrane=False).conversion_.scales
+    qcfs = replace_relu_with_qcfs(ann, threshold={**layerwise, "default": 1.0})
+    assert sum(isinstance(m, QCFS) for m in qcfs.modules()) >= 1

@@ -56,7 +56,8 @@ def qcfs_model(x: torch.Tensor, y: torch.Tensor, calib: torch.Tensor, levels: in
                epochs: int = QCFS_EPOCHS, progress: bool = False) -> torch.nn.Module:
     """``vgg_max`` with its ReLUs replaced by QCFS(L) and fine-tuned (cached in ``_cache/``)."""
     base = models.trained("vgg_max")
-    scales = convert(base, calib).conversion_.scales  # 99.9th percentiles of the ReLUs
+    # 99.9th percentiles of the ReLUs, one per layer (a QCFS threshold is one number)
+    scales = convert(base, calib, normalization="percentile", calibrate_membrane=False).conversion_.scales
     model = replace_relu_with_qcfs(base, levels=levels, threshold={**scales, "default": 1.0})
     path = models.CACHE_DIR / f"vgg_max_qcfs{levels}_e{epochs}_s0.pt"
     if path.is_file():
