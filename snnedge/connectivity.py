@@ -159,8 +159,9 @@ def own_links(net: SpikingNetwork, input_shape: tuple[int, ...]) -> list[SourceL
             continue
         own = net.layer(s).own_synapses(shapes[s])
         if own is not None:
+            # a broadcast view: one value per channel or layer stands for every neuron
             links.append(SourceLink(s, s, torch.broadcast_to(
-                torch.as_tensor(own, dtype=torch.float64).cpu(), shapes[s]).clone()))
+                torch.as_tensor(own, dtype=torch.float64).cpu(), shapes[s])))
     return links
 
 

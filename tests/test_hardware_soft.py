@@ -205,7 +205,8 @@ def test_each_soma_spike_crosses_its_recurrent_synapse_counted_by_hand():
     with torch.no_grad():
         fc1.weight.copy_(torch.tensor([[100.0, 0], [250, 0], [0, 60]]))
         fc2.weight.copy_(torch.tensor([[1.0, 1, 0], [1, 0, 1]]))
-    soma = TwoCompartmentChipNeuron(dendrite(torch.full((3,), 100.0)), torch.tensor([100.0, 100, 0]))
+    soma = TwoCompartmentChipNeuron(dendrite(torch.full((3,), 100.0)),
+                                    torch.tensor([100.0, 100, 0]))
     net = snnedge.sequential(fc1, soma, fc2, input_shape=(2,))
     for engine in ("dense", "event"):
         res = snnedge.simulate(net, torch.ones(1, 2, dtype=torch.float64), 4, engine=engine)
