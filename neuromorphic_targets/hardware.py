@@ -17,7 +17,9 @@ r"""`to_hardware`: a network as a chip computes it, in the chip's own arithmetic
   default (``soft_reset="two-compartment"``), NxTF's two-compartment neuron
   (:class:`~neuromorphic_targets.hardware_soft.TwoCompartmentChipNeuron`: a dendrite that
   keeps the sum, a soma that fires, a recurrent synapse of weight minus the threshold; two
-  compartments per neuron, counted in ``hw.hardware_.compartments`` and ``hw.hardware_.cores``).
+  compartments per neuron, counted in ``hw.hardware_.compartments`` and ``hw.hardware_.cores``;
+  each spike crosses the recurrent synapse, one more synaptic event, counted in a simulation's
+  ``synaptic_events`` and so priced by :func:`~neuromorphic_targets.estimate_energy`).
   With ``soft_reset="current"`` (or a ``current_decay``) such a layer runs as a reset to zero
   instead, and where it is fed by spikes it becomes a
   :class:`~neuromorphic_targets.hardware_cuba.CubaChipNeuron`: its input goes through
@@ -323,7 +325,8 @@ def _two_compartment(name: str, module: nn.Module, fmt: NumberFormat, ints, rank
     info.compartments[name] = TwoCompartmentChipNeuron.compartments_per_neuron
     info.notes.append(f"layer {name!r}: reset by subtraction as NxTF's two-compartment neuron "
                       f"(a dendrite that keeps the sum, a soma that fires, a recurrent synapse of "
-                      f"weight minus the threshold, one step later): 2 compartments per neuron")
+                      f"weight minus the threshold, one step later): 2 compartments per neuron, "
+                      f"and each spike one more synaptic event (counted in synaptic_events)")
     if not torch.equal(w, theta):
         off = float((w - theta).abs().max())
         info.notes.append(f"layer {name!r}: the recurrent synapse's 8-bit mantissa and exponent "

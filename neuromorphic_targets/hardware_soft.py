@@ -42,7 +42,9 @@ The cost: two compartments per neuron (the mapping counts them:
 :func:`~neuromorphic_targets.map_network` reads :attr:`TwoCompartmentChipNeuron.
 compartments_per_neuron`), one more synapse and one input and output axon per neuron
 (NxTF: "Create synEntries and synFmts for recurrent connections"), and each soma spike
-crosses that synapse too (not counted in ``synaptic_events``).
+crosses that synapse too: one more synaptic event per spike, counted in the layer's own entry
+of ``synaptic_events`` (:meth:`TwoCompartmentChipNeuron.own_synapses`), so the energy of a
+simulated chip network includes it.
 """
 from __future__ import annotations
 
@@ -158,6 +160,12 @@ class TwoCompartmentChipNeuron(TemporalModule):
                 z = (v > theta if mem.strict else v >= theta).to(v.dtype)
                 out[t].copy_(z)
         return out, (v, z)
+
+    def own_synapses(self, shape: tuple[int, ...]) -> torch.Tensor:
+        """The recurrent synapse each soma spike crosses: 1 per neuron (0 where
+        ``theta_sr`` rounds to 0: no synapse), for counting synaptic events
+        (:meth:`snnedge.TemporalModule.own_synapses`)."""
+        return (self.reset_weight != 0).to(torch.float64)
 
     def extra_repr(self) -> str:  # the dendrite's parameters are in its own line
         w = self.reset_weight

@@ -11,6 +11,11 @@ hardware folds them: a spike entering a pooling window is forwarded once to the 
 position. With ``P`` that structural (counting) map, the events ``S`` sends into ``L`` are
 ``<P(counts_S), f_L> = <counts_S, P^T f_L>``, so ``g = P^T f_L`` (one number per neuron of
 ``S``) is computed once by autograd and the engines only need each source's spike totals.
+
+A neuron may also send each spike across synapses of its own (Loihi's two-compartment reset
+by subtraction: the soma's synapse back to its dendrite); the module gives their number per
+neuron (:meth:`snnedge.TemporalModule.own_synapses`) and they count as synaptic events of
+the neuron's own layer: a link from the layer to itself.
 """
 from __future__ import annotations
 
@@ -141,7 +146,23 @@ def source_links(net: SpikingNetwork, input_shape: tuple[int, ...]) -> list[Sour
     if key not in cache:
         cache.clear()
         cache[key] = _source_links(net, tuple(input_shape))
-    return cache[key]
+    return cache[key] + own_links(net, tuple(input_shape))
+
+
+def own_links(net: SpikingNetwork, input_shape: tuple[int, ...]) -> list[SourceLink]:
+    """A link from each temporal layer to itself for the synapses of its own that its events
+    cross (:meth:`snnedge.TemporalModule.own_synapses`; none for most modules). Not cached
+    with the others: it reads the modules' buffers, which no weight's version tracks."""
+    shapes, links = net.shapes(input_shape), []
+    for s in event_sources(net):
+        if s == INPUT or net.kind(s) != "temporal":
+            continue
+        own = net.layer(s).own_synapses(shapes[s])
+        if own is not None:
+            # a broadcast view: one value per channel or layer stands for every neuron
+            links.append(SourceLink(s, s, torch.broadcast_to(
+                torch.as_tensor(own, dtype=torch.float64).cpu(), shapes[s])))
+    return links
 
 
 @torch.enable_grad()

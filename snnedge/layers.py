@@ -31,6 +31,8 @@ class TemporalModule(nn.Module, abc.ABC):
     :meth:`output_shape`, which shape inference (:meth:`snnedge.SpikingNetwork.shapes`) asks,
     and describes where events may go through :meth:`structural`, which event counting and
     hardware mapping use. Neurons keep the defaults: same shape, each position to itself.
+    A neuron whose spikes also cross synapses of its own (a soma's synapse back to its
+    dendrite) gives them through :meth:`own_synapses`, which event counting adds.
     """
 
     emits_spikes = False
@@ -75,6 +77,14 @@ class TemporalModule(nn.Module, abc.ABC):
             raise ValueError(f"{type(self).__name__} changes its input's shape but defines no "
                              f"structural() model of where its events go; override structural().")
         return x
+
+    def own_synapses(self, shape: tuple[int, ...]) -> torch.Tensor | None:
+        """Synapses inside the module that each of its output events crosses, per position of
+        a per-sample output of ``shape`` (float64, broadcastable to ``shape``), or ``None``
+        (the default): none. A multi-compartment neuron's recurrent synapse (Loihi's soma back
+        to its dendrite) is one per spike; :func:`snnedge.connectivity.source_links` counts
+        ``spikes x own_synapses`` as synaptic events of the module's own layer."""
+        return None
 
 
 class Add(nn.Module):

@@ -20,7 +20,9 @@ class SimulationResult:
         Total spikes per neuron layer, over all samples and steps.
     synaptic_events:
         Spike-driven synaptic events per weighted layer: each spike counted once per
-        non-zero synapse it reaches (border-exact fan-out), over all samples and steps.
+        non-zero synapse it reaches (border-exact fan-out), over all samples and steps. A
+        neuron layer whose spikes also cross synapses of its own (Loihi's two-compartment
+        neuron: the soma's synapse back to its dendrite) has an entry of its own for them.
     input_macs:
         Multiply-accumulates driven by analog (non-spike) inputs per weighted layer: the
         first layer under direct encoding counts one MAC per non-zero input value per synapse

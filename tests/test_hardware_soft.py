@@ -24,7 +24,13 @@ import torch
 from torch import nn
 
 import snnedge
-from neuromorphic_targets import map_network, to_hardware
+from neuromorphic_targets import (
+    compare,
+    estimate_energy,
+    get_profile,
+    map_network,
+    to_hardware,
+)
 from neuromorphic_targets.hardware import DEFAULT_SOFT_RESET
 from neuromorphic_targets.hardware_cuba import CubaChipNeuron
 from neuromorphic_targets.hardware_soft import TwoCompartmentChipNeuron, reset_weight
@@ -184,6 +190,63 @@ def test_dense_and_event_engines_agree_and_brian2_refuses():
     with pytest.raises(ValueError, match="Layer '1' is a TwoCompartmentChipNeuron, a temporal "
                                          "module that the brian2 engine cannot build"):
         snnedge.simulate(hw, x, 12, engine="brian2")
+
+
+# -- the recurrent synapse's synaptic events -----------------------------------------------
+def test_each_soma_spike_crosses_its_recurrent_synapse_counted_by_hand():
+    # input [1, 1] every step (direct: analog MACs into fc1), theta = 100 (v > theta fires),
+    # theta_sr = (100, 100, 0): neuron 2's recurrent weight rounds to 0, so it has no synapse
+    #   neuron 0, 100 per step:  v = 100, 200, 200, 200     z = 0, 1, 1, 1   3 spikes
+    #   neuron 1, 250 per step:  v = 250, 400, 550, 700     z = 1, 1, 1, 1   4 spikes
+    #   neuron 2,  60 per step:  v = 60, 120, 180, 240      z = 0, 1, 1, 1   3 spikes
+    # readout fc2 = [[1, 1, 0], [1, 0, 1]]: fan-out 2, 1, 1, so 3*2 + 4*1 + 3*1 = 13 events
+    # into it; the recurrent synapses: 3 + 4 (+ 0 for neuron 2) = 7 events of the layer itself
+    fc1, fc2 = nn.Linear(2, 3, bias=False).double(), nn.Linear(3, 2, bias=False).double()
+    with torch.no_grad():
+        fc1.weight.copy_(torch.tensor([[100.0, 0], [250, 0], [0, 60]]))
+        fc2.weight.copy_(torch.tensor([[1.0, 1, 0], [1, 0, 1]]))
+    soma = TwoCompartmentChipNeuron(dendrite(torch.full((3,), 100.0)),
+                                    torch.tensor([100.0, 100, 0]))
+    net = snnedge.sequential(fc1, soma, fc2, input_shape=(2,))
+    for engine in ("dense", "event"):
+        res = snnedge.simulate(net, torch.ones(1, 2, dtype=torch.float64), 4, engine=engine)
+        assert res.neuron_spike_counts["1"].tolist() == [3, 4, 3]
+        assert res.synaptic_events == {"2": 13, "1": 7} and res.total_synaptic_events == 20
+    assert soma.own_synapses((3,)).tolist() == [1, 1, 0]
+    # a neuron of one compartment has none (the core's default)
+    assert snnedge.IF().own_synapses((3,)) is None
+
+
+def test_the_recurrent_events_are_counted_and_priced_on_loihi_only():
+    # events with two compartments = feed-forward events + soma spikes of those layers
+    net, x = spiking_net(), torch.rand(6, *SHAPE)
+    hw = to_hardware(net, "loihi")
+    res = snnedge.simulate(hw, x, 12)
+    soft = [n for n in hw.neuron_layers if isinstance(hw.layer(n), TwoCompartmentChipNeuron)]
+    assert soft == ["1", "5", "7"] and all(res.spike_counts[n] > 0 for n in soft)
+    weighted = [n for n in hw.names if hw.kind(n) == "weighted"]
+    forward = sum(res.synaptic_events.get(n, 0) for n in weighted)
+    fan = {n: (hw.layer(n).weight != 0).sum(0).double() for n in ("4", "6", "8")}
+    pooled = nn.functional.avg_pool2d(res.neuron_spike_counts["1"], 2, divisor_override=1)
+    assert forward == int((pooled.reshape(-1) * fan["4"]).sum()
+                          + (res.neuron_spike_counts["5"] * fan["6"]).sum()
+                          + (res.neuron_spike_counts["7"] * fan["8"]).sum())
+    assert {n: res.synaptic_events[n] for n in soft} == {n: res.spike_counts[n] for n in soft}
+    assert res.total_synaptic_events == forward + sum(res.spike_counts[n] for n in soft)
+    # priced: the energy of the chip network counts them
+    e = estimate_energy(res, map_network(hw, "loihi"))
+    per = res.total_synaptic_events / res.num_samples
+    assert e.breakdown["synaptic_events"].count == per
+    assert e.breakdown["synaptic_events"].joules == pytest.approx(
+        per * get_profile("loihi").e_synop_j.value)
+    # ... and so does compare(..., hardware_data=) on its Loihi row
+    row = compare(snnedge.simulate(net, x, 12), snn=net, targets=["loihi"], baselines=[],
+                  hardware_data=(x, None)).row("loihi", 12)
+    assert row.synaptic_events == per
+    # the other paths and chips: one entry per weighted layer, as before
+    for other in (to_hardware(net, "loihi", soft_reset="current"), to_hardware(net, "dynap-cnn"),
+                  to_hardware(spiking_net("zero"), "loihi")):
+        assert set(snnedge.simulate(other, x, 12).synaptic_events) <= set(weighted)
 
 
 def test_a_network_with_two_compartments_saves_and_loads(tmp_path):

