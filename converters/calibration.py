@@ -166,6 +166,22 @@ def activation_scales(graph: Graph, x: torch.Tensor, names: list[str], mode: str
     return out
 
 
+def target_batches(graph: Graph, x: torch.Tensor, layers: list[str],
+                   scales: dict[str, torch.Tensor], timesteps: int, batch_size: int = 256):
+    """Per batch of ``x`` (one ANN pass in all): ``{layer: clip(T a / lambda, 0, T)}``, the
+    spikes each neuron's ANN activation stands for in ``timesteps`` steps, float32 ``[n, ...]``."""
+    batch_size = record_batch([math.prod(graph.op(n).shape) for n in layers], batch_size)
+    for i in range(0, x.shape[0], batch_size):
+        _, acts = graph.run(x[i:i + batch_size], record=tuple(layers))
+        out = {}
+        for name in layers:
+            a = acts[name].to(torch.float32)
+            lam = scales[name].to(a.device, torch.float32)
+            lam = lam if lam.dim() == 0 else lam.view(1, *lam.shape)
+            out[name] = torch.clamp(a / lam * timesteps, 0, timesteps)
+        yield out
+
+
 def record_batch(per_sample: Iterable[int], batch_size: int) -> int:
     """Samples per batch when every sample records ``sum(per_sample)`` float32 activations:
     ``batch_size``, or fewer where the batch's activations would exceed :data:`RECORD_BYTES`

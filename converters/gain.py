@@ -37,7 +37,7 @@ import math
 
 import torch
 
-from .calibration import record_batch
+from .calibration import target_batches
 from .graph import Graph
 
 # The gain per channel stays within these bounds (a channel with few samples or a flat
@@ -63,14 +63,9 @@ def sample_targets(graph: Graph, x: torch.Tensor, layers: list[str],
     activation stands for after ``timesteps`` steps, ``clip(T a / lambda, 0, T)``, in
     float16 (``[N, ...]`` per layer; one ANN pass)."""
     out: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
-    batch_size = record_batch([math.prod(graph.op(n).shape) for n in layers], batch_size)
-    for i in range(0, x.shape[0], batch_size):
-        _, acts = graph.run(x[i:i + batch_size], record=tuple(layers))
-        for name in layers:
-            a = acts[name].to(torch.float32)
-            lam = scales[name].to(a.device, torch.float32)
-            lam = lam if lam.dim() == 0 else lam.view(1, *lam.shape)
-            out[name].append(torch.clamp(a / lam * timesteps, 0, timesteps).to(torch.float16))
+    for batch in target_batches(graph, x, layers, scales, timesteps, batch_size):
+        for name, t in batch.items():
+            out[name].append(t.to(torch.float16))
     return {name: torch.cat(parts) for name, parts in out.items()}
 
 

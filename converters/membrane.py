@@ -29,7 +29,6 @@ reference the tests compare it with.
 """
 from __future__ import annotations
 
-import math
 
 import torch
 from torch import nn
@@ -38,7 +37,7 @@ import snnedge
 from snnedge.layers import INPUT, Add, Scale
 from snnedge.network import Node, SpikingNetwork
 
-from .calibration import record_batch
+from .calibration import target_batches
 from .gain import apply_gain, fit_gain, gain_samples, sample_targets
 from .graph import Graph
 from .sweep import Sweep
@@ -80,14 +79,9 @@ def target_counts(graph: Graph, x: torch.Tensor, layers: list[str],
     """Per neuron of each layer in ``layers``, the mean over ``x`` of the spikes the ANN's
     activation stands for in ``timesteps`` steps, ``clip(T * a / lambda, 0, T)``."""
     total: dict[str, torch.Tensor] = {}
-    batch_size = record_batch([math.prod(graph.op(n).shape) for n in layers], batch_size)
-    for i in range(0, x.shape[0], batch_size):
-        _, acts = graph.run(x[i:i + batch_size], record=tuple(layers))
-        for name in layers:
-            a = acts[name].to(torch.float32)
-            lam = scales[name].to(a.device, torch.float32)
-            lam = lam if lam.dim() == 0 else lam.view(1, *lam.shape)
-            t = torch.clamp(a / lam * timesteps, 0, timesteps).sum(0, dtype=torch.float64)
+    for batch in target_batches(graph, x, layers, scales, timesteps, batch_size):
+        for name, counts in batch.items():
+            t = counts.sum(0, dtype=torch.float64)
             total[name] = t if name not in total else total[name] + t
     return {name: t / x.shape[0] for name, t in total.items()}
 
