@@ -10,10 +10,12 @@ stands for (Rueckauer et al., Front. Neurosci. 11:682, 2017, doi:10.3389/fnins.2
     Rueckauer et al. 2017; the largest 0.1 % are allowed to saturate at ``p = 99.9``);
 ``"channelwise"``
     the ``p``-th percentile per output channel (Kim et al., AAAI 2020, channel-wise
-    normalization), except for the layers in ``layerwise``: the activation layers whose
-    spikes are the network's output (a ReLU readout, as SqueezeNet's), where no weighted
-    layer after them takes the channels' units back, so they get one percentile for the
-    layer and their spike counts keep the ANN's order between classes;
+    normalization). A channel positive in fewer than ``100 - p`` % of its values
+    (:func:`rare_channels`) takes the median of the layer's measured channels. The layers in
+    ``layerwise`` are the exception: the activation layers whose spikes are the network's
+    output (a ReLU readout, as SqueezeNet's), where no weighted layer after them takes the
+    channels' units back, so they get one percentile for the layer and their spike counts
+    keep the ANN's order between classes;
 ``"none"``
     ``lambda = 1``: the ANN's weights are used as they are.
 
@@ -109,7 +111,9 @@ def activation_scales(graph: Graph, x: torch.Tensor, names: list[str], mode: str
 
     ``lambda`` is a 0-d tensor, or for ``"channelwise"`` a tensor with one value per channel
     shaped to broadcast over the layer's per-sample output (``(C, 1, 1)`` or ``(F,)``).
-    A layer (or channel) that never fires on the calibration data gets ``lambda = 1``.
+    A layer that never fires on the calibration data gets ``lambda = 1``; under
+    ``"channelwise"`` a channel that never fires, or fires too rarely to be measured
+    (:func:`rare_channels`), gets the median of its layer's measured channels.
     With ``ranks`` (``x`` the same on every rank) each rank measures its share of the batches
     and the statistics are reduced across ranks (see the module docstring).
     """
@@ -157,13 +161,37 @@ def activation_scales(graph: Graph, x: torch.Tensor, names: list[str], mode: str
         lam = torch.tensor(kth([row[row > 0] if positive_only else row for row in values],
                                percentile), dtype=torch.float64)
         if mode == "channelwise" and n not in layerwise:
-            layer = float(lam[lam > 0].median()) if (lam > 0).any() else 1.0
-            lam = torch.where(lam > 0, lam, torch.full_like(lam, layer))
+            measured = (lam > 0) & ~rare_channels(values, percentile, ranks)
+            layer = float(lam[measured].median()) if measured.any() else 1.0
+            lam = torch.where(measured, lam, torch.full_like(lam, layer))
             shape = graph.op(n).shape
             out[n] = lam.view(-1, *([1] * (len(shape) - 1)))
         else:
             out[n] = torch.tensor(float(lam[0]) if lam[0] > 0 else 1.0, dtype=torch.float64)
     return out
+
+
+def rare_channels(values: torch.Tensor, percentile: float,
+                  ranks: dist_glue.Context | None = None) -> torch.Tensor:
+    """Per row of ``values`` ``[C, n]`` (one channel each, over ``ranks`` together): True
+    where the channel is positive in fewer than the share of values the percentile lets
+    saturate, ``1 - percentile / 100`` (0.1 % at ``p = 99.9``).
+
+    Such a channel's percentile is one of a handful of outliers, not a measure of its range:
+    in a trained MNIST CNN a channel positive once in 98,000 values got a ``lambda`` 500 times
+    below its layer's, so its weights grew 500-fold and a chip with one weight scale per
+    layer (DYNAP-CNN, Loihi) rounded every other channel's weights to zero. These channels
+    take the layer's scale, as channels that never fire do.
+
+    >>> rare_channels(torch.tensor([[0.0] * 999 + [5.0], [1.0] * 1000]), 99.0)
+    tensor([ True, False])
+    """
+    counts = torch.stack([(values > 0).sum(dim=1).to(torch.float64),
+                          torch.full((values.shape[0],), float(values.shape[1]), dtype=torch.float64)])
+    if ranks is not None:
+        counts = dist_glue.sum_exact(counts, ranks)
+    positive, total = counts
+    return positive * 100.0 < (100.0 - percentile) * total  # (1 - 0.99) * 1000 > 10 in floats
 
 
 def target_batches(graph: Graph, x: torch.Tensor, layers: list[str],

@@ -107,7 +107,11 @@ CONVERT_RUNS = {"percentile": ({"normalization": "percentile"}, False),
                 "percentile-50-subsampled": ({"normalization": "percentile", "percentile": 50.0}, True),
                 "max": ({"normalization": "max", "calibrate_membrane": False}, False),
                 "channelwise-subsampled": ({"normalization": "channelwise", "percentile": 99.0,
-                                            "calibrate_membrane": False}, True)}
+                                            "calibrate_membrane": False}, True),
+                # a tail share of 50 %: channels positive in fewer than half their values take
+                # the layer's scale, by positive counts summed over the ranks
+                "channelwise-50": ({"normalization": "channelwise", "percentile": 50.0,
+                                    "calibrate_membrane": False}, False)}
 
 
 def run_convert(distributed: bool) -> dict:

@@ -1,7 +1,9 @@
-"""The defaults of ``convert`` chosen by the zoo ablation (issue 15) and the bias calibration
-option: channel-wise scales by default, the rate error taken off the bias only when asked
-(or, by default, for networks with QCFS activations), the same result from the one-sweep and the per-layer calibration, and neither the model nor
-the calibration data ever modified."""
+"""The defaults of ``convert`` chosen by the zoo ablation (issue 15), issue 19 and the bias
+calibration option: channel-wise scales with reset by subtraction and one per layer with reset
+to zero; a channel that fires too rarely to be measured takes its layer's scale; the rate
+error taken off the bias only when asked (or, by default, for networks with QCFS
+activations); the same result from the one-sweep and the per-layer calibration; neither the
+model nor the calibration data ever modified."""
 import pytest
 import torch
 from torch import nn
@@ -9,6 +11,7 @@ from torch import nn
 import converters.pipeline as pipeline
 import snnedge
 from converters import QCFS, CalibratedIF, convert, replace_relu_with_qcfs
+from converters.calibration import rare_channels
 from converters.membrane import bias_holder, calibrate_membrane, calibrate_membrane_per_layer
 from test_convert import X12, rescat, state_hash, vgg_tiny
 
@@ -144,3 +147,60 @@ def test_qcfs_thresholds_from_channelwise_scales_are_refused_with_the_fix():
     layerwise = convert(ann, X12, normalization="percentile", calibrate_membrane=False).conversion_.scales
     qcfs = replace_relu_with_qcfs(ann, threshold={**layerwise, "default": 1.0})
     assert sum(isinstance(m, QCFS) for m in qcfs.modules()) >= 1
+
+
+def test_reset_to_zero_defaults_to_one_scale_per_layer():
+    """Neurons that reset to zero lose their membrane's excess at every spike, most of all
+    where channel-wise scales make a channel fire near every step: convert's default
+    normalization with reset="zero" is one percentile per layer."""
+    snn = convert(rescat(), X12, reset="zero", timesteps=8)
+    assert snn.conversion_.normalization == "percentile"
+    assert not isinstance(snn.conversion_.scales["stem.2"], list)
+    explicit = convert(rescat(), X12, reset="zero", normalization="percentile", timesteps=8)
+    for a, b in zip(snn.state_dict().values(), explicit.state_dict().values()):
+        assert torch.equal(a, b)
+    assert convert(rescat(), X12, reset="zero", normalization="channelwise",
+                   timesteps=8).conversion_.normalization == "channelwise"  # asked for: kept
+
+
+def rare_channel_net() -> nn.Module:
+    """Four 1x1 channels reading the pixel; channel 3 is positive only where the pixel
+    exceeds 0.999 (once in the data below), with the value 0.001."""
+    ann = nn.Sequential(nn.Conv2d(1, 4, 1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 8 * 8, 3)).eval()
+    with torch.no_grad():
+        ann[0].weight.fill_(1.0)
+        ann[0].bias.copy_(torch.tensor([0.0, -0.1, 0.2, -0.999]))
+    return ann
+
+
+def rare_channel_data() -> torch.Tensor:
+    x = 0.99 * torch.rand(40, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    x[7, 0, 3, 4] = 1.0  # the one value where channel 3 fires: 2,560 values per channel
+    return x
+
+
+def test_a_channel_that_fires_too_rarely_to_measure_takes_its_layers_scale():
+    """A channel positive in fewer than 100 - p % of its values would get the percentile of a
+    handful of outliers as its scale: here 0.001 against about 1 for the others, so its
+    outgoing weights would grow 1,000-fold and a chip with one weight scale per layer would
+    round every other channel to zero. It takes the median of the layer's other channels."""
+    ann, x = rare_channel_net(), rare_channel_data()
+    scales = torch.tensor(convert(ann, x, calibrate_membrane=False).conversion_.scales["1"])
+    measured = scales[:3]
+    assert torch.all(measured > 0.8)
+    assert scales[3] == pytest.approx(float(measured.median()))
+    # with p = 99.98 the tail share (0.02 % of 2,560 values = 0.51) is below one value, so the
+    # channel counts as measured and keeps its own percentile
+    own = convert(ann, x, percentile=99.98, calibrate_membrane=False).conversion_.scales["1"]
+    assert own[3] == pytest.approx(0.001, abs=1e-5)
+
+
+def test_rare_channels_compares_positive_counts_with_the_tail_share():
+    values = torch.zeros(3, 1000)
+    values[0, :9] = 1.0     # 9 positive < 10 (1 % of 1000): rare
+    values[1, :10] = 1.0    # 10 positive: not rare
+    values[2, :] = -1.0     # never positive: rare (takes the layer's scale, as before)
+    assert rare_channels(values, 99.0).tolist() == [True, False, True]
+    # no tail at p = 100: nothing is rare (a channel never positive has no percentile at all
+    # and takes the layer's scale anyway)
+    assert rare_channels(values, 100.0).tolist() == [False, False, False]

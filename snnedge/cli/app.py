@@ -166,8 +166,9 @@ def _add_convert(sub) -> None:
                    help="time steps you will simulate; the initial membranes are calibrated for "
                         "them (default: 32)")
     c.add_argument("--normalization", choices=("percentile", "max", "channelwise", "none"),
-                   default="channelwise", help="how each layer's scale is measured (default: "
-                                               "channelwise, as convert's)")
+                   default=None, help="how each layer's scale is measured (default, as "
+                                      "convert's: channelwise with --reset subtract, percentile "
+                                      "with --reset zero)")
     c.add_argument("--percentile", type=float, default=99.9,
                    help="percentile of the activations used as a layer's scale (default: 99.9)")
     c.add_argument("--reset", choices=("subtract", "zero"), default="subtract",
