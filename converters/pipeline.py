@@ -132,10 +132,10 @@ def default_normalization(reset: str) -> str:
     """``convert``'s normalization when none is given: ``"channelwise"`` for neurons that
     reset by subtraction, ``"percentile"`` (one scale per layer) for neurons that reset to zero.
 
-    Measured on five networks converted with ``reset="zero"`` (1,000 training digits outside
-    the calibration sample, T = 32), channel-wise scales lost 0.9 to 22 points against one
-    scale per layer (``vgg_avg``: 74.5 % vs 96.5 %); with ``reset="subtract"`` the two were
-    within 0.8 points there, and channel-wise held best across the zoo.
+    On five networks converted with ``reset="zero"`` (1,000 training digits outside the
+    calibration sample, T = 32), channel-wise scales lost 0.9 to 22 points against one scale
+    per layer (``vgg_avg``: 74.5 % vs 96.5 %); with ``reset="subtract"`` channel-wise held
+    best across the zoo (RESULTS.md, "Which scales for which neurons and chips").
 
     >>> default_normalization("subtract"), default_normalization("zero")
     ('channelwise', 'percentile')
@@ -172,7 +172,7 @@ def convert(ann, calibration, normalization: str | None = None, percentile: floa
         its membrane held above the threshold at each spike, and loses more the closer it
         fires to every step, which channel-wise scales make every channel do at its peak: one
         scale per layer kept more accuracy with ``reset="zero"`` on every network measured
-        (RESULTS.md, issue 19's section). A ReLU whose spikes are the network's output
+        (RESULTS.md, "Which scales for which neurons and chips"). A ReLU whose spikes are the network's output
         (:func:`readout_activations`) keeps one scale for the layer: no weighted layer after it
         would take the channels' scales back, and its classes must be counted in one unit.
     percentile:

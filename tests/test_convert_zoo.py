@@ -83,3 +83,15 @@ def test_trained_zoo_networks_agree_with_their_ann(zoo, digits, name):
         assert agreement(zoo, name, ann, digits) >= 0.95
     except UnsupportedLayerError as err:
         pytest.fail(f"{name} does not convert: {err}")
+
+
+def test_readout_ties_finds_outputs_whose_maximum_repeats():
+    """examples/benchmarks/readout_ties.py: an ANN output of all zeros (a silent ReLU readout)
+    or with two equal maxima has no decision; argmax would pick the first."""
+    if str(BENCHMARKS) not in sys.path:
+        sys.path.insert(0, str(BENCHMARKS))
+    spec = importlib.util.spec_from_file_location("readout_ties", BENCHMARKS / "readout_ties.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = torch.tensor([[0.0, 0.0, 0.0], [0.1, 0.3, 0.2], [2.0, 1.0, 2.0], [-1.0, -2.0, -1.5]])
+    assert module.tied(out).tolist() == [True, False, True, False]

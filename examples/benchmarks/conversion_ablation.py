@@ -71,6 +71,14 @@ VARIANTS = {
     "channelwise, membrane @16 + gain @32": {**BASE, "normalization": "channelwise",
                                              "calibrate_membrane": True, "calibrate_bias": False,
                                              "calibrate_gain": True, "timesteps": 16},
+    # neurons that reset to zero (issue 19: Loihi's compartments), each normalization with
+    # the default membrane calibration: convert's default_normalization("zero") is read here
+    "reset zero: channelwise, membrane @16": {**BASE, "reset": "zero", "normalization": "channelwise",
+                                              "calibrate_membrane": True, "calibrate_bias": False,
+                                              "timesteps": 16},
+    "reset zero: percentile, membrane @16": {**BASE, "reset": "zero", "normalization": "percentile",
+                                             "calibrate_membrane": True, "calibrate_bias": False,
+                                             "timesteps": 16},
 }
 # QCFS networks calibrate at T_c = L (their levels) by default: variants leave timesteps out.
 QCFS_VARIANTS = {
