@@ -99,6 +99,16 @@ def test_help_of_every_command(capsys):
         assert "example: snnedge " + command in out and "weights_only=True" in out
 
 
+def test_convert_takes_the_default_normalization_of_its_reset(files, tmp_path, capsys):
+    """No --normalization: channel-wise with reset by subtraction, one percentile per layer
+    with reset to zero (convert's default_normalization)."""
+    calib = str(files / "calib.npz")
+    for reset, norm in (("subtract", "channelwise"), ("zero", "percentile")):
+        assert main(["convert", str(files / "model.pt2"), "--calibration", calib, "--timesteps",
+                     "8", "--reset", reset, "-o", str(tmp_path / f"{reset}.pt")]) == 0
+        assert f"normalization: {norm} (99.9th percentile); reset: {reset}" in capsys.readouterr().out
+
+
 def test_convert_simulate_report(files, tmp_path, capsys):
     calib = str(files / "calib.npz")
     assert main(["convert", str(files / "model.pt2"), "--calibration", calib, "--timesteps", "8",
