@@ -60,7 +60,7 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     x, y = load_mnist_digits()
-    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
+    order = ha.training_order(len(x))
     calib = x[order[:ha.CALIBRATION_SAMPLES]]
     rest = order[ha.CALIBRATION_SAMPLES:ha.CALIBRATION_SAMPLES + args.digits]
     print(f"reset={args.reset!r}, T = {ha.TIMESTEPS}, {len(rest)} training digits; chips: change "

@@ -192,12 +192,19 @@ def accuracy(net, x, y) -> float:
     return round(100 * res.accuracy(), 2)
 
 
+def training_order(n: int) -> torch.Tensor:
+    """The benchmark's seeded permutation of the ``n`` training digits: the first
+    :data:`CALIBRATION_SAMPLES` calibrate ``convert``, the rest are the training digits that
+    choices are made on (chip_normalization.py and truenorth_fit_length.py read it too)."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(0))
+
+
 def run(args) -> dict:
     x_train, y_train = load_mnist_digits()
     x_test, y_test = load_mnist_test()
     n = args.test_samples
     x_test, y_test = x_test[:n], y_test[:n]
-    order = torch.randperm(len(x_train), generator=torch.Generator().manual_seed(0))
+    order = training_order(len(x_train))
     calib = x_train[order[:CALIBRATION_SAMPLES]]
     rest = order[CALIBRATION_SAMPLES:]  # training digits outside the calibration sample
     cache = Cache(None if args.fresh and args.quick else args.cache)

@@ -38,7 +38,7 @@ def main(argv=None) -> None:
     epochs = [int(a) for a in (sys.argv[1:] if argv is None else argv)] or [3, 6, 10]
     torch.set_num_threads(1)
     x, y = load_mnist_digits()
-    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
+    order = ha.training_order(len(x))
     n_cal = ha.CALIBRATION_SAMPLES
     val = order[n_cal:n_cal + LEFT_OUT]
     train = torch.cat([order[:n_cal], order[n_cal + LEFT_OUT:]])
