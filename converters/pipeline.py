@@ -127,7 +127,6 @@ class ConversionInfo:
     gain_timesteps: int | None = None
 
 
-@exact_float32()  # on CUDA, calibrate in full float32 as simulate runs
 def default_normalization(reset: str) -> str:
     """``convert``'s normalization when none is given: ``"channelwise"`` for neurons that
     reset by subtraction, ``"percentile"`` (one scale per layer) for neurons that reset to zero.
@@ -143,6 +142,7 @@ def default_normalization(reset: str) -> str:
     return "channelwise" if reset == "subtract" else "percentile"
 
 
+@exact_float32()  # on CUDA, calibrate in full float32 as simulate runs
 def convert(ann, calibration, normalization: str | None = None, percentile: float = 99.9,
             reset: str = "subtract", *, v_init: float | None = None, maxpool: str = "count",
             calibrate_membrane: bool = True, timesteps: int | None = None,
@@ -172,9 +172,10 @@ def convert(ann, calibration, normalization: str | None = None, percentile: floa
         its membrane held above the threshold at each spike, and loses more the closer it
         fires to every step, which channel-wise scales make every channel do at its peak: one
         scale per layer kept more accuracy with ``reset="zero"`` on every network measured
-        (RESULTS.md, "Which scales for which neurons and chips"). A ReLU whose spikes are the network's output
-        (:func:`readout_activations`) keeps one scale for the layer: no weighted layer after it
-        would take the channels' scales back, and its classes must be counted in one unit.
+        (RESULTS.md, "Which scales for which neurons and chips"). A ReLU whose spikes are the
+        network's output (:func:`readout_activations`) keeps one scale for the layer: no
+        weighted layer after it would take the channels' scales back, and its classes must be
+        counted in one unit.
     percentile:
         Percentile of the positive activations used as a layer's scale, in (0, 100].
     reset:

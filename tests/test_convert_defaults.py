@@ -204,3 +204,18 @@ def test_rare_channels_compares_positive_counts_with_the_tail_share():
     # no tail at p = 100: nothing is rare (a channel never positive has no percentile at all
     # and takes the layer's scale anyway)
     assert rare_channels(values, 100.0).tolist() == [False, False, False]
+
+
+def test_convert_runs_with_tf32_off(monkeypatch):
+    """convert calibrates in full float32 as simulate runs (snnedge.engine.exact_float32);
+    the flags are plain attributes, so this holds on a machine without CUDA too."""
+    seen = []
+    original = pipeline.activation_scales
+
+    def spy(*args, **kwargs):
+        seen.append((torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32))
+        return original(*args, **kwargs)
+    monkeypatch.setattr(pipeline, "activation_scales", spy)
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
+    convert(rescat(), X12, timesteps=8)
+    assert seen == [(False, False)] and torch.backends.cudnn.allow_tf32
