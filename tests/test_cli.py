@@ -109,6 +109,20 @@ def test_convert_takes_the_default_normalization_of_its_reset(files, tmp_path, c
         assert f"normalization: {norm} (99.9th percentile); reset: {reset}" in capsys.readouterr().out
 
 
+def test_convert_for_a_chip(files, tmp_path, capsys):
+    """--hardware loihi: channel scales within the chip's ratio, said in the summary and kept
+    in the file's conversion record."""
+    out = tmp_path / "loihi.pt"
+    assert main(["convert", str(files / "model.pt2"), "--calibration", str(files / "calib.npz"),
+                 "--timesteps", "8", "--hardware", "loihi", "-o", str(out)]) == 0
+    assert "converted for 'loihi'; channel scales within a ratio of 8" in capsys.readouterr().out
+    info = snnedge.load_network(out).conversion_
+    assert info.hardware == "loihi" and info.max_scale_ratio == 8.0
+    assert main(["convert", str(files / "model.pt2"), "--calibration", str(files / "calib.npz"),
+                 "--hardware", "dynap-se", "-o", str(tmp_path / "x.pt")]) == 2
+    assert "no number format 'dynap-se'" in capsys.readouterr().err
+
+
 def test_convert_simulate_report(files, tmp_path, capsys):
     calib = str(files / "calib.npz")
     assert main(["convert", str(files / "model.pt2"), "--calibration", calib, "--timesteps", "8",

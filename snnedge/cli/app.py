@@ -173,6 +173,13 @@ def _add_convert(sub) -> None:
                    help="percentile of the activations used as a layer's scale (default: 99.9)")
     c.add_argument("--reset", choices=("subtract", "zero"), default="subtract",
                    help="neuron reset after a spike (default: subtract)")
+    c.add_argument("--hardware", metavar="CHIP", default=None,
+                   help="convert for this chip's number format (dynap-cnn, loihi, truenorth): on "
+                        "a chip with one weight scale per layer the channel scales stay within "
+                        "a ratio the 8-bit weights resolve (default: no chip)")
+    c.add_argument("--max-scale-ratio", type=float, default=None, metavar="R",
+                   help="largest ratio of channel scales within a layer (default: none, or "
+                        "the chip's with --hardware)")
     c.add_argument("--maxpool", choices=("count", "gate"), default="count",
                    help="spiking max-pool: exact accumulated counts, or Rueckauer's gate "
                         "(default: count)")

@@ -81,7 +81,8 @@ def run_convert(args) -> None:
     try:
         snn = convert(ann, calibration=x, normalization=args.normalization,
                       percentile=args.percentile, reset=args.reset, maxpool=args.maxpool,
-                      timesteps=args.timesteps, seed=args.seed, distributed=args.distributed)
+                      timesteps=args.timesteps, seed=args.seed, distributed=args.distributed,
+                      hardware=args.hardware, max_scale_ratio=args.max_scale_ratio)
     except (ValueError, TypeError) as e:  # UnsupportedLayerError is a TypeError
         raise UsageError(" ".join(str(e).split())) from None
     if not is_main_process():
@@ -103,6 +104,9 @@ def run_convert(args) -> None:
              f"layers: {len(snn.nodes)} ({len(neurons)} neuron layers, {sum(neurons.values()):,} "
              f"neurons), input {list(snn.input_shape)}, readout {snn.output_name!r}",
              f"normalization: {norm}; reset: {info.reset}; max-pool: {args.maxpool}"
+             + (f"; converted for {info.hardware!r}" if info.hardware else "")
+             + (f"; channel scales within a ratio of {info.max_scale_ratio:g}"
+                if info.max_scale_ratio is not None else "")
              + (f"; BatchNorm folded: {len(info.folded)}" if info.folded else ""),
              f"calibration: {info.calibration_samples} samples; membrane calibrated at "
              f"T={args.timesteps}",
