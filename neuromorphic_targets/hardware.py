@@ -236,6 +236,7 @@ def integer_network(snn: SpikingNetwork, fmt: NumberFormat, shape: tuple[int, ..
             info.exponents[key] = ints.exponent
         for name in g.layers:
             replace[name] = _weighted(snn.layer(name), ints.weights[name])
+            info.rounded_to_zero[name] = _share_zeroed(values.weights[name], ints.weights[name])
         for name in g.pools:
             replace[name] = _sum_pool(name, snn.layer(name), shapes, snn, shape)
         if g.neuron is None:
@@ -257,11 +258,34 @@ def integer_network(snn: SpikingNetwork, fmt: NumberFormat, shape: tuple[int, ..
                     f"x{neuron.gain:g}: each input delivers the same charge over the next steps, "
                     f"and the reset to zero loses less of it")
             replace[g.neuron] = neuron
+    _note_rounded(info, fmt)
     nodes = [Node(n.name, replace[n.name] if n.name in replace else copy.deepcopy(n.module), n.inputs)
              for n in snn.nodes]
     hw = SpikingNetwork(nodes, input_shape=shape).to(torch.float64)
     hw.hardware_ = info
     return hw
+
+
+def _share_zeroed(weight: torch.Tensor, chip: torch.Tensor) -> float:
+    """The share of ``weight``'s non-zero entries that are zero in ``chip`` (0 when none)."""
+    nonzero = weight != 0
+    n = int(nonzero.sum())
+    return 0.0 if n == 0 else int((nonzero & (chip == 0)).sum()) / n
+
+
+def _note_rounded(info: HardwareInfo, fmt: NumberFormat) -> None:
+    """A note naming the layer that lost the largest share of its weights to rounding."""
+    if not info.rounded_to_zero:
+        return
+    name, share = max(info.rounded_to_zero.items(), key=lambda kv: kv[1])
+    if share == 0:
+        return
+    hint = ("" if fmt.scale_rule not in ("layer", "power-of-two") else
+            f"; the chip rounds a layer's weights on one grid, so a network converted with "
+            f"channel-wise scales keeps more of them when converted for it "
+            f"(converters.convert(..., hardware={fmt.name!r}))")
+    info.notes.append(f"layer {name!r}: {share:.0%} of its non-zero weights round to zero on the "
+                      f"chip, the largest share of any layer (hardware_.rounded_to_zero){hint}")
 
 
 def _current_for(snn: SpikingNetwork, g: FormatGroup, fmt: NumberFormat,

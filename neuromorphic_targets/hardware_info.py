@@ -24,7 +24,9 @@ class HardwareInfo:
     neuron layer run behind the chip's synaptic current, its decay per step (Loihi's
     ``(du + 1) / 4096``); ``compartments``: per neuron layer whose neurons take more than one
     compartment (Loihi's two-compartment reset by subtraction), how many; ``cores``: the cores
-    the chip network occupies, those compartments counted (``None``: analog chips).
+    the chip network occupies, those compartments counted (``None``: analog chips);
+    ``rounded_to_zero``: per weighted layer (digital chips), the share of its non-zero float
+    weights that are zero on the chip.
     """
 
     profile: str
@@ -38,3 +40,4 @@ class HardwareInfo:
     current_decays: dict[str, float] = field(default_factory=dict)
     compartments: dict[str, int] = field(default_factory=dict)
     cores: int | None = None
+    rounded_to_zero: dict[str, float] = field(default_factory=dict)

@@ -17,14 +17,14 @@ def spread_net() -> nn.Sequential:
     """A CNN whose first layer's channels span three decades of activation."""
     torch.manual_seed(0)
     ann = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1),
-                        nn.ReLU(), nn.Flatten(), nn.Linear(8 * 8 * 8, 4)).eval()
+                        nn.ReLU(), nn.Flatten(), nn.Linear(8 * 4 * 4, 4)).eval()
     with torch.no_grad():
         ann[0].weight.abs_().mul_(torch.logspace(-3, 0, 8).view(8, 1, 1, 1))
         ann[0].bias.zero_()
     return ann
 
 
-X = torch.rand(64, 1, 8, 8)
+X = torch.rand(64, 1, 4, 4)
 
 
 def ratio(scales) -> float:
@@ -78,6 +78,24 @@ def test_loihi_keeps_the_weights_of_every_channel_when_converted_for_it():
     lost_free = int((free.layer("2").weight == 0).sum())
     lost_chip = int((chip.layer("2").weight == 0).sum())
     assert lost_chip < lost_free
+
+
+def test_to_hardware_says_which_layer_lost_most_weights_to_rounding():
+    snn = convert(spread_net(), X, timesteps=4)
+    hw = to_hardware(snn, "loihi")
+    shares = hw.hardware_.rounded_to_zero
+    assert set(shares) == {"0", "2", "5"}
+    w, chip = snn.layer("2").weight, hw.layer("2").weight
+    assert shares["2"] == int(((w != 0) & (chip == 0)).sum()) / int((w != 0).sum())
+    worst = max(shares, key=shares.get)
+    assert any(n.startswith(f"layer {worst!r}: {shares[worst]:.0%} of its non-zero weights")
+               and "convert(..., hardware='loihi')" in n for n in hw.hardware_.notes)
+    bounded = to_hardware(convert(spread_net(), X, timesteps=4, hardware="loihi"), "loihi")
+    assert bounded.hardware_.rounded_to_zero["2"] < shares["2"]
+    # TrueNorth: 4 k-means weight levels per neuron, none of them zero here: nothing to note
+    truenorth = to_hardware(snn, "truenorth").hardware_
+    assert set(truenorth.rounded_to_zero.values()) == {0.0}
+    assert not any("round to zero" in n for n in truenorth.notes)
 
 
 def test_the_model_is_not_modified():

@@ -64,6 +64,10 @@ def test_targets_notebook(monkeypatch, tmp_path):
     for chip in ("truenorth", "dynap-cnn", "loihi"):  # an accuracy on chip, and an energy
         energy = "unknown" if chip == "dynap-cnn" else r"[\d.]+ uJ"  # no published DYNAP-CNN cost
         assert re.search(rf"{chip} +float [\d.]+% +on chip +[\d.]+% +energy {energy}", text), chip
+    for chip in ("dynap-cnn", "loihi"):  # converted by default and for the chip
+        for kind in ("default", "for the chip"):
+            assert re.search(rf"{chip} +{kind} +largest share of weights rounded to zero +[\d.]+%, "
+                             rf"on-chip accuracy [\d.]+%", text), (chip, kind)
     assert images >= 2  # core occupancy, accuracy vs energy with the on-chip lines
 
 

@@ -9,6 +9,11 @@ the float SNN's accuracy and the change on each chip, on the training digits out
 calibration sample (no test image is read; the ANNs saw these digits in training, so only
 the changes count), T = 32.
 
+With ``--ratios 2 4 8 16``: also channel-wise scales bounded to each ratio of their layer's
+largest (``convert(..., max_scale_ratio=r)``), the comparison behind
+``converters.pipeline.CHIP_SCALE_RATIO`` (the ratio with the best worst on-chip accuracy over
+the networks and the two chips).
+
 With ``--reset zero --targets`` (no target): the float SNNs of networks converted with
 ``reset="zero"`` under each normalization, the comparison behind
 ``converters.pipeline.default_normalization``.
@@ -17,6 +22,7 @@ Usage::
 
     python examples/benchmarks/chip_normalization.py                 # 3 networks, 1,000 digits
     python examples/benchmarks/chip_normalization.py --networks truenorth_cnn --digits 4500
+    python examples/benchmarks/chip_normalization.py --ratios 2 4 8 16
     python examples/benchmarks/chip_normalization.py --reset zero --targets \
         --networks truenorth_cnn dynapse_cnn interop_cnn_s1 interop_cnn_s2 vgg_avg
 """
@@ -57,6 +63,8 @@ def main(argv=None) -> None:
     p.add_argument("--reset", choices=("subtract", "zero"), default="subtract")
     p.add_argument("--targets", nargs="*", default=list(TARGETS))
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--ratios", nargs="*", type=float, default=[],
+                   help="also channel-wise scales within these ratios of their layer's largest")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     x, y = load_mnist_digits()
@@ -66,16 +74,24 @@ def main(argv=None) -> None:
     print(f"reset={args.reset!r}, T = {ha.TIMESTEPS}, {len(rest)} training digits; chips: change "
           f"against the float SNN in points")
     print("| network | normalization | largest channel-scale ratio in a layer | float SNN % |"
-          + "".join(f" {t} |" for t in args.targets))
-    print("| --- | --- | --- | --- |" + "".join(" --- |" for _ in args.targets))
+          + "".join(f" {t} |" for t in args.targets) + " worst on chip % |")
+    print("| --- | --- | --- | --- |" + "".join(" --- |" for _ in args.targets) + " --- |")
+    settings = [(norm, None) for norm in NORMALIZATIONS] + [("channelwise", r) for r in args.ratios]
+    worst: dict[str, float] = {}
     for name in args.networks:
         ann = ha.trained(name)
-        for norm in NORMALIZATIONS:
-            snn = convert(ann, calib, normalization=norm, reset=args.reset)
+        for norm, ratio in settings:
+            snn = convert(ann, calib, normalization=norm, reset=args.reset, max_scale_ratio=ratio)
             f = ha.accuracy(snn, x[rest], y[rest])
-            cells = "".join(f" {ha.accuracy(to_hardware(snn, t), x[rest], y[rest]) - f:+.2f} |"
-                            for t in args.targets)
-            print(f"| {name} | {norm} | {spread(snn):.1f} | {f:.2f} |" + cells, flush=True)
+            chips = [ha.accuracy(to_hardware(snn, t), x[rest], y[rest]) for t in args.targets]
+            label = norm if ratio is None else f"{norm}, max_scale_ratio={ratio:g}"
+            low = min(chips, default=f)
+            worst[label] = min(worst.get(label, low), low)
+            print(f"| {name} | {label} | {spread(snn):.1f} | {f:.2f} |"
+                  + "".join(f" {c - f:+.2f} |" for c in chips) + f" {low:.2f} |", flush=True)
+    if len(args.networks) > 1 and args.targets:
+        print("\nworst on-chip accuracy over the networks and chips: "
+              + ", ".join(f"{k} {v:.2f}" for k, v in worst.items()))
 
 
 if __name__ == "__main__":
