@@ -34,7 +34,7 @@ import snnedge
 from snnedge import distributed as dist_glue
 from snnedge.engine import exact_float32
 from snnedge.errors import check_choice, check_positive_int, check_real
-from snnedge.formats import get_format
+from snnedge.formats import NumberFormat, get_format
 
 from .calibration import NORMALIZATIONS, activation_scales, calibration_tensor
 from .export import capture_export
@@ -84,8 +84,6 @@ GAIN_TIMESTEPS = 32
 # chip_normalization.py --ratios 2 4 8 16: the best worst case of DYNAP-CNN and Loihi over
 # hardware_accuracy.py's three networks; unbounded, Loihi lost 0.9 points on truenorth_cnn).
 CHIP_SCALE_RATIO = 8.0
-# Number formats whose rule rounds a whole layer's weights on one grid
-SHARED_SCALE_RULES = ("layer", "power-of-two")
 
 
 def membrane_samples(n: int, timesteps: int) -> int:
@@ -166,8 +164,7 @@ def chip_scale_ratio(hardware) -> float | None:
     >>> chip_scale_ratio("loihi"), chip_scale_ratio("truenorth")
     (8.0, None)
     """
-    fmt = get_format(hardware, where="convert")
-    return CHIP_SCALE_RATIO if fmt.scale_rule in SHARED_SCALE_RULES else None
+    return CHIP_SCALE_RATIO if get_format(hardware, where="convert").one_grid_per_layer else None
 
 
 @exact_float32()  # on CUDA, calibrate in full float32 as simulate runs
@@ -176,7 +173,8 @@ def convert(ann, calibration, normalization: str | None = None, percentile: floa
             calibrate_membrane: bool = True, timesteps: int | None = None,
             calibrate_bias: bool | None = None, calibrate_gain: bool | None = None,
             batch_size: int = 256, max_calibration_samples: int | None = None,
-            seed: int = 0, distributed: bool = False, hardware=None,
+            seed: int = 0, distributed: bool = False,
+            hardware: str | NumberFormat | None = None,
             max_scale_ratio: float | None = None) -> snnedge.SpikingNetwork:
     """Convert a trained ReLU (or QCFS) network into a rate-coded spiking network.
 

@@ -280,7 +280,7 @@ def _note_rounded(info: HardwareInfo, fmt: NumberFormat) -> None:
     name, share = max(info.rounded_to_zero.items(), key=lambda kv: kv[1])
     if share == 0:
         return
-    hint = ("" if fmt.scale_rule not in ("layer", "power-of-two") else
+    hint = ("" if not fmt.one_grid_per_layer else
             f"; the chip rounds a layer's weights on one grid, so a network converted with "
             f"channel-wise scales keeps more of them when converted for it "
             f"(converters.convert(..., hardware={fmt.name!r}))")

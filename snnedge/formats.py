@@ -133,6 +133,12 @@ class NumberFormat:
             raise ValueError(f"The 'resets' of {where} must be a non-empty tuple of {RESETS}. "
                              f"Got {self.resets!r}.")
 
+    @property
+    def one_grid_per_layer(self) -> bool:
+        """Whether the rule rounds all the weights into a neuron layer on one grid (``"layer"``,
+        ``"power-of-two"``), rather than each neuron's on its own (``"neuron"``)."""
+        return self.scale_rule != "neuron"
+
     # -- ranges of the chip's integers --------------------------------------------------
     @property
     def weight_max(self) -> int:

@@ -24,7 +24,7 @@ def spread_net() -> nn.Sequential:
     return ann
 
 
-X = torch.rand(64, 1, 4, 4)
+X = torch.rand(64, 1, 4, 4, generator=torch.Generator().manual_seed(0))
 
 
 def ratio(scales) -> float:
@@ -92,10 +92,11 @@ def test_to_hardware_says_which_layer_lost_most_weights_to_rounding():
                and "convert(..., hardware='loihi')" in n for n in hw.hardware_.notes)
     bounded = to_hardware(convert(spread_net(), X, timesteps=4, hardware="loihi"), "loihi")
     assert bounded.hardware_.rounded_to_zero["2"] < shares["2"]
-    # TrueNorth: 4 k-means weight levels per neuron, none of them zero here: nothing to note
+    # TrueNorth scales each neuron on its own: a note only where a weight was lost, no hint
     truenorth = to_hardware(snn, "truenorth").hardware_
-    assert set(truenorth.rounded_to_zero.values()) == {0.0}
-    assert not any("round to zero" in n for n in truenorth.notes)
+    notes = [n for n in truenorth.notes if "round to zero" in n]
+    assert len(notes) == (1 if max(truenorth.rounded_to_zero.values()) > 0 else 0)
+    assert not any("hardware=" in n for n in notes)
 
 
 def test_the_model_is_not_modified():
