@@ -12,12 +12,13 @@ by the block size, not by ``T``. Every engine, torch or not (brian2), returns a
   (:mod:`snnedge.events`): one weight row per spike for ``Linear``, one kernel column per
   spike and tap for ``Conv2d``, accumulated by a compiled sparse kernel.
 * ``auto``: every block of the first batch measures the density of non-zero inputs of
-  every spike-fed weighted layer that has an event path as it reaches it; in that block,
-  each such layer
-  propagates events when its density is below what it breaks even at
-  (:func:`snnedge.events.event_density_limit`, fitted to examples/benchmarks/event_layers.py),
-  and runs dense otherwise (activity often differs in the first steps, while the membranes
-  charge, from later on). Later batches of the same ``simulate`` call keep the choice of the
+  every spike-fed weighted layer that has an event path as it reaches it (a layer whose
+  density stays where it was is measured at doubling gaps, :class:`DensitySchedule`); in
+  that block, each such layer takes the path that is faster on this machine at that
+  density (:mod:`snnedge.path_choice`: both timed once per layer and half-octave of
+  density; or, under the ``"limit"`` policy, the break-even rule
+  :func:`snnedge.events.event_density_limit` fitted to examples/benchmarks/event_layers.py).
+  Activity often differs in the first steps, while the membranes charge, from later on. Later batches of the same ``simulate`` call keep the choice of the
   first batch's last block; a distributed run keeps the first block's, which rank 0 shares.
   On GPUs ``auto`` is dense: on an H200 cuDNN beat the event path even at batch 1 and 2%
   activity (examples/benchmarks/RESULTS.md).
@@ -41,17 +42,25 @@ from dataclasses import dataclass, field
 import torch
 
 from .encoders import Encoder
-from .events import event_density_limit
 from .executor import Executor, Value
 from .layers import INPUT
-from .memory import format_bytes
+from .memory import cpu_cache_bytes, format_bytes
 from .network import SpikingNetwork
 from .neurons import sum_steps_and_batch
+from .path_choice import density_bucket
 
-# Activations of one block (all layers, T_block x B samples). Blocks this small keep each
-# block's convolutions in cache: on the 2-core test machine, batch 100 of the VGG benchmark
-# (38 MiB of activations per step) ran 20-35% faster in blocks of 2-4 steps than of 1 or 6+.
+# Activations of one block (all layers, T_block x B samples) where the caches are not known
+# (GPUs, platforms without Linux's sysfs). On a CPU a block is sized by the activations alive
+# at once (live_numel: the executor frees each as soon as it is read) against
+# CACHE_BLOCK_FACTOR x its caches (block_budget). Fitted on 22 networks (the speed networks
+# and the zoo's, examples/benchmarks/RESULTS.md, issue 16 section 8; AMD EPYC Zen 4, 32 MiB
+# L3 + 1 MiB L2 per core, 2 threads, T = 32, batch 100), simulate / dense bound for each
+# network at its block size: budget 1.0x the caches worst 1.31, median 0.92; 1.5x 1.20 /
+# 0.84; 2x 1.43 / 0.83; 4x 1.90 / 0.79; the best size per network 1.16 / 0.76; the sum of
+# all layers' activations within 128 MiB (the rule before) 1.32 / 0.89. Larger blocks share
+# per-call costs; too large, the blocks' activations leave the caches between layers.
 DEFAULT_BLOCK_BYTES = 128 * 2**20
+CACHE_BLOCK_FACTOR = 1.5
 MAX_BLOCK_STEPS = 32
 # Fewest steps x samples per block when memory allows: work a block does once per neuron or
 # weight (state, per-neuron counts, a linear layer's weights read from memory) is shared by
@@ -97,14 +106,51 @@ def exact_float32():
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
+def block_budget(device: torch.device | str) -> int:
+    """Bytes of live activations a block aims at on ``device``: on a CPU,
+    ``CACHE_BLOCK_FACTOR`` times what its caches hold for torch's threads
+    (:func:`snnedge.memory.cpu_cache_bytes`; ``DEFAULT_BLOCK_BYTES`` where the platform does
+    not say); elsewhere ``DEFAULT_BLOCK_BYTES``."""
+    if torch.device(device).type != "cpu":
+        return DEFAULT_BLOCK_BYTES
+    cache = cpu_cache_bytes(torch.get_num_threads())
+    return int(CACHE_BLOCK_FACTOR * cache) if cache else DEFAULT_BLOCK_BYTES
+
+
+def live_numel(net, shapes: dict[str, tuple[int, ...]], keep: tuple[str, ...] = (),
+               self_counting: bool = True) -> int:
+    """The most values per sample that one step of a block holds at once, as
+    :meth:`snnedge.executor.Executor.block` runs the layers in order: a layer's output lives
+    from its layer until its last consumer has run; layers in ``keep`` live to the end of the
+    block, except neuron layers that count their own spikes (``self_counting``: no-gradient
+    CPU runs). A recurrent network keeps every layer's output."""
+    if getattr(net, "recurrent_edges", None):
+        return sum(_numel(s) for s in shapes.values())
+    left = {n: len(net.consumers_of(n)) for n in shapes}
+    held = {n for n in keep if n in shapes and not (self_counting and net.kind(n) == "temporal")}
+    alive: dict[str, int] = {}
+    peak = 0
+    for name in net.names:
+        alive[name] = _numel(shapes[name])
+        peak = max(peak, sum(alive.values()))
+        for i in net.inputs_of(name):
+            if i in left:
+                left[i] -= 1
+                if left[i] == 0 and i not in held:
+                    alive.pop(i, None)
+    return peak
+
+
 def block_steps_for(shapes: dict[str, tuple[int, ...]], batch: int, timesteps: int,
                     itemsize: int, budget_bytes: int = DEFAULT_BLOCK_BYTES,
-                    free_bytes: int | None = None, requested: int | None = None) -> int:
+                    free_bytes: int | None = None, requested: int | None = None,
+                    live: int | None = None) -> int:
     """Time steps per block.
 
     One step of a block holds at most every layer's activations, ``per_step = sum(layer
-    sizes) x batch x itemsize`` (layer ``shapes``; the executor frees each as soon as it is
-    read, so this bound is what the block is sized by, not what it always takes); the simulation also keeps, whatever the block,
+    sizes) x batch x itemsize`` (layer ``shapes``), or, where ``live`` is given (values per
+    sample alive at once, :func:`live_numel`: the executor frees each activation as soon as
+    it is read), ``live x batch x itemsize``; the simulation also keeps, whatever the block,
     ``fixed = sum(layer sizes) x (batch x itemsize + 16)`` (membranes; per-neuron counts and
     synaptic-event weights in float64). A block takes as many steps as fit ``budget_bytes``,
     but at least ``ceil(MIN_BLOCK_ROWS / batch)``: what a block does once per neuron is then
@@ -117,7 +163,7 @@ def block_steps_for(shapes: dict[str, tuple[int, ...]], batch: int, timesteps: i
     requested block) fits ``free_bytes``, saying what fits.
     """
     size = sum(_numel(s) for s in shapes.values())
-    per_step, fixed = size * batch * itemsize, size * (batch * itemsize + 16)
+    per_step, fixed = (live or size) * batch * itemsize, size * (batch * itemsize + 16)
     steps = requested or max(1, min(timesteps, MAX_BLOCK_STEPS,
                                     max(budget_bytes // max(per_step, 1), -(-MIN_BLOCK_ROWS // batch))))
     if free_bytes is None:
@@ -136,6 +182,34 @@ def block_steps_for(shapes: dict[str, tuple[int, ...]], batch: int, timesteps: i
             f"({format_bytes(per_step)} of layer activations per step, {format_bytes(fixed)} of "
             f"state), but only {format_bytes(free_bytes)} can be allocated; {fix}.")
     return steps
+
+
+# Engine "auto" measures each spike-fed layer's input density block by block (a pass over the
+# input: on resnet_deep, batch 100 in 32 one-step blocks, 0.15 of 0.82 s at 2 threads). A
+# layer whose density stayed in the same half-octave (snnedge.path_choice.density_bucket: the
+# same choice) keeps its path without measuring for 1, then 2, 4, 8 ... blocks (each such
+# measurement doubles the gap; a density that moved resets it), so a run of 32 blocks
+# measures a steady layer 5 times instead of 32, and a density that drifts is still seen.
+class DensitySchedule:
+    """Which layers engine ``"auto"`` leaves unmeasured in the next block."""
+
+    def __init__(self) -> None:
+        self.block = 0
+        self.gap: dict[str, int] = {}
+        self.due: dict[str, int] = {}
+        self.bucket: dict[str, int] = {}
+
+    def after_block(self, densities: dict[str, float]) -> set[str]:
+        """Record the block just run (``densities``: the layers it measured) and return the
+        layers the next block does not measure."""
+        self.block += 1
+        for name, d in densities.items():
+            bucket = density_bucket(d)
+            steady = self.bucket.get(name) == bucket
+            self.bucket[name] = bucket
+            self.gap[name] = max(1, 2 * self.gap.get(name, 0)) if steady else 0
+            self.due[name] = self.block + self.gap[name]
+        return {name for name, due in self.due.items() if due > self.block}
 
 
 def _numel(shape) -> int:
@@ -174,6 +248,8 @@ def run_batch(net: SpikingNetwork, x: torch.Tensor, encoder: Encoder, timesteps:
         extra = {"input_density": {}, "event_layers": sorted(event_layers)}
     elif engine == "auto":
         ex.densities = {}
+    latest: dict[str, float] = {}  # engine "auto": each layer's last measured density
+    schedule = DensitySchedule()
     batch = x.shape[0]
     acc = None
     preds = torch.empty((timesteps, batch), dtype=torch.int64, device=x.device)
@@ -203,13 +279,16 @@ def run_batch(net: SpikingNetwork, x: torch.Tensor, encoder: Encoder, timesteps:
             size = sum(c.numel() for c in first) * steps * batch
             activity = fired / size
         if ex.densities is not None:  # "auto", choosing: this block chose from its densities
-            ex.event_layers = {name for name, d in ex.densities.items()
-                               if d < event_density_limit(net.get_submodule(name), x.device)}
-            extra = {"input_density": dict(ex.densities), "event_layers": sorted(ex.event_layers)}
+            kept_paths = {n for n in (ex.event_layers or ()) if n in ex.unmeasured}
+            ex.event_layers = kept_paths | {name for name, events in ex.choices.items() if events}
+            ex.choices = {}
+            latest.update(ex.densities)
+            extra = {"input_density": dict(latest), "event_layers": sorted(ex.event_layers)}
             ex.engine = mode = "event" if ex.event_layers else "dense"
             # the next block measures and chooses again (activity settles after the first
             # steps), except where the choice is shared at once (distributed runs) or no
-            # layer could take events (GPUs)
+            # layer could take events (GPUs); a layer far from its limit skips measuring
+            ex.unmeasured = schedule.after_block(ex.densities)
             ex.densities = {} if on_choice is None and x.device.type == "cpu" else None
             if on_choice is not None:
                 on_choice(sorted(ex.event_layers))

@@ -33,9 +33,10 @@ from typing import Protocol
 import torch
 from torch import nn
 
-from .events import apply_synaptic, event_apply, event_density_limit, tiling_pool
+from .events import apply_synaptic, event_apply, tiling_pool
 from .layers import INPUT, SumPool2d, TemporalModule
 from .neurons import SpikingNeuron
+from .path_choice import events_faster, worth_measuring
 
 
 class Graph(Protocol):
@@ -99,9 +100,17 @@ class Executor:
         events (``None``: every one that can).
     densities:
         When a dict, each spike-fed weighted layer's fraction of non-zero inputs in the next
-        block is recorded in it (how engine ``"auto"`` measures), and a layer whose density is
-        below :func:`snnedge.events.event_density_limit` propagates events in that block
-        already (a single block, one sample at T <= 32, then gains as much as later ones).
+        block is recorded in it (how engine ``"auto"`` measures), and a layer whose event path
+        is the faster at that density (:func:`snnedge.path_choice.events_faster`) propagates
+        events in that block already (a single block, one sample at T <= 32, then gains as
+        much as later ones).
+    unmeasured:
+        Layers whose density is not measured in the next block (``densities`` given): they
+        keep their path of the block before (whether they are in ``event_layers``). Engine
+        ``"auto"`` puts a layer here while its density stays where it was.
+    choices:
+        The layers measured in the block (``densities`` given) -> whether each took the event
+        path (:func:`snnedge.path_choice.events_faster`).
     fuse_pools:
         When true (no-gradient CPU runs that read neuron layers only through their counts, as
         :func:`snnedge.engine.run_batch` does), a neuron layer whose only consumer is a tiling
@@ -125,6 +134,8 @@ class Executor:
         self.static_cache: dict[str, torch.Tensor] = dict(static or {})
         self.event_layers: set[str] | None = None
         self.densities: dict[str, float] | None = None
+        self.unmeasured: set[str] = set()
+        self.choices: dict[str, bool] = {}  # measured layers of this block: event path or not
         self.fuse_pools = False
         self.accumulate_counts = False
         self.buffers: dict[str, torch.Tensor] = {}  # reused spike outputs (no-grad runs)
@@ -316,13 +327,16 @@ class Executor:
         weighted = len(flat) == 1 and self.net.kind(name) == "weighted"
         events = False
         if weighted and self.densities is not None:
-            # engine "auto", choosing: the layer takes the path its density calls for (layers
-            # with no event path, or one that never pays, are not measured)
-            limit = event_density_limit(module, flat[0].device)
-            if limit > 0:
+            # engine "auto", choosing: the layer takes the faster path at its density
+            # (snnedge.path_choice; layers without an event path are not measured, and a
+            # layer left unmeasured keeps its last path)
+            if name in self.unmeasured:
+                events = self.event_layers is not None and name in self.event_layers
+            elif worth_measuring(module, flat[0].device):
                 density = input_density(flat[0])
                 self.densities[name] = density
-                events = density < limit
+                events = events_faster(module, flat[0], density)
+                self.choices[name] = events
         elif weighted and self.engine == "event":
             events = self.event_layers is None or name in self.event_layers
         if events:

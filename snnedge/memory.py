@@ -74,3 +74,37 @@ def _cgroup_available() -> int | None:
         except (OSError, ValueError):
             continue
     return None
+
+
+#: Where Linux describes CPU 0's caches (one ``index*`` folder per cache: level, type, size).
+CPU_CACHE_DIR = "/sys/devices/system/cpu/cpu0/cache"
+
+
+def cpu_cache_bytes(threads: int = 1, cache_dir: str | os.PathLike = CPU_CACHE_DIR) -> int | None:
+    """The caches ``threads`` cores can keep data in: the last level (shared) once, plus each
+    core's own data caches below it, read from ``cache_dir`` (Linux sysfs). ``None`` where the
+    platform does not say (then callers use their default)."""
+    levels: dict[int, int] = {}
+    shared: dict[int, bool] = {}
+    try:
+        for entry in sorted(Path(cache_dir).glob("index*")):
+            if (entry / "type").read_text().strip() == "Instruction":
+                continue
+            level = int((entry / "level").read_text())
+            levels[level] = levels.get(level, 0) + _size_bytes((entry / "size").read_text())
+            cpus = (entry / "shared_cpu_list").read_text().strip()
+            shared[level] = "," in cpus or "-" in cpus
+    except (OSError, ValueError):
+        return None
+    if not levels:
+        return None
+    top = max(levels)
+    return levels[top] * (1 if shared[top] else threads) + \
+        sum(size * threads for level, size in levels.items() if level != top)
+
+
+def _size_bytes(text: str) -> int:
+    """``32768K`` / ``1M`` / ``512`` (sysfs cache sizes) in bytes."""
+    text = text.strip()
+    scale = {"K": 2**10, "M": 2**20, "G": 2**30}.get(text[-1:].upper(), 1)
+    return int(text[:-1] if scale != 1 else text) * scale

@@ -46,6 +46,16 @@ def isa(request):
     ev.set_native_isa(previous)
 
 
+@pytest.fixture
+def limit_policy():
+    """Engine "auto" choosing by the fitted break-even rule, not by timing (choices that do not
+    depend on this machine's load), for the duration of a test."""
+    from snnedge import path_choice
+    previous = path_choice.set_path_policy("limit")
+    yield
+    path_choice.set_path_policy(previous)
+
+
 def pytest_collection_modifyitems(config, items):
     if torch.cuda.is_available():
         return

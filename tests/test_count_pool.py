@@ -175,7 +175,7 @@ def test_input_density_samples_large_inputs_and_counts_small_ones_exactly():
     assert input_density(torch.zeros(0, 3)) == 0.0
 
 
-def test_auto_chooses_again_every_block(monkeypatch):
+def test_auto_chooses_again_every_block(monkeypatch, limit_policy):
     """Input spikes dense in the first block and sparse in the second: "auto" runs the layer
     dense, then on events; the choice it reports (and later batches keep) is the last
     block's. Results equal the dense engine's."""

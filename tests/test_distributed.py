@@ -38,7 +38,10 @@ def torchrun(args: list[str], nproc: int = 2, cwd: Path = ROOT, timeout: int = 6
 
 
 def launch_worker(out: Path, checks: list[str], nproc: int = 2) -> list[dict]:
-    torchrun([str(TESTS / "distributed_worker.py"), str(out), *checks], nproc=nproc)
+    # engine "auto" by the fitted rule (SNNEDGE_AUTO_PATH=limit): its choices, unlike timed
+    # ones, are the same in the ranks and in this process, so results compare bit for bit
+    torchrun([str(TESTS / "distributed_worker.py"), str(out), *checks], nproc=nproc,
+             env={"SNNEDGE_AUTO_PATH": "limit"})
     return [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(nproc)]
 
 
@@ -62,7 +65,7 @@ def assert_same(got, want, path="") -> None:
 
 
 # -- simulate ---------------------------------------------------------------------------
-def test_simulate_on_two_ranks_equals_one_process(ranks):
+def test_simulate_on_two_ranks_equals_one_process(ranks, limit_policy):
     single = worker.run_simulate(distributed=False)
     for r, found in enumerate(ranks):
         for name in worker.SIMULATE_RUNS:

@@ -121,7 +121,7 @@ def test_stochastic_encodings_reproducible_for_a_seed(seed, encoding):
 
 
 @pytest.mark.parametrize("threshold, engine", [(30.0, "event"), (2.2, "event"), (0.05, "dense")])
-def test_auto_engine_picks_event_per_layer_at_low_density(threshold, engine):
+def test_auto_engine_picks_event_per_layer_at_low_density(threshold, engine, limit_policy):
     from snnedge.events import event_density_limit
     torch.manual_seed(0)
     net = snnedge.sequential(nn.Linear(50, 200), snnedge.IF(threshold=threshold),
@@ -220,7 +220,7 @@ def test_cuda_matches_cpu():
         assert cpu.spike_counts == gpu.spike_counts and cpu.synaptic_events == gpu.synaptic_events
 
 
-def test_auto_carries_the_first_batchs_choice_to_later_batches():
+def test_auto_carries_the_first_batchs_choice_to_later_batches(limit_policy):
     torch.manual_seed(0)
     net = snnedge.sequential(nn.Linear(50, 200), snnedge.IF(threshold=2.2),
                              nn.Linear(200, 600), snnedge.IF(threshold=0.88), nn.Linear(600, 4)).double()

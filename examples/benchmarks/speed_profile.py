@@ -38,7 +38,6 @@ import speed_nets  # noqa: E402
 import snnedge  # noqa: E402
 import snnedge.executor as executor  # noqa: E402
 from converters import convert  # noqa: E402
-from snnedge.events import event_density_limit  # noqa: E402
 from snnedge.datasets import load_mnist_digits, load_mnist_test  # noqa: E402
 
 PARTS = ("first layer", "synaptic dense", "synaptic event", "pooling", "neurons", "set-up")
@@ -79,7 +78,7 @@ class Split:
                 part = "first layer"
             elif ex.net.kind(name) != "weighted":
                 part = "pooling"
-            elif ex.densities is not None:  # auto, choosing: the density it records decides
+            elif ex.densities is not None:  # auto, choosing: the layer's choice decides
                 part = None
             elif ex.engine == "event" and (ex.event_layers is None or name in ex.event_layers):
                 part = "synaptic event"
@@ -90,10 +89,9 @@ class Split:
                 return synaptic(ex, name, module, ins, steps)
             finally:
                 dt = split.clock.now() - t0
-                if part is None:  # (read after the call: no measuring inside the timed span)
-                    density = ex.densities.get(name)
-                    part = ("synaptic event" if density is not None
-                            and density < event_density_limit(module, "cpu") else "synaptic dense")
+                if part is None:  # (read after the call: the path the layer took in this block)
+                    events = ex.choices.get(name, name in (ex.event_layers or ()))
+                    part = "synaptic event" if events else "synaptic dense"
                 split.spent[part] += dt
                 split.layers[f"{name} ({type(module).__name__}, {part})"] += dt
 

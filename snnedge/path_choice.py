@@ -1,0 +1,128 @@
+"""Engine ``"auto"``'s choice, per layer, between the dense path (torch's layer, oneDNN on
+CPUs) and the event path (:func:`snnedge.events.event_apply`): by timing both on this machine.
+
+Where the event path starts to pay depends on the layer and on the CPU, more than one fitted
+rule can follow. ``event_density_limit`` was fitted on an AVX-512 Xeon (Sapphire Rapids
+family), whose oneDNN convolutions run two 512-bit FMA units; on an AMD EPYC of the Zen 4
+family (512-bit instructions on 256-bit units) the dense layers are about half as fast and the
+event path won where the rule said it would lose (examples/benchmarks/RESULTS.md, issue 16
+section 8; one thread, 800 rows: dense / event 1.31 for Conv2d 32 -> 32 3x3 at 12 % input
+density, rule's limit 9.6 %; 1.02-1.68 for 1x1 convolutions at 2-12 %, which the rule kept
+dense).
+
+So under the ``"timed"`` policy (the default) a layer's first block at a given density runs
+both paths on a share of its rows (``TIMING_SHARE``, each path once untimed for its first-call
+costs, then twice timed, interleaved; the faster run of each counts) and takes the faster. The
+ratio is kept per layer, input shape, dtype, thread count and half-octave of density
+(:func:`density_bucket`) for the life of the layer, so later blocks, batches and ``simulate``
+calls reuse it. The ``"limit"`` policy is the fitted rule alone (no timing; choices that do not
+depend on the machine's load): ``set_path_policy("limit")`` or ``SNNEDGE_AUTO_PATH=limit``.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+import weakref
+
+import torch
+from torch import nn
+
+from .events import (EVENT_WEIGHT_BYTES, apply_synaptic, event_apply, event_conv_capable,
+                     event_density_limit)
+
+POLICIES = ("timed", "limit")
+#: The share of a block's rows the two paths are timed on (at least TIMING_MIN_ROWS).
+TIMING_SHARE = 4
+TIMING_MIN_ROWS = 8
+#: Densities within one bucket share a timing: 2 buckets per octave.
+BUCKETS_PER_OCTAVE = 2
+
+_policy = os.environ.get("SNNEDGE_AUTO_PATH", "timed")
+if _policy not in POLICIES:
+    raise ValueError(f"SNNEDGE_AUTO_PATH must be one of {', '.join(POLICIES)}; got {_policy!r}.")
+_RATIOS: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
+#: The clock the timings read (tests replace it).
+clock = time.perf_counter
+
+
+def set_path_policy(policy: str) -> str:
+    """Choose how engine ``"auto"`` picks a layer's path from now on (``"timed"`` or
+    ``"limit"``, see the module docstring); returns the previous policy."""
+    global _policy
+    if policy not in POLICIES:
+        raise ValueError(f"The 'policy' parameter of set_path_policy must be one of "
+                         f"{', '.join(map(repr, POLICIES))}. Got {policy!r} instead.")
+    previous, _policy = _policy, policy
+    return previous
+
+
+def path_policy() -> str:
+    return _policy
+
+
+def event_path_exists(module: nn.Module, device: str | torch.device = "cpu") -> bool:
+    """Whether ``module`` has an event path worth considering on ``device``: a linear layer or
+    an ungrouped zero-padded 2-D convolution, on a CPU, whose weights are within
+    ``EVENT_WEIGHT_BYTES`` (the event path keeps a copy of them)."""
+    if torch.device(device).type != "cpu":
+        return False
+    if not (isinstance(module, nn.Linear) or event_conv_capable(module)):
+        return False
+    return module.weight.numel() * module.weight.element_size() <= EVENT_WEIGHT_BYTES
+
+
+def worth_measuring(module: nn.Module, device: str | torch.device = "cpu") -> bool:
+    """Whether engine ``"auto"`` measures ``module``'s input density to choose its path."""
+    if _policy == "limit":
+        return event_density_limit(module, device) > 0
+    return event_path_exists(module, device)
+
+
+def density_bucket(density: float) -> int:
+    """The half-octave of ``density`` (densities below 1e-4 share one bucket)."""
+    return round(math.log2(max(density, 1e-4)) * BUCKETS_PER_OCTAVE)
+
+
+def events_faster(module: nn.Module, x: torch.Tensor, density: float) -> bool:
+    """Whether the event path is the one to take for ``module`` on the rows ``x`` (one block,
+    time folded into the batch) whose fraction of non-zero values is ``density``."""
+    if _policy == "limit":
+        return density < event_density_limit(module, x.device)
+    ratio = dense_over_event(module, x, density)
+    return ratio > 1.0
+
+
+def dense_over_event(module: nn.Module, x: torch.Tensor, density: float) -> float:
+    """Dense time / event time of ``module`` on rows like ``x`` at ``density``: timed once per
+    layer, input shape, dtype, thread count and density bucket, then remembered."""
+    key = (tuple(x.shape[1:]), x.dtype, torch.get_num_threads(), density_bucket(density))
+    slot = _RATIOS.setdefault(module, {})
+    if key not in slot:
+        slot[key] = _time_paths(module, x)
+    return slot[key]
+
+
+def _time_paths(module: nn.Module, x: torch.Tensor) -> float:
+    rows = x[:min(x.shape[0], max(TIMING_MIN_ROWS, x.shape[0] // TIMING_SHARE))]
+    with torch.no_grad():
+        apply_synaptic(module, rows), event_apply(module, rows)  # first-call costs
+        dense = event = math.inf
+        for _ in range(2):
+            t0 = clock()
+            apply_synaptic(module, rows)
+            t1 = clock()
+            event_apply(module, rows)
+            t2 = clock()
+            dense, event = min(dense, t1 - t0), min(event, t2 - t1)
+    return dense / max(event, 1e-12)
+
+
+def timed_ratios(module: nn.Module) -> dict:
+    """The timings kept for ``module``: (sample shape, dtype, threads, density bucket) ->
+    dense time / event time."""
+    return dict(_RATIOS.get(module, {}))
+
+
+__all__ = ["POLICIES", "set_path_policy", "path_policy", "event_path_exists", "worth_measuring",
+           "density_bucket", "events_faster", "dense_over_event", "timed_ratios"]
