@@ -36,7 +36,7 @@ from torch import nn
 from .events import apply_synaptic, event_apply, tiling_pool
 from .layers import INPUT, SumPool2d, TemporalModule
 from .neurons import SpikingNeuron
-from .path_choice import events_faster, worth_measuring
+from .path_choice import choose_path, worth_measuring
 
 
 class Graph(Protocol):
@@ -101,7 +101,7 @@ class Executor:
     densities:
         When a dict, each spike-fed weighted layer's fraction of non-zero inputs in the next
         block is recorded in it (how engine ``"auto"`` measures), and a layer whose event path
-        is the faster at that density (:func:`snnedge.path_choice.events_faster`) propagates
+        is the faster at that density (:func:`snnedge.path_choice.choose_path`) propagates
         events in that block already (a single block, one sample at T <= 32, then gains as
         much as later ones).
     unmeasured:
@@ -110,7 +110,7 @@ class Executor:
         ``"auto"`` puts a layer here while its density stays where it was.
     choices:
         The layers measured in the block (``densities`` given) -> whether each took the event
-        path (:func:`snnedge.path_choice.events_faster`).
+        path (:func:`snnedge.path_choice.choose_path`).
     fuse_pools:
         When true (no-gradient CPU runs that read neuron layers only through their counts, as
         :func:`snnedge.engine.run_batch` does), a neuron layer whose only consumer is a tiling
@@ -335,8 +335,10 @@ class Executor:
             elif worth_measuring(module, flat[0].device):
                 density = input_density(flat[0])
                 self.densities[name] = density
-                events = events_faster(module, flat[0], density)
+                events, y = choose_path(module, flat[0], density)
                 self.choices[name] = events
+                if y is not None:  # it timed both paths on this block: the faster's output
+                    return Value(y.view(steps, batch, *y.shape[1:]), False)
         elif weighted and self.engine == "event":
             events = self.event_layers is None or name in self.event_layers
         if events:

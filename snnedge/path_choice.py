@@ -11,9 +11,10 @@ density, rule's limit 9.6 %; 1.02-1.68 for 1x1 convolutions at 2-12 %, which the
 dense).
 
 So under the ``"timed"`` policy (the default) a layer's first block at a given density runs
-both paths on a share of its rows (``TIMING_SHARE``, each path once untimed for its first-call
-costs, then twice timed, interleaved; the faster run of each counts) and takes the faster. The
-ratio is kept per layer, input shape, dtype, thread count and half-octave of density
+both paths on all of its rows (each first untimed on ``TIMING_MIN_ROWS`` rows for its
+first-call costs: weight layouts, oneDNN's primitives), keeps the faster path's output and
+takes that path. Timing a share of the rows misled at two threads: oneDNN splits a few rows
+over the threads less well than a block's (issue 16 section 8). The ratio is kept per layer, input shape, dtype, thread count and half-octave of density
 (:func:`density_bucket`) for the life of the layer, so later blocks, batches and ``simulate``
 calls reuse it. The ``"limit"`` policy is the fitted rule alone (no timing; choices that do not
 depend on the machine's load): ``set_path_policy("limit")`` or ``SNNEDGE_AUTO_PATH=limit``.
@@ -32,8 +33,7 @@ from .events import (EVENT_WEIGHT_BYTES, apply_synaptic, event_apply, event_conv
                      event_density_limit)
 
 POLICIES = ("timed", "limit")
-#: The share of a block's rows the two paths are timed on (at least TIMING_MIN_ROWS).
-TIMING_SHARE = 4
+#: Rows each path first runs on untimed, before the timed run on the whole block.
 TIMING_MIN_ROWS = 8
 #: Densities within one bucket share a timing: 2 buckets per octave.
 BUCKETS_PER_OCTAVE = 2
@@ -84,38 +84,34 @@ def density_bucket(density: float) -> int:
     return round(math.log2(max(density, 1e-4)) * BUCKETS_PER_OCTAVE)
 
 
-def events_faster(module: nn.Module, x: torch.Tensor, density: float) -> bool:
+def choose_path(module: nn.Module, x: torch.Tensor, density: float) -> tuple[bool, torch.Tensor | None]:
     """Whether the event path is the one to take for ``module`` on the rows ``x`` (one block,
-    time folded into the batch) whose fraction of non-zero values is ``density``."""
+    time folded into the batch) whose fraction of non-zero values is ``density``, and, when
+    this call timed both paths to decide, ``module``'s output on ``x`` (else ``None``)."""
     if _policy == "limit":
-        return density < event_density_limit(module, x.device)
-    ratio = dense_over_event(module, x, density)
-    return ratio > 1.0
-
-
-def dense_over_event(module: nn.Module, x: torch.Tensor, density: float) -> float:
-    """Dense time / event time of ``module`` on rows like ``x`` at ``density``: timed once per
-    layer, input shape, dtype, thread count and density bucket, then remembered."""
+        return density < event_density_limit(module, x.device), None
     key = (tuple(x.shape[1:]), x.dtype, torch.get_num_threads(), density_bucket(density))
     slot = _RATIOS.setdefault(module, {})
-    if key not in slot:
-        slot[key] = _time_paths(module, x)
-    return slot[key]
+    if key in slot:
+        return slot[key] > 1.0, None
+    slot[key], y = _time_paths(module, x)
+    return slot[key] > 1.0, y
 
 
-def _time_paths(module: nn.Module, x: torch.Tensor) -> float:
-    rows = x[:min(x.shape[0], max(TIMING_MIN_ROWS, x.shape[0] // TIMING_SHARE))]
+def _time_paths(module: nn.Module, x: torch.Tensor) -> tuple[float, torch.Tensor]:
+    """Dense time / event time of ``module`` on all rows of ``x`` (the block's own work: a
+    share of it splits over the threads differently), each path first run untimed on a few
+    rows for its first-call costs; and the output of the faster path."""
     with torch.no_grad():
-        apply_synaptic(module, rows), event_apply(module, rows)  # first-call costs
-        dense = event = math.inf
-        for _ in range(2):
-            t0 = clock()
-            apply_synaptic(module, rows)
-            t1 = clock()
-            event_apply(module, rows)
-            t2 = clock()
-            dense, event = min(dense, t1 - t0), min(event, t2 - t1)
-    return dense / max(event, 1e-12)
+        warm = x[:min(x.shape[0], TIMING_MIN_ROWS)]
+        apply_synaptic(module, warm), event_apply(module, warm)
+        t0 = clock()
+        dense = apply_synaptic(module, x)
+        t1 = clock()
+        events = event_apply(module, x)
+        t2 = clock()
+    ratio = (t1 - t0) / max(t2 - t1, 1e-12)
+    return ratio, (events if ratio > 1.0 else dense)
 
 
 def timed_ratios(module: nn.Module) -> dict:
@@ -125,4 +121,4 @@ def timed_ratios(module: nn.Module) -> dict:
 
 
 __all__ = ["POLICIES", "set_path_policy", "path_policy", "event_path_exists", "worth_measuring",
-           "density_bucket", "events_faster", "dense_over_event", "timed_ratios"]
+           "density_bucket", "choose_path", "timed_ratios"]

@@ -66,9 +66,13 @@ def simulate(snn: SpikingNetwork, x, timesteps: int | None = None, encoding: str
         is counted as input events (their synaptic events, ``res.input_spike_counts``); any
         other values as analog input (``res.input_macs``).
     engine:
-        ``"dense"``, ``"event"``, ``"auto"`` (event propagation in each layer whose input
-        density, measured in every block of the first batch, is below its break-even, see
-        :mod:`snnedge.engine`), or a registered engine such as ``"brian2"``.
+        ``"dense"``, ``"event"``, ``"auto"`` (per layer and block of the first batch, the
+        path that is faster on this machine at the layer's measured input density, see
+        :mod:`snnedge.engine` and :mod:`snnedge.path_choice`), or a registered engine such as
+        ``"brian2"``. The two paths add in different orders, so ``"auto"``'s choices, timed
+        on this machine, can move a float32 membrane by its last bits between processes (in
+        one process the timings are kept and a rerun is identical); for results that never
+        depend on timing use ``"dense"``, ``"event"`` or ``SNNEDGE_AUTO_PATH=limit``.
     batch_size:
         Samples per batch for a tensor input.
     seed:

@@ -170,12 +170,16 @@ def test_timed_ratios_are_kept_per_density_bucket_and_reused(monkeypatch):
     monkeypatch.setattr(path_choice, "clock", clock)
     layer = nn.Linear(64, 32)
     x = (torch.rand(40, 64, generator=torch.Generator().manual_seed(2)) < 0.1).float()
-    assert path_choice.dense_over_event(layer, x, 0.1) == pytest.approx(2.0)
+    events, y = path_choice.choose_path(layer, x, 0.1)
+    # it timed both paths on all 40 rows and hands back the faster's output (the event path's)
+    assert events and y is not None and torch.allclose(y, layer(x), atol=1e-6)
     reads = clock.k
-    assert path_choice.dense_over_event(layer, x, 0.09) == pytest.approx(2.0)  # same bucket
+    assert path_choice.choose_path(layer, x, 0.09) == (True, None)  # same bucket: kept
     assert clock.k == reads
-    path_choice.dense_over_event(layer, x, 0.5)  # another bucket: timed again
-    assert clock.k == reads + 6 and len(path_choice.timed_ratios(layer)) == 2
+    assert path_choice.choose_path(layer, x, 0.5)[1] is not None  # another bucket: timed again
+    assert clock.k == reads + 3
+    ratios = path_choice.timed_ratios(layer)
+    assert len(ratios) == 2 and all(r == pytest.approx(2.0) for r in ratios.values())
 
 
 def test_path_policy_names_are_checked():
