@@ -61,6 +61,12 @@ from .path_choice import density_bucket
 # per-call costs; too large, the blocks' activations leave the caches between layers.
 DEFAULT_BLOCK_BYTES = 128 * 2**20
 CACHE_BLOCK_FACTOR = 1.5
+# Whatever the live activations, a block's activations summed over all layers stay within
+# this: resnet_deep (58 layers, 51 MiB per step in all, 1.8 MiB alive at once) in blocks of
+# 28 steps peaked at 854-1227 MiB of RSS over 4 runs of batch 100 (T = 32 and 512, torch
+# 2.14.1), the allocator's high-water mark moving from run to run; in blocks of 10 steps
+# (this cap) at 834-921 MiB (T = 512 / T = 32 within 1.03-1.09), as fast as 8-16 steps.
+MAX_BLOCK_BYTES = 4 * DEFAULT_BLOCK_BYTES
 MAX_BLOCK_STEPS = 32
 # Fewest steps x samples per block when memory allows: work a block does once per neuron or
 # weight (state, per-neuron counts, a linear layer's weights read from memory) is shared by
@@ -150,7 +156,8 @@ def block_steps_for(shapes: dict[str, tuple[int, ...]], batch: int, timesteps: i
     One step of a block holds at most every layer's activations, ``per_step = sum(layer
     sizes) x batch x itemsize`` (layer ``shapes``), or, where ``live`` is given (values per
     sample alive at once, :func:`live_numel`: the executor frees each activation as soon as
-    it is read), ``live x batch x itemsize``; the simulation also keeps, whatever the block,
+    it is read), ``live x batch x itemsize``, and then also all layers' activations of the
+    block within ``MAX_BLOCK_BYTES``; the simulation also keeps, whatever the block,
     ``fixed = sum(layer sizes) x (batch x itemsize + 16)`` (membranes; per-neuron counts and
     synaptic-event weights in float64). A block takes as many steps as fit ``budget_bytes``,
     but at least ``ceil(MIN_BLOCK_ROWS / batch)``: what a block does once per neuron is then
@@ -164,8 +171,10 @@ def block_steps_for(shapes: dict[str, tuple[int, ...]], batch: int, timesteps: i
     """
     size = sum(_numel(s) for s in shapes.values())
     per_step, fixed = (live or size) * batch * itemsize, size * (batch * itemsize + 16)
-    steps = requested or max(1, min(timesteps, MAX_BLOCK_STEPS,
-                                    max(budget_bytes // max(per_step, 1), -(-MIN_BLOCK_ROWS // batch))))
+    fit = budget_bytes // max(per_step, 1)
+    if live:  # and all layers' activations of the block within MAX_BLOCK_BYTES
+        fit = min(fit, MAX_BLOCK_BYTES // max(size * batch * itemsize, 1))
+    steps = requested or max(1, min(timesteps, MAX_BLOCK_STEPS, max(fit, -(-MIN_BLOCK_ROWS // batch))))
     if free_bytes is None:
         return steps
     fits = (free_bytes - fixed) // max(MEMORY_FACTOR * per_step, 1)

@@ -6,8 +6,8 @@ from torch import nn
 
 import snnedge
 from snnedge import path_choice
-from snnedge.engine import (CACHE_BLOCK_FACTOR, DensitySchedule, block_budget, block_steps_for,
-                            live_numel)
+from snnedge.engine import (CACHE_BLOCK_FACTOR, MAX_BLOCK_BYTES, DensitySchedule, block_budget,
+                            block_steps_for, live_numel)
 from snnedge.memory import cpu_cache_bytes
 from snnedge.path_choice import density_bucket
 
@@ -97,6 +97,12 @@ def test_block_steps_from_the_live_values():
     per_live = 2 * 8192 * 100 * 4
     assert block_steps_for(shapes, 100, 64, 4, budget_bytes=10 * per_live) == 5
     assert block_steps_for(shapes, 100, 64, 4, budget_bytes=10 * per_live, live=2 * 8192) == 10
+    # however few values are alive at once, all layers' activations of a block stay within
+    # MAX_BLOCK_BYTES: 4 x 8,192 x 100 x 4 bytes = 12.5 MiB per step, 40 steps in 512 MiB, at
+    # most 32 steps; at 10x the batch, 4 steps
+    assert block_steps_for(shapes, 100, 64, 4, budget_bytes=2**40, live=1) == 32
+    assert block_steps_for(shapes, 1000, 64, 4, budget_bytes=2**40, live=1) == \
+        MAX_BLOCK_BYTES // (4 * 8192 * 1000 * 4) == 4
 
 
 def _schedule_trace(density, blocks):
