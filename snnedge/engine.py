@@ -18,8 +18,9 @@ by the block size, not by ``T``. Every engine, torch or not (brian2), returns a
   density (:mod:`snnedge.path_choice`: both timed once per layer and half-octave of
   density; or, under the ``"limit"`` policy, the break-even rule
   :func:`snnedge.events.event_density_limit` fitted to examples/benchmarks/event_layers.py).
-  Activity often differs in the first steps, while the membranes charge, from later on. Later batches of the same ``simulate`` call keep the choice of the
-  first batch's last block; a distributed run keeps the first block's, which rank 0 shares.
+  Activity often differs in the first steps, while the membranes charge, from later on.
+  Later batches of the same ``simulate`` call keep the choice of the first batch's last
+  block; a distributed run keeps the first block's, which rank 0 shares.
   On GPUs ``auto`` is dense: on an H200 cuDNN beat the event path even at batch 1 and 2%
   activity (examples/benchmarks/RESULTS.md).
 
@@ -174,7 +175,8 @@ def block_steps_for(shapes: dict[str, tuple[int, ...]], batch: int, timesteps: i
     fit = budget_bytes // max(per_step, 1)
     if live:  # and all layers' activations of the block within MAX_BLOCK_BYTES
         fit = min(fit, MAX_BLOCK_BYTES // max(size * batch * itemsize, 1))
-    steps = requested or max(1, min(timesteps, MAX_BLOCK_STEPS, max(fit, -(-MIN_BLOCK_ROWS // batch))))
+    fewest = -(-MIN_BLOCK_ROWS // batch)
+    steps = requested or max(1, min(timesteps, MAX_BLOCK_STEPS, max(fit, fewest)))
     if free_bytes is None:
         return steps
     fits = (free_bytes - fixed) // max(MEMORY_FACTOR * per_step, 1)
@@ -198,7 +200,7 @@ def block_steps_for(shapes: dict[str, tuple[int, ...]], batch: int, timesteps: i
 # layer whose density stayed in the same half-octave (snnedge.path_choice.density_bucket: the
 # same choice) keeps its path without measuring for 1, then 2, 4, 8 ... blocks (each such
 # measurement doubles the gap; a density that moved resets it), so a run of 32 blocks
-# measures a steady layer 5 times instead of 32, and a density that drifts is still seen.
+# measures a steady layer 6 times instead of 32, and a density that drifts is still seen.
 class DensitySchedule:
     """Which layers engine ``"auto"`` leaves unmeasured in the next block."""
 

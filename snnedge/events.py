@@ -95,16 +95,13 @@ def event_density_limit(module: nn.Module, device: str | torch.device = "cpu") -
     RESULTS.md), and 0 for layers whose weights exceed ``EVENT_WEIGHT_BYTES``: the event
     path keeps its own copy of them). ``engine="auto"`` compares each layer's measured input
     density with this."""
-    if torch.device(device).type != "cpu":
-        return 0.0
-    weight = getattr(module, "weight", None)
-    if isinstance(weight, torch.Tensor) and weight.numel() * weight.element_size() > EVENT_WEIGHT_BYTES:
+    if not event_path_exists(module, device):
         return 0.0
     per_work, cap = ((EVENT_DENSITY_PER_WORK, EVENT_DENSITY_CAP) if native_kernel() is not None
                      else (SCIPY_DENSITY_PER_WORK, SCIPY_DENSITY_CAP))
     if isinstance(module, nn.Linear):
         work = module.out_features
-    elif event_conv_capable(module):
+    else:  # a convolution event_conv2d handles
         taps = module.kernel_size[0] * module.kernel_size[1]
         if taps == 1 and native_kernel() is not None:
             return 0.0  # 1x1 convolutions: oneDNN's GEMM won even at 0.5% (event_layers.py)
@@ -115,9 +112,17 @@ def event_density_limit(module: nn.Module, device: str | torch.device = "cpu") -
         # and 3% for 16->64 at 17x17, near 1% for 8->32; 2->16 at 34x34 never broke even;
         # issue 16's AVX-512 table: near 2-4% for 16->16 3x3 and 8-10% for 16->32 5x5).
         work *= min(1.0, module.in_channels / NARROW_INPUT_CHANNELS) ** 2
-    else:
-        return 0.0
     return min(cap, work * per_work)
+
+
+def event_path_exists(module: nn.Module, device: str | torch.device = "cpu") -> bool:
+    """Whether ``module`` has an event path worth considering on ``device``: a linear layer
+    or a convolution :func:`event_conv2d` handles, on a CPU, whose weights are within
+    ``EVENT_WEIGHT_BYTES``."""
+    if torch.device(device).type != "cpu" or not (isinstance(module, nn.Linear)
+                                                   or event_conv_capable(module)):
+        return False
+    return module.weight.numel() * module.weight.element_size() <= EVENT_WEIGHT_BYTES
 
 
 def event_conv_capable(module: nn.Module) -> bool:
@@ -588,5 +593,5 @@ def _channels_last(x: torch.Tensor) -> bool:
     return x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
 
 
-__all__ = ["event_apply", "event_linear", "event_conv2d", "event_density_limit", "apply_synaptic",
+__all__ = ["event_apply", "event_linear", "event_conv2d", "event_density_limit", "event_path_exists", "apply_synaptic",
            "native_kernel", "native_isas", "native_neuron_block", "parameter_maps", "run_split", "set_native_isa", "NATIVE_ISAS", "pool_tiles", "tiling_pool"]

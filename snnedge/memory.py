@@ -10,6 +10,7 @@ the usage that is not reclaimable cache); elsewhere ``os.sysconf`` free pages. C
 """
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -80,10 +81,11 @@ def _cgroup_available() -> int | None:
 CPU_CACHE_DIR = "/sys/devices/system/cpu/cpu0/cache"
 
 
+@functools.lru_cache(maxsize=None)
 def cpu_cache_bytes(threads: int = 1, cache_dir: str | os.PathLike = CPU_CACHE_DIR) -> int | None:
     """The caches ``threads`` cores can keep data in: the last level (shared) once, plus each
-    core's own data caches below it, read from ``cache_dir`` (Linux sysfs). ``None`` where the
-    platform does not say (then callers use their default)."""
+    core's own data caches below it, read from ``cache_dir`` (Linux sysfs) once per process.
+    ``None`` where the platform does not say (then callers use their default)."""
     levels: dict[int, int] = {}
     shared: dict[int, bool] = {}
     try:

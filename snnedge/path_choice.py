@@ -13,11 +13,14 @@ dense).
 So under the ``"timed"`` policy (the default) a layer's first block at a given density runs
 both paths on all of its rows (each first untimed on ``TIMING_MIN_ROWS`` rows for its
 first-call costs: weight layouts, oneDNN's primitives), keeps the faster path's output and
-takes that path. Timing a share of the rows misled at two threads: oneDNN splits a few rows
-over the threads less well than a block's (issue 16 section 8). The ratio is kept per layer, input shape, dtype, thread count and half-octave of density
+takes that path: the timed work is the block's own, and its output is not computed twice.
+The ratio is kept per layer, input shape, dtype, thread count and half-octave of density
 (:func:`density_bucket`) for the life of the layer, so later blocks, batches and ``simulate``
-calls reuse it. The ``"limit"`` policy is the fitted rule alone (no timing; choices that do not
-depend on the machine's load): ``set_path_policy("limit")`` or ``SNNEDGE_AUTO_PATH=limit``.
+calls reuse it. At two threads the timing is biased towards the dense path: right after a
+oneDNN layer, torch's OpenMP threads still spin while the event kernel's threads start
+(issue 16 section 8). The ``"limit"`` policy is the fitted rule alone (no timing; choices
+that do not depend on the machine's load): ``set_path_policy("limit")`` or
+``SNNEDGE_AUTO_PATH=limit``.
 """
 from __future__ import annotations
 
@@ -29,8 +32,7 @@ import weakref
 import torch
 from torch import nn
 
-from .events import (EVENT_WEIGHT_BYTES, apply_synaptic, event_apply, event_conv_capable,
-                     event_density_limit)
+from .events import apply_synaptic, event_apply, event_density_limit, event_path_exists
 
 POLICIES = ("timed", "limit")
 #: Rows each path first runs on untimed, before the timed run on the whole block.
@@ -61,17 +63,6 @@ def path_policy() -> str:
     return _policy
 
 
-def event_path_exists(module: nn.Module, device: str | torch.device = "cpu") -> bool:
-    """Whether ``module`` has an event path worth considering on ``device``: a linear layer or
-    an ungrouped zero-padded 2-D convolution, on a CPU, whose weights are within
-    ``EVENT_WEIGHT_BYTES`` (the event path keeps a copy of them)."""
-    if torch.device(device).type != "cpu":
-        return False
-    if not (isinstance(module, nn.Linear) or event_conv_capable(module)):
-        return False
-    return module.weight.numel() * module.weight.element_size() <= EVENT_WEIGHT_BYTES
-
-
 def worth_measuring(module: nn.Module, device: str | torch.device = "cpu") -> bool:
     """Whether engine ``"auto"`` measures ``module``'s input density to choose its path."""
     if _policy == "limit":
@@ -84,7 +75,8 @@ def density_bucket(density: float) -> int:
     return round(math.log2(max(density, 1e-4)) * BUCKETS_PER_OCTAVE)
 
 
-def choose_path(module: nn.Module, x: torch.Tensor, density: float) -> tuple[bool, torch.Tensor | None]:
+def choose_path(module: nn.Module, x: torch.Tensor,
+                density: float) -> tuple[bool, torch.Tensor | None]:
     """Whether the event path is the one to take for ``module`` on the rows ``x`` (one block,
     time folded into the batch) whose fraction of non-zero values is ``density``, and, when
     this call timed both paths to decide, ``module``'s output on ``x`` (else ``None``)."""
@@ -120,5 +112,5 @@ def timed_ratios(module: nn.Module) -> dict:
     return dict(_RATIOS.get(module, {}))
 
 
-__all__ = ["POLICIES", "set_path_policy", "path_policy", "event_path_exists", "worth_measuring",
+__all__ = ["POLICIES", "set_path_policy", "path_policy", "worth_measuring",
            "density_bucket", "choose_path", "timed_ratios"]

@@ -8,6 +8,7 @@ import snnedge
 from snnedge import path_choice
 from snnedge.engine import (CACHE_BLOCK_FACTOR, MAX_BLOCK_BYTES, DensitySchedule, block_budget,
                             block_steps_for, live_numel)
+from snnedge.events import event_path_exists
 from snnedge.memory import cpu_cache_bytes
 from snnedge.path_choice import density_bucket
 
@@ -191,6 +192,6 @@ def test_timed_ratios_are_kept_per_density_bucket_and_reused(monkeypatch):
 def test_path_policy_names_are_checked():
     with pytest.raises(ValueError, match="'timed', 'limit'"):
         path_choice.set_path_policy("fast")
-    assert not path_choice.event_path_exists(nn.Conv2d(4, 4, 3, groups=2))
-    assert not path_choice.event_path_exists(nn.Linear(4, 4), "meta")
-    assert path_choice.event_path_exists(nn.Conv2d(4, 4, 1))  # timed, even where the rule says dense
+    assert not event_path_exists(nn.Conv2d(4, 4, 3, groups=2))
+    assert not event_path_exists(nn.Linear(4, 4), "meta")
+    assert event_path_exists(nn.Conv2d(4, 4, 1))  # timed, even where the rule says dense
