@@ -14,10 +14,11 @@ by the block size, not by ``T``. Every engine, torch or not (brian2), returns a
 * ``auto``: every block of the first batch measures the density of non-zero inputs of
   every spike-fed weighted layer that has an event path as it reaches it (a layer whose
   density stays where it was is measured at doubling gaps, :class:`DensitySchedule`); in
-  that block, each such layer takes the path that is faster on this machine at that
-  density (:mod:`snnedge.path_choice`: both timed once per layer and half-octave of
-  density; or, under the ``"limit"`` policy, the break-even rule
-  :func:`snnedge.events.event_density_limit` fitted to examples/benchmarks/event_layers.py).
+  that block, each such layer propagates events where its density is below the break-even
+  rule :func:`snnedge.events.event_density_limit` (fitted to
+  examples/benchmarks/event_layers.py), or, under the opt-in ``"timed"`` policy of
+  :mod:`snnedge.path_choice`, takes the path that timed faster on this machine at that
+  density.
   Activity often differs in the first steps, while the membranes charge, from later on.
   Later batches of the same ``simulate`` call keep the choice of the first batch's last
   block; a distributed run keeps the first block's, which rank 0 shares.

@@ -10,7 +10,8 @@ section 8; one thread, 800 rows: dense / event 1.31 for Conv2d 32 -> 32 3x3 at 1
 density, rule's limit 9.6 %; 1.02-1.68 for 1x1 convolutions at 2-12 %, which the rule kept
 dense).
 
-So under the ``"timed"`` policy (the default) a layer's first block at a given density runs
+So under the ``"timed"`` policy (opt-in: ``set_path_policy("timed")`` or
+``SNNEDGE_AUTO_PATH=timed``) a layer's first block at a given density runs
 both paths on all of its rows (each first untimed on ``TIMING_MIN_ROWS`` rows for its
 first-call costs: weight layouts, oneDNN's primitives), keeps the faster path's output and
 takes that path: the timed work is the block's own, and its output is not computed twice.
@@ -18,9 +19,11 @@ The ratio is kept per layer, input shape, dtype, thread count and half-octave of
 (:func:`density_bucket`) for the life of the layer, so later blocks, batches and ``simulate``
 calls reuse it. At two threads the timing is biased towards the dense path: right after a
 oneDNN layer, torch's OpenMP threads still spin while the event kernel's threads start
-(issue 16 section 8). The ``"limit"`` policy is the fitted rule alone (no timing; choices
-that do not depend on the machine's load): ``set_path_policy("limit")`` or
-``SNNEDGE_AUTO_PATH=limit``.
+(issue 16 section 8). The ``"limit"`` policy, the default, is the fitted rule alone: no
+timing, so a network gives the same results in every process. Timed choices can differ
+between processes, and the two paths add in different orders, so float32 results can move
+in their last bits (a network saved and simulated again in a fresh process did, in this
+project's tests); as with ``torch.backends.cudnn.benchmark``, the autotuning is opt-in.
 """
 from __future__ import annotations
 
@@ -40,7 +43,7 @@ TIMING_MIN_ROWS = 8
 #: Densities within one bucket share a timing: 2 buckets per octave.
 BUCKETS_PER_OCTAVE = 2
 
-_policy = os.environ.get("SNNEDGE_AUTO_PATH", "timed")
+_policy = os.environ.get("SNNEDGE_AUTO_PATH", "limit")
 if _policy not in POLICIES:
     raise ValueError(f"SNNEDGE_AUTO_PATH must be one of {', '.join(POLICIES)}; got {_policy!r}.")
 _RATIOS: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()

@@ -67,12 +67,12 @@ def simulate(snn: SpikingNetwork, x, timesteps: int | None = None, encoding: str
         other values as analog input (``res.input_macs``).
     engine:
         ``"dense"``, ``"event"``, ``"auto"`` (per layer and block of the first batch, the
-        path that is faster on this machine at the layer's measured input density, see
-        :mod:`snnedge.engine` and :mod:`snnedge.path_choice`), or a registered engine such as
-        ``"brian2"``. The two paths add in different orders, so ``"auto"``'s choices, timed
-        on this machine, can move a float32 membrane by its last bits between processes (in
-        one process the timings are kept and a rerun is identical); for results that never
-        depend on timing use ``"dense"``, ``"event"`` or ``SNNEDGE_AUTO_PATH=limit``.
+        event path where the layer's measured input density is below its fitted break-even,
+        see :mod:`snnedge.engine`), or a registered engine such as ``"brian2"``. With
+        ``SNNEDGE_AUTO_PATH=timed`` (:func:`snnedge.path_choice.set_path_policy`) ``"auto"``
+        times both paths on this machine instead: faster where the fitted rule is off for
+        the CPU, but the choices, and float32 results in their last bits, can then differ
+        between processes.
     batch_size:
         Samples per batch for a tensor input.
     seed:

@@ -175,6 +175,7 @@ def test_timed_policy_takes_the_path_the_clock_says_is_faster(monkeypatch, dense
 def test_timed_ratios_are_kept_per_density_bucket_and_reused(monkeypatch):
     clock = FakeClock(2.0, 1.0)
     monkeypatch.setattr(path_choice, "clock", clock)
+    monkeypatch.setattr(path_choice, "_policy", "timed")
     layer = nn.Linear(64, 32)
     x = (torch.rand(40, 64, generator=torch.Generator().manual_seed(2)) < 0.1).float()
     events, y = path_choice.choose_path(layer, x, 0.1)
@@ -190,6 +191,7 @@ def test_timed_ratios_are_kept_per_density_bucket_and_reused(monkeypatch):
 
 
 def test_path_policy_names_are_checked():
+    assert path_choice.path_policy() == "limit"  # the default: choices the same in every process
     with pytest.raises(ValueError, match="'timed', 'limit'"):
         path_choice.set_path_policy("fast")
     assert not event_path_exists(nn.Conv2d(4, 4, 3, groups=2))

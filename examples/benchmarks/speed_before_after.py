@@ -1,7 +1,7 @@
 """simulate's defaults against the rules before issue 16's third session, in one process.
 
 For each network (names of ``speed_nets``), the dense bound (T plain forward passes of the
-ANN), ``after`` (``simulate``'s defaults: paths timed, blocks by the live activations) and
+ANN), ``after`` (blocks by the live activations, ``path_choice`` policy "timed") and
 ``before`` (``path_choice`` policy "limit", blocks by the sum of all activations within
 128 MiB passed as ``block_steps``), interleaved, 5 repeats; prints one JSON line per network
 with the median ratios to the bound. T = 32, batch 100, 2 threads.
