@@ -137,15 +137,16 @@ def live_numel(net, shapes: dict[str, tuple[int, ...]], keep: tuple[str, ...] = 
     left = {n: len(net.consumers_of(n)) for n in shapes}
     held = {n for n in keep if n in shapes and not (self_counting and net.kind(n) == "temporal")}
     alive: dict[str, int] = {}
-    peak = 0
+    total = peak = 0
     for name in net.names:
         alive[name] = _numel(shapes[name])
-        peak = max(peak, sum(alive.values()))
+        total += alive[name]
+        peak = max(peak, total)
         for i in net.inputs_of(name):
             if i in left:
                 left[i] -= 1
                 if left[i] == 0 and i not in held:
-                    alive.pop(i, None)
+                    total -= alive.pop(i, 0)
     return peak
 
 
@@ -299,7 +300,8 @@ def run_batch(net: SpikingNetwork, x: torch.Tensor, encoder: Encoder, timesteps:
             ex.engine = mode = "event" if ex.event_layers else "dense"
             # the next block measures and chooses again (activity settles after the first
             # steps), except where the choice is shared at once (distributed runs) or no
-            # layer could take events (GPUs); a layer far from its limit skips measuring
+            # layer could take events (GPUs); a layer whose density holds still skips
+            # measuring for a while (DensitySchedule)
             ex.unmeasured = schedule.after_block(ex.densities)
             ex.densities = {} if on_choice is None and x.device.type == "cpu" else None
             if on_choice is not None:

@@ -100,9 +100,9 @@ class Executor:
         events (``None``: every one that can).
     densities:
         When a dict, each spike-fed weighted layer's fraction of non-zero inputs in the next
-        block is recorded in it (how engine ``"auto"`` measures), and a layer whose event path
-        is the faster at that density (:func:`snnedge.path_choice.choose_path`) propagates
-        events in that block already (a single block, one sample at T <= 32, then gains as
+        block is recorded in it (how engine ``"auto"`` measures), and a layer for which
+        :func:`snnedge.path_choice.choose_path` picks the event path at that density
+        propagates events in that block already (a single block, one sample at T <= 32, then gains as
         much as later ones).
     unmeasured:
         Layers whose density is not measured in the next block (``densities`` given): they
@@ -327,9 +327,9 @@ class Executor:
         weighted = len(flat) == 1 and self.net.kind(name) == "weighted"
         events = False
         if weighted and self.densities is not None:
-            # engine "auto", choosing: the layer takes the faster path at its density
-            # (snnedge.path_choice; layers without an event path are not measured, and a
-            # layer left unmeasured keeps its last path)
+            # engine "auto", choosing: the layer takes the path snnedge.path_choice picks at
+            # its density (layers it would not consider are not measured, and a layer left
+            # unmeasured keeps its last path)
             if name in self.unmeasured:
                 events = self.event_layers is not None and name in self.event_layers
             elif worth_measuring(module, flat[0].device):

@@ -94,9 +94,9 @@ def choose_path(module: nn.Module, x: torch.Tensor,
 
 
 def _time_paths(module: nn.Module, x: torch.Tensor) -> tuple[float, torch.Tensor]:
-    """Dense time / event time of ``module`` on all rows of ``x`` (the block's own work: a
-    share of it splits over the threads differently), each path first run untimed on a few
-    rows for its first-call costs; and the output of the faster path."""
+    """Dense time / event time of ``module`` on all rows of ``x`` (the block's own work),
+    each path first run untimed on a few rows for its first-call costs; and the output of the
+    faster path."""
     with torch.no_grad():
         warm = x[:min(x.shape[0], TIMING_MIN_ROWS)]
         apply_synaptic(module, warm), event_apply(module, warm)

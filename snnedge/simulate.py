@@ -86,9 +86,9 @@ def simulate(snn: SpikingNetwork, x, timesteps: int | None = None, encoding: str
     block_steps:
         Steps per time block: every synaptic layer runs once per block on its steps x
         samples. Default: as many as keep the activations alive at once within 1.5x the
-        CPU's caches (on GPUs 128 MiB) but at least 4 steps x samples, at most 32 steps, and never
-        more than the free memory holds (:func:`snnedge.engine.block_steps_for`,
-        :func:`snnedge.engine.block_budget`). A batch whose single step does not fit the
+        CPU's caches (on GPUs 128 MiB) and all of a block's activations within 512 MiB, but
+        at least 4 steps x samples, at most 32 steps, and never more than the free memory
+        holds (:func:`snnedge.engine.block_steps_for`, :func:`snnedge.engine.block_budget`). A batch whose single step does not fit the
         memory the device can still allocate raises ``MemoryError`` before allocating it,
         naming the batch size that fits.
     labels:
