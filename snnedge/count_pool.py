@@ -15,7 +15,8 @@ from collections.abc import Sequence
 
 import torch
 
-from .events import NEURON_MIN_WORK, native_kernel, run_split
+from .events import NEURON_MIN_WORK, native_kernel
+from .kernel_threads import run_split
 from .geometry import Axis
 
 

@@ -11,7 +11,8 @@ Three backends compute the same sums:
   built at install; AVX-512 or AVX2 where the CPU has it, chosen at run time). Per sample it lists the non-zero inputs of
   each position, then every output position gathers the weight rows of the events in its
   receptive field into vector registers and stores its output once. Split over torch's
-  intra-op threads by sample.
+  intra-op threads by sample, on PyTorch's own OpenMP threads where it can
+  (:mod:`snnedge.kernel_threads`).
 * ``"scipy"`` (the CPU fallback where the kernel was not built): the output ``(N *
   positions, C_out)`` as a sparse matrix (one entry per input event and tap) times the
   kernel matrix ``(C_in * taps, C_out)``, in scipy's compiled COO kernel.
@@ -29,7 +30,6 @@ channels-last inputs torch's own pooling is the faster one.
 """
 from __future__ import annotations
 
-import concurrent.futures
 import functools
 import os
 import weakref
@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from .geometry import module_axes
+from .kernel_threads import run_split, submit
 from .layers import SumPool2d
 
 _CACHE: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
@@ -193,7 +194,7 @@ def _sparse_times_dense(rows: torch.Tensor, cols: torch.Tensor, vals: torch.Tens
         last = int(groups[-1])
         bounds = torch.searchsorted(groups, torch.arange(1, threads) * (last + 1) // threads).tolist()
         cuts = [0, *bounds, rows.numel()]
-        jobs = [_pool().submit(kernel, b - a, dense.shape[1], r[a:b], c[a:b], v[a:b], d, o)
+        jobs = [submit(kernel, b - a, dense.shape[1], r[a:b], c[a:b], v[a:b], d, o)
                 for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
         for job in jobs:
             job.result()
@@ -208,12 +209,6 @@ def _sparse_times_dense(rows: torch.Tensor, cols: torch.Tensor, vals: torch.Tens
 
 # Below this many multiply-adds per thread, splitting the sparse product costs more than it saves.
 PARALLEL_MIN_WORK = 1_000_000
-
-
-@functools.cache
-def _pool() -> concurrent.futures.ThreadPoolExecutor:
-    return concurrent.futures.ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1),
-                                                 thread_name_prefix="snnedge-events")
 
 
 @functools.cache
@@ -334,19 +329,7 @@ def _native_run(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
         kernel.conv(*args, 0, n, 1, *geometry)
         return
     # interleaved samples: the rows of a block are its time steps, whose activity varies
-    jobs = [_pool().submit(kernel.conv, *args, i, n, threads, *geometry) for i in range(1, threads)]
-    kernel.conv(*args, 0, n, threads, *geometry)  # one part on this thread
-    for job in jobs:
-        job.result()
-
-
-def run_split(fn, parts: list[tuple]) -> None:
-    """``fn(*part)`` for every part, the first on this thread and the others on the kernel
-    thread pool at once (the compiled kernels release the GIL; parts must not overlap)."""
-    jobs = [_pool().submit(fn, *part) for part in parts[1:]]
-    fn(*parts[0])
-    for job in jobs:
-        job.result()
+    run_split(kernel.conv, [(*args, i, n, threads, *geometry) for i in range(threads)])
 
 
 # Below this many neuron updates (ticks x neurons) per thread, one thread does them all.
@@ -400,10 +383,7 @@ def native_neuron_block(current: torch.Tensor, v: torch.Tensor, out: torch.Tenso
     else:
         cut = [min(size, (size * i // threads + 63) // 64 * 64) for i in range(threads)] + [size]
         parts = [(0, batch, a, b) for a, b in zip(cut[:-1], cut[1:])]
-    jobs = [_pool().submit(kernel.neuron, *args, *part, *tail) for part in parts[1:]]
-    kernel.neuron(*args, *parts[0], *tail)
-    for job in jobs:
-        job.result()
+    run_split(kernel.neuron, [(*args, *part, *tail) for part in parts])
     return True
 
 
@@ -594,4 +574,4 @@ def _channels_last(x: torch.Tensor) -> bool:
 
 
 __all__ = ["event_apply", "event_linear", "event_conv2d", "event_density_limit", "event_path_exists", "apply_synaptic",
-           "native_kernel", "native_isas", "native_neuron_block", "parameter_maps", "run_split", "set_native_isa", "NATIVE_ISAS", "pool_tiles", "tiling_pool"]
+           "native_kernel", "native_isas", "native_neuron_block", "parameter_maps", "set_native_isa", "NATIVE_ISAS", "pool_tiles", "tiling_pool"]

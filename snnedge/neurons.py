@@ -34,7 +34,8 @@ import torch
 from torch import nn
 
 from .errors import check_choice, check_real
-from .events import NEURON_MIN_WORK, native_kernel, native_neuron_block, parameter_maps, run_split
+from .events import NEURON_MIN_WORK, native_kernel, native_neuron_block, parameter_maps
+from .kernel_threads import run_split
 from .layers import TemporalModule
 from .surrogate import Surrogate, get_surrogate, spike
 

@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import torch
 
-from ..events import native_kernel, native_neuron_block, run_split
+from ..events import native_kernel, native_neuron_block
+from ..kernel_threads import run_split
 from ..layers import TemporalModule
 from ..neurons import SpikingNeuron, step_into
 
