@@ -70,6 +70,16 @@ CACHE_BLOCK_FACTOR = 1.5
 # (this cap) at 834-921 MiB (T = 512 / T = 32 within 1.03-1.09), as fast as 8-16 steps.
 MAX_BLOCK_BYTES = 4 * DEFAULT_BLOCK_BYTES
 MAX_BLOCK_STEPS = 32
+# ... unless a layer's call would then be too small to pay for itself: a block takes at least
+# as many steps as give the layers' outputs this many bytes on average per call (per-call
+# costs: Python, dispatch, oneDNN's set-up), over the two bounds above. Networks of many thin
+# layers (tv_densenet121: 368 layers of 0.93 MiB per step on average, held to 1 step by
+# MAX_BLOCK_BYTES; tv_mobilenet_v2 1.02 MiB, 2 steps by the cache budget) ran 1.13 and 0.92x
+# the bound, 0.86 and 0.78x in blocks of 4. Fitted on 27 networks (examples/benchmarks/
+# block_sweep.py, RESULTS.md issue 16 section 9; AMD EPYC Zen 4, 2 threads, T = 32, batch
+# 100): worst / median simulate / bound 1.18 / 0.70 without this floor, 1.01 / 0.70 at 1 or
+# 2 MiB, 1.01 / 0.66 at 4 MiB, 1.63 / 0.66 at 8 MiB; the best size per network 1.01 / 0.65.
+MIN_LAYER_CALL_BYTES = 4 * 2**20
 # Fewest steps x samples per block when memory allows: work a block does once per neuron or
 # weight (state, per-neuron counts, a linear layer's weights read from memory) is shared by
 # them, at the price of larger activations. VGG-16 at 224 px, one image, T = 32 (Xeon,
@@ -160,7 +170,8 @@ def block_steps_for(shapes: dict[str, tuple[int, ...]], batch: int, timesteps: i
     sizes) x batch x itemsize`` (layer ``shapes``), or, where ``live`` is given (values per
     sample alive at once, :func:`live_numel`: the executor frees each activation as soon as
     it is read), ``live x batch x itemsize``, and then also all layers' activations of the
-    block within ``MAX_BLOCK_BYTES``; the simulation also keeps, whatever the block,
+    block within ``MAX_BLOCK_BYTES``, unless the layers' outputs would then average less than
+    ``MIN_LAYER_CALL_BYTES`` per call; the simulation also keeps, whatever the block,
     ``fixed = sum(layer sizes) x (batch x itemsize + 16)`` (membranes; per-neuron counts and
     synaptic-event weights in float64). A block takes as many steps as fit ``budget_bytes``,
     but at least ``ceil(MIN_BLOCK_ROWS / batch)``: what a block does once per neuron is then
@@ -175,8 +186,10 @@ def block_steps_for(shapes: dict[str, tuple[int, ...]], batch: int, timesteps: i
     size = sum(_numel(s) for s in shapes.values())
     per_step, fixed = (live or size) * batch * itemsize, size * (batch * itemsize + 16)
     fit = budget_bytes // max(per_step, 1)
-    if live:  # and all layers' activations of the block within MAX_BLOCK_BYTES
+    if live:  # and all layers' activations of the block within MAX_BLOCK_BYTES ...
         fit = min(fit, MAX_BLOCK_BYTES // max(size * batch * itemsize, 1))
+        # ... but calls of MIN_LAYER_CALL_BYTES per layer on average
+        fit = max(fit, -(-MIN_LAYER_CALL_BYTES * len(shapes) // max(size * batch * itemsize, 1)))
     fewest = -(-MIN_BLOCK_ROWS // batch)
     steps = requested or max(1, min(timesteps, MAX_BLOCK_STEPS, max(fit, fewest)))
     if free_bytes is None:

@@ -6,8 +6,8 @@ from torch import nn
 
 import snnedge
 from snnedge import path_choice
-from snnedge.engine import (CACHE_BLOCK_FACTOR, MAX_BLOCK_BYTES, DensitySchedule, block_budget,
-                            block_steps_for, live_numel)
+from snnedge.engine import (CACHE_BLOCK_FACTOR, MAX_BLOCK_BYTES, MIN_LAYER_CALL_BYTES, DensitySchedule,
+                            block_budget, block_steps_for, live_numel)
 from snnedge.events import event_path_exists
 from snnedge.memory import cpu_cache_bytes
 from snnedge.path_choice import density_bucket
@@ -94,6 +94,24 @@ def test_block_steps_from_the_live_values():
     assert block_steps_for(shapes, 100, 64, 4, budget_bytes=2**40, live=1) == 32
     assert block_steps_for(shapes, 1000, 64, 4, budget_bytes=2**40, live=1) == \
         MAX_BLOCK_BYTES // (4 * 8192 * 1000 * 4) == 4
+
+
+def test_thin_layers_get_blocks_whose_calls_pay_for_themselves():
+    # 200 layers of 1,024 values per sample (1 x 1 maps, as the end of a DenseNet at 32 px):
+    # 0.39 MiB per layer and step at batch 100. Neither the cache budget (1 byte) nor
+    # MAX_BLOCK_BYTES (78 MiB per step: 6 steps) holds the block below the steps that give
+    # each layer's call MIN_LAYER_CALL_BYTES on average: ceil(4 MiB / 0.39 MiB) = 11.
+    shapes = {str(i): (1024, 1, 1) for i in range(200)}
+    per_layer = 1024 * 100 * 4
+    floor = -(-MIN_LAYER_CALL_BYTES // per_layer)
+    assert floor == 11
+    assert block_steps_for(shapes, 100, 64, 4, budget_bytes=1, live=2048) == floor
+    assert block_steps_for(shapes, 100, 8, 4, budget_bytes=1, live=2048) == 8  # never beyond T
+    # without the live values (the old rule) nothing changes: the budget alone
+    assert block_steps_for(shapes, 100, 64, 4, budget_bytes=1) == 1
+    # fat layers: one step already gives each call its bytes, the bounds above decide
+    fat = {str(i): (64, 64, 64) for i in range(4)}  # 100 MiB per layer and step
+    assert block_steps_for(fat, 100, 64, 4, budget_bytes=1, live=1) == 1
 
 
 def _schedule_trace(density, blocks):
