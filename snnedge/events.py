@@ -71,8 +71,17 @@ EVENT_DENSITY_PER_WORK = 1 / 3_000
 EVENT_DENSITY_CAP = 0.2
 # Measured again on an AVX-512 Xeon with the AVX-512 kernel (event_layers.py --clock cpu,
 # 2026-12-05): the limit held for 32 or more input channels; fewer are handled below
-# (NARROW_INPUT_CHANNELS); 1x1 convolutions never broke even (64 -> 64: 0.75-0.9x at 0.5%),
-# so they stay dense.
+# (NARROW_INPUT_CHANNELS). 1x1 convolutions never broke even there (64 -> 64: 0.75-0.9x at
+# 0.5%), measured while the kernels ran on Python threads beside oneDNN's spinning ones. With
+# the kernels on torch's OpenMP threads (snnedge.kernel_threads), right after a oneDNN layer,
+# 2 threads, AMD EPYC Zen 4 (2026-12-06), dense / event for 1x1 convolutions at 1 / 2 / 5 /
+# 10 / 20% input density: 1024 -> 128 at 1x1 4.83 / 3.81 / 3.41 / 3.29 / 2.29; 512 -> 128
+# at 2x2 2.19 / 1.93 / 1.60 / 1.43 / 1.22; 256 -> 64 at 4x4 1.51 / 1.27 / 1.00 / 1.06 / 0.95;
+# 128 -> 32 1.19 / 1.04 / 0.79; 64 -> 64 1.25 / 1.16 / 1.05; 64 -> 16 0.96 / 0.77; 32 -> 128
+# 0.89 / 0.82: the event path pays with many input channels. A 1x1 convolution's work per
+# event is therefore weighted by (in / ONE_BY_ONE_INPUT_CHANNELS)^2, at most 4: 1024 -> 128
+# gets 17%, 256 -> 64 8.5%, 128 -> 32 1.1%, 64 -> 64 0.5%, 32 -> 128 0.3%.
+ONE_BY_ONE_INPUT_CHANNELS = 128
 # The same with scipy's kernel (an install without a C compiler): dense / event = 1 near 5-8%
 # for Conv2d 32->64, 9-10% for 64->128 and 128->128, ~15% for 128->256, 1-2% for Linear
 # 1152->128 (event_layers.py before the native kernel existed).
@@ -104,9 +113,9 @@ def event_density_limit(module: nn.Module, device: str | torch.device = "cpu") -
         work = module.out_features
     else:  # a convolution event_conv2d handles
         taps = module.kernel_size[0] * module.kernel_size[1]
-        if taps == 1 and native_kernel() is not None:
-            return 0.0  # 1x1 convolutions: oneDNN's GEMM won even at 0.5% (event_layers.py)
         work = module.out_channels * taps / (module.stride[0] * module.stride[1])
+        if taps == 1 and native_kernel() is not None:  # a GEMM for oneDNN: see above
+            return min(cap, work * per_work * min(4.0, (module.in_channels / ONE_BY_ONE_INPUT_CHANNELS) ** 2))
         # Few input channels: each output position gathers few events, its fixed cost is not
         # amortized, and oneDNN's dense convolution is cheap (issue 18's event-frame nets, at
         # N = 320 rows, one thread, on a loaded machine: dense / event = 1 near 2% for 16->32

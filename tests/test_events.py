@@ -149,6 +149,17 @@ def test_event_density_limit_grows_with_the_work_per_event():
 
 
 @needs_native
+def test_one_by_one_limits_grow_with_the_input_channels():
+    import snnedge.events as ev
+    # work per event (output channels) x (in / 128)^2, at most x 4, over 3000; capped at 0.2
+    assert ev.event_density_limit(nn.Conv2d(1024, 128, 1)) == pytest.approx(128 * 4 / 3000)
+    assert ev.event_density_limit(nn.Conv2d(32, 128, 1)) == pytest.approx(128 / 16 / 3000)
+    assert ev.event_density_limit(nn.Conv2d(256, 64, 1, stride=2)) == pytest.approx(16 * 4 / 3000)
+    assert ev.event_density_limit(nn.Conv2d(4096, 4096, 1)) == ev.EVENT_DENSITY_CAP
+    assert ev.event_density_limit(nn.Conv2d(64, 64, 1)) < ev.event_density_limit(nn.Conv2d(256, 64, 1))
+
+
+@needs_native
 def test_event_density_limit_follows_the_kernel_in_use(monkeypatch):
     import snnedge.events as ev
     conv = nn.Conv2d(32, 64, 3)  # 576 units of work per input event
