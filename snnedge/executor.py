@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from .events import apply_synaptic, event_apply, tiling_pool
-from .layers import INPUT, SumPool2d, TemporalModule
+from .layers import INPUT, Add, Scale, SumPool2d, TemporalModule
 from .neurons import SpikingNeuron
 from .path_choice import choose_path, worth_measuring
 
@@ -185,11 +185,13 @@ class Executor:
                 out = Value(self._temporal(name, module, ins[0], steps, name in keep,
                                            donated=self._donated(name, keep)), False)
             else:
-                out = self._synaptic(name, module, ins, steps)
+                donor = self._donor(name, module, keep)
+                out = self._synaptic(name, module, ins, steps, donor)
                 if out.static:
                     self.static_cache[name] = out.tensor
-                elif not any(_same_memory(out.tensor, v.tensor) for v in ins):
-                    self.fresh.add(name)
+                elif not any(_same_memory(out.tensor, v.tensor)
+                             for i, v in zip(net.inputs_of(name), ins) if i != donor):
+                    self.fresh.add(name)  # (its donor's memory is its own now)
             vals[name] = out
             if name in keep and name not in self.block_counts:
                 kept[name] = out
@@ -316,7 +318,22 @@ class Executor:
             self.block_counts[name] = counts
         return Value(y, False)
 
-    def _synaptic(self, name: str, module: nn.Module, ins: list[Value], steps: int) -> Value:
+    def _donor(self, name: str, module: nn.Module, keep: tuple[str, ...]) -> str | None:
+        """The input that an addition or a ``Scale`` may write its output over: a no-gradient
+        run of a network without loops, the first or second input, a synaptic output of this
+        block in memory of its own that nothing else reads (as :meth:`_donated`). A fresh
+        block-sized tensor costs the kernel's page faults (a 15 MB sum: 4.8 ms in new memory,
+        0.5 ms in place, 2 threads, AMD EPYC Zen 4)."""
+        if self.plan is not None or torch.is_grad_enabled() or not isinstance(module, (Add, Scale)):
+            return None
+        sources = self.net.inputs_of(name)
+        for i in sources[:2]:
+            if i in self.fresh and self.uses[i] == 1 and i not in keep and sources.count(i) == 1:
+                return i
+        return None
+
+    def _synaptic(self, name: str, module: nn.Module, ins: list[Value], steps: int,
+                  donor: str | None = None) -> Value:
         if all(v.static for v in ins):
             return Value(apply_synaptic(module, *[v.tensor for v in ins]), True)
         batch = next(v.tensor.shape[1] for v in ins if not v.static)
@@ -324,6 +341,10 @@ class Executor:
         for v in ins:
             t = v.per_step(steps)
             flat.append(t.reshape(steps * batch, *t.shape[2:]))
+        if donor is not None:
+            y = _in_place(module, flat, self.net.inputs_of(name).index(donor))
+            if y is not None:
+                return Value(y.view(steps, batch, *y.shape[1:]), False)
         weighted = len(flat) == 1 and self.net.kind(name) == "weighted"
         events = False
         if weighted and self.densities is not None:
@@ -441,6 +462,27 @@ def input_density(x: torch.Tensor) -> float:
     flat = x.as_strided((rows, DENSITY_RUN), (DENSITY_RUN, 1), x.storage_offset())
     sample = flat[::every]
     return float(torch.count_nonzero(sample)) / sample.numel()
+
+
+def _in_place(module: nn.Module, xs: list[torch.Tensor], k: int) -> torch.Tensor | None:
+    """``module(*xs)`` written over ``xs[k]`` (an ``Add`` or a ``Scale``), in the order of
+    additions of ``module.forward``, so the bits are the same; None where it cannot be
+    (shapes, dtypes or layouts that differ, ``xs[k]`` not in memory of its own)."""
+    a = xs[k]
+    dense = a.is_contiguous() or (a.dim() == 4 and a.is_contiguous(memory_format=torch.channels_last))
+    if not dense or any(x.shape != a.shape or x.dtype != a.dtype or x.stride() != a.stride() for x in xs):
+        return None
+    if isinstance(module, Scale):
+        scale = module._shape(module.scale.to(a), a)
+        if module.bias is None:
+            return a.mul_(scale)
+        return torch.addcmul(module._shape(module.bias.to(a), a), a, scale, out=a)
+    if len(xs) < 2:
+        return None
+    a.add_(xs[1 - k])  # xs[0] + xs[1] (two terms add the same in either order), then the rest
+    for x in xs[2:]:
+        a.add_(x)
+    return a
 
 
 def _same_memory(a: torch.Tensor, b: torch.Tensor) -> bool:

@@ -315,3 +315,48 @@ def test_counted_neuron_layers_are_freed_once_read():
     assert set(values) == {*neurons, net.output_name}
     for n in neurons:
         assert torch.equal(ex.take_counts(n), values[n].tensor.detach().sum((0, 1))), n
+
+
+def test_additions_and_scales_written_over_their_donor_give_the_same_bits(monkeypatch):
+    """An addition (a residual junction) or a Scale (a BatchNorm after a concatenation) whose
+    input nothing else reads writes its output over that input (no new block-sized tensor):
+    the same outputs and counts, bit for bit, as with new tensors."""
+    import snnedge.executor as ex
+    from converters import convert
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Conv2d(1, 8, 3, padding=1)
+            self.a, self.b = nn.Conv2d(8, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1)
+            self.bn = nn.BatchNorm2d(16)
+            self.c = nn.Conv2d(16, 8, 3, padding=1)
+            self.fc = nn.Linear(8 * 8 * 8, 4)
+
+        def forward(self, x):
+            x = torch.relu(self.stem(x))
+            r = torch.relu(self.a(x))
+            x = torch.relu(self.b(r) + x)  # the conv output is the addition's donor
+            y = torch.cat([x, self.a(x)], 1)
+            y = self.c(torch.relu(self.bn(y)))  # the concatenation is the Scale's donor
+            return self.fc(torch.flatten(torch.relu(y), 1))
+    torch.manual_seed(0)
+    ann = Net()
+    with torch.no_grad():
+        ann.bn.weight.uniform_(0.5, 1.5)
+        ann.bn.bias.uniform_(-0.2, 0.2)
+    snn = convert(ann.eval(), calibration=torch.rand(32, 1, 8, 8))
+    x = torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    done = []
+    original = ex._in_place
+    monkeypatch.setattr(ex, "_in_place", lambda *a: done.append(type(a[0]).__name__) or original(*a))
+    runs = [snnedge.simulate(snn, x, timesteps=12, block_steps=4, engine=e, progress=False)
+            for e in ("dense", "event")]
+    assert {"Add", "Scale"} <= set(done), f"the in-place path was not taken: {done}"
+    monkeypatch.setattr(ex.Executor, "_donor", lambda *a: None)
+    runs += [snnedge.simulate(snn, x, timesteps=12, block_steps=4, engine=e, progress=False)
+             for e in ("dense", "event")]
+    for in_place, new in zip(runs[:2], runs[2:]):  # each engine against itself
+        assert torch.equal(in_place.output, new.output)
+        assert in_place.spike_counts == new.spike_counts
+    assert sum(runs[0].spike_counts.values()) > 0

@@ -4,14 +4,17 @@ For each network (names of ``speed_nets``; "zoo" for every zoo member), in one p
 interleaved: the dense bound (T plain forward passes of the ANN, the same batch),
 ``simulate`` with ``snnedge.kernel_threads`` mode "openmp" and with mode "python", both
 with the default engine ("auto") and path policy; with ``--timed`` also mode "openmp" with
-path policy "timed". Prints one JSON line per network (median of the repeats' ratios to the
-bound) and, with ``--out``, a markdown table with the worst case and the median.
+path policy "timed"; with ``--no-in-place`` also mode "openmp" with additions and ``Scale``
+layers writing new tensors instead of over their donor input. Prints one JSON line per
+network (median of the repeats' ratios to the bound) and, with ``--out``, a markdown table
+with the worst case and the median.
 
 Both modes give the same outputs bit for bit (tests/test_kernel_threads.py); this measures
 only the time.
 
 Usage: PYTHONPATH=. python examples/benchmarks/kernel_threads_speed.py [NET ...]
-       [--threads 2] [--timesteps 32] [--batch 100] [--repeats 5] [--timed] [--out F.md]
+       [--threads 2] [--timesteps 32] [--batch 100] [--repeats 5] [--timed] [--no-in-place]
+       [--out F.md]
 """
 from __future__ import annotations
 
@@ -31,6 +34,7 @@ import snnedge  # noqa: E402
 from converters import convert  # noqa: E402
 from snnedge import kernel_threads, path_choice  # noqa: E402
 from snnedge.datasets import load_mnist_digits, load_mnist_test  # noqa: E402
+from snnedge.executor import Executor  # noqa: E402
 
 
 def measure(net, args, test_x, train_x) -> dict:
@@ -54,6 +58,15 @@ def measure(net, args, test_x, train_x) -> dict:
     fns = {"bound": bound, "openmp": run("openmp", "limit"), "python": run("python", "limit")}
     if args.timed:
         fns["openmp_timed"] = run("openmp", "timed")
+    if args.no_in_place:  # additions and Scales into new tensors, as before 2026-12-06
+        def without(fn=run("openmp", "limit")):
+            saved = Executor._donor
+            Executor._donor = lambda *a: None
+            try:
+                return fn()
+            finally:
+                Executor._donor = saved
+        fns["openmp_no_in_place"] = without
     for fn in fns.values():  # warm-up (and the timed policy's measurements)
         fn()
     times = {k: [] for k in fns}
@@ -70,7 +83,7 @@ def measure(net, args, test_x, train_x) -> dict:
 
 
 def table(rows: list[dict], args) -> str:
-    cols = [k for k in ("python", "openmp", "openmp_timed") if k in rows[0]]
+    cols = [k for k in ("python", "openmp", "openmp_timed", "openmp_no_in_place") if k in rows[0]]
     lines = [f"Command: `PYTHONPATH=. python examples/benchmarks/kernel_threads_speed.py "
              f"{' '.join(sys.argv[1:])}`", "",
              f"Machine: {speed_nets.machine()}; {args.threads} threads, T = {args.timesteps}, "
@@ -95,6 +108,8 @@ def main(argv=None) -> None:
     p.add_argument("--batch", type=int, default=100)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--timed", action="store_true", help="also path policy 'timed' (openmp)")
+    p.add_argument("--no-in-place", action="store_true",
+                   help="also additions and Scales into new tensors (openmp)")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
