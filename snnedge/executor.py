@@ -465,24 +465,16 @@ def input_density(x: torch.Tensor) -> float:
 
 
 def _in_place(module: nn.Module, xs: list[torch.Tensor], k: int) -> torch.Tensor | None:
-    """``module(*xs)`` written over ``xs[k]`` (an ``Add`` or a ``Scale``), in the order of
-    additions of ``module.forward``, so the bits are the same; None where it cannot be
-    (shapes, dtypes or layouts that differ, ``xs[k]`` not in memory of its own)."""
+    """``module(*xs)`` (an ``Add`` of two or more inputs, or a ``Scale``) written over
+    ``xs[k]``, by the module's own ``forward`` and so with the same bits; None where it cannot
+    be (shapes, dtypes or layouts that differ, ``xs[k]`` not in memory of its own)."""
     a = xs[k]
     dense = a.is_contiguous() or (a.dim() == 4 and a.is_contiguous(memory_format=torch.channels_last))
     if not dense or any(x.shape != a.shape or x.dtype != a.dtype or x.stride() != a.stride() for x in xs):
         return None
-    if isinstance(module, Scale):
-        scale = module._shape(module.scale.to(a), a)
-        if module.bias is None:
-            return a.mul_(scale)
-        return torch.addcmul(module._shape(module.bias.to(a), a), a, scale, out=a)
-    if len(xs) < 2:
+    if isinstance(module, Add) and len(xs) < 2:
         return None
-    a.add_(xs[1 - k])  # xs[0] + xs[1] (two terms add the same in either order), then the rest
-    for x in xs[2:]:
-        a.add_(x)
-    return a
+    return module(*xs, out=a)
 
 
 def _same_memory(a: torch.Tensor, b: torch.Tensor) -> bool:

@@ -50,8 +50,11 @@ def torch_libgomp() -> Path | None:
         maps = Path("/proc/self/maps").read_text()
     except OSError:
         return None
-    found = {Path(line.split(None, 5)[5]) for line in maps.splitlines()
-             if len(line.split(None, 5)) == 6 and "libgomp" in Path(line.split(None, 5)[5]).name}
+    found = set()
+    for line in maps.splitlines():  # address perms offset dev inode path
+        fields = line.split(None, 5)
+        if len(fields) == 6 and "libgomp" in Path(fields[5]).name:
+            found.add(Path(fields[5]))
     if not found:
         return None
     torch_lib = Path(torch.__file__).resolve().parent / "lib"

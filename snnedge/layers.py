@@ -90,11 +90,19 @@ class TemporalModule(nn.Module, abc.ABC):
 class Add(nn.Module):
     """Element-wise sum of its inputs (a residual junction)."""
 
-    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
-        out = xs[0]
-        for x in xs[1:]:
-            out = out + x
-        return out
+    def forward(self, *xs: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """The sum in input order; ``out`` (optional, with two or more inputs) receives it and
+        may be the first or the second input itself (the executor writes over an input nothing
+        else reads)."""
+        if out is None:
+            y = xs[0]
+            for x in xs[1:]:
+                y = y + x
+            return y
+        y = torch.add(xs[0], xs[1], out=out)
+        for x in xs[2:]:
+            y.add_(x)
+        return y
 
 
 class Concat(nn.Module):
@@ -171,9 +179,10 @@ class Scale(nn.Module):
     def _shape(self, p: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return p if p.dim() == 0 else p.view(-1, *([1] * (x.dim() - 2)))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """``out`` (optional) receives the result and may be ``x`` itself."""
         scale = self._shape(self.scale.to(x), x)
         if self.bias is None:
-            return x * scale
+            return torch.mul(x, scale, out=out)
         # one pass instead of a product and a sum (2.3x faster on a 30 MB block, 2 threads)
-        return torch.addcmul(self._shape(self.bias.to(x), x), x, scale)
+        return torch.addcmul(self._shape(self.bias.to(x), x), x, scale, out=out)

@@ -23,7 +23,6 @@ import json
 import math
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -54,24 +53,15 @@ def measure(net, args, test_x, train_x) -> dict:
         return lambda: snnedge.simulate(snn, x, timesteps=T, batch_size=BATCH, block_steps=steps,
                                         progress=False)
     fns = {"bound": bound, "default": sim(None), **{str(s): sim(s) for s in args.steps}}
-    for fn in fns.values():
-        fn()
-    times = {k: [] for k in fns}
-    for _ in range(args.repeats):
-        for k, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - start)
+    bound_s, ratios = speed_nets.interleaved_ratios(fns, args.repeats)
     mib = BATCH * ITEM / 2**20
-    row = {"net": net.name, "bound_s": statistics.median(times["bound"]),
+    row = {"net": net.name, "bound_s": bound_s,
            "sum_mib": sum(math.prod(s) for s in shapes.values()) * mib,
            "live_mib": engine.live_numel(snn, shapes) * mib, "layers": len(shapes),
            "default_steps": engine.block_steps_for(shapes, BATCH, T, ITEM,
                                                    budget_bytes=engine.block_budget("cpu"),
-                                                   live=engine.live_numel(snn, shapes))}
-    for k in fns:
-        if k != "bound":
-            row[k] = statistics.median(a / b for a, b in zip(times[k], times["bound"]))
+                                                   live=engine.live_numel(snn, shapes)),
+           **ratios}
     return row
 
 

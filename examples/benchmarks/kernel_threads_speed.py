@@ -22,7 +22,6 @@ import argparse
 import json
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -67,18 +66,9 @@ def measure(net, args, test_x, train_x) -> dict:
             finally:
                 Executor._donor = saved
         fns["openmp_no_in_place"] = without
-    for fn in fns.values():  # warm-up (and the timed policy's measurements)
-        fn()
-    times = {k: [] for k in fns}
-    for _ in range(args.repeats):
-        for k, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - start)
-    row = {"net": net.name, "bound_s": statistics.median(times["bound"])}
-    for k in fns:
-        if k != "bound":
-            row[k] = statistics.median(a / b for a, b in zip(times[k], times["bound"]))
+    # (the warm-up round also makes the timed policy's measurements)
+    bound_s, ratios = speed_nets.interleaved_ratios(fns, args.repeats)
+    row = {"net": net.name, "bound_s": bound_s, **ratios}
     return row
 
 

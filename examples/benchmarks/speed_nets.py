@@ -15,6 +15,7 @@ machine and more than one thread. Every table says which clock made it.
 from __future__ import annotations
 
 import sys
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -137,6 +138,24 @@ class Clock:
     def label(self, threads: int) -> str:
         return ("CPU time of the process (time.process_time)" if self.kind == "cpu"
                 else "wall time (time.perf_counter)") + f", {threads} thread(s)"
+
+
+def interleaved_ratios(fns: dict[str, Callable[[], object]], repeats: int,
+                       base: str = "bound") -> tuple[float, dict[str, float]]:
+    """Runs every function once (warm-up), then ``repeats`` rounds of all of them in turn
+    (wall clock); returns the median time of ``fns[base]`` and, for every other key, the
+    median over rounds of its time / ``base``'s time in the same round."""
+    for fn in fns.values():
+        fn()
+    times = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - start)
+    ratios = {k: statistics.median(a / b for a, b in zip(times[k], times[base]))
+              for k in fns if k != base}
+    return statistics.median(times[base]), ratios
 
 
 def machine() -> str:
