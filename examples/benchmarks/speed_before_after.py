@@ -8,7 +8,7 @@ with the median ratios to the bound. T = 32, batch 100, 2 threads.
 
 Usage: PYTHONPATH=. python examples/benchmarks/speed_before_after.py NET [NET ...]
 """
-import sys, torch, statistics, time, json
+import sys, torch, json
 sys.path.insert(0, "examples/benchmarks")
 import speed_nets
 import snnedge
@@ -34,14 +34,8 @@ for net in speed_nets.networks(sys.argv[1:]):
     def old():
         path_choice.set_path_policy("limit")
         return snnedge.simulate(snn, xin, timesteps=32, batch_size=100, block_steps=old_steps, progress=False)
-    fns = {"bound": bound, "new": new, "old": old}
-    for f in fns.values(): f()
-    ts = {k: [] for k in fns}
-    for _ in range(5):
-        for k, f in fns.items():
-            s = time.perf_counter(); f(); ts[k].append(time.perf_counter() - s)
-    r = {k: statistics.median(a / b for a, b in zip(ts[k], ts["bound"])) for k in ("new", "old")}
-    row = {"net": net.name, "bound_s": statistics.median(ts["bound"]), "old_steps": old_steps, "new_steps": new_steps, **r,
+    bound_s, r = speed_nets.interleaved_ratios({"bound": bound, "new": new, "old": old}, 5)
+    row = {"net": net.name, "bound_s": bound_s, "old_steps": old_steps, "new_steps": new_steps, **r,
            "event_layers": len(new().extra["event_layers"][0])}
     out.append(row)
     print(json.dumps(row), flush=True)
