@@ -35,6 +35,7 @@ from snnedge import distributed as dist_glue
 from snnedge.engine import exact_float32
 from snnedge.errors import check_choice, check_positive_int, check_real
 from snnedge.formats import NumberFormat, get_format
+from snnedge.readout import MAX_EXPONENT, check_exponent
 
 from .calibration import NORMALIZATIONS, activation_scales, calibration_tensor
 from .export import capture_export
@@ -43,6 +44,7 @@ from .graph import INPUT, Graph, capture_fx
 from .maxpool import MAXPOOL_MODES
 from .membrane import calibrate_membrane as calibrate_membrane_
 from .normalize import Normalizer, describe_scale, is_close
+from .readout import choose_exponent
 
 RESETS = ("subtract", "zero")
 # v_init for ReLU neurons when not given. theta/2 rounds the rate code instead of flooring
@@ -116,7 +118,11 @@ class ConversionInfo:
     (``thresholds`` are those before it; empty when ``calibrate_gain`` is off);
     ``gain_timesteps``: the steps the gains were fitted at (None when off);
     ``max_scale_ratio``: the bound on the ratio of channel scales within a layer (None: none);
-    ``hardware``: the number format the conversion was made for (None: none).
+    ``hardware``: the number format the conversion was made for (None: none);
+    ``readout_exponent``: the network's weighting of its readout's steps, ``(t / T) ** p``
+    (:mod:`snnedge.readout`); ``readout_errors``: per candidate ``p``, the error of the
+    readout against the ANN on calibration samples that chose it (empty when ``readout``
+    was given as a number).
     """
 
     normalization: str
@@ -137,6 +143,8 @@ class ConversionInfo:
     gain_timesteps: int | None = None
     max_scale_ratio: float | None = None
     hardware: str | None = None
+    readout_exponent: float = 0.0
+    readout_errors: dict[str, float] = field(default_factory=dict)
 
 
 def default_normalization(reset: str) -> str:
@@ -175,7 +183,8 @@ def convert(ann, calibration, normalization: str | None = None, percentile: floa
             batch_size: int = 256, max_calibration_samples: int | None = None,
             seed: int = 0, distributed: bool = False,
             hardware: str | NumberFormat | None = None,
-            max_scale_ratio: float | None = None) -> snnedge.SpikingNetwork:
+            max_scale_ratio: float | None = None,
+            readout: str | float = "auto") -> snnedge.SpikingNetwork:
     """Convert a trained ReLU (or QCFS) network into a rate-coded spiking network.
 
     Parameters
@@ -219,6 +228,16 @@ def convert(ann, calibration, normalization: str | None = None, percentile: floa
         or :func:`chip_scale_ratio` of ``hardware`` when that is given; an explicit value wins.
     reset:
         ``"subtract"`` (reset by subtraction, keeps the residue) or ``"zero"``.
+    readout:
+        How the network's readout weights its steps, ``(t / T) ** p``
+        (``snn.readout_exponent``, :mod:`snnedge.readout`): ``"auto"`` (default) chooses
+        ``p`` on the calibration data (:func:`converters.readout.choose_exponent`: the
+        candidate whose output after ``timesteps`` and ``2 x timesteps`` steps is closest to
+        the ANN's, on up to 64 samples); a number sets it (0: every step the same). A
+        deep network's first tens of steps are a transient, and weighting the late steps
+        takes most of its loss at small ``T``; a shallow one keeps 0. A network whose output
+        is the spikes of several activation layers with scales of their own (no weighted
+        layer after them) has no one unit to compare them in and keeps 0.
     v_init:
         Initial membrane of the ReLU neurons as a fraction of the threshold; default 0.5
         (theta/2, see :data:`DEFAULT_V_INIT`). QCFS neurons start at their shift (theta/2).
@@ -305,6 +324,11 @@ def convert(ann, calibration, normalization: str | None = None, percentile: floa
         check_positive_int(max_calibration_samples, param="max_calibration_samples", where="convert")
     if max_scale_ratio is not None:
         max_scale_ratio = check_real(max_scale_ratio, param="max_scale_ratio", where="convert", low=1.0)
+    if readout != "auto":
+        if isinstance(readout, str):
+            raise ValueError(f"The 'readout' parameter of convert must be 'auto' or a number in "
+                             f"[0, {MAX_EXPONENT:g}] (the readout_exponent). Got {readout!r}.")
+        readout = check_exponent(readout, "convert")
     fmt = None if hardware is None else get_format(hardware, where="convert")
     if max_scale_ratio is None and fmt is not None:
         max_scale_ratio = chip_scale_ratio(fmt)
@@ -380,6 +404,15 @@ def convert(ann, calibration, normalization: str | None = None, percentile: floa
             extra.update(gain_timesteps=GAIN_TIMESTEPS, gains=gains)
         excess = calibrate_membrane_(snn, simple, x[used],
                                      norm.lam, timesteps, batch_size, **extra)
+    errors: dict[float, float] = {}
+    if readout == "auto":
+        spiking_out = readout_activations(simple)  # an output of spikes: compared in their unit
+        if len(spiking_out) <= 1:
+            scale = norm.lam[next(iter(spiking_out))] if spiking_out else None
+            snn.readout_exponent, errors = choose_exponent(snn, simple, x, timesteps, batch_size,
+                                                           seed, spike_scale=scale)
+    else:
+        snn.readout_exponent = readout
     kept = {o.name for o in simple.ops}
     snn.conversion_ = ConversionInfo(
         normalization=normalization, percentile=float(percentile), reset=reset,
@@ -394,7 +427,8 @@ def convert(ann, calibration, normalization: str | None = None, percentile: floa
         calibration_timesteps=int(timesteps) if calibrate_membrane else None,
         bias_shifts=shifts, gains={k: describe_scale(v) for k, v in gains.items()},
         gain_timesteps=GAIN_TIMESTEPS if calibrate_membrane and gain else None,
-        max_scale_ratio=max_scale_ratio, hardware=None if fmt is None else fmt.name)
+        max_scale_ratio=max_scale_ratio, hardware=None if fmt is None else fmt.name,
+        readout_exponent=snn.readout_exponent, readout_errors={f"{p:g}": e for p, e in errors.items()})
     return snn
 
 

@@ -261,7 +261,8 @@ def integer_network(snn: SpikingNetwork, fmt: NumberFormat, shape: tuple[int, ..
     _note_rounded(info, fmt)
     nodes = [Node(n.name, replace[n.name] if n.name in replace else copy.deepcopy(n.module), n.inputs)
              for n in snn.nodes]
-    hw = SpikingNetwork(nodes, input_shape=shape).to(torch.float64)
+    hw = SpikingNetwork(nodes, input_shape=shape,
+                        readout_exponent=snn.readout_exponent).to(torch.float64)
     hw.hardware_ = info
     return hw
 

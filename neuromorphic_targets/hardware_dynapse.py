@@ -82,7 +82,8 @@ def dynapse_network(snn: SpikingNetwork, prof: Profile, m: Mapping, shape: tuple
             prev = f"{name}_out"
         nodes.append(Node(g.neuron, _neuron(snn.layer(g.neuron), out_shape, gen, sigma, info,
                                             g.neuron), (prev,)))
-    hw = SpikingNetwork(nodes, input_shape=shape).to(torch.float64)
+    hw = SpikingNetwork(nodes, input_shape=shape,
+                        readout_exponent=snn.readout_exponent).to(torch.float64)
     hw.hardware_ = info
     return hw
 

@@ -50,6 +50,7 @@ from .memory import cpu_cache_bytes, format_bytes
 from .network import SpikingNetwork
 from .neurons import sum_steps_and_batch
 from .path_choice import density_bucket
+from .readout import output_scale, step_weights
 
 # Activations of one block (all layers, T_block x B samples) where the caches are not known
 # (GPUs, platforms without Linux's sysfs). On a CPU a block is sized by the activations alive
@@ -102,12 +103,13 @@ class BatchRun:
     """What one batch produced, whatever the engine (:func:`snnedge.simulate.assemble_result`
     turns a list of them into the :class:`~snnedge.SimulationResult`)."""
 
-    output: torch.Tensor                 # (B, C) accumulated readout
+    output: torch.Tensor                 # (B, C) accumulated readout (weighted, snnedge.readout)
     step_predictions: torch.Tensor       # (T, B) argmax of the running readout
     counts: dict[str, torch.Tensor]      # source -> per-neuron totals over steps and batch
     engine: str = "dense"
     activity: float = 0.0
     extra: dict = field(default_factory=dict)
+    readout: torch.Tensor | None = None  # (T, B, C) the readout of each step, unweighted
 
 
 @contextlib.contextmanager
@@ -248,7 +250,8 @@ def _numel(shape) -> int:
 def run_batch(net: SpikingNetwork, x: torch.Tensor, encoder: Encoder, timesteps: int, *,
               seed: int, engine: str, block_steps: int, sources: dict[str, str],
               event_layers: list[str] | None = None,
-              on_choice: Callable[[list[str]], None] | None = None) -> BatchRun:
+              on_choice: Callable[[list[str]], None] | None = None,
+              keep_readout: bool = False) -> BatchRun:
     """Simulate one batch ``x`` ``(B, ...)`` for ``timesteps`` steps.
 
     ``event_layers`` (engine ``"auto"``): the choice an earlier batch measured; this batch
@@ -259,6 +262,10 @@ def run_batch(net: SpikingNetwork, x: torch.Tensor, encoder: Encoder, timesteps:
 
     ``sources`` maps each counted layer to ``"events"`` (sum of its binary outputs) or
     ``"analog"`` (number of non-zero outputs), per neuron, over steps and batch.
+
+    The readout is summed with the weights ``(t / T) ** p`` of the network's
+    ``readout_exponent`` (:mod:`snnedge.readout`; none when it is 0); ``keep_readout`` also
+    keeps each step's unweighted readout (``BatchRun.readout``, on the CPU).
     """
     encoder.start(x, timesteps, seed)
     mode = "dense" if engine == "auto" else engine
@@ -282,6 +289,8 @@ def run_batch(net: SpikingNetwork, x: torch.Tensor, encoder: Encoder, timesteps:
     counts: dict[str, torch.Tensor] = {}
     spiking = [s for s, kind in sources.items() if kind == "events" and s != INPUT]
     activity = 0.0
+    exponent = net.readout_exponent
+    per_step = [] if keep_readout else None
     for t0 in range(0, timesteps, block_steps):
         steps = min(block_steps, timesteps - t0)
         inp = Value(encoder.block(t0, t0 + steps), encoder.static)
@@ -320,12 +329,19 @@ def run_batch(net: SpikingNetwork, x: torch.Tensor, encoder: Encoder, timesteps:
             if on_choice is not None:
                 on_choice(sorted(ex.event_layers))
         y = kept[net.output_name].per_step(steps).reshape(steps, batch, -1)
+        if per_step is not None:
+            per_step.append(y.cpu().clone())
+        if exponent:
+            y = y * step_weights(exponent, t0, t0 + steps, timesteps, y)
         running = torch.cumsum(y, 0) if acc is None else acc.unsqueeze(0) + torch.cumsum(y, 0)
         acc = running[-1].clone()
         preds[t0:t0 + steps] = running.argmax(-1)
+    if exponent:
+        acc = acc * output_scale(exponent, timesteps)
     for s in sources:  # the neuron layers' own totals, in float64 as the others
         running = ex.running_counts(s)
         if running is not None:
             counts[s] = running.to(torch.float64)
     counts = {s: counts[s] for s in sources if s in counts}  # in the sources' order
-    return BatchRun(acc, preds, counts, mode, activity, extra)
+    return BatchRun(acc, preds, counts, mode, activity, extra,
+                    None if per_step is None else torch.cat(per_step))

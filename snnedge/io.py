@@ -7,6 +7,7 @@ file is executed, and a file that holds anything else is refused. The payload::
 
     {"format": "snnedge.network", "version": 2,
      "input_shape": [1, 28, 28] or None,
+     "readout_exponent": 0.0,                              # absent in older files: 0
      "nodes": [{"name": "features.0", "type": "torch.nn.Conv2d",
                 "args": {"in_channels": 1, "out_channels": 16, ...}, "inputs": ["input"]}, ...],
      "state_dict": {"features.0.weight": tensor, ...},     # every parameter and buffer
@@ -148,7 +149,7 @@ def save_network(net: SpikingNetwork, path: str | os.PathLike, *,
                         f"(strings, numbers, booleans, None, lists and dicts): {e}.") from None
     payload = {"format": NETWORK_FORMAT, "version": VERSION,
                "input_shape": None if net.input_shape is None else list(net.input_shape),
-               "nodes": nodes,
+               "readout_exponent": float(net.readout_exponent), "nodes": nodes,
                "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
                "training": net.training, "attributes": _attributes(net), "metadata": meta}
     path = Path(path)
@@ -252,7 +253,8 @@ def load_network(path: str | os.PathLike, *, map_location=None, with_metadata: b
             if payload.get(key) is not None:
                 attributes[attr] = {"type": type_name, "data": payload[key]}
     nodes = [_build_layer(path, spec) for spec in payload["nodes"]]
-    net = SpikingNetwork(nodes, input_shape=payload["input_shape"])
+    net = SpikingNetwork(nodes, input_shape=payload["input_shape"],
+                         readout_exponent=payload.get("readout_exponent", 0.0))
     net.load_state_dict(payload["state_dict"], strict=True, assign=True)
     net.train(bool(payload.get("training", False)))
     for attr, spec in attributes.items():

@@ -47,6 +47,7 @@ from torch import nn
 
 from .executor import run_sequence
 from .layers import INPUT, Add, Concat, Narrow, Scale, SumPool2d, TemporalModule
+from .readout import check_exponent
 
 WEIGHTED = (nn.Conv1d, nn.Conv2d, nn.Linear)
 #: Suffix of an input read one step late (:func:`previous`).
@@ -107,6 +108,10 @@ class SpikingNetwork(nn.Module):
     input_shape:
         Shape of one input sample, e.g. ``(1, 28, 28)``; checked against data in
         :func:`snnedge.simulate` when given.
+    readout_exponent:
+        How :func:`snnedge.simulate` weights the readout's steps: step ``t`` of ``T`` counts
+        ``(t / T) ** readout_exponent`` (:mod:`snnedge.readout`). 0 (default): every step
+        the same, the plain sum. :func:`converters.convert` sets it from calibration data.
 
     Calling the network on a time-first input ``(T, B, ...)`` runs it from its initial state
     (:func:`snnedge.executor.run_sequence`) and returns the readout's input at every step,
@@ -114,8 +119,10 @@ class SpikingNetwork(nn.Module):
     :func:`snnedge.simulate` is the fast, counting path.
     """
 
-    def __init__(self, nodes: Iterable[Node | tuple], input_shape: Sequence[int] | None = None):
+    def __init__(self, nodes: Iterable[Node | tuple], input_shape: Sequence[int] | None = None,
+                 readout_exponent: float = 0.0):
         super().__init__()
+        self.readout_exponent = readout_exponent
         nodes = [n if isinstance(n, Node) else Node(*n) for n in nodes]
         if not nodes:
             raise ValueError("A SpikingNetwork needs at least one layer. Got an empty list.")
@@ -132,6 +139,15 @@ class SpikingNetwork(nn.Module):
             prev = node.name
         self._validate_recurrence()
         self._validate_topology()
+
+    @property
+    def readout_exponent(self) -> float:
+        """The readout's weighting over time, ``(t / T) ** p`` (see :mod:`snnedge.readout`)."""
+        return self._readout_exponent
+
+    @readout_exponent.setter
+    def readout_exponent(self, value: float) -> None:
+        self._readout_exponent = check_exponent(value, "SpikingNetwork")
 
     # -- construction ------------------------------------------------------------------
     def _add(self, node: Node) -> None:
@@ -392,7 +408,8 @@ class SpikingNetwork(nn.Module):
 
     def extra_repr(self) -> str:
         rec = f", recurrent={[f'{s}->{r}' for s, r in self.recurrent_edges]}" if self._delayed else ""
-        return f"output={self.output_name!r}, readout={list(self.readout_names)}{rec}"
+        w = f", readout_exponent={self.readout_exponent:g}" if self.readout_exponent else ""
+        return f"output={self.output_name!r}, readout={list(self.readout_names)}{w}{rec}"
 
 
 def module_device(module: nn.Module) -> torch.device:

@@ -13,9 +13,14 @@ class SimulationResult:
     Attributes
     ----------
     output:
-        ``[N, classes]`` readout accumulated over all steps.
+        ``[N, classes]`` readout accumulated over all steps: the plain sum, or where the
+        network has a ``readout_exponent`` ``p`` the sum weighted by ``(t / T) ** p`` times
+        ``T / sum_t (t / T) ** p`` (:mod:`snnedge.readout`).
     step_predictions:
-        ``[T, N]`` argmax of the readout accumulated up to each step.
+        ``[T, N]`` argmax of the readout accumulated (so weighted) up to each step.
+    readout:
+        ``[T, N, classes]`` the readout's value at each step, unweighted, when
+        ``simulate(..., keep_readout=True)``; else ``None``.
     spike_counts:
         Total spikes per neuron layer, over all samples and steps.
     synaptic_events:
@@ -63,6 +68,7 @@ class SimulationResult:
     network: object | None = field(default=None, repr=False, compare=False)
     wall_time_s: float = 0.0
     extra: dict = field(default_factory=dict)
+    readout: torch.Tensor | None = None
 
     @property
     def predictions(self) -> torch.Tensor:

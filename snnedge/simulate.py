@@ -44,7 +44,8 @@ def simulate(snn: SpikingNetwork, x, timesteps: int | None = None, encoding: str
              engine: str = "auto", batch_size: int = 256, seed: int = 0, *,
              device: str | torch.device | None = None, dtype: torch.dtype | None = None,
              progress: bool | None = None, block_steps: int | None = None,
-             labels=None, distributed: bool = False, **engine_options) -> SimulationResult:
+             labels=None, distributed: bool = False, keep_readout: bool = False,
+             **engine_options) -> SimulationResult:
     """Simulate ``snn`` on ``x`` for ``timesteps`` steps and count spikes and synaptic events.
 
     Parameters
@@ -109,6 +110,11 @@ def simulate(snn: SpikingNetwork, x, timesteps: int | None = None, encoding: str
         (briefly when a batch spans several blocks; a whole batch when it is one block: name
         the engine then). A GPU rank uses ``cuda:LOCAL_RANK`` when ``device`` is ``"cuda"``
         or not given for a network on a GPU. See :mod:`snnedge.distributed`.
+    keep_readout:
+        Also keep the readout's value at each step, unweighted, as ``res.readout``
+        ``[T, N, classes]`` (on the CPU; ``T x N x classes`` values): to plot how the output
+        settles, or to choose a ``readout_exponent`` (:mod:`snnedge.readout`). The network's
+        ``readout_exponent`` weights ``res.output`` and ``res.step_predictions`` either way.
     """
     if not isinstance(snn, SpikingNetwork):
         raise TypeError(f"simulate expects a snnedge.SpikingNetwork. Got {type(snn).__name__}; "
@@ -137,7 +143,12 @@ def simulate(snn: SpikingNetwork, x, timesteps: int | None = None, encoding: str
         raise ValueError(f"simulate(distributed=True) runs the torch engines ('dense', 'event', "
                          f"'auto'); engine {engine!r} runs in one process. Leave distributed=False "
                          f"for it.")
+    if distributed and keep_readout:
+        raise ValueError("simulate(distributed=True) does not gather each step's readout "
+                         "(keep_readout=True); simulate in one process to keep it.")
     if ENGINES[engine] is not None:
+        if keep_readout:
+            engine_options["keep_readout"] = True
         return ENGINES[engine](snn, x, timesteps=timesteps, encoding=encoding, batch_size=batch_size,
                                seed=seed, device=device, dtype=dtype, progress=progress,
                                labels=labels, **engine_options)
@@ -205,7 +216,8 @@ def simulate(snn: SpikingNetwork, x, timesteps: int | None = None, encoding: str
             results.append(run_batch(net, xb, encoder, timesteps,
                                      seed=seed + first + len(results),
                                      engine=engine, block_steps=steps, sources=sources,
-                                     event_layers=chosen, on_choice=None if results else share))
+                                     event_layers=chosen, on_choice=None if results else share,
+                                     keep_readout=keep_readout))
             bar.update(xb.shape[0])
     bar.close()
     counts = gathered = None
@@ -273,6 +285,8 @@ def assemble_result(net: SpikingNetwork, runs: list[BatchRun], links: list[Sourc
         timesteps=timesteps, num_samples=sum(r.output.shape[0] for r in runs),
         encoding=encoding, engine=engines.most_common(1)[0][0], labels=labels, wall_time_s=wall,
         input_spike_counts=counts[INPUT].cpu() if sources[INPUT] == "events" else None,
+        readout=None if any(r.readout is None for r in runs) else torch.cat(
+            [r.readout for r in runs], dim=1),
         extra={"activity_first_block": [r.activity for r in runs],
                **({k: [r.extra[k] for r in runs] for k in ("input_density", "event_layers")}
                   if all("event_layers" in r.extra for r in runs) else {})})

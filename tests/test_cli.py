@@ -123,6 +123,21 @@ def test_convert_for_a_chip(files, tmp_path, capsys):
     assert "no number format 'dynap-se'" in capsys.readouterr().err
 
 
+def test_convert_readout_option(files, tmp_path, capsys):
+    """--readout: chosen by default (said in the summary, kept in the file), a number as
+    given, anything else a one-line usage error."""
+    args = ["convert", str(files / "model.pt2"), "--calibration", str(files / "calib.npz"),
+            "--timesteps", "8"]
+    assert main(args + ["-o", str(tmp_path / "auto.pt")]) == 0
+    assert "(chosen on the calibration data)" in capsys.readouterr().out
+    assert snnedge.load_network(tmp_path / "auto.pt").conversion_.readout_errors
+    assert main(args + ["--readout", "2.5", "-o", str(tmp_path / "p.pt")]) == 0
+    assert "readout: step t of T weighted by (t/T)^2.5\n" in capsys.readouterr().out
+    assert snnedge.load_network(tmp_path / "p.pt").readout_exponent == 2.5
+    assert main(args + ["--readout", "late", "-o", str(tmp_path / "x.pt")]) == 2
+    assert "--readout takes 'auto' or a number" in capsys.readouterr().err
+
+
 def test_convert_simulate_report(files, tmp_path, capsys):
     calib = str(files / "calib.npz")
     assert main(["convert", str(files / "model.pt2"), "--calibration", calib, "--timesteps", "8",

@@ -180,6 +180,10 @@ def _add_convert(sub) -> None:
     c.add_argument("--max-scale-ratio", type=float, default=None, metavar="R",
                    help="largest ratio of channel scales within a layer (default: none, or "
                         "the chip's with --hardware)")
+    c.add_argument("--readout", default="auto", metavar="P",
+                   help="how the readout weights step t of T: (t/T)^P; 'auto' (default) chooses "
+                        "P on the calibration data (deep networks weight their late steps), 0 "
+                        "counts every step the same")
     c.add_argument("--maxpool", choices=("count", "gate"), default="count",
                    help="spiking max-pool: exact accumulated counts, or Rueckauer's gate "
                         "(default: count)")

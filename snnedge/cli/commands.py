@@ -68,6 +68,17 @@ def _check_fits(ann, x: torch.Tensor, path) -> None:
                          f"model's input, or --input-shape C,H,W to reshape flat rows.") from None
 
 
+def _readout_option(value: str) -> str | float:
+    """``--readout``: ``"auto"`` or a number (the readout exponent)."""
+    if value == "auto":
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise UsageError(f"--readout takes 'auto' or a number >= 0 (the readout exponent, e.g. "
+                         f"0 for every step the same). Got {value!r}.") from None
+
+
 def run_convert(args) -> None:
     from converters import convert
 
@@ -82,7 +93,8 @@ def run_convert(args) -> None:
         snn = convert(ann, calibration=x, normalization=args.normalization,
                       percentile=args.percentile, reset=args.reset, maxpool=args.maxpool,
                       timesteps=args.timesteps, seed=args.seed, distributed=args.distributed,
-                      hardware=args.hardware, max_scale_ratio=args.max_scale_ratio)
+                      hardware=args.hardware, max_scale_ratio=args.max_scale_ratio,
+                      readout=_readout_option(args.readout))
     except (ValueError, TypeError) as e:  # UnsupportedLayerError is a TypeError
         raise UsageError(" ".join(str(e).split())) from None
     if not is_main_process():
@@ -109,7 +121,9 @@ def run_convert(args) -> None:
                 if info.max_scale_ratio is not None else "")
              + (f"; BatchNorm folded: {len(info.folded)}" if info.folded else ""),
              f"calibration: {info.calibration_samples} samples; membrane calibrated at "
-             f"T={args.timesteps}",
+             f"T={args.timesteps}; readout: step t of T weighted by (t/T)^"
+             f"{info.readout_exponent:g}"
+             + (" (chosen on the calibration data)" if info.readout_errors else ""),
              f"conversion: {info.seconds:.2f} s; capture error (captured graph vs ANN, relative): "
              f"{err}"]
     if ops is not None:

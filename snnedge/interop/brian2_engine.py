@@ -68,6 +68,7 @@ from ..chip_neuron import ChipNeuron
 from ..connectivity import event_sources, source_links
 from ..encoders import get_encoder, sequence_holds_events
 from ..engine import BatchRun
+from ..readout import weigh_running
 from ..errors import check_choice, check_real
 from ..layers import INPUT
 from ..network import SpikingNetwork
@@ -81,7 +82,7 @@ CODE_TARGETS = ("numpy", "cython", "cpp_standalone")
 def simulate_brian2(snn: SpikingNetwork, x, timesteps: int = 32, encoding: str = "direct",
                     batch_size: int = 256, seed: int = 0, *, device=None, dtype=None,
                     progress=None, labels=None, code_target: str = "numpy", dt_s: float = 1e-3,
-                    build_dir: str | os.PathLike | None = None):
+                    build_dir: str | os.PathLike | None = None, keep_readout: bool = False):
     """Simulate ``snn`` in brian2; called as ``snnedge.simulate(..., engine="brian2")``.
 
     Parameters (besides :func:`snnedge.simulate`'s)
@@ -143,7 +144,7 @@ def simulate_brian2(snn: SpikingNetwork, x, timesteps: int = 32, encoding: str =
         groups = [chunks] if code_target == "cpp_standalone" else [[c] for c in chunks]
         for group in groups:
             runs.append(_run_batch(plan, group, timesteps, code_target, dt_s, build_dir, timing,
-                                   bool(progress)))
+                                   bool(progress), keep_readout=keep_readout))
     res = assemble_result(net, runs, plan.links, plan.sources, timesteps, encoding, y_all,
                           time.perf_counter() - start)
     res.extra["brian2"] = {"code_target": code_target, "dt_s": dt_s, **timing}
@@ -273,7 +274,7 @@ def _brian2_target(code_target: str, build_dir):
 
 
 def _run_batch(plan: _Plan, chunks: list, timesteps: int, code_target: str, dt_s: float,
-               build_dir, timing: dict, progress: bool) -> BatchRun:
+               build_dir, timing: dict, progress: bool, keep_readout: bool = False) -> BatchRun:
     """One brian2 run over the samples of ``chunks`` (``[(x, seed), ...]``, one per batch
     of the torch engines, so that encoders and static currents see the same batches)."""
     from .sparse_maps import static_values
@@ -399,8 +400,12 @@ def _run_batch(plan: _Plan, chunks: list, timesteps: int, code_target: str, dt_s
     counts = _source_counts(plan, xb, input_spikes, T, counts)
     for s in plan.analog:  # constant analog values: non-zero outputs x steps, as the engines count
         counts[s] = (static[s] != 0).to(torch.float64).sum(0) * T
-    output = running[-1].clone()
-    return BatchRun(output, running.argmax(-1), counts, "brian2", 0.0)
+    per_step = torch.diff(running, dim=0, prepend=torch.zeros_like(running[:1])) if keep_readout else None
+    if net.readout_exponent:  # the readout's steps weighted as the torch engines weight them
+        running, output = weigh_running(running, net.readout_exponent)
+    else:
+        output = running[-1].clone()
+    return BatchRun(output, running.argmax(-1), counts, "brian2", 0.0, readout=per_step)
 
 
 def _group_index(plan: _Plan, name: str) -> str:

@@ -116,7 +116,9 @@ def to_nir(snn: SpikingNetwork, path: str | os.PathLike | None = None, *, dt: fl
     -------
     nir.NIRGraph
         Nodes named after the layers, plus ``input`` and ``output``; graph metadata records
-        ``dt``, the flavor and, per neuron node, the reset and ``v_init`` (informative only).
+        ``dt``, the flavor, the network's ``readout_exponent`` (how its readout weights the
+        steps, :mod:`snnedge.readout`; NIR has no node for it) and, per neuron node, the
+        reset and ``v_init`` (informative only).
 
     Example
     -------
@@ -181,7 +183,9 @@ def to_nir(snn: SpikingNetwork, path: str | os.PathLike | None = None, *, dt: fl
         raise ValueError("to_nir: a junction adds the same layer twice (an Add of one input with "
                          "itself); NIR edges cannot say that. Use a Scale of 2 instead.")
     meta = {"snnedge_version": _version(), "snnedge_flavor": flavor, "dt": dt,
-            "note": "reset, dt and v_init are options of snnedge.from_nir; metadata is informative"}
+            "readout_exponent": float(net.readout_exponent),
+            "note": "reset, dt, v_init and readout_exponent are options of snnedge.from_nir; "
+                    "metadata is informative"}
     return _finish(nir, nodes, edges, meta, path)
 
 
@@ -217,7 +221,7 @@ def _fold_for_snntorch(net: SpikingNetwork, input_shape, strict: bool) -> Spikin
             folded[name] = nn.Identity()
     if folded:
         net = SpikingNetwork([Node(n.name, folded.get(n.name, n.module), n.inputs) for n in net.nodes],
-                             input_shape=net.input_shape)
+                             input_shape=net.input_shape, readout_exponent=net.readout_exponent)
     for name in net.neuron_layers:
         module = net.layer(name)
         if not isinstance(module, SpikingNeuron):
@@ -297,7 +301,8 @@ def initial_membranes(snn: SpikingNetwork, input_shape=None) -> dict[str, float 
 # import
 # --------------------------------------------------------------------------------------
 def from_nir(graph_or_path, *, reset: str | None = None, dt: float = 1.0,
-             v_init: float | Mapping[str, float | torch.Tensor] = 0.0) -> SpikingNetwork:
+             v_init: float | Mapping[str, float | torch.Tensor] = 0.0,
+             readout_exponent: float = 0.0) -> SpikingNetwork:
     """Build a :class:`~snnedge.SpikingNetwork` from a NIR graph or file.
 
     Parameters
@@ -317,6 +322,10 @@ def from_nir(graph_or_path, *, reset: str | None = None, dt: float = 1.0,
         (layers not listed start at 0), where a value is a number or one per neuron (an
         array of the layer's per-sample shape, as :func:`initial_membranes` gives; such
         layers become :class:`PresetIF` / :class:`PresetLIF`).
+    readout_exponent:
+        The network's weighting of the readout's steps (:mod:`snnedge.readout`; 0, the plain
+        sum, by default). NIR has no field for it: :func:`to_nir` writes a converted
+        network's into the graph's metadata (``"readout_exponent"``), to be given here.
 
     The nodes after the last neuron become the readout. Node names become layer names
     (a subgraph's nodes ``"<subgraph>.<node>"``). Cycles are recurrent connections: the
@@ -383,7 +392,8 @@ def from_nir(graph_or_path, *, reset: str | None = None, dt: float = 1.0,
     if not out_ins or out_ins[0] == INPUT:
         raise ValueError(f"from_nir: the Output node {sink!r} must follow at least one layer.")
     keep = _ancestors(nodes, out_ins[0])  # branches that never reach the output are dropped
-    net = SpikingNetwork([n for n in nodes if n.name in keep], input_shape=input_shape)
+    net = SpikingNetwork([n for n in nodes if n.name in keep], input_shape=input_shape,
+                         readout_exponent=readout_exponent)
     if isinstance(v_init, Mapping) and set(v_init) - set(net.neuron_layers):
         raise ValueError(f"The 'v_init' parameter of from_nir names {sorted(set(v_init) - set(net.neuron_layers))}, "
                          f"which are not neuron layers of the graph; its neuron layers are "

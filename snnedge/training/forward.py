@@ -64,7 +64,7 @@ def training_view(net: SpikingNetwork, smooth: bool = False,
         elif node.name in synapses:
             swap[node.name] = synapses[node.name]
     nodes = [Node(n.name, swap.get(n.name, n.module), n.inputs) for n in net.nodes]
-    return SpikingNetwork(nodes, input_shape=net.input_shape)
+    return SpikingNetwork(nodes, input_shape=net.input_shape, readout_exponent=net.readout_exponent)
 
 
 def static_prefix(net: SpikingNetwork, x: torch.Tensor) -> dict[str, torch.Tensor]:

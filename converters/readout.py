@@ -1,0 +1,96 @@
+r"""Choosing how a converted network's readout weights its steps (``readout_exponent``).
+
+:mod:`snnedge.readout` weights step ``t`` of ``T`` by ``(t / T) ** p``. A shallow network
+settles within a step or two and reads best with every step counted the same (``p = 0``:
+weighting late steps only throws resolution away); a deep one spends its first tens of
+steps in a transient (torchvision's MobileNetV2 at 32 px: RESULTS.md, "Readout weighted over
+time") and reads best with the late steps weighted up. The right ``p`` is a property of the
+network, so :func:`choose_exponent` measures it on the calibration data: it simulates the
+converted network on calibration samples for ``2 T_c`` steps (``T_c`` the membrane
+calibration's steps), keeping each step's readout ``o(t)``, and for each candidate ``p`` in
+:data:`EXPONENTS` compares the weighted mean readout after ``T_c`` and after ``2 T_c``
+steps with the ANN's output ``z`` on the same samples:
+
+    ``error(p) = sum_T mean_samples || m_T - z || / || z ||``,
+    ``m_T = sum_{t <= T} w(t) o(t) / sum_{t <= T} w(t)``
+
+(for a network whose output is a spiking layer, ``z`` is the ANN's output in that layer's
+spikes per step, ``clip(a / lambda, 0, 1)``). The smallest ``p`` of least error wins.
+A continuous error rather than the share of predictions that differ, because on a shallow
+network too few calibration samples differ to tell the candidates apart.
+
+On the zoo of ``examples/benchmarks/zoo.py`` this chose ``p = 0`` for the networks of up to
+8 weighted layers that settle at once, and 4 to 8 for the deep ones whose transient lasts
+tens of steps (RESULTS.md, "Readout weighted over time"), from 16 steps as well as from 16
+and 32 (the choice measured on the test images' readouts for both).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+import snnedge
+
+from .graph import Graph
+
+# The candidate exponents: 0 (the plain sum) up to 8, where the last quarter of the steps
+# holds 92% of the weight.
+EXPONENTS = (0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0)
+# Calibration samples the choice simulates (at most; fewer when the calibration set is smaller).
+READOUT_SAMPLES = 64
+
+
+def exponent_errors(readout: torch.Tensor, target: torch.Tensor, checkpoints: tuple[int, ...],
+                    exponents: tuple[float, ...] = EXPONENTS) -> dict[float, float]:
+    """``error(p)`` of the module docstring for each ``p`` in ``exponents``: ``readout`` is
+    each step's readout ``(T, N, C)`` (``T >= max(checkpoints)``), ``target`` what its mean
+    should be, ``(N, C)``."""
+    o = readout.to(torch.float64)
+    o = o.reshape(o.shape[0], o.shape[1], -1)
+    z = target.to(torch.float64).reshape(o.shape[1], -1)
+    z_norm = z.norm(dim=1).clamp_min(1e-12)
+    errors = {}
+    for p in exponents:
+        total = 0.0
+        for T in checkpoints:
+            w = (torch.arange(1, T + 1, dtype=torch.float64) / T) ** p
+            m = (w.view(-1, 1, 1) * o[:T]).sum(0) / w.sum()
+            total += float(((m - z).norm(dim=1) / z_norm).mean())
+        errors[float(p)] = total
+    return errors
+
+
+def pick_exponent(errors: dict[float, float]) -> float:
+    """The smallest exponent whose error is the least (within float round-off)."""
+    best = min(errors.values())
+    return min(p for p, e in errors.items() if e <= best * (1 + 1e-9) + 1e-15)
+
+
+@torch.no_grad()
+def choose_exponent(snn: snnedge.SpikingNetwork, graph: Graph, x: torch.Tensor, timesteps: int,
+                    batch_size: int = 256, seed: int = 0,
+                    spike_scale: torch.Tensor | None = None) -> tuple[float, dict[float, float]]:
+    """``(p, {candidate: error})``: the readout exponent for ``snn`` (converted from
+    ``graph``), measured on up to :data:`READOUT_SAMPLES` of the calibration samples ``x``
+    at ``timesteps`` and ``2 x timesteps`` steps. ``spike_scale``: where the output is a
+    spiking layer, its scale lambda (the ANN value of one spike per step). ``snn``'s own
+    exponent is left as it is."""
+    n = min(READOUT_SAMPLES, x.shape[0])
+    pick = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed))[:n]
+    xs = x[pick.to(x.device)]
+    target = torch.cat([graph.run(xs[i:i + batch_size])[0] for i in range(0, n, batch_size)])
+    if spike_scale is not None:
+        lam = spike_scale.to(target).reshape(-1, *([1] * (target.dim() - 2)))
+        target = (target / lam).clamp(0.0, 1.0)
+    plain = snn.readout_exponent
+    try:
+        snn.readout_exponent = 0.0
+        res = snnedge.simulate(snn, xs, timesteps=2 * timesteps, batch_size=batch_size,
+                               progress=False, keep_readout=True)
+    finally:
+        snn.readout_exponent = plain
+    errors = exponent_errors(res.readout, target.cpu(), (timesteps, 2 * timesteps))
+    if not all(math.isfinite(e) for e in errors.values()):
+        return 0.0, errors
+    return pick_exponent(errors), errors
