@@ -111,7 +111,8 @@ class SpikingNetwork(nn.Module):
     readout_exponent:
         How :func:`snnedge.simulate` weights the readout's steps: step ``t`` of ``T`` counts
         ``(t / T) ** readout_exponent`` (:mod:`snnedge.readout`). 0 (default): every step
-        the same, the plain sum. :func:`converters.convert` sets it from calibration data.
+        the same, the plain sum. :func:`converters.convert` sets it from calibration data;
+        :func:`snnedge.fit`, which trains on the plain sum, asks for 0.
 
     Calling the network on a time-first input ``(T, B, ...)`` runs it from its initial state
     (:func:`snnedge.executor.run_sequence`) and returns the readout's input at every step,

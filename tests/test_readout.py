@@ -177,3 +177,14 @@ def test_convert_chooses_and_records_the_exponent():
     fixed = convert(ann, x, readout=2.5)
     assert fixed.readout_exponent == 2.5 and fixed.conversion_.readout_errors == {}
     assert all(torch.equal(before[k], v) for k, v in ann.state_dict().items())
+
+
+def test_training_refuses_a_weighted_readout():
+    net = small_net(exponent=2.0).float()
+    x, y = torch.rand(8, 1, 8, 8), torch.randint(0, 3, (8,))
+    for call in (lambda: snnedge.fit(net, train=(x, y), epochs=1, timesteps=4, progress=False),
+                 lambda: snnedge.training.evaluate(net, (x, y), timesteps=4)):
+        with pytest.raises(ValueError, match="readout_exponent = 0"):
+            call()
+    net.readout_exponent = 0.0
+    snnedge.fit(net, train=(x, y), epochs=1, timesteps=4, progress=False)

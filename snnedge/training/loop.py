@@ -40,6 +40,17 @@ def train_step(view: SpikingNetwork, xb: torch.Tensor, yb: torch.Tensor,
     return float(loss), int((outs.sum(0).argmax(-1) == yb).sum())
 
 
+def _check_plain_readout(net: SpikingNetwork, where: str) -> None:
+    """Training's losses and predictions read the plain sum of the readout's steps: a network
+    whose readout weights them (``readout_exponent``, :mod:`snnedge.readout`) is refused."""
+    if getattr(net, "readout_exponent", 0.0):
+        raise ValueError(f"{where} trains and scores the plain sum of the readout's steps, but this "
+                         f"network weights step t of T by (t/T)^{net.readout_exponent:g} "
+                         f"(readout_exponent, chosen by converters.convert). Set "
+                         f"net.readout_exponent = 0 before training (convert(..., readout=0) "
+                         f"gives it from the start); simulate then reads it the same way.")
+
+
 def fit(net: SpikingNetwork, train, epochs: int = 1, timesteps: int | None = None,
         encoding: str = "direct",
         lr: float = 1e-3, batch_size: int = 64, seed: int = 0, *, val=None, loss: str | LossFn = "ce",
@@ -125,6 +136,7 @@ def fit(net: SpikingNetwork, train, epochs: int = 1, timesteps: int | None = Non
     if not isinstance(net, SpikingNetwork):
         raise TypeError(f"fit expects a snnedge.SpikingNetwork. Got {type(net).__name__}; build one "
                         f"with snnedge.sequential(...) or convert an ANN with converters.convert.")
+    _check_plain_readout(net, where)
     check_positive_int(epochs, param="epochs", where=where)
     check_choice(encoding, ENCODERS, param="encoding", where=where)
     sequence = encoding == "sequence"
@@ -237,6 +249,7 @@ def evaluate(net: SpikingNetwork, data, timesteps: int | None = None, encoding: 
     ``timesteps`` defaults to 8; with ``encoding="sequence"`` it comes from the data.
     """
     where = "evaluate"
+    _check_plain_readout(net, where)
     check_choice(encoding, ENCODERS, param="encoding", where=where)
     sequence = encoding == "sequence"
     if timesteps is not None or not sequence:
