@@ -19,10 +19,12 @@ spikes per step, ``clip(a / lambda, 0, 1)``). The smallest ``p`` of least error 
 A continuous error rather than the share of predictions that differ, because on a shallow
 network too few calibration samples differ to tell the candidates apart.
 
-On the zoo of ``examples/benchmarks/zoo.py`` this chose ``p = 0`` for the networks of up to
-8 weighted layers that settle at once, and 4 to 8 for the deep ones whose transient lasts
-tens of steps (RESULTS.md, "Readout weighted over time"), from 16 steps as well as from 16
-and 32 (the choice measured on the test images' readouts for both).
+On the zoo of ``examples/benchmarks/zoo.py`` it chose ``p = 0`` for the shallow networks that
+settle within a step or two (lenet_w8, resnet8_f; allconv_strided 1), 2 to 3 for the
+residual and Inception-style networks of 10 to 121 weighted layers, and 6 to 8 for
+resnet_deep, MobileNetV2 and ShuffleNetV2, whose transients last 20 to 60 steps; made from
+64, 128 or 256 digits, the choice differed on one member of 17 (RESULTS.md, "Readout
+weighted over time").
 """
 from __future__ import annotations
 

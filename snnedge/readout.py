@@ -5,8 +5,8 @@ at step ``t`` a value ``o(t)`` whose mean over the steps tends to the ANN's outp
 network the first steps are a transient: the neurons of each layer need a few steps before
 their rates settle, and the layers after them inherit the disorder. On torchvision's
 MobileNetV2 converted at 32 px (53 weighted layers; first 1,000 MNIST test digits), the sum
-of ``o(t)`` over steps 1-8 alone is 57 points less accurate than the ANN, over steps 25-32 6
-points, and over any 8 steps after step 48 at most 1 (``examples/benchmarks/RESULTS.md``,
+of ``o(t)`` over steps 1-8 alone is 57 points less accurate than the ANN, over steps 25-32
+5.5 points, and over any 8 steps after step 56 at most 1 (``examples/benchmarks/RESULTS.md``,
 "Readout weighted over time").
 
 Evaluating the readout only after a delay discards that transient ("delayed evaluation":
