@@ -364,8 +364,9 @@ def convert(ann, calibration, normalization: str | None = None, percentile: floa
     _check_capture(simple, reference, probe, "graph with BatchNorm folded", exported, rtol=1e-3)
 
     relus = [o.name for o in simple.ops if o.kind == "relu"]
+    spiking_out = readout_activations(simple)  # ReLUs whose spikes are the output, if any
     lambdas = activation_scales(simple, x, relus, normalization, percentile, batch_size, seed,
-                                ranks=ranks, layerwise=readout_activations(simple),
+                                ranks=ranks, layerwise=spiking_out,
                                 max_ratio=max_scale_ratio)
     for o in simple.ops:
         if o.kind == "qcfs":
@@ -406,8 +407,7 @@ def convert(ann, calibration, normalization: str | None = None, percentile: floa
                                      norm.lam, timesteps, batch_size, **extra)
     errors: dict[float, float] = {}
     if readout == "auto":
-        spiking_out = readout_activations(simple)  # an output of spikes: compared in their unit
-        if len(spiking_out) <= 1:
+        if len(spiking_out) <= 1:  # an output of spikes is compared in their unit
             scale = norm.lam[next(iter(spiking_out))] if spiking_out else None
             snn.readout_exponent, errors = choose_exponent(snn, simple, x, timesteps, batch_size,
                                                            seed, spike_scale=scale)

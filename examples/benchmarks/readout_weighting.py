@@ -19,22 +19,14 @@ Usage (torchvision's members need the peers' environment)::
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import torch
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
-for _p in (str(ROOT), str(HERE)):
-    if _p not in sys.path:
-        sys.path.insert(0, _p)
-
-import conversion_zoo as cz  # noqa: E402
-import zoo  # noqa: E402
-
-import snnedge  # noqa: E402
-from converters import convert  # noqa: E402
+import conversion_zoo as cz  # this folder's; it puts the repository root on sys.path
+import zoo
+import snnedge
+from converters import convert
 
 TIMESTEPS = (8, 16, 32, 64, 128)
 WINDOW = 8
