@@ -34,6 +34,7 @@ import math
 import torch
 
 import snnedge
+from snnedge.readout import step_weights
 
 from .graph import Graph
 
@@ -57,8 +58,8 @@ def exponent_errors(readout: torch.Tensor, target: torch.Tensor, checkpoints: tu
     for p in exponents:
         total = 0.0
         for T in checkpoints:
-            w = (torch.arange(1, T + 1, dtype=torch.float64) / T) ** p
-            m = (w.view(-1, 1, 1) * o[:T]).sum(0) / w.sum()
+            w = step_weights(p, 0, T, T, o)
+            m = (w * o[:T]).sum(0) / w.sum()
             total += float(((m - z).norm(dim=1) / z_norm).mean())
         errors[float(p)] = total
     return errors
@@ -77,8 +78,7 @@ def choose_exponent(snn: snnedge.SpikingNetwork, graph: Graph, x: torch.Tensor, 
     """``(p, {candidate: error})``: the readout exponent for ``snn`` (converted from
     ``graph``), measured on up to :data:`READOUT_SAMPLES` of the calibration samples ``x``
     at ``timesteps`` and ``2 x timesteps`` steps. ``spike_scale``: where the output is a
-    spiking layer, its scale lambda (the ANN value of one spike per step). ``snn``'s own
-    exponent is left as it is."""
+    spiking layer, its scale lambda (the ANN value of one spike per step)."""
     n = min(READOUT_SAMPLES, x.shape[0])
     pick = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed))[:n]
     xs = x[pick.to(x.device)]
@@ -86,13 +86,9 @@ def choose_exponent(snn: snnedge.SpikingNetwork, graph: Graph, x: torch.Tensor, 
     if spike_scale is not None:
         lam = spike_scale.to(target).reshape(-1, *([1] * (target.dim() - 2)))
         target = (target / lam).clamp(0.0, 1.0)
-    plain = snn.readout_exponent
-    try:
-        snn.readout_exponent = 0.0
-        res = snnedge.simulate(snn, xs, timesteps=2 * timesteps, batch_size=batch_size,
-                               progress=False, keep_readout=True)
-    finally:
-        snn.readout_exponent = plain
+    # res.readout is each step's readout unweighted, whatever snn's own exponent
+    res = snnedge.simulate(snn, xs, timesteps=2 * timesteps, batch_size=batch_size,
+                           progress=False, keep_readout=True)
     errors = exponent_errors(res.readout, target.cpu(), (timesteps, 2 * timesteps))
     if not all(math.isfinite(e) for e in errors.values()):
         return 0.0, errors

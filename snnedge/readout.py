@@ -57,11 +57,10 @@ def output_scale(exponent: float, timesteps: int) -> float:
     return float(timesteps / ((t / timesteps) ** exponent).sum())
 
 
-def weigh_running(running: torch.Tensor, exponent: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """From the plain running sum ``(T, B, C)`` of a readout (what an engine accumulates
-    step by step), the weighted running sum and the weighted output ``(B, C)``, in
-    ``running``'s dtype. For engines that hand back the running sum whole (brian2)."""
-    steps = running.shape[0]
-    per_step = torch.diff(running, dim=0, prepend=torch.zeros_like(running[:1]))
-    weighted = torch.cumsum(per_step * step_weights(exponent, 0, steps, steps, running), 0)
+def weigh_steps(per_step: torch.Tensor, exponent: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """From each step's readout ``(T, B, C)``, the weighted running sum and the weighted
+    output ``(B, C)``, in ``per_step``'s dtype. For engines that hand back the readout of
+    the whole run at once (brian2)."""
+    steps = per_step.shape[0]
+    weighted = torch.cumsum(per_step * step_weights(exponent, 0, steps, steps, per_step), 0)
     return weighted, weighted[-1] * output_scale(exponent, steps)

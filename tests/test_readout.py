@@ -8,7 +8,7 @@ from torch import nn
 import snnedge
 from converters import convert
 from converters.readout import EXPONENTS, exponent_errors, pick_exponent
-from snnedge.readout import output_scale, step_weights, weigh_running
+from snnedge.readout import output_scale, step_weights, weigh_steps
 
 
 def small_net(exponent=0.0, seed=0):
@@ -72,9 +72,9 @@ def test_weighting_adds_no_difference_between_engines_in_float32():
         assert torch.equal(dense.step_predictions, auto.step_predictions)
 
 
-def test_weigh_running_matches_the_engine():
+def test_weigh_steps_matches_the_engine():
     readout = torch.rand(9, 4, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
-    running, out = weigh_running(torch.cumsum(readout, 0), 1.5)
+    running, out = weigh_steps(readout, 1.5)
     ref_out, ref_preds = weighted(readout, 1.5)
     torch.testing.assert_close(out, ref_out, rtol=1e-12, atol=1e-12)
     assert torch.equal(running.argmax(-1), ref_preds)

@@ -68,7 +68,7 @@ from ..chip_neuron import ChipNeuron
 from ..connectivity import event_sources, source_links
 from ..encoders import get_encoder, sequence_holds_events
 from ..engine import BatchRun
-from ..readout import weigh_running
+from ..readout import weigh_steps
 from ..errors import check_choice, check_real
 from ..layers import INPUT
 from ..network import SpikingNetwork
@@ -400,12 +400,14 @@ def _run_batch(plan: _Plan, chunks: list, timesteps: int, code_target: str, dt_s
     counts = _source_counts(plan, xb, input_spikes, T, counts)
     for s in plan.analog:  # constant analog values: non-zero outputs x steps, as the engines count
         counts[s] = (static[s] != 0).to(torch.float64).sum(0) * T
-    per_step = torch.diff(running, dim=0, prepend=torch.zeros_like(running[:1])) if keep_readout else None
+    per_step = torch.diff(running, dim=0, prepend=torch.zeros_like(running[:1])) \
+        if keep_readout or net.readout_exponent else None
     if net.readout_exponent:  # the readout's steps weighted as the torch engines weight them
-        running, output = weigh_running(running, net.readout_exponent)
+        running, output = weigh_steps(per_step, net.readout_exponent)
     else:
         output = running[-1].clone()
-    return BatchRun(output, running.argmax(-1), counts, "brian2", 0.0, readout=per_step)
+    return BatchRun(output, running.argmax(-1), counts, "brian2", 0.0,
+                    readout=per_step if keep_readout else None)
 
 
 def _group_index(plan: _Plan, name: str) -> str:
