@@ -68,8 +68,14 @@ class CalibratedIF(snnedge.IF):
 
 
 def calibrated_layers(snn: SpikingNetwork) -> list[str]:
-    """The neuron layers of ``snn`` whose initial membranes calibration sets."""
-    return [n for n in snn.neuron_layers if isinstance(snn.layer(n), CalibratedIF)]
+    """The neuron layers of ``snn`` whose initial membranes calibration sets: its
+    :class:`CalibratedIF` layers behind other neuron layers (a layer fed by the input alone
+    has no transient to correct; its map holds the phases of :mod:`converters.phases`)."""
+    behind: dict[str, bool] = {}
+    for n in snn.names:  # topological order; a delayed input varies in time
+        behind[n] = any(i != INPUT and (snn.kind(i) == "temporal" or behind.get(i, True))
+                        for i in snn.inputs_of(n))
+    return [n for n in snn.neuron_layers if isinstance(snn.layer(n), CalibratedIF) and behind[n]]
 
 
 @torch.no_grad()

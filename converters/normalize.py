@@ -42,6 +42,7 @@ from .errors import UnsupportedLayerError
 from .ir import INPUT, Graph, Names, Op
 from .maxpool import SpikingAdaptiveMaxPool2d, SpikingMaxPool2d
 from .membrane import CalibratedIF
+from .phases import ordered_offsets
 
 ONE = torch.tensor(1.0, dtype=torch.float64)
 # Weights rescaled in float64 per block of output rows (bounds the transient copies).
@@ -81,12 +82,13 @@ class Normalizer:
     """Assigns units and builds the spiking layers of a (simplified) graph."""
 
     def __init__(self, graph: Graph, lambdas: dict[str, torch.Tensor], reset: str, v_init: float,
-                 maxpool_mode: str, per_neuron_v_init: bool = False):
+                 maxpool_mode: str, per_neuron_v_init: bool = False, phases: str = "aligned"):
         self.g = graph
         self.lam = {k: canonical(clipped_scale(v.double(), graph.op(k).clip), graph.op(k).shape)
                     for k, v in lambdas.items()}
         self.reset, self.v_init, self.maxpool_mode = reset, v_init, maxpool_mode
         self.per_neuron_v_init = per_neuron_v_init
+        self.phases = phases  # "ordered": neurons fed by the input start spread (converters.phases)
         self.ops = {o.name: o for o in graph.ops}
         self.consumers: dict[str, list[Op]] = {o.name: [] for o in graph.ops}
         self.consumers[INPUT] = []
@@ -146,6 +148,13 @@ class Normalizer:
             self._after[name] = op.kind in ("relu", "qcfs") or any(
                 self.after_neurons(i) for i in op.inputs)
         return self._after[name]
+
+    def phase_offsets(self, op: Op) -> torch.Tensor | None:
+        """With ``phases="ordered"``, the initial-membrane offsets of neuron op ``op`` when
+        the input alone feeds it (:func:`converters.phases.ordered_offsets`), else ``None``."""
+        if self.phases != "ordered" or self.after_neurons(op.inputs[0]):
+            return None
+        return ordered_offsets(op.shape)
 
     def target(self, op: Op) -> torch.Tensor:
         """The unit a weighted layer's output is scaled to."""
@@ -210,6 +219,10 @@ class Normalizer:
             theta = float(theta) if theta.dim() == 0 else theta.float()
             if self.per_neuron_v_init and self.after_neurons(op.inputs[0]):
                 return CalibratedIF(threshold=theta, reset=self.reset, v_init=v0, shape=op.shape)
+            offsets = self.phase_offsets(op)
+            if offsets is not None:
+                return CalibratedIF(threshold=theta, reset=self.reset, v_init=v0,
+                                    v_init_map=offsets + float(v0))
             return snnedge.IF(threshold=theta, reset=self.reset, v_init=v0)
         if k == "maxpool":
             m = op.module

@@ -42,9 +42,10 @@ from .export import capture_export
 from .fold import simplify
 from .graph import INPUT, Graph, capture_fx
 from .maxpool import MAXPOOL_MODES
-from .membrane import calibrate_membrane as calibrate_membrane_
-from .normalize import Normalizer, describe_scale, is_close
-from .readout import choose_exponent
+from .assemble import build_network
+from .normalize import describe_scale, is_close
+from .phases import PHASES, spread_layers
+
 
 RESETS = ("subtract", "zero")
 # v_init for ReLU neurons when not given. theta/2 rounds the rate code instead of flooring
@@ -122,7 +123,10 @@ class ConversionInfo:
     ``readout_exponent``: the network's weighting of its readout's steps, ``(t / T) ** p``
     (:mod:`snnedge.readout`); ``readout_errors``: per candidate ``p``, the error of the
     readout against the ANN on calibration samples that chose it (empty when ``readout``
-    was given as a number).
+    was given as a number); ``phases``: where the neurons fed by the input start,
+    ``"aligned"`` (all at ``v_init``) or ``"ordered"`` (:mod:`converters.phases`);
+    ``phase_errors``: per candidate tried, the least readout error of that network (empty
+    when only one was built).
     """
 
     normalization: str
@@ -145,6 +149,8 @@ class ConversionInfo:
     hardware: str | None = None
     readout_exponent: float = 0.0
     readout_errors: dict[str, float] = field(default_factory=dict)
+    phases: str = "aligned"
+    phase_errors: dict[str, float] = field(default_factory=dict)
 
 
 def default_normalization(reset: str) -> str:
@@ -184,7 +190,7 @@ def convert(ann, calibration, normalization: str | None = None, percentile: floa
             seed: int = 0, distributed: bool = False,
             hardware: str | NumberFormat | None = None,
             max_scale_ratio: float | None = None,
-            readout: str | float = "auto") -> snnedge.SpikingNetwork:
+            readout: str | float = "auto", phases: str = "auto") -> snnedge.SpikingNetwork:
     """Convert a trained ReLU (or QCFS) network into a rate-coded spiking network.
 
     Parameters
@@ -233,11 +239,22 @@ def convert(ann, calibration, normalization: str | None = None, percentile: floa
         (``snn.readout_exponent``, :mod:`snnedge.readout`): ``"auto"`` (default) chooses
         ``p`` on the calibration data (:func:`converters.readout.choose_exponent`: the
         candidate whose output after ``timesteps`` and ``2 x timesteps`` steps is closest to
-        the ANN's, on up to 64 samples); a number sets it (0: every step the same). A
+        the ANN's, on up to 64 samples and at most 3 ANN passes' worth of steps:
+        :func:`converters.readout.readout_samples`); a number sets it (0: every step the same). A
         deep network's first tens of steps are a transient, and weighting the late steps
         takes most of its loss at small ``T``; a shallow one keeps 0. A network whose output
         is the spikes of several activation layers with scales of their own (no weighted
         layer after them) has no one unit to compare them in and keeps 0.
+    phases:
+        Where the neurons fed by the input alone (the first convolution) start:
+        ``"aligned"`` (all at ``v_init``), ``"ordered"`` (``v_init`` plus a 4 x 4 ordered
+        dither over each feature map, so that neighbours with equal currents do not fire in
+        step: :mod:`converters.phases`) or ``"auto"`` (default): both networks are built and
+        calibrated and the one whose readout is closer to the ANN's on the calibration
+        samples is kept (the readout error above; ``snn.conversion_.phases`` says which).
+        Spread phases take the bursts out of shallow residual networks; networks that
+        amplify each neuron's error keep them aligned. ``"auto"`` costs a second
+        calibration where a layer has a feature map fed by the input.
     v_init:
         Initial membrane of the ReLU neurons as a fraction of the threshold; default 0.5
         (theta/2, see :data:`DEFAULT_V_INIT`). QCFS neurons start at their shift (theta/2).
@@ -318,6 +335,7 @@ def convert(ann, calibration, normalization: str | None = None, percentile: floa
     check_real(percentile, param="percentile", where="convert", low=0.0, high=100.0, low_open=True)
     check_choice(maxpool, MAXPOOL_MODES, param="maxpool", where="convert")
     check_positive_int(batch_size, param="batch_size", where="convert")
+    check_choice(phases, PHASES, param="phases", where="convert")
     if timesteps is not None:
         check_positive_int(timesteps, param="timesteps", where="convert")
     if max_calibration_samples is not None:
@@ -386,33 +404,34 @@ def convert(ann, calibration, normalization: str | None = None, percentile: floa
     if timesteps is None:
         levels = [int(o.module.levels) for o in simple.ops if o.kind == "qcfs"]
         timesteps = max(levels) if levels else CALIBRATION_TIMESTEPS
-    # Weights are rescaled in float64 on CPU copies (the scales live there); the SNN then moves
-    # to the calibration data's device.
-    norm = Normalizer(_on_cpu(simple), lambdas, reset, v0, maxpool, per_neuron_v_init=calibrate_membrane)
-    nodes = norm.nodes()
-    snn = snnedge.SpikingNetwork(nodes, input_shape=simple.input_shape)
-    snn = snn.to(x.device)
-    excess, shifts = {}, {}
     bias = default_calibrate_bias(simple) if calibrate_bias is None else bool(calibrate_bias)
     gain = default_calibrate_gain(simple) if calibrate_gain is None else bool(calibrate_gain)
-    gains: dict[str, torch.Tensor] = {}
+    used = None
     if calibrate_membrane:
         steps = max(timesteps, GAIN_TIMESTEPS) if gain else timesteps
         pick = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed))
         used = pick[:membrane_samples(x.shape[0], steps)].to(x.device)
-        extra = {"bias": True, "bias_shifts": shifts} if bias else {}
-        if gain:
-            extra.update(gain_timesteps=GAIN_TIMESTEPS, gains=gains)
-        excess = calibrate_membrane_(snn, simple, x[used],
-                                     norm.lam, timesteps, batch_size, **extra)
-    errors: dict[float, float] = {}
-    if readout == "auto":
-        if len(spiking_out) <= 1:  # an output of spikes is compared in their unit
-            scale = norm.lam[next(iter(spiking_out))] if spiking_out else None
-            snn.readout_exponent, errors = choose_exponent(snn, simple, x, timesteps, batch_size,
-                                                           seed, spike_scale=scale)
-    else:
-        snn.readout_exponent = readout
+    # "auto": build and calibrate both where a layer has phases to spread, keep the one whose
+    # readout is closer to the ANN's (converters.phases); with no error to compare, "aligned"
+    candidates = (phases,) if phases != "auto" else \
+        ("aligned", "ordered") if spread_layers(simple) and len(spiking_out) <= 1 else ("aligned",)
+    # Weights are rescaled in float64 on CPU copies (the scales live there); the SNN then moves
+    # to the calibration data's device.
+    cpu_graph, best, phase_errors = _on_cpu(simple), None, {}
+    for ph in candidates:
+        b = build_network(simple, cpu_graph, lambdas, x, used, ph, reset=reset, v0=v0,
+                          maxpool=maxpool, bias=bias, gain_timesteps=GAIN_TIMESTEPS if gain else None,
+                          timesteps=timesteps, batch_size=batch_size, seed=seed, readout=readout,
+                          spiking_out=spiking_out, compare=len(candidates) > 1)
+        if len(candidates) > 1:
+            phase_errors[ph] = b.least_error()
+        if best is None or phase_errors[ph] < phase_errors[best.phases]:  # ties: "aligned"
+            best = b
+    chosen = best.phases
+    snn, norm, excess, shifts, gains, errors = (best.snn, best.norm, best.excess, best.shifts,
+                                                best.gains, best.errors)
+    if readout != "auto":
+        errors = {}
     kept = {o.name for o in simple.ops}
     snn.conversion_ = ConversionInfo(
         normalization=normalization, percentile=float(percentile), reset=reset,
@@ -428,7 +447,8 @@ def convert(ann, calibration, normalization: str | None = None, percentile: floa
         bias_shifts=shifts, gains={k: describe_scale(v) for k, v in gains.items()},
         gain_timesteps=GAIN_TIMESTEPS if calibrate_membrane and gain else None,
         max_scale_ratio=max_scale_ratio, hardware=None if fmt is None else fmt.name,
-        readout_exponent=snn.readout_exponent, readout_errors={f"{p:g}": e for p, e in errors.items()})
+        readout_exponent=snn.readout_exponent, readout_errors={f"{p:g}": e for p, e in errors.items()},
+        phases=chosen, phase_errors=phase_errors)
     return snn
 
 

@@ -41,8 +41,23 @@ from .graph import Graph
 # The candidate exponents: 0 (the plain sum) up to 8, where the last quarter of the steps
 # holds 92% of the weight.
 EXPONENTS = (0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0)
-# Calibration samples the choice simulates (at most; fewer when the calibration set is smaller).
+# Calibration samples the choice simulates: at most READOUT_SAMPLES, and at most READOUT_PASSES
+# ANN passes over the calibration samples' worth of sample-steps (2 T_c steps each), so that
+# with few calibration samples (64 ImageNet images) the choice does not cost more than the
+# membrane calibration (issue 17: convert <= 20 ANN passes): 64 of 1,000 samples at T_c = 16,
+# 6 of 64.
 READOUT_SAMPLES = 64
+READOUT_PASSES = 3
+
+
+def readout_samples(n: int, timesteps: int) -> int:
+    """Samples the readout choice simulates for ``2 x timesteps`` steps out of ``n``
+    calibration samples: ``min(READOUT_SAMPLES, n, max(1, ceil(READOUT_PASSES x n / (2 T))))``.
+
+    >>> readout_samples(1000, 16), readout_samples(64, 16), readout_samples(20, 1)
+    (64, 6, 20)
+    """
+    return min(READOUT_SAMPLES, n, max(1, math.ceil(READOUT_PASSES * n / (2 * timesteps))))
 
 
 def exponent_errors(readout: torch.Tensor, target: torch.Tensor, checkpoints: tuple[int, ...],
@@ -74,12 +89,14 @@ def pick_exponent(errors: dict[float, float]) -> float:
 @torch.no_grad()
 def choose_exponent(snn: snnedge.SpikingNetwork, graph: Graph, x: torch.Tensor, timesteps: int,
                     batch_size: int = 256, seed: int = 0,
-                    spike_scale: torch.Tensor | None = None) -> tuple[float, dict[float, float]]:
+                    spike_scale: torch.Tensor | None = None,
+                    exponents: tuple[float, ...] = EXPONENTS) -> tuple[float, dict[float, float]]:
     """``(p, {candidate: error})``: the readout exponent for ``snn`` (converted from
-    ``graph``), measured on up to :data:`READOUT_SAMPLES` of the calibration samples ``x``
+    ``graph``), measured on :func:`readout_samples` of the calibration samples ``x``
     at ``timesteps`` and ``2 x timesteps`` steps. ``spike_scale``: where the output is a
-    spiking layer, its scale lambda (the ANN value of one spike per step)."""
-    n = min(READOUT_SAMPLES, x.shape[0])
+    spiking layer, its scale lambda (the ANN value of one spike per step); ``exponents``: the
+    candidates (one, to measure the error of a given ``p``)."""
+    n = readout_samples(x.shape[0], timesteps)
     pick = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed))[:n]
     xs = x[pick.to(x.device)]
     target = torch.cat([graph.run(xs[i:i + batch_size])[0] for i in range(0, n, batch_size)])
@@ -89,7 +106,7 @@ def choose_exponent(snn: snnedge.SpikingNetwork, graph: Graph, x: torch.Tensor, 
     # res.readout is each step's readout unweighted, whatever snn's own exponent
     res = snnedge.simulate(snn, xs, timesteps=2 * timesteps, batch_size=batch_size,
                            progress=False, keep_readout=True)
-    errors = exponent_errors(res.readout, target.cpu(), (timesteps, 2 * timesteps))
+    errors = exponent_errors(res.readout, target.cpu(), (timesteps, 2 * timesteps), exponents)
     if not all(math.isfinite(e) for e in errors.values()):
         return 0.0, errors
     return pick_exponent(errors), errors

@@ -132,10 +132,23 @@ def test_convert_readout_option(files, tmp_path, capsys):
     assert "(chosen on the calibration data)" in capsys.readouterr().out
     assert snnedge.load_network(tmp_path / "auto.pt").conversion_.readout_errors
     assert main(args + ["--readout", "2.5", "-o", str(tmp_path / "p.pt")]) == 0
-    assert "readout: step t of T weighted by (t/T)^2.5\n" in capsys.readouterr().out
+    assert "readout: step t of T weighted by (t/T)^2.5; first-layer phases: " in capsys.readouterr().out
     assert snnedge.load_network(tmp_path / "p.pt").readout_exponent == 2.5
     assert main(args + ["--readout", "late", "-o", str(tmp_path / "x.pt")]) == 2
     assert "--readout takes 'auto' or a number" in capsys.readouterr().err
+
+
+def test_convert_phases_option(files, tmp_path, capsys):
+    """--phases: given phases are kept in the file and said in the summary; others refused."""
+    args = ["convert", str(files / "model.pt2"), "--calibration", str(files / "calib.npz"),
+            "--timesteps", "8", "--readout", "0"]
+    for phases in ("ordered", "aligned"):
+        assert main(args + ["--phases", phases, "-o", str(tmp_path / f"{phases}.pt")]) == 0
+        assert f"first-layer phases: {phases}\n" in capsys.readouterr().out
+        assert snnedge.load_network(tmp_path / f"{phases}.pt").conversion_.phases == phases
+    with pytest.raises(SystemExit) as exit_:
+        main(args + ["--phases", "random", "-o", str(tmp_path / "x.pt")])
+    assert exit_.value.code == 2 and "invalid choice: 'random'" in capsys.readouterr().err
 
 
 def test_convert_simulate_report(files, tmp_path, capsys):

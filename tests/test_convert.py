@@ -15,7 +15,7 @@ from converters.fold import simplify
 from converters.graph import capture_fx
 from converters.membrane import CalibratedIF
 
-FAST = {"calibrate_membrane": False, "readout": 0}  # skip the calibrations' simulations
+FAST = {"calibrate_membrane": False, "readout": 0, "phases": "aligned"}  # skip the calibrations' simulations
 
 
 def _randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -343,7 +343,7 @@ def test_maxpool_before_relu_converts():
 def test_membrane_calibration_removes_early_spikes_of_a_residual_net():
     ann = rescat()
     plain = convert(ann, X12, **FAST)
-    calibrated = convert(ann, X12, timesteps=8, readout=0)  # the membranes alone
+    calibrated = convert(ann, X12, timesteps=8, readout=0, phases="aligned")  # the membranes alone
     # layers fed by the static input have no transient and stay plain IF neurons
     assert type(calibrated.layer("stem.2")) is snnedge.IF
     deep = calibrated.layer("layer2.0.relu_1")

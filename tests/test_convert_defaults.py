@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+import converters.assemble as assemble
 import converters.pipeline as pipeline
 import snnedge
 from converters import QCFS, CalibratedIF, convert, replace_relu_with_qcfs
@@ -115,7 +116,7 @@ def test_qcfs_networks_calibrate_the_bias_by_default_and_relu_networks_do_not():
 
 
 def test_bias_calibration_needs_the_membrane_calibration():
-    snn = convert(rescat(), X12, calibrate_membrane=False, calibrate_bias=True)
+    snn = convert(rescat(), X12, calibrate_membrane=False, calibrate_bias=True, phases="aligned")
     assert snn.conversion_.bias_shifts == {} and snn.conversion_.calibration_timesteps is None
     assert not any(isinstance(m, CalibratedIF) for m in snn.modules())
 
@@ -127,7 +128,7 @@ def test_one_sweep_bias_calibration_equals_the_per_layer_one(build, monkeypatch)
 
     out = []
     for method in (calibrate_membrane, per_layer):
-        monkeypatch.setattr(pipeline, "calibrate_membrane_", method)
+        monkeypatch.setattr(assemble, "calibrate_membrane", method)
         out.append(convert(build(), X12, timesteps=8, calibrate_bias=True))
     sweep, per_layer = out
     assert sweep.conversion_.bias_shifts  # something was shifted

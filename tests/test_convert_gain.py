@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch import nn
 
+import converters.assemble as assemble
 import converters.pipeline as pipeline
 from converters import convert
 from converters.gain import GAIN_MAX, GAIN_MIN, apply_gain, fit_gain
@@ -52,7 +53,7 @@ def test_gain_calibration_is_off_by_default_and_recorded_when_on():
 def test_one_sweep_gains_equal_the_per_layer_ones(build, monkeypatch):
     out = []
     for method in (calibrate_membrane, calibrate_membrane_per_layer):
-        monkeypatch.setattr(pipeline, "calibrate_membrane_", method)
+        monkeypatch.setattr(assemble, "calibrate_membrane", method)
         out.append(convert(build(), X12, timesteps=8, calibrate_gain=True))
     sweep, per_layer = out
     assert sweep.conversion_.gains

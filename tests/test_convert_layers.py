@@ -13,7 +13,7 @@ from torch import nn
 import snnedge
 from converters import SpikingAdaptiveMaxPool2d, SpikingMaxPool2d, UnsupportedLayerError, convert
 
-FAST = {"calibrate_membrane": False, "readout": 0}
+FAST = {"calibrate_membrane": False, "readout": 0, "phases": "aligned"}
 X = torch.rand(48, 3, 12, 12, generator=torch.Generator().manual_seed(0))
 
 

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-import converters.pipeline as pipeline
+import converters.assemble as assemble
 from converters import convert, replace_relu_with_qcfs
 from converters.membrane import calibrate_membrane, calibrate_membrane_per_layer, calibrated_layers
 from converters.sweep import Sweep, pack, unpack
@@ -17,7 +17,7 @@ def both_methods(ann, x, monkeypatch, **options):
     """The network converted with the one-sweep calibration and with the per-layer one."""
     out = []
     for method in (calibrate_membrane, calibrate_membrane_per_layer):
-        monkeypatch.setattr(pipeline, "calibrate_membrane_", method)
+        monkeypatch.setattr(assemble, "calibrate_membrane", method)
         out.append(convert(ann, x, **options))
     return out
 

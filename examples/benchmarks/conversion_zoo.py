@@ -71,8 +71,9 @@ RESULTS_CACHE = zoo.CACHE_DIR / "results"
 SECTION = "## ANN-to-SNN conversion over the zoo (issues 15 and 17)"
 DEFAULTS = ("channel-wise 99.9th percentiles, reset by subtraction, initial membrane theta/2 "
             "calibrated per neuron at 16 steps, no bias calibration, readout exponent chosen on "
-            "the calibration digits at 16 and 32 steps; QCFS networks: calibrated at L steps, "
-            "with bias calibration, readout exponent chosen at L and 2L steps")
+            "the calibration digits at 16 and 32 steps, first-layer phases (aligned or ordered) "
+            "chosen with it; QCFS networks: calibrated at L steps, with bias calibration, "
+            "readout exponent chosen at L and 2L steps")
 
 # One option changed at a time from the default (``--ablation``).
 ABLATION = {
@@ -151,6 +152,7 @@ def snnedge_run(ann, calib, x, y, steps, options: dict) -> dict:
     return {"acc": {t: float(curve[t - 1]) for t in steps},
             "acc_plain": {t: float(plain[t - 1]) for t in steps},
             "readout_exponent": snn.readout_exponent, "convert_s": convert_s,
+            "phases": snn.conversion_.phases,
             "ann_pass_s": ann_s, "convert_ratio": convert_s / ann_s,
             "simulate_s": time.perf_counter() - t1,
             "rate": float(sum(res.spike_counts.values()) / max(1, sum(res.neurons.values()))
@@ -312,8 +314,8 @@ def fmt(v, digits=2) -> str:
 def markdown(results: dict) -> str:
     steps = results["timesteps"]
     head = ("| network | W | test images | converter | ANN % | " + " | ".join(f"T={t}" for t in steps)
-            + " | convert / ANN pass | readout p | T=32 plain |")
-    lines = [head, "|" + " --- |" * (8 + len(steps))]
+            + " | convert / ANN pass | readout p | phases | T=32 plain |")
+    lines = [head, "|" + " --- |" * (9 + len(steps))]
     notes = []
     for n, r in results["networks"].items():
         for conv in ("snnedge", "spikingjelly"):
@@ -329,8 +331,8 @@ def markdown(results: dict) -> str:
             n_test = r.get("test_samples", results["test_samples"])
             p = c.get("readout_exponent")
             plain = c.get("acc_plain", {}).get(32, c.get("acc_plain", {}).get("32"))
-            extra = (f" | {p:g} | {fmt(100 * (plain - r['ann']))}" if p is not None and plain is not None
-                     else " | | ")
+            extra = (f" | {p:g} | {c.get('phases', '')} | {fmt(100 * (plain - r['ann']))}"
+                     if p is not None and plain is not None else " | | | ")
             lines.append(f"| {n} | {r['weighted_layers']} | {n_test:,} "
                          f"| {conv} | {100 * r['ann']:.2f} | "
                          + " | ".join(cells) + f" | {ratio}{extra} |")
@@ -364,8 +366,10 @@ def markdown(results: dict) -> str:
         *earlier_lines(results),
         "Change against the ANN (points; negative = the SNN is worse) after T steps; W = "
         "weighted layers; 'readout p': the readout exponent `convert` chose on the calibration "
-        "digits (`snnedge.readout`: step t of T counts (t / T)^p), 'T=32 plain': the same "
-        "spikes read with every step counted the same (p = 0):", "", *lines, "", *notes, ""])
+        "digits (`snnedge.readout`: step t of T counts (t / T)^p), 'phases': where `convert` "
+        "started the neurons fed by the input (`converters.phases`: 'aligned' at theta/2, "
+        "'ordered' spread by a 4 x 4 ordered dither), 'T=32 plain': the same spikes read with "
+        "every step counted the same (p = 0):", "", *lines, "", *notes, ""])
 
 
 def earlier_lines(results: dict) -> list[str]:

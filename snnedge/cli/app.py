@@ -184,6 +184,10 @@ def _add_convert(sub) -> None:
                    help="how the readout weights step t of T: (t/T)^P; 'auto' (default) chooses "
                         "P on the calibration data (deep networks weight their late steps), 0 "
                         "counts every step the same")
+    c.add_argument("--phases", choices=("auto", "aligned", "ordered"), default="auto",
+                   help="where the neurons fed by the input start: all at theta/2 (aligned), "
+                        "spread by an ordered dither (ordered), or 'auto' (default): both are "
+                        "calibrated and the one whose readout is closer to the ANN's is kept")
     c.add_argument("--maxpool", choices=("count", "gate"), default="count",
                    help="spiking max-pool: exact accumulated counts, or Rueckauer's gate "
                         "(default: count)")

@@ -94,7 +94,7 @@ def run_convert(args) -> None:
                       percentile=args.percentile, reset=args.reset, maxpool=args.maxpool,
                       timesteps=args.timesteps, seed=args.seed, distributed=args.distributed,
                       hardware=args.hardware, max_scale_ratio=args.max_scale_ratio,
-                      readout=_readout_option(args.readout))
+                      readout=_readout_option(args.readout), phases=args.phases)
     except (ValueError, TypeError) as e:  # UnsupportedLayerError is a TypeError
         raise UsageError(" ".join(str(e).split())) from None
     if not is_main_process():
@@ -123,7 +123,9 @@ def run_convert(args) -> None:
              f"calibration: {info.calibration_samples} samples; membrane calibrated at "
              f"T={args.timesteps}; readout: step t of T weighted by (t/T)^"
              f"{info.readout_exponent:g}"
-             + (" (chosen on the calibration data)" if info.readout_errors else ""),
+             + (" (chosen on the calibration data)" if info.readout_errors else "")
+             + f"; first-layer phases: {info.phases}"
+             + (" (chosen on the calibration data)" if info.phase_errors else ""),
              f"conversion: {info.seconds:.2f} s; capture error (captured graph vs ANN, relative): "
              f"{err}"]
     if ops is not None:
