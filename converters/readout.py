@@ -15,7 +15,8 @@ steps with the ANN's output ``z`` on the same samples:
     ``m_T = sum_{t <= T} w(t) o(t) / sum_{t <= T} w(t)``
 
 (for a network whose output is a spiking layer, ``z`` is the ANN's output in that layer's
-spikes per step, ``clip(a / lambda, 0, 1)``). The smallest ``p`` of least error wins.
+spikes per step, ``clip(a / lambda, 0, 1)``; where ``z = 0``, a ReLU readout the ANN leaves
+silent, ``|| z ||`` is the mean over the other samples). The smallest ``p`` of least error wins.
 A continuous error rather than the share of predictions that differ, because on a shallow
 network too few calibration samples differ to tell the candidates apart.
 
@@ -68,7 +69,13 @@ def exponent_errors(readout: torch.Tensor, target: torch.Tensor, checkpoints: tu
     o = readout.to(torch.float64)
     o = o.reshape(o.shape[0], o.shape[1], -1)
     z = target.to(torch.float64).reshape(o.shape[1], -1)
-    z_norm = z.norm(dim=1).clamp_min(1e-12)
+    z_norm = z.norm(dim=1)
+    # A sample whose target is 0 (a ReLU readout the ANN leaves silent) has no scale of its
+    # own: its error is measured against the mean norm of the others' targets.
+    silent = z_norm <= 0
+    if bool(silent.any()):
+        typical = z_norm[~silent].mean() if bool((~silent).any()) else z_norm.new_tensor(1.0)
+        z_norm = torch.where(silent, typical, z_norm)
     errors = {}
     for p in exponents:
         total = 0.0

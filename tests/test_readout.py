@@ -188,3 +188,13 @@ def test_training_refuses_a_weighted_readout():
             call()
     net.readout_exponent = 0.0
     snnedge.fit(net, train=(x, y), epochs=1, timesteps=4, progress=False)
+
+
+def test_a_silent_target_is_measured_against_the_others_scale():
+    """A sample whose ANN output is 0 (a silent ReLU readout) counts its spurious output
+    against the mean norm of the other targets, not against 0 (which made the error 1e6)."""
+    z = torch.tensor([[3.0, 4.0], [0.0, 0.0]], dtype=torch.float64)   # norms 5 and 0
+    o = torch.tensor([[3.0, 4.0], [0.0, 1.0]], dtype=torch.float64).expand(4, 2, 2)
+    errors = exponent_errors(o, z, (4,), exponents=(0.0,))
+    assert errors[0.0] == pytest.approx((0.0 + 1.0 / 5.0) / 2, rel=1e-12)
+    assert exponent_errors(o[:, :1], z[:1], (4,), exponents=(0.0,))[0.0] == 0.0
