@@ -33,6 +33,12 @@ import torch
 from .ir import INPUT, Graph
 
 PHASES = ("auto", "aligned", "ordered")
+# "auto" builds and calibrates both candidates only where the simulated steps of both (the
+# membrane calibration's and the readout choice's, sample-steps) fit in PHASE_PASSES ANN passes
+# over the calibration samples: with 1,000 samples at T_c = 16 they take 12.3; with 64
+# ImageNet images they would take 16 on top of the statistics, past issue 17's budget of 20
+# passes for all of convert, so there "auto" keeps one network, aligned.
+PHASE_PASSES = 13
 NEURON_KINDS = ("relu", "qcfs")
 
 # Bayer's 4 x 4 ordered-dither matrix (Bayer, IEEE ICC 1973): each entry's rank 0..15, placed

@@ -44,7 +44,8 @@ from .graph import INPUT, Graph, capture_fx
 from .maxpool import MAXPOOL_MODES
 from .assemble import build_network
 from .normalize import describe_scale, is_close
-from .phases import PHASES, spread_layers
+from .phases import PHASE_PASSES, PHASES, spread_layers
+from .readout import readout_samples
 
 
 RESETS = ("subtract", "zero")
@@ -406,15 +407,17 @@ def convert(ann, calibration, normalization: str | None = None, percentile: floa
         timesteps = max(levels) if levels else CALIBRATION_TIMESTEPS
     bias = default_calibrate_bias(simple) if calibrate_bias is None else bool(calibrate_bias)
     gain = default_calibrate_gain(simple) if calibrate_gain is None else bool(calibrate_gain)
-    used = None
+    used, work = None, readout_samples(x.shape[0], timesteps) * 2 * timesteps
     if calibrate_membrane:
         steps = max(timesteps, GAIN_TIMESTEPS) if gain else timesteps
         pick = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed))
         used = pick[:membrane_samples(x.shape[0], steps)].to(x.device)
-    # "auto": build and calibrate both where a layer has phases to spread, keep the one whose
-    # readout is closer to the ANN's (converters.phases); with no error to compare, "aligned"
-    candidates = (phases,) if phases != "auto" else \
-        ("aligned", "ordered") if spread_layers(simple) and len(spiking_out) <= 1 else ("aligned",)
+        work += used.numel() * steps
+    # "auto": build and calibrate both where a layer has phases to spread and both fit the
+    # budget, keep the one whose readout is closer to the ANN's (converters.phases)
+    both = phases == "auto" and bool(spread_layers(simple)) and len(spiking_out) <= 1 \
+        and 2 * work <= PHASE_PASSES * x.shape[0]
+    candidates = ("aligned", "ordered") if both else ("aligned",) if phases == "auto" else (phases,)
     # Weights are rescaled in float64 on CPU copies (the scales live there); the SNN then moves
     # to the calibration data's device.
     cpu_graph, best, phase_errors = _on_cpu(simple), None, {}

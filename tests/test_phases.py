@@ -6,9 +6,11 @@ from torch import nn
 import snnedge
 from converters import CalibratedIF, convert
 from converters.membrane import calibrated_layers
-from converters.phases import BAYER_4, ordered_offsets
+from converters.phases import BAYER_4, PHASE_PASSES, ordered_offsets
 
 X = torch.rand(96, 1, 10, 10, generator=torch.Generator().manual_seed(0))
+# enough calibration samples that "auto" builds both candidates within PHASE_PASSES
+X_BIG = torch.rand(1000, 1, 10, 10, generator=torch.Generator().manual_seed(1))
 
 
 def conv_net():
@@ -65,21 +67,31 @@ def test_ordered_first_layer_counts_are_the_rounded_rates():
 def test_auto_keeps_the_candidate_of_least_readout_error_and_leaves_the_ann():
     ann = conv_net()
     before = {k: v.clone() for k, v in ann.state_dict().items()}
-    snn = convert(ann, X)
+    snn = convert(ann, X_BIG)
     info = snn.conversion_
     assert set(info.phase_errors) == {"aligned", "ordered"}
     assert info.phases == min(info.phase_errors, key=info.phase_errors.get)
-    same = convert(ann, X, phases=info.phases)
+    same = convert(ann, X_BIG, phases=info.phases)
     assert same.readout_exponent == snn.readout_exponent
     for (k, v), (k2, v2) in zip(snn.state_dict().items(), same.state_dict().items()):
         assert k == k2 and torch.equal(v, v2)
     assert all(torch.equal(v, before[k]) for k, v in ann.state_dict().items())
 
 
+def test_auto_builds_one_network_past_the_budget():
+    """With 96 samples at T_c = 16 two calibrations would take more than PHASE_PASSES ANN
+    passes' worth of steps (2 x (30 x 16 + 9 x 32) = 1,536 > 13 x 96): one, aligned."""
+    assert 2 * (30 * 16 + 9 * 32) > PHASE_PASSES * 96
+    snn = convert(conv_net(), X)
+    assert snn.conversion_.phases == "aligned" and snn.conversion_.phase_errors == {}
+    assert type(snn.layer("1")) is snnedge.IF
+    assert convert(conv_net(), X, phases="ordered").conversion_.phases == "ordered"
+
+
 def test_auto_builds_one_network_where_nothing_spreads():
     torch.manual_seed(0)
     mlp = nn.Sequential(nn.Flatten(), nn.Linear(100, 16), nn.ReLU(), nn.Linear(16, 3)).eval()
-    snn = convert(mlp, X)
+    snn = convert(mlp, X_BIG)
     assert snn.conversion_.phases == "aligned" and snn.conversion_.phase_errors == {}
     assert type(snn.layer("2")) is snnedge.IF
 
