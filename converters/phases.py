@@ -17,7 +17,7 @@ spike, and networks that amplify each neuron's error (MobileNetV2) lose more fro
 gain. So ``convert`` chooses per network on the calibration data (``phases="auto"``): it
 builds and calibrates both networks and keeps the one whose readout is closer to the ANN's
 output (the error of :mod:`converters.readout`). On the zoo (RESULTS.md, "Phases of the
-first layer") it chose ``"ordered"`` for 9 of 20 networks; resnet8_f then loses 0.18 / 0.18 /
+first layer") it chose ``"ordered"`` for 8 of the 24 members; resnet8_f then loses 0.18 / 0.18 /
 0.10 points at T = 16 / 32 / 64 on the 10,000 test digits (aligned: 0.41 / 1.54 / 0.37).
 Random offsets (uniform, seeded) were tried first: they spread the bursts as well, but on
 resnet8_f (2,000 test digits, plain readout) they lose 0.20 points at T = 64, the ordered
