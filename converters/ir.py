@@ -90,6 +90,18 @@ class Graph:
         return vals[self.output], kept
 
 
+
+NEURON_KINDS = ("relu", "qcfs")
+
+
+def after_neurons(graph: Graph) -> dict[str, bool]:
+    """Per op of ``graph`` (and ``INPUT``): whether it is a neuron op or one lies upstream of
+    it; where not, its value is the same at every step under direct encoding."""
+    after = {INPUT: False}
+    for op in graph.ops:  # topological order
+        after[op.name] = op.kind in NEURON_KINDS or any(after[i] for i in op.inputs)
+    return after
+
 class Names:
     """Unique op names that never nest inside one another (SpikingNetwork stores layers
     as nested modules, so ``a.b`` and ``a.b.c`` cannot both be layers)."""

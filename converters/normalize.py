@@ -39,7 +39,7 @@ from snnedge.layers import Add, Scale
 from snnedge.network import Node
 
 from .errors import UnsupportedLayerError
-from .ir import INPUT, Graph, Names, Op
+from .ir import INPUT, Graph, Names, Op, after_neurons
 from .maxpool import SpikingAdaptiveMaxPool2d, SpikingMaxPool2d
 from .membrane import CalibratedIF
 from .phases import ordered_offsets
@@ -98,7 +98,7 @@ class Normalizer:
         self.units: dict[str, torch.Tensor] = {INPUT: ONE}
         self.add_units: dict[str, tuple[torch.Tensor, dict[str, torch.Tensor]]] = {}
         self.thresholds: dict[str, torch.Tensor] = {}
-        self._after: dict[str, bool] = {}
+        self._after = after_neurons(graph)
 
     # -- units ---------------------------------------------------------------------------
     def _only_consumer(self, name: str) -> Op | None:
@@ -139,14 +139,9 @@ class Normalizer:
                          f"the kinds in converters.graph.KINDS.")
 
     def after_neurons(self, name: str) -> bool:
-        """Whether a neuron layer lies upstream of ``name`` (else its input is the same at
-        every step under direct encoding, and its spike count has no transient to correct)."""
-        if name == INPUT:
-            return False
-        if name not in self._after:
-            op = self.ops[name]
-            self._after[name] = op.kind in ("relu", "qcfs") or any(
-                self.after_neurons(i) for i in op.inputs)
+        """Whether a neuron layer is ``name`` or lies upstream of it (else its value is the
+        same at every step under direct encoding, and its spike count has no transient to
+        correct)."""
         return self._after[name]
 
     def phase_offsets(self, op: Op) -> torch.Tensor | None:

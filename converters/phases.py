@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import torch
 
-from .ir import INPUT, Graph
+from .ir import NEURON_KINDS, Graph, after_neurons
 
 PHASES = ("auto", "aligned", "ordered")
 # "auto" builds and calibrates both candidates only where the simulated steps of both (the
@@ -39,7 +39,6 @@ PHASES = ("auto", "aligned", "ordered")
 # ImageNet images they would take 16 on top of the statistics, past issue 17's budget of 20
 # passes for all of convert, so there "auto" keeps one network, aligned.
 PHASE_PASSES = 13
-NEURON_KINDS = ("relu", "qcfs")
 
 # Bayer's 4 x 4 ordered-dither matrix (Bayer, IEEE ICC 1973): each entry's rank 0..15, placed
 # so that every 2 x 2 sub-block and every row and column spreads the ranks evenly.
@@ -64,10 +63,6 @@ def ordered_offsets(shape: tuple[int, ...]) -> torch.Tensor | None:
 def spread_layers(graph: Graph) -> list[str]:
     """The neuron ops of ``graph`` fed by the input alone (no neuron op upstream) whose
     values have a feature map: those that ``"ordered"`` starts at spread phases."""
-    kinds = {op.name: op.kind for op in graph.ops}
-    behind: dict[str, bool] = {}
-    for op in graph.ops:  # topological order
-        behind[op.name] = any(i != INPUT and (kinds[i] in NEURON_KINDS or behind[i])
-                              for i in op.inputs)
-    return [op.name for op in graph.ops if op.kind in NEURON_KINDS and not behind[op.name]
-            and ordered_offsets(tuple(op.shape)) is not None]
+    after = after_neurons(graph)
+    return [op.name for op in graph.ops if op.kind in NEURON_KINDS
+            and not any(after[i] for i in op.inputs) and ordered_offsets(tuple(op.shape)) is not None]
