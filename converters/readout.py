@@ -20,13 +20,14 @@ silent, ``|| z ||`` is the mean over the other samples). The smallest ``p`` of l
 A continuous error rather than the share of predictions that differ, because on a shallow
 network too few calibration samples differ to tell the candidates apart.
 
-On the zoo of ``examples/benchmarks/zoo.py`` it chose ``p = 0`` for the shallow networks and
-the VGGs (lenet_w8, resnet8_f, vgg_max, tv_alexnet), 1 to 3 for the residual, Inception and
-DenseNet networks of 7 to 121 weighted layers, and 6 to 8 for resnet_deep, MobileNetV2 and
-ShuffleNetV2, whose transients last 20 to 60 steps; made from 64, 128 or 256 digits, the
-choice differed on one member of 17 (RESULTS.md, "Readout weighted over time"). Made at
-``T_c`` and ``2 T_c`` steps, it does not see longer runs: tv_vgg11_bn (p = 3) loses 0.4
-points at T = 64 where the plain sum loses none.
+On the zoo of ``examples/benchmarks/zoo.py`` (fifth session, aligned first-layer phases) it
+chose ``p = 0`` for the shallow networks and the VGGs (lenet_w8, resnet8_f, vgg_max,
+tv_alexnet), 1 to 3 for the residual, Inception and DenseNet networks of 7 to 121 weighted
+layers, and 6 to 8 for resnet_deep, MobileNetV2 and ShuffleNetV2, whose transients last 20 to
+60 steps; made from 64, 128 or 256 digits, the choice differed on one member of 17
+(RESULTS.md, "Readout weighted over time"; with ordered phases resnet8_f gets 1). Made at
+``T_c`` and ``2 T_c`` steps, it does not see longer runs: densenet_small (p = 1) loses 0.15
+points at T = 64 where the plain sum gains 0.05 (RESULTS.md, the zoo section).
 """
 from __future__ import annotations
 
