@@ -95,3 +95,32 @@ def test_readout_ties_finds_outputs_whose_maximum_repeats():
     spec.loader.exec_module(module)
     out = torch.tensor([[0.0, 0.0, 0.0], [0.1, 0.3, 0.2], [2.0, 1.0, 2.0], [-1.0, -2.0, -1.5]])
     assert module.tied(out).tolist() == [True, False, True, False]
+
+
+def test_zoo_results_cache_measures_a_retrained_member_again(zoo, tmp_path, monkeypatch):
+    """examples/benchmarks/conversion_zoo.py caches results by network, code and options; a
+    result carries the digest of the weights it was measured on, so a member retrained with
+    another recipe (same cache key) is measured again instead of reported stale."""
+    spec = importlib.util.spec_from_file_location("conversion_zoo", BENCHMARKS / "conversion_zoo.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(module, "RESULTS_CACHE", tmp_path)
+    a, b = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    with torch.no_grad():
+        b.weight.add_(1.0)
+    da, db = module.weights_digest(a), module.weights_digest(b)
+    assert da != db and da == module.weights_digest(a)
+    key = {"network": "net", "what": "ann"}
+    calls = []
+
+    def compute(value):
+        calls.append(value)
+        return {"acc": value}
+
+    assert module.cached(key, lambda: compute(0.5), False, weights=da)["acc"] == 0.5
+    assert module.cached(key, lambda: compute(0.7), False, weights=da)["acc"] == 0.5
+    assert module.cached(key, lambda: compute(0.9), False, weights=db)["acc"] == 0.9
+    assert calls == [0.5, 0.9]
+    with pytest.raises(module.NotMeasured):
+        module.cached({"network": "other", "what": "ann"}, lambda: compute(1.0), False,
+                      cached_only=True)

@@ -28,7 +28,9 @@ networks on the first N test images only (they cost the most to simulate).
 
 Results are cached per network and variant in ``_cache/results/`` under a key that includes a
 hash of the converters' source, so a rerun after a change recomputes what the change can
-affect and nothing else. Writes the section "ANN-to-SNN conversion over the zoo" of
+affect and nothing else; each result also records a digest of the ANN's weights, so a member
+retrained with another recipe is measured again (results cached before the digest existed
+carry none and are reused). Writes the section "ANN-to-SNN conversion over the zoo" of
 ``RESULTS.md`` (``--out``) and the raw numbers (``--json``, default
 ``conversion_zoo_results.json`` next to this file).
 """
@@ -209,16 +211,33 @@ class NotMeasured(Exception):
     """A result asked for with ``--cached-only`` that no earlier run computed."""
 
 
-def cached(key: dict, compute, fresh: bool, cached_only: bool = False):
+def weights_digest(model: torch.nn.Module) -> str:
+    """A hash of ``model``'s parameters and buffers: a cached result records the weights it
+    was measured on, so a retrained member is measured again."""
+    h = hashlib.sha256()
+    for name, t in model.state_dict().items():
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def cached(key: dict, compute, fresh: bool, cached_only: bool = False, weights: str | None = None):
+    """``compute()``'s result for ``key``, from the results cache where an earlier run stored
+    it. ``weights`` (:func:`weights_digest`) is stored with the result; a cached result made
+    on other weights is computed again (results stored before the digest existed carry
+    none and are taken as they are)."""
     RESULTS_CACHE.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     path = RESULTS_CACHE / f"{key['network']}_{digest}.json"
-    if path.is_file() and not fresh:
-        out = json.loads(path.read_text())
-    elif cached_only:
-        raise NotMeasured(f"{key['network']} ({key['what']})")
-    else:
+    out = json.loads(path.read_text()) if path.is_file() and not fresh else None
+    if out is not None and weights is not None and out.get("weights", weights) != weights:
+        out = None
+    if out is None:
+        if cached_only:
+            raise NotMeasured(f"{key['network']} ({key['what']})")
         out = compute()
+        if weights is not None:
+            out["weights"] = weights
         path.write_text(json.dumps(out, default=str))
     if isinstance(out.get("acc"), dict):
         out["acc"] = {int(t): a for t, a in out["acc"].items()}
@@ -246,17 +265,19 @@ def run_network(name: str, args, options: dict, code: str, peers: bool) -> dict:
     row = {"weighted_layers": zoo.weighted_layers(ann), "group": "qcfs" if qcfs else (
         "shallow" if zoo.weighted_layers(ann) <= SHALLOW else "deep"),
         "input": list(member.input_shape), "test_samples": len(x)}
+    weights = None if args.cached_only else weights_digest(ann)
     row["ann"] = cached({**key, "what": "ann", "options": {}, "code": "ann"},
-                        lambda: {"acc": evaluate(ann, x, y)}, args.fresh, args.cached_only)["acc"]
+                        lambda: {"acc": evaluate(ann, x, y)}, args.fresh, args.cached_only,
+                        weights)["acc"]
     row["snnedge"] = cached({**key, "what": "snnedge"},
                             lambda: snnedge_run(ann, calib, x, y, steps, options), args.fresh,
-                            args.cached_only)
+                            args.cached_only, weights)
     if peers:
         try:
             row["spikingjelly"] = cached(
                 {**key, "what": "spikingjelly", "options": {}, "code": "sj"},
                 lambda: spikingjelly_run(ann, calib, x, y, steps, relu_count(ann, calib)), args.fresh,
-                args.cached_only)
+                args.cached_only, weights)
         except NotMeasured:
             row["spikingjelly"] = {"error": "not measured (no cached result)"}
     return row

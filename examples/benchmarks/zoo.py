@@ -401,7 +401,9 @@ MEMBERS = {m.name: m for m in [
            axes="torchvision resnet18"),
     Member("tv_googlenet", _torchvision("googlenet", aux_logits=False, init_weights=True), 6, 32, 3,
            torchvision=True, axes="torchvision googlenet"),
-    Member("tv_mobilenet_v2", _torchvision("mobilenet_v2"), 8, 32, 3, torchvision=True,
+    # lr 5e-3, 20 epochs: at 2e-3 for 8 it reached 93.5 % (95.4 % on 500 held-out training
+    # digits, 96.4 % at 2e-3 for 20, 97.8 % at 5e-3 for 20)
+    Member("tv_mobilenet_v2", _torchvision("mobilenet_v2"), 20, 32, 3, lr=5e-3, torchvision=True,
            axes="torchvision mobilenet_v2"),
     Member("tv_alexnet", _torchvision("alexnet"), 8, 64, 3, lr=5e-4, torchvision=True,
            axes="torchvision alexnet"),
