@@ -90,7 +90,6 @@ class Graph:
         return vals[self.output], kept
 
 
-
 NEURON_KINDS = ("relu", "qcfs")
 
 
@@ -101,6 +100,7 @@ def after_neurons(graph: Graph) -> dict[str, bool]:
     for op in graph.ops:  # topological order
         after[op.name] = op.kind in NEURON_KINDS or any(after[i] for i in op.inputs)
     return after
+
 
 class Names:
     """Unique op names that never nest inside one another (SpikingNetwork stores layers
