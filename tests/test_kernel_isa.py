@@ -61,6 +61,37 @@ def test_conv_kernel_equals_the_ordered_reference_bit_for_bit(isa, dtype, c_out,
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("c_out, kernel, stride, padding, dilation", [
+    (1, 3, 1, 1, 1), (8, 3, 1, 1, 1), (13, 3, 2, 1, 1), (16, 1, 1, 0, 1), (24, (2, 3), 1, 0, 2),
+    (32, 5, 1, 2, 1), (17, 3, 3, 2, 1)])
+def test_conv_scatter_and_gather_forms_both_give_the_reference_bits(isa, dtype, c_out, kernel,
+                                                                      stride, padding, dilation):
+    """Narrow outputs take the scatter form on samples with few events, the gather form
+    otherwise (per sample); both, forced, and the mix give the reference's sums exactly."""
+    torch.manual_seed(c_out + 100)
+    native = ev.native_kernel()
+    conv = nn.Conv2d(12, c_out, kernel, stride=stride, padding=padding, dilation=dilation).to(dtype)
+    density = torch.tensor([0.0, 0.02, 0.1, 0.5, 1.0]).view(-1, 1, 1, 1)  # a sample each
+    x = (torch.rand(5, 12, 13, 11, dtype=dtype) < density).to(dtype)
+    x[2] *= 0.5
+    ref = ordered_conv_reference(conv, x)
+    previous = native.set_conv_scatter(0)
+    try:
+        for limit in (0, 128, 1 << 20):  # gather only, the default limit, scatter for any row
+            native.set_conv_scatter(limit)
+            with torch.no_grad():
+                got = ev.event_conv2d(conv, x, backend="native").permute(0, 2, 3, 1)
+            assert torch.equal(got, ref), limit
+    finally:
+        native.set_conv_scatter(previous)
+
+
+def test_conv_scatter_limit_rejects_a_negative_size():
+    with pytest.raises(ValueError, match="bytes >= 0"):
+        ev.native_kernel().set_conv_scatter(-1)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("features", [10, 128, 300])
 def test_linear_kernel_equals_the_ordered_reference_bit_for_bit(isa, dtype, features):
     torch.manual_seed(features)

@@ -73,7 +73,7 @@ class Split:
                 split.spent["neurons"] += dt
                 split.layers[f"{name} ({type(module).__name__})"] += dt
 
-        def timed_synaptic(ex, name, module, ins, steps):
+        def timed_synaptic(ex, name, module, ins, steps, *args, **kwargs):
             if all(v.static for v in ins):
                 part = "first layer"
             elif ex.net.kind(name) != "weighted":
@@ -86,7 +86,7 @@ class Split:
                 part = "synaptic dense"
             t0 = split.clock.now()
             try:
-                return synaptic(ex, name, module, ins, steps)
+                return synaptic(ex, name, module, ins, steps, *args, **kwargs)
             finally:
                 dt = split.clock.now() - t0
                 if part is None:  # (read after the call: the path the layer took in this block)
