@@ -12,7 +12,8 @@
  * channels at a time); the output is stored once. The work is events x taps x C_out multiply-adds, the same
  * as scattering each event's kernel into the output, but with one store per output value
  * instead of one per event and tap. Zero inputs cost one comparison each. Narrow outputs
- * (at most 128 bytes a row) on samples with few events per output position scatter instead
+ * (at most 128 bytes a row) of kernels of several taps, on samples with few events per
+ * output position, scatter instead
  * (conv_scatter_bytes, CONV_SCATTER_EVENTS): there the gather's loop per tap over one or two
  * events costs more than the stores it saves. Both forms add in the same order.
  *
@@ -87,7 +88,11 @@ static int64_t conv_scatter_bytes = 128;
 static inline int
 conv_scatter_rows(const struct conv_args *a, size_t value_size)
 {
-    return a->c_out * (int64_t)value_size <= (conv_scatter_bytes < 128 ? conv_scatter_bytes : 128);
+    /* Not for one tap (1x1 convolutions, linear layers): there every event of a position adds
+     * to the same output row, one chain of loads and stores (Linear 256 -> 10, N = 1600, 10%
+     * density: dense / event 0.83 gathering, 0.52 scattering). */
+    return a->kh * a->kw > 1
+           && a->c_out * (int64_t)value_size <= (conv_scatter_bytes < 128 ? conv_scatter_bytes : 128);
 }
 
 static void

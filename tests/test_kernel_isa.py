@@ -62,7 +62,7 @@ def test_conv_kernel_equals_the_ordered_reference_bit_for_bit(isa, dtype, c_out,
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("c_out, kernel, stride, padding, dilation", [
-    (1, 3, 1, 1, 1), (8, 3, 1, 1, 1), (13, 3, 2, 1, 1), (16, 1, 1, 0, 1), (24, (2, 3), 1, 0, 2),
+    (1, 3, 1, 1, 1), (8, 3, 1, 1, 1), (13, 3, 2, 1, 1), (16, (1, 2), 1, 0, 1), (24, (2, 3), 1, 0, 2),
     (32, 5, 1, 2, 1), (17, 3, 3, 2, 1)])
 def test_conv_scatter_and_gather_forms_both_give_the_reference_bits(isa, dtype, c_out, kernel,
                                                                       stride, padding, dilation):

@@ -11,10 +11,12 @@ to this table.
 ``--clock cpu`` times with the process's CPU time (median of interleaved repeats), what a
 shared, loaded machine allows; ``wall`` (default) uses ``torch.utils.benchmark``.
 ``--isa`` runs the compiled kernels with one instruction set (``generic``, ``avx2``,
-``avx512``; default: the best the CPU has).
+``avx512``; default: the best the CPU has). ``--conv-scatter BYTES`` sets the widest output
+row (bytes) that takes the convolution's scatter form (0: the gather form only, the kernel
+before 2026-12-07; default: the kernel's own limit, 128).
 
 Usage: python examples/benchmarks/event_layers.py [--threads 1] [--rows 32 320] [--clock cpu]
-       [--isa avx2] [--layers "Conv2d 16->16, 28x28" ...]
+       [--isa avx2] [--conv-scatter 0] [--activities 0.02 0.1] [--layers "Conv2d 16->16, 28x28" ...]
 """
 from __future__ import annotations
 
@@ -33,7 +35,10 @@ from snnedge.events import apply_synaptic, event_apply, native_kernel, set_nativ
 
 ACTIVITIES = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
 LAYERS = {
+    "Conv2d 16->8, 28x28": (lambda: nn.Conv2d(16, 8, 3, padding=1), (16, 28, 28)),
+    "Conv2d 40->8, 28x28": (lambda: nn.Conv2d(40, 8, 3, padding=1, bias=False), (40, 28, 28)),
     "Conv2d 16->16, 28x28": (lambda: nn.Conv2d(16, 16, 3, padding=1), (16, 28, 28)),
+    "Conv2d 16->32, 28x28": (lambda: nn.Conv2d(16, 32, 3, padding=1), (16, 28, 28)),
     "Conv2d 16->32 5x5, 14x14": (lambda: nn.Conv2d(16, 32, 5, padding=2), (16, 14, 14)),
     "Conv2d 32->32, 28x28": (lambda: nn.Conv2d(32, 32, 3, padding=1), (32, 28, 28)),
     "Conv2d 32->64, 14x14": (lambda: nn.Conv2d(32, 64, 3, padding=1), (32, 14, 14)),
@@ -41,6 +46,7 @@ LAYERS = {
     "Conv2d 64->128, 7x7": (lambda: nn.Conv2d(64, 128, 3, padding=1), (64, 7, 7)),
     "Conv2d 128->128, 14x14": (lambda: nn.Conv2d(128, 128, 3, padding=1), (128, 14, 14)),
     "Conv2d 128->256, 7x7": (lambda: nn.Conv2d(128, 256, 3, padding=1), (128, 7, 7)),
+    "Conv2d 128->32, 4x4": (lambda: nn.Conv2d(128, 32, 3, padding=1), (128, 4, 4)),
     "Linear 1152->128": (lambda: nn.Linear(1152, 128), (1152,)),
     "Linear 3136->256": (lambda: nn.Linear(3136, 256), (3136,)),
     "Linear 256->10": (lambda: nn.Linear(256, 10), (256,)),
@@ -72,17 +78,30 @@ def main() -> None:
     ap.add_argument("--rows", type=int, nargs="+", default=[32, 320])
     ap.add_argument("--clock", choices=("wall", "cpu"), default="wall")
     ap.add_argument("--isa", default=None)
+    ap.add_argument("--conv-scatter", type=int, default=None,
+                    help="widest output row in bytes for the convolution's scatter form (0: never)")
+    ap.add_argument("--activities", type=float, nargs="+", default=list(ACTIVITIES))
     ap.add_argument("--layers", nargs="*", default=None, help="names of LAYERS (default: all)")
     args = ap.parse_args()
+    unknown = set(args.layers or ()) - set(LAYERS)
+    if unknown:
+        ap.error(f"unknown layers {sorted(unknown)}; choose from {sorted(LAYERS)}")
     torch.set_num_threads(args.threads)
     if args.isa:
         set_native_isa(args.isa)
     torch.manual_seed(0)
     kernel = native_kernel()
+    scatter = ""
+    if kernel is not None:
+        default = kernel.set_conv_scatter(0)  # (returns the limit it replaces)
+        limit = default if args.conv_scatter is None else args.conv_scatter
+        kernel.set_conv_scatter(limit)
+        scatter = f", scatter form for rows of <= {limit} bytes"
     print(f"dense time / event time ({args.clock} clock), {args.threads} thread(s), torch "
-          f"{torch.__version__}, event kernel: {'native ' + kernel.isa() if kernel else 'scipy'}\n")
-    print("| layer | N | " + " | ".join(f"{a:.1%}" for a in ACTIVITIES) + " |")
-    print("|---|---|" + "---|" * len(ACTIVITIES))
+          f"{torch.__version__}, event kernel: {'native ' + kernel.isa() if kernel else 'scipy'}"
+          f"{scatter}\n")
+    print("| layer | N | " + " | ".join(f"{a:.1%}" for a in args.activities) + " |")
+    print("|---|---|" + "---|" * len(args.activities))
     with torch.no_grad():
         for name, (build, shape) in LAYERS.items():
             if args.layers and name not in args.layers:
@@ -90,7 +109,7 @@ def main() -> None:
             layer = build()
             for n in args.rows:
                 cells = []
-                for activity in ACTIVITIES:
+                for activity in args.activities:
                     x = (torch.rand(n, *shape) < activity).float()
                     if x.dim() == 4:
                         x = x.contiguous(memory_format=torch.channels_last)
