@@ -248,7 +248,8 @@ def native_kernel():
     The kernels run with the best instruction set the CPU has (AVX-512, else AVX2 + FMA,
     else the generic build); ``SNNEDGE_ISA=avx512|avx2|generic`` picks one (an error where
     the CPU lacks it), as does :func:`set_native_isa`. All give the same results bit for bit
-    on spike inputs (tests/test_kernel_isa.py)."""
+    on spike inputs (tests/test_kernel_isa.py), as do the convolution's gather and scatter
+    forms (``SNNEDGE_CONV_SCATTER=0`` keeps to the gather form; see _event_kernels.c)."""
     if os.environ.get("SNNEDGE_NATIVE", "1") == "0":
         return None
     try:
@@ -262,6 +263,12 @@ def native_kernel():
         except ValueError as err:
             raise ValueError(f"SNNEDGE_ISA={wanted!r}: {err} Unset SNNEDGE_ISA to use the best "
                              f"one ({_event_kernels.isas()[-1]!r} here).") from None
+    scatter = os.environ.get("SNNEDGE_CONV_SCATTER", "").strip()
+    if scatter:
+        if not scatter.isdigit():
+            raise ValueError(f"SNNEDGE_CONV_SCATTER={scatter!r}: expected a number of bytes (0: the "
+                             f"gather form only); unset it for the default.")
+        _event_kernels.set_conv_scatter(int(scatter))
     return _event_kernels
 
 

@@ -91,6 +91,18 @@ def test_conv_scatter_limit_rejects_a_negative_size():
         ev.native_kernel().set_conv_scatter(-1)
 
 
+@pytest.mark.parametrize("value, expected", [("0", "limit 0"), ("64", "limit 64"),
+                                             ("many", "expected a number of bytes")])
+def test_snnedge_conv_scatter_sets_the_scatter_limit_or_says_what_it_expects(value, expected):
+    code = ("import snnedge.events as ev\n"
+            "try:\n    print('limit', ev.native_kernel().set_conv_scatter(0))\n"
+            "except ValueError as err:\n    print(err)\n")
+    env = {**os.environ, "SNNEDGE_CONV_SCATTER": value, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout
+    assert expected in out
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("features", [10, 128, 300])
 def test_linear_kernel_equals_the_ordered_reference_bit_for_bit(isa, dtype, features):
