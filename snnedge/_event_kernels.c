@@ -133,7 +133,7 @@ scratch_alloc(struct conv_scratch *sc, const struct conv_args *a, size_t value_s
         sc->inv_ptr = malloc((positions + 1) * sizeof(int32_t));
         sc->inv_q = malloc(taps * sizeof(int32_t));
         sc->inv_off = malloc(taps * sizeof(int64_t));
-        sc->acc = malloc(out_positions * (size_t)a->w_stride * value_size);
+        sc->acc = malloc((out_positions * (size_t)a->w_stride + 1) * value_size);
         scatter_ok = sc->inv_ptr && sc->inv_q && sc->inv_off && sc->acc;
     }
     if (sc->ptr && sc->cols && sc->vals && sc->taps && sc->tap_off && sc->tap_pos && sc->in_taps
