@@ -3,8 +3,11 @@
 The zoo is ``examples/benchmarks/zoo.py``. The default run trains a few small members
 briefly (seconds each); ``-m slow`` takes every member trained fully (cached in
 ``examples/benchmarks/_cache/``; torchvision's members run where torchvision imports).
-Agreement: the SNN's prediction after T = 64 steps equals the ANN's on >= 95% of 64 test
-digits.
+Agreement: the SNN's prediction after T = 64 steps is the ANN's on >= 95% of 64 test
+digits. Where the ANN's largest output is shared (tv_squeezenet1_1's ReLU readout is silent,
+all zeros, on a few digits: examples/benchmarks/RESULTS.md, "Why tv_squeezenet1_1 loses..."),
+any class it rates highest counts as its prediction; the ANN must decide (a unique maximum)
+on >= 90% of the digits, so that a silent network cannot pass.
 """
 import importlib.util
 import sys
@@ -49,8 +52,10 @@ def agreement(zoo, name: str, ann, digits, n_calib: int = 256) -> float:
     snn = convert(ann, calib)
     res = snnedge.simulate(snn, x, timesteps=64, progress=False)
     with torch.no_grad():
-        expected = ann(x).argmax(1)
-    return float((res.predictions == expected).float().mean())
+        out = ann(x)
+    best = out == out.max(1, keepdim=True).values  # the classes the ANN rates highest
+    assert float((best.sum(1) == 1).float().mean()) >= 0.9, f"{name}: the ANN leaves digits undecided"
+    return float(best.gather(1, res.predictions.view(-1, 1)).float().mean())
 
 
 def test_the_zoo_varies_depth_and_width(zoo):

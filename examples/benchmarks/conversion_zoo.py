@@ -94,8 +94,8 @@ def converter_hash() -> str:
     when the code that made them changes."""
     h = hashlib.sha256()
     for d in ("converters", "snnedge"):
-        for f in sorted((ROOT / d).rglob("*.py")):
-            h.update(f.read_bytes())
+        for f in sorted(f for f in (ROOT / d).rglob("*") if f.suffix in (".py", ".c", ".h")):
+            h.update(f.read_bytes())  # the compiled kernels' source too
     return h.hexdigest()[:12]
 
 
