@@ -94,13 +94,18 @@ def test_conv_scatter_limit_rejects_a_negative_size():
 @pytest.mark.parametrize("value, expected", [("0", "limit 0"), ("64", "limit 64"),
                                              ("many", "expected a number of bytes")])
 def test_snnedge_conv_scatter_sets_the_scatter_limit_or_says_what_it_expects(value, expected):
-    code = ("import snnedge.events as ev\n"
-            "try:\n    print('limit', ev.native_kernel().set_conv_scatter(0))\n"
-            "except ValueError as err:\n    print(err)\n")
-    env = {**os.environ, "SNNEDGE_CONV_SCATTER": value, "OMP_NUM_THREADS": "1"}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         check=True).stdout
+    out = _kernel_in_fresh_process("print('limit', ev.native_kernel().set_conv_scatter(0))",
+                                   SNNEDGE_CONV_SCATTER=value)
     assert expected in out
+
+
+def _kernel_in_fresh_process(statement: str, **environment: str) -> str:
+    """What a new Python process prints for ``statement`` (snnedge.events imported as ev, a
+    ValueError printed), with ``environment`` added: the variables are read at first use."""
+    code = f"import snnedge.events as ev\ntry:\n    {statement}\nexcept ValueError as err:\n    print(err)\n"
+    env = {**os.environ, **environment, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          check=True).stdout
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -155,13 +160,7 @@ def test_the_best_isa_is_the_default_and_unknown_ones_are_refused():
 
 @pytest.mark.parametrize("value, expected", [("generic", "baseline"), ("avx-9", "SNNEDGE_ISA='avx-9'")])
 def test_snnedge_isa_environment_variable(value, expected):
-    code = ("import snnedge.events as ev\n"
-            "try:\n    print(ev.native_kernel().isa())\n"
-            "except ValueError as err:\n    print(err)\n")
-    env = {**os.environ, "SNNEDGE_ISA": value, "OMP_NUM_THREADS": "1"}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         check=True).stdout
-    assert expected in out
+    assert expected in _kernel_in_fresh_process("print(ev.native_kernel().isa())", SNNEDGE_ISA=value)
 
 
 @pytest.mark.parametrize("neuron", [
