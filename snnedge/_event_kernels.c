@@ -13,9 +13,9 @@
  * as scattering each event's kernel into the output, but with one store per output value
  * instead of one per event and tap. Zero inputs cost one comparison each. Narrow outputs
  * (at most 128 bytes a row) of kernels of several taps, on samples with few events per
- * output position, scatter instead
- * (conv_scatter_bytes, CONV_SCATTER_EVENTS): there the gather's loop per tap over one or two
- * events costs more than the stores it saves. Both forms add in the same order.
+ * output position, scatter instead (conv_scatter_bytes, CONV_SCATTER_EVENTS): there the
+ * gather's loop per tap over one or two events costs more than the stores it saves. Both
+ * forms add in the same order.
  *
  * Built with -O3 and no ISA flags, so the module loads on any CPU. On x86-64 the kernels are
  * also compiled for AVX2 + FMA (32-byte vectors) and AVX-512 (64-byte vectors) through target
@@ -65,7 +65,8 @@ struct conv_args {
     int64_t h, w, c_in, oh, ow, c_out, kh, kw, sh, sw, ph, pw, dh, dw, w_stride;
 };
 /* Per-call work space of the convolution (see conv_body_ in _event_kernels_conv.h); acc,
- * inv_ptr, inv_q and inv_off only for the scatter form (NULL otherwise). */
+ * inv_ptr, inv_q and inv_off only where the scatter form may run (NULL otherwise: the body
+ * reads the choice from acc, so a limit changed by another thread mid-call cannot split it). */
 struct conv_scratch {
     int32_t *ptr, *cols, *taps, *in_taps, *inv_ptr, *inv_q;
     void *vals, *acc;

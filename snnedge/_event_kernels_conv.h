@@ -170,7 +170,7 @@ SNN_FN(conv_body_)(const struct conv_args *a, int64_t n0, int64_t n1, int64_t n_
      * reaches, by input position (a counting sort of the taps above, output positions
      * ascending) */
     const int32_t k_all = in_taps[out_positions];
-    const int scatter_rows = conv_scatter_rows(a, sizeof(SNN_T));
+    const int scatter_rows = sc->acc != NULL; /* decided once, by scratch_alloc */
     int32_t *inv_ptr = sc->inv_ptr, *inv_q = sc->inv_q;
     int64_t *inv_off = sc->inv_off;
     if (scatter_rows) {
