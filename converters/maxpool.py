@@ -41,7 +41,7 @@ from torch.nn.modules.utils import _pair
 from snnedge.connectivity import window_sum
 from snnedge.count_pool import native_count_max_pool
 from snnedge.errors import check_choice
-from snnedge.geometry import module_axes
+from snnedge.geometry import module_axes, output_spatial
 from snnedge.layers import TemporalModule
 
 MAXPOOL_MODES = ("count", "gate")
@@ -122,7 +122,11 @@ class SpikingMaxPool2d(TemporalModule):
 
     def initial_state(self, template: torch.Tensor):
         acc = torch.zeros_like(template)
-        return acc, torch.zeros_like(self._pool(acc))
+        # the pooled shape from the windows, not from pooling the zeros (a max_pool2d per call)
+        prev = acc.new_zeros((*acc.shape[:-2], *output_spatial(self, acc.shape[-2:])))
+        if acc.dim() == 4 and not acc.is_contiguous() and acc.is_contiguous(memory_format=torch.channels_last):
+            prev = prev.contiguous(memory_format=torch.channels_last)  # as max_pool2d lays it out
+        return acc, prev
 
     def forward_block(self, current: torch.Tensor, state, steps: int, static: bool = False):
         acc, prev_max = state

@@ -30,6 +30,7 @@ channels-last inputs torch's own pooling is the faster one.
 """
 from __future__ import annotations
 
+import collections
 import functools
 import os
 import weakref
@@ -403,29 +404,33 @@ def native_neuron_block(current: torch.Tensor, v: torch.Tensor, out: torch.Tenso
     return True
 
 
-# The maps of scalar parameters per membrane tensor: an engine updates the same membrane
-# every block, and filling a map the size of a sample each time cost as much as a tenth of
-# the neurons' own pass. Freed with the membrane.
-# (Keyed by id with a weak reference: tensors compare elementwise, so they cannot be the keys
-# of a WeakKeyDictionary.)
-_SCALAR_MAPS: dict[int, tuple] = {}
-
-
-def _forget_maps(key: int):
-    return lambda _ref: _SCALAR_MAPS.pop(key, None)
+# The maps of scalar parameters, kept by value (threshold, decay, a sample's shape and memory
+# order, dtype, device): an engine updates the same membrane every block, and filling a map
+# the size of a sample each time cost as much as a tenth of the neurons' own pass; a call on
+# one sample makes new membranes each time and found none of its maps when they were kept
+# per membrane. The kernels only read them. At most SCALAR_MAP_BYTES, least recently used
+# dropped first.
+SCALAR_MAP_BYTES = 64 << 20
+_SCALAR_MAPS: "collections.OrderedDict[tuple, list]" = collections.OrderedDict()
 
 
 def parameter_maps(v: torch.Tensor, theta, beta) -> list[torch.Tensor | None]:
     """Threshold and decay (None for IF) as one value per element of a sample, in ``v``'s
     memory order (the kernels read them in that order). Maps of scalars (floats) are kept
-    for the next call on the same membrane ``v`` with the same values."""
+    for later calls with the same values, sample shape and layout (read-only)."""
     if isinstance(theta, float) and (beta is None or isinstance(beta, float)):
-        key = (theta, beta, v.shape[1:], v.stride(), v.dtype, v.device)
-        cached = _SCALAR_MAPS.get(id(v))
-        if cached is None or cached[0]() is not v or cached[1] != key:
-            cached = (weakref.ref(v, _forget_maps(id(v))), key, _fill_maps(v, theta, beta))
-            _SCALAR_MAPS[id(v)] = cached
-        return cached[2]
+        key = (theta, beta, tuple(v.shape[1:]), v.stride()[1:], v.dtype, v.device)
+        maps = _SCALAR_MAPS.get(key)
+        if maps is None:
+            maps = _SCALAR_MAPS[key] = _fill_maps(v, theta, beta)
+            size = sum(m.numel() * m.element_size() for m in maps if m is not None)
+            while len(_SCALAR_MAPS) > 1 and sum(
+                    m.numel() * m.element_size() for ms in _SCALAR_MAPS.values()
+                    for m in ms if m is not None) > max(SCALAR_MAP_BYTES, size):
+                _SCALAR_MAPS.popitem(last=False)
+        else:
+            _SCALAR_MAPS.move_to_end(key)
+        return maps
     return _fill_maps(v, theta, beta)
 
 

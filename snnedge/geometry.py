@@ -311,10 +311,23 @@ def module_axes(module: Any, spatial: Sequence[int], name: str = "") -> tuple[Wi
         raise TypeError(f"{where} has no windows: expected a convolution or a pooling layer "
                         f"(an object with kernel_size or output_size).")
     if hasattr(module, "weight"):
-        return conv_axes(spatial, module.kernel_size, module.stride, module.padding,
-                         module.dilation, where)
-    return pool_axes(spatial, module.kernel_size, module.stride, module.padding,
-                     getattr(module, "dilation", 1), bool(getattr(module, "ceil_mode", False)), where)
+        key = (conv_axes, spatial, module.kernel_size, module.stride, module.padding, module.dilation)
+    else:
+        key = (pool_axes, spatial, module.kernel_size, module.stride, module.padding,
+               getattr(module, "dilation", 1), bool(getattr(module, "ceil_mode", False)))
+    try:  # the engines ask once per layer and block; the windows follow from the key alone
+        axes = _AXES.get(key)
+    except TypeError:  # an unhashable attribute (a list): no caching
+        return key[0](*key[1:], where)
+    if axes is None:
+        axes = key[0](*key[1:], where)  # (a bad attribute raises here; errors are not kept)
+        if len(_AXES) >= 4096:
+            _AXES.clear()
+        _AXES[key] = axes
+    return axes
+
+
+_AXES: dict[tuple, tuple[Axis, ...]] = {}
 
 
 def output_spatial(module: Any, spatial: Sequence[int]) -> tuple[int, ...]:

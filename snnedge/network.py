@@ -39,6 +39,7 @@ folded into the batch, ``(T * B, ...)``.
 """
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -293,6 +294,21 @@ class SpikingNetwork(nn.Module):
             raise KeyError(f"No layer {name!r}; layers are {self._names}.")
         return self.get_submodule(name)
 
+    def get_submodule(self, target: str) -> nn.Module:
+        """``nn.Module.get_submodule``, by a walk through the children's ``_modules``.
+
+        The engines look up every layer once per block; torch's version (an ``hasattr`` and a
+        ``getattr`` per dotted part) was 15% of a one-sample simulation of GoogLeNet. The walk
+        reads the modules as they are now (a layer replaced through ``setattr`` is found), and
+        anything it cannot walk goes to torch's version, which raises its usual errors."""
+        module: nn.Module = self
+        try:
+            for part in target.split("."):
+                module = module._modules[part]
+        except (KeyError, AttributeError, TypeError):
+            return super().get_submodule(target)
+        return module if module is not None else super().get_submodule(target)
+
     def kind(self, name: str) -> str:
         """``"weighted"``, ``"weight_free"`` or ``"temporal"``."""
         return self._kinds[name]
@@ -415,7 +431,7 @@ class SpikingNetwork(nn.Module):
 
 def module_device(module: nn.Module) -> torch.device:
     """Where ``module``'s parameters and buffers live (the CPU when it has none)."""
-    p = next(iter([*module.parameters(), *module.buffers()]), None)
+    p = next(itertools.chain(module.parameters(), module.buffers()), None)
     return p.device if p is not None else torch.device("cpu")
 
 

@@ -141,21 +141,31 @@ def test_simulate_with_max_pools_equals_the_tensor_code():
     assert sum(got.spike_counts.values()) > 0
 
 
-def test_scalar_parameter_maps_are_kept_per_membrane_and_refreshed():
+def test_scalar_parameter_maps_are_kept_by_value_and_bounded(monkeypatch):
+    monkeypatch.setattr(ev, "_SCALAR_MAPS", type(ev._SCALAR_MAPS)())
     v = torch.zeros(2, 3, 4)
     a = ev.parameter_maps(v, 1.5, None)
     assert a[1] is None and torch.equal(a[0], torch.full((1, 3, 4), 1.5))
     assert ev.parameter_maps(v, 1.5, None)[0] is a[0]  # kept
     b = ev.parameter_maps(v, 2.0, 0.5)  # other values: made again
     assert torch.equal(b[0], torch.full((1, 3, 4), 2.0)) and torch.equal(b[1], torch.full((1, 3, 4), 0.5))
-    w = torch.zeros(2, 3, 4)
-    assert ev.parameter_maps(w, 2.0, 0.5)[0] is not b[0]  # another membrane: its own
-    key = id(v)
-    del v
-    assert key not in ev._SCALAR_MAPS  # freed with the membrane
+    w = torch.zeros(5, 3, 4)  # another membrane of the same sample shape and layout: shared
+    assert ev.parameter_maps(w, 2.0, 0.5)[0] is b[0]
+    assert ev.parameter_maps(torch.zeros(2, 3, 4, dtype=torch.float64), 2.0, 0.5)[0].dtype == torch.float64
+    cl = torch.zeros(2, 3, 4, 5).contiguous(memory_format=torch.channels_last)  # another order
+    m = ev.parameter_maps(cl, 2.0, None)[0]
+    assert m.stride()[1:] == cl.stride()[1:] and torch.equal(m, torch.full((1, 3, 4, 5), 2.0))
+    # at most SCALAR_MAP_BYTES: the least recently used go first
+    monkeypatch.setattr(ev, "SCALAR_MAP_BYTES", 3 * 12 * 4)
+    for t in (3.0, 4.0, 5.0, 6.0):
+        ev.parameter_maps(v, t, None)
+    assert [k[0] for k in ev._SCALAR_MAPS] == [4.0, 5.0, 6.0]
+    big = torch.zeros(1, 100)  # one map over the limit is still kept, alone
+    assert torch.equal(ev.parameter_maps(big, 7.0, None)[0], torch.full((1, 100), 7.0))
+    assert list(ev._SCALAR_MAPS)[0][0] == 7.0 and len(ev._SCALAR_MAPS) == 1
     # tensor thresholds are not kept (they may change in place)
     theta = torch.tensor([1.0, 2.0, 3.0]).view(3, 1)
-    m = ev.parameter_maps(w, theta, None)[0]
+    m = ev.parameter_maps(v, theta, None)[0]
     assert torch.equal(m[0, :, 0], torch.tensor([1.0, 2.0, 3.0]))
 
 

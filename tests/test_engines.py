@@ -174,6 +174,41 @@ def test_simulate_does_not_change_the_network():
     assert next(net.parameters()).dtype == torch.float32
 
 
+class _TrainHook(nn.Identity):
+    """A layer with its own ``train``: simulate must call it, not only set the flag."""
+
+    calls: list = []
+
+    def train(self, mode: bool = True):
+        _TrainHook.calls.append(mode)
+        return super().train(mode)
+
+
+def test_simulate_runs_in_eval_mode_and_gives_every_module_its_own_mode_back():
+    net = snnedge.sequential(nn.Flatten(), nn.Linear(4, 3), _TrainHook(), snnedge.IF(),
+                             input_shape=(2, 2))
+    net.train()
+    net.layer("1").eval()  # one module already in eval mode stays there
+    seen = []
+    hook = net.layer("1").register_forward_hook(lambda m, i, o: seen.append(
+        [m.training for m in net.modules()]))
+    _TrainHook.calls.clear()
+    snnedge.simulate(net, torch.rand(2, 2, 2), timesteps=2, engine="dense")
+    hook.remove()
+    assert seen and not any(seen[0])  # every module in eval mode while simulating
+    assert _TrainHook.calls == [False]  # a module's own train() is called
+    assert [m.training for m in net.modules()] == [True, True, False, True, True]
+
+
+def test_layer_lookup_follows_a_replaced_layer():
+    net = snnedge.sequential(nn.Flatten(), nn.Linear(4, 3), snnedge.IF(), input_shape=(2, 2))
+    new = nn.Linear(4, 3)
+    setattr(net, "1", new)
+    assert net.layer("1") is new and net.get_submodule("1") is new
+    with pytest.raises(AttributeError, match="has no attribute `nope`"):
+        net.get_submodule("nope")
+
+
 @pytest.mark.parametrize("kwargs, exc, message", [
     ({"timesteps": 0}, ValueError,
      "The 'timesteps' parameter of simulate must be a positive integer. Got 0 instead."),
