@@ -16,9 +16,10 @@ by the block size, not by ``T``. Every engine, torch or not (brian2), returns a
   density stays where it was is measured at doubling gaps, :class:`DensitySchedule`); in
   that block, each such layer propagates events where its density is below the break-even
   rule :func:`snnedge.events.event_density_limit` (fitted to
-  examples/benchmarks/event_layers.py), or, under the opt-in ``"timed"`` policy of
-  :mod:`snnedge.path_choice`, takes the path that timed faster on this machine at that
-  density.
+  examples/benchmarks/event_layers.py; scaled by this machine's measured break-evens where
+  ``snnedge calibrate`` has kept them, :mod:`snnedge.path_calibration`), or, under the opt-in
+  ``"timed"`` policy of :mod:`snnedge.path_choice`, takes the path that timed faster on this
+  machine at that density.
   Activity often differs in the first steps, while the membranes charge, from later on.
   Later batches of the same ``simulate`` call keep the choice of the first batch's last
   block; a distributed run keeps the first block's, which rank 0 shares.

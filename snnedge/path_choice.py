@@ -19,11 +19,19 @@ The ratio is kept per layer, input shape, dtype, thread count and half-octave of
 (:func:`density_bucket`) for the life of the layer, so later blocks, batches and ``simulate``
 calls reuse it. At two threads the timing is biased towards the dense path: right after a
 oneDNN layer, torch's OpenMP threads still spin while the event kernel's threads start
-(issue 16 section 8). The ``"limit"`` policy, the default, is the fitted rule alone: no
-timing, so a network gives the same results in every process. Timed choices can differ
-between processes, and the two paths add in different orders, so float32 results can move
-in their last bits (a network saved and simulated again in a fresh process did, in this
+(issue 16 section 8). The ``"limit"`` policy is the fitted rule alone: no timing, so a
+network gives the same results in every process and on every machine. Timed choices can
+differ between processes, and the two paths add in different orders, so float32 results can
+move in their last bits (a network saved and simulated again in a fresh process did, in this
 project's tests); as with ``torch.backends.cudnn.benchmark``, the autotuning is opt-in.
+
+The ``"calibrated"`` policy is the rule scaled per class of layer by this machine's measured
+break-evens (:mod:`snnedge.path_calibration`; ``snnedge calibrate`` measures them once, in
+under a minute, and keeps them in a file): the choices of a CPU whose break-evens lie elsewhere
+than the rule's, and the same in every process on that machine. It is the default where the
+file holds this machine's calibration at the current thread count; ``"limit"`` otherwise.
+``SNNEDGE_AUTO_PATH`` (``timed``, ``limit``, ``calibrated``) or :func:`set_path_policy`
+choose one for good.
 """
 from __future__ import annotations
 
@@ -35,42 +43,75 @@ import weakref
 import torch
 from torch import nn
 
+from . import path_calibration
 from .events import apply_synaptic, event_apply, event_density_limit, event_path_exists
 
-POLICIES = ("timed", "limit")
+POLICIES = ("timed", "limit", "calibrated")
 #: Rows each path first runs on untimed, before the timed run on the whole block.
 TIMING_MIN_ROWS = 8
 #: Densities within one bucket share a timing: 2 buckets per octave.
 BUCKETS_PER_OCTAVE = 2
 
-_policy = os.environ.get("SNNEDGE_AUTO_PATH", "limit")
-if _policy not in POLICIES:
+# None: "calibrated" where this machine has a calibration at the current thread count,
+# else "limit"
+_policy = os.environ.get("SNNEDGE_AUTO_PATH") or None
+if _policy is not None and _policy not in POLICIES:
     raise ValueError(f"SNNEDGE_AUTO_PATH must be one of {', '.join(POLICIES)}; got {_policy!r}.")
 _RATIOS: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
 #: The clock the timings read (tests replace it).
 clock = time.perf_counter
 
 
-def set_path_policy(policy: str) -> str:
-    """Choose how engine ``"auto"`` picks a layer's path from now on (``"timed"`` or
-    ``"limit"``, see the module docstring); returns the previous policy."""
+def set_path_policy(policy: str | None) -> str | None:
+    """Choose how engine ``"auto"`` picks a layer's path from now on (``"timed"``,
+    ``"limit"`` or ``"calibrated"``, see the module docstring; None: the default, this
+    machine's calibration where one is kept, else the rule); returns the previous setting."""
     global _policy
-    if policy not in POLICIES:
+    if policy is not None and policy not in POLICIES:
         raise ValueError(f"The 'policy' parameter of set_path_policy must be one of "
-                         f"{', '.join(map(repr, POLICIES))}. Got {policy!r} instead.")
+                         f"{', '.join(map(repr, POLICIES))} or None. Got {policy!r} instead.")
     previous, _policy = _policy, policy
     return previous
 
 
 def path_policy() -> str:
-    return _policy
+    """The policy in force: the one set, or by default ``"calibrated"`` where
+    :func:`snnedge.path_calibration.load` finds this machine's calibration, else ``"limit"``."""
+    if _policy is not None:
+        return _policy
+    return "calibrated" if path_calibration.load() is not None else "limit"
+
+
+def _calibration() -> path_calibration.Calibration:
+    cal = path_calibration.load()
+    if cal is None:
+        where = path_calibration.calibration_path()
+        raise ValueError(f"Engine 'auto' with policy 'calibrated' found no calibration for this "
+                         f"machine at {torch.get_num_threads()} thread(s) in "
+                         f"{where or 'SNNEDGE_CALIBRATION=off'}. Run 'snnedge calibrate "
+                         f"--threads {torch.get_num_threads()}' (under a minute) or "
+                         f"snnedge.path_calibration.save(snnedge.path_calibration.calibrate()), "
+                         f"or choose policy 'limit'.")
+    return cal
+
+
+def density_limit(module: nn.Module, device: str | torch.device = "cpu") -> float:
+    """The density below which engine ``"auto"`` takes ``module``'s event path under the
+    ``"limit"`` or ``"calibrated"`` policy (the one in force; 0 under ``"timed"``, which
+    times instead)."""
+    policy = path_policy()
+    if policy == "limit":
+        return event_density_limit(module, device)
+    if policy == "calibrated":
+        return _calibration().limit(module, device)
+    return 0.0
 
 
 def worth_measuring(module: nn.Module, device: str | torch.device = "cpu") -> bool:
     """Whether engine ``"auto"`` measures ``module``'s input density to choose its path."""
-    if _policy == "limit":
-        return event_density_limit(module, device) > 0
-    return event_path_exists(module, device)
+    if path_policy() == "timed":
+        return event_path_exists(module, device)
+    return density_limit(module, device) > 0
 
 
 def density_bucket(density: float) -> int:
@@ -83,8 +124,8 @@ def choose_path(module: nn.Module, x: torch.Tensor,
     """Whether the event path is the one to take for ``module`` on the rows ``x`` (one block,
     time folded into the batch) whose fraction of non-zero values is ``density``, and, when
     this call timed both paths to decide, ``module``'s output on ``x`` (else ``None``)."""
-    if _policy == "limit":
-        return density < event_density_limit(module, x.device), None
+    if path_policy() != "timed":
+        return density < density_limit(module, x.device), None
     key = (tuple(x.shape[1:]), x.dtype, torch.get_num_threads(), density_bucket(density))
     slot = _RATIOS.setdefault(module, {})
     if key in slot:
@@ -115,5 +156,5 @@ def timed_ratios(module: nn.Module) -> dict:
     return dict(_RATIOS.get(module, {}))
 
 
-__all__ = ["POLICIES", "set_path_policy", "path_policy", "worth_measuring",
+__all__ = ["POLICIES", "set_path_policy", "path_policy", "density_limit", "worth_measuring",
            "density_bucket", "choose_path", "timed_ratios"]

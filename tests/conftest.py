@@ -3,6 +3,9 @@ import os
 # With two OpenMP threads on two shared cores, spinning waits make small operators 30-100x
 # slower whenever another process runs; set before torch loads OpenMP.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# Engine "auto" by the fitted rule, never by a calibration a user keeps on this machine
+# (snnedge calibrate): tests that need one write their own.
+os.environ.setdefault("SNNEDGE_CALIBRATION", "off")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

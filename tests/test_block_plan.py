@@ -200,7 +200,7 @@ def test_timed_ratios_are_kept_per_density_bucket_and_reused(monkeypatch):
 
 def test_path_policy_names_are_checked():
     assert path_choice.path_policy() == "limit"  # the default: choices the same in every process
-    with pytest.raises(ValueError, match="'timed', 'limit'"):
+    with pytest.raises(ValueError, match="'timed', 'limit', 'calibrated'"):
         path_choice.set_path_policy("fast")
     assert not event_path_exists(nn.Conv2d(4, 4, 3, groups=2))
     assert not event_path_exists(nn.Linear(4, 4), "meta")

@@ -7,7 +7,9 @@ baselines and writes a report folder (:mod:`snnedge.cli.commands`). ``snnedge de
 whole job on built-in MNIST digits. ``snnedge sweep CONFIG`` runs T values x encodings x
 networks as independent jobs and writes one report with every row (:mod:`snnedge.cli.sweep`).
 ``snnedge seed`` redoes the seed paper's analysis for AlexNet, VGG-16, GoogLeNet, ResNet-50 and
-MobileNetV2 as SNNs (:mod:`snnedge.cli.seed`).
+MobileNetV2 as SNNs (:mod:`snnedge.cli.seed`). ``snnedge calibrate`` measures where the event
+path beats the dense one on this CPU and keeps it for engine ``"auto"``
+(:mod:`snnedge.cli.calibrate`).
 ``snnedge --version`` prints the version, whether the compiled CPU kernels are in use, and the
 versions of torch and numpy.
 
@@ -72,6 +74,8 @@ def _parser() -> argparse.ArgumentParser:
     _add_report(sub)
     _add_sweep(sub)
     _add_seed(sub)
+    from .calibrate import add_calibrate
+    add_calibrate(sub, _command)
     return p
 
 
@@ -297,6 +301,9 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "seed":
             from .seed import run_seed
             run_seed(args)
+        elif args.command == "calibrate":
+            from .calibrate import run_calibrate
+            run_calibrate(args)
         else:
             from . import commands
             _check_counts(args)

@@ -1,0 +1,154 @@
+"""Engine "auto"'s per-machine calibration (snnedge.path_calibration, snnedge calibrate)."""
+import json
+import math
+
+import pytest
+import torch
+from torch import nn
+
+import snnedge
+from snnedge import path_calibration as pc
+from snnedge import path_choice
+from snnedge.cli.app import main as cli
+from snnedge.events import event_density_limit
+
+
+def _calibration(factors=None, threads=None) -> pc.Calibration:
+    names = [name for probes in pc.PROBES.values() for name, _, _ in probes]
+    return pc.Calibration(pc.machine(threads), factors or {c: 1.0 for c in pc.PROBES},
+                          {n: 0.1 for n in names}, {n: [[1.0] * len(pc.DENSITIES)] for n in names},
+                          rows=[32])
+
+
+@pytest.fixture
+def default_policy():
+    previous = path_choice.set_path_policy(None)
+    yield
+    path_choice.set_path_policy(previous)
+
+
+def test_break_even_interpolates_the_first_crossing_and_bounds_the_grid():
+    d = [0.01, 0.02, 0.04]
+    assert pc.break_even(d, [0.9, 0.8, 0.7]) == 0.005  # never wins: half the lowest
+    assert pc.break_even(d, [3.0, 2.0, 1.5]) == 0.04  # always wins: the highest
+    assert pc.break_even(d, [2.0, 2.0, 0.5]) == pytest.approx(math.sqrt(0.02 * 0.04))  # log-midway
+    assert pc.break_even(d, [2.0, 0.9, 1.2]) == pytest.approx(
+        math.exp(math.log(0.01) + math.log(2.0) / math.log(2.0 / 0.9) * math.log(2)))
+
+
+def test_layer_classes_and_calibrated_limits():
+    assert pc.layer_class(nn.Linear(4, 3)) == "linear"
+    assert pc.layer_class(nn.Conv2d(64, 8, 1)) == "one_by_one"
+    assert pc.layer_class(nn.Conv2d(16, 8, 3)) == "narrow"
+    assert pc.layer_class(nn.Conv2d(32, 8, 3)) == "conv"
+    cal = _calibration({"conv": 2.0, "narrow": 8.0, "one_by_one": 0.5, "linear": 100.0})
+    narrow, wide, dw = nn.Conv2d(16, 16, 3), nn.Conv2d(32, 32, 3), nn.Conv2d(16, 16, 3, groups=16)
+    assert cal.limit(narrow) == pytest.approx(8.0 * event_density_limit(narrow))
+    assert cal.limit(wide) == pytest.approx(2.0 * event_density_limit(wide))
+    assert cal.limit(nn.Linear(1152, 128)) == pc.CALIBRATED_CAP  # capped at the grid's top
+    assert cal.limit(dw) == 0.0  # no event path: none by any factor
+    assert cal.limit(narrow, "meta") == 0.0
+
+
+def test_saved_calibrations_are_kept_per_machine_and_read_back(tmp_path):
+    path = tmp_path / "cal.json"
+    one, two = _calibration({c: 2.0 for c in pc.PROBES}, threads=1), _calibration(threads=2)
+    pc.save(one, path)
+    pc.save(two, path)
+    pc.save(_calibration({c: 3.0 for c in pc.PROBES}, threads=1), path)  # replaces `one`
+    entries = json.loads(path.read_text())["machines"]
+    assert len(entries) == 2
+    assert pc.load(path, threads=1).factors["conv"] == 3.0
+    assert pc.load(path, threads=2).factors == two.factors
+    assert pc.load(path, threads=3) is None  # no calibration at that thread count
+    other = dict(entries[0]["machine"], cpu="another CPU")
+    path.write_text(json.dumps({"version": pc.FILE_VERSION, "machines": [dict(entries[0], machine=other)]}))
+    assert pc.load(path, threads=1) is None  # another machine's
+    assert pc.load(tmp_path / "missing.json") is None
+    path.write_text("{not json")
+    with pytest.raises(ValueError, match="delete it and run 'snnedge calibrate' again"):
+        pc.load(path)
+
+
+def test_the_file_comes_from_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("SNNEDGE_CALIBRATION", "off")
+    assert pc.calibration_path() is None and pc.load() is None
+    with pytest.raises(ValueError, match="SNNEDGE_CALIBRATION=off"):
+        pc.save(_calibration())
+    monkeypatch.setenv("SNNEDGE_CALIBRATION", str(tmp_path / "c.json"))
+    assert pc.calibration_path() == tmp_path / "c.json"
+    monkeypatch.delenv("SNNEDGE_CALIBRATION")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert pc.calibration_path() == tmp_path / "cache" / "snnedge" / "path_calibration.json"
+
+
+def _narrow_net():
+    torch.manual_seed(0)
+    net = snnedge.sequential(nn.Conv2d(1, 16, 3, padding=1), snnedge.IF(threshold=0.5),
+                             nn.Conv2d(16, 16, 3, padding=1), snnedge.IF(), nn.Flatten(),
+                             nn.Linear(16 * 8 * 8, 10), input_shape=(1, 8, 8))
+    return net, torch.rand(4, 1, 8, 8)
+
+
+def test_auto_follows_this_machines_calibration_by_default(tmp_path, monkeypatch, default_policy):
+    net, x = _narrow_net()
+    monkeypatch.setenv("SNNEDGE_CALIBRATION", str(tmp_path / "c.json"))
+    assert path_choice.path_policy() == "limit"  # no calibration kept: the rule
+    rule = snnedge.simulate(net, x, timesteps=4, engine="auto")
+    density = rule.extra["input_density"][0]["2"]
+    limit = event_density_limit(net.layer("2"))
+    assert rule.extra["event_layers"][0] == [] and density > limit  # the rule keeps "2" dense
+    factor = 2 * density / limit
+    pc.save(_calibration({"conv": 1.0, "narrow": factor, "one_by_one": 1.0, "linear": 0.0}), tmp_path / "c.json")
+    assert path_choice.path_policy() == "calibrated"
+    assert path_choice.density_limit(net.layer("2")) == pytest.approx(min(pc.CALIBRATED_CAP, 2 * density))
+    res = snnedge.simulate(net, x, timesteps=4, engine="auto")
+    assert res.extra["event_layers"][0] == ["2"]  # on events: below this machine's break-even
+    ref = snnedge.simulate(net, x, timesteps=4, engine="event")
+    assert res.spike_counts == ref.spike_counts and res.synaptic_events == rule.synaptic_events
+    monkeypatch.setenv("SNNEDGE_AUTO_PATH", "limit")  # (read at import: set_path_policy here)
+    path_choice.set_path_policy("limit")
+    assert snnedge.simulate(net, x, timesteps=4, engine="auto").extra["event_layers"][0] == []
+
+
+def test_policy_calibrated_without_a_calibration_says_how_to_make_one(tmp_path, monkeypatch):
+    monkeypatch.setenv("SNNEDGE_CALIBRATION", str(tmp_path / "none.json"))
+    previous = path_choice.set_path_policy("calibrated")
+    try:
+        net, x = _narrow_net()
+        with pytest.raises(ValueError, match="Run 'snnedge calibrate --threads"):
+            snnedge.simulate(net, x, timesteps=2, engine="auto")
+    finally:
+        path_choice.set_path_policy(previous)
+
+
+def test_calibrate_measures_every_probe_at_every_density(monkeypatch):
+    monkeypatch.setattr(pc, "MIN_TIME", 0.0)  # one call per timing: structure, not speed
+    threads = torch.get_num_threads()
+    cal = pc.calibrate(rows=(3, 5), repeats=1, threads=1, progress=False)
+    assert torch.get_num_threads() == threads  # restored
+    assert cal.machine == pc.machine(1) and cal.rows == [3, 5]
+    assert set(cal.factors) == set(pc.PROBES) and all(f > 0 for f in cal.factors.values())
+    for probes in pc.PROBES.values():
+        for name, _, _ in probes:
+            assert [len(r) for r in cal.ratios[name]] == [len(pc.DENSITIES)] * 2
+            assert pc.DENSITIES[0] / 2 <= cal.break_even[name] <= pc.DENSITIES[-1]
+    assert "factors (break-even / rule)" in cal.table()
+    with pytest.raises(ValueError, match="row counts >= 1"):
+        pc.calibrate(rows=(0,))
+
+
+def test_cli_calibrate_measures_keeps_and_shows(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(pc, "MIN_TIME", 0.0)
+    path = tmp_path / "c.json"
+    assert cli(["calibrate", "--file", str(path), "--show", "--threads", "1"]) == 0
+    assert "no calibration for this machine at 1 thread(s)" in capsys.readouterr().out
+    assert cli(["calibrate", "--file", str(path), "--threads", "1", "--rows", "4",
+                "--repeats", "1", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert f"kept in {path}" in out and "Conv2d 16->16 3x3, 28x28" in out
+    assert pc.load(path, threads=1) is not None
+    assert cli(["calibrate", "--file", str(path), "--show", "--threads", "1"]) == 0
+    assert "factors (break-even / rule)" in capsys.readouterr().out
+    assert cli(["calibrate", "--file", str(path), "--threads", "0"]) == 2
+    assert "must be positive" in capsys.readouterr().err
