@@ -3,11 +3,11 @@
 ``event_density_limit`` (:mod:`snnedge.events`) is a rule fitted on one CPU: below a density
 that grows with a layer's work per event, the event path beats the dense one. Where it pays
 depends on the CPU as much as on the layer. On an AVX-512 Xeon (the rule's CPU) a 3x3
-convolution 16 -> 16 at 28 x 28 broke even at 2-4 % input density; on an AMD EPYC of the
-Zen 1 family (AVX2 on 128-bit units, oneDNN's convolutions several times slower) near 10 %,
-and a 1x1 convolution 64 -> 64 that never broke even on the Xeon still won at 20 %
-(examples/benchmarks/RESULTS.md, issue 16, section 11). A rule fitted on one of them is off
-by a factor of 3 or more on the other.
+convolution 16 -> 16 at 28 x 28 broke even at 2-4 % input density; on an AMD EPYC guest
+that offers AVX2 and FMA but no AVX-512 (QEMU's "EPYC" model, Zen 1's feature set), where
+oneDNN's convolutions are AVX2 ones, near 10 %, and a 1x1 convolution 64 -> 64 that never
+broke even on the Xeon still won at 16 % (examples/benchmarks/RESULTS.md, issue 16, section
+11). A rule fitted on one of them is off by a factor of 3 or more on the other.
 
 :func:`calibrate` times both paths of a few probe layers per class of the rule (3x3
 convolutions with 32 or more input channels, narrower ones, 1x1 convolutions, linear layers)
