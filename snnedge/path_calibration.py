@@ -10,9 +10,9 @@ broke even on the Xeon still won at 16 % (examples/benchmarks/RESULTS.md, issue 
 11). A rule fitted on one of them is off by a factor of 3 or more on the other.
 
 :func:`calibrate` times both paths of a few probe layers per class of the rule (3x3
-convolutions with 32 or more input channels, narrower ones, 1x1 convolutions, linear layers)
-over a grid of densities on this CPU, finds each probe's break-even and fits one factor per
-class: the geometric mean of break-even / rule over its probes. A calibrated limit is then
+convolutions with 32 or more input channels, strided ones, narrower ones, 1x1 convolutions,
+linear layers) over a grid of densities on this CPU, finds each probe's break-even and fits
+one factor per class: the geometric mean of break-even / rule over its probes. A calibrated limit is then
 ``min(CALIBRATED_CAP, factor x rule)`` (:meth:`Calibration.limit`). :func:`save` keeps it in
 a JSON file (:func:`calibration_path`: ``$SNNEDGE_CALIBRATION``, else
 ``~/.cache/snnedge/path_calibration.json``), one entry per machine (CPU model and the flags
@@ -50,6 +50,8 @@ from .events import (NARROW_INPUT_CHANNELS, apply_synaptic, event_apply, event_d
 PROBES: dict[str, tuple[tuple[str, object, tuple[int, ...]], ...]] = {
     "conv": (("Conv2d 32->32 3x3, 28x28", lambda: nn.Conv2d(32, 32, 3, padding=1), (32, 28, 28)),
              ("Conv2d 64->128 3x3, 7x7", lambda: nn.Conv2d(64, 128, 3, padding=1), (64, 7, 7))),
+    "strided": (("Conv2d 32->32 3x3 stride 2, 28x28", lambda: nn.Conv2d(32, 32, 3, 2, 1), (32, 28, 28)),
+                ("Conv2d 64->64 3x3 stride 2, 14x14", lambda: nn.Conv2d(64, 64, 3, 2, 1), (64, 14, 14))),
     "narrow": (("Conv2d 16->16 3x3, 28x28", lambda: nn.Conv2d(16, 16, 3, padding=1), (16, 28, 28)),
                ("Conv2d 16->32 5x5, 14x14", lambda: nn.Conv2d(16, 32, 5, padding=2), (16, 14, 14))),
     "one_by_one": (("Conv2d 64->64 1x1, 14x14", lambda: nn.Conv2d(64, 64, 1), (64, 14, 14)),
@@ -66,17 +68,19 @@ CALIBRATED_CAP = DENSITIES[-1]
 #: Each side of one timing runs at least this long (seconds); the ratio is a median over
 #: interleaved repeats.
 MIN_TIME = 0.01
-FILE_VERSION = 2
+FILE_VERSION = 3
 
 
 def layer_class(module: nn.Module) -> str:
-    """The class of the rule ``module`` falls in (``"conv"``, ``"narrow"``, ``"one_by_one"``,
-    ``"linear"``)."""
+    """The class of the rule ``module`` falls in (``"conv"``, ``"strided"``, ``"narrow"``,
+    ``"one_by_one"``, ``"linear"``)."""
     if isinstance(module, nn.Linear):
         return "linear"
     if module.kernel_size[0] * module.kernel_size[1] == 1:
         return "one_by_one"
-    return "narrow" if module.in_channels < NARROW_INPUT_CHANNELS else "conv"
+    if module.in_channels < NARROW_INPUT_CHANNELS:
+        return "narrow"
+    return "strided" if module.stride[0] * module.stride[1] > 1 else "conv"
 
 
 @functools.lru_cache(maxsize=1)

@@ -41,10 +41,14 @@ def test_layer_classes_and_calibrated_limits():
     assert pc.layer_class(nn.Conv2d(64, 8, 1)) == "one_by_one"
     assert pc.layer_class(nn.Conv2d(16, 8, 3)) == "narrow"
     assert pc.layer_class(nn.Conv2d(32, 8, 3)) == "conv"
-    cal = _calibration({"conv": 2.0, "narrow": 8.0, "one_by_one": 0.5, "linear": 100.0})
+    assert pc.layer_class(nn.Conv2d(32, 8, 3, stride=2)) == "strided"
+    assert pc.layer_class(nn.Conv2d(16, 8, 3, stride=2)) == "narrow"
+    cal = _calibration({"conv": 2.0, "strided": 3.0, "narrow": 8.0, "one_by_one": 0.5, "linear": 100.0})
     narrow, wide, dw = nn.Conv2d(16, 16, 3), nn.Conv2d(32, 32, 3), nn.Conv2d(16, 16, 3, groups=16)
     assert cal.limit(narrow) == pytest.approx(8.0 * event_density_limit(narrow))
     assert cal.limit(wide) == pytest.approx(2.0 * event_density_limit(wide))
+    strided = nn.Conv2d(64, 64, 3, stride=2)
+    assert cal.limit(strided) == pytest.approx(3.0 * event_density_limit(strided))
     assert cal.limit(nn.Linear(1152, 128)) == pc.CALIBRATED_CAP  # capped at the grid's top
     assert cal.limit(dw) == 0.0  # no event path: none by any factor
     assert cal.limit(narrow, "meta") == 0.0
@@ -99,7 +103,7 @@ def test_auto_follows_this_machines_calibration_by_default(tmp_path, monkeypatch
     limit = event_density_limit(net.layer("2"))
     assert rule.extra["event_layers"][0] == [] and density > limit  # the rule keeps "2" dense
     factor = 2 * density / limit
-    pc.save(_calibration({"conv": 1.0, "narrow": factor, "one_by_one": 1.0, "linear": 0.0}), tmp_path / "c.json")
+    pc.save(_calibration({**{c: 1.0 for c in pc.PROBES}, "narrow": factor, "linear": 0.0}), tmp_path / "c.json")
     assert path_choice.path_policy() == "calibrated"
     assert path_choice.density_limit(net.layer("2")) == pytest.approx(min(pc.CALIBRATED_CAP, 2 * density))
     res = snnedge.simulate(net, x, timesteps=4, engine="auto")
