@@ -24,7 +24,9 @@ kept (policy ``"calibrated"``, :mod:`snnedge.path_choice`), and the rule alone o
 choices then follow the file, not the load at run time: the same in every process on this
 machine while the file stays. Between machines they differ, and the two paths add in
 different orders, so float32 results can differ in their last bits from a run with the rule
-alone; ``SNNEDGE_CALIBRATION=off`` (or ``SNNEDGE_AUTO_PATH=limit``) ignores the file.
+alone; ``SNNEDGE_CALIBRATION=off`` (or ``SNNEDGE_AUTO_PATH=limit``) ignores the file. A file
+that cannot be read, or that another version of this module wrote, is not used, with a
+warning that says so; ``snnedge calibrate`` writes a new one.
 """
 from __future__ import annotations
 
@@ -35,8 +37,9 @@ import os
 import platform
 import statistics
 import time
-from dataclasses import asdict, dataclass, field
+import warnings
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -233,17 +236,21 @@ def calibration_path() -> Path | None:
 
 
 def _entries(path: Path) -> list[dict]:
+    """The calibrations kept in ``path``; none, with a warning that says what to do, when the
+    file cannot be read or was written by another version of this module (engine "auto"
+    then falls back to the rule; :func:`save` writes a new file)."""
     if not path.is_file():
         return []
     try:
         data = json.loads(path.read_text())
+        if not isinstance(data, dict) or data.get("version") != FILE_VERSION:
+            raise ValueError(f"not a version-{FILE_VERSION} snnedge calibration")
+        return [e for e in data.get("machines", []) if isinstance(e, dict)]
     except (OSError, ValueError) as err:
-        raise ValueError(f"The calibration file {path} cannot be read ({err}); delete it and run "
-                         f"'snnedge calibrate' again, or set SNNEDGE_CALIBRATION=off.") from None
-    if not isinstance(data, dict) or data.get("version") != FILE_VERSION:
-        raise ValueError(f"The calibration file {path} is not a version-{FILE_VERSION} snnedge "
-                         f"calibration; delete it and run 'snnedge calibrate' again.")
-    return list(data.get("machines", []))
+        warnings.warn(f"The calibration file {path} is not used ({err}): engine 'auto' takes the "
+                      f"fitted rule. Run 'snnedge calibrate' to write a new one, or set "
+                      f"SNNEDGE_CALIBRATION=off.", stacklevel=3)
+        return []
 
 
 def save(cal: Calibration, path: str | os.PathLike | None = None) -> Path:
@@ -277,10 +284,14 @@ def load(path: str | os.PathLike | None = None, threads: int | None = None) -> C
         stamp = target.stat().st_mtime_ns
     except OSError:
         return None
-    key = (str(target), stamp, here["threads"], here["isa"])
+    key = (str(target), stamp, json.dumps(here, sort_keys=True))
     if key not in _LOADED:
         found = [e for e in _entries(target) if e.get("machine") == here]
-        _LOADED[key] = Calibration(**found[-1]) if found else None
+        try:
+            _LOADED[key] = Calibration(**found[-1]) if found else None
+        except TypeError as err:  # an entry edited by hand, or cut short
+            raise ValueError(f"The calibration file {target} holds a broken entry for this "
+                             f"machine ({err}); run 'snnedge calibrate' again to replace it.") from None
     return _LOADED[key]
 
 

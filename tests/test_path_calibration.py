@@ -70,8 +70,19 @@ def test_saved_calibrations_are_kept_per_machine_and_read_back(tmp_path):
     assert pc.load(path, threads=1) is None  # another machine's
     assert pc.load(tmp_path / "missing.json") is None
     path.write_text("{not json")
-    with pytest.raises(ValueError, match="delete it and run 'snnedge calibrate' again"):
-        pc.load(path)
+    with pytest.warns(UserWarning, match="is not used .* Run 'snnedge calibrate' to write a new one"):
+        assert pc.load(path) is None  # the rule, with a warning
+    path.write_text(json.dumps({"version": pc.FILE_VERSION - 1, "machines": entries}))
+    with pytest.warns(UserWarning, match=f"not a version-{pc.FILE_VERSION} snnedge calibration"):
+        assert pc.load(path, threads=1) is None
+    with pytest.warns(UserWarning):
+        pc.save(one, path)  # a new file in place of the old one
+    assert pc.load(path, threads=1).factors == one.factors
+    broken = json.loads(path.read_text())
+    del broken["machines"][0]["factors"]
+    path.write_text(json.dumps(broken))
+    with pytest.raises(ValueError, match="broken entry for this machine"):
+        pc.load(path, threads=1)
 
 
 def test_the_file_comes_from_the_environment(tmp_path, monkeypatch):
