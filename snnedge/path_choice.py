@@ -82,36 +82,43 @@ def path_policy() -> str:
     return "calibrated" if path_calibration.load() is not None else "limit"
 
 
-def _calibration() -> path_calibration.Calibration:
+def _in_force() -> tuple[str, path_calibration.Calibration | None]:
+    """The policy in force and, under ``"calibrated"``, this machine's calibration (one read
+    of the file's state per call of the engine's choice)."""
+    if _policy in ("timed", "limit"):
+        return _policy, None
     cal = path_calibration.load()
-    if cal is None:
-        where = path_calibration.calibration_path()
-        raise ValueError(f"Engine 'auto' with policy 'calibrated' found no calibration for this "
-                         f"machine at {torch.get_num_threads()} thread(s) in "
-                         f"{where or 'SNNEDGE_CALIBRATION=off'}. Run 'snnedge calibrate "
-                         f"--threads {torch.get_num_threads()}' (under a minute) or "
-                         f"snnedge.path_calibration.save(snnedge.path_calibration.calibrate()), "
-                         f"or choose policy 'limit'.")
-    return cal
+    if cal is not None:
+        return "calibrated", cal
+    if _policy is None:
+        return "limit", None
+    where = path_calibration.calibration_path()
+    raise ValueError(f"Engine 'auto' with policy 'calibrated' found no calibration for this "
+                     f"machine at {torch.get_num_threads()} thread(s) in "
+                     f"{where or 'SNNEDGE_CALIBRATION=off'}. Run 'snnedge calibrate "
+                     f"--threads {torch.get_num_threads()}' (under a minute) or "
+                     f"snnedge.path_calibration.save(snnedge.path_calibration.calibrate()), "
+                     f"or choose policy 'limit'.")
+
+
+def _limit(module: nn.Module, device, cal: path_calibration.Calibration | None) -> float:
+    return event_density_limit(module, device) if cal is None else cal.limit(module, device)
 
 
 def density_limit(module: nn.Module, device: str | torch.device = "cpu") -> float:
     """The density below which engine ``"auto"`` takes ``module``'s event path under the
     ``"limit"`` or ``"calibrated"`` policy (the one in force; 0 under ``"timed"``, which
     times instead)."""
-    policy = path_policy()
-    if policy == "limit":
-        return event_density_limit(module, device)
-    if policy == "calibrated":
-        return _calibration().limit(module, device)
-    return 0.0
+    policy, cal = _in_force()
+    return 0.0 if policy == "timed" else _limit(module, device, cal)
 
 
 def worth_measuring(module: nn.Module, device: str | torch.device = "cpu") -> bool:
     """Whether engine ``"auto"`` measures ``module``'s input density to choose its path."""
-    if path_policy() == "timed":
+    policy, cal = _in_force()
+    if policy == "timed":
         return event_path_exists(module, device)
-    return density_limit(module, device) > 0
+    return _limit(module, device, cal) > 0
 
 
 def density_bucket(density: float) -> int:
@@ -124,8 +131,9 @@ def choose_path(module: nn.Module, x: torch.Tensor,
     """Whether the event path is the one to take for ``module`` on the rows ``x`` (one block,
     time folded into the batch) whose fraction of non-zero values is ``density``, and, when
     this call timed both paths to decide, ``module``'s output on ``x`` (else ``None``)."""
-    if path_policy() != "timed":
-        return density < density_limit(module, x.device), None
+    policy, cal = _in_force()
+    if policy != "timed":
+        return density < _limit(module, x.device, cal), None
     key = (tuple(x.shape[1:]), x.dtype, torch.get_num_threads(), density_bucket(density))
     slot = _RATIOS.setdefault(module, {})
     if key in slot:

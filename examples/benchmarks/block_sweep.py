@@ -31,7 +31,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import speed_nets  # noqa: E402
 
 import snnedge  # noqa: E402
-from converters import convert  # noqa: E402
 from snnedge import engine  # noqa: E402
 from snnedge.datasets import load_mnist_digits, load_mnist_test  # noqa: E402
 
@@ -39,15 +38,9 @@ BATCH, T, ITEM = 100, 32, 4
 
 
 def measure(net, args, test_x, train_x) -> dict:
-    ann = net.build()
-    x = net.inputs(test_x[:BATCH])
-    snn = convert(ann, calibration=net.inputs(train_x[:500]))
+    ann, x, snn = speed_nets.converted(net, test_x, train_x, BATCH)
     shapes = snn.shapes(tuple(x.shape[1:]))
-
-    def bound():
-        with torch.no_grad():
-            for _ in range(T):
-                ann(x)
+    bound = speed_nets.dense_bound(ann, x, T)
 
     def sim(steps):
         return lambda: snnedge.simulate(snn, x, timesteps=T, batch_size=BATCH, block_steps=steps,

@@ -31,7 +31,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import speed_nets  # noqa: E402
 
 import snnedge  # noqa: E402
-from converters import convert  # noqa: E402
 from snnedge import path_calibration, path_choice  # noqa: E402
 from snnedge.datasets import load_mnist_digits, load_mnist_test  # noqa: E402
 
@@ -39,14 +38,8 @@ RUNS = ("dense", "event", "auto_limit", "auto_calibrated")
 
 
 def measure(net, args, clock, test_x, train_x) -> dict:
-    ann = net.build()
-    x = net.inputs(test_x[:args.batch])
-    snn = convert(ann, calibration=net.inputs(train_x[:500]))
-
-    def bound():
-        with torch.no_grad():
-            for _ in range(args.timesteps):
-                ann(x)
+    ann, x, snn = speed_nets.converted(net, test_x, train_x, args.batch)
+    bound = speed_nets.dense_bound(ann, x, args.timesteps)
 
     def run(engine, policy=None):
         def fn():

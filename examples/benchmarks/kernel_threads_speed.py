@@ -30,21 +30,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import speed_nets  # noqa: E402
 
 import snnedge  # noqa: E402
-from converters import convert  # noqa: E402
 from snnedge import kernel_threads, path_choice  # noqa: E402
 from snnedge.datasets import load_mnist_digits, load_mnist_test  # noqa: E402
 from snnedge.executor import Executor  # noqa: E402
 
 
 def measure(net, args, test_x, train_x) -> dict:
-    ann = net.build()
-    x = net.inputs(test_x[:args.batch])
-    snn = convert(ann, calibration=net.inputs(train_x[:500]))
-
-    def bound():
-        with torch.no_grad():
-            for _ in range(args.timesteps):
-                ann(x)
+    ann, x, snn = speed_nets.converted(net, test_x, train_x, args.batch)
+    bound = speed_nets.dense_bound(ann, x, args.timesteps)
 
     def run(mode, policy):
         def fn():

@@ -140,6 +140,25 @@ class Clock:
                 else "wall time (time.perf_counter)") + f", {threads} thread(s)"
 
 
+def converted(net: Net, test_x: torch.Tensor, train_x: torch.Tensor, batch: int,
+              calibration: int = 500) -> tuple[nn.Module, torch.Tensor, object]:
+    """``(ann, x, snn)``: ``net``'s trained ANN, the first ``batch`` test digits as it reads
+    them, and its conversion by ``converters.convert`` on ``calibration`` training digits."""
+    from converters import convert
+    ann = net.build()
+    return ann, net.inputs(test_x[:batch]), convert(ann, calibration=net.inputs(train_x[:calibration]))
+
+
+def dense_bound(ann: nn.Module, x: torch.Tensor, timesteps: int) -> Callable[[], None]:
+    """The dense bound the speed goals compare with: ``timesteps`` plain forward passes of the
+    ANN on ``x``, without gradients."""
+    def bound():
+        with torch.no_grad():
+            for _ in range(timesteps):
+                ann(x)
+    return bound
+
+
 def interleaved_ratios(fns: dict[str, Callable[[], object]], repeats: int,
                        base: str = "bound") -> tuple[float, dict[str, float]]:
     """Runs every function once (warm-up), then ``repeats`` rounds of all of them in turn
