@@ -7,7 +7,7 @@ convolution 16 -> 16 at 28 x 28 broke even at 2-4 % input density; on an AMD EPY
 that offers AVX2 and FMA but no AVX-512 (QEMU's "EPYC" model, Zen 1's feature set), where
 oneDNN's convolutions are AVX2 ones, near 10 %, and a 1x1 convolution 64 -> 64 that never
 broke even on the Xeon still won at 16 % (examples/benchmarks/RESULTS.md, issue 16, section
-11). A rule fitted on one of them is off by a factor of 3 or more on the other.
+11). A rule fitted on one of them is off by a factor of 2 to 40 on the other.
 
 :func:`calibrate` times both paths of a few probe layers per class of the rule (3x3
 convolutions with 32 or more input channels, strided ones, narrower ones, 1x1 convolutions,
