@@ -19,8 +19,8 @@ from .errors import UsageError
 def add_calibrate(sub, command) -> None:
     c = command(
         sub, "calibrate", "measure engine 'auto''s event/dense break-even on this CPU, keep it",
-        "Time the dense and event paths of a few probe layers (3x3 convolutions wide and narrow, "
-        "1x1 convolutions, linear layers) at input densities from 0.5% to 32% on this CPU, fit "
+        "Time the dense and event paths of a few probe layers (3x3 convolutions wide, strided and "
+        "narrow, 1x1 convolutions, linear layers) at input densities from 0.5% to 32% on this CPU, fit "
         "one factor per class of layer to the fitted rule of snnedge.events."
         "event_density_limit, and keep the result in the calibration file ($SNNEDGE_CALIBRATION, "
         "else ~/.cache/snnedge/path_calibration.json). simulate(engine='auto') then chooses each "
