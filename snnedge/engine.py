@@ -16,8 +16,9 @@ by the block size, not by ``T``. Every engine, torch or not (brian2), returns a
   density stays where it was is measured at doubling gaps, :class:`DensitySchedule`); in
   that block, each such layer propagates events where its density is below the break-even
   rule :func:`snnedge.events.event_density_limit` (fitted to
-  examples/benchmarks/event_layers.py; scaled by this machine's measured break-evens where
-  ``snnedge calibrate`` has kept them, :mod:`snnedge.path_calibration`), or, under the opt-in
+  examples/benchmarks/event_layers.py; scaled by this machine's measured break-evens, kept
+  by ``snnedge calibrate`` or measured quickly on first use, :mod:`snnedge.path_calibration`;
+  the rule alone with ``SNNEDGE_CALIBRATION=off``), or, under the opt-in
   ``"timed"`` policy of :mod:`snnedge.path_choice`, takes the path that timed faster on this
   machine at that density.
   Activity often differs in the first steps, while the membranes charge, from later on.

@@ -27,11 +27,24 @@ different orders, so float32 results can differ in their last bits from a run wi
 alone; ``SNNEDGE_CALIBRATION=off`` (or ``SNNEDGE_AUTO_PATH=limit``) ignores the file. A file
 that cannot be read, or that another version of this module wrote, is not used, with a
 warning that says so; ``snnedge calibrate`` writes a new one.
+
+On a machine without a calibration at the current thread count, the first ``"auto"`` choice
+of a CPU layer measures one (:func:`for_auto`): a quicker one than ``snnedge calibrate``'s
+(each probe's break-even found by bisection over the density grid, 4 of its 9 points; 32
+and 128 rows; medians of 3; about 5-15 s, with a progress bar and a line on standard error),
+kept in the file like the full one, so that later calls and processes reuse it. Processes
+that start at once measure one after another (a lock beside the file), and each takes what
+the first one kept. ``SNNEDGE_CALIBRATION=off`` (the rule, nothing measured or written) or
+``snnedge calibrate`` beforehand (the full measurement) avoid it. The rule alone missed
+``"auto"``'s goal on the CPUs it was not fitted on (issue 16: ``auto`` up to 1.36x the
+faster engine on an AVX2 EPYC, 1.09 with the machine's calibration).
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import sys
 import math
 import os
 import platform
@@ -72,6 +85,10 @@ CALIBRATED_CAP = DENSITIES[-1]
 #: interleaved repeats.
 MIN_TIME = 0.01
 FILE_VERSION = 3
+#: The first-use calibration of engine "auto" (:func:`for_auto`): its row counts (one sample
+#: at T = 32, and 4 steps of 32 samples), timings per point, and the bisection search.
+QUICK_ROWS = (32, 128)
+QUICK_REPEATS = 3
 
 
 def layer_class(module: nn.Module) -> str:
@@ -123,10 +140,13 @@ class Calibration:
     machine: dict
     factors: dict[str, float]  # class -> measured break-even / rule (geometric mean)
     break_even: dict[str, float]  # probe -> break-even density (geometric mean over rows)
-    ratios: dict[str, list[list[float]]]  # probe -> per row count, dense / event time per density
+    ratios: dict[str, list[list[float | None]]]  # probe -> per row count, dense / event time
+    # per density (None: a density the bisection did not visit)
     densities: list[float] = field(default_factory=lambda: list(DENSITIES))
     rows: list[int] = field(default_factory=lambda: list(ROWS))
     created: str = ""
+    search: str = "grid"  # "grid": every density timed; "bisection": the first crossing's
+    seconds: float = 0.0  # how long the measurement took
 
     def limit(self, module: nn.Module, device: str | torch.device = "cpu") -> float:
         """The density below which the event path is taken for ``module`` on this machine:
@@ -147,7 +167,8 @@ class Calibration:
                 rule = event_density_limit(build(), "cpu")
                 for n, ratios in zip(self.rows, self.ratios[name]):
                     rows.append(f"| {name} | {cls} | {rule:.1%} | {self.break_even[name]:.1%} | "
-                                f"{n} | " + " | ".join(f"{r:.2f}" for r in ratios) + " |")
+                                f"{n} | " + " | ".join("-" if r is None else f"{r:.2f}"
+                                                       for r in ratios) + " |")
         rows.append("")
         rows.append("factors (break-even / rule): " + ", ".join(
             f"{c} {f:.2f}" for c, f in self.factors.items()))
@@ -156,15 +177,42 @@ class Calibration:
 
 def break_even(densities, ratios) -> float:
     """The density where dense time / event time falls through 1 (log-interpolated between
-    the grid points around the first crossing); half the grid's lowest density where the
-    event path never wins, its highest where it always does."""
+    the timed points around the first crossing; ``None`` ratios, densities not timed, are
+    skipped); half the grid's lowest density where the event path never wins, its highest
+    where it always does."""
+    timed = [(d, r) for d, r in zip(densities, ratios) if r is not None]
+    if not timed:
+        raise ValueError("break_even needs at least one timed density; every ratio is None.")
+    low, top = densities[0], densities[-1]
+    densities, ratios = [d for d, _ in timed], [r for _, r in timed]
     if ratios[0] < 1.0:
-        return densities[0] / 2
+        if densities[0] != low:
+            raise ValueError(f"the event path lost at the lowest density timed, "
+                             f"{densities[0]:.1%}, which is not the grid's lowest ({low:.1%}).")
+        return low / 2
     for (d0, r0), (d1, r1) in zip(zip(densities, ratios), zip(densities[1:], ratios[1:])):
         if r1 < 1.0:
             w = math.log(r0) / (math.log(r0) - math.log(r1))  # r0 >= 1 > r1
             return math.exp(math.log(d0) + w * (math.log(d1) - math.log(d0)))
-    return densities[-1]
+    return top
+
+
+def first_crossing(measure, count: int) -> list[float | None]:
+    """The ratios a bisection for the first crossing of 1 visits, ``measure(i)`` being the
+    ratio at grid point ``i`` of ``count`` (taken to fall with ``i``); None at the points
+    it skips. Where the grid's ratios fall monotonically, :func:`break_even` of the result
+    equals that of the whole grid; it times about log2(count + 1) points instead of
+    ``count``."""
+    ratios: list[float | None] = [None] * count
+    lo, hi = 0, count  # the crossing lies in [lo, hi]: ratios[lo - 1] >= 1 > ratios[hi]
+    while lo < hi:
+        mid = (lo + hi) // 2
+        ratios[mid] = measure(mid)
+        if ratios[mid] < 1.0:
+            hi = mid
+        else:
+            lo = mid + 1
+    return ratios
 
 
 def _seconds(fn) -> float:
@@ -178,42 +226,51 @@ def _seconds(fn) -> float:
 
 
 def calibrate(rows: Sequence[int] = ROWS, repeats: int = 5, threads: int | None = None,
-              progress: bool = True, seed: int = 0) -> Calibration:
+              progress: bool = True, seed: int = 0, search: str = "grid") -> Calibration:
     """Time the dense and event paths of the probe layers (:data:`PROBES`) on random binary
     inputs of each count of ``rows`` (the steps x samples of one block: 32 is one sample at
     T = 32, 400 four steps of 100 samples), channels-last as the engines pass them, at each
-    density of :data:`DENSITIES`; medians of ``repeats`` interleaved timings, with
-    ``threads`` torch threads (default: torch's setting). A probe's break-even is the
-    geometric mean of its break-evens over ``rows``. About 20-60 s. The result is this
-    machine's :class:`Calibration` (:func:`save` keeps it)."""
+    density of :data:`DENSITIES` (``search="grid"``) or at those a bisection for the first
+    crossing of 1 visits (``"bisection"``, :func:`first_crossing`: 3-4 of the 9); medians of
+    ``repeats`` interleaved timings, with ``threads`` torch threads (default: torch's
+    setting). A probe's break-even is the geometric mean of its break-evens over ``rows``.
+    About 20-60 s on the grid. The result is this machine's :class:`Calibration`
+    (:func:`save` keeps it)."""
     rows = [int(n) for n in ([rows] if isinstance(rows, int) else rows)]
     if not rows or min(rows) < 1 or repeats < 1:
         raise ValueError(f"calibrate needs row counts >= 1 and repeats >= 1. Got rows={rows}, "
                          f"repeats={repeats}.")
-    previous = torch.get_num_threads()
+    if search not in ("grid", "bisection"):
+        raise ValueError(f"The 'search' parameter of calibrate must be 'grid' or 'bisection'. "
+                         f"Got {search!r} instead.")
+    previous, start = torch.get_num_threads(), time.perf_counter()
     if threads is not None:
         torch.set_num_threads(threads)
     gen = torch.Generator().manual_seed(seed)
     ratios, points, factors = {}, {}, {}
-    bar = tqdm(total=sum(map(len, PROBES.values())) * len(DENSITIES) * len(rows), desc="calibrate",
+    per_probe = len(DENSITIES) if search == "grid" else math.ceil(math.log2(len(DENSITIES) + 1))
+    bar = tqdm(total=sum(map(len, PROBES.values())) * per_probe * len(rows), desc="calibrate",
                unit="point", leave=False, disable=not progress)
+
+    def ratio(layer, shape, n, i) -> float:
+        x = (torch.rand((n, *shape), generator=gen) < DENSITIES[i]).float()
+        if x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        dense, event = (lambda: apply_synaptic(layer, x)), (lambda: event_apply(layer, x))
+        dense(), event()  # first-call costs: weight layouts, oneDNN's primitives
+        r = statistics.median(_seconds(dense) / _seconds(event) for _ in range(repeats))
+        bar.update()
+        return r
+
     try:
         with torch.no_grad():
             for cls, probes in PROBES.items():
                 logs = []
                 for name, build, shape in probes:
                     layer = build()
-                    ratios[name] = [[] for _ in rows]
-                    for n, out in zip(rows, ratios[name]):
-                        for d in DENSITIES:
-                            x = (torch.rand((n, *shape), generator=gen) < d).float()
-                            if x.dim() == 4:
-                                x = x.contiguous(memory_format=torch.channels_last)
-                            dense, event = (lambda: apply_synaptic(layer, x)), (lambda: event_apply(layer, x))
-                            dense(), event()  # first-call costs: weight layouts, oneDNN's primitives
-                            out.append(statistics.median(
-                                _seconds(dense) / _seconds(event) for _ in range(repeats)))
-                            bar.update()
+                    measure = [functools.partial(ratio, layer, shape, n) for n in rows]
+                    ratios[name] = [[m(i) for i in range(len(DENSITIES))] if search == "grid"
+                                    else first_crossing(m, len(DENSITIES)) for m in measure]
                     points[name] = math.exp(statistics.fmean(
                         math.log(break_even(DENSITIES, r)) for r in ratios[name]))
                     logs.append(math.log(points[name] / event_density_limit(layer, "cpu")))
@@ -222,7 +279,8 @@ def calibrate(rows: Sequence[int] = ROWS, repeats: int = 5, threads: int | None 
         bar.close()
         torch.set_num_threads(previous)
     return Calibration(machine(threads or previous), factors, points, ratios, list(DENSITIES),
-                       rows, time.strftime("%Y-%m-%d %H:%M:%S"))
+                       rows, time.strftime("%Y-%m-%d %H:%M:%S"), search,
+                       round(time.perf_counter() - start, 2))
 
 
 def calibration_path() -> Path | None:
@@ -235,10 +293,11 @@ def calibration_path() -> Path | None:
     return Path(cache) / "snnedge" / "path_calibration.json"
 
 
-def _entries(path: Path) -> list[dict]:
-    """The calibrations kept in ``path``; none, with a warning that says what to do, when the
-    file cannot be read or was written by another version of this module (engine "auto"
-    then falls back to the rule; :func:`save` writes a new file)."""
+def _read(path: Path) -> list[dict] | None:
+    """The calibrations kept in ``path`` ([] where there is no file); None, with a warning
+    that says what to do, when the file cannot be read or was written by another version of
+    this module (engine "auto" then falls back to the rule; :func:`save` writes a new
+    file)."""
     if not path.is_file():
         return []
     try:
@@ -249,8 +308,12 @@ def _entries(path: Path) -> list[dict]:
     except (OSError, ValueError) as err:
         warnings.warn(f"The calibration file {path} is not used ({err}): engine 'auto' takes the "
                       f"fitted rule. Run 'snnedge calibrate' to write a new one, or set "
-                      f"SNNEDGE_CALIBRATION=off.", stacklevel=3)
-        return []
+                      f"SNNEDGE_CALIBRATION=off.", stacklevel=4)
+        return None
+
+
+def _entries(path: Path) -> list[dict]:
+    return _read(path) or []
 
 
 def save(cal: Calibration, path: str | os.PathLike | None = None) -> Path:
@@ -269,16 +332,14 @@ def save(cal: Calibration, path: str | os.PathLike | None = None) -> Path:
     return target
 
 
-_LOADED: dict[tuple, Calibration | None] = {}
+# (file, its modification time, machine) -> its calibration, None (none kept for this
+# machine) or False (the file cannot be read, or another version wrote it)
+_LOADED: dict[tuple, Calibration | None | bool] = {}
+# machine -> a first-use calibration this process measured but could not keep in a file
+_UNKEPT: dict[str, Calibration] = {}
 
 
-def load(path: str | os.PathLike | None = None, threads: int | None = None) -> Calibration | None:
-    """This machine's calibration at ``threads`` (default: torch's setting) from the file
-    (:func:`calibration_path`, or ``path``), or None where none is kept. Read once per file
-    version (its modification time) and thread count."""
-    target = Path(path) if path is not None else calibration_path()
-    if target is None:
-        return None
+def _lookup(target: Path, threads: int | None) -> Calibration | None | bool:
     here = machine(threads)
     try:
         stamp = target.stat().st_mtime_ns
@@ -286,14 +347,91 @@ def load(path: str | os.PathLike | None = None, threads: int | None = None) -> C
         return None
     key = (str(target), stamp, json.dumps(here, sort_keys=True))
     if key not in _LOADED:
-        found = [e for e in _entries(target) if e.get("machine") == here]
+        entries = _read(target)
+        found = [e for e in entries or () if e.get("machine") == here]
         try:
-            _LOADED[key] = Calibration(**found[-1]) if found else None
+            if entries is None:
+                _LOADED[key] = False
+            else:
+                _LOADED[key] = Calibration(**found[-1]) if found else None
         except TypeError as err:  # an entry edited by hand, or cut short
             raise ValueError(f"The calibration file {target} holds a broken entry for this "
                              f"machine ({err}); run 'snnedge calibrate' again to replace it.") from None
     return _LOADED[key]
 
 
+def load(path: str | os.PathLike | None = None, threads: int | None = None) -> Calibration | None:
+    """This machine's calibration at ``threads`` (default: torch's setting) from the file
+    (:func:`calibration_path`, or ``path``), or None where none is kept. Read once per file
+    version (its modification time) and thread count."""
+    target = Path(path) if path is not None else calibration_path()
+    found = _lookup(target, threads) if target is not None else None
+    return found or None
+
+
+@contextlib.contextmanager
+def _locked(target: Path):
+    """Hold an exclusive lock beside ``target`` (where the platform has ``fcntl`` and the
+    folder can be written; else no lock)."""
+    try:
+        import fcntl
+        target.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(target.with_name(target.name + ".lock"), "a")
+    except (ImportError, OSError):
+        yield
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def for_auto(threads: int | None = None, progress: bool = True) -> Calibration | None:
+    """This machine's calibration for engine ``"auto"`` at ``threads`` (default: torch's
+    setting): the one kept in the file; where none is, one measured now, the quick way
+    (:data:`QUICK_ROWS`, :data:`QUICK_REPEATS`, bisection; a line on standard error says so)
+    and kept in the file for later calls and processes. None where the file is off
+    (``SNNEDGE_CALIBRATION=off``) or cannot be read (the rule then, with a warning). Where
+    the file cannot be written the measured calibration serves this process, with a warning.
+    Processes that get here at once take turns (a lock beside the file): the first measures,
+    the others read what it kept."""
+    target = calibration_path()
+    if target is None:
+        return None
+    found = _lookup(target, threads)
+    if found is not None:
+        return found or None
+    here = json.dumps(machine(threads), sort_keys=True)
+    if here in _UNKEPT:
+        return _UNKEPT[here]
+    with _locked(target):
+        found = _lookup(target, threads)  # kept meanwhile by another process?
+        if found is not None:
+            return found or None
+        m = machine(threads)
+        print(f"snnedge: engine 'auto' has no calibration for this CPU ({m['cpu']}, kernels "
+              f"{m['isa']}) at {m['threads']} thread(s); measuring one now, once (about 5-15 s; "
+              f"'snnedge calibrate' measures a fuller one, SNNEDGE_CALIBRATION=off keeps the "
+              f"fitted rule).", file=sys.stderr, flush=True)
+        cal = calibrate(rows=QUICK_ROWS, repeats=QUICK_REPEATS, threads=threads,
+                        progress=progress, search="bisection")
+        try:
+            save(cal, target)
+        except OSError as err:
+            warnings.warn(f"Engine 'auto' measured this machine's calibration but cannot keep it "
+                          f"in {target} ({err}): every process will measure it again. Set "
+                          f"SNNEDGE_CALIBRATION to a file that can be written, or to 'off' for "
+                          f"the fitted rule.", stacklevel=2)
+            _UNKEPT[here] = cal
+            return cal
+        print(f"snnedge: calibrated in {cal.seconds:.1f} s, kept in {target} (factors: " +
+              ", ".join(f"{c} {f:.2f}" for c, f in cal.factors.items()) + ")",
+              file=sys.stderr, flush=True)
+        return cal
+
+
 __all__ = ["PROBES", "ROWS", "DENSITIES", "CALIBRATED_CAP", "Calibration", "layer_class", "machine",
-           "break_even", "calibrate", "calibration_path", "save", "load"]
+           "QUICK_ROWS", "QUICK_REPEATS", "break_even", "first_crossing", "calibrate",
+           "calibration_path", "save", "load", "for_auto"]

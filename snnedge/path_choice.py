@@ -28,10 +28,12 @@ project's tests); as with ``torch.backends.cudnn.benchmark``, the autotuning is 
 The ``"calibrated"`` policy is the rule scaled per class of layer by this machine's measured
 break-evens (:mod:`snnedge.path_calibration`; ``snnedge calibrate`` measures them once, in
 under a minute, and keeps them in a file): the choices of a CPU whose break-evens lie elsewhere
-than the rule's, and the same in every process on that machine. It is the default where the
-file holds this machine's calibration at the current thread count; ``"limit"`` otherwise.
-``SNNEDGE_AUTO_PATH`` (``timed``, ``limit``, ``calibrated``) or :func:`set_path_policy`
-choose one for good.
+than the rule's, and the same in every process on that machine. It is the default: where the
+file holds no calibration for this machine at the current thread count, the first choice of a
+CPU layer with an event path measures a quick one and keeps it
+(:func:`snnedge.path_calibration.for_auto`); with ``SNNEDGE_CALIBRATION=off`` the default is
+``"limit"``. ``SNNEDGE_AUTO_PATH`` (``timed``, ``limit``, ``calibrated``) or
+:func:`set_path_policy` choose one for good.
 """
 from __future__ import annotations
 
@@ -52,8 +54,8 @@ TIMING_MIN_ROWS = 8
 #: Densities within one bucket share a timing: 2 buckets per octave.
 BUCKETS_PER_OCTAVE = 2
 
-# None: "calibrated" where this machine has a calibration at the current thread count,
-# else "limit"
+# None: "calibrated" (measured on first use where this machine has no calibration at the
+# current thread count), "limit" with SNNEDGE_CALIBRATION=off
 _policy = os.environ.get("SNNEDGE_AUTO_PATH") or None
 if _policy is not None and _policy not in POLICIES:
     raise ValueError(f"SNNEDGE_AUTO_PATH must be one of {', '.join(POLICIES)}; got {_policy!r}.")
@@ -76,29 +78,35 @@ def set_path_policy(policy: str | None) -> str | None:
 
 def path_policy() -> str:
     """The policy in force: the one set, or by default ``"calibrated"`` where
-    :func:`snnedge.path_calibration.load` finds this machine's calibration, else ``"limit"``."""
+    :func:`snnedge.path_calibration.load` finds this machine's calibration, else ``"limit"``
+    (until engine ``"auto"``'s first choice of a CPU layer measures one, unless
+    ``SNNEDGE_CALIBRATION=off``)."""
     if _policy is not None:
         return _policy
     return "calibrated" if path_calibration.load() is not None else "limit"
 
 
-def _in_force() -> tuple[str, path_calibration.Calibration | None]:
+def _in_force(module: nn.Module | None = None,
+              device: str | torch.device = "cpu") -> tuple[str, path_calibration.Calibration | None]:
     """The policy in force and, under ``"calibrated"``, this machine's calibration (one read
-    of the file's state per call of the engine's choice)."""
+    of the file's state per call of the engine's choice). Where ``module`` has an event path
+    on a CPU and this machine has no calibration at the current thread count, it is measured
+    now, once (:func:`snnedge.path_calibration.for_auto`)."""
     if _policy in ("timed", "limit"):
         return _policy, None
-    cal = path_calibration.load()
+    first_use = (module is not None and torch.device(device).type == "cpu"
+                 and event_path_exists(module, device))
+    cal = path_calibration.for_auto() if first_use else path_calibration.load()
     if cal is not None:
         return "calibrated", cal
-    if _policy is None:
+    if _policy is None or not first_use:
         return "limit", None
     where = path_calibration.calibration_path()
     raise ValueError(f"Engine 'auto' with policy 'calibrated' found no calibration for this "
                      f"machine at {torch.get_num_threads()} thread(s) in "
-                     f"{where or 'SNNEDGE_CALIBRATION=off'}. Run 'snnedge calibrate "
-                     f"--threads {torch.get_num_threads()}' (under a minute) or "
-                     f"snnedge.path_calibration.save(snnedge.path_calibration.calibrate()), "
-                     f"or choose policy 'limit'.")
+                     f"{where or 'SNNEDGE_CALIBRATION=off'}, and cannot measure one there. Run "
+                     f"'snnedge calibrate --threads {torch.get_num_threads()} --file FILE' (under "
+                     f"a minute) and set SNNEDGE_CALIBRATION=FILE, or choose policy 'limit'.")
 
 
 def _limit(module: nn.Module, device, cal: path_calibration.Calibration | None) -> float:
@@ -109,13 +117,13 @@ def density_limit(module: nn.Module, device: str | torch.device = "cpu") -> floa
     """The density below which engine ``"auto"`` takes ``module``'s event path under the
     ``"limit"`` or ``"calibrated"`` policy (the one in force; 0 under ``"timed"``, which
     times instead)."""
-    policy, cal = _in_force()
+    policy, cal = _in_force(module, device)
     return 0.0 if policy == "timed" else _limit(module, device, cal)
 
 
 def worth_measuring(module: nn.Module, device: str | torch.device = "cpu") -> bool:
     """Whether engine ``"auto"`` measures ``module``'s input density to choose its path."""
-    policy, cal = _in_force()
+    policy, cal = _in_force(module, device)
     if policy == "timed":
         return event_path_exists(module, device)
     return _limit(module, device, cal) > 0
@@ -131,7 +139,7 @@ def choose_path(module: nn.Module, x: torch.Tensor,
     """Whether the event path is the one to take for ``module`` on the rows ``x`` (one block,
     time folded into the batch) whose fraction of non-zero values is ``density``, and, when
     this call timed both paths to decide, ``module``'s output on ``x`` (else ``None``)."""
-    policy, cal = _in_force()
+    policy, cal = _in_force(module, x.device)
     if policy != "timed":
         return density < _limit(module, x.device, cal), None
     key = (tuple(x.shape[1:]), x.dtype, torch.get_num_threads(), density_bucket(density))

@@ -72,8 +72,9 @@ def simulate(snn: SpikingNetwork, x, timesteps: int | None = None, encoding: str
     engine:
         ``"dense"``, ``"event"``, ``"auto"`` (per layer and block of the first batch, the
         event path where the layer's measured input density is below its fitted break-even,
-        see :mod:`snnedge.engine`; scaled to this CPU's where ``snnedge calibrate`` has
-        measured it, :mod:`snnedge.path_calibration`), or a registered engine such as
+        see :mod:`snnedge.engine`; scaled to this CPU's as ``snnedge calibrate`` measured
+        it, or as the first ``"auto"`` call measures it, quickly, where none is kept:
+        :mod:`snnedge.path_calibration`), or a registered engine such as
         ``"brian2"``. With ``SNNEDGE_AUTO_PATH=timed``
         (:func:`snnedge.path_choice.set_path_policy`) ``"auto"`` times both paths on this
         machine instead: faster where the fitted rule is off for the CPU, but the choices,

@@ -4,8 +4,8 @@ import os
 # slower whenever another process runs; set before torch loads OpenMP.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # Engine "auto" by the fitted rule, never by a calibration a user keeps on this machine
-# (snnedge calibrate): tests that need one write their own.
-os.environ.setdefault("SNNEDGE_CALIBRATION", "off")
+# (snnedge calibrate), and none measured on first use: tests that need one write their own.
+os.environ["SNNEDGE_CALIBRATION"] = "off"
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

@@ -1,6 +1,8 @@
 """Engine "auto"'s per-machine calibration (snnedge.path_calibration, snnedge calibrate)."""
 import json
 import math
+import threading
+import time
 
 import pytest
 import torch
@@ -34,6 +36,21 @@ def test_break_even_interpolates_the_first_crossing_and_bounds_the_grid():
     assert pc.break_even(d, [2.0, 2.0, 0.5]) == pytest.approx(math.sqrt(0.02 * 0.04))  # log-midway
     assert pc.break_even(d, [2.0, 0.9, 1.2]) == pytest.approx(
         math.exp(math.log(0.01) + math.log(2.0) / math.log(2.0 / 0.9) * math.log(2)))
+
+
+def test_bisection_finds_the_grid_s_break_even_in_four_timings():
+    grid = [0.005, 0.01, 0.02, 0.04, 0.08, 0.12, 0.16, 0.24, 0.32]
+    for crossing in range(len(grid) + 1):  # the event path wins below grid[crossing]
+        full = [4.0 / (1 + i) if i < crossing else 0.9 - 0.01 * i for i in range(len(grid))]
+        visited = []
+        ratios = pc.first_crossing(lambda i, f=full, v=visited: v.append(i) or f[i], len(grid))
+        assert len(visited) <= 4 and len(set(visited)) == len(visited)
+        assert [r for r in ratios if r is not None] == [full[i] for i in sorted(visited)]
+        assert pc.break_even(grid, ratios) == pc.break_even(grid, full)
+    with pytest.raises(ValueError, match="at least one timed density"):
+        pc.break_even(grid, [None] * len(grid))
+    with pytest.raises(ValueError, match="not the grid's lowest"):
+        pc.break_even(grid, [None, 0.5] + [None] * 7)
 
 
 def test_layer_classes_and_calibrated_limits():
@@ -105,11 +122,31 @@ def _narrow_net():
     return net, torch.rand(4, 1, 8, 8)
 
 
-def test_auto_follows_this_machines_calibration_by_default(tmp_path, monkeypatch, default_policy):
+class _FakeCalibrate:
+    """Stands in for pc.calibrate: returns a fixed calibration and records its calls."""
+
+    def __init__(self, factors=None, wait=0.0):
+        self.calls, self.factors, self.wait = [], factors, wait
+
+    def __call__(self, **kwargs):
+        self.calls.append(kwargs)
+        time.sleep(self.wait)
+        return _calibration(self.factors)
+
+
+def test_auto_follows_this_machines_calibration_by_default(tmp_path, monkeypatch, default_policy, capsys):
     net, x = _narrow_net()
     monkeypatch.setenv("SNNEDGE_CALIBRATION", str(tmp_path / "c.json"))
-    assert path_choice.path_policy() == "limit"  # no calibration kept: the rule
+    fake = _FakeCalibrate()  # factors 1: the rule's limits
+    monkeypatch.setattr(pc, "calibrate", fake)
+    assert path_choice.path_policy() == "limit"  # no calibration kept yet
     rule = snnedge.simulate(net, x, timesteps=4, engine="auto")
+    # the first choice measured one (quick: bisection, 32 and 128 rows), said so, and kept it
+    assert [c["search"] for c in fake.calls] == ["bisection"] and fake.calls[0]["rows"] == pc.QUICK_ROWS
+    assert "measuring one now, once" in capsys.readouterr().err
+    assert pc.load(tmp_path / "c.json") is not None and path_choice.path_policy() == "calibrated"
+    snnedge.simulate(net, x, timesteps=4, engine="auto")
+    assert len(fake.calls) == 1  # kept: not measured again
     density = rule.extra["input_density"][0]["2"]
     limit = event_density_limit(net.layer("2"))
     assert rule.extra["event_layers"][0] == [] and density > limit  # the rule keeps "2" dense
@@ -126,8 +163,8 @@ def test_auto_follows_this_machines_calibration_by_default(tmp_path, monkeypatch
     assert snnedge.simulate(net, x, timesteps=4, engine="auto").extra["event_layers"][0] == []
 
 
-def test_policy_calibrated_without_a_calibration_says_how_to_make_one(tmp_path, monkeypatch):
-    monkeypatch.setenv("SNNEDGE_CALIBRATION", str(tmp_path / "none.json"))
+def test_policy_calibrated_without_a_calibration_says_how_to_make_one(monkeypatch):
+    monkeypatch.setenv("SNNEDGE_CALIBRATION", "off")  # nowhere to keep one: nothing measured
     previous = path_choice.set_path_policy("calibrated")
     try:
         net, x = _narrow_net()
@@ -151,6 +188,15 @@ def test_calibrate_measures_every_probe_at_every_density(monkeypatch):
     assert "factors (break-even / rule)" in cal.table()
     with pytest.raises(ValueError, match="row counts >= 1"):
         pc.calibrate(rows=(0,))
+    quick = pc.calibrate(rows=(3,), repeats=1, threads=1, progress=False, search="bisection")
+    assert quick.search == "bisection" and quick.seconds > 0
+    for (name, ratios), point in zip(quick.ratios.items(), quick.break_even.values()):
+        timed = [r for r in ratios[0] if r is not None]
+        assert 3 <= len(timed) <= 4, name  # a bisection over the 9 densities
+        assert point == pytest.approx(pc.break_even(pc.DENSITIES, ratios[0]))
+    assert " - |" in quick.table()  # the densities not timed
+    with pytest.raises(ValueError, match="'grid' or 'bisection'"):
+        pc.calibrate(rows=(3,), search="binary")
 
 
 def test_cli_calibrate_measures_keeps_and_shows(tmp_path, monkeypatch, capsys):
@@ -165,5 +211,43 @@ def test_cli_calibrate_measures_keeps_and_shows(tmp_path, monkeypatch, capsys):
     assert pc.load(path, threads=1) is not None
     assert cli(["calibrate", "--file", str(path), "--show", "--threads", "1"]) == 0
     assert "factors (break-even / rule)" in capsys.readouterr().out
+    assert cli(["calibrate", "--file", str(path), "--threads", "1", "--quick", "--no-progress"]) == 0
+    assert "(quick: bisection)" in capsys.readouterr().out
+    assert pc.load(path, threads=1).search == "bisection" and pc.load(path, threads=1).rows == list(pc.QUICK_ROWS)
     assert cli(["calibrate", "--file", str(path), "--threads", "0"]) == 2
     assert "must be positive" in capsys.readouterr().err
+
+
+def test_first_use_is_measured_once_by_concurrent_callers(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SNNEDGE_CALIBRATION", str(tmp_path / "c.json"))
+    fake = _FakeCalibrate({c: 2.0 for c in pc.PROBES}, wait=0.3)
+    monkeypatch.setattr(pc, "calibrate", fake)
+    got = []
+    callers = [threading.Thread(target=lambda: got.append(pc.for_auto(progress=False))) for _ in range(3)]
+    for t in callers:
+        t.start()
+    for t in callers:
+        t.join()
+    # one measured (under the lock beside the file); the others read what it kept
+    assert len(fake.calls) == 1 and len(got) == 3 and all(c.factors["conv"] == 2.0 for c in got)
+    assert (tmp_path / "c.json.lock").exists()
+    assert "kept in" in capsys.readouterr().err
+
+
+def test_first_use_where_nothing_can_be_kept(tmp_path, monkeypatch):
+    fake = _FakeCalibrate()
+    monkeypatch.setattr(pc, "calibrate", fake)
+    monkeypatch.setattr(pc, "_UNKEPT", {})
+    monkeypatch.setenv("SNNEDGE_CALIBRATION", "off")  # nothing measured: the rule
+    assert pc.for_auto() is None and fake.calls == []
+    (tmp_path / "a_file").write_text("")
+    monkeypatch.setenv("SNNEDGE_CALIBRATION", str(tmp_path / "a_file" / "c.json"))  # no such folder
+    with pytest.warns(UserWarning, match="cannot keep it in .* Set SNNEDGE_CALIBRATION to a file"):
+        assert pc.for_auto() is not None
+    assert pc.for_auto() is not None and len(fake.calls) == 1  # this process keeps it
+    bad = tmp_path / "old.json"
+    bad.write_text(json.dumps({"version": pc.FILE_VERSION - 1, "machines": []}))
+    monkeypatch.setenv("SNNEDGE_CALIBRATION", str(bad))
+    with pytest.warns(UserWarning, match="is not used"):
+        assert pc.for_auto() is None  # another version's file: the rule, the file left alone
+    assert len(fake.calls) == 1 and json.loads(bad.read_text())["version"] == pc.FILE_VERSION - 1

@@ -10,10 +10,11 @@ auto / best, ``auto``'s time over the faster of "dense" and "event" (goal <= 1.1
 ``--out`` a markdown table with the worst case and the median.
 
 The calibration is measured at the start of the run, as ``snnedge calibrate`` does, at the
-run's thread count (``--calibration FILE`` reads a kept one instead).
+run's thread count (``--quick``: as engine "auto" does on first use, ``snnedge calibrate
+--quick``; ``--calibration FILE`` reads a kept one instead).
 
 Usage: PYTHONPATH=. python examples/benchmarks/calibrated_auto.py [NET ...] [--threads 1]
-       [--clock cpu|wall] [--timesteps 32] [--batch 100] [--repeats 5] [--out F.md]
+       [--clock cpu|wall] [--timesteps 32] [--batch 100] [--repeats 5] [--quick] [--out F.md]
 """
 from __future__ import annotations
 
@@ -84,6 +85,8 @@ def main(argv=None) -> list[dict]:
     ap.add_argument("--rows", type=int, nargs="+", default=None,
                     help="row counts of the calibration's probes (default: the package's)")
     ap.add_argument("--calibration", type=Path, default=None, help="a kept calibration file")
+    ap.add_argument("--quick", action="store_true",
+                    help="measure the calibration as engine 'auto' does on first use (bisection)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -93,6 +96,10 @@ def main(argv=None) -> list[dict]:
         if cal is None:
             raise SystemExit(f"{args.calibration} holds no calibration for this machine at "
                              f"{args.threads} thread(s); run without --calibration to measure one.")
+    elif args.quick:
+        cal = path_calibration.calibrate(rows=args.rows or path_calibration.QUICK_ROWS,
+                                         repeats=path_calibration.QUICK_REPEATS,
+                                         progress=False, search="bisection")
     else:
         cal = path_calibration.calibrate(rows=args.rows or path_calibration.ROWS, progress=False)
     # the run's own calibration, in a file of its own for this process
@@ -100,7 +107,8 @@ def main(argv=None) -> list[dict]:
         cal, Path(tempfile.mkdtemp(prefix="snnedge-calibration-")) / "calibration.json"))
     print(f"# {speed_nets.machine()}; {clock.label(args.threads)}; T = {args.timesteps}, "
           f"batch {args.batch}, {args.repeats} repeats", flush=True)
-    print("# factors (break-even / rule): " + ", ".join(f"{c} {f:.2f}" for c, f in cal.factors.items()),
+    print(f"# calibration: {cal.search}, rows {cal.rows}, measured in {cal.seconds:.1f} s; factors "
+          "(break-even / rule): " + ", ".join(f"{c} {f:.2f}" for c, f in cal.factors.items()),
           flush=True)
     test_x, train_x = load_mnist_test()[0], load_mnist_digits()[0]
     rows = []

@@ -3,7 +3,8 @@
 Times the dense and event paths of the probe layers of :mod:`snnedge.path_calibration` at a
 grid of input densities, once per thread count asked for, prints the measured ratios and the
 fitted factors, and writes them to the calibration file, where ``simulate(engine="auto")``
-reads them from then on (in every process on this machine). ``--show`` prints what the file
+reads them from then on (in every process on this machine). ``--quick`` measures as engine
+``"auto"`` does on first use where no calibration is kept. ``--show`` prints what the file
 holds for this machine instead of measuring.
 """
 from __future__ import annotations
@@ -25,15 +26,23 @@ def add_calibrate(sub, command) -> None:
         "event_density_limit, and keep the result in the calibration file ($SNNEDGE_CALIBRATION, "
         "else ~/.cache/snnedge/path_calibration.json). simulate(engine='auto') then chooses each "
         "layer's path by this machine's break-evens at that thread count "
-        "(snnedge.path_calibration). About 20-60 s per thread count.",
+        "(snnedge.path_calibration). About 20-60 s per thread count. Without it, engine 'auto' "
+        "measures a quicker one (--quick) the first time it chooses a CPU layer's path at a "
+        "thread count this machine has none for (SNNEDGE_CALIBRATION=off: the rule alone).",
         "snnedge calibrate --threads 1 2")
     c.add_argument("--threads", type=int, nargs="+", default=None, metavar="N",
                    help=f"torch thread counts to calibrate (default: torch's, now "
                         f"{torch.get_num_threads()})")
-    c.add_argument("--rows", type=int, nargs="+", default=list(path_calibration.ROWS),
+    c.add_argument("--rows", type=int, nargs="+", default=None,
                    help="row counts of each probe's input, time steps x samples of one block "
-                        "(default: 32 400, one sample at T = 32 and 4 steps of 100 samples)")
-    c.add_argument("--repeats", type=int, default=5, help="timings per point, median (default: 5)")
+                        "(default: 32 400, one sample at T = 32 and 4 steps of 100 samples; "
+                        "with --quick 32 128)")
+    c.add_argument("--repeats", type=int, default=None,
+                   help="timings per point, median (default: 5; with --quick 3)")
+    c.add_argument("--quick", action="store_true",
+                   help="measure as engine 'auto' does on first use: each probe's break-even by "
+                        "bisection over the densities (4 of 9), 32 and 128 rows, 3 timings per "
+                        "point (about 5-15 s)")
     c.add_argument("--file", type=Path, default=None,
                    help="calibration file to write or read (default: $SNNEDGE_CALIBRATION, else "
                         "~/.cache/snnedge/path_calibration.json)")
@@ -44,6 +53,10 @@ def add_calibrate(sub, command) -> None:
 
 def run_calibrate(args) -> None:
     threads = args.threads or [torch.get_num_threads()]
+    if args.rows is None:
+        args.rows = list(path_calibration.QUICK_ROWS if args.quick else path_calibration.ROWS)
+    if args.repeats is None:
+        args.repeats = path_calibration.QUICK_REPEATS if args.quick else 5
     if min(threads) < 1 or min(args.rows) < 1 or args.repeats < 1:
         raise UsageError(f"--threads, --rows and --repeats must be positive. Got threads "
                          f"{threads}, rows {args.rows}, repeats {args.repeats}.")
@@ -63,11 +76,14 @@ def run_calibrate(args) -> None:
                 continue
         else:
             cal = path_calibration.calibrate(rows=args.rows, repeats=args.repeats, threads=n,
-                                             progress=not args.no_progress)
+                                             progress=not args.no_progress,
+                                             search="bisection" if args.quick else "grid")
         m = cal.machine
         print(f"{m['cpu']} ({', '.join(m['flags']) or 'no vector flags read'}), kernels "
               f"{m['isa']}, torch {m['torch']}, {m['threads']} thread(s), rows {' and '.join(map(str, cal.rows))}"
-              f"{', measured ' + cal.created if cal.created else ''}\n")
+              f"{', measured ' + cal.created if cal.created else ''}"
+              f"{f' in {cal.seconds:.1f} s' if cal.seconds else ''}"
+              f"{' (quick: bisection)' if cal.search == 'bisection' else ''}\n")
         print("dense time / event time at each input density (> 1: the event path is faster)\n")
         print(cal.table())
         if not args.show:
