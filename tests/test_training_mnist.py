@@ -39,3 +39,29 @@ def test_conv_lif_reaches_975_on_mnist():
           f"{train_s:.0f} s training, {torch.get_num_threads()} threads)")
     assert res.num_samples == 10_000
     assert acc >= 0.975
+
+
+def test_benchmark_zoo_nets_are_the_zoo_architectures_with_lif_neurons():
+    # examples/benchmarks/training.py --net zoo_*: the conversion zoo's sequential members,
+    # each ReLU a LIF, BatchNorm left out; every other module the member's own
+    spec = importlib.util.spec_from_file_location(
+        "benchmark_training", ROOT / "examples" / "benchmarks" / "training.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    from torch import nn
+    names = [n for n in bench.NETS if n.startswith("zoo_")]
+    assert names == ["zoo_lenet_w8", "zoo_mlp_dropout", "zoo_vgg_wide256"]
+    for name in names:
+        net = bench.NETS[name](beta=0.8)
+        import zoo  # examples/benchmarks, on the path once a builder has run
+        ann = zoo.build(name[len("zoo_"):])
+        kept = [m for m in ann if not isinstance(m, nn.BatchNorm2d)]
+        mods = [node.module for node in net.nodes]
+        assert len(mods) == len(kept), name
+        for ours, theirs in zip(mods, kept):
+            if isinstance(theirs, nn.ReLU):
+                assert isinstance(ours, snnedge.LIF) and float(ours.beta) == pytest.approx(0.8)
+            else:
+                assert type(ours) is type(theirs), name
+        out = snnedge.simulate(net, torch.rand(2, 1, 28, 28), timesteps=2, progress=False).output
+        assert out.shape == (2, 10)

@@ -24,8 +24,9 @@ with ``measure_peak_memory`` of examples/benchmarks/peak_memory.py (the most ten
 at once).
 
 ``--net`` trains another network on both sides (``NETS``: ``lif_heldout``, ``lif_vgg``,
-``lif_mlp``; snnTorch's side is then built by ``generic_snntorch_net`` from the same
-modules and weights).
+``lif_mlp``, and ``zoo_lenet_w8``, ``zoo_mlp_dropout``, ``zoo_vgg_wide256``: conversion-zoo
+architectures with LIF neurons for their ReLUs and no BatchNorm, ``zoo_net``; snnTorch's side
+is then built by ``generic_snntorch_net`` from the same modules and weights).
 
 Usage::
 
@@ -92,9 +93,34 @@ def lif_mlp_net(beta: float = 0.9):
         snnedge.LIF(beta=beta), nn.Linear(256, 10), input_shape=(1, 28, 28))
 
 
-# --net: the networks both sides can train (snnTorch's twin of any of them: generic_snntorch_net)
+def zoo_net(member: str):
+    """The builder of a LIF net with the architecture of conversion-zoo member ``member``
+    (examples/benchmarks/zoo.py, a plain ``nn.Sequential``): each ``nn.ReLU`` becomes a LIF
+    neuron and each BatchNorm is left out (a ``SpikingNetwork`` does not train BatchNorm; a
+    converted one folds it into the convolution); every other module (Dropout, pooling, max
+    pooling of spikes, the readout) stays as it is."""
+    def build(beta: float = 0.9):
+        import snnedge
+        from torch import nn
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import zoo
+        ann = zoo.build(member)
+        if not isinstance(ann, nn.Sequential):
+            raise ValueError(f"zoo member {member} is not an nn.Sequential; zoo_net takes those only.")
+        return snnedge.sequential(*[snnedge.LIF(beta=beta) if isinstance(m, nn.ReLU) else m
+                                    for m in ann if not isinstance(m, nn.modules.batchnorm._BatchNorm)],
+                                  input_shape=(1, 28, 28))
+    build.__doc__ = f"Zoo member {member}'s architecture, each ReLU a LIF neuron, no BatchNorm."
+    return build
+
+
+# --net: the networks both sides can train (snnTorch's twin of any of them: generic_snntorch_net).
+# The zoo_* ones are conversion-zoo architectures (issue 11) trained as LIF nets, without their
+# BatchNorm layers (zoo_net); the members with max pooling, Dropout2d or branches are not
+# sequences of modules a SpikingNetwork trains.
 NETS = {"acceptance": acceptance_net, "lif_heldout": lif_heldout_net, "lif_vgg": lif_vgg_net,
-        "lif_mlp": lif_mlp_net}
+        "lif_mlp": lif_mlp_net, **{f"zoo_{m}": zoo_net(m) for m in
+                                   ("lenet_w8", "mlp_dropout", "vgg_wide256")}}
 
 
 def generic_snntorch_net(name: str, state: dict, beta: float = 0.9):
