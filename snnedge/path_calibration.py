@@ -30,8 +30,8 @@ warning that says so; ``snnedge calibrate`` writes a new one.
 
 On a machine without a calibration at the current thread count, the first ``"auto"`` choice
 of a CPU layer measures one (:func:`for_auto`): a quicker one than ``snnedge calibrate``'s
-(each probe's break-even found by bisection over the density grid, 4 of its 9 points; 32
-and 128 rows; medians of 3; about 5-15 s, with a progress bar and a line on standard error),
+(each probe's break-even found by bisection over the density grid, 4 of its 9 points;
+medians of 3; about 10 s, against 40-60 s, with a progress bar and a line on standard error),
 kept in the file like the full one, so that later calls and processes reuse it. Processes
 that start at once measure one after another (a lock beside the file), and each takes what
 the first one kept. ``SNNEDGE_CALIBRATION=off`` (the rule, nothing measured or written) or
@@ -85,10 +85,15 @@ CALIBRATED_CAP = DENSITIES[-1]
 #: interleaved repeats.
 MIN_TIME = 0.01
 FILE_VERSION = 3
-#: The first-use calibration of engine "auto" (:func:`for_auto`): its row counts (one sample
-#: at T = 32, and 4 steps of 32 samples), timings per point, and the bisection search.
-QUICK_ROWS = (32, 128)
+#: The first-use calibration of engine "auto" (:func:`for_auto`): its row counts (the full
+#: calibration's) and timings per point; it searches by bisection.
+QUICK_ROWS = ROWS
 QUICK_REPEATS = 3
+#: A probe whose event path is less than this much faster at the grid's lowest density never
+#: wins (its break-even: half that density). Tiny layers, such as Linear 256 -> 10, time
+#: within a few percent of 1 at every low density: their first crossing is noise, and
+#: moved a class's factor by up to 2x between runs on one machine.
+TIE = 0.05
 
 
 def layer_class(module: nn.Module) -> str:
@@ -178,18 +183,18 @@ class Calibration:
 def break_even(densities, ratios) -> float:
     """The density where dense time / event time falls through 1 (log-interpolated between
     the timed points around the first crossing; ``None`` ratios, densities not timed, are
-    skipped); half the grid's lowest density where the event path never wins, its highest
-    where it always does."""
+    skipped); half the grid's lowest density where the event path never wins (not by
+    :data:`TIE` at the lowest density), its highest where it always does."""
     timed = [(d, r) for d, r in zip(densities, ratios) if r is not None]
     if not timed:
         raise ValueError("break_even needs at least one timed density; every ratio is None.")
     low, top = densities[0], densities[-1]
     densities, ratios = [d for d, _ in timed], [r for _, r in timed]
-    if ratios[0] < 1.0:
-        if densities[0] != low:
-            raise ValueError(f"the event path lost at the lowest density timed, "
-                             f"{densities[0]:.1%}, which is not the grid's lowest ({low:.1%}).")
+    if densities[0] == low and ratios[0] < 1.0 + TIE:
         return low / 2
+    if ratios[0] < 1.0:
+        raise ValueError(f"the event path lost at the lowest density timed, "
+                         f"{densities[0]:.1%}, which is not the grid's lowest ({low:.1%}).")
     for (d0, r0), (d1, r1) in zip(zip(densities, ratios), zip(densities[1:], ratios[1:])):
         if r1 < 1.0:
             w = math.log(r0) / (math.log(r0) - math.log(r1))  # r0 >= 1 > r1
@@ -412,7 +417,7 @@ def for_auto(threads: int | None = None, progress: bool = True) -> Calibration |
             return found or None
         m = machine(threads)
         print(f"snnedge: engine 'auto' has no calibration for this CPU ({m['cpu']}, kernels "
-              f"{m['isa']}) at {m['threads']} thread(s); measuring one now, once (about 5-15 s; "
+              f"{m['isa']}) at {m['threads']} thread(s); measuring one now, once (about 10 s; "
               f"'snnedge calibrate' measures a fuller one, SNNEDGE_CALIBRATION=off keeps the "
               f"fitted rule).", file=sys.stderr, flush=True)
         cal = calibrate(rows=QUICK_ROWS, repeats=QUICK_REPEATS, threads=threads,

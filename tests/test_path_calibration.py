@@ -32,6 +32,8 @@ def default_policy():
 def test_break_even_interpolates_the_first_crossing_and_bounds_the_grid():
     d = [0.01, 0.02, 0.04]
     assert pc.break_even(d, [0.9, 0.8, 0.7]) == 0.005  # never wins: half the lowest
+    assert pc.break_even(d, [1.0 + pc.TIE / 2, 0.8, 0.7]) == 0.005  # a tie is no win
+    assert pc.break_even(d, [1.0 + 2 * pc.TIE, 0.8, 0.7]) > 0.01
     assert pc.break_even(d, [3.0, 2.0, 1.5]) == 0.04  # always wins: the highest
     assert pc.break_even(d, [2.0, 2.0, 0.5]) == pytest.approx(math.sqrt(0.02 * 0.04))  # log-midway
     assert pc.break_even(d, [2.0, 0.9, 1.2]) == pytest.approx(
@@ -141,7 +143,7 @@ def test_auto_follows_this_machines_calibration_by_default(tmp_path, monkeypatch
     monkeypatch.setattr(pc, "calibrate", fake)
     assert path_choice.path_policy() == "limit"  # no calibration kept yet
     rule = snnedge.simulate(net, x, timesteps=4, engine="auto")
-    # the first choice measured one (quick: bisection, 32 and 128 rows), said so, and kept it
+    # the first choice measured one (quick: bisection), said so, and kept it
     assert [c["search"] for c in fake.calls] == ["bisection"] and fake.calls[0]["rows"] == pc.QUICK_ROWS
     assert "measuring one now, once" in capsys.readouterr().err
     assert pc.load(tmp_path / "c.json") is not None and path_choice.path_policy() == "calibrated"
@@ -211,9 +213,10 @@ def test_cli_calibrate_measures_keeps_and_shows(tmp_path, monkeypatch, capsys):
     assert pc.load(path, threads=1) is not None
     assert cli(["calibrate", "--file", str(path), "--show", "--threads", "1"]) == 0
     assert "factors (break-even / rule)" in capsys.readouterr().out
-    assert cli(["calibrate", "--file", str(path), "--threads", "1", "--quick", "--no-progress"]) == 0
+    assert cli(["calibrate", "--file", str(path), "--threads", "1", "--quick", "--rows", "4",
+                "--no-progress"]) == 0
     assert "(quick: bisection)" in capsys.readouterr().out
-    assert pc.load(path, threads=1).search == "bisection" and pc.load(path, threads=1).rows == list(pc.QUICK_ROWS)
+    assert pc.load(path, threads=1).search == "bisection" and pc.load(path, threads=1).rows == [4]
     assert cli(["calibrate", "--file", str(path), "--threads", "0"]) == 2
     assert "must be positive" in capsys.readouterr().err
 

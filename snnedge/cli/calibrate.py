@@ -35,14 +35,12 @@ def add_calibrate(sub, command) -> None:
                         f"{torch.get_num_threads()})")
     c.add_argument("--rows", type=int, nargs="+", default=None,
                    help="row counts of each probe's input, time steps x samples of one block "
-                        "(default: 32 400, one sample at T = 32 and 4 steps of 100 samples; "
-                        "with --quick 32 128)")
+                        "(default: 32 400, one sample at T = 32 and 4 steps of 100 samples)")
     c.add_argument("--repeats", type=int, default=None,
                    help="timings per point, median (default: 5; with --quick 3)")
     c.add_argument("--quick", action="store_true",
                    help="measure as engine 'auto' does on first use: each probe's break-even by "
-                        "bisection over the densities (4 of 9), 32 and 128 rows, 3 timings per "
-                        "point (about 5-15 s)")
+                        "bisection over the densities (4 of 9), 3 timings per point (about 10 s)")
     c.add_argument("--file", type=Path, default=None,
                    help="calibration file to write or read (default: $SNNEDGE_CALIBRATION, else "
                         "~/.cache/snnedge/path_calibration.json)")
