@@ -44,6 +44,7 @@ sys.path.insert(0, str(HERE))
 import speed_nets  # noqa: E402
 
 import snnedge  # noqa: E402
+from snnedge import path_calibration  # noqa: E402
 from converters import convert  # noqa: E402
 from snnedge.datasets import load_mnist_digits, load_mnist_test  # noqa: E402
 
@@ -148,6 +149,9 @@ print(json.dumps({"base": base, "peak": status("VmHWM")}))
 
 
 def memory_part(net, args) -> dict:
+    # engine "auto"'s calibration at the children's one thread, measured here if none is kept,
+    # so that no child's peak includes the probes of a first-use calibration
+    path_calibration.for_auto(threads=1, progress=False)
     peaks = {}
     for T in (32, 512):
         out = subprocess.run([sys.executable, "-c", MEMORY_CHILD, str(HERE), net.name, str(T),
