@@ -92,8 +92,10 @@ SCIPY_DENSITY_CAP = 0.15
 # lives as long as the layer. Above this size "auto" leaves the layer dense: VGG-16's first
 # fully connected layer (392 MiB of weights) saved 5 ms per block of 2 steps at batch 1 on
 # events (8.8 against 13.8 ms at 13 % density, 2 threads, AVX-512 Xeon) against 0.4-0.9 s
-# to make its copy and 392 MiB more memory, a fifth of the 2 GB issue 17 allows VGG-16.
-EVENT_WEIGHT_BYTES = 64 * 2**20
+# to make its copy and 392 MiB more memory, a fifth of the 2 GB issue 17 allows VGG-16. A cap
+# of 64 MiB kept AlexNet's 9216 -> 4096 layer (144 MiB) dense too: "auto" 2.75x slower than
+# "event" at batch 1, 1.8 % activity (issue 16, RESULTS.md section 12).
+EVENT_WEIGHT_BYTES = 256 * 2**20
 # Below this many input channels a convolution's break-even falls with (in / 32)^2 (see
 # event_density_limit); the table above starts at 32 input channels.
 NARROW_INPUT_CHANNELS = 32
