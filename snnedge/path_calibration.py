@@ -31,13 +31,15 @@ warning that says so; ``snnedge calibrate`` writes a new one.
 On a machine without a calibration at the current thread count, the first ``"auto"`` choice
 of a CPU layer measures one (:func:`for_auto`): a quicker one than ``snnedge calibrate``'s
 (each probe's break-even found by bisection over the density grid, 4 of its 9 points;
-medians of 3; about 10 s, against 40-60 s, with a progress bar and a line on standard error),
-kept in the file like the full one, so that later calls and processes reuse it. Processes
-that start at once measure one after another (a lock beside the file), and each takes what
-the first one kept. ``SNNEDGE_CALIBRATION=off`` (the rule, nothing measured or written) or
-``snnedge calibrate`` beforehand (the full measurement) avoid it. The rule alone missed
-``"auto"``'s goal on the CPUs it was not fitted on (issue 16: ``auto`` up to 1.36x the
-faster engine on an AVX2 EPYC, 1.09 with the machine's calibration).
+medians of 3; about 10 s, against 40-60 s; a line on standard error says so), kept in the
+file like the full one, so that later calls and processes reuse it. One measured while other
+jobs load the CPU (:func:`busy`) is not kept: it serves its process, with a warning, and the
+next process measures again. Processes that start at once measure one after another (a lock
+beside the file), and each takes what the first one kept. ``SNNEDGE_CALIBRATION=off`` (the
+rule, nothing measured or written) or ``snnedge calibrate`` beforehand (the full
+measurement) avoid it. The rule alone missed ``"auto"``'s goal on the CPUs it was not fitted
+on (issue 16: ``auto`` up to 1.36x the faster engine on an AVX2 EPYC; 1.09 with the
+machine's full calibration, 1.10 with a first-use one, RESULTS.md sections 11 and 12).
 """
 from __future__ import annotations
 
@@ -231,7 +233,7 @@ def _seconds(fn) -> float:
 
 
 def calibrate(rows: Sequence[int] = ROWS, repeats: int = 5, threads: int | None = None,
-              progress: bool = True, seed: int = 0, search: str = "grid") -> Calibration:
+              progress: bool | None = True, seed: int = 0, search: str = "grid") -> Calibration:
     """Time the dense and event paths of the probe layers (:data:`PROBES`) on random binary
     inputs of each count of ``rows`` (the steps x samples of one block: 32 is one sample at
     T = 32, 400 four steps of 100 samples), channels-last as the engines pass them, at each
@@ -239,8 +241,8 @@ def calibrate(rows: Sequence[int] = ROWS, repeats: int = 5, threads: int | None 
     crossing of 1 visits (``"bisection"``, :func:`first_crossing`: 3-4 of the 9); medians of
     ``repeats`` interleaved timings, with ``threads`` torch threads (default: torch's
     setting). A probe's break-even is the geometric mean of its break-evens over ``rows``.
-    About 20-60 s on the grid. The result is this machine's :class:`Calibration`
-    (:func:`save` keeps it)."""
+    About 20-60 s on the grid. ``progress``: a progress bar (None: on a terminal only). The
+    result is this machine's :class:`Calibration` (:func:`save` keeps it)."""
     rows = [int(n) for n in ([rows] if isinstance(rows, int) else rows)]
     if not rows or min(rows) < 1 or repeats < 1:
         raise ValueError(f"calibrate needs row counts >= 1 and repeats >= 1. Got rows={rows}, "
@@ -255,7 +257,7 @@ def calibrate(rows: Sequence[int] = ROWS, repeats: int = 5, threads: int | None 
     ratios, points, factors = {}, {}, {}
     per_probe = len(DENSITIES) if search == "grid" else math.ceil(math.log2(len(DENSITIES) + 1))
     bar = tqdm(total=sum(map(len, PROBES.values())) * per_probe * len(rows), desc="calibrate",
-               unit="point", leave=False, disable=not progress)
+               unit="point", leave=False, disable=None if progress is None else not progress)
 
     def ratio(layer, shape, n, i) -> float:
         x = (torch.rand((n, *shape), generator=gen) < DENSITIES[i]).float()
@@ -393,15 +395,52 @@ def _locked(target: Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def for_auto(threads: int | None = None, progress: bool = True) -> Calibration | None:
+#: Other processes' share of the machine's CPUs, while a first-use calibration measured,
+#: above which it is not kept (:func:`busy`).
+BUSY_SHARE = 0.25
+
+
+def cpu_times() -> tuple[float, float, float] | None:
+    """Now: (wall seconds, CPU seconds of every process on the machine, CPU seconds of this
+    one), from ``/proc/stat`` (Linux); None elsewhere."""
+    try:
+        with open("/proc/stat") as f:
+            ticks = [int(v) for v in f.readline().split()[1:9]]
+        per_s = os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, AttributeError):
+        return None
+    own = os.times()
+    # user nice system idle iowait irq softirq steal: all but idle and iowait are work
+    return time.monotonic(), (sum(ticks) - ticks[3] - ticks[4]) / per_s, own.user + own.system
+
+
+def busy(since: tuple[float, float, float] | None = None) -> str | None:
+    """Why timings taken since ``since`` (:func:`cpu_times`) were not this machine's own: a
+    note when other processes used more than :data:`BUSY_SHARE` of its CPUs meanwhile; with
+    no ``since`` (or no ``/proc/stat``), when the 1-minute load average exceeds the cores
+    this process may use by more than one. None otherwise, or where neither can be read."""
+    now = cpu_times() if since is not None else None
+    if now is not None and now[0] > since[0]:
+        share = ((now[1] - since[1]) - (now[2] - since[2])) / ((now[0] - since[0]) * (os.cpu_count() or 1))
+        return f"other processes used {share:.0%} of the CPUs" if share > BUSY_SHARE else None
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return f"load average {load:.1f} on {cores} core(s)" if load > cores + 1 else None
+
+
+def for_auto(threads: int | None = None, progress: bool | None = None) -> Calibration | None:
     """This machine's calibration for engine ``"auto"`` at ``threads`` (default: torch's
     setting): the one kept in the file; where none is, one measured now, the quick way
-    (:data:`QUICK_ROWS`, :data:`QUICK_REPEATS`, bisection; a line on standard error says so)
-    and kept in the file for later calls and processes. None where the file is off
-    (``SNNEDGE_CALIBRATION=off``) or cannot be read (the rule then, with a warning). Where
-    the file cannot be written the measured calibration serves this process, with a warning.
-    Processes that get here at once take turns (a lock beside the file): the first measures,
-    the others read what it kept."""
+    (:data:`QUICK_ROWS`, :data:`QUICK_REPEATS`, bisection; a line on standard error says so;
+    ``progress``: its bar, None: on a terminal only) and kept in the file for later calls and
+    processes. None where the file is off (``SNNEDGE_CALIBRATION=off``) or cannot be read (the
+    rule then, with a warning). A calibration measured while other jobs load the CPU
+    (:func:`busy`), or where the file cannot be written, serves this process only, with a
+    warning: the next process measures again. Processes that get here at once take turns (a
+    lock beside the file): the first measures, the others read what it kept."""
     target = calibration_path()
     if target is None:
         return None
@@ -420,15 +459,20 @@ def for_auto(threads: int | None = None, progress: bool = True) -> Calibration |
               f"{m['isa']}) at {m['threads']} thread(s); measuring one now, once (about 10 s; "
               f"'snnedge calibrate' measures a fuller one, SNNEDGE_CALIBRATION=off keeps the "
               f"fitted rule).", file=sys.stderr, flush=True)
+        start = cpu_times()
         cal = calibrate(rows=QUICK_ROWS, repeats=QUICK_REPEATS, threads=threads,
                         progress=progress, search="bisection")
+        loaded = busy(start)
         try:
+            if loaded:
+                raise OSError(f"the CPU was busy while it measured, {loaded}")
             save(cal, target)
         except OSError as err:
-            warnings.warn(f"Engine 'auto' measured this machine's calibration but cannot keep it "
-                          f"in {target} ({err}): every process will measure it again. Set "
-                          f"SNNEDGE_CALIBRATION to a file that can be written, or to 'off' for "
-                          f"the fitted rule.", stacklevel=2)
+            warnings.warn(f"Engine 'auto' measured this machine's calibration but does not keep it "
+                          f"in {target} ({err}): it serves this process only, and the next one "
+                          f"measures again. Run 'snnedge calibrate' when the machine is quiet, set "
+                          f"SNNEDGE_CALIBRATION to a file that can be written, or to 'off' for the "
+                          f"fitted rule.", stacklevel=2)
             _UNKEPT[here] = cal
             return cal
         print(f"snnedge: calibrated in {cal.seconds:.1f} s, kept in {target} (factors: " +
@@ -439,4 +483,4 @@ def for_auto(threads: int | None = None, progress: bool = True) -> Calibration |
 
 __all__ = ["PROBES", "ROWS", "DENSITIES", "CALIBRATED_CAP", "Calibration", "layer_class", "machine",
            "QUICK_ROWS", "QUICK_REPEATS", "break_even", "first_crossing", "calibrate",
-           "calibration_path", "save", "load", "for_auto"]
+           "BUSY_SHARE", "calibration_path", "save", "load", "cpu_times", "busy", "for_auto"]

@@ -141,6 +141,7 @@ def test_auto_follows_this_machines_calibration_by_default(tmp_path, monkeypatch
     monkeypatch.setenv("SNNEDGE_CALIBRATION", str(tmp_path / "c.json"))
     fake = _FakeCalibrate()  # factors 1: the rule's limits
     monkeypatch.setattr(pc, "calibrate", fake)
+    monkeypatch.setattr(pc, "busy", lambda since=None: None)  # (as on a quiet machine)
     assert path_choice.path_policy() == "limit"  # no calibration kept yet
     rule = snnedge.simulate(net, x, timesteps=4, engine="auto")
     # the first choice measured one (quick: bisection), said so, and kept it
@@ -225,6 +226,7 @@ def test_first_use_is_measured_once_by_concurrent_callers(tmp_path, monkeypatch,
     monkeypatch.setenv("SNNEDGE_CALIBRATION", str(tmp_path / "c.json"))
     fake = _FakeCalibrate({c: 2.0 for c in pc.PROBES}, wait=0.3)
     monkeypatch.setattr(pc, "calibrate", fake)
+    monkeypatch.setattr(pc, "busy", lambda since=None: None)
     got = []
     callers = [threading.Thread(target=lambda: got.append(pc.for_auto(progress=False))) for _ in range(3)]
     for t in callers:
@@ -240,12 +242,13 @@ def test_first_use_is_measured_once_by_concurrent_callers(tmp_path, monkeypatch,
 def test_first_use_where_nothing_can_be_kept(tmp_path, monkeypatch):
     fake = _FakeCalibrate()
     monkeypatch.setattr(pc, "calibrate", fake)
+    monkeypatch.setattr(pc, "busy", lambda since=None: None)
     monkeypatch.setattr(pc, "_UNKEPT", {})
     monkeypatch.setenv("SNNEDGE_CALIBRATION", "off")  # nothing measured: the rule
     assert pc.for_auto() is None and fake.calls == []
     (tmp_path / "a_file").write_text("")
     monkeypatch.setenv("SNNEDGE_CALIBRATION", str(tmp_path / "a_file" / "c.json"))  # no such folder
-    with pytest.warns(UserWarning, match="cannot keep it in .* Set SNNEDGE_CALIBRATION to a file"):
+    with pytest.warns(UserWarning, match="does not keep it in .* set SNNEDGE_CALIBRATION to a file"):
         assert pc.for_auto() is not None
     assert pc.for_auto() is not None and len(fake.calls) == 1  # this process keeps it
     bad = tmp_path / "old.json"
@@ -254,3 +257,42 @@ def test_first_use_where_nothing_can_be_kept(tmp_path, monkeypatch):
     with pytest.warns(UserWarning, match="is not used"):
         assert pc.for_auto() is None  # another version's file: the rule, the file left alone
     assert len(fake.calls) == 1 and json.loads(bad.read_text())["version"] == pc.FILE_VERSION - 1
+
+
+def test_a_first_use_on_a_busy_cpu_is_not_kept(tmp_path, monkeypatch):
+    monkeypatch.setattr(pc.os, "getloadavg", lambda: (9.0, 9.0, 9.0))
+    monkeypatch.setattr(pc.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert pc.busy() == "load average 9.0 on 2 core(s)"
+    monkeypatch.setattr(pc.os, "getloadavg", lambda: (2.9, 9.0, 9.0))  # its own 2 threads, and 0.9
+    assert pc.busy() is None
+    if pc.cpu_times() is not None:  # Linux: the others' share of the CPUs in the window
+        monkeypatch.setattr(pc.os, "cpu_count", lambda: 2)
+        times = iter([(10.0, 105.0, 2.0)])
+        monkeypatch.setattr(pc, "cpu_times", lambda: next(times))
+        # 1 s on 2 CPUs; all processes 1.5 CPU-s, this one 1.0: the others 25%
+        assert pc.busy((9.0, 103.5, 1.0)) is None
+        times = iter([(10.0, 105.0, 2.0)])
+        assert pc.busy((9.0, 103.0, 1.0)) == "other processes used 50% of the CPUs"
+        monkeypatch.setattr(pc, "cpu_times", lambda: None)
+    fake = _FakeCalibrate()
+    monkeypatch.setattr(pc, "calibrate", fake)
+    monkeypatch.setattr(pc, "_UNKEPT", {})
+    monkeypatch.setenv("SNNEDGE_CALIBRATION", str(tmp_path / "c.json"))
+    monkeypatch.setattr(pc, "busy", lambda since=None: "other processes used 50% of the CPUs")
+    with pytest.warns(UserWarning, match="busy while it measured, other processes used 50% .* Run "
+                                         "'snnedge calibrate' when the machine is quiet"):
+        assert pc.for_auto() is not None
+    assert not (tmp_path / "c.json").exists()  # not kept: the next process measures again
+    assert pc.for_auto() is not None and len(fake.calls) == 1  # this process uses its own
+
+
+def test_cpu_times_see_this_process_work():
+    start = pc.cpu_times()
+    if start is None:
+        pytest.skip("no /proc/stat on this platform")
+    t = time.process_time()
+    while time.process_time() - t < 0.2:
+        pass
+    end = pc.cpu_times()
+    assert end[2] - start[2] >= 0.15  # this process's CPU time
+    assert end[1] - start[1] >= 0.1  # counted among all processes' too
