@@ -463,13 +463,15 @@ def for_auto(threads: int | None = None, progress: bool | None = None) -> Calibr
         cal = calibrate(rows=QUICK_ROWS, repeats=QUICK_REPEATS, threads=threads,
                         progress=progress, search="bisection")
         loaded = busy(start)
-        try:
-            if loaded:
-                raise OSError(f"the CPU was busy while it measured, {loaded}")
-            save(cal, target)
-        except OSError as err:
+        why = f"the CPU was busy while it measured, {loaded}" if loaded else None
+        if why is None:
+            try:
+                save(cal, target)
+            except OSError as err:
+                why = str(err)
+        if why is not None:
             warnings.warn(f"Engine 'auto' measured this machine's calibration but does not keep it "
-                          f"in {target} ({err}): it serves this process only, and the next one "
+                          f"in {target} ({why}): it serves this process only, and the next one "
                           f"measures again. Run 'snnedge calibrate' when the machine is quiet, set "
                           f"SNNEDGE_CALIBRATION to a file that can be written, or to 'off' for the "
                           f"fitted rule.", stacklevel=2)
