@@ -447,14 +447,14 @@ def for_auto(threads: int | None = None, progress: bool | None = None) -> Calibr
     found = _lookup(target, threads)
     if found is not None:
         return found or None
-    here = json.dumps(machine(threads), sort_keys=True)
+    m = machine(threads)
+    here = json.dumps(m, sort_keys=True)
     if here in _UNKEPT:
         return _UNKEPT[here]
     with _locked(target):
         found = _lookup(target, threads)  # kept meanwhile by another process?
         if found is not None:
             return found or None
-        m = machine(threads)
         print(f"snnedge: engine 'auto' has no calibration for this CPU ({m['cpu']}, kernels "
               f"{m['isa']}) at {m['threads']} thread(s); measuring one now, once (about 10 s; "
               f"'snnedge calibrate' measures a fuller one, SNNEDGE_CALIBRATION=off keeps the "
