@@ -129,6 +129,44 @@ def worth_measuring(module: nn.Module, device: str | torch.device = "cpu") -> bo
     return _limit(module, device, cal) > 0
 
 
+class BatchChoices:
+    """Engine ``"auto"``'s choices within one batch: :func:`worth_measuring` and
+    :func:`choose_path` with the policy, the calibration and each layer's limit looked up once
+    per batch rather than once per layer and block (the lookup reads the calibration file's
+    state; on a small all-dense network at batch 100 these lookups cost a few percent of a
+    run). A policy set, or a calibration kept, during a batch takes effect from the next."""
+
+    def __init__(self) -> None:
+        self._in_force: dict[str, tuple[str, path_calibration.Calibration | None]] = {}
+        self._limits: dict[nn.Module, float] = {}
+
+    def _resolve(self, module: nn.Module, device: torch.device) -> tuple[str, path_calibration.Calibration | None]:
+        found = self._in_force.get(device.type)
+        if found is None:  # first asked by a layer with an event path (else no first use)
+            found = self._in_force[device.type] = _in_force(module, device)
+        return found
+
+    def worth_measuring(self, module: nn.Module, device: str | torch.device = "cpu") -> bool:
+        """As :func:`worth_measuring`."""
+        if not event_path_exists(module, device):
+            return False
+        policy, cal = self._resolve(module, torch.device(device))
+        return policy == "timed" or self.limit(module, device, cal) > 0
+
+    def limit(self, module: nn.Module, device, cal) -> float:
+        if module not in self._limits:
+            self._limits[module] = _limit(module, device, cal)
+        return self._limits[module]
+
+    def choose_path(self, module: nn.Module, x: torch.Tensor,
+                    density: float) -> tuple[bool, torch.Tensor | None]:
+        """As :func:`choose_path`."""
+        policy, cal = self._resolve(module, x.device)
+        if policy != "timed":
+            return density < self.limit(module, x.device, cal), None
+        return _timed_choice(module, x, density)
+
+
 def density_bucket(density: float) -> int:
     """The half-octave of ``density`` (densities below 1e-4 share one bucket)."""
     return round(math.log2(max(density, 1e-4)) * BUCKETS_PER_OCTAVE)
@@ -142,6 +180,10 @@ def choose_path(module: nn.Module, x: torch.Tensor,
     policy, cal = _in_force(module, x.device)
     if policy != "timed":
         return density < _limit(module, x.device, cal), None
+    return _timed_choice(module, x, density)
+
+
+def _timed_choice(module: nn.Module, x: torch.Tensor, density: float) -> tuple[bool, torch.Tensor | None]:
     key = (tuple(x.shape[1:]), x.dtype, torch.get_num_threads(), density_bucket(density))
     slot = _RATIOS.setdefault(module, {})
     if key in slot:
@@ -173,4 +215,4 @@ def timed_ratios(module: nn.Module) -> dict:
 
 
 __all__ = ["POLICIES", "set_path_policy", "path_policy", "density_limit", "worth_measuring",
-           "density_bucket", "choose_path", "timed_ratios"]
+           "BatchChoices", "density_bucket", "choose_path", "timed_ratios"]

@@ -185,6 +185,24 @@ def test_input_density_samples_large_inputs_and_counts_small_ones_exactly():
     assert input_density(torch.zeros(0, 3)) == 0.0
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("shape", [(3, 70), (4, 64, 64, 64), (2, 7, 300, 300)])
+def test_input_density_kernel_counts_as_torch_does(monkeypatch, dtype, shape):
+    """The compiled count (``count_nonzero`` in _event_kernels.c) and torch.count_nonzero
+    count the same values of the same sample, NaN as non-zero and -0.0 as zero."""
+    if ev.native_kernel() is None:
+        pytest.skip("no compiled kernels")
+    g = torch.Generator().manual_seed(1)
+    x = ((torch.rand(shape, generator=g) < 0.13) * torch.rand(shape, generator=g)).to(dtype)
+    flat = x.view(-1)
+    flat[5], flat[6] = float("nan"), -0.0
+    compiled = input_density(x)
+    monkeypatch.setenv("SNNEDGE_NATIVE", "0")
+    assert input_density(x) == compiled
+    if x.numel() < 2 * DENSITY_SAMPLE:
+        assert compiled == float(torch.count_nonzero(x)) / x.numel()
+
+
 def test_auto_chooses_again_every_block(monkeypatch, limit_policy):
     """Input spikes dense in the first block and sparse in the second: "auto" runs the layer
     dense, then on events; the choice it reports (and later batches keep) is the last

@@ -166,6 +166,27 @@ def test_auto_follows_this_machines_calibration_by_default(tmp_path, monkeypatch
     assert snnedge.simulate(net, x, timesteps=4, engine="auto").extra["event_layers"][0] == []
 
 
+def test_auto_looks_up_the_calibration_once_per_batch(monkeypatch, tmp_path, default_policy):
+    """Engine "auto" reads the calibration file's state once per batch, not once per layer and
+    block (BatchChoices), and chooses as the module-level functions do."""
+    net, x = _narrow_net()
+    monkeypatch.setenv("SNNEDGE_CALIBRATION", str(tmp_path / "c.json"))
+    pc.save(_calibration(), tmp_path / "c.json")
+    lookups = []
+    real = pc.for_auto
+    monkeypatch.setattr(pc, "for_auto", lambda *a, **k: lookups.append(1) or real(*a, **k))
+    res = snnedge.simulate(net, torch.cat([x, x]), timesteps=8, engine="auto", batch_size=4,
+                           block_steps=1)
+    assert len(lookups) == 1  # the first batch chose (8 blocks, two layers); the second took its choice
+    assert len(res.extra["input_density"][0]) == 2
+    choices = path_choice.BatchChoices()
+    for name in ("2", "5"):
+        layer, density = net.layer(name), res.extra["input_density"][0][name]
+        assert choices.worth_measuring(layer) == path_choice.worth_measuring(layer)
+        assert choices.choose_path(layer, x, density) == path_choice.choose_path(layer, x, density)
+    assert not choices.worth_measuring(net.layer("2"), "cuda")  # no event path on GPUs
+
+
 def test_policy_calibrated_without_a_calibration_says_how_to_make_one(monkeypatch):
     monkeypatch.setenv("SNNEDGE_CALIBRATION", "off")  # nowhere to keep one: nothing measured
     previous = path_choice.set_path_policy("calibrated")
