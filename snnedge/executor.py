@@ -246,10 +246,11 @@ class Executor:
             out = self.buffers.get(name) if reuse else None  # a loop keeps each step's spikes
             # spikes over the current they came from, where nothing else reads it: one memory
             # stream less (1.5-2.7x faster neuron passes on the test machine)
-            over_input = donated and reuse and not cur.static and type(module).runs_reference_update()
+            reference = type(module).runs_reference_update()
+            over_input = donated and reuse and not cur.static and reference
             if over_input:
                 out = cur.tensor
-            if type(module).runs_reference_update():
+            if reference:
                 y = module.advance_block(cur.tensor, self._own_state(name), steps, cur.static,
                                          out=out, counts=counts)
             else:
