@@ -115,12 +115,19 @@ class SourceLink:
 
 def event_sources(net: SpikingNetwork) -> tuple[str, ...]:
     """Layers whose outputs are counted: the input, temporal modules, and weighted layers
-    whose (analog) output reaches another weighted layer without a neuron in between."""
-    sources = [INPUT] + [n for n in net.names if net.kind(n) == "temporal"]
-    for n in net.names:
-        if net.kind(n) == "weighted" and _reaches_weighted(net, n):
-            sources.append(n)
-    return tuple(sources)
+    whose (analog) output reaches another weighted layer without a neuron in between.
+
+    Kept on the network, as its shapes are (:meth:`SpikingNetwork.shapes`): it follows from
+    the graph alone, which does not change after construction (one walk per ``simulate``
+    call was 1% of a one-sample run of ResNet-18)."""
+    kept = net.__dict__.get("_event_sources")
+    if kept is None:
+        sources = [INPUT] + [n for n in net.names if net.kind(n) == "temporal"]
+        for n in net.names:
+            if net.kind(n) == "weighted" and _reaches_weighted(net, n):
+                sources.append(n)
+        kept = net.__dict__["_event_sources"] = tuple(sources)
+    return kept
 
 
 def _reaches_weighted(net: SpikingNetwork, name: str) -> bool:

@@ -402,12 +402,27 @@ def check_finite(xb: torch.Tensor) -> None:
                          f"the data first (e.g. torch.nan_to_num).")
 
 
+def all_modules(net: torch.nn.Module) -> list[torch.nn.Module]:
+    """``net`` and every submodule, each once (what ``net.modules()`` yields, in another
+    order): one loop over the ``_modules`` dicts instead of a generator per level of nesting
+    that every module's value passes through (the two walks per call of ``simulate`` were 3%
+    of a one-sample run of ResNet-18)."""
+    seen, found, stack = set(), [], [net]
+    while stack:
+        m = stack.pop()
+        if id(m) not in seen:
+            seen.add(id(m))
+            found.append(m)
+            stack.extend(c for c in m._modules.values() if c is not None)
+    return found
+
+
 def prepared(net: SpikingNetwork, device: torch.device, dtype: torch.dtype) -> SpikingNetwork:
     """The network on ``device`` in ``dtype``: the same object if nothing changes, else a copy."""
     # one walk over the modules' own tensors: parameters() and buffers() walk the modules
     # twice and keep a set of what they saw (0.5 ms of a 20 ms one-sample run of ResNet-18)
     if all(t is None or (t.device == device and (t.dtype == dtype or not t.is_floating_point()))
-           for m in net.modules() for t in itertools.chain(m._parameters.values(), m._buffers.values())):
+           for m in all_modules(net) for t in itertools.chain(m._parameters.values(), m._buffers.values())):
         return net
     return copy.deepcopy(net).to(device=device, dtype=dtype)
 
@@ -415,7 +430,7 @@ def prepared(net: SpikingNetwork, device: torch.device, dtype: torch.dtype) -> S
 @contextlib.contextmanager
 def eval_mode(net: torch.nn.Module) -> Iterator[None]:
     """Every submodule of ``net`` in eval mode inside the block; each one's own mode after."""
-    training = [m for m in net.modules() if m.training]
+    training = [m for m in all_modules(net) if m.training]
     for m in training:
         # the flag itself where the module keeps torch's ``train``: ``net.eval()`` goes through
         # ``Module.__setattr__`` once per module and cost 8% of a one-sample simulation of

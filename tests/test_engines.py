@@ -200,6 +200,17 @@ def test_simulate_runs_in_eval_mode_and_gives_every_module_its_own_mode_back():
     assert [m.training for m in net.modules()] == [True, True, False, True, True]
 
 
+def test_all_modules_finds_what_modules_finds_each_once():
+    from snnedge.simulate import all_modules
+    shared = nn.Linear(3, 3)
+    inner = nn.Sequential(shared, nn.Sequential(nn.ReLU(), shared))
+    outer = nn.Sequential(inner, nn.Identity(), inner)
+    outer.add_module("empty", None)
+    found = all_modules(outer)
+    assert len(found) == len({id(m) for m in found}) == len(list(outer.modules()))
+    assert {id(m) for m in found} == {id(m) for m in outer.modules()}
+
+
 def test_layer_lookup_follows_a_replaced_layer():
     net = snnedge.sequential(nn.Flatten(), nn.Linear(4, 3), snnedge.IF(), input_shape=(2, 2))
     new = nn.Linear(4, 3)
