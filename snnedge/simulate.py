@@ -275,7 +275,11 @@ def assemble_result(net: SpikingNetwork, runs: list[BatchRun], links: list[Sourc
         counts = {s: functools.reduce(operator.add, (r.counts[s] for r in runs)) for s in sources}
     events, macs = {}, {}
     for link in links:
-        total = float((counts[link.source].cpu() * link.weight).sum())
+        c, w = counts[link.source].cpu(), link.weight
+        # one dot product where both are dense alike (no product tensor: a one-sample run of
+        # ResNet-18 spent 4% of its time here), else the broadcast product
+        total = float(torch.dot(c.view(-1), w.view(-1)) if c.is_contiguous() and w.is_contiguous()
+                      and c.shape == w.shape and c.dtype == w.dtype else (c * w).sum())
         book = events if sources[link.source] == "events" else macs
         book[link.target] = book.get(link.target, 0) + int(round(total))
     neuron_layers = net.neuron_layers
