@@ -140,12 +140,33 @@ def machine(threads: int | None = None) -> dict:
             "threads": int(threads or torch.get_num_threads())}
 
 
+#: Classes whose factor follows the input channels between their two probes (in the log of
+#: both) instead of one factor for the class. The rule weights a 1x1 convolution's work per
+#: event by (in / 128)^2, at most 4 (snnedge.events), a dependence fitted on one CPU: on the
+#: EPYC guest without AVX-512 (examples/benchmarks/RESULTS.md, issue 16 section 13) the
+#: 64-channel probe broke even at 13.5x its rule and the 256-channel one at 2.5x, and their
+#: geometric mean (5.8) put MobileNetV2's projections from 384 and 576 channels on events up to
+#: 32% density where they broke even near 16%, making "auto" 1.12x the dense engine.
+BY_INPUT_CHANNELS = ("one_by_one",)
+
+
+@functools.lru_cache(maxsize=None)
+def _probe_layers(cls: str) -> tuple[tuple[str, nn.Module], ...]:
+    return tuple((name, build()) for name, build, _ in PROBES[cls])
+
+
+def _probe_rules(cls: str) -> list[tuple[str, int, float]]:
+    """``(name, input channels, the rule's limit now)`` of each probe of class ``cls``."""
+    return [(name, layer.in_features if isinstance(layer, nn.Linear) else layer.in_channels,
+             event_density_limit(layer, "cpu")) for name, layer in _probe_layers(cls)]
+
+
 @dataclass
 class Calibration:
     """One machine's measured break-evens and the factors fitted to them."""
 
     machine: dict
-    factors: dict[str, float]  # class -> measured break-even / rule (geometric mean)
+    factors: dict[str, float]  # class -> measured break-even / rule (geometric mean; see factor())
     break_even: dict[str, float]  # probe -> break-even density (geometric mean over rows)
     ratios: dict[str, list[list[float | None]]]  # probe -> per row count, dense / event time
     # per density (None: a density the bisection did not visit)
@@ -157,12 +178,25 @@ class Calibration:
 
     def limit(self, module: nn.Module, device: str | torch.device = "cpu") -> float:
         """The density below which the event path is taken for ``module`` on this machine:
-        the rule's (:func:`snnedge.events.event_density_limit`) times its class's factor, at
+        the rule's (:func:`snnedge.events.event_density_limit`) times :meth:`factor`, at
         most ``CALIBRATED_CAP`` (0 where the rule gives 0: no event path there)."""
         rule = event_density_limit(module, device)
         if rule <= 0:
             return 0.0
-        return min(CALIBRATED_CAP, rule * self.factors[layer_class(module)])
+        return min(CALIBRATED_CAP, rule * self.factor(module))
+
+    def factor(self, module: nn.Module) -> float:
+        """Measured break-even / rule for ``module``: its class's factor, or, for the classes
+        of ``BY_INPUT_CHANNELS``, the two probes' own factors interpolated in the log of the
+        input channels (the nearer probe's beyond them)."""
+        cls = layer_class(module)
+        points = sorted((c, math.log(self.break_even[name] / rule))
+                        for name, c, rule in _probe_rules(cls) if self.break_even.get(name, 0) > 0)
+        if cls not in BY_INPUT_CHANNELS or len(points) != 2 or points[0][0] == points[1][0]:
+            return self.factors[cls]
+        (c0, f0), (c1, f1) = points
+        t = (math.log(module.in_channels) - math.log(c0)) / (math.log(c1) - math.log(c0))
+        return math.exp(f0 + min(1.0, max(0.0, t)) * (f1 - f0))
 
     def table(self) -> str:
         """The measured ratios and break-evens as a Markdown table."""

@@ -187,6 +187,26 @@ def test_auto_looks_up_the_calibration_once_per_batch(monkeypatch, tmp_path, def
     assert not choices.worth_measuring(net.layer("2"), "cuda")  # no event path on GPUs
 
 
+def test_one_by_one_factor_follows_the_input_channels_between_its_probes():
+    """A 1x1 convolution's factor is its class's two probes' factors interpolated in the log
+    of the input channels (64 and 256 here), the nearer probe's beyond them; other classes
+    keep one factor."""
+    cal = _calibration({c: 3.0 for c in pc.PROBES})
+    rules = {name: rule for name, _, rule in pc._probe_rules("one_by_one")}
+    (low, c_low), (high, c_high) = sorted(((n, c) for n, c, _ in pc._probe_rules("one_by_one")),
+                                          key=lambda p: p[1])
+    cal.break_even[low], cal.break_even[high] = 8.0 * rules[low], 2.0 * rules[high]
+    assert (c_low, c_high) == (64, 256)
+    assert cal.factor(nn.Conv2d(64, 64, 1)) == pytest.approx(8.0)
+    assert cal.factor(nn.Conv2d(256, 32, 1)) == pytest.approx(2.0)
+    assert cal.factor(nn.Conv2d(128, 64, 1)) == pytest.approx(4.0)  # halfway in log channels
+    assert cal.factor(nn.Conv2d(32, 64, 1)) == pytest.approx(8.0)  # beyond: the nearer probe's
+    assert cal.factor(nn.Conv2d(1024, 64, 1)) == pytest.approx(2.0)
+    layer = nn.Conv2d(128, 32, 1)
+    assert cal.limit(layer) == pytest.approx(min(pc.CALIBRATED_CAP, 4.0 * event_density_limit(layer)))
+    assert cal.factor(nn.Conv2d(64, 64, 3, padding=1)) == 3.0  # a class of one factor
+
+
 def test_policy_calibrated_without_a_calibration_says_how_to_make_one(monkeypatch):
     monkeypatch.setenv("SNNEDGE_CALIBRATION", "off")  # nowhere to keep one: nothing measured
     previous = path_choice.set_path_policy("calibrated")
