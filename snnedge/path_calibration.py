@@ -144,9 +144,10 @@ def machine(threads: int | None = None) -> dict:
 #: both) instead of one factor for the class. The rule weights a 1x1 convolution's work per
 #: event by (in / 128)^2, at most 4 (snnedge.events), a dependence fitted on one CPU: on the
 #: EPYC guest without AVX-512 (examples/benchmarks/RESULTS.md, issue 16 section 13) the
-#: 64-channel probe broke even at 13.5x its rule and the 256-channel one at 2.5x, and their
-#: geometric mean (5.8) put MobileNetV2's projections from 384 and 576 channels on events up to
-#: 32% density where they broke even near 16%, making "auto" 1.12x the dense engine.
+#: 64-channel probe broke even at 13.5-13.9x its rule and the 256-channel one at 2.5x, and
+#: their geometric mean (5.8-5.9) put MobileNetV2's projections from 384 and 576 channels on
+#: events up to 32% density where they broke even near 16% (its "auto" ran 1.12x the dense
+#: engine in one run).
 BY_INPUT_CHANNELS = ("one_by_one",)
 
 

@@ -151,9 +151,9 @@ class BatchChoices:
         if not event_path_exists(module, device):
             return False
         policy, cal = self._resolve(module, torch.device(device))
-        return policy == "timed" or self.limit(module, device, cal) > 0
+        return policy == "timed" or self._layer_limit(module, device, cal) > 0
 
-    def limit(self, module: nn.Module, device, cal) -> float:
+    def _layer_limit(self, module: nn.Module, device, cal) -> float:
         if module not in self._limits:
             self._limits[module] = _limit(module, device, cal)
         return self._limits[module]
@@ -163,7 +163,7 @@ class BatchChoices:
         """As :func:`choose_path`."""
         policy, cal = self._resolve(module, x.device)
         if policy != "timed":
-            return density < self.limit(module, x.device, cal), None
+            return density < self._layer_limit(module, x.device, cal), None
         return _timed_choice(module, x, density)
 
 
