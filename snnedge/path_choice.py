@@ -123,10 +123,7 @@ def density_limit(module: nn.Module, device: str | torch.device = "cpu") -> floa
 
 def worth_measuring(module: nn.Module, device: str | torch.device = "cpu") -> bool:
     """Whether engine ``"auto"`` measures ``module``'s input density to choose its path."""
-    policy, cal = _in_force(module, device)
-    if policy == "timed":
-        return event_path_exists(module, device)
-    return _limit(module, device, cal) > 0
+    return BatchChoices().worth_measuring(module, device)
 
 
 class BatchChoices:
@@ -147,7 +144,7 @@ class BatchChoices:
         return found
 
     def worth_measuring(self, module: nn.Module, device: str | torch.device = "cpu") -> bool:
-        """As :func:`worth_measuring`."""
+        """Whether ``module``'s input density is measured (:func:`worth_measuring`)."""
         if not event_path_exists(module, device):
             return False
         policy, cal = self._resolve(module, torch.device(device))
@@ -160,7 +157,7 @@ class BatchChoices:
 
     def choose_path(self, module: nn.Module, x: torch.Tensor,
                     density: float) -> tuple[bool, torch.Tensor | None]:
-        """As :func:`choose_path`."""
+        """Whether ``module`` takes the event path at ``density`` (:func:`choose_path`)."""
         policy, cal = self._resolve(module, x.device)
         if policy != "timed":
             return density < self._layer_limit(module, x.device, cal), None
@@ -177,10 +174,7 @@ def choose_path(module: nn.Module, x: torch.Tensor,
     """Whether the event path is the one to take for ``module`` on the rows ``x`` (one block,
     time folded into the batch) whose fraction of non-zero values is ``density``, and, when
     this call timed both paths to decide, ``module``'s output on ``x`` (else ``None``)."""
-    policy, cal = _in_force(module, x.device)
-    if policy != "timed":
-        return density < _limit(module, x.device, cal), None
-    return _timed_choice(module, x, density)
+    return BatchChoices().choose_path(module, x, density)
 
 
 def _timed_choice(module: nn.Module, x: torch.Tensor, density: float) -> tuple[bool, torch.Tensor | None]:
