@@ -191,9 +191,11 @@ class Calibration:
         of ``BY_INPUT_CHANNELS``, the two probes' own factors interpolated in the log of the
         input channels (the nearer probe's beyond them)."""
         cls = layer_class(module)
+        if cls not in BY_INPUT_CHANNELS:
+            return self.factors[cls]
         points = sorted((c, math.log(self.break_even[name] / rule))
                         for name, c, rule in _probe_rules(cls) if self.break_even.get(name, 0) > 0)
-        if cls not in BY_INPUT_CHANNELS or len(points) != 2 or points[0][0] == points[1][0]:
+        if len(points) != 2 or points[0][0] == points[1][0]:
             return self.factors[cls]
         (c0, f0), (c1, f1) = points
         t = (math.log(module.in_channels) - math.log(c0)) / (math.log(c1) - math.log(c0))
