@@ -24,6 +24,8 @@ import torch.fx as fx
 from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
+from snnedge.layers import DROPOUTS
+
 from .errors import FIXES, UnsupportedLayerError, fix_for
 from .fx_calls import fn_name, function_ops, is_tensor, shape_of, tensor_inputs, where
 from .ir import INPUT, KINDS, Graph, Names, Op, clipped_relu, reshape_ops
@@ -37,7 +39,7 @@ WEIGHTED = (nn.Conv1d, nn.Conv2d, nn.Linear)
 BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
 AVGPOOLS = (nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d)
 MAXPOOLS = (nn.MaxPool2d, nn.AdaptiveMaxPool2d)
-IDENTITIES = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AlphaDropout)
+IDENTITIES = (nn.Identity, *DROPOUTS)
 LEAF_TYPES = (*WEIGHTED, *BATCHNORMS, nn.ReLU, nn.ReLU6, nn.Hardtanh, QCFS, *AVGPOOLS, *MAXPOOLS,
               nn.Flatten, nn.Unflatten, nn.ChannelShuffle, *IDENTITIES)
 

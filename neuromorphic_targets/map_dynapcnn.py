@@ -25,13 +25,13 @@ import torch
 from torch import nn
 
 from snnedge import SumPool2d
-from snnedge.layers import INPUT
+from snnedge.layers import DROPOUTS, INPUT
 
 from .graph import NetworkGraph, Population
 from .mapping_types import LayerRow, Mapping, ceil_div, who
 from .profiles import Profile
 
-PASS = (nn.Identity, nn.Dropout)
+PASS = (nn.Identity, *DROPOUTS)
 NOT_FIT = 1e6
 
 

@@ -28,14 +28,14 @@ from torch import nn
 from snnedge import Add, Concat, Scale, SumPool2d
 from snnedge.connectivity import structural, window_sum
 from snnedge.geometry import module_axes
-from snnedge.layers import Narrow
+from snnedge.layers import DROPOUTS, Narrow
 
 from .graph import NetworkGraph, Population
 
 #: Largest channel-by-tap pattern a term may hold (bools); beyond it the autograd map is used.
 MAX_PATTERN = 400_000_000
 WINDOWS = (nn.AvgPool1d, nn.AvgPool2d, SumPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d)
-PASS = (nn.Dropout, nn.Identity)
+PASS = (*DROPOUTS, nn.Identity)
 
 
 class NotSeparable(Exception):

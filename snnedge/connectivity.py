@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .geometry import module_axes
-from .layers import INPUT, Add, Concat, Narrow, Scale, SumPool2d, TemporalModule
+from .layers import DROPOUTS, INPUT, Add, Concat, Narrow, Scale, SumPool2d, TemporalModule
 from .network import SpikingNetwork
 
 
@@ -75,7 +75,7 @@ def structural(module: nn.Module, xs: list[torch.Tensor], name: str = "") -> tor
                             module.ceil_mode, module.count_include_pad, divisor_override=1)
     if isinstance(module, (nn.AvgPool1d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d)):
         return window_sum(x, module_axes(module, x.shape[2:], name))
-    if isinstance(module, (nn.Dropout, nn.Identity)):
+    if isinstance(module, (*DROPOUTS, nn.Identity)):
         return x
     if isinstance(module, Scale):
         s = (module.scale != 0).to(x)

@@ -41,7 +41,7 @@ from torch import nn
 
 from .chip_neuron import ChipNeuron
 from .delay import Delay
-from .layers import Add, Concat, Narrow, Scale, SumPool2d
+from .layers import DROPOUTS, Add, Concat, Narrow, Scale, SumPool2d
 from .neuron_models import CubaLIF, Integrator, LI, Threshold
 from .neurons import IF, LIF
 from .plugins import call_entry_points
@@ -293,7 +293,8 @@ def _register_core_types() -> None:
     register_layer_type("torch.nn.Flatten", nn.Flatten, _attrs("start_dim", "end_dim"))
     register_layer_type("torch.nn.Unflatten", nn.Unflatten, _attrs("dim", "unflattened_size"))
     register_layer_type("torch.nn.Identity", nn.Identity, _attrs())
-    register_layer_type("torch.nn.Dropout", nn.Dropout, _attrs("p"))
+    for dropout in DROPOUTS:
+        register_layer_type(f"torch.nn.{dropout.__name__}", dropout, _attrs("p", "inplace"))
     register_layer_type("snnedge.SumPool2d", SumPool2d, _attrs("kernel_size", "stride", "padding"))
     register_layer_type("snnedge.Scale", Scale, lambda m: {
         "scale_shape": _shape(m.scale), "bias_shape": _shape(m.bias)}, _build_scale)

@@ -14,6 +14,10 @@ from torch import nn
 #: Name of the network input in a :class:`~snnedge.SpikingNetwork` graph (a node's inputs
 #: name earlier layers or this).
 INPUT = "input"
+#: torch's dropout modules. Each is the identity in eval mode (simulation, conversion, mapping,
+#: hardware) and draws its mask per step when a network trains (time is folded into the batch).
+DROPOUTS = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
+            nn.FeatureAlphaDropout)
 
 
 class TemporalModule(nn.Module, abc.ABC):

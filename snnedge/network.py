@@ -6,7 +6,8 @@ names of its inputs (``"input"`` is the network input). Modules are of three kin
 
 * weighted synaptic modules: ``nn.Conv1d``, ``nn.Conv2d``, ``nn.Linear``;
 * weight-free linear modules: pooling (average, sum, adaptive average), ``Flatten``,
-  ``Identity``, ``Dropout`` (inactive), :class:`~snnedge.layers.Scale`, channel
+  ``Identity``, the dropouts (``Dropout``, ``Dropout2d``, ...: active when the
+  network trains, identities in eval mode), :class:`~snnedge.layers.Scale`, channel
   rearrangements (``nn.ChannelShuffle``, :class:`~snnedge.layers.Narrow`), and the junctions
   :class:`~snnedge.layers.Add` and :class:`~snnedge.layers.Concat` (two or more inputs);
 * temporal modules with state (:class:`~snnedge.IF`, :class:`~snnedge.LIF`, or any
@@ -47,14 +48,14 @@ import torch
 from torch import nn
 
 from .executor import run_sequence
-from .layers import INPUT, Add, Concat, Narrow, Scale, SumPool2d, TemporalModule
+from .layers import DROPOUTS, INPUT, Add, Concat, Narrow, Scale, SumPool2d, TemporalModule
 from .readout import check_exponent
 
 WEIGHTED = (nn.Conv1d, nn.Conv2d, nn.Linear)
 #: Suffix of an input read one step late (:func:`previous`).
 PREVIOUS_SUFFIX = "[t-1]"
 WEIGHT_FREE = (nn.AvgPool1d, nn.AvgPool2d, SumPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d,
-               nn.Flatten, nn.Unflatten, nn.Identity, nn.Dropout, Scale, Add, Concat, Narrow,
+               nn.Flatten, nn.Unflatten, nn.Identity, *DROPOUTS, Scale, Add, Concat, Narrow,
                nn.ChannelShuffle)
 MERGES = (Add, Concat)
 

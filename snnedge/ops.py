@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import check_positive_int
+from .layers import DROPOUTS
 from .ops_aten import aten_equivalent, aten_name
 
 __all__ = ["LayerOps", "OpCount", "count_ops"]
@@ -167,8 +168,7 @@ _ACTIVATION_MODULES = (
     nn.Mish, nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh, nn.Sigmoid, nn.Tanh, nn.Softplus,
     nn.Softmax, nn.LogSoftmax, nn.Threshold,
 )
-_VIEW_MODULES = (nn.Flatten, nn.Unflatten, nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d,
-                 nn.Dropout3d, nn.AlphaDropout)
+_VIEW_MODULES = (nn.Flatten, nn.Unflatten, nn.Identity, *DROPOUTS)
 # module or function -> (kind, spatial dims, adaptive)
 _POOLS: dict[Any, tuple[str, int, bool]] = {
     nn.MaxPool1d: ("max", 1, False), nn.MaxPool2d: ("max", 2, False), nn.MaxPool3d: ("max", 3, False),

@@ -48,10 +48,10 @@ import torch
 from torch import nn
 
 from .formats import NumberFormat
-from .layers import INPUT, Add, Concat, Scale, SumPool2d
+from .layers import DROPOUTS, INPUT, Add, Concat, Scale, SumPool2d
 from .neurons import LIF, SpikingNeuron
 
-PASS_THROUGH = (nn.Identity, nn.Dropout, SumPool2d, Add)
+PASS_THROUGH = (nn.Identity, *DROPOUTS, SumPool2d, Add)
 RESHAPING = (nn.Flatten, nn.Unflatten, Concat)
 
 

@@ -60,7 +60,7 @@ from torch import nn
 
 from ..errors import check_choice, check_real
 from ..layers import Add, Scale, SumPool2d
-from ..layers import INPUT
+from ..layers import DROPOUTS, INPUT
 from ..network import Node, SpikingNetwork, previous, split_delayed
 from ..neurons import SpikingNeuron
 from .nir_graph import NEURON_TYPES, delayed_edges, input_and_output, splice_subgraphs, topological
@@ -73,7 +73,7 @@ __all__ = ["to_nir", "from_nir", "initial_membranes", "PresetIF", "PresetLIF", "
 
 FLAVORS = ("nir", "snntorch")
 RESETS = ("subtract", "zero")
-_POOLS = (nn.AvgPool2d, SumPool2d, nn.AdaptiveAvgPool2d, nn.Identity, nn.Dropout)
+_POOLS = (nn.AvgPool2d, SumPool2d, nn.AdaptiveAvgPool2d, nn.Identity, *DROPOUTS)
 
 
 def _nir():
@@ -154,7 +154,7 @@ def to_nir(snn: SpikingNetwork, path: str | os.PathLike | None = None, *, dt: fl
         module = net.layer(name)
         ins = net.inputs_of(name)
         in_shape = shapes[ins[0]]
-        if isinstance(module, (nn.Identity, nn.Dropout)) or (isinstance(module, Add) and flavor == "snntorch"):
+        if isinstance(module, (nn.Identity, *DROPOUTS)) or (isinstance(module, Add) and flavor == "snntorch"):
             bypass[name] = ins  # NIR sums edges into a node: an Add needs no node of its own
             continue
         where = f"Layer {name!r} ({type(module).__name__})"

@@ -24,10 +24,10 @@ from torch import nn
 
 from ..geometry import module_axes
 from ..layers import Add, Concat, Narrow, Scale, SumPool2d
-from ..layers import INPUT
+from ..layers import DROPOUTS, INPUT
 from ..network import SpikingNetwork
 
-IDENTITY_MODULES = (nn.Flatten, nn.Unflatten, nn.Identity, nn.Dropout)
+IDENTITY_MODULES = (nn.Flatten, nn.Unflatten, nn.Identity, *DROPOUTS)
 
 
 class UnsupportedLayer(ValueError):
@@ -122,7 +122,7 @@ def module_matrix(module: nn.Module, in_shape, out_shape, name: str = "?") -> sp
         return _selection_matrix(module, in_shape, out_shape)
     raise UnsupportedLayer(f"Layer {name!r} is a {type(module).__name__}, which has no synapse "
                            f"list; supported: Linear, Conv1d, Conv2d, pooling, Flatten, Scale, "
-                           f"Add, Concat, Narrow, ChannelShuffle, Identity, Dropout.")
+                           f"Add, Concat, Narrow, ChannelShuffle, Identity, the dropouts.")
 
 
 def _selection_matrix(module: nn.Module, in_shape, out_shape) -> sp.csr_matrix:
