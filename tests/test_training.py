@@ -17,7 +17,7 @@ from snnedge.datasets import synthetic_images
 from snnedge.executor import Executor, Value
 from snnedge.training import (History, evaluate, fit, load_checkpoint, output_sequence,
                               save_checkpoint)
-from snnedge.training.folding import ConvAvgPool
+from snnedge.training.folding import ChannelsLastConv, ConvAvgPool
 from snnedge.training.loop import train_step
 from snnedge.training.losses import ce_loss
 from snnedge.training.neuron_grad import FusedNeuron
@@ -109,9 +109,11 @@ def test_training_view_leaves_the_network_alone():
     assert net.state_dict().keys() == before.keys()
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
     assert isinstance(view.layer("2"), FusedNeuron)
-    assert view.layer("0").conv is net.layer("0") and isinstance(view.layer("1"), nn.Identity)
-    unfolded = training.training_view(net, fold_pooling=False)
+    assert isinstance(view.layer("0"), ChannelsLastConv)
+    assert view.layer("0").conv.conv is net.layer("0") and isinstance(view.layer("1"), nn.Identity)
+    unfolded = training.training_view(net, fold_pooling=False, channels_last=False)
     assert unfolded.layer("0") is net.layer("0") and unfolded.layer("1") is net.layer("1")
+    assert training.training_view(net, fold_pooling=False).layer("0").conv is net.layer("0")
 
 
 @pytest.mark.parametrize("k, pad, pool, groups, size", [
@@ -136,10 +138,67 @@ def test_only_plain_conv_pool_pairs_fold():
         nn.Conv2d(2, 2, 3, stride=2), nn.AvgPool2d(2), snnedge.IF(),           # strided conv
         nn.Conv2d(2, 2, 1), nn.AvgPool2d(3, stride=1), snnedge.IF(),           # overlapping pool
         nn.Flatten(), nn.Linear(2, 2))
-    view = training.training_view(net)
+    view = training.training_view(net, channels_last=False)
     kinds = [type(view.layer(str(i))).__name__ for i in range(9)]
     assert kinds == ["ConvAvgPool", "Identity", "FusedNeuron", "Conv2d", "AvgPool2d",
                      "FusedNeuron", "Conv2d", "AvgPool2d", "FusedNeuron"]
+
+
+@pytest.mark.parametrize("fold_pooling", [False, True])
+@pytest.mark.parametrize("encoding", ["direct", "poisson"])
+def test_channels_last_training_is_the_same_function(data, fold_pooling, encoding):
+    net = conv_net().double()
+    x, y = data[0][:16].double(), data[1][:16]
+    layouts = []
+    hook = net.layer("6").register_forward_hook(lambda m, i, o: layouts.append(
+        (i[0].is_contiguous(), i[0].is_contiguous(memory_format=torch.channels_last))))
+    runs = []
+    for cl in (False, True):
+        out = output_sequence(net, x, 5, encoding, seed=2, fold_pooling=fold_pooling,
+                              channels_last=cl)
+        runs.append((out.detach(), param_grads(net, ce_loss(out, y))))
+    hook.remove()
+    # the second neuron's spikes (the Flatten's input): torch's layout, then channels-last
+    assert layouts == [(True, False), (False, True)]
+    torch.testing.assert_close(runs[1][0], runs[0][0], rtol=1e-12, atol=1e-12)
+    for a, b in zip(runs[1][1], runs[0][1]):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("static", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_neuron_block_kernels_read_channels_last_steps(static, dtype, monkeypatch):
+    """The compiled forward and backward on channels-last steps: the same numbers, bit for bit,
+    as on torch's layout, and laid out as the input."""
+    from snnedge.training import neuron_grad
+    if neuron_grad.native_kernel() is None:
+        pytest.skip("the compiled kernels are not built")
+    compiled = []
+    native = neuron_grad.native_backward
+    monkeypatch.setattr(neuron_grad, "native_backward",
+                        lambda *a: compiled.append(native(*a)) or compiled[-1])
+    torch.manual_seed(1)
+    lif = snnedge.LIF(beta=0.8, threshold=[0.5, 1.0, 1.5]).to(dtype)
+    cur = torch.randn(5, 4, 3, 6, 7, dtype=dtype) * 2
+    g_z, g_v = torch.randn(5, 4, 3, 6, 7, dtype=dtype), torch.randn(4, 3, 6, 7, dtype=dtype)
+    cur = cur[0] if static else cur
+    results = []
+    for cl in (False, True):
+        c = cur
+        if cl:  # each step's (B, C, H, W) channels-last, steps packed: a convolution's output
+            c = (cur.contiguous(memory_format=torch.channels_last) if static else
+                 cur.flatten(0, 1).contiguous(memory_format=torch.channels_last).view(cur.shape))
+        c = c.clone().requires_grad_(True)
+        v0 = lif.initial_state(c if static else c[0])
+        z, v = FusedNeuron(lif).forward_block(c, v0, 5, static)
+        (g_c,) = torch.autograd.grad((z * g_z).sum() + (v * g_v).sum(), c)
+        results.append((z, v, g_c))
+        for t in (z[0], v, g_c if static else g_c[0]):
+            assert t.is_contiguous(memory_format=torch.channels_last if cl else torch.contiguous_format)
+    (z0, v0_, g0), (z1, v1, g1) = results
+    assert torch.equal(z0, z1) and torch.equal(v0_, v1) and torch.equal(g0, g1)
+    assert z0.sum() > 0 and g0.abs().sum() > 0
+    assert len(compiled) == 2 and None not in compiled  # both backward passes compiled
 
 
 # -- memory modes ---------------------------------------------------------------------
@@ -235,7 +294,8 @@ def test_trained_network_simulates_the_same(data):
         torch.testing.assert_close(train_out.detach().sum(0), res.output, rtol=1e-4, atol=1e-4)
         # Without folding it is the simulator's arithmetic, bit for bit (summed over time in
         # the simulator's order, a running sum).
-        exact = output_sequence(net, x, 6, encoding, seed=0, fold_pooling=False).detach()
+        exact = output_sequence(net, x, 6, encoding, seed=0, fold_pooling=False,
+                                channels_last=False).detach()
         assert torch.equal(torch.cumsum(exact, 0)[-1], res.output)
 
 
@@ -249,6 +309,44 @@ def test_fit_is_reproducible(data):
         runs.append((hist.loss, net.state_dict()))
     assert runs[0][0] == runs[1][0]
     assert all(torch.equal(runs[0][1][k], runs[1][1][k]) for k in runs[0][1])
+
+
+def dropout_net(dropout: nn.Module) -> snnedge.SpikingNetwork:
+    torch.manual_seed(0)
+    return snnedge.sequential(nn.Conv2d(1, 4, 3, padding=1), snnedge.LIF(beta=0.9), dropout,
+                              nn.Conv2d(4, 8, 3, stride=2, padding=1), snnedge.LIF(beta=0.9),
+                              nn.Flatten(), nn.Linear(8 * 8 * 8, 4))
+
+
+def test_channel_dropout_trains_and_simulates_as_identity(data):
+    x, y = data
+    net, plain = dropout_net(nn.Dropout2d(0.5)).double(), dropout_net(nn.Identity()).double()
+    xs = x[:16].double()
+    # Simulation (eval mode): the identity, bit for bit.
+    runs = [snnedge.simulate(n, xs, timesteps=5, engine=e, progress=False).output
+            for n in (net, plain) for e in ("dense", "event")]
+    assert all(torch.equal(r, runs[0]) for r in runs)
+    # Training: whole channels of each step's spikes dropped, the rest scaled by 1 / (1 - p).
+    seen = []
+    hook = net.layer("2").register_forward_hook(lambda m, i, o: seen.append((i[0], o)))
+    net.train()
+    torch.manual_seed(3)
+    full = param_grads(net, ce_loss(output_sequence(net, xs, 6), y[:16]))
+    hook.remove()
+    (inp, out), = seen
+    assert inp.shape[0] == 6 * 16  # time folded into the batch: a mask per step and sample
+    kept = out.flatten(2).ne(0).any(-1)
+    assert torch.equal(out, inp * 2 * kept[..., None, None])
+    assert 0.3 < 1 - kept[inp.flatten(2).ne(0).any(-1)].double().mean() < 0.7
+    # The checkpointed pass recomputes its blocks with the same masks.
+    torch.manual_seed(3)
+    ckpt = param_grads(net, ce_loss(output_sequence(net, xs, 6, bptt="checkpoint", block_steps=2),
+                                    y[:16]))
+    for a, b in zip(full, ckpt):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    hist = fit(dropout_net(nn.Dropout2d(0.2)), (x, y), epochs=3, timesteps=4, lr=5e-3,
+               batch_size=16, progress=False)
+    assert hist.loss[-1] < hist.loss[0]
 
 
 @pytest.mark.parametrize("loss", ["count_ce", "count_mse"])

@@ -1,4 +1,5 @@
-"""A convolution and the average pool after it, trained as one strided convolution.
+"""Training's arrangements of a convolution: with the average pool after it as one strided
+convolution, and in the channels-last memory layout.
 
 A stride-1 ``Conv2d`` followed only by a non-overlapping ``AvgPool2d`` is the same linear map
 as one convolution of stride ``p`` whose kernel is the conv kernel convolved with the
@@ -7,6 +8,12 @@ and 2x2 pool, and no full-resolution intermediate. Training uses it through
 :func:`snnedge.training.training_view`; the network itself keeps its layers, so
 :func:`snnedge.simulate` runs them as they are and agrees with the training forward pass to
 float rounding.
+
+On the CPU, :class:`ChannelsLastConv` runs a convolution on a channels-last input (``N, H, W,
+C`` in memory), the layout for which oneDNN has its fast forward and backward convolutions;
+its output keeps that layout, and so do the neurons after it
+(:class:`~snnedge.training.neuron_grad.NeuronBlock`) and the next convolution's input. The
+values are the same linear map, rounded differently in float32.
 """
 from __future__ import annotations
 
@@ -41,6 +48,31 @@ class ConvAvgPool(nn.Conv2d):
 
     def extra_repr(self) -> str:
         return f"{self.conv!r} + AvgPool2d({self.pool})"
+
+
+class ChannelsLastConv(nn.Conv2d):
+    """``conv(x)`` with ``x`` in the channels-last layout on the CPU (elsewhere unchanged).
+
+    ``conv`` is an ``nn.Conv2d`` or a module standing in for one (:class:`ConvAvgPool`, a
+    chip-format convolution); the wrapper owns no parameters, so gradients reach ``conv``'s.
+    An input already in that layout (the spikes of a neuron fed by another convolution) is
+    used as it is; only the first convolution, and one after a reshape, pays for a copy.
+    """
+
+    def __init__(self, conv: nn.Module):
+        nn.Module.__init__(self)
+        self.conv = conv
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4 or x.device.type != "cpu":
+            return self.conv(x)
+        # torch picks the layout from the input's strides, which one channel leaves ambiguous
+        # (an image input): the output is then made channels-last, once per batch
+        y = self.conv(x.contiguous(memory_format=torch.channels_last))
+        return y.contiguous(memory_format=torch.channels_last)
+
+    def extra_repr(self) -> str:
+        return f"{self.conv!r}, channels last"
 
 
 def pool_size(pool: nn.Module) -> int | None:

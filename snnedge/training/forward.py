@@ -32,7 +32,7 @@ from ..errors import check_choice, check_positive_int
 from ..executor import Executor, Value
 from ..layers import INPUT
 from ..network import Node, SpikingNetwork
-from .folding import ConvAvgPool, foldable_pool
+from .folding import ChannelsLastConv, ConvAvgPool, foldable_pool
 from .losses import LossFn
 from .neuron_grad import FusedNeuron, fusable
 
@@ -41,13 +41,17 @@ BPTT_MODES = ("full", "checkpoint", "truncated")
 
 def training_view(net: SpikingNetwork, smooth: bool = False,
                   fold_pooling: bool = True,
-                  synapses: dict[str, nn.Module] | None = None) -> SpikingNetwork:
+                  synapses: dict[str, nn.Module] | None = None,
+                  channels_last: bool = True) -> SpikingNetwork:
     """The same graph and the same module objects, arranged for training.
 
     IF/LIF layers run the fused block; with ``fold_pooling`` each stride-1 ``Conv2d`` followed
     only by a non-overlapping ``AvgPool2d`` becomes one strided convolution
     (:class:`~snnedge.training.folding.ConvAvgPool`: the same function, rounded differently in
-    float32), and the pool an ``Identity``. Nothing of ``net`` is changed; parameters are
+    float32), and the pool an ``Identity``. With ``channels_last`` every ``Conv2d`` (folded or
+    not) runs on the CPU in the channels-last layout (:class:`~snnedge.training.folding.
+    ChannelsLastConv`: faster forward and backward convolutions, rounded differently in
+    float32). Nothing of ``net`` is changed; parameters are
     shared, so training the view trains ``net``. ``smooth=True`` gives the smooth surrogate
     model (spikes ``sigma(v - theta)``), used to check gradients against finite differences.
     ``synapses`` replaces weighted layers by name (the chip-format layers of
@@ -63,6 +67,10 @@ def training_view(net: SpikingNetwork, smooth: bool = False,
             swap[net.consumers_of(node.name)[0]] = nn.Identity()
         elif node.name in synapses:
             swap[node.name] = synapses[node.name]
+    if channels_last:
+        for node in net.nodes:
+            if isinstance(node.module, nn.Conv2d):
+                swap[node.name] = ChannelsLastConv(swap.get(node.name, node.module))
     nodes = [Node(n.name, swap.get(n.name, n.module), n.inputs) for n in net.nodes]
     return SpikingNetwork(nodes, input_shape=net.input_shape, readout_exponent=net.readout_exponent)
 
@@ -128,17 +136,18 @@ def detached(state):
 
 def output_sequence(net: SpikingNetwork, x: torch.Tensor, timesteps: int, encoding: str = "direct",
                     seed: int = 0, bptt: str = "full", block_steps: int | None = None,
-                    fold_pooling: bool = True) -> torch.Tensor:
+                    fold_pooling: bool = True, channels_last: bool = True) -> torch.Tensor:
     """The readout at every step, ``(T, B, C)``, as :func:`snnedge.fit` computes it
     (differentiable).
 
     ``x`` is a batch ``(B, ...)``; ``bptt`` is ``"full"`` or ``"checkpoint"`` (see the module
     docstring). Summed over time it is ``simulate(...).output``: bit for bit (as a running sum)
-    with ``fold_pooling=False``, to float rounding with the folded pooling that ``fit`` uses.
+    with ``fold_pooling=False, channels_last=False``, to float rounding with the folded pooling
+    and the channels-last convolutions that ``fit`` uses (the same in float64).
     """
     check_positive_int(timesteps, param="timesteps", where="output_sequence")
     check_choice(bptt, BPTT_MODES[:2], param="bptt", where="output_sequence")
-    view = training_view(net, fold_pooling=fold_pooling)
+    view = training_view(net, fold_pooling=fold_pooling, channels_last=channels_last)
     return readout_sequence(view, x, timesteps, encoding, seed, bptt,
                             block_size(bptt, block_steps, timesteps))
 

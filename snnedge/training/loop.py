@@ -57,7 +57,7 @@ def fit(net: SpikingNetwork, train, epochs: int = 1, timesteps: int | None = Non
         optimizer=None, device: str | torch.device | None = None, progress: bool = True,
         bptt: str = "full", block_steps: int | None = None, shuffle: bool = True,
         lr_schedule: str | None = None, transform: Transform | None = None,
-        fold_pooling: bool = True, distributed: bool = False,
+        fold_pooling: bool = True, channels_last: bool = True, distributed: bool = False,
         hardware: str | NumberFormat | None = None) -> History:
     """Train ``net`` in place with surrogate-gradient BPTT; returns a :class:`History`.
 
@@ -104,6 +104,11 @@ def fit(net: SpikingNetwork, train, epochs: int = 1, timesteps: int | None = Non
         strided convolution (the same linear map with fewer multiply-accumulates; see
         :func:`~snnedge.training.training_view`). Validation and :func:`snnedge.simulate` run
         the layers as they are.
+    channels_last:
+        On the CPU, run the convolutions in the channels-last layout, where oneDNN's forward and
+        backward convolutions are faster (:class:`~snnedge.training.folding.ChannelsLastConv`;
+        examples/benchmarks/RESULTS.md has the measurements); ``False`` keeps torch's default
+        layout. Either way the same function, rounded differently in float32.
     distributed:
         Under ``torchrun`` (or an initialized ``torch.distributed`` process group): train with
         ``DistributedDataParallel``, each rank on its part of every batch (``batch_size`` stays
@@ -175,7 +180,8 @@ def fit(net: SpikingNetwork, train, epochs: int = 1, timesteps: int | None = Non
     if hardware is not None:
         synapses = hardware_synapses(net, get_format(hardware, where="fit"),
                                      net.input_shape or train_data.shape)
-    view = training_view(net, fold_pooling=fold_pooling, synapses=synapses)
+    view = training_view(net, fold_pooling=fold_pooling, synapses=synapses,
+                         channels_last=channels_last)
     ddp = DataParallel(view, ctx, device, seed) if ctx is not None else None
     sched = None
     if lr_schedule == "cosine":

@@ -46,7 +46,7 @@ class NeuronBlock(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, current, v0, theta, beta, neuron, steps, static, smooth):
-        u_all = torch.empty((steps, *v0.shape), dtype=v0.dtype, device=v0.device)
+        u_all = steps_like(v0, steps)
         out = torch.empty_like(u_all)
         v = v0.clone()
         theta_f = float(theta) if theta.dim() == 0 else theta
@@ -113,6 +113,35 @@ class NeuronBlock(torch.autograd.Function):
                 acc_beta.sum_to_size(beta_t.shape) if need_beta else None, None, None, None, None)
 
 
+def steps_like(v: torch.Tensor, steps: int) -> torch.Tensor:
+    """An uninitialized ``(steps, *v.shape)`` tensor whose steps are laid out as ``v``: packed
+    one after another, a channels-last ``v`` (the output of a channels-last convolution) giving
+    channels-last steps, so the compiled kernels read all of them in one memory order."""
+    if channels_last(v):
+        return torch.empty((steps * v.shape[0], *v.shape[1:]), dtype=v.dtype, device=v.device,
+                           memory_format=torch.channels_last).view(steps, *v.shape)
+    return torch.empty((steps, *v.shape), dtype=v.dtype, device=v.device)
+
+
+def channels_last(x: torch.Tensor) -> bool:
+    """Whether ``x`` is a 4-d tensor in the channels-last layout, and not also contiguous."""
+    return x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+
+
+def packed_steps(x: torch.Tensor) -> bool:
+    """Whether ``x`` ``(steps, B, ...)`` is laid out as :func:`steps_like` makes it."""
+    first = x[0]
+    return (first.is_contiguous() or channels_last(first)) and (
+        x.shape[0] == 1 or x.stride(0) == first.numel())
+
+
+def laid_out_as(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``x`` broadcast to ``like``'s shape with ``like``'s strides (a copy unless it has them)."""
+    if x.shape == like.shape and x.stride() == like.stride() and x.dtype == like.dtype:
+        return x
+    return torch.empty_like(like).copy_(x.expand_as(like))
+
+
 NATIVE_SURROGATES = {"atan": 0, "fast_sigmoid": 1, "triangle": 2}
 # Below this many element-steps per thread, one thread runs the backward pass.
 BACKWARD_MIN_WORK = 200_000
@@ -128,14 +157,15 @@ def native_backward(u_all: torch.Tensor, g_out: torch.Tensor | None, g_v: torch.
     kernel = native_kernel()
     code = NATIVE_SURROGATES.get(neuron.surrogate.name)
     if kernel is None or code is None or u_all.device.type != "cpu" \
-            or u_all.dtype not in (torch.float32, torch.float64) or not u_all.is_contiguous():
+            or u_all.dtype not in (torch.float32, torch.float64) or not packed_steps(u_all):
         return None
     steps, batch = u_all.shape[0], u_all.shape[1]
     size = u_all[0, 0].numel()
+    # every tensor the kernel reads or writes in u_all's memory order (torch's or channels-last)
     if g_out is not None:
-        g_out = g_out.to(u_all.dtype).contiguous().expand_as(u_all).contiguous()
+        g_out = laid_out_as(g_out, u_all)
     if g_v is not None:
-        g_v = g_v.to(u_all.dtype).expand_as(u_all[0]).contiguous()
+        g_v = laid_out_as(g_v, u_all[0])
     maps = [None if p is None else torch.empty_like(u_all[0, :1]).copy_(
         torch.as_tensor(p).to(u_all).expand_as(u_all[0, :1])) for p in (theta, beta)]
     g_in = torch.empty_like(u_all[0]) if static else torch.empty_like(u_all)
