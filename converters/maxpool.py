@@ -41,6 +41,7 @@ from torch.nn.modules.utils import _pair
 from snnedge.connectivity import window_sum
 from snnedge.count_pool import native_count_max_pool
 from snnedge.errors import check_choice
+from snnedge.events import is_channels_last
 from snnedge.geometry import module_axes, output_spatial
 from snnedge.layers import TemporalModule
 
@@ -124,7 +125,7 @@ class SpikingMaxPool2d(TemporalModule):
         acc = torch.zeros_like(template)
         # the pooled shape from the windows, not from pooling the zeros (a max_pool2d per call)
         prev = acc.new_zeros((*acc.shape[:-2], *output_spatial(self, acc.shape[-2:])))
-        if acc.dim() == 4 and not acc.is_contiguous() and acc.is_contiguous(memory_format=torch.channels_last):
+        if is_channels_last(acc):
             prev = prev.contiguous(memory_format=torch.channels_last)  # as max_pool2d lays it out
         return acc, prev
 

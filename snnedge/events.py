@@ -496,7 +496,7 @@ def event_conv2d(module: nn.Conv2d, x: torch.Tensor, backend: str | None = None)
     k = taps.shape[1]
     positions = oh * ow  # taps that fall off the map reach position ``positions``
     c_out = module.out_channels
-    if not _channels_last(x):
+    if not is_channels_last(x):
         flat = x.reshape(-1)  # (b, c, y, x) order
         idx = flat.nonzero().squeeze(1)
         bc = torch.div(idx, h * w, rounding_mode="floor")
@@ -582,7 +582,7 @@ def apply_synaptic(module: nn.Module, *xs: torch.Tensor) -> torch.Tensor:
         return module(*xs)
     (x,) = xs
     kernel = tiling_pool(module, x.shape)
-    if kernel is not None and not _channels_last(x):  # torch's channels-last pooling is faster
+    if kernel is not None and not is_channels_last(x):  # torch's channels-last pooling is faster
         return pool_tiles(module, x, kernel)
     if isinstance(module, nn.Conv2d) and x.dim() == 4 and x.device.type == "cpu":
         # (with one input channel both layouts coincide and oneDNN may answer in NCHW)
@@ -591,10 +591,10 @@ def apply_synaptic(module: nn.Module, *xs: torch.Tensor) -> torch.Tensor:
     return module(x)
 
 
-def _channels_last(x: torch.Tensor) -> bool:
+def is_channels_last(x: torch.Tensor) -> bool:
     """Whether ``x`` is a 4-D tensor stored channels-last (and not also plain contiguous)."""
     return x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
 
 
-__all__ = ["event_apply", "event_linear", "event_conv2d", "event_density_limit", "event_path_exists", "apply_synaptic",
+__all__ = ["event_apply", "event_linear", "event_conv2d", "event_density_limit", "event_path_exists", "apply_synaptic", "is_channels_last",
            "native_kernel", "native_isas", "native_neuron_block", "parameter_maps", "set_native_isa", "NATIVE_ISAS", "pool_tiles", "tiling_pool"]

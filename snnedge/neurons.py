@@ -34,7 +34,8 @@ import torch
 from torch import nn
 
 from .errors import check_choice, check_real
-from .events import NEURON_MIN_WORK, native_kernel, native_neuron_block, parameter_maps
+from .events import (NEURON_MIN_WORK, is_channels_last, native_kernel, native_neuron_block,
+                     parameter_maps)
 from .kernel_threads import run_split
 from .layers import TemporalModule
 from .surrogate import Surrogate, get_surrogate, spike
@@ -141,14 +142,14 @@ def native_neuron_pool_block(current: torch.Tensor, v: torch.Tensor, out: torch.
     kernel = native_kernel()
     if kernel is None or v.device.type != "cpu" or v.dtype not in (torch.float32, torch.float64):
         return False
-    if v.dim() != 4 or v.shape[0] == 0 or not _channels_last(v) or current.dtype != v.dtype:
+    if v.dim() != 4 or v.shape[0] == 0 or not is_channels_last(v) or current.dtype != v.dtype:
         return False
     batch, c, h, w = v.shape
     kh, kw = window
     if h % kh or w % kw or out.dtype != v.dtype or out.shape != (steps, batch, c, h // kh, w // kw):
         return False
     first = current if static else current[0]
-    if first.shape != v.shape or first.stride() != v.stride() or not _channels_last(out[0]):
+    if first.shape != v.shape or first.stride() != v.stride() or not is_channels_last(out[0]):
         return False
     if not static and current.stride(0) < v.numel():
         return False
@@ -171,12 +172,6 @@ def native_neuron_pool_block(current: torch.Tensor, v: torch.Tensor, out: torch.
     cut = [rows * i // threads for i in range(threads + 1)]
     run_split(kernel.neuron_pool, [(*args, 0, batch, r0, r1, *tail) for r0, r1 in zip(cut[:-1], cut[1:])])
     return True
-
-
-def _channels_last(x: torch.Tensor) -> bool:
-    """Whether ``x`` is a 4-D tensor stored channels-last (and not also plain contiguous)."""
-    return x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
-
 
 
 class SpikingNeuron(TemporalModule):

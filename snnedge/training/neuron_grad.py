@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import torch
 
-from ..events import native_kernel, native_neuron_block
+from ..events import is_channels_last, native_kernel, native_neuron_block
 from ..kernel_threads import run_split
 from ..layers import TemporalModule
 from ..neurons import SpikingNeuron, step_into
@@ -117,21 +117,16 @@ def steps_like(v: torch.Tensor, steps: int) -> torch.Tensor:
     """An uninitialized ``(steps, *v.shape)`` tensor whose steps are laid out as ``v``: packed
     one after another, a channels-last ``v`` (the output of a channels-last convolution) giving
     channels-last steps, so the compiled kernels read all of them in one memory order."""
-    if channels_last(v):
+    if is_channels_last(v):
         return torch.empty((steps * v.shape[0], *v.shape[1:]), dtype=v.dtype, device=v.device,
                            memory_format=torch.channels_last).view(steps, *v.shape)
     return torch.empty((steps, *v.shape), dtype=v.dtype, device=v.device)
 
 
-def channels_last(x: torch.Tensor) -> bool:
-    """Whether ``x`` is a 4-d tensor in the channels-last layout, and not also contiguous."""
-    return x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
-
-
 def packed_steps(x: torch.Tensor) -> bool:
     """Whether ``x`` ``(steps, B, ...)`` is laid out as :func:`steps_like` makes it."""
     first = x[0]
-    return (first.is_contiguous() or channels_last(first)) and (
+    return (first.is_contiguous() or is_channels_last(first)) and (
         x.shape[0] == 1 or x.stride(0) == first.numel())
 
 
