@@ -50,7 +50,7 @@ def test_benchmark_zoo_nets_are_the_zoo_architectures_with_lif_neurons():
     spec.loader.exec_module(bench)
     from torch import nn
     names = [n for n in bench.NETS if n.startswith("zoo_")]
-    assert names == ["zoo_lenet_w8", "zoo_mlp_dropout", "zoo_vgg_wide256"]
+    assert names == ["zoo_lenet_w8", "zoo_mlp_dropout", "zoo_vgg_wide256", "zoo_allconv_strided"]
     for name in names:
         net = bench.NETS[name](beta=0.8)
         import zoo  # examples/benchmarks, on the path once a builder has run
@@ -63,5 +63,8 @@ def test_benchmark_zoo_nets_are_the_zoo_architectures_with_lif_neurons():
                 assert isinstance(ours, snnedge.LIF) and float(ours.beta) == pytest.approx(0.8)
             else:
                 assert type(ours) is type(theirs), name
+            if isinstance(ours, (nn.Conv2d, nn.Linear)):  # He initialization: std sqrt(2 / fan_in)
+                fan_in = ours.weight[0].numel()
+                assert float(ours.weight.std()) == pytest.approx((2 / fan_in) ** 0.5, rel=0.2), name
         out = snnedge.simulate(net, torch.rand(2, 1, 28, 28), timesteps=2, progress=False).output
         assert out.shape == (2, 10)
