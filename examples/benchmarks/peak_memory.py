@@ -68,7 +68,8 @@ def measure_peak_memory(fn: Callable, *args, **kwargs):
 
 def step_peak_memory(net, x: torch.Tensor, y: torch.Tensor, timesteps: int,
                      encoding: str = "direct", *, bptt: str = "full", block_steps: int | None = None,
-                     loss="ce", lr: float = 1e-3, fold_pooling: bool = True) -> int:
+                     loss="ce", lr: float = 1e-3, fold_pooling: bool = True,
+                     channels_last: bool = True) -> int:
     """Peak bytes of one training step (forward, backward, Adam) on a copy of ``net``: one
     epoch of :func:`snnedge.fit` over the single batch ``(x, y)`` with these options (see
     :func:`measure_peak_memory`)."""
@@ -76,5 +77,6 @@ def step_peak_memory(net, x: torch.Tensor, y: torch.Tensor, timesteps: int,
     _, peak = measure_peak_memory(fit, work, (x, y), epochs=1, timesteps=timesteps,
                                   encoding=encoding, lr=lr, batch_size=x.shape[0], seed=0,
                                   loss=loss, progress=False, bptt=bptt, block_steps=block_steps,
-                                  shuffle=False, fold_pooling=fold_pooling)
+                                  shuffle=False, fold_pooling=fold_pooling,
+                                  channels_last=channels_last)
     return peak

@@ -9,7 +9,9 @@ the mean readout over T steps.
 * snnedge: ``snnedge.fit`` (the dense engine's multi-step execution: one convolution over
   ``T x B``, the static first layer once per batch, fused neuron blocks, and each
   convolution + 2x2 average pool trained as one stride-2 convolution). The side
-  ``snnedge-nofold`` is the same with ``fold_pooling=False``, to show what the folding adds.
+  ``snnedge-nofold`` is the same with ``fold_pooling=False``, to show what the folding adds,
+  and ``snnedge-nchw`` with ``channels_last=False`` (torch's default memory layout for the
+  convolutions), to show what the channels-last layout adds.
 * snnTorch 1.0.0: its ``snn.Leaky`` neurons and its usual loop, one time step per call
   (``for t in range(T): cur = pool(conv(x)); spk, mem = lif(cur, mem) ...``), as in the
   snnTorch tutorials.
@@ -241,22 +243,24 @@ def _side_snnedge(data: dict, state: dict, args) -> dict:
     from peak_memory import step_peak_memory
     from snnedge.training import evaluate, fit
     x, y, xt, yt = data["x"], data["y"], data["x_test"], data["y_test"]
-    fold = args.side == "snnedge"
+    fold = args.side != "snnedge-nofold"
+    layout = args.side != "snnedge-nchw"
     warm = NETS[args.net]()
     fit(warm, (x[:2 * args.batch_size], y[:2 * args.batch_size]), epochs=1, timesteps=args.timesteps,
-        batch_size=args.batch_size, progress=False, fold_pooling=fold)
+        batch_size=args.batch_size, progress=False, fold_pooling=fold, channels_last=layout)
     net = NETS[args.net]()
     net.load_state_dict(state)
     print("READY", flush=True)
     hist = fit(net, _Lockstep(x, y, args.batch_size), epochs=1, timesteps=args.timesteps,
-               lr=args.lr, progress=False, fold_pooling=fold)
+               lr=args.lr, progress=False, fold_pooling=fold, channels_last=layout)
     result = {"train_loss": hist.loss[0], "train_accuracy": hist.accuracy[0],
               "test_accuracy": evaluate(net, (xt, yt), args.timesteps)["accuracy"]}
     xb, yb = x[:args.batch_size], y[:args.batch_size]
     for steps in () if args.no_memory else (8, 64):
         for mode in ("full", "checkpoint", "truncated"):
             result[f"peak_mib_T{steps}_{mode}"] = step_peak_memory(
-                net, xb, yb, steps, bptt=mode, block_steps=8, fold_pooling=fold) / 2**20
+                net, xb, yb, steps, bptt=mode, block_steps=8, fold_pooling=fold,
+                channels_last=layout) / 2**20
     return result
 
 
@@ -375,7 +379,8 @@ def main(argv=None) -> dict:
                    help="the network both sides train (default: the acceptance network)")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurements")
     p.add_argument("--json", help="write the results here")
-    p.add_argument("--side", choices=["snnedge", "snnedge-nofold", "snntorch"], help=argparse.SUPPRESS)
+    p.add_argument("--side", choices=["snnedge", "snnedge-nofold", "snnedge-nchw", "snntorch"],
+                   help=argparse.SUPPRESS)
     p.add_argument("--work", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.side:
@@ -392,7 +397,7 @@ def main(argv=None) -> dict:
     torch.manual_seed(0)
     init = NETS[args.net]().state_dict()
     sides = (("snnedge", sys.executable), ("snnedge-nofold", sys.executable),
-             ("snntorch", args.peers_python))
+             ("snnedge-nchw", sys.executable), ("snntorch", args.peers_python))
     n_batches = -(-args.train_samples // args.batch_size)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -408,6 +413,7 @@ def main(argv=None) -> dict:
                "epoch_s": epoch, "median_batch_s": median,
                "speedup": epoch["snntorch"] / epoch["snnedge"],
                "speedup_nofold": epoch["snntorch"] / epoch["snnedge-nofold"],
+               "speedup_nchw": epoch["snntorch"] / epoch["snnedge-nchw"],
                "peak_mib": {side: {k: v for k, v in r.items() if k.startswith("peak_mib")}
                             for side, r in runs.items()},
                "runs": runs}
@@ -418,7 +424,8 @@ def main(argv=None) -> dict:
           f"{args.batch_size}, {args.threads} threads, batches in lockstep): snnedge "
           f"{epoch['snnedge']:.1f}, snnTorch {epoch['snntorch']:.1f} -> snnedge is "
           f"{summary['speedup']:.2f}x faster ({summary['speedup_nofold']:.2f}x without folding the "
-          f"pooling: {epoch['snnedge-nofold']:.1f} s)")
+          f"pooling: {epoch['snnedge-nofold']:.1f} s; {summary['speedup_nchw']:.2f}x with torch's "
+          f"default layout instead of channels-last: {epoch['snnedge-nchw']:.1f} s)")
     print("peak memory of one training step (MiB):")
     for side, m in summary["peak_mib"].items():
         print(f"  {side:14s} " + "  ".join(f"{k[9:]}={v:.1f}" for k, v in sorted(m.items())))
