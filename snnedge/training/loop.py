@@ -16,6 +16,7 @@ from .data import LabelledData, Transform
 from .forward import (BPTT_MODES, block_size, readout_sequence, training_view,
                       truncated_backward)
 from .hardware import hardware_synapses
+from .heap import heap_for_large_blocks
 from .history import History
 from .losses import LossFn, loss_function
 from .optim import cosine_schedule, make_optimizer
@@ -198,7 +199,8 @@ def fit(net: SpikingNetwork, train, epochs: int = 1, timesteps: int | None = Non
         raise TypeError(f"The 'transform' parameter of fit must be a callable transform(x, generator) "
                         f"-> x, such as snnedge.training.random_shift(1). Got {type(transform).__name__}.")
     was_training = net.training
-    with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+    with heap_for_large_blocks(), \
+            torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
         torch.manual_seed(seed + (ctx.rank if ctx else 0))  # dropout masks repeat with the seed
         try:
             for epoch in range(epochs):
