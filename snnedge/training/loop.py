@@ -110,6 +110,9 @@ def fit(net: SpikingNetwork, train, epochs: int = 1, timesteps: int | None = Non
         backward convolutions are faster (:class:`~snnedge.training.folding.ChannelsLastConv`;
         examples/benchmarks/RESULTS.md has the measurements); ``False`` keeps torch's default
         layout. Either way the same function, rounded differently in float32.
+        While it trains, ``fit`` keeps large freed blocks on glibc's heap instead of mapping
+        them afresh every step (:mod:`snnedge.training.heap`; ``SNNEDGE_HEAP=off`` leaves
+        ``malloc`` alone).
     distributed:
         Under ``torchrun`` (or an initialized ``torch.distributed`` process group): train with
         ``DistributedDataParallel``, each rank on its part of every batch (``batch_size`` stays
