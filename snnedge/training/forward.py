@@ -49,9 +49,9 @@ def training_view(net: SpikingNetwork, smooth: bool = False,
     only by a non-overlapping ``AvgPool2d`` becomes one strided convolution
     (:class:`~snnedge.training.folding.ConvAvgPool`: the same function, rounded differently in
     float32), and the pool an ``Identity``. With ``channels_last`` every ``Conv2d`` (folded or
-    not) runs on the CPU in the channels-last layout (:class:`~snnedge.training.folding.
-    ChannelsLastConv`: faster forward and backward convolutions, rounded differently in
-    float32). Nothing of ``net`` is changed; parameters are
+    not) runs on the CPU in the channels-last layout
+    (:class:`~snnedge.training.folding.ChannelsLastConv`: faster forward and backward
+    convolutions, rounded differently in float32). Nothing of ``net`` is changed; parameters are
     shared, so training the view trains ``net``. ``smooth=True`` gives the smooth surrogate
     model (spikes ``sigma(v - theta)``), used to check gradients against finite differences.
     ``synapses`` replaces weighted layers by name (the chip-format layers of
