@@ -5,9 +5,9 @@ writing ``T`` steps. Its activations are tens to hundreds of MB each (``zoo_allc
 at batch 128, T = 8: 103 MB for one layer's spikes), allocated and freed again every step.
 glibc's ``malloc`` serves any block above its mmap threshold (at most 32 MiB on 64-bit, even
 when raised by hand) with a fresh ``mmap``, and the kernel then faults every 4 KiB page in on
-first touch: in that network's training step the first neuron block spent 124 of its 124 ms
-in page faults (torch's profiler, one thread, AMD EPYC), and the whole step took 1.94 s, 1.61
-s with the blocks kept on the heap. A loop of one step at a time (snnTorch's) allocates 8x
+first touch: that network's training step took 1.94 s, and 1.61 s with the blocks kept on
+the heap; its neuron blocks' forward passes 601 and 229 ms over three steps (torch's
+profiler, one thread, AMD EPYC without AVX-512; examples/benchmarks/RESULTS.md, section 14). A loop of one step at a time (snnTorch's) allocates 8x
 smaller tensors, which glibc's own threshold already keeps on the heap.
 
 :func:`heap_for_large_blocks` switches ``mmap`` off for ``malloc`` (``M_MMAP_MAX = 0``) and
