@@ -131,10 +131,11 @@ def packed_steps(x: torch.Tensor) -> bool:
 
 
 def laid_out_as(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """``x`` broadcast to ``like``'s shape with ``like``'s strides (a copy unless it has them)."""
+    """``x`` broadcast to ``like``'s shape with ``like``'s strides and dtype: ``x`` itself if
+    it has them, else a copy (:meth:`~snnedge.SpikingNeuron.state_like`)."""
     if x.shape == like.shape and x.stride() == like.stride() and x.dtype == like.dtype:
         return x
-    return torch.empty_like(like).copy_(x.expand_as(like))
+    return SpikingNeuron.state_like(like, x)
 
 
 NATIVE_SURROGATES = {"atan": 0, "fast_sigmoid": 1, "triangle": 2}
@@ -161,8 +162,8 @@ def native_backward(u_all: torch.Tensor, g_out: torch.Tensor | None, g_v: torch.
         g_out = laid_out_as(g_out, u_all)
     if g_v is not None:
         g_v = laid_out_as(g_v, u_all[0])
-    maps = [None if p is None else torch.empty_like(u_all[0, :1]).copy_(
-        torch.as_tensor(p).to(u_all).expand_as(u_all[0, :1])) for p in (theta, beta)]
+    maps = [None if p is None else laid_out_as(torch.as_tensor(p).to(u_all), u_all[0, :1])
+            for p in (theta, beta)]
     g_in = torch.empty_like(u_all[0]) if static else torch.empty_like(u_all)
     g_v0 = torch.empty_like(u_all[0]) if need_v0 else None
     ptr = lambda t: 0 if t is None else t.data_ptr()  # noqa: E731
