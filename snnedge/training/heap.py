@@ -7,8 +7,9 @@ glibc's ``malloc`` serves any block above its mmap threshold (at most 32 MiB on 
 when raised by hand) with a fresh ``mmap``, and the kernel then faults every 4 KiB page in on
 first touch: that network's training step took 1.94 s, and 1.61 s with the blocks kept on
 the heap; its neuron blocks' forward passes 601 and 229 ms over three steps (torch's
-profiler, one thread, AMD EPYC without AVX-512; examples/benchmarks/RESULTS.md, section 14). A loop of one step at a time (snnTorch's) allocates 8x
-smaller tensors, which glibc's own threshold already keeps on the heap.
+profiler, one thread, AMD EPYC without AVX-512; examples/benchmarks/RESULTS.md, issue 16
+section 14). A loop of one step at a time (snnTorch's) allocates 8x smaller tensors, which
+glibc's own threshold already keeps on the heap.
 
 :func:`heap_for_large_blocks` switches ``mmap`` off for ``malloc`` (``M_MMAP_MAX = 0``) and
 keeps freed memory in the process (``M_TRIM_THRESHOLD``) for the duration of ``fit``, then
