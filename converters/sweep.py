@@ -20,7 +20,7 @@ correction pass, so the whole sweep costs a number of passes that does not grow 
 depth. Samples go through in chunks sized from :data:`SWEEP_BYTES`, so memory is bounded
 by one chunk's activations plus the stored spike trains of the layers in flight.
 
-The synaptic layers run through :func:`snnedge.events.apply_synaptic` and the neurons
+The synaptic layers run through :func:`snnedge.dense_paths.apply_synaptic` and the neurons
 through their own ``forward_block``: the float operations of :func:`snnedge.simulate`'s
 dense engine.
 """
@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import nn
 
-from snnedge.events import apply_synaptic
+from snnedge.dense_paths import apply_synaptic
 from snnedge.layers import INPUT
 from snnedge.network import SpikingNetwork
 from snnedge.neurons import SpikingNeuron, sum_steps_and_batch

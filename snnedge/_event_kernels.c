@@ -63,6 +63,10 @@ struct conv_args {
     const void *x, *weight, *bias; /* bias may be NULL */
     void *out;
     int64_t h, w, c_in, oh, ow, c_out, kh, kw, sh, sw, ph, pw, dh, dw, w_stride;
+    /* A linear layer (h = w = kh = kw = 1) whose weight is packed in chunks (chunk > 0, see
+     * linear_packed_ in _event_kernels_conv.h): chunk output values per chunk, and at most
+     * events (input events listed at once over a group of rows); 0 and 0 otherwise. */
+    int64_t chunk, events;
 };
 /* Per-call work space of the convolution (see conv_body_ in _event_kernels_conv.h); acc,
  * inv_ptr, inv_q and inv_off only where the scatter form may run (NULL otherwise: the body
@@ -119,6 +123,8 @@ scratch_alloc(struct conv_scratch *sc, const struct conv_args *a, size_t value_s
 {
     size_t positions = (size_t)(a->h * a->w), out_positions = (size_t)(a->oh * a->ow);
     size_t slots = positions * (size_t)a->c_in + 1, taps = out_positions * (size_t)(a->kh * a->kw) + 1;
+    if (a->chunk) /* the packed linear layer lists a group of rows: up to `events` events */
+        positions = (size_t)a->events, slots = (size_t)a->events + 1;
     sc->ptr = malloc((positions + 1) * sizeof(int32_t));
     sc->cols = malloc(slots * sizeof(int32_t));
     sc->vals = malloc(slots * value_size);

@@ -77,21 +77,23 @@ job_run(const struct job *j)
 #define ADDR(a) ((void *)(uintptr_t)(a))
 
 /* conv(x, weight, bias, out, double, n0, n1, n_step, h, w, c_in, oh, ow, c_out, kh, kw, sh,
- *      sw, ph, pw, dh, dw, w_stride): x, weight, bias (0 for none) and out are data addresses
- * of contiguous tensors of the shapes above (weight and bias rows of w_stride values, a
- * multiple of 64 bytes, >= c_out), in float32 (double = 0) or float64 (double = 1);
- * runs samples n0, n0 + n_step, ... below n1 (threads take interleaved samples: the
- * activity of a block's steps rises over time). The caller checks shapes, layouts and
- * dtypes. */
+ *      sw, ph, pw, dh, dw, w_stride[, chunk, events]): x, weight, bias (0 for none) and out
+ * are data addresses of contiguous tensors of the shapes above (weight and bias rows of
+ * w_stride values, a multiple of 64 bytes, >= c_out), in float32 (double = 0) or float64
+ * (double = 1); runs samples n0, n0 + n_step, ... below n1 (threads take interleaved
+ * samples: the activity of a block's steps rises over time). A linear layer may pass its
+ * weight packed in chunks of `chunk` values, (chunks, c_in, chunk), listing at most `events`
+ * events at once (see linear_packed_). The caller checks shapes, layouts and dtypes. */
 static int
 conv_parse(PyObject *args, struct job *j)
 {
     unsigned long long x, weight, bias, out;
-    long long n0, n1, n_step, v[15];
+    long long n0, n1, n_step, v[15], chunk = 0, events = 0;
     struct conv_args *a = &j->a.conv;
-    if (!PyArg_ParseTuple(args, "KKKKpLLLLLLLLLLLLLLLLLL", &x, &weight, &bias, &out, &j->is_double,
-                          &n0, &n1, &n_step, &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7],
-                          &v[8], &v[9], &v[10], &v[11], &v[12], &v[13], &v[14]))
+    if (!PyArg_ParseTuple(args, "KKKKpLLLLLLLLLLLLLLLLLL|LL", &x, &weight, &bias, &out,
+                          &j->is_double, &n0, &n1, &n_step, &v[0], &v[1], &v[2], &v[3], &v[4],
+                          &v[5], &v[6], &v[7], &v[8], &v[9], &v[10], &v[11], &v[12], &v[13],
+                          &v[14], &chunk, &events))
         return -1;
     a->x = ADDR(x), a->weight = ADDR(weight), a->bias = ADDR(bias), a->out = ADDR(out);
     a->h = v[0], a->w = v[1], a->c_in = v[2], a->oh = v[3], a->ow = v[4], a->c_out = v[5];
@@ -111,6 +113,15 @@ conv_parse(PyObject *args, struct job *j)
     }
     if (n_step < 1 || n0 < 0) {
         PyErr_SetString(PyExc_ValueError, "conv: n0 must be >= 0 and n_step >= 1");
+        return -1;
+    }
+    a->chunk = chunk, a->events = events;
+    if (chunk != 0 && (a->h != 1 || a->w != 1 || a->kh != 1 || a->kw != 1 || a->oh != 1
+                       || a->ow != 1 || chunk < 0 || chunk % (int64_t)line
+                       || events < a->c_in || events >= INT32_MAX)) {
+        PyErr_Format(PyExc_ValueError, "conv: a packed weight (chunk %lld) needs a linear layer "
+                     "(h = w = kh = kw = 1), chunk a multiple of %d values and events >= c_in "
+                     "(%lld), got events %lld", chunk, (int)line, v[2], events);
         return -1;
     }
     if (a->h * a->w * a->c_in >= INT32_MAX || a->oh * a->ow * a->kh * a->kw >= INT32_MAX) {

@@ -27,7 +27,7 @@ by the block size, not by ``T``. Every engine, torch or not (brian2), returns a
   On GPUs ``auto`` is dense: on an H200 cuDNN beat the event path even at batch 1 and 2%
   activity (examples/benchmarks/RESULTS.md).
 
-In both engines, no-gradient runs take the fast paths of :func:`snnedge.events.apply_synaptic`:
+In both engines, no-gradient runs take the fast paths of :func:`snnedge.dense_paths.apply_synaptic`:
 tiling pools on NCHW inputs as sums of strided slices, and CPU convolutions channels-last (the
 neurons and pools after them keep that layout). On the CPU a neuron layer whose only consumer
 is a tiling average or sum pool runs fused with it (:attr:`Executor.fuse_pools`): one kernel

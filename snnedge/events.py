@@ -24,9 +24,8 @@ spikes, in float64): tests/test_events.py. Speed per layer: examples/benchmarks/
 The same compiled module updates IF/LIF neurons over a block of steps
 (:func:`native_neuron_block`, called by :mod:`snnedge.neurons`).
 
-Pooling layers that tile an NCHW input (window = stride, no padding) run as sums of strided
-slices, several times faster than ``avg_pool2d`` on CPU, in the same order of additions; on
-channels-last inputs torch's own pooling is the faster one.
+The dense layers' own fast paths for no-gradient runs (tiling pools, channels-last
+convolutions) are in :mod:`snnedge.dense_paths`.
 """
 from __future__ import annotations
 
@@ -42,7 +41,6 @@ from torch import nn
 
 from .geometry import module_axes
 from .kernel_threads import run_split, submit
-from .layers import SumPool2d
 
 _CACHE: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
 
@@ -163,12 +161,18 @@ def event_linear(module: nn.Linear, x: torch.Tensor, backend: str | None = None)
     ``"torch"`` (see the module docstring; default: the fastest available)."""
     if _use_native(backend, x):  # a linear layer is a 1x1 convolution of a 1x1 map
         n, f_in = x.shape
-        w_rows = _cached(module, ("w_rows", x.dtype),
-                         lambda: _line_padded(module.weight.detach().t().to(x.dtype)))
         bias = _cached(module, ("bias_rows", x.dtype), lambda: _bias_of(module, x.dtype))
         out = torch.empty(n, module.out_features, dtype=x.dtype)
-        _native_run(x.contiguous(), w_rows, bias, out, (1, 1, f_in, 1, 1, module.out_features,
-                                                        1, 1, 1, 1, 0, 0, 1, 1))
+        geometry = (1, 1, f_in, 1, 1, module.out_features, 1, 1, 1, 1, 0, 0, 1, 1)
+        chunk = LINEAR_CHUNK_BYTES // x.element_size()
+        if n > 1 and module.out_features > chunk:
+            w_chunks = _cached(module, ("w_chunks", x.dtype),
+                               lambda: _chunk_packed(module.weight.detach().t().to(x.dtype), chunk))
+            _native_run(x.contiguous(), w_chunks, bias, out, geometry, packed=chunk)
+            return out
+        w_rows = _cached(module, ("w_rows", x.dtype),
+                         lambda: _line_padded(module.weight.detach().t().to(x.dtype)))
+        _native_run(x.contiguous(), w_rows, bias, out, geometry)
         return out
     w_t = _cached(module, ("w_t", x.dtype), lambda: module.weight.detach().t().to(x.dtype).contiguous())
     rows, cols = x.nonzero().unbind(1)
@@ -276,6 +280,11 @@ def native_kernel():
 
 
 NATIVE_ISAS = ("generic", "avx2", "avx512")
+# The compiled kernels' revision, part of the key of a path calibration (a machine's measured
+# break-evens, snnedge.path_calibration): raised with every change that moves the event
+# path's speed, so that a calibration of the earlier kernels is measured again on first use.
+# 2: linear layers read their weight packed in chunks (LINEAR_CHUNK_BYTES).
+NATIVE_REVISION = 2
 
 
 def native_isas() -> tuple[str, ...]:
@@ -329,19 +338,42 @@ def _line_padded(w: torch.Tensor) -> torch.Tensor:
     return (torch.nn.functional.pad(w, (0, pad)) if pad else w).contiguous()
 
 
+# A linear layer of more than one chunk of this many bytes of outputs, on more than one row,
+# reads its weight packed chunk by chunk (_chunk_packed), each chunk for a group of rows whose
+# events (at most LINEAR_GROUP_EVENTS) are listed once: AlexNet's 9216 -> 4096 and 4096 ->
+# 4096 at 7% density, 3,200 rows, 2.7-3.4x faster than on whole rows, small layers (512 ->
+# 512, 1152 -> 128) 1.1-1.4x, 9216 -> 4096 on 32 rows 0.95-1.39x (EPYC guest, AVX2, 1 and 2
+# threads; RESULTS.md, issue 16 section 15). The sums and their order are the same.
+LINEAR_CHUNK_BYTES = 256
+LINEAR_GROUP_EVENTS = 1 << 18
+
+
+def _chunk_packed(w_t: torch.Tensor, chunk: int) -> torch.Tensor:
+    """``w_t`` ``(C_in, C_out)`` as ``(chunks, C_in, chunk)``: chunk k holds outputs ``[k *
+    chunk, (k + 1) * chunk)`` of every input, zeros past ``C_out``."""
+    w = torch.nn.functional.pad(w_t, (0, -w_t.shape[1] % chunk))
+    return w.view(w_t.shape[0], -1, chunk).permute(1, 0, 2).contiguous()
+
+
 def _native_run(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, out: torch.Tensor,
-                geometry: tuple[int, ...]) -> None:
+                geometry: tuple[int, ...], packed: int = 0) -> None:
     """Run the compiled kernel on contiguous ``x`` ``(N, H, W, C_in)``, ``weight`` ``(KH, KW,
     C_in, C_out + padding)`` and ``bias`` (rows padded by :func:`_line_padded`) and ``out``
     ``(N, OH, OW, C_out)``; ``geometry`` = (H, W, C_in, OH, OW, C_out, KH, KW, SH, SW, PH, PW,
-    DH, DW). Samples are split over torch's intra-op threads
+    DH, DW). ``packed``: a linear layer's ``weight`` from :func:`_chunk_packed` with chunks of
+    this many values (0: rows). Samples are split over torch's intra-op threads
     when each part has at least ``PARALLEL_MIN_WORK`` of work (input values scanned plus
     output values times kernel taps)."""
     kernel = native_kernel()
-    geometry = (*geometry, weight.shape[-1])  # the padded row length
     n = x.shape[0]
     work = x.numel() + out.numel() * geometry[6] * geometry[7]
     threads = int(min(torch.get_num_threads(), n, work // PARALLEL_MIN_WORK))
+    if packed:  # the row length of the bias, then the chunk and the events listed at once
+        f_in = geometry[2]
+        budget = max(f_in, min(LINEAR_GROUP_EVENTS, -(-n // max(threads, 1)) * f_in))
+        geometry = (*geometry, _line_padded(out[:1]).shape[-1], packed, budget)
+    else:
+        geometry = (*geometry, weight.shape[-1])  # the padded row length
     args = (x.data_ptr(), weight.data_ptr(), 0 if bias is None else bias.data_ptr(), out.data_ptr(),
             x.dtype == torch.float64)
     if threads < 2:
@@ -529,72 +561,10 @@ def event_conv2d(module: nn.Conv2d, x: torch.Tensor, backend: str | None = None)
     return out
 
 
-def tiling_pool(module: nn.Module, shape) -> tuple[int, int] | None:
-    """The window ``(kh, kw)`` of an average or sum pool whose windows tile an input of
-    ``shape`` exactly (stride = window, no padding, sizes divisible), else None."""
-    if isinstance(module, nn.AvgPool2d):
-        if module.divisor_override is not None:
-            return None
-    elif not isinstance(module, SumPool2d):
-        return None
-    pair = lambda v: tuple(v) if isinstance(v, (tuple, list)) else (v, v)  # noqa: E731
-    kernel, stride, padding = pair(module.kernel_size), pair(module.stride), pair(module.padding)
-    if len(shape) != 4 or stride != kernel or padding != (0, 0):
-        return None
-    if shape[-2] % kernel[0] or shape[-1] % kernel[1]:
-        return None
-    return kernel
-
-
-def pool_tiles(module: nn.Module, x: torch.Tensor, kernel: tuple[int, int]) -> torch.Tensor:
-    """Average (or sum) pooling over tiling windows, the window's values added in row-major
-    order as ``avg_pool2d`` does: in the compiled kernel for contiguous float CPU maps, else
-    as a sum of strided slices."""
-    kh, kw = kernel
-    divisor = 1.0 if isinstance(module, SumPool2d) else float(kh * kw)
-    kernel_module = native_kernel()
-    if (kernel_module is not None and x.device.type == "cpu" and x.is_contiguous()
-            and x.dtype in (torch.float32, torch.float64) and x.dim() == 4 and x.numel() > 0):
-        # the compiled kernel: one pass, same order of additions
-        n, c, h, w = x.shape
-        out = torch.empty(n, c, h // kh, w // kw, dtype=x.dtype)
-        planes = n * c
-        threads = int(min(torch.get_num_threads(), planes, x.numel() // NEURON_MIN_WORK))
-        cut = [planes * i // max(threads, 1) for i in range(max(threads, 1) + 1)]
-        run_split(kernel_module.pool, [(x.data_ptr(), out.data_ptr(), x.dtype == torch.float64, a, b,
-                                        h, w, kh, kw, divisor) for a, b in zip(cut[:-1], cut[1:])])
-        return out
-    out = x[..., 0::kh, 0::kw].clone(memory_format=torch.contiguous_format)
-    for i in range(kh):
-        for j in range(kw):
-            if i or j:
-                out.add_(x[..., i::kh, j::kw])
-    return out if isinstance(module, SumPool2d) else out.div_(kh * kw)
-
-
-def apply_synaptic(module: nn.Module, *xs: torch.Tensor) -> torch.Tensor:
-    """``module(*xs)`` with the fast paths of no-gradient runs: tiling pools on NCHW inputs as
-    strided sums (on channels-last inputs torch's own pooling is faster), and 2-D
-    convolutions on channels-last inputs (oneDNN's native layout on CPU, about twice
-    as fast here; the output stays channels-last, and the neurons and pools after it keep
-    that layout)."""
-    if len(xs) != 1 or torch.is_grad_enabled():
-        return module(*xs)
-    (x,) = xs
-    kernel = tiling_pool(module, x.shape)
-    if kernel is not None and not is_channels_last(x):  # torch's channels-last pooling is faster
-        return pool_tiles(module, x, kernel)
-    if isinstance(module, nn.Conv2d) and x.dim() == 4 and x.device.type == "cpu":
-        # (with one input channel both layouts coincide and oneDNN may answer in NCHW)
-        y = module(x.contiguous(memory_format=torch.channels_last))
-        return y.contiguous(memory_format=torch.channels_last)
-    return module(x)
-
-
 def is_channels_last(x: torch.Tensor) -> bool:
     """Whether ``x`` is a 4-D tensor stored channels-last (and not also plain contiguous)."""
     return x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
 
 
-__all__ = ["event_apply", "event_linear", "event_conv2d", "event_density_limit", "event_path_exists", "apply_synaptic", "is_channels_last",
-           "native_kernel", "native_isas", "native_neuron_block", "parameter_maps", "set_native_isa", "NATIVE_ISAS", "pool_tiles", "tiling_pool"]
+__all__ = ["event_apply", "event_linear", "event_conv2d", "event_density_limit", "event_path_exists", "is_channels_last",
+           "native_kernel", "native_isas", "native_neuron_block", "parameter_maps", "set_native_isa", "NATIVE_ISAS", "NATIVE_REVISION"]

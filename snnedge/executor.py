@@ -33,7 +33,8 @@ from typing import Protocol
 import torch
 from torch import nn
 
-from .events import apply_synaptic, event_apply, native_kernel, tiling_pool
+from .dense_paths import apply_synaptic, tiling_pool
+from .events import event_apply, native_kernel
 from .layers import INPUT, Add, Scale, SumPool2d, TemporalModule
 from .neurons import SpikingNeuron
 from .path_choice import BatchChoices

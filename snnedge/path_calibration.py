@@ -16,7 +16,7 @@ one factor per class: the geometric mean of break-even / rule over its probes. A
 ``min(CALIBRATED_CAP, factor x rule)`` (:meth:`Calibration.limit`). :func:`save` keeps it in
 a JSON file (:func:`calibration_path`: ``$SNNEDGE_CALIBRATION``, else
 ``~/.cache/snnedge/path_calibration.json``), one entry per machine (CPU model and the flags
-that matter, the kernels' instruction set, torch's version, the thread count), so that one
+that matter, the kernels' instruction set and revision, torch's version, the thread count), so that one
 home folder serves several machines. The command ``snnedge calibrate`` does both.
 
 Engine ``"auto"`` uses this machine's calibration at the current thread count where one is
@@ -61,8 +61,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .events import (NARROW_INPUT_CHANNELS, apply_synaptic, event_apply, event_density_limit,
-                     native_kernel)
+from .dense_paths import apply_synaptic
+from .events import NARROW_INPUT_CHANNELS, NATIVE_REVISION, event_apply, event_density_limit, native_kernel
 
 #: The probe layers per class: (name, constructor, input shape of one row).
 PROBES: dict[str, tuple[tuple[str, object, tuple[int, ...]], ...]] = {
@@ -131,11 +131,14 @@ def _cpu() -> tuple[str, tuple[str, ...]]:
 
 def machine(threads: int | None = None) -> dict:
     """What a calibration holds for: the CPU (model name, the vector extensions that matter),
-    the compiled kernels' instruction set, torch's version and the thread count."""
+    the compiled kernels' instruction set and revision (:data:`snnedge.events.NATIVE_REVISION`:
+    a calibration of earlier kernels is measured again), torch's version and the thread
+    count."""
     model, flags = _cpu()
     kernel = native_kernel()
     return {"cpu": model, "flags": list(flags),
             "isa": kernel.isa() if kernel is not None else "scipy",
+            "kernels": NATIVE_REVISION if kernel is not None else 0,
             "torch": torch.__version__.split("+")[0],
             "threads": int(threads or torch.get_num_threads())}
 

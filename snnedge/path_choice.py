@@ -46,7 +46,8 @@ import torch
 from torch import nn
 
 from . import path_calibration
-from .events import apply_synaptic, event_apply, event_density_limit, event_path_exists
+from .dense_paths import apply_synaptic
+from .events import event_apply, event_density_limit, event_path_exists
 
 POLICIES = ("timed", "limit", "calibrated")
 #: Rows each path first runs on untimed, before the timed run on the whole block.

@@ -8,7 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import snnedge
-from snnedge.events import event_apply, event_conv2d, event_linear, pool_tiles, tiling_pool
+from snnedge.dense_paths import pool_tiles, tiling_pool
+from snnedge.events import event_apply, event_conv2d, event_linear
 
 # The compiled kernels are required unless turned off on purpose (SNNEDGE_NATIVE=0 runs the
 # suite on the fallback paths).

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import snnedge
+import snnedge.dense_paths as dp
 import snnedge.events as ev
 import snnedge.neurons as nm
 
@@ -121,6 +122,36 @@ def test_linear_kernel_equals_the_ordered_reference_bit_for_bit(isa, dtype, feat
         assert torch.equal(ev.event_linear(fc, x, backend="native"), ref)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("group_events", [90, 200, 1 << 18])  # one row, a few, all at once
+def test_packed_linear_equals_the_row_kernel_bit_for_bit(isa, monkeypatch, dtype, group_events):
+    # the weight packed chunk by chunk (150 outputs: two chunks of 64 float32 values and a
+    # tail, five of 32 float64 ones) over groups of rows, against whole weight rows one row at
+    # a time; any values, silent rows among them
+    torch.manual_seed(3)
+    fc = nn.Linear(90, 150).to(dtype)
+    x = (torch.rand(23, 90, dtype=dtype) < 0.1).to(dtype) * torch.randn(23, 90, dtype=dtype)
+    x[[0, 5, 6, 22]] = 0
+    monkeypatch.setattr(ev, "LINEAR_GROUP_EVENTS", group_events)
+    packed_calls = []
+    run = ev._native_run
+    monkeypatch.setattr(ev, "_native_run", lambda *a, **k: packed_calls.append(k.get("packed", 0)) or run(*a, **k))
+    with torch.no_grad():
+        packed = ev.event_linear(fc, x, backend="native")
+        rows = torch.cat([ev.event_linear(fc, x[i:i + 1], backend="native") for i in range(23)])
+    assert packed_calls[0] == 256 // x.element_size() and not any(packed_calls[1:])
+    assert torch.equal(packed, rows)
+
+
+def test_the_kernel_refuses_a_packed_weight_outside_a_linear_layer():
+    x, w, out = torch.zeros(1, 3, 3, 4), torch.zeros(3, 3, 4, 16), torch.zeros(1, 1, 1, 16)
+    ptrs = (x.data_ptr(), w.data_ptr(), 0, out.data_ptr(), False, 0, 1, 1)
+    with pytest.raises(ValueError, match="packed weight"):
+        ev.native_kernel().conv(*ptrs, 3, 3, 4, 1, 1, 16, 3, 3, 1, 1, 0, 0, 1, 1, 16, 64, 64)
+    with pytest.raises(ValueError, match="events >= c_in"):  # a group must hold a whole row
+        ev.native_kernel().conv(*ptrs, 1, 1, 4, 1, 1, 16, 1, 1, 1, 1, 0, 0, 1, 1, 16, 64, 3)
+
+
 @pytest.mark.parametrize("neuron", [
     lambda: snnedge.IF(threshold=[0.5, 0.9, 1.3], reset="zero"),
     lambda: snnedge.LIF(beta=0.8, threshold=0.6, v_init=0.5),
@@ -178,7 +209,7 @@ def test_neurons_fused_with_their_pool_equal_the_two_layers(isa, neuron, pool, d
     if static:
         current = current[0]
     v0 = layer.initial_state(current if static else current[0])
-    window = ev.tiling_pool(pool, v0.shape)
+    window = dp.tiling_pool(pool, v0.shape)
     divisor = 1.0 if isinstance(pool, snnedge.SumPool2d) else float(window[0] * window[1])
     with torch.no_grad():
         counts, fused_counts = torch.zeros_like(v0[0]), torch.zeros_like(v0[0])
@@ -252,5 +283,5 @@ def test_training_backward_kernel_equals_the_tensor_loop(isa, monkeypatch, surro
 def test_tiling_pool_kernel_equals_torch_pooling_bit_for_bit(isa, module, dtype):
     torch.manual_seed(6)
     x = torch.randn(3, 5, 12, 24, dtype=dtype)
-    window = ev.tiling_pool(module, x.shape)
-    assert torch.equal(ev.pool_tiles(module, x, window), module(x))
+    window = dp.tiling_pool(module, x.shape)
+    assert torch.equal(dp.pool_tiles(module, x, window), module(x))

@@ -15,6 +15,7 @@ from torch import nn
 import converters.maxpool as mp
 import snnedge
 import snnedge.count_pool as cp
+import snnedge.dense_paths as dp
 import snnedge.events as ev
 import snnedge.kernel_threads as kt
 import snnedge.neurons as nm
@@ -32,7 +33,7 @@ MODES = ["python", pytest.param("openmp", marks=pytest.mark.skipif(
 def split(monkeypatch):
     """Runs a function on one thread, then split in the given mode; restores everything."""
     for module, name in [(ev, "NEURON_MIN_WORK"), (ev, "PARALLEL_MIN_WORK"), (nm, "NEURON_MIN_WORK"),
-                         (cp, "NEURON_MIN_WORK"), (ng, "BACKWARD_MIN_WORK")]:
+                         (cp, "NEURON_MIN_WORK"), (ng, "BACKWARD_MIN_WORK"), (dp, "POOL_MIN_WORK")]:
         monkeypatch.setattr(module, name, 1)
     threads, previous = torch.get_num_threads(), kt.kernel_threads()
     parts_seen = []
@@ -40,7 +41,7 @@ def split(monkeypatch):
     def counted(fn, parts):
         parts_seen.append(len(parts))
         return kt.run_split(fn, parts)
-    for module in (ev, nm, cp, ng):
+    for module in (ev, nm, cp, ng, dp):
         monkeypatch.setattr(module, "run_split", counted)
 
     def run(fn, mode):
@@ -86,6 +87,19 @@ def test_event_convolution(split, mode, dtype):
 
 
 @pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_event_linear_packed_in_chunks(split, mode, dtype, monkeypatch):
+    # 11 rows over 3 threads, in groups of about two rows each (the weight packed by chunks)
+    monkeypatch.setattr(ev, "LINEAR_GROUP_EVENTS", 100)
+    torch.manual_seed(0)
+    fc = nn.Linear(50, 130).to(dtype)
+    x = spikes((11, 50), dtype)
+    with torch.no_grad():
+        one, many = split(lambda: ev.event_linear(fc, x, backend="native"), mode)
+    assert same(one, many) and torch.allclose(one, fc(x), atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("counting", [False, True])  # split by samples, or by neurons
 def test_neuron_block(split, mode, counting):
     layer = snnedge.LIF(beta=[0.5, 0.9, 1.0], threshold=[0.4, 0.8, 1.1])
@@ -120,7 +134,7 @@ def test_neurons_fused_with_their_pool(split, mode):
 def test_tiling_pool(split, mode):
     x = torch.randn(3, 5, 12, 24, generator=torch.Generator().manual_seed(6))
     pool = nn.AvgPool2d((2, 3))
-    one, many = split(lambda: ev.pool_tiles(pool, x, (2, 3)), mode)
+    one, many = split(lambda: dp.pool_tiles(pool, x, (2, 3)), mode)
     assert same(one, many) and torch.equal(one, pool(x))
 
 

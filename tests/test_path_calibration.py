@@ -84,9 +84,12 @@ def test_saved_calibrations_are_kept_per_machine_and_read_back(tmp_path):
     assert pc.load(path, threads=1).factors["conv"] == 3.0
     assert pc.load(path, threads=2).factors == two.factors
     assert pc.load(path, threads=3) is None  # no calibration at that thread count
-    other = dict(entries[0]["machine"], cpu="another CPU")
-    path.write_text(json.dumps({"version": pc.FILE_VERSION, "machines": [dict(entries[0], machine=other)]}))
-    assert pc.load(path, threads=1) is None  # another machine's
+    for key, value in [("cpu", "another CPU"), ("kernels", pc.NATIVE_REVISION - 1)]:
+        other = dict(entries[0]["machine"], **{key: value})
+        path.write_text(json.dumps({"version": pc.FILE_VERSION, "machines": [dict(entries[0], machine=other)]}))
+        assert pc.load(path, threads=1) is None  # another machine's, or earlier kernels'
+    path.write_text(json.dumps({"version": pc.FILE_VERSION, "machines": entries}))
+    assert pc.load(path, threads=1).factors["conv"] == 3.0
     assert pc.load(tmp_path / "missing.json") is None
     path.write_text("{not json")
     with pytest.warns(UserWarning, match="is not used .* Run 'snnedge calibrate' to write a new one"):

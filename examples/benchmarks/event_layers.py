@@ -3,7 +3,7 @@
 For each layer shape and input activity (fraction of non-zero inputs), times the two
 engines' paths on the same binary input of ``N`` rows (a block of ``T`` steps at batch 1 is
 ``N = T``), channels-last as the engines pass it: the dense engine's
-``snnedge.events.apply_synaptic`` (oneDNN's convolution) against the event engine's
+``snnedge.dense_paths.apply_synaptic`` (oneDNN's convolution) against the event engine's
 ``snnedge.events.event_apply``, and prints dense time / event time (> 1: event wins).
 ``engine="auto"``'s per-layer break-even (``snnedge.events.event_density_limit``) is fitted
 to this table.
@@ -31,7 +31,8 @@ from torch import nn
 from torch.utils.benchmark import Timer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from snnedge.events import apply_synaptic, event_apply, native_kernel, set_native_isa  # noqa: E402
+from snnedge.dense_paths import apply_synaptic  # noqa: E402
+from snnedge.events import event_apply, native_kernel, set_native_isa  # noqa: E402
 
 ACTIVITIES = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
 LAYERS = {

@@ -3,7 +3,8 @@ narrow 3x3 convolutions, which the fitted break-even rule keeps dense or puts lo
 Usage: python examples/benchmarks/event_vs_dense.py THREADS
 """
 import torch, time, statistics, sys
-from snnedge.events import event_conv2d, apply_synaptic
+from snnedge.dense_paths import apply_synaptic
+from snnedge.events import event_conv2d
 torch.set_num_threads(int(sys.argv[1]))
 def med(f, n=5):
     f(); ts = []

@@ -5,7 +5,8 @@ median of 9. Usage: python examples/benchmarks/thread_contention.py
 (``OMP_WAIT_POLICY=PASSIVE`` before it shows the threads that do not spin.)
 """
 import torch, time, statistics, sys
-from snnedge.events import event_conv2d, apply_synaptic
+from snnedge.dense_paths import apply_synaptic
+from snnedge.events import event_conv2d
 torch.set_num_threads(2)
 conv = torch.nn.Conv2d(64, 128, 3, padding=1, bias=False).eval()
 other = torch.nn.Conv2d(64, 64, 3, padding=1, bias=False).eval()

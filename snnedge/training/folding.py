@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..dense_paths import conv_channels_last
 from ..network import SpikingNetwork
 
 
@@ -66,10 +67,7 @@ class ChannelsLastConv(nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.device.type != "cpu":
             return self.conv(x)
-        # torch picks the layout from the input's strides, which one channel leaves ambiguous
-        # (an image input): the output is then made channels-last, once per batch
-        y = self.conv(x.contiguous(memory_format=torch.channels_last))
-        return y.contiguous(memory_format=torch.channels_last)
+        return conv_channels_last(self.conv, x)
 
     def extra_repr(self) -> str:
         return f"{self.conv!r}, channels last"
