@@ -142,17 +142,25 @@ def event_conv_capable(module: nn.Module) -> bool:
     return isinstance(module, nn.Conv2d) and module.groups == 1 and module.padding_mode == "zeros"
 
 
-def _cached(module: nn.Module, key: str, build):
+def _cached(module: nn.Module, key: tuple, build):
     """A value derived from ``module.weight``, rebuilt when the weight changes (its version
     counter, storage, dtype or device moves). Kept outside the module, dropped with it."""
-    w = module.weight
-    stamp = (w._version, w.data_ptr(), w.dtype, w.device)
-    slot = _CACHE.setdefault(module, {})
-    hit = slot.get(key)
-    if hit is None or hit[0] != stamp:
-        hit = (stamp, build())
-        slot[key] = hit
+    hit = _kept(module, key)
+    if hit is None:
+        hit = _CACHE.setdefault(module, {})[key] = (_stamp(module), build())
     return hit[1]
+
+
+def _kept(module: nn.Module, key: tuple):
+    """The ``(stamp, value)`` :func:`_cached` keeps for ``module`` under ``key`` while the
+    weight is unchanged, else None."""
+    hit = _CACHE.get(module, {}).get(key)
+    return hit if hit is not None and hit[0] == _stamp(module) else None
+
+
+def _stamp(module: nn.Module) -> tuple:
+    w = module.weight
+    return (w._version, w.data_ptr(), w.dtype, w.device)
 
 
 def event_linear(module: nn.Linear, x: torch.Tensor, backend: str | None = None) -> torch.Tensor:
@@ -165,13 +173,16 @@ def event_linear(module: nn.Linear, x: torch.Tensor, backend: str | None = None)
         out = torch.empty(n, module.out_features, dtype=x.dtype)
         geometry = (1, 1, f_in, 1, 1, module.out_features, 1, 1, 1, 1, 0, 0, 1, 1)
         chunk = LINEAR_CHUNK_BYTES // x.element_size()
-        if n > 1 and module.out_features > chunk:
-            w_chunks = _cached(module, ("w_chunks", x.dtype),
+        packed_key, rows_key = ("w_chunks", x.dtype, chunk), ("w_rows", x.dtype)
+        # one copy of the weight at a time: a few rows take the packed form where it is kept
+        if module.out_features > chunk and (n >= LINEAR_PACKED_ROWS or _kept(module, packed_key)):
+            _CACHE.get(module, {}).pop(rows_key, None)
+            w_chunks = _cached(module, packed_key,
                                lambda: _chunk_packed(module.weight.detach().t().to(x.dtype), chunk))
             _native_run(x.contiguous(), w_chunks, bias, out, geometry, packed=chunk)
             return out
-        w_rows = _cached(module, ("w_rows", x.dtype),
-                         lambda: _line_padded(module.weight.detach().t().to(x.dtype)))
+        _CACHE.get(module, {}).pop(packed_key, None)  # (one of an earlier weight)
+        w_rows = _cached(module, rows_key, lambda: _line_padded(module.weight.detach().t().to(x.dtype)))
         _native_run(x.contiguous(), w_rows, bias, out, geometry)
         return out
     w_t = _cached(module, ("w_t", x.dtype), lambda: module.weight.detach().t().to(x.dtype).contiguous())
@@ -338,13 +349,17 @@ def _line_padded(w: torch.Tensor) -> torch.Tensor:
     return (torch.nn.functional.pad(w, (0, pad)) if pad else w).contiguous()
 
 
-# A linear layer of more than one chunk of this many bytes of outputs, on more than one row,
-# reads its weight packed chunk by chunk (_chunk_packed), each chunk for a group of rows whose
-# events (at most LINEAR_GROUP_EVENTS) are listed once: AlexNet's 9216 -> 4096 and 4096 ->
-# 4096 at 7% density, 3,200 rows, 2.7-3.4x faster than on whole rows, small layers (512 ->
-# 512, 1152 -> 128) 1.1-1.4x, 9216 -> 4096 on 32 rows 0.95-1.39x (EPYC guest, AVX2, 1 and 2
-# threads; RESULTS.md, issue 16 section 15). The sums and their order are the same.
+# A linear layer of more than one chunk of this many bytes of outputs, on at least
+# LINEAR_PACKED_ROWS rows, reads its weight packed chunk by chunk (_chunk_packed), each chunk
+# for a group of rows whose events (at most LINEAR_GROUP_EVENTS) are listed once: AlexNet's
+# 9216 -> 4096 and 4096 -> 4096 at 7% density, 3,200 rows, 2.7-3.4x faster than on whole
+# rows, small layers (512 -> 512, 1152 -> 128) 1.1-1.4x, 9216 -> 4096 on 32 rows at 2%
+# 0.95-1.39x (EPYC guest, AVX2, 1 and 2 threads). On fewer rows whole rows are faster (0.5-0.8
+# on 1-8 rows: each chunk's pieces lie on pages of their own, a row's on a few), but a layer
+# that keeps the packed form uses it there too: one copy of the weight at a time. The sums
+# and their order are the same (RESULTS.md, issue 16 section 15).
 LINEAR_CHUNK_BYTES = 256
+LINEAR_PACKED_ROWS = 32
 LINEAR_GROUP_EVENTS = 1 << 18
 
 

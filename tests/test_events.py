@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 import snnedge
 from snnedge.dense_paths import pool_tiles, tiling_pool
+import snnedge.events as ev
 from snnedge.events import event_apply, event_conv2d, event_linear
 
 # The compiled kernels are required unless turned off on purpose (SNNEDGE_NATIVE=0 runs the
@@ -216,3 +217,24 @@ def test_native_kernel_chunks_tails_and_large_kernels(dtype, c_out, kernel, padd
         fc = nn.Linear(66, c_out).to(dtype)
         v = (torch.rand(4, 66, dtype=dtype) < 0.1).to(dtype)
         assert torch.allclose(event_linear(fc, v, backend="native"), fc(v), atol=tol)
+
+
+def test_a_linear_layer_keeps_one_copy_of_its_weight_on_the_native_path():
+    # whole rows for a few rows, the packed form from LINEAR_PACKED_ROWS on; once packed, a
+    # few rows take the packed form too, and a changed weight is laid out again
+    if ev.native_kernel() is None:
+        pytest.skip("the compiled kernels are off or not built")
+    fc = nn.Linear(40, 100).double()
+    gen = torch.Generator().manual_seed(0)
+    few, many = [(torch.rand(n, 40, generator=gen) < 0.2).double() for n in (3, ev.LINEAR_PACKED_ROWS)]
+
+    def forms():
+        return [key[0] for key in ev._CACHE[fc] if key[0] != "bias_rows"]
+    with torch.no_grad():
+        for x, expected in [(few, ["w_rows"]), (many, ["w_chunks"]), (few, ["w_chunks"])]:
+            assert torch.allclose(event_linear(fc, x, backend="native"), fc(x), atol=1e-12)
+            assert forms() == expected
+        fc.weight.mul_(2)  # the packed form is stale: a few rows lay out whole rows
+        assert torch.allclose(event_linear(fc, few, backend="native"), fc(few), atol=1e-12)
+        assert forms() == ["w_rows"]
+

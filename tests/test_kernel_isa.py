@@ -8,6 +8,7 @@ every product is exact, so a fused multiply-add rounds as the separate product a
 and each path must give exactly these sums. The neuron reference is the tensor loop of
 :func:`snnedge.neurons.step_into`.
 """
+import copy
 import os
 import subprocess
 import sys
@@ -127,18 +128,20 @@ def test_linear_kernel_equals_the_ordered_reference_bit_for_bit(isa, dtype, feat
 def test_packed_linear_equals_the_row_kernel_bit_for_bit(isa, monkeypatch, dtype, group_events):
     # the weight packed chunk by chunk (150 outputs: two chunks of 64 float32 values and a
     # tail, five of 32 float64 ones) over groups of rows, against whole weight rows one row at
-    # a time; any values, silent rows among them
+    # a time (another copy of the layer: this one keeps its packed form); any values, silent
+    # rows among them
     torch.manual_seed(3)
     fc = nn.Linear(90, 150).to(dtype)
-    x = (torch.rand(23, 90, dtype=dtype) < 0.1).to(dtype) * torch.randn(23, 90, dtype=dtype)
-    x[[0, 5, 6, 22]] = 0
+    x = (torch.rand(40, 90, dtype=dtype) < 0.1).to(dtype) * torch.randn(40, 90, dtype=dtype)
+    x[[0, 5, 6, 39]] = 0
     monkeypatch.setattr(ev, "LINEAR_GROUP_EVENTS", group_events)
     packed_calls = []
     run = ev._native_run
     monkeypatch.setattr(ev, "_native_run", lambda *a, **k: packed_calls.append(k.get("packed", 0)) or run(*a, **k))
+    twin = copy.deepcopy(fc)
     with torch.no_grad():
         packed = ev.event_linear(fc, x, backend="native")
-        rows = torch.cat([ev.event_linear(fc, x[i:i + 1], backend="native") for i in range(23)])
+        rows = torch.cat([ev.event_linear(twin, x[i:i + 1], backend="native") for i in range(40)])
     assert packed_calls[0] == 256 // x.element_size() and not any(packed_calls[1:])
     assert torch.equal(packed, rows)
 

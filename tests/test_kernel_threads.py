@@ -91,12 +91,16 @@ def test_event_convolution(split, mode, dtype):
 def test_event_linear_packed_in_chunks(split, mode, dtype, monkeypatch):
     # 11 rows over 3 threads, in groups of about two rows each (the weight packed by chunks)
     monkeypatch.setattr(ev, "LINEAR_GROUP_EVENTS", 100)
+    monkeypatch.setattr(ev, "LINEAR_PACKED_ROWS", 11)
+    packed = []
+    run = ev._native_run
+    monkeypatch.setattr(ev, "_native_run", lambda *a, **k: packed.append(k.get("packed", 0)) or run(*a, **k))
     torch.manual_seed(0)
     fc = nn.Linear(50, 130).to(dtype)
     x = spikes((11, 50), dtype)
     with torch.no_grad():
         one, many = split(lambda: ev.event_linear(fc, x, backend="native"), mode)
-    assert same(one, many) and torch.allclose(one, fc(x), atol=1e-5)
+    assert same(one, many) and torch.allclose(one, fc(x), atol=1e-5) and all(packed)
 
 
 @pytest.mark.parametrize("mode", MODES)

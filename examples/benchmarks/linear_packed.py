@@ -4,17 +4,19 @@ rows and against the dense layer (issue 16, RESULTS.md section 15).
 For each layer shape, row count ``N`` (the steps x samples of one block) and input density,
 times on the same random binary input: the dense layer (``module(x)``, oneDNN's GEMM), the
 event kernel on whole weight rows (``snnedge.events.LINEAR_CHUNK_BYTES`` raised above the
-layer's output width, the kernel before the packed form) and on the packed weight (the
-default). Checks that both event forms give the same result bit for bit, then prints
+layer's output width, the kernel before the packed form) and on the packed weight (at any row
+count: ``LINEAR_PACKED_ROWS`` lowered to 1), each on a copy of the layer of its own (a layer
+keeps one form of its weight at a time). Checks that both event forms give the same result bit for bit, then prints
 rows / packed (> 1: the packed form is faster) and dense / packed (> 1: the event path
 beats the dense layer). Sides interleaved, medians of ``--repeats`` wall-clock timings.
 
-Usage: python examples/benchmarks/linear_packed.py [--threads 1] [--rows 32 400 3200]
+Usage: python examples/benchmarks/linear_packed.py [--threads 1] [--rows 1 8 32 400 3200]
        [--densities 0.02 0.072] [--repeats 5]
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import sys
 import time
@@ -43,7 +45,7 @@ def seconds(fn) -> float:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--rows", type=int, nargs="+", default=[32, 400, 3200])
+    p.add_argument("--rows", type=int, nargs="+", default=[1, 8, 32, 400, 3200])
     p.add_argument("--densities", type=float, nargs="+", default=[0.02, 0.072])
     p.add_argument("--repeats", type=int, default=5)
     args = p.parse_args(argv)
@@ -55,26 +57,27 @@ def main(argv=None) -> None:
     print("| layer | rows | density | rows / packed | dense / packed | dense / rows |")
     print("|---|---|---|---|---|---|")
     gen = torch.Generator().manual_seed(0)
-    packed_chunk = ev.LINEAR_CHUNK_BYTES
+    packed_chunk, packed_rows = ev.LINEAR_CHUNK_BYTES, ev.LINEAR_PACKED_ROWS
     for f_in, f_out in SHAPES:
         torch.manual_seed(f_in + f_out)
         layer = nn.Linear(f_in, f_out)
+        copies = {"rows": copy.deepcopy(layer), "packed": copy.deepcopy(layer)}
         for n in args.rows:
             for density in args.densities:
                 x = (torch.rand(n, f_in, generator=gen) < density).float()
 
-                def event(chunk_bytes):
-                    ev.LINEAR_CHUNK_BYTES = chunk_bytes
+                def event(form):
+                    ev.LINEAR_CHUNK_BYTES, ev.LINEAR_PACKED_ROWS = (
+                        (packed_chunk, 1) if form == "packed" else (8 * f_out, packed_rows))
                     try:
-                        return ev.event_linear(layer, x)
+                        return ev.event_linear(copies[form], x)
                     finally:
-                        ev.LINEAR_CHUNK_BYTES = packed_chunk
-                whole = 4 * f_out * 2  # above the layer's output row: whole rows
+                        ev.LINEAR_CHUNK_BYTES, ev.LINEAR_PACKED_ROWS = packed_chunk, packed_rows
                 with torch.no_grad():
-                    if not torch.equal(event(whole), event(packed_chunk)):
+                    if not torch.equal(event("rows"), event("packed")):
                         sys.exit(f"Linear {f_in}->{f_out}: the packed and the row kernels differ.")
-                    sides = {"dense": lambda: layer(x), "rows": lambda: event(whole),
-                             "packed": lambda: event(packed_chunk)}
+                    sides = {"dense": lambda: layer(x), "rows": lambda: event("rows"),
+                             "packed": lambda: event("packed")}
                     times = {k: [] for k in sides}
                     for _ in range(args.repeats):
                         for k, fn in sides.items():
