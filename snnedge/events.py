@@ -352,12 +352,12 @@ def _line_padded(w: torch.Tensor) -> torch.Tensor:
 # A linear layer of more than one chunk of this many bytes of outputs, on at least
 # LINEAR_PACKED_ROWS rows, reads its weight packed chunk by chunk (_chunk_packed), each chunk
 # for a group of rows whose events (at most LINEAR_GROUP_EVENTS) are listed once: AlexNet's
-# 9216 -> 4096 and 4096 -> 4096 at 7% density, 3,200 rows, 2.7-3.4x faster than on whole
-# rows, small layers (512 -> 512, 1152 -> 128) 1.1-1.4x, 9216 -> 4096 on 32 rows at 2%
-# 0.95-1.39x (EPYC guest, AVX2, 1 and 2 threads). On fewer rows whole rows are faster (0.5-0.8
-# on 1-8 rows: each chunk's pieces lie on pages of their own, a row's on a few), but a layer
-# that keeps the packed form uses it there too: one copy of the weight at a time. The sums
-# and their order are the same (RESULTS.md, issue 16 section 15).
+# 9216 -> 4096 and 4096 -> 4096 at 2-7% density 1.75-2.99x faster than on whole rows from
+# 400 rows on, 0.94-1.73x on 32 rows, 0.52-0.64x on one row (a chunk's pieces lie on pages
+# of their own, a row's on a few); layers whose weight fits the caches 0.77-1.44x (EPYC
+# guest, AVX2, 1 and 2 threads; RESULTS.md, issue 16 section 15). A layer that keeps the
+# packed form uses it on fewer rows too: one copy of the weight at a time. The sums and
+# their order are the same.
 LINEAR_CHUNK_BYTES = 256
 LINEAR_PACKED_ROWS = 32
 LINEAR_GROUP_EVENTS = 1 << 18
