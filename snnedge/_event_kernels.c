@@ -3,7 +3,8 @@
  * Input x: (N, H, W, C_in) contiguous (a channels-last tensor), mostly zeros (spikes).
  * Weight: (KH, KW, C_in, w_stride) contiguous, each row C_out values and zeros up to a
  * whole number of 64-byte lines. Output: (N, OH, OW, C_out) contiguous, written whole. A
- * linear layer is the case H = W = KH = KW = 1.
+ * linear layer is the case H = W = KH = KW = 1; on many rows it may pass its weight packed in
+ * chunks of outputs instead, each chunk run over a group of rows (linear_packed_).
  *
  * Per sample, one pass over x lists the non-zero inputs of every position (the events).
  * Then every output position gathers, for each kernel tap that lands inside the input, the

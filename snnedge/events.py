@@ -10,7 +10,8 @@ Three backends compute the same sums:
 * ``"native"`` (the CPU default): snnedge's compiled kernel (``snnedge/_event_kernels.c``,
   built at install; AVX-512 or AVX2 where the CPU has it, chosen at run time). Per sample it lists the non-zero inputs of
   each position, then every output position gathers the weight rows of the events in its
-  receptive field into vector registers and stores its output once. Split over torch's
+  receptive field into vector registers and stores its output once (a wide linear layer on
+  many rows reads its weight packed in chunks, each chunk for a group of rows). Split over torch's
   intra-op threads by sample, on PyTorch's own OpenMP threads where it can
   (:mod:`snnedge.kernel_threads`).
 * ``"scipy"`` (the CPU fallback where the kernel was not built): the output ``(N *
@@ -86,8 +87,8 @@ ONE_BY_ONE_INPUT_CHANNELS = 128
 # 1152->128 (event_layers.py before the native kernel existed).
 SCIPY_DENSITY_PER_WORK = 1 / 12_000
 SCIPY_DENSITY_CAP = 0.15
-# The event path lays a layer's weights out again (rows per input, padded), a second copy that
-# lives as long as the layer. Above this size "auto" leaves the layer dense: VGG-16's first
+# The event path lays a layer's weights out again (rows per input, padded, or a linear layer's
+# chunks), a second copy that lives as long as the layer. Above this size "auto" leaves the layer dense: VGG-16's first
 # fully connected layer (392 MiB of weights) saved 5 ms per block of 2 steps at batch 1 on
 # events (8.8 against 13.8 ms at 13 % density, 2 threads, AVX-512 Xeon) against 0.4-0.9 s
 # to make its copy and 392 MiB more memory, a fifth of the 2 GB issue 17 allows VGG-16. A cap
@@ -383,10 +384,10 @@ def _native_run(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     n = x.shape[0]
     work = x.numel() + out.numel() * geometry[6] * geometry[7]
     threads = int(min(torch.get_num_threads(), n, work // PARALLEL_MIN_WORK))
-    if packed:  # the row length of the bias, then the chunk and the events listed at once
-        f_in = geometry[2]
+    if packed:  # the bias's row length (C_out in whole 64-byte lines), the chunk, the events
+        f_in, line = geometry[2], 64 // x.element_size()  # listed at once
         budget = max(f_in, min(LINEAR_GROUP_EVENTS, -(-n // max(threads, 1)) * f_in))
-        geometry = (*geometry, _line_padded(out[:1]).shape[-1], packed, budget)
+        geometry = (*geometry, -(-geometry[5] // line) * line, packed, budget)
     else:
         geometry = (*geometry, weight.shape[-1])  # the padded row length
     args = (x.data_ptr(), weight.data_ptr(), 0 if bias is None else bias.data_ptr(), out.data_ptr(),
