@@ -78,6 +78,32 @@ SNN_FN(gather_)(const SNN_T *restrict weight, const SNN_T *restrict bias, SNN_T 
     }
 }
 
+/* gather_ for nv = 1 .. SNN_VECS given at run time: one inlined copy per count, so that each
+ * keeps its accumulators in registers. */
+static inline __attribute__((always_inline)) void
+SNN_FN(gather_vectors_)(const SNN_T *restrict weight, const SNN_T *restrict bias,
+                        SNN_T *restrict dst, const int32_t *taps_q, const int64_t *tap_off,
+                        const int64_t *tap_pos, const int32_t *ptr, const int32_t *cols,
+                        const SNN_T *vals, int64_t c0, int64_t c_out, int64_t w_stride, int nv)
+{
+#define SNN_GATHER(count)                                                                     \
+    case count:                                                                               \
+        SNN_FN(gather_)(weight, bias, dst, taps_q, tap_off, tap_pos, ptr, cols, vals, c0,     \
+                        c_out, w_stride, count);                                              \
+        break;
+    switch (nv) {
+        SNN_GATHER(1)
+        SNN_GATHER(2)
+        SNN_GATHER(3)
+        SNN_GATHER(4)
+        SNN_GATHER(5)
+        SNN_GATHER(6)
+        SNN_GATHER(7)
+        SNN_GATHER(8)
+    }
+#undef SNN_GATHER
+}
+
 /* The scatter form of one sample, for narrow outputs (see conv_scatter_rows): each event
  * adds its weight rows, scaled by its value, to the accumulator rows (w_stride values per
  * output position, started from the bias or zero) of the output positions its taps reach,
@@ -153,24 +179,10 @@ SNN_FN(linear_packed_)(const struct conv_args *a, int64_t n0, int64_t n1, int64_
             const int64_t c0 = v0 * SNN_LANES;
             tap_off[0] = k * chunk * (c_in - 1); /* gather_ reads weight + tap_off + c0 */
             for (int64_t r = 0; r < rows; r++) {
-                SNN_T *dst = out + (first + r * n_step) * c_out;
                 tap_pos[0] = r;
-#define SNN_LINEAR(count)                                                                     \
-    case count:                                                                               \
-        SNN_FN(gather_)(weight, bias, dst, one_tap, tap_off, tap_pos, ptr, cols, vals, c0,    \
-                        c_out, chunk, count);                                                 \
-        break;
-                switch (nv) {
-                    SNN_LINEAR(1)
-                    SNN_LINEAR(2)
-                    SNN_LINEAR(3)
-                    SNN_LINEAR(4)
-                    SNN_LINEAR(5)
-                    SNN_LINEAR(6)
-                    SNN_LINEAR(7)
-                    SNN_LINEAR(8)
-                }
-#undef SNN_LINEAR
+                SNN_FN(gather_vectors_)(weight, bias, out + (first + r * n_step) * c_out, one_tap,
+                                        tap_off, tap_pos, ptr, cols, vals, c0, c_out, chunk,
+                                        (int)nv);
             }
             v0 += nv;
         }
@@ -308,24 +320,9 @@ SNN_FN(conv_body_)(const struct conv_args *a, int64_t n0, int64_t n1, int64_t n_
         for (int64_t v0 = 0; v0 < vectors; v0 += SNN_VECS) {
             const int64_t c0 = v0 * SNN_LANES;
             const int nv = (int)(vectors - v0 < SNN_VECS ? vectors - v0 : SNN_VECS);
-            for (int64_t q = 0; q < out_positions; q++) {
-#define SNN_GATHER(count)                                                                     \
-    case count:                                                                               \
-        SNN_FN(gather_)(weight, bias, o + q * c_out, taps + q, tap_off, tap_pos, ptr, cols,   \
-                        vals, c0, c_out, w_stride, count);                                    \
-        break;
-                switch (nv) {
-                    SNN_GATHER(1)
-                    SNN_GATHER(2)
-                    SNN_GATHER(3)
-                    SNN_GATHER(4)
-                    SNN_GATHER(5)
-                    SNN_GATHER(6)
-                    SNN_GATHER(7)
-                    SNN_GATHER(8)
-                }
-#undef SNN_GATHER
-            }
+            for (int64_t q = 0; q < out_positions; q++)
+                SNN_FN(gather_vectors_)(weight, bias, o + q * c_out, taps + q, tap_off, tap_pos,
+                                        ptr, cols, vals, c0, c_out, w_stride, nv);
         }
     }
 }
