@@ -355,7 +355,7 @@ def _line_padded(w: torch.Tensor) -> torch.Tensor:
 # for a group of rows whose events (at most LINEAR_GROUP_EVENTS) are listed once: AlexNet's
 # 9216 -> 4096 and 4096 -> 4096 at 2-7% density 1.75-2.99x faster than on whole rows from
 # 400 rows on, 0.94-1.73x on 32 rows, 0.52-0.64x on one row (a chunk's pieces lie on pages
-# of their own, a row's on a few); layers whose weight fits the caches 0.77-1.44x (EPYC
+# of their own, a row's on a few); layers whose weight fits the caches 0.76-1.44x (EPYC
 # guest, AVX2, 1 and 2 threads; RESULTS.md, issue 16 section 15). A layer that keeps the
 # packed form uses it on fewer rows too: one copy of the weight at a time. The sums and
 # their order are the same.
