@@ -16,8 +16,8 @@ one factor per class: the geometric mean of break-even / rule over its probes. A
 ``min(CALIBRATED_CAP, factor x rule)`` (:meth:`Calibration.limit`). :func:`save` keeps it in
 a JSON file (:func:`calibration_path`: ``$SNNEDGE_CALIBRATION``, else
 ``~/.cache/snnedge/path_calibration.json``), one entry per machine (CPU model and the flags
-that matter, the kernels' instruction set and revision, torch's version, the thread count), so that one
-home folder serves several machines. The command ``snnedge calibrate`` does both.
+that matter, the kernels' instruction set and revision, torch's version, the thread count),
+so that one home folder serves several machines. The command ``snnedge calibrate`` does both.
 
 Engine ``"auto"`` uses this machine's calibration at the current thread count where one is
 kept (policy ``"calibrated"``, :mod:`snnedge.path_choice`), and the rule alone otherwise. The
