@@ -6,7 +6,8 @@ times on the same random binary input: the dense layer (``module(x)``, oneDNN's 
 event kernel on whole weight rows (``snnedge.events.LINEAR_CHUNK_BYTES`` raised above the
 layer's output width, the kernel before the packed form) and on the packed weight (at any row
 count: ``LINEAR_PACKED_ROWS`` lowered to 1), each on a copy of the layer of its own (a layer
-keeps one form of its weight at a time). Checks that both event forms give the same result bit for bit, then prints
+keeps one form of its weight at a time). Checks that both event forms give the same result
+bit for bit, then prints
 rows / packed (> 1: the packed form is faster) and dense / packed (> 1: the event path
 beats the dense layer). Sides interleaved, medians of ``--repeats`` wall-clock timings.
 
@@ -50,7 +51,8 @@ def main(argv=None) -> None:
     p.add_argument("--repeats", type=int, default=5)
     args = p.parse_args(argv)
     if ev.native_kernel() is None:
-        sys.exit("The compiled kernels are not built (reinstall with a C compiler) or SNNEDGE_NATIVE=0 is set.")
+        sys.exit("The compiled kernels are not built (reinstall snnedge where a C compiler is "
+                 "available) or SNNEDGE_NATIVE=0 is set.")
     torch.set_num_threads(args.threads)
     print(f"{machine()}; {args.threads} thread(s); medians of {args.repeats} interleaved "
           f"wall-clock timings\n")
