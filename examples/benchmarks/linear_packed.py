@@ -7,9 +7,9 @@ event kernel on whole weight rows (``snnedge.events.LINEAR_CHUNK_BYTES`` raised 
 layer's output width, the kernel before the packed form) and on the packed weight (at any row
 count: ``LINEAR_PACKED_ROWS`` lowered to 1), each on a copy of the layer of its own (a layer
 keeps one form of its weight at a time). Checks that both event forms give the same result
-bit for bit, then prints
-rows / packed (> 1: the packed form is faster) and dense / packed (> 1: the event path
-beats the dense layer). Sides interleaved, medians of ``--repeats`` wall-clock timings.
+bit for bit, then prints rows / packed (> 1: the packed form is faster) and dense / packed
+(> 1: the event path beats the dense layer). Sides interleaved, medians of ``--repeats``
+wall-clock timings.
 
 Usage: python examples/benchmarks/linear_packed.py [--threads 1] [--rows 1 8 32 400 3200]
        [--densities 0.02 0.072] [--repeats 5]
