@@ -346,8 +346,14 @@ def _bias_of(module: nn.Module, dtype: torch.dtype) -> torch.Tensor | None:
 def _line_padded(w: torch.Tensor) -> torch.Tensor:
     """``w`` ``(..., C_out)`` contiguous, its last dimension padded with zeros to whole 64-byte
     lines: the compiled kernel loads weight rows and the bias in whole vectors."""
-    pad = -w.shape[-1] % (64 // w.element_size())
+    pad = _line_length(w.shape[-1], w.element_size()) - w.shape[-1]
     return (torch.nn.functional.pad(w, (0, pad)) if pad else w).contiguous()
+
+
+def _line_length(values: int, element_size: int) -> int:
+    """``values`` rounded up to whole 64-byte lines of ``element_size``-byte values."""
+    line = 64 // element_size
+    return -(-values // line) * line
 
 
 # A linear layer of more than one chunk of this many bytes of outputs, on at least
@@ -384,10 +390,10 @@ def _native_run(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     n = x.shape[0]
     work = x.numel() + out.numel() * geometry[6] * geometry[7]
     threads = int(min(torch.get_num_threads(), n, work // PARALLEL_MIN_WORK))
-    if packed:  # the bias's row length (C_out in whole 64-byte lines), the chunk, the events
-        f_in, line = geometry[2], 64 // x.element_size()  # listed at once
+    if packed:  # the bias's row length, the chunk, the events listed at once
+        f_in = geometry[2]
         budget = max(f_in, min(LINEAR_GROUP_EVENTS, -(-n // max(threads, 1)) * f_in))
-        geometry = (*geometry, -(-geometry[5] // line) * line, packed, budget)
+        geometry = (*geometry, _line_length(geometry[5], x.element_size()), packed, budget)
     else:
         geometry = (*geometry, weight.shape[-1])  # the padded row length
     args = (x.data_ptr(), weight.data_ptr(), 0 if bias is None else bias.data_ptr(), out.data_ptr(),
