@@ -28,7 +28,8 @@ by the block size, not by ``T``. Every engine, torch or not (brian2), returns a
   activity (examples/benchmarks/RESULTS.md).
 
 In both engines, no-gradient runs take the fast paths of :func:`snnedge.dense_paths.apply_synaptic`:
-tiling pools on NCHW inputs as sums of strided slices, and CPU convolutions channels-last (the
+tiling pools on NCHW inputs in a compiled kernel (sums of strided slices where it is not
+built), and CPU convolutions channels-last (the
 neurons and pools after them keep that layout). On the CPU a neuron layer whose only consumer
 is a tiling average or sum pool runs fused with it (:attr:`Executor.fuse_pools`): one kernel
 pass writes the pooled spikes and the counts, never the spikes at full resolution.
