@@ -88,26 +88,28 @@ ONE_BY_ONE_INPUT_CHANNELS = 128
 SCIPY_DENSITY_PER_WORK = 1 / 12_000
 SCIPY_DENSITY_CAP = 0.15
 # The event path lays a layer's weights out again (rows per input, padded, or a linear layer's
-# chunks), a second copy that lives as long as the layer. Above this size "auto" leaves the layer dense: VGG-16's first
-# fully connected layer (392 MiB of weights) saved 5 ms per block of 2 steps at batch 1 on
-# events (8.8 against 13.8 ms at 13 % density, 2 threads, AVX-512 Xeon) against 0.4-0.9 s
-# to make its copy and 392 MiB more memory, a fifth of the 2 GB issue 17 allows VGG-16. A cap
-# of 64 MiB kept AlexNet's 9216 -> 4096 layer (144 MiB) dense too: "auto" 2.75x slower than
-# "event" at batch 1, 1.8 % activity (issue 16, RESULTS.md section 12).
+# chunks), a second copy that lives as long as the layer. Above this size "auto" leaves the
+# layer dense unless it carries much of its network's work (``large``, see
+# snnedge.path_choice.LARGE_COPY_SHARE): VGG-16's first fully connected layer (392 MiB of
+# weights, 0.7 % of its work at 224 px) saved 5 ms per block of 2 steps at batch 1 on events
+# (8.8 against 13.8 ms at 13 % density, 2 threads, AVX-512 Xeon) against 0.4-0.9 s to make its
+# copy and 392 MiB more memory, a fifth of the 2 GB issue 17 allows VGG-16. A cap of 64 MiB
+# kept AlexNet's 9216 -> 4096 layer (144 MiB) dense too: "auto" 2.75x slower than "event" at
+# batch 1, 1.8 % activity (issue 16, RESULTS.md section 12).
 EVENT_WEIGHT_BYTES = 256 * 2**20
 # Below this many input channels a convolution's break-even falls with (in / 32)^2 (see
 # event_density_limit); the table above starts at 32 input channels.
 NARROW_INPUT_CHANNELS = 32
 
 
-def event_density_limit(module: nn.Module, device: str | torch.device = "cpu") -> float:
+def event_density_limit(module: nn.Module, device: str | torch.device = "cpu", large: bool = False) -> float:
     """The density of non-zero inputs below which :func:`event_apply` beats ``module(x)``
     on ``device`` (0 for modules without an event path, and on GPUs: on an H200 the event
     path ran 0.80-0.90x as fast as cuDNN at batch 1 and 2% activity, examples/benchmarks/
-    RESULTS.md), and 0 for layers whose weights exceed ``EVENT_WEIGHT_BYTES``: the event
-    path keeps its own copy of them). ``engine="auto"`` compares each layer's measured input
-    density with this."""
-    if not event_path_exists(module, device):
+    RESULTS.md), and 0 for layers whose weights exceed ``EVENT_WEIGHT_BYTES`` unless
+    ``large``: the event path keeps its own copy of them). ``engine="auto"`` compares each
+    layer's measured input density with this."""
+    if not event_path_exists(module, device, large):
         return 0.0
     per_work, cap = ((EVENT_DENSITY_PER_WORK, EVENT_DENSITY_CAP) if native_kernel() is not None
                      else (SCIPY_DENSITY_PER_WORK, SCIPY_DENSITY_CAP))
@@ -127,14 +129,19 @@ def event_density_limit(module: nn.Module, device: str | torch.device = "cpu") -
     return min(cap, work * per_work)
 
 
-def event_path_exists(module: nn.Module, device: str | torch.device = "cpu") -> bool:
+def event_path_exists(module: nn.Module, device: str | torch.device = "cpu", large: bool = False) -> bool:
     """Whether ``module`` has an event path worth considering on ``device``: a linear layer
     or a convolution :func:`event_conv2d` handles, on a CPU, whose weights are within
-    ``EVENT_WEIGHT_BYTES``."""
+    ``EVENT_WEIGHT_BYTES`` (any size where ``large``: the caller accepts the copy)."""
     if torch.device(device).type != "cpu" or not (isinstance(module, nn.Linear)
                                                    or event_conv_capable(module)):
         return False
-    return module.weight.numel() * module.weight.element_size() <= EVENT_WEIGHT_BYTES
+    return large or not over_copy_cap(module)
+
+
+def over_copy_cap(module: nn.Module) -> bool:
+    """Whether ``module``'s weights exceed ``EVENT_WEIGHT_BYTES``."""
+    return module.weight.numel() * module.weight.element_size() > EVENT_WEIGHT_BYTES
 
 
 def event_conv_capable(module: nn.Module) -> bool:
@@ -588,5 +595,5 @@ def is_channels_last(x: torch.Tensor) -> bool:
     return x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
 
 
-__all__ = ["event_apply", "event_linear", "event_conv2d", "event_density_limit", "event_path_exists", "is_channels_last",
+__all__ = ["event_apply", "event_linear", "event_conv2d", "event_density_limit", "event_path_exists", "over_copy_cap", "is_channels_last",
            "native_kernel", "native_isas", "native_neuron_block", "parameter_maps", "set_native_isa", "NATIVE_ISAS", "NATIVE_REVISION"]

@@ -180,11 +180,12 @@ class Calibration:
     search: str = "grid"  # "grid": every density timed; "bisection": the first crossing's
     seconds: float = 0.0  # how long the measurement took
 
-    def limit(self, module: nn.Module, device: str | torch.device = "cpu") -> float:
+    def limit(self, module: nn.Module, device: str | torch.device = "cpu", large: bool = False) -> float:
         """The density below which the event path is taken for ``module`` on this machine:
-        the rule's (:func:`snnedge.events.event_density_limit`) times :meth:`factor`, at
-        most ``CALIBRATED_CAP`` (0 where the rule gives 0: no event path there)."""
-        rule = event_density_limit(module, device)
+        the rule's (:func:`snnedge.events.event_density_limit`, ``large`` passed on) times
+        :meth:`factor`, at most ``CALIBRATED_CAP`` (0 where the rule gives 0: no event path
+        there)."""
+        rule = event_density_limit(module, device, large)
         if rule <= 0:
             return 0.0
         return min(CALIBRATED_CAP, rule * self.factor(module))

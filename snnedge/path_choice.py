@@ -47,13 +47,22 @@ from torch import nn
 
 from . import path_calibration
 from .dense_paths import apply_synaptic
-from .events import event_apply, event_density_limit, event_path_exists
+from .events import event_apply, event_density_limit, event_path_exists, over_copy_cap
 
 POLICIES = ("timed", "limit", "calibrated")
 #: Rows each path first runs on untimed, before the timed run on the whole block.
 TIMING_MIN_ROWS = 8
 #: Densities within one bucket share a timing: 2 buckets per octave.
 BUCKETS_PER_OCTAVE = 2
+#: A layer whose weights exceed ``snnedge.events.EVENT_WEIGHT_BYTES`` gets the event path's
+#: copy of them only where it does at least this share of its network's multiply-accumulates
+#: per sample: its path can save at most its share of a run, and below that the copy's memory
+#: buys little. VGG-16 at 224 px: its 25088 -> 4096 layer (392 MiB) does 0.7 % (103 M of 15.5 G
+#: MAC), so it stays dense and VGG-16 within issue 17's 2 GB. torchvision's VGG-11 at MNIST
+#: scale (zoo member tv_vgg11_bn): the same layer does 38 % (103 of 272 M MAC); run dense,
+#: "auto" took 4.8-5.7x the event engine's time at <= 2 % activity (RESULTS.md, issue 16
+#: section 15).
+LARGE_COPY_SHARE = 0.1
 
 # None: "calibrated" (measured on first use where this machine has no calibration at the
 # current thread count), "limit" with SNNEDGE_CALIBRATION=off
@@ -87,8 +96,8 @@ def path_policy() -> str:
     return "calibrated" if path_calibration.load() is not None else "limit"
 
 
-def _in_force(module: nn.Module | None = None,
-              device: str | torch.device = "cpu") -> tuple[str, path_calibration.Calibration | None]:
+def _in_force(module: nn.Module | None = None, device: str | torch.device = "cpu",
+              large: bool = False) -> tuple[str, path_calibration.Calibration | None]:
     """The policy in force and, under ``"calibrated"``, this machine's calibration (one read
     of the file's state per call of the engine's choice). Where ``module`` has an event path
     on a CPU and this machine has no calibration at the current thread count, it is measured
@@ -96,7 +105,7 @@ def _in_force(module: nn.Module | None = None,
     if _policy in ("timed", "limit"):
         return _policy, None
     first_use = (module is not None and torch.device(device).type == "cpu"
-                 and event_path_exists(module, device))
+                 and event_path_exists(module, device, large))
     cal = path_calibration.for_auto() if first_use else path_calibration.load()
     if cal is not None:
         return "calibrated", cal
@@ -110,8 +119,23 @@ def _in_force(module: nn.Module | None = None,
                      f"a minute) and set SNNEDGE_CALIBRATION=FILE, or choose policy 'limit'.")
 
 
-def _limit(module: nn.Module, device, cal: path_calibration.Calibration | None) -> float:
-    return event_density_limit(module, device) if cal is None else cal.limit(module, device)
+def _limit(module: nn.Module, device, cal: path_calibration.Calibration | None, large: bool = False) -> float:
+    return event_density_limit(module, device, large) if cal is None else cal.limit(module, device, large)
+
+
+def large_layers(net, sample_shape) -> frozenset[nn.Module]:
+    """The weighted layers of ``net`` (a :class:`snnedge.executor.Graph`) whose weights
+    exceed ``EVENT_WEIGHT_BYTES`` and which do at least ``LARGE_COPY_SHARE`` of its
+    multiply-accumulates (outputs times fan-in) per sample of ``sample_shape``: engine
+    ``"auto"`` may copy their weights for the event path."""
+    weighted = {n: net.get_submodule(n) for n in net.names if net.kind(n) == "weighted"}
+    if not any(map(over_copy_cap, weighted.values())):
+        return frozenset()
+    shapes = net.shapes(sample_shape)
+    work = {n: math.prod(shapes[n]) * m.weight[0].numel() for n, m in weighted.items()}
+    total = sum(work.values())
+    return frozenset(m for n, m in weighted.items()
+                     if over_copy_cap(m) and work[n] >= LARGE_COPY_SHARE * total)
 
 
 def density_limit(module: nn.Module, device: str | torch.device = "cpu") -> float:
@@ -132,28 +156,37 @@ class BatchChoices:
     :func:`choose_path` with the policy, the calibration and each layer's limit looked up once
     per batch rather than once per layer and block (the lookup reads the calibration file's
     state; on a small all-dense network at batch 100 these lookups cost a few percent of a
-    run). A policy set, or a calibration kept, during a batch takes effect from the next."""
+    run). A policy set, or a calibration kept, during a batch takes effect from the next.
 
-    def __init__(self) -> None:
+    ``large``: layers whose weights exceed ``EVENT_WEIGHT_BYTES`` that may take the event path
+    all the same (:func:`large_layers`); :meth:`see_network` sets them."""
+
+    def __init__(self, large: frozenset[nn.Module] | None = None) -> None:
         self._in_force: dict[str, tuple[str, path_calibration.Calibration | None]] = {}
         self._limits: dict[nn.Module, float] = {}
+        self.large = large
+
+    def see_network(self, net, sample_shape) -> None:
+        """Find ``net``'s :func:`large_layers` for samples of ``sample_shape``, once."""
+        if self.large is None:
+            self.large = large_layers(net, sample_shape)
 
     def _resolve(self, module: nn.Module, device: torch.device) -> tuple[str, path_calibration.Calibration | None]:
         found = self._in_force.get(device.type)
         if found is None:  # first asked by a layer with an event path (else no first use)
-            found = self._in_force[device.type] = _in_force(module, device)
+            found = self._in_force[device.type] = _in_force(module, device, module in (self.large or ()))
         return found
 
     def worth_measuring(self, module: nn.Module, device: str | torch.device = "cpu") -> bool:
         """Whether ``module``'s input density is measured (:func:`worth_measuring`)."""
-        if not event_path_exists(module, device):
+        if not event_path_exists(module, device, module in (self.large or ())):
             return False
         policy, cal = self._resolve(module, torch.device(device))
         return policy == "timed" or self._layer_limit(module, device, cal) > 0
 
     def _layer_limit(self, module: nn.Module, device, cal) -> float:
         if module not in self._limits:
-            self._limits[module] = _limit(module, device, cal)
+            self._limits[module] = _limit(module, device, cal, module in (self.large or ()))
         return self._limits[module]
 
     def choose_path(self, module: nn.Module, x: torch.Tensor,
@@ -210,4 +243,4 @@ def timed_ratios(module: nn.Module) -> dict:
 
 
 __all__ = ["POLICIES", "set_path_policy", "path_policy", "density_limit", "worth_measuring",
-           "BatchChoices", "density_bucket", "choose_path", "timed_ratios"]
+           "BatchChoices", "LARGE_COPY_SHARE", "large_layers", "density_bucket", "choose_path", "timed_ratios"]

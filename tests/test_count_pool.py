@@ -266,10 +266,44 @@ def test_spikes_over_the_current_only_where_nothing_else_reads_it(monkeypatch):
 
 def test_auto_leaves_layers_with_large_weights_dense(monkeypatch):
     """The event path keeps a second copy of a layer's weights: above EVENT_WEIGHT_BYTES
-    "auto" never picks it (engine="event" still does, as asked)."""
+    "auto" picks it only where the caller accepts the copy (``large``, see the next test;
+    engine="event" always does, as asked)."""
     layer = nn.Linear(300, 200)
-    assert ev.event_density_limit(layer) > 0
+    rule = ev.event_density_limit(layer)
+    assert rule > 0
     monkeypatch.setattr(ev, "EVENT_WEIGHT_BYTES", 300 * 200 * 4 - 1)
     assert ev.event_density_limit(layer) == 0.0
     monkeypatch.setattr(ev, "EVENT_WEIGHT_BYTES", 300 * 200 * 4)
     assert ev.event_density_limit(layer) > 0
+    assert ev.event_density_limit(layer, large=True) > 0 and ev.event_path_exists(layer, large=True)
+    monkeypatch.setattr(ev, "EVENT_WEIGHT_BYTES", 300 * 200 * 4 - 1)
+    assert ev.event_density_limit(layer, large=True) == rule  # unless the caller accepts the copy
+
+
+@pytest.mark.parametrize("share, taken", [(0.5, False), (0.1, True)])
+def test_auto_copies_large_weights_only_where_they_carry_much_of_the_work(monkeypatch, limit_policy,
+                                                                          share, taken):
+    """A layer above EVENT_WEIGHT_BYTES takes the event path under "auto" only where it does at
+    least LARGE_COPY_SHARE of the network's multiply-accumulates per sample: the 60 -> 1000
+    layer does 60,000 of 640 * 144 + 38,400 + 60,000 + 4,000 = 194,560 (31 %). Results equal
+    the dense engine's either way."""
+    import snnedge.executor as ex
+    import snnedge.path_choice as pc
+    torch.manual_seed(0)
+    net = snnedge.sequential(nn.Conv2d(16, 10, 3), snnedge.IF(), nn.Flatten(), nn.Linear(640, 60),
+                             snnedge.IF(), nn.Linear(60, 1000), snnedge.IF(), nn.Linear(1000, 4)).double()
+    big = net.layer("5")
+    assert pc.large_layers(net, (16, 10, 10)) == frozenset()  # nothing above the cap
+    monkeypatch.setattr(ev, "EVENT_WEIGHT_BYTES", 60 * 1000 * 8 - 1)  # float64: only layer "5"
+    monkeypatch.setattr(pc, "LARGE_COPY_SHARE", share)
+    assert pc.large_layers(net, (16, 10, 10)) == (frozenset({big}) if taken else frozenset())
+    x = (torch.rand(3, 16, 10, 10) < 0.3).double() * 4
+    paths = []
+    real = ex.event_apply
+    monkeypatch.setattr(ex, "event_apply", lambda m, x: paths.append(m) or real(m, x))
+    res = snnedge.simulate(net, x, timesteps=8, engine="auto")
+    assert (big in paths) == taken
+    assert ("5" in res.extra["input_density"][0]) == taken  # measured only where it may be taken
+    monkeypatch.setattr(ex, "event_apply", real)
+    ref = snnedge.simulate(net, x, timesteps=8, engine="dense")
+    assert res.spike_counts == ref.spike_counts and torch.allclose(res.output, ref.output, atol=1e-10)
