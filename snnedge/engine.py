@@ -256,7 +256,7 @@ def run_batch(net: SpikingNetwork, x: torch.Tensor, encoder: Encoder, timesteps:
               seed: int, engine: str, block_steps: int, sources: dict[str, str],
               event_layers: list[str] | None = None,
               on_choice: Callable[[list[str]], None] | None = None,
-              keep_readout: bool = False) -> BatchRun:
+              keep_readout: bool = False, graph=None) -> BatchRun:
     """Simulate one batch ``x`` ``(B, ...)`` for ``timesteps`` steps.
 
     ``event_layers`` (engine ``"auto"``): the choice an earlier batch measured; this batch
@@ -271,10 +271,13 @@ def run_batch(net: SpikingNetwork, x: torch.Tensor, encoder: Encoder, timesteps:
     The readout is summed with the weights ``(t / T) ** p`` of the network's
     ``readout_exponent`` (:mod:`snnedge.readout`; none when it is 0); ``keep_readout`` also
     keeps each step's unweighted readout (``BatchRun.readout``, on the CPU).
+
+    ``graph``: the view of ``net`` the executor runs (:func:`snnedge.replication.
+    fold_replication`; default ``net`` itself).
     """
     encoder.start(x, timesteps, seed)
     mode = "dense" if engine == "auto" else engine
-    ex = Executor(net, mode)
+    ex = Executor(net if graph is None else graph, mode)
     ex.fuse_pools = True  # neuron layers are read through their counts only
     # the neuron layers add up their own spikes over the whole run, exactly while no count can
     # pass float32's 2^24 (else per block, in float64)

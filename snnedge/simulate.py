@@ -32,6 +32,7 @@ from .errors import check_choice, check_positive_int
 from .layers import INPUT
 from .memory import available_memory
 from .network import SpikingNetwork, module_device, module_dtype
+from .replication import fold_replication
 from .results import SimulationResult
 
 ENGINES: dict[str, Callable | None] = {"dense": None, "event": None, "auto": None}
@@ -200,6 +201,7 @@ def simulate(snn: SpikingNetwork, x, timesteps: int | None = None, encoding: str
             if shape is None:
                 shape, shapes = check_input(net, xb[:, 0] if sequence else xb, sequence)
                 links, sources = layout(net, shape, encoding, events_in)
+                graph = fold_replication(net, shape)  # pools that only copy, in the next linear layer
                 first_size = xb.shape[0] if shard is None else shard.first_size
                 live = live_numel(net, shapes, keep=tuple(s for s in sources if s != INPUT),
                                   self_counting=device.type == "cpu")
@@ -222,7 +224,7 @@ def simulate(snn: SpikingNetwork, x, timesteps: int | None = None, encoding: str
                                      seed=seed + first + len(results),
                                      engine=engine, block_steps=steps, sources=sources,
                                      event_layers=chosen, on_choice=None if results else share,
-                                     keep_readout=keep_readout))
+                                     keep_readout=keep_readout, graph=graph))
             bar.update(xb.shape[0])
     bar.close()
     counts = gathered = None
