@@ -161,7 +161,7 @@ class Executor:
         net = self.net
         if not self.accumulate_counts:
             self.block_counts = {}
-        if self.densities is not None:  # engine "auto": which layers too large to copy may be
+        if self.densities is not None:  # engine "auto": layers over the copy cap that may take events
             self.choosing.see_network(net, tuple(x.tensor.shape[1 if x.static else 2:]))
         if self.plan is not None:
             return self._block_recurrent(x, steps, keep)

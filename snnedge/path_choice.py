@@ -59,9 +59,10 @@ BUCKETS_PER_OCTAVE = 2
 #: per sample: its path can save at most its share of a run, and below that the copy's memory
 #: buys little. VGG-16 at 224 px: its 25088 -> 4096 layer (392 MiB) does 0.7 % (103 M of 15.5 G
 #: MAC), so it stays dense and VGG-16 within issue 17's 2 GB. torchvision's VGG-11 at MNIST
-#: scale (zoo member tv_vgg11_bn): the same layer does 38 % (103 of 272 M MAC); run dense,
+#: scale (zoo member tv_vgg11_bn): the same layer did 38 % (103 of 272 M MAC); run dense,
 #: "auto" took 4.8-5.7x the event engine's time at <= 2 % activity (RESULTS.md, issue 16
-#: section 15).
+#: sections 15-16). That layer reads copies of a 1x1 map and now runs folded, 512 -> 4096
+#: (snnedge.replication); the rule is for large layers that do not.
 LARGE_COPY_SHARE = 0.1
 
 # None: "calibrated" (measured on first use where this machine has no calibration at the
@@ -171,22 +172,25 @@ class BatchChoices:
         if self.large is None:
             self.large = large_layers(net, sample_shape)
 
+    def _is_large(self, module: nn.Module) -> bool:
+        return self.large is not None and module in self.large
+
     def _resolve(self, module: nn.Module, device: torch.device) -> tuple[str, path_calibration.Calibration | None]:
         found = self._in_force.get(device.type)
         if found is None:  # first asked by a layer with an event path (else no first use)
-            found = self._in_force[device.type] = _in_force(module, device, module in (self.large or ()))
+            found = self._in_force[device.type] = _in_force(module, device, self._is_large(module))
         return found
 
     def worth_measuring(self, module: nn.Module, device: str | torch.device = "cpu") -> bool:
         """Whether ``module``'s input density is measured (:func:`worth_measuring`)."""
-        if not event_path_exists(module, device, module in (self.large or ())):
+        if not event_path_exists(module, device, self._is_large(module)):
             return False
         policy, cal = self._resolve(module, torch.device(device))
         return policy == "timed" or self._layer_limit(module, device, cal) > 0
 
     def _layer_limit(self, module: nn.Module, device, cal) -> float:
         if module not in self._limits:
-            self._limits[module] = _limit(module, device, cal, module in (self.large or ()))
+            self._limits[module] = _limit(module, device, cal, self._is_large(module))
         return self._limits[module]
 
     def choose_path(self, module: nn.Module, x: torch.Tensor,
