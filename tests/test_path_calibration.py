@@ -16,10 +16,12 @@ from snnedge.events import event_density_limit
 
 
 def _calibration(factors=None, threads=None) -> pc.Calibration:
-    names = [name for probes in pc.PROBES.values() for name, _, _ in probes]
-    return pc.Calibration(pc.machine(threads), factors or {c: 1.0 for c in pc.PROBES},
-                          {n: 0.1 for n in names}, {n: [[1.0] * len(pc.DENSITIES)] for n in names},
-                          rows=[32])
+    """A calibration of these class factors, each probe's break-even its class's factor times
+    its rule (so that the classes of BY_INPUT_CHANNELS give the class's factor too)."""
+    factors = factors or {c: 1.0 for c in pc.PROBES}
+    points = {name: factors[cls] * rule for cls in pc.PROBES for name, _, rule in pc._probe_rules(cls)}
+    return pc.Calibration(pc.machine(threads), factors, points,
+                          {n: [[1.0] * len(pc.DENSITIES)] for n in points}, rows=[32])
 
 
 @pytest.fixture
@@ -84,7 +86,7 @@ def test_saved_calibrations_are_kept_per_machine_and_read_back(tmp_path):
     assert pc.load(path, threads=1).factors["conv"] == 3.0
     assert pc.load(path, threads=2).factors == two.factors
     assert pc.load(path, threads=3) is None  # no calibration at that thread count
-    for key, value in [("cpu", "another CPU"), ("kernels", pc.NATIVE_REVISION - 1)]:
+    for key, value in [("cpu", "another CPU"), ("kernels", pc.NATIVE_REVISION - 1), ("fit", pc.FIT_REVISION - 1)]:
         other = dict(entries[0]["machine"], **{key: value})
         path.write_text(json.dumps({"version": pc.FILE_VERSION, "machines": [dict(entries[0], machine=other)]}))
         assert pc.load(path, threads=1) is None  # another machine's, or earlier kernels'
@@ -340,3 +342,22 @@ def test_cpu_times_see_this_process_work():
     end = pc.cpu_times()
     assert end[2] - start[2] >= 0.15  # this process's CPU time
     assert end[1] - start[1] >= 0.1  # counted among all processes' too
+
+
+def test_a_break_even_beyond_the_grid_counts_as_a_bound():
+    """A probe whose break-even lies beyond the density grid gives a bound, not a value: it
+    counts as the measured probes' mean where that lies beyond it, and as itself otherwise."""
+    top, low = pc.DENSITIES[-1], pc.DENSITIES[0] / 2
+    assert pc.censoring([0.05, 0.1]) == 0
+    assert pc.censoring([top, 0.1]) == 1 and pc.censoring([top, top]) == 1
+    assert pc.censoring([low, 0.1]) == -1 and pc.censoring([low, top]) == 0
+    assert pc.break_even(pc.DENSITIES, [2.0] * len(pc.DENSITIES)) == top  # what censoring reads
+    assert pc.break_even(pc.DENSITIES, [0.5] * len(pc.DENSITIES)) == low
+    log = math.log
+    assert pc.class_factor([log(9.6), log(4.8)], [0, 0]) == pytest.approx(math.sqrt(9.6 * 4.8))
+    assert pc.class_factor([log(9.6), log(4.8)], [0, 1]) == pytest.approx(9.6)  # >= 4.8: 9.6
+    assert pc.class_factor([log(2.0), log(4.8)], [0, 1]) == pytest.approx(math.sqrt(2.0 * 4.8))
+    assert pc.class_factor([log(2.0), log(4.8)], [0, -1]) == pytest.approx(2.0)  # <= 4.8: 2.0
+    assert pc.class_factor([log(9.6), log(4.8)], [0, -1]) == pytest.approx(math.sqrt(9.6 * 4.8))
+    assert pc.class_factor([log(3.0), log(5.0)], [1, 1]) == pytest.approx(math.sqrt(15.0))  # bounds only
+
