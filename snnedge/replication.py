@@ -18,10 +18,10 @@ are the same up to rounding (``v (a + b)`` against ``v a + v b``), as the event 
 ResNet's ``AdaptiveAvgPool2d(1)`` on a 1x1 map) is dropped and the layer kept as it is: the
 same results bit for bit.
 
-A pool qualifies when it is an ``AdaptiveAvgPool2d`` whose output size is a whole multiple of its input's in both dimensions (each output cell then reads
-exactly one input cell: ``floor(oh / rh)``), its only reader an ``nn.Flatten`` over all of a
-sample's dimensions whose only reader is an ``nn.Linear``, in a network without recurrent
-edges.
+A pool qualifies when it is an ``AdaptiveAvgPool2d`` whose output size is a whole multiple of
+its input's in both dimensions (each output cell then reads exactly one input cell:
+``floor(oh / rh)``), its only reader an ``nn.Flatten`` over all of a sample's dimensions whose
+only reader is an ``nn.Linear``, in a network without recurrent edges.
 """
 from __future__ import annotations
 
@@ -74,7 +74,6 @@ class FoldedView:
     def __init__(self, net, dropped: dict[str, str], modules: dict[str, nn.Module],
                  flat_shapes: dict[str, tuple[int, ...]]):
         self._net, self._dropped, self._modules, self._flat = net, dropped, modules, flat_shapes
-        self._reader = {net.inputs_of(p)[0]: (p, f) for p, f in dropped.items()}
         self.names = tuple(n for n in net.names if n not in dropped)
         self.output_name = net.output_name
         self.recurrent_edges = net.recurrent_edges
@@ -84,11 +83,7 @@ class FoldedView:
         return tuple(self._net.inputs_of(i)[0] if i in self._dropped else i for i in ins)
 
     def consumers_of(self, name: str) -> tuple[str, ...]:
-        outs = self._net.consumers_of(name)
-        if name not in self._reader:
-            return outs
-        pool, flatten = self._reader[name]
-        return tuple(flatten if c == pool else c for c in outs)
+        return tuple(self._dropped.get(c, c) for c in self._net.consumers_of(name))
 
     def kind(self, name: str) -> str:
         return self._net.kind(name)

@@ -110,3 +110,22 @@ def test_the_folded_layer_follows_the_weights():
     assert second is not first
     assert torch.allclose(second.weight, first.weight + 4.0, atol=1e-5)
     assert torch.equal(second.bias, lin.bias.detach()) and not second.weight.requires_grad
+
+
+def test_two_pools_that_copy_one_layer_s_output_are_both_folded(monkeypatch):
+    """One neuron layer read by two such pools, each into its own flatten and linear layer:
+    the view hands the neurons both flattens as readers; results equal the unfolded run."""
+    torch.manual_seed(0)
+    net = SpikingNetwork([Node("conv", nn.Conv2d(2, 8, 4)), Node("if", snnedge.IF(threshold=0.5)),
+                          Node("p1", nn.AdaptiveAvgPool2d(2), ("if",)), Node("f1", nn.Flatten()),
+                          Node("fc1", nn.Linear(32, 4)),
+                          Node("p2", nn.AdaptiveAvgPool2d(3), ("if",)), Node("f2", nn.Flatten()),
+                          Node("fc2", nn.Linear(72, 4)), Node("add", snnedge.Add(), ("fc1", "fc2"))]).double()
+    view = fold_replication(net, (2, 4, 4))
+    assert view.consumers_of("if") == ("f1", "f2") and "p1" not in view.names and "p2" not in view.names
+    x = torch.rand(5, 2, 4, 4, dtype=torch.float64) * 3
+    got = snnedge.simulate(net, x, timesteps=10, engine="dense")
+    unfolded(monkeypatch)
+    ref = snnedge.simulate(net, x, timesteps=10, engine="dense")
+    assert sum(ref.spike_counts.values()) > 0 and got.spike_counts == ref.spike_counts
+    assert torch.allclose(got.output, ref.output, rtol=0, atol=1e-10)
