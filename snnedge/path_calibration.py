@@ -14,7 +14,11 @@ convolutions with 32 or more input channels, strided ones, narrower ones, 1x1 co
 linear layers) over a grid of densities on this CPU, finds each probe's break-even and fits
 one factor per class: the geometric mean of break-even / rule over its probes, a break-even
 beyond the grid counting as the bound it is (:func:`class_factor`). A calibrated limit is then
-``min(CALIBRATED_CAP, factor x rule)`` (:meth:`Calibration.limit`). :func:`save` keeps it in
+``min(CALIBRATED_CAP, factor x rule)`` (:meth:`Calibration.limit`). Narrow convolutions (under
+32 input channels) take their break-even from a plane in log input channels and log taps per
+stride area fitted to the class's five probes (:data:`BY_SHAPE`, :func:`shape_plane`): on
+the EPYC guest their break-evens were near 10 % from 4 to 16 input channels, which the rule's
+square law in the channels, times any one factor, cannot follow. :func:`save` keeps it in
 a JSON file (:func:`calibration_path`: ``$SNNEDGE_CALIBRATION``, else
 ``~/.cache/snnedge/path_calibration.json``), one entry per machine (CPU model and the flags
 that matter, the kernels' instruction set and revision, torch's version, the thread count),
@@ -32,7 +36,7 @@ warning that says so; ``snnedge calibrate`` writes a new one.
 On a machine without a calibration at the current thread count, the first ``"auto"`` choice
 of a CPU layer measures one (:func:`for_auto`): a quicker one than ``snnedge calibrate``'s
 (each probe's break-even found by bisection over the density grid, 4 of its 9 points;
-medians of 3; about 10 s, against 40-60 s; a line on standard error says so), kept in the
+medians of 3; about 12 s, against 40-60 s; a line on standard error says so), kept in the
 file like the full one, so that later calls and processes reuse it. One measured while other
 jobs load the CPU (:func:`busy`) is not kept: it serves its process, with a warning, and the
 next process measures again. Processes that start at once measure one after another (a lock
@@ -62,6 +66,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from .break_evens import (DENSITIES, TIE, break_even, censoring, class_factor, first_crossing,
+                          shape_plane, shape_point)
 from .dense_paths import apply_synaptic
 from .events import NARROW_INPUT_CHANNELS, NATIVE_REVISION, event_apply, event_density_limit, native_kernel
 
@@ -72,7 +78,10 @@ PROBES: dict[str, tuple[tuple[str, object, tuple[int, ...]], ...]] = {
     "strided": (("Conv2d 32->32 3x3 stride 2, 28x28", lambda: nn.Conv2d(32, 32, 3, 2, 1), (32, 28, 28)),
                 ("Conv2d 64->64 3x3 stride 2, 14x14", lambda: nn.Conv2d(64, 64, 3, 2, 1), (64, 14, 14))),
     "narrow": (("Conv2d 16->16 3x3, 28x28", lambda: nn.Conv2d(16, 16, 3, padding=1), (16, 28, 28)),
-               ("Conv2d 16->32 5x5, 14x14", lambda: nn.Conv2d(16, 32, 5, padding=2), (16, 14, 14))),
+               ("Conv2d 8->16 3x3, 28x28", lambda: nn.Conv2d(8, 16, 3, padding=1), (8, 28, 28)),
+               ("Conv2d 16->16 5x5, 14x14", lambda: nn.Conv2d(16, 16, 5, padding=2), (16, 14, 14)),
+               ("Conv2d 8->16 5x5, 14x14", lambda: nn.Conv2d(8, 16, 5, padding=2), (8, 14, 14)),
+               ("Conv2d 16->16 3x3 stride 2, 14x14", lambda: nn.Conv2d(16, 16, 3, 2, 1), (16, 14, 14))),
     "one_by_one": (("Conv2d 64->64 1x1, 14x14", lambda: nn.Conv2d(64, 64, 1), (64, 14, 14)),
                    ("Conv2d 256->64 1x1, 4x4", lambda: nn.Conv2d(256, 64, 1), (256, 4, 4))),
     "linear": (("Linear 1152->128", lambda: nn.Linear(1152, 128), (1152,)),
@@ -80,8 +89,6 @@ PROBES: dict[str, tuple[tuple[str, object, tuple[int, ...]], ...]] = {
 }
 #: The rows of each probe's input: one sample at T = 32, and a block of 4 steps x 100 samples.
 ROWS = (32, 400)
-#: The densities each probe is timed at (fraction of non-zero inputs).
-DENSITIES = (0.005, 0.01, 0.02, 0.04, 0.08, 0.12, 0.16, 0.24, 0.32)
 #: The highest limit a calibration gives (its grid's top: no break-even is measured above).
 CALIBRATED_CAP = DENSITIES[-1]
 #: Each side of one timing runs at least this long (seconds); the ratio is a median over
@@ -90,17 +97,13 @@ MIN_TIME = 0.01
 FILE_VERSION = 3
 #: How the factors are fitted to the probes' break-evens (part of :func:`machine`'s key, so that
 #: a calibration fitted otherwise is measured again): 2, bounds taken as bounds
-#: (:func:`class_factor`).
-FIT_REVISION = 2
+#: (:func:`class_factor`); 3, the narrow class's break-even a plane in log input channels and
+#: log taps per output position (:data:`BY_SHAPE`).
+FIT_REVISION = 3
 #: The first-use calibration of engine "auto" (:func:`for_auto`): its row counts (the full
 #: calibration's) and timings per point; it searches by bisection.
 QUICK_ROWS = ROWS
 QUICK_REPEATS = 3
-#: A probe whose event path is less than this much faster at the grid's lowest density never
-#: wins (its break-even: half that density). Tiny layers, such as Linear 256 -> 10, time
-#: within a few percent of 1 at every low density: their first crossing is noise, and
-#: moved a class's factor by up to 2x between runs on one machine.
-TIE = 0.05
 
 
 def layer_class(module: nn.Module) -> str:
@@ -158,6 +161,18 @@ def machine(threads: int | None = None) -> dict:
 #: events up to 32% density where they broke even near 16% (its "auto" ran 1.12x the dense
 #: engine in one run).
 BY_INPUT_CHANNELS = ("one_by_one",)
+#: Classes whose break-even is a plane in the log of the input channels and the log of the
+#: taps per stride step (kernel area / stride area), fitted by least squares to the class's
+#: probes, instead of the rule times one factor (:func:`shape_plane`). The rule's narrow
+#: convolutions break even at a density that grows with output channels x taps and falls with
+#: the square of the input channels (fitted on an AVX-512 Xeon). On the EPYC guest without
+#: AVX-512 (RESULTS.md, issue 16 section 17; 2 threads, grid of 9 densities, rows 32 and 400)
+#: 3x3 convolutions broke even at 10-11 % from 4 to 16 input channels and 8 to 32 output
+#: channels alike (rule x 4 to x 139), stride-2 ones near 6 %, 5x5 ones at 14-23 %: one factor
+#: of the rule kept interop_cnn's Conv2d 8 -> 16 3x3 dense at 3.4 % where it ran 1.8x faster
+#: on events, and a factor measured at 8 channels put lenet_w8's 8 -> 16 5x5 on events at
+#: 22.5 %, where it ran 0.59x dense.
+BY_SHAPE = ("narrow",)
 
 
 @functools.lru_cache(maxsize=None)
@@ -197,10 +212,17 @@ class Calibration:
         return min(CALIBRATED_CAP, rule * self.factor(module))
 
     def factor(self, module: nn.Module) -> float:
-        """Measured break-even / rule for ``module``: its class's factor, or, for the classes
-        of ``BY_INPUT_CHANNELS``, the two probes' own factors interpolated in the log of the
-        input channels (the nearer probe's beyond them)."""
+        """Measured break-even / rule for ``module``: its class's factor; for the classes of
+        ``BY_INPUT_CHANNELS``, the two probes' own factors interpolated in the log of the
+        input channels (the nearer probe's beyond them); for those of ``BY_SHAPE``, the
+        break-even of the class's :func:`shape_plane` at ``module``'s shape over its rule."""
         cls = layer_class(module)
+        if cls in BY_SHAPE:
+            plane = self.plane(cls)
+            rule = event_density_limit(module, "cpu")
+            if plane is None or rule <= 0:
+                return self.factors[cls]
+            return plane(shape_point(module)) / rule
         if cls not in BY_INPUT_CHANNELS:
             return self.factors[cls]
         points = sorted((c, math.log(self.break_even[name] / rule))
@@ -210,6 +232,16 @@ class Calibration:
         (c0, f0), (c1, f1) = points
         t = (math.log(module.in_channels) - math.log(c0)) / (math.log(c1) - math.log(c0))
         return math.exp(f0 + min(1.0, max(0.0, t)) * (f1 - f0))
+
+    def plane(self, cls: str):
+        """The :func:`shape_plane` of class ``cls``'s probes (kept while their break-evens
+        stay as they are)."""
+        points = tuple((shape_point(layer), self.break_even.get(name, 0.0))
+                       for name, layer in _probe_layers(cls))
+        planes = self.__dict__.setdefault("_planes", {})  # not a field: not saved
+        if points not in planes:
+            planes[points] = shape_plane(points)
+        return planes[points]
 
     def table(self) -> str:
         """The measured ratios and break-evens as a Markdown table."""
@@ -224,74 +256,22 @@ class Calibration:
                                 f"{n} | " + " | ".join("-" if r is None else f"{r:.2f}"
                                                        for r in ratios) + " |")
         rows.append("")
-        rows.append("factors (break-even / rule): " + ", ".join(
-            f"{c} {f:.2f}" for c, f in self.factors.items()))
+        rows.append("factors (break-even / rule): " + self.summary())
         return "\n".join(rows)
 
-
-def break_even(densities, ratios) -> float:
-    """The density where dense time / event time falls through 1 (log-interpolated between
-    the timed points around the first crossing; ``None`` ratios, densities not timed, are
-    skipped); half the grid's lowest density where the event path never wins (not by
-    :data:`TIE` at the lowest density), its highest where it always does."""
-    timed = [(d, r) for d, r in zip(densities, ratios) if r is not None]
-    if not timed:
-        raise ValueError("break_even needs at least one timed density; every ratio is None.")
-    low, top = densities[0], densities[-1]
-    densities, ratios = [d for d, _ in timed], [r for _, r in timed]
-    if densities[0] == low and ratios[0] < 1.0 + TIE:
-        return low / 2
-    if ratios[0] < 1.0:
-        raise ValueError(f"the event path lost at the lowest density timed, "
-                         f"{densities[0]:.1%}, which is not the grid's lowest ({low:.1%}).")
-    for (d0, r0), (d1, r1) in zip(zip(densities, ratios), zip(densities[1:], ratios[1:])):
-        if r1 < 1.0:
-            w = math.log(r0) / (math.log(r0) - math.log(r1))  # r0 >= 1 > r1
-            return math.exp(math.log(d0) + w * (math.log(d1) - math.log(d0)))
-    return top
-
-
-def censoring(evens: list[float]) -> int:
-    """Whether a probe's break-evens (one per row count, from :func:`break_even` on the grid
-    ``DENSITIES``) are bounds: 1 where the event path still won at the grid's top density for
-    some row count (the break-even lies at or above it), -1 where it never won for some (at or
-    below half the lowest), 0 where every one was measured (or both happened)."""
-    high = any(e >= DENSITIES[-1] for e in evens)
-    low = any(e <= DENSITIES[0] / 2 for e in evens)
-    return 0 if high == low else (1 if high else -1)
-
-
-def class_factor(logs: list[float], bounds: list[int]) -> float:
-    """A class's factor from its probes' ``log(break-even / rule)`` and :func:`censoring`
-    flags: the geometric mean, where a lower bound (1) counts as the mean of the measured
-    probes if that is larger, and an upper bound (-1) as that mean if it is smaller. A bound
-    is not a value: on the EPYC guest the narrow class's Conv2d 16->32 5x5 probe won on events
-    at every density timed (its factor, >= 4.8, a lower bound) beside Conv2d 16->16 3x3's
-    measured 9.6, and their plain mean, 6.8, kept lenet_w8's 8 -> 16 5x5 layer dense at 6.4 %
-    input density where it ran 1.28x faster on events (RESULTS.md, issue 16 section 16)."""
-    measured = [v for v, b in zip(logs, bounds) if b == 0]
-    if measured:
-        mean = statistics.fmean(measured)
-        logs = [v if b == 0 else max(v, mean) if b > 0 else min(v, mean) for v, b in zip(logs, bounds)]
-    return math.exp(statistics.fmean(logs))
-
-
-def first_crossing(measure, count: int) -> list[float | None]:
-    """The ratios a bisection for the first crossing of 1 visits, ``measure(i)`` being the
-    ratio at grid point ``i`` of ``count`` (taken to fall with ``i``); None at the points
-    it skips. Where the grid's ratios fall monotonically, :func:`break_even` of the result
-    equals that of the whole grid; it times about log2(count + 1) points instead of
-    ``count``."""
-    ratios: list[float | None] = [None] * count
-    lo, hi = 0, count  # the crossing lies in [lo, hi]: ratios[lo - 1] >= 1 > ratios[hi]
-    while lo < hi:
-        mid = (lo + hi) // 2
-        ratios[mid] = measure(mid)
-        if ratios[mid] < 1.0:
-            hi = mid
-        else:
-            lo = mid + 1
-    return ratios
+    def summary(self) -> str:
+        """One line: each class's factor, and for the classes of ``BY_SHAPE`` the break-even
+        of a 16 -> 16 3x3 convolution and the exponents of their plane."""
+        parts = []
+        for cls, f in self.factors.items():
+            plane = self.plane(cls) if cls in BY_SHAPE else None
+            if plane is not None:
+                b, c = plane.exponents
+                parts.append(f"{cls} {self.limit(nn.Conv2d(16, 16, 3)):.1%} at 16 -> 16 3x3, "
+                             f"x (in / 16)^{b:.2f} x (taps / stride area / 9)^{c:.2f}")
+            else:
+                parts.append(f"{cls} {f:.2f}")
+        return ", ".join(parts)
 
 
 def _seconds(fn) -> float:
@@ -529,7 +509,7 @@ def for_auto(threads: int | None = None, progress: bool | None = None) -> Calibr
         if found is not None:
             return found or None
         print(f"snnedge: engine 'auto' has no calibration for this CPU ({m['cpu']}, kernels "
-              f"{m['isa']}) at {m['threads']} thread(s); measuring one now, once (about 10 s; "
+              f"{m['isa']}) at {m['threads']} thread(s); measuring one now, once (about 12 s; "
               f"'snnedge calibrate' measures a fuller one, SNNEDGE_CALIBRATION=off keeps the "
               f"fitted rule).", file=sys.stderr, flush=True)
         start = cpu_times()
@@ -551,11 +531,11 @@ def for_auto(threads: int | None = None, progress: bool | None = None) -> Calibr
             _UNKEPT[here] = cal
             return cal
         print(f"snnedge: calibrated in {cal.seconds:.1f} s, kept in {target} (factors: " +
-              ", ".join(f"{c} {f:.2f}" for c, f in cal.factors.items()) + ")",
+              cal.summary() + ")",
               file=sys.stderr, flush=True)
         return cal
 
 
-__all__ = ["censoring", "class_factor", "FIT_REVISION", "PROBES", "ROWS", "DENSITIES", "CALIBRATED_CAP", "Calibration", "layer_class", "machine",
+__all__ = ["BY_SHAPE", "shape_point", "shape_plane", "censoring", "class_factor", "TIE", "FIT_REVISION", "PROBES", "ROWS", "DENSITIES", "CALIBRATED_CAP", "Calibration", "layer_class", "machine",
            "QUICK_ROWS", "QUICK_REPEATS", "break_even", "first_crossing", "calibrate",
            "BUSY_SHARE", "calibration_path", "save", "load", "cpu_times", "busy", "for_auto"]

@@ -212,6 +212,38 @@ def test_one_by_one_factor_follows_the_input_channels_between_its_probes():
     assert cal.factor(nn.Conv2d(64, 64, 3, padding=1)) == 3.0  # a class of one factor
 
 
+def test_narrow_break_even_is_a_plane_in_input_channels_and_taps():
+    """The narrow class's limit is a plane in log input channels and log taps per stride area
+    fitted to its probes' break-evens, clamped to their range; not the rule times a factor,
+    whose dependence on channels was fitted on another CPU."""
+    cal = _calibration({c: 3.0 for c in pc.PROBES})
+
+    def law(layer):  # flat in channels, the square root of taps per stride area
+        return 0.10 * math.sqrt(layer.kernel_size[0] ** 2 / layer.stride[0] ** 2 / 9)
+    for name, layer in pc._probe_layers("narrow"):
+        cal.break_even[name] = law(layer)
+    assert len(pc.PROBES["narrow"]) >= 3
+    for layer in (nn.Conv2d(8, 16, 3), nn.Conv2d(12, 32, 3), nn.Conv2d(16, 16, 5),
+                  nn.Conv2d(8, 8, 5), nn.Conv2d(16, 32, 3, stride=2)):
+        assert cal.limit(layer) == pytest.approx(law(layer))
+        assert cal.limit(layer) != pytest.approx(3.0 * event_density_limit(layer))  # not the rule's shape
+    # beyond the probes' range: their nearest edge (8 channels, 3x3 stride 2 / 5x5)
+    assert cal.limit(nn.Conv2d(1, 16, 3)) == pytest.approx(law(nn.Conv2d(8, 16, 3)))
+    assert cal.limit(nn.Conv2d(3, 64, 7)) == pytest.approx(law(nn.Conv2d(8, 16, 5)))
+    assert cal.limit(nn.Conv2d(16, 16, 3, stride=3)) == pytest.approx(law(nn.Conv2d(16, 16, 3, stride=2)))
+    assert cal.limit(nn.Conv2d(32, 32, 3)) == pytest.approx(3.0 * event_density_limit(nn.Conv2d(32, 32, 3)))
+    assert "x (taps / stride area / 9)^0.50" in cal.summary() and "(in / 16)^0.00" in cal.summary()
+    # a plane needs three probes off one line; else the class's factor
+    names = [n for n, _ in pc._probe_layers("narrow")]
+    for name in names[2:]:
+        cal.break_even[name] = 0.0
+    assert cal.factor(nn.Conv2d(8, 16, 3)) == 3.0
+    assert pc.shape_plane([((0.0, 0.0), 0.1), ((1.0, 1.0), 0.2), ((2.0, 2.0), 0.4)]) is None
+    plane = pc.shape_plane([((0.0, 0.0), 0.1), ((1.0, 0.0), 0.2), ((0.0, 1.0), 0.4), ((1.0, 1.0), 0.8)])
+    assert plane((0.5, 0.5)) == pytest.approx(math.sqrt(0.08)) and plane((5.0, -3.0)) == pytest.approx(0.2)
+    assert plane.exponents == pytest.approx((math.log(2), math.log(4)))
+
+
 def test_policy_calibrated_without_a_calibration_says_how_to_make_one(monkeypatch):
     monkeypatch.setenv("SNNEDGE_CALIBRATION", "off")  # nowhere to keep one: nothing measured
     previous = path_choice.set_path_policy("calibrated")

@@ -23,7 +23,8 @@ def add_calibrate(sub, command) -> None:
         "Time the dense and event paths of a few probe layers (3x3 convolutions wide, strided and "
         "narrow, 1x1 convolutions, linear layers) at input densities from 0.5% to 32% on this CPU, fit "
         "one factor per class of layer to the fitted rule of snnedge.events."
-        "event_density_limit, and keep the result in the calibration file ($SNNEDGE_CALIBRATION, "
+        "event_density_limit (narrow convolutions: a break-even that is a plane in log input "
+        "channels and log taps per stride area), and keep the result in the calibration file ($SNNEDGE_CALIBRATION, "
         "else ~/.cache/snnedge/path_calibration.json). simulate(engine='auto') then chooses each "
         "layer's path by this machine's break-evens at that thread count "
         "(snnedge.path_calibration). About 20-60 s per thread count. Without it, engine 'auto' "
@@ -40,7 +41,7 @@ def add_calibrate(sub, command) -> None:
                    help="timings per point, median (default: 5; with --quick 3)")
     c.add_argument("--quick", action="store_true",
                    help="measure as engine 'auto' does on first use: each probe's break-even by "
-                        "bisection over the densities (4 of 9), 3 timings per point (about 10 s)")
+                        "bisection over the densities (4 of 9), 3 timings per point (about 12 s)")
     c.add_argument("--file", type=Path, default=None,
                    help="calibration file to write or read (default: $SNNEDGE_CALIBRATION, else "
                         "~/.cache/snnedge/path_calibration.json)")
