@@ -18,7 +18,10 @@ beyond the grid counting as the bound it is (:func:`class_factor`). A calibrated
 32 input channels) take their break-even from a plane in log input channels and log taps per
 stride area fitted to the class's five probes (:data:`BY_SHAPE`, :func:`shape_plane`): on
 the EPYC guest their break-evens were near 10 % from 4 to 16 input channels, which the rule's
-square law in the channels, times any one factor, cannot follow. :func:`save` keeps it in
+square law in the channels, times any one factor, cannot follow. Engine ``"auto"`` then
+times each narrow convolution it meets on its own shape, once, and keeps that break-even in
+the same entry (:attr:`Calibration.layers`, :mod:`snnedge.layer_calibration`); the plane
+stands in where a calibration measures no layers. :func:`save` keeps it in
 a JSON file (:func:`calibration_path`: ``$SNNEDGE_CALIBRATION``, else
 ``~/.cache/snnedge/path_calibration.json``), one entry per machine (CPU model and the flags
 that matter, the kernels' instruction set and revision, torch's version, the thread count),
@@ -98,8 +101,9 @@ FILE_VERSION = 3
 #: How the factors are fitted to the probes' break-evens (part of :func:`machine`'s key, so that
 #: a calibration fitted otherwise is measured again): 2, bounds taken as bounds
 #: (:func:`class_factor`); 3, the narrow class's break-even a plane in log input channels and
-#: log taps per output position (:data:`BY_SHAPE`).
-FIT_REVISION = 3
+#: log taps per stride area (:data:`BY_SHAPE`); 4, narrow layers' own break-evens measured
+#: where engine "auto" meets them (:mod:`snnedge.layer_calibration`).
+FIT_REVISION = 4
 #: The first-use calibration of engine "auto" (:func:`for_auto`): its row counts (the full
 #: calibration's) and timings per point; it searches by bisection.
 QUICK_ROWS = ROWS
@@ -200,6 +204,9 @@ class Calibration:
     created: str = ""
     search: str = "grid"  # "grid": every density timed; "bisection": the first crossing's
     seconds: float = 0.0  # how long the measurement took
+    # layer signature (snnedge.layer_calibration.layer_key) -> that layer's own break-even,
+    # measured where engine "auto" first met it (None: this calibration measures none)
+    layers: dict[str, float] | None = None
 
     def limit(self, module: nn.Module, device: str | torch.device = "cpu", large: bool = False) -> float:
         """The density below which the event path is taken for ``module`` on this machine:
@@ -255,6 +262,9 @@ class Calibration:
                     rows.append(f"| {name} | {cls} | {rule:.1%} | {self.break_even[name]:.1%} | "
                                 f"{n} | " + " | ".join("-" if r is None else f"{r:.2f}"
                                                        for r in ratios) + " |")
+        if self.layers:
+            rows += ["", "| layer met by engine 'auto' | its own break-even |", "|---|---|"]
+            rows += [f"| {key} | {value:.1%} |" for key, value in sorted(self.layers.items())]
         rows.append("")
         rows.append("factors (break-even / rule): " + self.summary())
         return "\n".join(rows)
@@ -282,6 +292,20 @@ def _seconds(fn) -> float:
         spent = time.perf_counter() - start
         if spent >= MIN_TIME:
             return spent / n
+
+
+def time_ratio(layer: nn.Module, shape: tuple[int, ...], density: float, gen: torch.Generator,
+               repeats: int, dtype: torch.dtype = torch.float32) -> float:
+    """Dense time / event time of ``layer`` on random binary inputs of ``shape`` (rows first;
+    channels-last where 4-d, as the engines pass them) with ``density`` non-zero: the median
+    of ``repeats`` interleaved timings, after one untimed call of each path (first-call
+    costs: weight layouts, oneDNN's primitives)."""
+    x = (torch.rand(shape, generator=gen) < density).to(dtype)
+    if x.dim() == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
+    dense, event = (lambda: apply_synaptic(layer, x)), (lambda: event_apply(layer, x))
+    dense(), event()
+    return statistics.median(_seconds(dense) / _seconds(event) for _ in range(repeats))
 
 
 def calibrate(rows: Sequence[int] = ROWS, repeats: int = 5, threads: int | None = None,
@@ -312,12 +336,7 @@ def calibrate(rows: Sequence[int] = ROWS, repeats: int = 5, threads: int | None 
                unit="point", leave=False, disable=None if progress is None else not progress)
 
     def ratio(layer, shape, n, i) -> float:
-        x = (torch.rand((n, *shape), generator=gen) < DENSITIES[i]).float()
-        if x.dim() == 4:
-            x = x.contiguous(memory_format=torch.channels_last)
-        dense, event = (lambda: apply_synaptic(layer, x)), (lambda: event_apply(layer, x))
-        dense(), event()  # first-call costs: weight layouts, oneDNN's primitives
-        r = statistics.median(_seconds(dense) / _seconds(event) for _ in range(repeats))
+        r = time_ratio(layer, (n, *shape), DENSITIES[i], gen, repeats)
         bar.update()
         return r
 
@@ -340,7 +359,7 @@ def calibrate(rows: Sequence[int] = ROWS, repeats: int = 5, threads: int | None 
         torch.set_num_threads(previous)
     return Calibration(machine(threads or previous), factors, points, ratios, list(DENSITIES),
                        rows, time.strftime("%Y-%m-%d %H:%M:%S"), search,
-                       round(time.perf_counter() - start, 2))
+                       round(time.perf_counter() - start, 2), layers={})
 
 
 def calibration_path() -> Path | None:
@@ -536,6 +555,6 @@ def for_auto(threads: int | None = None, progress: bool | None = None) -> Calibr
         return cal
 
 
-__all__ = ["BY_SHAPE", "shape_point", "shape_plane", "censoring", "class_factor", "TIE", "FIT_REVISION", "PROBES", "ROWS", "DENSITIES", "CALIBRATED_CAP", "Calibration", "layer_class", "machine",
+__all__ = ["time_ratio", "BY_SHAPE", "shape_point", "shape_plane", "censoring", "class_factor", "TIE", "FIT_REVISION", "PROBES", "ROWS", "DENSITIES", "CALIBRATED_CAP", "Calibration", "layer_class", "machine",
            "QUICK_ROWS", "QUICK_REPEATS", "break_even", "first_crossing", "calibrate",
            "BUSY_SHARE", "calibration_path", "save", "load", "cpu_times", "busy", "for_auto"]

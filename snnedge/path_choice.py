@@ -45,7 +45,7 @@ import weakref
 import torch
 from torch import nn
 
-from . import path_calibration
+from . import layer_calibration, path_calibration
 from .dense_paths import apply_synaptic
 from .events import event_apply, event_density_limit, event_path_exists, over_copy_cap
 
@@ -139,12 +139,19 @@ def large_layers(net, sample_shape) -> frozenset[nn.Module]:
                      if over_copy_cap(m) and work[n] >= LARGE_COPY_SHARE * total)
 
 
-def density_limit(module: nn.Module, device: str | torch.device = "cpu") -> float:
+def density_limit(module: nn.Module, device: str | torch.device = "cpu",
+                  sample_shape: tuple[int, ...] | None = None, dtype: torch.dtype = torch.float32) -> float:
     """The density below which engine ``"auto"`` takes ``module``'s event path under the
     ``"limit"`` or ``"calibrated"`` policy (the one in force; 0 under ``"timed"``, which
-    times instead)."""
+    times instead). With ``sample_shape`` (one sample of the layer's input), the layer's own
+    break-even where the calibration measures it (:mod:`snnedge.layer_calibration`; measured
+    now if it is not kept yet)."""
     policy, cal = _in_force(module, device)
-    return 0.0 if policy == "timed" else _limit(module, device, cal)
+    if policy == "timed":
+        return 0.0
+    if sample_shape is not None and layer_calibration.measures(cal, module, device):
+        return layer_calibration.layer_limit(cal, module, tuple(sample_shape), dtype)
+    return _limit(module, device, cal)
 
 
 def worth_measuring(module: nn.Module, device: str | torch.device = "cpu") -> bool:
@@ -165,6 +172,7 @@ class BatchChoices:
     def __init__(self, large: frozenset[nn.Module] | None = None) -> None:
         self._in_force: dict[str, tuple[str, path_calibration.Calibration | None]] = {}
         self._limits: dict[nn.Module, float] = {}
+        self._own: dict[tuple, float] = {}  # (layer, sample shape, dtype) -> its own limit
         self.large = large
 
     def see_network(self, net, sample_shape) -> None:
@@ -188,17 +196,22 @@ class BatchChoices:
         policy, cal = self._resolve(module, torch.device(device))
         return policy == "timed" or self._layer_limit(module, device, cal) > 0
 
-    def _layer_limit(self, module: nn.Module, device, cal) -> float:
+    def _layer_limit(self, module: nn.Module, device, cal, x: torch.Tensor | None = None) -> float:
         if module not in self._limits:
             self._limits[module] = _limit(module, device, cal, self._is_large(module))
-        return self._limits[module]
+        if x is None or not layer_calibration.measures(cal, module, device):
+            return self._limits[module]
+        key = (module, tuple(x.shape[1:]), x.dtype)
+        if key not in self._own:
+            self._own[key] = layer_calibration.layer_limit(cal, module, key[1], x.dtype)
+        return self._own[key]
 
     def choose_path(self, module: nn.Module, x: torch.Tensor,
                     density: float) -> tuple[bool, torch.Tensor | None]:
         """Whether ``module`` takes the event path at ``density`` (:func:`choose_path`)."""
         policy, cal = self._resolve(module, x.device)
         if policy != "timed":
-            return density < self._layer_limit(module, x.device, cal), None
+            return density < self._layer_limit(module, x.device, cal, x), None
         return _timed_choice(module, x, density)
 
 

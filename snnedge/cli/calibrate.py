@@ -27,7 +27,9 @@ def add_calibrate(sub, command) -> None:
         "channels and log taps per stride area), and keep the result in the calibration file ($SNNEDGE_CALIBRATION, "
         "else ~/.cache/snnedge/path_calibration.json). simulate(engine='auto') then chooses each "
         "layer's path by this machine's break-evens at that thread count "
-        "(snnedge.path_calibration). About 20-60 s per thread count. Without it, engine 'auto' "
+        "(snnedge.path_calibration); a narrow convolution it meets is timed once on its own shape "
+        "and kept in the same file (snnedge.layer_calibration; --show lists them). About 20-60 s "
+        "per thread count. Without it, engine 'auto' "
         "measures a quicker one (--quick) the first time it chooses a CPU layer's path at a "
         "thread count this machine has none for (SNNEDGE_CALIBRATION=off: the rule alone).",
         "snnedge calibrate --threads 1 2")
