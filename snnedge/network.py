@@ -330,6 +330,8 @@ class SpikingNetwork(nn.Module):
     def recurrent_edges(self) -> tuple[tuple[str, str], ...]:
         """``(source, reader)`` for every delayed input: ``reader`` takes ``source``'s output
         of the previous step. Empty for a feed-forward network."""
+        if not self._delayed:  # (asked several times per simulate call)
+            return ()
         return tuple((i, n) for n in self._names for i in self.delayed_inputs_of(n))
 
     def consumers_of(self, name: str) -> tuple[str, ...]:

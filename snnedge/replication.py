@@ -30,6 +30,8 @@ import weakref
 import torch
 from torch import nn
 
+from .layers import INPUT
+
 _FOLDED: "weakref.WeakKeyDictionary[nn.Linear, dict]" = weakref.WeakKeyDictionary()
 
 
@@ -77,19 +79,25 @@ class FoldedView:
         self.names = tuple(n for n in net.names if n not in dropped)
         self.output_name = net.output_name
         self.recurrent_edges = net.recurrent_edges
+        # the executor asks for each layer's readers and inputs several times per block: one
+        # dict lookup each (as the network's own), not a walk of the network's per call
+        self._inputs = {n: tuple(net.inputs_of(i)[0] if i in dropped else i for i in net.inputs_of(n))
+                        for n in self.names}
+        self._consumers = {n: tuple(dropped.get(c, c) for c in net.consumers_of(n))
+                           for n in (INPUT, *self.names)}
 
     def inputs_of(self, name: str) -> tuple[str, ...]:
-        ins = self._net.inputs_of(name)
-        return tuple(self._net.inputs_of(i)[0] if i in self._dropped else i for i in ins)
+        return self._inputs[name]
 
     def consumers_of(self, name: str) -> tuple[str, ...]:
-        return tuple(self._dropped.get(c, c) for c in self._net.consumers_of(name))
+        return self._consumers[name]
 
     def kind(self, name: str) -> str:
         return self._net.kind(name)
 
     def get_submodule(self, target: str) -> nn.Module:
-        return self._modules[target] if target in self._modules else self._net.get_submodule(target)
+        module = self._modules.get(target)
+        return module if module is not None else self._net.get_submodule(target)
 
     def delayed_inputs_of(self, name: str) -> tuple[str, ...]:
         return self._net.delayed_inputs_of(name)
