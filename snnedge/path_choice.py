@@ -172,6 +172,7 @@ class BatchChoices:
     def __init__(self, large: frozenset[nn.Module] | None = None) -> None:
         self._in_force: dict[str, tuple[str, path_calibration.Calibration | None]] = {}
         self._limits: dict[nn.Module, float] = {}
+        self._measured: dict[nn.Module, bool] = {}  # whether a layer's own break-even is used
         self._own: dict[tuple, float] = {}  # (layer, sample shape, dtype) -> its own limit
         self.large = large
 
@@ -199,7 +200,8 @@ class BatchChoices:
     def _layer_limit(self, module: nn.Module, device, cal, x: torch.Tensor | None = None) -> float:
         if module not in self._limits:
             self._limits[module] = _limit(module, device, cal, self._is_large(module))
-        if x is None or not layer_calibration.measures(cal, module, device):
+            self._measured[module] = layer_calibration.measures(cal, module, device)
+        if x is None or not self._measured[module]:
             return self._limits[module]
         key = (module, tuple(x.shape[1:]), x.dtype)
         if key not in self._own:
