@@ -10,21 +10,7 @@ from snnedge import layer_calibration as lc
 from snnedge import path_calibration as pc
 from snnedge import path_choice
 
-
-def _calibration(layers=None) -> pc.Calibration:
-    """A calibration of factors 1 (the rule's limits) whose narrow probes lie on the rule."""
-    factors = {c: 1.0 for c in pc.PROBES}
-    points = {name: rule for cls in pc.PROBES for name, _, rule in pc._probe_rules(cls)}
-    return pc.Calibration(pc.machine(), factors, points, {n: [[1.0] * len(pc.DENSITIES)] for n in points},
-                          rows=[32], layers=layers)
-
-
-def _net():
-    torch.manual_seed(0)
-    net = snnedge.sequential(nn.Conv2d(1, 16, 3, padding=1), snnedge.IF(threshold=0.5),
-                             nn.Conv2d(16, 16, 3, padding=1), snnedge.IF(), nn.Flatten(),
-                             nn.Linear(16 * 8 * 8, 10), input_shape=(1, 8, 8))
-    return net, torch.rand(4, 1, 8, 8)
+from calibrations import calibration as _calibration, narrow_net as _net
 
 
 @pytest.fixture
@@ -38,12 +24,12 @@ def calibration_file(tmp_path, monkeypatch):
 
 def test_which_layers_are_measured_and_under_which_key():
     narrow, wide = nn.Conv2d(16, 16, 3), nn.Conv2d(32, 32, 3)
-    assert lc.measures(_calibration({}), narrow)
-    assert not lc.measures(_calibration(None), narrow)  # a calibration that measures no layers
+    assert lc.measures(_calibration(layers={}), narrow)
+    assert not lc.measures(_calibration(layers=None), narrow)  # a calibration that measures no layers
     assert not lc.measures(None, narrow)  # the rule
-    assert not lc.measures(_calibration({}), wide)  # not a measured class
-    assert not lc.measures(_calibration({}), nn.Conv2d(16, 16, 3, groups=16))  # no event path
-    assert not lc.measures(_calibration({}), narrow, "meta")
+    assert not lc.measures(_calibration(layers={}), wide)  # not a measured class
+    assert not lc.measures(_calibration(layers={}), nn.Conv2d(16, 16, 3, groups=16))  # no event path
+    assert not lc.measures(_calibration(layers={}), narrow, "meta")
     keys = {lc.layer_key(narrow, (16, 8, 8), torch.float32), lc.layer_key(narrow, (16, 9, 8), torch.float32),
             lc.layer_key(narrow, (16, 8, 8), torch.float64), lc.layer_key(nn.Conv2d(16, 16, 3, 2), (16, 8, 8), torch.float32),
             lc.layer_key(nn.Conv2d(16, 16, 3, padding=1), (16, 8, 8), torch.float32),
@@ -76,7 +62,7 @@ def test_measure_layer_times_a_twin_on_the_layer_s_shape(monkeypatch):
 
 def test_auto_measures_a_narrow_layer_once_and_keeps_it(calibration_file, monkeypatch, capsys):
     net, x = _net()
-    pc.save(_calibration({}), calibration_file)
+    pc.save(_calibration(layers={}), calibration_file)
     measured = []
     break_even = {"value": 0.9}  # above any density: the event path
     monkeypatch.setattr(lc, "measure_layer", lambda m, shape, dtype: measured.append((m, shape)) or break_even["value"])
@@ -91,7 +77,7 @@ def test_auto_measures_a_narrow_layer_once_and_keeps_it(calibration_file, monkey
     pc._LOADED.clear()  # as a new process: read from the file
     snnedge.simulate(net, x, timesteps=4, engine="auto")
     assert len(measured) == 1  # kept: measured once
-    pc.save(_calibration({}), calibration_file)  # a fresh calibration: measured again
+    pc.save(_calibration(layers={}), calibration_file)  # a fresh calibration: measured again
     break_even["value"] = 0.001  # below its density: dense
     assert snnedge.simulate(net, x, timesteps=4, engine="auto").extra["event_layers"][0] == []
     assert len(measured) == 2
@@ -101,7 +87,7 @@ def test_auto_measures_a_narrow_layer_once_and_keeps_it(calibration_file, monkey
 
 def test_a_layer_measured_on_a_busy_machine_is_not_kept(calibration_file, monkeypatch):
     net, x = _net()
-    pc.save(_calibration({}), calibration_file)
+    pc.save(_calibration(layers={}), calibration_file)
     monkeypatch.setattr(lc, "measure_layer", lambda m, shape, dtype: 0.05)
     monkeypatch.setattr(pc, "busy", lambda since=None: "load average 9.0 on 2 core(s)")
     with pytest.warns(UserWarning, match="does not keep it .*busy"):

@@ -14,14 +14,7 @@ from snnedge import path_choice
 from snnedge.cli.app import main as cli
 from snnedge.events import event_density_limit
 
-
-def _calibration(factors=None, threads=None) -> pc.Calibration:
-    """A calibration of these class factors, each probe's break-even its class's factor times
-    its rule (so that the classes of BY_INPUT_CHANNELS give the class's factor too)."""
-    factors = factors or {c: 1.0 for c in pc.PROBES}
-    points = {name: factors[cls] * rule for cls in pc.PROBES for name, _, rule in pc._probe_rules(cls)}
-    return pc.Calibration(pc.machine(threads), factors, points,
-                          {n: [[1.0] * len(pc.DENSITIES)] for n in points}, rows=[32])
+from calibrations import calibration as _calibration, narrow_net as _narrow_net
 
 
 @pytest.fixture
@@ -119,14 +112,6 @@ def test_the_file_comes_from_the_environment(tmp_path, monkeypatch):
     monkeypatch.delenv("SNNEDGE_CALIBRATION")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     assert pc.calibration_path() == tmp_path / "cache" / "snnedge" / "path_calibration.json"
-
-
-def _narrow_net():
-    torch.manual_seed(0)
-    net = snnedge.sequential(nn.Conv2d(1, 16, 3, padding=1), snnedge.IF(threshold=0.5),
-                             nn.Conv2d(16, 16, 3, padding=1), snnedge.IF(), nn.Flatten(),
-                             nn.Linear(16 * 8 * 8, 10), input_shape=(1, 8, 8))
-    return net, torch.rand(4, 1, 8, 8)
 
 
 class _FakeCalibrate:
