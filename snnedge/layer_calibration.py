@@ -5,7 +5,7 @@ carries their break-evens over to every layer of the class, by the rule's depend
 layer's shape or, for narrow convolutions, by a plane fitted to five probes. Narrow
 convolutions (under 32 input channels) follow neither closely: on the EPYC guest without
 AVX-512 (examples/benchmarks/RESULTS.md, issue 16 section 17; 2 threads, grid of 9
-densities, rows 32 and 400) 3x3 convolutions broke even near 10 % from 4 to 16 input channels
+densities, rows 32 and 400) 3x3 convolutions broke even at 8-13 % from 4 to 24 input channels
 and 8 to 32 output channels alike, 5x5 ones at 14 % for 16 -> 16 channels and beyond 32 %
 for 16 -> 32. A plane through the probes kept lenet_w8's 8 -> 16 5x5 layer dense at its
 trained activity (right: 0.57x on events there) but also lif_heldout's 16 -> 32 5x5 layer

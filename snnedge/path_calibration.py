@@ -17,7 +17,7 @@ beyond the grid counting as the bound it is (:func:`class_factor`). A calibrated
 ``min(CALIBRATED_CAP, factor x rule)`` (:meth:`Calibration.limit`). Narrow convolutions (under
 32 input channels) take their break-even from a plane in log input channels and log taps per
 stride area fitted to the class's five probes (:data:`BY_SHAPE`, :func:`shape_plane`): on
-the EPYC guest their break-evens were near 10 % from 4 to 16 input channels, which the rule's
+the EPYC guest 3x3 ones broke even at 8-13 % from 4 to 24 input channels, which the rule's
 square law in the channels, times any one factor, cannot follow. Engine ``"auto"`` then
 times each narrow convolution it meets on its own shape, once, and keeps that break-even in
 the same entry (:attr:`Calibration.layers`, :mod:`snnedge.layer_calibration`); the plane
@@ -171,8 +171,8 @@ BY_INPUT_CHANNELS = ("one_by_one",)
 #: convolutions break even at a density that grows with output channels x taps and falls with
 #: the square of the input channels (fitted on an AVX-512 Xeon). On the EPYC guest without
 #: AVX-512 (RESULTS.md, issue 16 section 17; 2 threads, grid of 9 densities, rows 32 and 400)
-#: 3x3 convolutions broke even at 10-11 % from 4 to 16 input channels and 8 to 32 output
-#: channels alike (rule x 4 to x 139), stride-2 ones near 6 %, 5x5 ones at 14-23 %: one factor
+#: 3x3 convolutions broke even at 8-13 % from 4 to 24 input channels and 8 to 32 output
+#: channels alike (rule x 2 to x 163), stride-2 ones near 6 %, 5x5 ones at 14-21 %: one factor
 #: of the rule kept interop_cnn's Conv2d 8 -> 16 3x3 dense at 3.4 % where it ran 1.8x faster
 #: on events, and a factor measured at 8 channels put lenet_w8's 8 -> 16 5x5 on events at
 #: 22.5 %, where it ran 0.59x dense.
