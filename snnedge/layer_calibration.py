@@ -108,7 +108,7 @@ def layer_limit(cal: pc.Calibration, module: nn.Module, sample_shape: tuple[int,
         value = measure_layer(module, sample_shape, dtype)
         cal.layers[key] = value
         loaded = pc.busy(start)
-        why = f"the CPU was busy while it measured, {loaded}" if loaded else _keep(cal, key, value)
+        why = f"the CPU was busy while it measured, {loaded}" if loaded else pc.keep_layer(cal, key, value)
         if why is None:
             print(f"snnedge: engine 'auto' timed {key} on this CPU once: break-even {value:.1%} "
                   f"({time.perf_counter() - began:.1f} s), kept in {pc.calibration_path()}",
@@ -118,26 +118,6 @@ def layer_limit(cal: pc.Calibration, module: nn.Module, sample_shape: tuple[int,
                           f"not keep it ({why}): it serves this process only. Run again on a quiet "
                           f"machine, or set SNNEDGE_CALIBRATION=off for the fitted rule.", stacklevel=3)
     return min(pc.CALIBRATED_CAP, cal.layers[key])
-
-
-def _keep(cal: pc.Calibration, key: str, value: float) -> str | None:
-    """Add ``key: value`` to the layers of this machine's entry in the calibration file; why
-    not, where it cannot (else None)."""
-    target = pc.calibration_path()
-    if target is None:
-        return "SNNEDGE_CALIBRATION=off"
-    try:
-        with pc._locked(target):
-            entries = pc._read(target)
-            found = [e for e in entries or () if e.get("machine") == cal.machine]
-            if not found:
-                return f"{target} holds no calibration for this machine"
-            kept = pc.Calibration(**found[-1])
-            kept.layers = {**(kept.layers or {}), key: value}
-            pc.save(kept, target)
-    except (OSError, TypeError) as err:
-        return str(err)
-    return None
 
 
 __all__ = ["MEASURED_CLASSES", "LAYER_TIMING_VALUES", "measures", "layer_key", "measure_layer", "layer_limit"]

@@ -411,6 +411,26 @@ def save(cal: Calibration, path: str | os.PathLike | None = None) -> Path:
     return target
 
 
+def keep_layer(cal: Calibration, key: str, value: float) -> str | None:
+    """Add a layer's own break-even (``key: value``, :mod:`snnedge.layer_calibration`) to the
+    layers of ``cal``'s machine entry in the calibration file, under its lock; why not, where
+    it cannot (else None)."""
+    target = calibration_path()
+    if target is None:
+        return "SNNEDGE_CALIBRATION=off"
+    try:
+        with _locked(target):
+            found = [e for e in _read(target) or () if e.get("machine") == cal.machine]
+            if not found:
+                return f"{target} holds no calibration for this machine"
+            kept = Calibration(**found[-1])
+            kept.layers = {**(kept.layers or {}), key: value}
+            save(kept, target)
+    except (OSError, TypeError) as err:
+        return str(err)
+    return None
+
+
 # (file, its modification time, machine) -> its calibration, None (none kept for this
 # machine) or False (the file cannot be read, or another version wrote it)
 _LOADED: dict[tuple, Calibration | None | bool] = {}
@@ -557,4 +577,4 @@ def for_auto(threads: int | None = None, progress: bool | None = None) -> Calibr
 
 __all__ = ["time_ratio", "BY_SHAPE", "shape_point", "shape_plane", "censoring", "class_factor", "TIE", "FIT_REVISION", "PROBES", "ROWS", "DENSITIES", "CALIBRATED_CAP", "Calibration", "layer_class", "machine",
            "QUICK_ROWS", "QUICK_REPEATS", "break_even", "first_crossing", "calibrate",
-           "BUSY_SHARE", "calibration_path", "save", "load", "cpu_times", "busy", "for_auto"]
+           "BUSY_SHARE", "calibration_path", "save", "keep_layer", "load", "cpu_times", "busy", "for_auto"]
