@@ -60,7 +60,8 @@ class CalibratedIF(snnedge.IF):
         self.register_buffer("v_init_map", torch.as_tensor(v_init_map, dtype=torch.get_default_dtype()).clone())
 
     def initial_state(self, template: torch.Tensor) -> torch.Tensor:
-        return self.state_like(template, self.v_init_map.to(template) * self.threshold_for(template))
+        return self.kept_state(template, (self.v_init_map, self.threshold),
+                               lambda: self.v_init_map.to(template) * self.threshold_for(template))
 
     def extra_repr(self) -> str:
         m = self.v_init_map

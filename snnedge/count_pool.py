@@ -48,10 +48,13 @@ def native_count_max_pool(current: torch.Tensor, acc: torch.Tensor, prev: torch.
             or prev.shape != (batch, channels, ay.size_out, ax.size_out) or current.numel() == 0:
         return None
     tick = current[0]
-    if tick.is_contiguous():
-        layout, samples, c = torch.contiguous_format, batch * channels, 1
-    elif tick.is_contiguous(memory_format=torch.channels_last):
+    # channels-last first: where both layouts hold (1 x 1 maps, one channel) the loops then
+    # run over whole vectors of channels, not one channel at a time (GoogLeNet's 3 x 3 pools
+    # on 832 channels of 1 x 1 at 32 px: 850 us per block of 32 ticks, one value per window)
+    if tick.is_contiguous(memory_format=torch.channels_last):
         layout, samples, c = torch.channels_last, batch, channels
+    elif tick.is_contiguous():
+        layout, samples, c = torch.contiguous_format, batch * channels, 1
     else:
         return None
     x_step = current.stride(0) if steps > 1 else tick.numel()  # (one tick reads no stride)

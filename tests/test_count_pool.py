@@ -68,6 +68,33 @@ def test_kernel_equals_the_tensor_code_bit_for_bit(isa, window, dtype, layout, a
 
 
 @native
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("channels", [1, 13, 40])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_maps_of_both_layouts_take_the_channels_last_loop(isa, batch, channels, dtype, monkeypatch):
+    """A 1 x 1 map (or one channel) is contiguous and channels-last at once: the kernel then
+    runs whole vectors of channels per sample (GoogLeNet's pools on 832 channels of 1 x 1),
+    with the tensor code's values; maps of one layout keep theirs."""
+    pool = SpikingMaxPool2d(3, 1, 1)
+    size = 1 if channels > 1 else 5
+    x = inputs(dtype, "nchw", False, shape=(4, batch, channels, size, size), seed=2)
+    assert x[0].is_contiguous() and x[0].is_contiguous(memory_format=torch.channels_last)
+    state = pool.initial_state(x[0])
+    ref, ref_state = tensor_path(pool, x, state, 4)
+    calls = []
+    kernel = ev.native_kernel()
+    monkeypatch.setattr(mp, "native_count_max_pool", native_count_max_pool)
+    import snnedge.count_pool as cp
+    monkeypatch.setattr(cp, "run_split", lambda fn, parts: [calls.append(p) or fn(*p) for p in parts])
+    got = native_count_max_pool(x, *state, module_axes(pool, x.shape[-2:]))
+    assert got is not None and torch.equal(got[0], ref)
+    assert torch.equal(got[1], ref_state[0]) and torch.equal(got[2], ref_state[1])
+    # each part: 5 pointers and flags, p0, p1, c0, c1, steps, x_step, out_step, h, w, c, ...
+    assert calls and all(p[6] - p[5] <= batch and p[14] == channels for p in calls), calls
+    assert kernel is ev.native_kernel()
+
+
+@native
 @pytest.mark.parametrize("layout", ["nchw", "channels_last"])
 @pytest.mark.parametrize("batch", [1, 3])
 def test_kernel_split_over_threads_equals_one_thread(layout, batch):

@@ -246,3 +246,69 @@ def test_step_into_is_lif_step(reset, theta):
             assert torch.equal(z, z_ref) and torch.equal(v_io, v_ref)
             if keep_u:
                 assert torch.equal(u, (v if beta is None else beta * v) + current)
+
+
+def _fresh_membrane(neuron, template):
+    """The initial membrane computed as the neurons did before keeping it."""
+    m = getattr(neuron, "v_init_map", None)
+    value = (m.to(template) if m is not None else neuron.v_init) * neuron.threshold_for(template)
+    return torch.empty_like(template).copy_(value.expand_as(template))
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_kept_initial_membrane_follows_every_change(layout, dtype):
+    """The initial membrane is made once per sample shape, layout and dtype and copied after:
+    each call gets a tensor of its own, in the template's layout, and an in-place change of
+    the threshold or the map, a new ``.data``, a new tensor or a new ``v_init`` is seen."""
+    from converters.membrane import CalibratedIF
+    torch.manual_seed(0)
+    neurons = [snnedge.IF(threshold=[0.5, 1.0, 2.0], v_init=0.5),
+               snnedge.LIF(beta=0.9, threshold=1.5, v_init=0.5),
+               CalibratedIF(threshold=1.3, v_init_map=torch.rand(3, 4, 5))]
+    for neuron in neurons:
+        for batch in (1, 2, 1):
+            t = torch.rand(batch, 3, 4, 5, dtype=dtype)
+            if layout == "channels_last":
+                t = t.contiguous(memory_format=torch.channels_last)
+            with torch.no_grad():
+                v = neuron.initial_state(t)
+                assert torch.equal(v, _fresh_membrane(neuron, t)) and v.stride() == t.stride()
+                v.add_(1.0)  # the caller's own tensor: the kept one stays as it was
+                assert torch.equal(neuron.initial_state(t), _fresh_membrane(neuron, t))
+        with torch.no_grad():
+            neuron.threshold.mul_(1.25)
+            assert torch.equal(neuron.initial_state(t), _fresh_membrane(neuron, t))
+            neuron.threshold.data = neuron.threshold.data * 2
+            assert torch.equal(neuron.initial_state(t), _fresh_membrane(neuron, t))
+            neuron.threshold = neuron.threshold * 0.5
+            assert torch.equal(neuron.initial_state(t), _fresh_membrane(neuron, t))
+            neuron.v_init = 0.25
+            assert torch.equal(neuron.initial_state(t), _fresh_membrane(neuron, t))
+            if isinstance(neuron, CalibratedIF):
+                neuron.v_init_map[0, 0, 0] = 0.75
+                assert torch.equal(neuron.initial_state(t), _fresh_membrane(neuron, t))
+    # a subclass with a threshold of its own is not kept: its value is read every call
+    class Scaled(snnedge.IF):
+        gain = 1.0
+
+        def threshold_for(self, template):
+            return super().threshold_for(template) * self.gain
+
+    n = Scaled(threshold=1.0, v_init=0.5)
+    t = torch.rand(1, 3, 4, 5, dtype=dtype)
+    first = n.initial_state(t)
+    n.gain = 3.0
+    assert torch.equal(n.initial_state(t), 3 * first)
+
+
+def test_block_methods_need_no_grad_context_of_their_own():
+    """``advance_block`` runs without gradients inside or outside ``torch.no_grad``."""
+    n = snnedge.IF(threshold=1.0)
+    x = torch.rand(4, 2, 3, requires_grad=True)
+    v = n.initial_state(x[0].detach())
+    out = n.advance_block(x, v, 4)
+    assert not out.requires_grad and torch.is_grad_enabled()
+    with torch.no_grad():
+        v2 = n.initial_state(x[0])
+        assert torch.equal(n.advance_block(x.detach(), v2, 4), out) and torch.equal(v2, v)
