@@ -35,13 +35,12 @@ import functools
 import os
 import weakref
 
-import numpy as np
-import scipy.sparse
 import torch
 from torch import nn
 
 from .geometry import module_axes
-from .kernel_threads import run_split, submit
+from .kernel_threads import kernel_threads, run_split
+from .sparse_product import sparse_times_dense
 
 _CACHE: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
 
@@ -195,75 +194,19 @@ def event_linear(module: nn.Linear, x: torch.Tensor, backend: str | None = None)
         return out
     w_t = _cached(module, ("w_t", x.dtype), lambda: module.weight.detach().t().to(x.dtype).contiguous())
     rows, cols = x.nonzero().unbind(1)
-    out = _sparse_times_dense(rows, cols, x[rows, cols], tuple(x.shape), w_t, backend, groups=rows)
+    out = sparse_times_dense(rows, cols, x[rows, cols], tuple(x.shape), w_t, backend, groups=rows)
     if module.bias is not None:
         out.add_(module.bias.detach().to(x.dtype))
     return out
 
 
-def _sparse_times_dense(rows: torch.Tensor, cols: torch.Tensor, vals: torch.Tensor,
-                        shape: tuple[int, int], dense: torch.Tensor, backend: str | None,
-                        groups: torch.Tensor | None = None) -> torch.Tensor:
-    """``S @ dense`` for the sparse matrix ``S`` of ``shape`` with entries ``(rows, cols,
-    vals)`` (duplicates add up). ``backend``: ``"scipy"`` (compiled COO kernel, the CPU
-    default) or ``"torch"`` (gathered rows and ``index_add_``, the default elsewhere).
-
-    ``groups``: a non-decreasing key per entry such that entries with different keys never
-    share an output row (the sample index); on CPU the entries are then split at key
-    boundaries over torch's intra-op threads, each writing its own rows of the output."""
-    if backend is None:
-        backend = "scipy" if dense.device.type == "cpu" else "torch"
-    if backend == "scipy":
-        out = torch.zeros(shape[0], dense.shape[1], dtype=dense.dtype)
-        kernel = _coo_kernel()
-        if kernel is None:
-            sparse = scipy.sparse.coo_matrix((vals.numpy(), (rows.numpy(), cols.numpy())), shape=shape)
-            return out.copy_(torch.from_numpy(np.asarray(sparse @ dense.numpy())))
-        r, c, v, d, o = rows.numpy(), cols.numpy(), vals.numpy(), dense.numpy().ravel(), out.numpy()
-        work = rows.numel() * dense.shape[1]
-        threads = min(torch.get_num_threads(), work // PARALLEL_MIN_WORK)
-        if groups is None or threads < 2:
-            kernel(rows.numel(), dense.shape[1], r, c, v, d, o)
-            return out
-        # the kernel releases the GIL: one slice of entries per thread, disjoint output rows
-        last = int(groups[-1])
-        bounds = torch.searchsorted(groups, torch.arange(1, threads) * (last + 1) // threads).tolist()
-        cuts = [0, *bounds, rows.numel()]
-        jobs = [submit(kernel, b - a, dense.shape[1], r[a:b], c[a:b], v[a:b], d, o)
-                for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
-        for job in jobs:
-            job.result()
-        return out
-    if backend != "torch":
-        raise ValueError(f"The 'backend' parameter must be one of {', '.join(map(repr, BACKENDS))}. "
-                         f"Got {backend!r} instead.")
-    src = dense.index_select(0, cols).mul_(vals.unsqueeze(1))
-    out = torch.zeros(shape[0], dense.shape[1], dtype=dense.dtype, device=dense.device)
-    return out.index_add_(0, rows, src)
-
-
-# Below this many multiply-adds per thread, splitting the sparse product costs more than it saves.
+# Below this much work per thread, splitting the compiled kernel (_native_run) costs more
+# than it saves: on the Python pool PARALLEL_MIN_WORK; on PyTorch's OpenMP threads, which
+# spin between parallel regions, OPENMP_MIN_WORK (one-digit calls' event layers ran 1.27x
+# faster split at 64-128 k of work, 1.43x at 128 k-1 M, 0.94x below 32 k: RESULTS.md, issue
+# 16 section 18).
 PARALLEL_MIN_WORK = 1_000_000
-
-
-@functools.cache
-def _coo_kernel():
-    """scipy's compiled COO-times-dense kernel (``coo_matmat_dense``, scipy >= 1.15), checked
-    once on a small product; None where it is missing or behaves differently, and then the
-    public ``coo_matrix @ dense`` (same kernel, plus argument checks per call) is used."""
-    try:
-        from scipy.sparse._sparsetools import coo_matmat_dense
-        rows, cols = np.array([0, 1, 1, 0]), np.array([1, 0, 2, 1])
-        vals, dense = np.array([1.0, 2.0, 3.0, 4.0]), np.arange(6.0).reshape(3, 2)
-        out = np.zeros((2, 2))
-        coo_matmat_dense(4, 2, rows, cols, vals, dense.ravel(), out)
-        expected = scipy.sparse.coo_matrix((vals, (rows, cols)), shape=(2, 3)) @ dense
-    except (ImportError, TypeError, ValueError):
-        return None
-    return coo_matmat_dense if np.array_equal(out, expected) else None
-
-
-BACKENDS = ("native", "scipy", "torch")
+OPENMP_MIN_WORK = 32_768
 
 
 @functools.cache
@@ -303,7 +246,8 @@ NATIVE_ISAS = ("generic", "avx2", "avx512")
 # break-evens, snnedge.path_calibration): raised with every change that moves the event
 # path's speed, so that a calibration of the earlier kernels is measured again on first use.
 # 2: linear layers read their weight packed in chunks (LINEAR_CHUNK_BYTES).
-NATIVE_REVISION = 2
+# 3: calls split over OpenMP threads from OPENMP_MIN_WORK of work (was PARALLEL_MIN_WORK).
+NATIVE_REVISION = 3
 
 
 def native_isas() -> tuple[str, ...]:
@@ -391,12 +335,13 @@ def _native_run(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     ``(N, OH, OW, C_out)``; ``geometry`` = (H, W, C_in, OH, OW, C_out, KH, KW, SH, SW, PH, PW,
     DH, DW). ``packed``: a linear layer's ``weight`` from :func:`_chunk_packed` with chunks of
     this many values (0: rows). Samples are split over torch's intra-op threads
-    when each part has at least ``PARALLEL_MIN_WORK`` of work (input values scanned plus
-    output values times kernel taps)."""
+    when each part has at least ``OPENMP_MIN_WORK`` (on PyTorch's OpenMP threads, else
+    ``PARALLEL_MIN_WORK``) of work: input values scanned plus output values times taps."""
     kernel = native_kernel()
     n = x.shape[0]
     work = x.numel() + out.numel() * geometry[6] * geometry[7]
-    threads = int(min(torch.get_num_threads(), n, work // PARALLEL_MIN_WORK))
+    least = OPENMP_MIN_WORK if kernel_threads() == "openmp" else PARALLEL_MIN_WORK
+    threads = int(min(torch.get_num_threads(), n, work // least))
     if packed:  # the bias's row length, the chunk, the events listed at once
         f_in = geometry[2]
         budget = max(f_in, min(LINEAR_GROUP_EVENTS, -(-n // max(threads, 1)) * f_in))
@@ -582,7 +527,7 @@ def event_conv2d(module: nn.Conv2d, x: torch.Tensor, backend: str | None = None)
     kernel = _cached(module, ("kernel", x.dtype), lambda: module.weight.detach().permute(1, 2, 3, 0)
                      .reshape(c_in * k, c_out).to(x.dtype).contiguous())
     groups = b.unsqueeze(1).expand(-1, k).reshape(-1)  # entries come sample by sample
-    out = _sparse_times_dense(rows, cols, vals, (n * positions + n, c_in * k), kernel, backend, groups)
+    out = sparse_times_dense(rows, cols, vals, (n * positions + n, c_in * k), kernel, backend, groups)
     # (b, oy, ox, c_out) rows: the output as a channels-last (N, C_out, OH, OW) tensor, no copy
     out = out[:n * positions].view(n, oh, ow, c_out).permute(0, 3, 1, 2)
     if module.bias is not None:

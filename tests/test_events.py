@@ -95,13 +95,36 @@ def test_unknown_backend_is_named():
 
 def test_scipy_kernel_and_its_public_fallback_agree(monkeypatch):
     import snnedge.events as ev
+    import snnedge.sparse_product as sparse_product
     fc = nn.Linear(20, 4).double()
     x = (torch.rand(6, 20, dtype=torch.float64) < 0.2).double()
     with torch.no_grad():
         fast = ev.event_linear(fc, x, backend="scipy")
-        monkeypatch.setattr(ev, "_coo_kernel", lambda: None)
+        monkeypatch.setattr(sparse_product, "_coo_kernel", lambda: None)
         slow = ev.event_linear(fc, x, backend="scipy")
         assert torch.equal(fast, slow) and torch.allclose(fast, fc(x), atol=1e-12)
+
+
+def test_scipy_product_split_over_threads_gives_the_same_bits(monkeypatch):
+    """The scipy product split at sample boundaries over the Python pool (snnedge.
+    sparse_product) gives what one call gives."""
+    import snnedge.events as ev
+    import snnedge.sparse_product as sparse_product
+    conv = nn.Conv2d(6, 8, 3, padding=1).double()
+    x = (torch.rand(9, 6, 7, 7, dtype=torch.float64) < 0.2).double()
+    threads = torch.get_num_threads()
+    with torch.no_grad():
+        one = ev.event_conv2d(conv, x, backend="scipy")
+        monkeypatch.setattr(sparse_product, "PARALLEL_MIN_WORK", 1)
+        jobs = []
+        submit = sparse_product.submit
+        monkeypatch.setattr(sparse_product, "submit", lambda *a: jobs.append(1) or submit(*a))
+        torch.set_num_threads(3)
+        try:
+            split = ev.event_conv2d(conv, x, backend="scipy")
+        finally:
+            torch.set_num_threads(threads)
+    assert jobs and torch.equal(one, split)
 
 
 def test_event_engine_with_pools_matches_dense():
@@ -126,6 +149,7 @@ def test_threaded_split_gives_the_same_result(monkeypatch):
     with torch.no_grad():
         single = ev.event_conv2d(conv, x)
         monkeypatch.setattr(ev, "PARALLEL_MIN_WORK", 1)
+        monkeypatch.setattr(ev, "OPENMP_MIN_WORK", 1)
         threads = torch.get_num_threads()
         torch.set_num_threads(3)
         try:

@@ -32,7 +32,8 @@ MODES = ["python", pytest.param("openmp", marks=pytest.mark.skipif(
 @pytest.fixture
 def split(monkeypatch):
     """Runs a function on one thread, then split in the given mode; restores everything."""
-    for module, name in [(ev, "NEURON_MIN_WORK"), (ev, "PARALLEL_MIN_WORK"), (nm, "NEURON_MIN_WORK"),
+    for module, name in [(ev, "NEURON_MIN_WORK"), (ev, "PARALLEL_MIN_WORK"), (ev, "OPENMP_MIN_WORK"),
+                         (nm, "NEURON_MIN_WORK"),
                          (cp, "NEURON_MIN_WORK"), (ng, "BACKWARD_MIN_WORK"), (dp, "POOL_MIN_WORK")]:
         monkeypatch.setattr(module, name, 1)
     threads, previous = torch.get_num_threads(), kt.kernel_threads()
