@@ -202,9 +202,9 @@ def event_linear(module: nn.Linear, x: torch.Tensor, backend: str | None = None)
 
 # Below this much work per thread, splitting the compiled kernel (_native_run) costs more
 # than it saves: on the Python pool PARALLEL_MIN_WORK; on PyTorch's OpenMP threads, which
-# spin between parallel regions, OPENMP_MIN_WORK (one-digit calls' event layers ran 1.27x
-# faster split at 64-128 k of work, 1.43x at 128 k-1 M, 0.94x below 32 k: RESULTS.md, issue
-# 16 section 18).
+# spin between parallel regions, OPENMP_MIN_WORK (one-digit calls' event layers ran 1.24x
+# faster split at 64-128 k of work, 1.38x at 128 k-1 M, 0.98x below 32 k, 2 threads, AMD
+# EPYC, AVX2: examples/benchmarks/split_threshold.py, RESULTS.md issue 16 section 18).
 PARALLEL_MIN_WORK = 1_000_000
 OPENMP_MIN_WORK = 32_768
 
