@@ -40,7 +40,7 @@ from torch import nn
 
 from .geometry import module_axes
 from .kernel_threads import kernel_threads, run_split
-from .sparse_product import sparse_times_dense
+from .sparse_product import PARALLEL_MIN_WORK, sparse_times_dense
 
 _CACHE: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
 
@@ -201,11 +201,11 @@ def event_linear(module: nn.Linear, x: torch.Tensor, backend: str | None = None)
 
 
 # Below this much work per thread, splitting the compiled kernel (_native_run) costs more
-# than it saves: on the Python pool PARALLEL_MIN_WORK; on PyTorch's OpenMP threads, which
-# spin between parallel regions, OPENMP_MIN_WORK (one-digit calls' event layers ran 1.24x
-# faster split at 64-128 k of work, 1.38x at 128 k-1 M, 0.98x below 32 k, 2 threads, AMD
-# EPYC, AVX2: examples/benchmarks/split_threshold.py, RESULTS.md issue 16 section 18).
-PARALLEL_MIN_WORK = 1_000_000
+# than it saves: on the Python pool PARALLEL_MIN_WORK (the sparse product's, imported above);
+# on PyTorch's OpenMP threads, which spin between parallel regions, OPENMP_MIN_WORK
+# (one-digit calls' event layers ran 1.24x faster split at 64-128 k of work, 1.38x at
+# 128 k-1 M, 0.98x below 32 k, 2 threads, AMD EPYC, AVX2: examples/benchmarks/
+# split_threshold.py, RESULTS.md issue 16 section 18).
 OPENMP_MIN_WORK = 32_768
 
 

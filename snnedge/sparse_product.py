@@ -12,8 +12,8 @@ import torch
 
 from .kernel_threads import submit
 
-# Below this many multiply-adds per thread, splitting the product over the Python pool costs
-# more than it saves.
+# Below this much work per thread (the product's multiply-adds; the compiled kernel's in
+# snnedge.events), splitting a call over the Python pool costs more than it saves.
 PARALLEL_MIN_WORK = 1_000_000
 BACKENDS = ("native", "scipy", "torch")
 
