@@ -19,6 +19,7 @@ the neuron's own layer: a link from the layer to itself.
 """
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import torch
@@ -153,6 +154,8 @@ def source_links(net: SpikingNetwork, input_shape: tuple[int, ...]) -> list[Sour
     if key not in cache:
         cache.clear()
         cache[key] = _source_links(net, tuple(input_shape))
+        for link in cache[key]:  # the same objects on every call: link_totals groups them once
+            _keep_link(link)
     return cache[key] + own_links(net, tuple(input_shape))
 
 
@@ -213,3 +216,97 @@ def _compact(weight: torch.Tensor) -> torch.Tensor:
     if not torch.equal(weight, first.expand_as(weight)):
         return weight
     return first.clone().expand_as(weight)
+
+
+# source_links' cached links (id -> weak reference), which come back as the same objects on
+# every call: link_totals groups them by source once per list (at most _GROUPED_MAX lists
+# kept, each holding its links alive so that their ids stay theirs). Other links (own_links',
+# made on every call) take a dot product each.
+_kept_links: dict[int, weakref.ref] = {}
+_GROUPED_MAX = 8
+_grouped: dict[tuple[int, ...], tuple[tuple[SourceLink, ...], list[tuple[str, tuple, tuple]]]] = {}
+
+
+def _keep_link(link: SourceLink) -> None:
+    def forget(ref, key=id(link)):
+        if _kept_links.get(key) is ref:
+            del _kept_links[key]
+    _kept_links[id(link)] = weakref.ref(link, forget)
+
+
+def _group(links: list[SourceLink], shapes: dict[str, tuple[int, ...]]) -> list[tuple[str, tuple, tuple]]:
+    """Per source: ``(source, (targets, rows) over the source's values, (targets, rows) over
+    its values summed over channels)``. A weight that is one channel broadcast over the
+    channels (``_compact``'s view, stride 0 along them) goes to the second matrix as that
+    channel; the second matrix (or the first, for a source without channels) ends in a row
+    of ones: the source's total."""
+    by_source: dict[str, tuple[list, list]] = {}
+    for link in links:
+        full, compact = by_source.setdefault(link.source, ([], []))
+        w = torch.broadcast_to(link.weight, shapes[link.source])  # (as the counts' product did)
+        if w.dim() >= 2 and w.stride(0) == 0:
+            compact.append((link.target, w[0].reshape(-1)))
+        else:
+            full.append((link.target, w.reshape(-1)))
+    groups = []
+    for source, (full, compact) in by_source.items():
+        shape = shapes[source]
+        ones = torch.ones(_numel(shape[1:]) if len(shape) >= 2 else _numel(shape), dtype=torch.float64)
+        if len(shape) >= 2:
+            compact = compact + [(None, ones)]
+        else:
+            full = full + [(None, ones)]
+        groups.append((source, *(
+            (tuple(t for t, _ in part), torch.stack([r.to(torch.float64) for _, r in part]) if part else None)
+            for part in (full, compact))))
+    return groups
+
+
+def _numel(shape) -> int:
+    n = 1
+    for s in shape:
+        n *= int(s)
+    return n
+
+
+def link_totals(links: list[SourceLink], counts: dict[str, torch.Tensor]) -> tuple[
+        dict[tuple[str, str], float], dict[str, float]]:
+    """``(carried, totals)``: each link's ``<counts[source], weight>`` keyed ``(source,
+    target)``, and each source's sum of counts, from one matrix-vector product per source and
+    part (weights of the source's shape; weights broadcast over its channels, against the
+    counts summed over channels) instead of a dot product per link and a sum per layer.
+    Counts and weights are whole numbers (spikes, non-zero values, synapses), so the float64
+    sums are exact in any order: the same values as the products one by one. Sources without
+    a link still get their total."""
+    kept = [l for l in links if (r := _kept_links.get(id(l))) is not None and r() is l]
+    key = tuple(map(id, kept))
+    entry = _grouped.get(key)
+    if entry is None:
+        if len(_grouped) >= _GROUPED_MAX:
+            _grouped.clear()
+        shapes = {s: tuple(c.shape) for s, c in counts.items()}
+        entry = _grouped[key] = (tuple(kept), _group(kept, shapes))
+    carried: dict[tuple[str, str], float] = {}
+    totals: dict[str, float] = {}
+    for source, (f_targets, f_rows), (c_targets, c_rows) in entry[1]:
+        c = counts[source].to(device="cpu", dtype=torch.float64)
+        for targets, rows, values in ((f_targets, f_rows, c),
+                                      (c_targets, c_rows, c.sum(0) if c_rows is not None else None)):
+            if rows is None:
+                continue
+            for target, v in zip(targets, torch.mv(rows, values.reshape(-1)).tolist()):
+                if target is None:
+                    totals[source] = v
+                else:
+                    carried[(source, target)] = carried.get((source, target), 0.0) + v
+    if len(kept) < len(links):
+        kept_ids = set(key)
+        for link in links:
+            if id(link) not in kept_ids:
+                c = counts[link.source].to(device="cpu", dtype=torch.float64)
+                v = float((c * link.weight.to(torch.float64)).sum())
+                carried[(link.source, link.target)] = carried.get((link.source, link.target), 0.0) + v
+    for s, c in counts.items():
+        if s not in totals:
+            totals[s] = float(c.sum())
+    return carried, totals

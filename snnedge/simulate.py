@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 from tqdm import tqdm
 
 from . import distributed as dist_glue
-from .connectivity import SourceLink, event_sources, source_links
+from .connectivity import SourceLink, event_sources, link_totals, source_links
 from .encoders import ENCODERS, get_encoder, sequence_holds_events
 from .engine import BatchRun, block_budget, block_steps_for, exact_float32, live_numel, run_batch
 from .errors import check_choice, check_positive_int
@@ -176,7 +176,10 @@ def simulate(snn: SpikingNetwork, x, timesteps: int | None = None, encoding: str
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("simulate(device='cuda') but torch sees no CUDA device; use device='cpu'.")
     dtype = dtype or module_dtype(snn)
-    net = prepared(snn, device, dtype)
+    modules = all_modules(snn)  # one walk for both: the network as it is, and its modes
+    net = prepared(snn, device, dtype, modules)
+    if net is not snn:
+        modules = None
 
     start = time.perf_counter()
     results, links, sources, shape = [], None, None, None
@@ -192,7 +195,7 @@ def simulate(snn: SpikingNetwork, x, timesteps: int | None = None, encoding: str
     bar = tqdm(total=n, desc=f"simulate T={timesteps}", unit="sample", leave=False,
                disable=not (progress if progress is not None else n > batch_size)
                or (ctx is not None and not ctx.main))
-    with torch.no_grad(), eval_mode(net), exact_float32():
+    with torch.no_grad(), eval_mode(net, modules), exact_float32():
         for xb, _ in batches:
             # a sequence moves to the device as it is; the encoder converts it block by block
             if sequence:
@@ -275,21 +278,17 @@ def assemble_result(net: SpikingNetwork, runs: list[BatchRun], links: list[Sourc
     """
     if counts is None:  # (one batch: its own tensors, no sum)
         counts = {s: functools.reduce(operator.add, (r.counts[s] for r in runs)) for s in sources}
+    carried, totals = link_totals(links, counts)
     events, macs = {}, {}
-    for link in links:
-        c, w = counts[link.source].cpu(), link.weight
-        # one dot product where both are dense alike (no product tensor: a one-sample run of
-        # ResNet-18 spent 4% of its time here), else the broadcast product
-        total = float(torch.dot(c.view(-1), w.view(-1)) if c.is_contiguous() and w.is_contiguous()
-                      and c.shape == w.shape and c.dtype == w.dtype else (c * w).sum())
-        book = events if sources[link.source] == "events" else macs
-        book[link.target] = book.get(link.target, 0) + int(round(total))
+    for (source, target), total in carried.items():
+        book = events if sources[source] == "events" else macs
+        book[target] = book.get(target, 0) + int(round(total))
     neuron_layers = net.neuron_layers
     engines = Counter(r.engine for r in runs)
     return SimulationResult(
         output=torch.cat([r.output for r in runs]),
         step_predictions=torch.cat([r.step_predictions for r in runs], dim=1),
-        spike_counts={k: int(round(float(counts[k].sum()))) for k in neuron_layers},
+        spike_counts={k: int(round(totals[k])) for k in neuron_layers},
         synaptic_events=events, input_macs=macs,
         neurons={k: counts[k].numel() for k in neuron_layers},
         neuron_spike_counts={k: counts[k].cpu() for k in neuron_layers},
@@ -423,20 +422,24 @@ def all_modules(net: torch.nn.Module) -> list[torch.nn.Module]:
     return found
 
 
-def prepared(net: SpikingNetwork, device: torch.device, dtype: torch.dtype) -> SpikingNetwork:
-    """The network on ``device`` in ``dtype``: the same object if nothing changes, else a copy."""
+def prepared(net: SpikingNetwork, device: torch.device, dtype: torch.dtype,
+             modules: list[torch.nn.Module] | None = None) -> SpikingNetwork:
+    """The network on ``device`` in ``dtype``: the same object if nothing changes, else a copy.
+    ``modules``: :func:`all_modules` of ``net`` when the caller has it."""
     # one walk over the modules' own tensors: parameters() and buffers() walk the modules
     # twice and keep a set of what they saw (0.5 ms of a 20 ms one-sample run of ResNet-18)
     if all(t is None or (t.device == device and (t.dtype == dtype or not t.is_floating_point()))
-           for m in all_modules(net) for t in itertools.chain(m._parameters.values(), m._buffers.values())):
+           for m in (all_modules(net) if modules is None else modules)
+           for t in itertools.chain(m._parameters.values(), m._buffers.values())):
         return net
     return copy.deepcopy(net).to(device=device, dtype=dtype)
 
 
 @contextlib.contextmanager
-def eval_mode(net: torch.nn.Module) -> Iterator[None]:
-    """Every submodule of ``net`` in eval mode inside the block; each one's own mode after."""
-    training = [m for m in all_modules(net) if m.training]
+def eval_mode(net: torch.nn.Module, modules: list[torch.nn.Module] | None = None) -> Iterator[None]:
+    """Every submodule of ``net`` in eval mode inside the block; each one's own mode after.
+    ``modules``: :func:`all_modules` of ``net`` when the caller has it."""
+    training = [m for m in (all_modules(net) if modules is None else modules) if m.training]
     for m in training:
         # the flag itself where the module keeps torch's ``train``: ``net.eval()`` goes through
         # ``Module.__setattr__`` once per module and cost 8% of a one-sample simulation of
