@@ -188,8 +188,7 @@ def block_steps_for(shapes: dict[str, tuple[int, ...]], batch: int, timesteps: i
     Raises ``MemoryError`` before anything is allocated when not even one step (or the
     requested block) fits ``free_bytes``, saying what fits.
     """
-    size = sum(_numel(s) for s in shapes.values())
-    per_step, fixed = (live or size) * batch * itemsize, size * (batch * itemsize + 16)
+    size, per_step, fixed = _block_sizes(shapes, batch, itemsize, live)
     fit = budget_bytes // max(per_step, 1)
     if live:  # and all layers' activations of the block within MAX_BLOCK_BYTES ...
         fit = min(fit, MAX_BLOCK_BYTES // max(size * batch * itemsize, 1))
@@ -213,6 +212,23 @@ def block_steps_for(shapes: dict[str, tuple[int, ...]], batch: int, timesteps: i
             f"({format_bytes(per_step)} of layer activations per step, {format_bytes(fixed)} of "
             f"state), but only {format_bytes(free_bytes)} can be allocated; {fix}.")
     return steps
+
+
+def _block_sizes(shapes: dict[str, tuple[int, ...]], batch: int, itemsize: int,
+                 live: int | None) -> tuple[int, int, int]:
+    """``(values per sample in all layers, bytes per step of a block, fixed bytes)`` as
+    :func:`block_steps_for` counts them."""
+    size = sum(_numel(s) for s in shapes.values())
+    return size, (live or size) * batch * itemsize, size * (batch * itemsize + 16)
+
+
+def most_block_bytes(shapes: dict[str, tuple[int, ...]], batch: int, timesteps: int,
+                     itemsize: int, live: int | None = None, requested: int | None = None) -> int:
+    """The most memory :func:`block_steps_for` can ask the free memory for (its largest
+    block, at ``requested`` or ``min(timesteps, MAX_BLOCK_STEPS)`` steps): what a caller
+    passes as ``need`` to :func:`snnedge.memory.available_memory`."""
+    _, per_step, fixed = _block_sizes(shapes, batch, itemsize, live)
+    return fixed + MEMORY_FACTOR * (requested or min(timesteps, MAX_BLOCK_STEPS)) * per_step
 
 
 # Engine "auto" measures each spike-fed layer's input density block by block (a pass over a

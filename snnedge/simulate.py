@@ -27,7 +27,8 @@ from tqdm import tqdm
 from . import distributed as dist_glue
 from .connectivity import SourceLink, event_sources, link_totals, source_links
 from .encoders import ENCODERS, get_encoder, sequence_holds_events
-from .engine import BatchRun, block_budget, block_steps_for, exact_float32, live_numel, run_batch
+from .engine import (BatchRun, block_budget, block_steps_for, exact_float32, live_numel,
+                     most_block_bytes, run_batch)
 from .errors import check_choice, check_positive_int
 from .layers import INPUT
 from .memory import available_memory
@@ -208,9 +209,12 @@ def simulate(snn: SpikingNetwork, x, timesteps: int | None = None, encoding: str
                 first_size = xb.shape[0] if shard is None else shard.first_size
                 live = live_numel(net, shapes, keep=tuple(s for s in sources if s != INPUT),
                                   self_counting=device.type == "cpu")
-                steps = block_steps_for(shapes, first_size, timesteps, torch.finfo(dtype).bits // 8,
+                itemsize = torch.finfo(dtype).bits // 8
+                need = most_block_bytes(shapes, first_size, timesteps, itemsize, live, block_steps)
+                steps = block_steps_for(shapes, first_size, timesteps, itemsize,
                                         budget_bytes=block_budget(device), live=live,
-                                        free_bytes=available_memory(device), requested=block_steps)
+                                        free_bytes=available_memory(device, need=need),
+                                        requested=block_steps)
             elif tuple(xb.shape[2 if sequence else 1:]) != shape:
                 raise ValueError(f"Input batches differ in shape: {shape} then "
                                  f"{tuple(xb.shape[2 if sequence else 1:])}.")

@@ -6,7 +6,8 @@ import torch
 from torch import nn
 
 import snnedge
-from snnedge.engine import MEMORY_FACTOR, MIN_BLOCK_ROWS, block_steps_for
+from snnedge import memory
+from snnedge.engine import MEMORY_FACTOR, MIN_BLOCK_ROWS, block_steps_for, most_block_bytes
 from snnedge.memory import available_memory, format_bytes
 
 sim = importlib.import_module("snnedge.simulate")  # the module (snnedge.simulate is the function)
@@ -60,7 +61,7 @@ def test_simulate_refuses_before_allocating(monkeypatch):
                              nn.Linear(8 * 16 * 16, 4), input_shape=(1, 16, 16))
     x = torch.rand(64, 1, 16, 16)
     ran = []
-    monkeypatch.setattr(sim, "available_memory", lambda device: 1_000_000)
+    monkeypatch.setattr(sim, "available_memory", lambda device, need=None: 1_000_000)
     monkeypatch.setattr(sim, "run_batch", lambda *a, **k: ran.append(1))
     with pytest.raises(MemoryError, match=r"batch of 64 .* use batch_size <= \d"):
         snnedge.simulate(net, x, timesteps=4, batch_size=64)
@@ -68,3 +69,31 @@ def test_simulate_refuses_before_allocating(monkeypatch):
     monkeypatch.undo()
     res = snnedge.simulate(net, x, timesteps=4, batch_size=64)  # the real free memory holds it
     assert res.num_samples == 64
+
+
+def test_a_recent_reading_serves_small_needs_only(monkeypatch):
+    readings, clock = [], [100.0]
+    monkeypatch.setattr(memory, "_cpu_available", lambda: readings.append(1) or 8_000 * len(readings))
+    monkeypatch.setattr(memory.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(memory, "_last_cpu_reading", [None, -1.0])
+    assert available_memory("cpu", need=10) == 8_000 and len(readings) == 1  # none before
+    assert available_memory("cpu", need=1_000) == 8_000 and len(readings) == 1  # 1/8 of it
+    assert available_memory("cpu", need=1_001) == 16_000 and len(readings) == 2  # more: read
+    assert available_memory("cpu") == 24_000 and len(readings) == 3  # no need given: read
+    clock[0] += memory.REUSE_SECONDS
+    assert available_memory("cpu", need=1) == 32_000 and len(readings) == 4  # too old: read
+
+
+def test_most_block_bytes_bounds_what_the_block_rule_checks():
+    big = {"0": (2**23,)}
+    for requested in (None, 2, 5):
+        need = most_block_bytes(big, 1, 32, 4, requested=requested)
+        # with that much free, the rule takes the block it takes with no limit at all
+        steps = block_steps_for(big, 1, 32, 4, requested=requested)
+        assert block_steps_for(big, 1, 32, 4, free_bytes=need, requested=requested) == steps
+    # a requested block is checked exactly: a byte less and it is refused
+    with pytest.raises(MemoryError):
+        block_steps_for(big, 1, 32, 4, free_bytes=most_block_bytes(big, 1, 32, 4, requested=5) - 1,
+                        requested=5)
+    # the default rule's bound is its largest block, T steps at most 32
+    assert most_block_bytes(big, 1, 64, 4) == most_block_bytes(big, 1, 32, 4, requested=32)
