@@ -295,7 +295,13 @@ class SpikingNeuron(TemporalModule):
             one = self.state_like(template[:1], value())
             kept = _KEPT_STATES[self] = (key, sources, one)
         one = kept[2]
-        if template.shape[0] == 1 and template.stride() == one.stride():
+        if template.shape[0] == 1 and template.stride()[1:] == one.stride()[1:]:
+            if template.stride() != one.stride():
+                # the same memory order; a sample dimension of size 1 may have any stride (a
+                # tick of a one-sample block after a batch's call): kept with the template's,
+                # which a clone keeps, as the kernels want it
+                one = one.as_strided(template.shape, template.stride())
+                _KEPT_STATES[self] = (key, sources, one)
             return one.clone()
         return self.state_like(template, one)
 

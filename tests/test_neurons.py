@@ -276,6 +276,13 @@ def test_kept_initial_membrane_follows_every_change(layout, dtype):
                 assert torch.equal(v, _fresh_membrane(neuron, t)) and v.stride() == t.stride()
                 v.add_(1.0)  # the caller's own tensor: the kept one stays as it was
                 assert torch.equal(neuron.initial_state(t), _fresh_membrane(neuron, t))
+        # one sample whose sample dimension has a stride of its own (a tick of a block): the
+        # membrane takes that stride too, on the first call and the kept copies after
+        odd = t[:1].as_strided(t[:1].shape, (7, *t.stride()[1:]))
+        for _ in range(2):
+            with torch.no_grad():
+                v = neuron.initial_state(odd)
+            assert torch.equal(v, _fresh_membrane(neuron, odd)) and v.stride() == odd.stride()
         with torch.no_grad():
             neuron.threshold.mul_(1.25)
             assert torch.equal(neuron.initial_state(t), _fresh_membrane(neuron, t))
