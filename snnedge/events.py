@@ -150,8 +150,9 @@ def event_conv_capable(module: nn.Module) -> bool:
 
 
 def _cached(module: nn.Module, key: tuple, build):
-    """A value derived from ``module.weight``, rebuilt when the weight changes (its version
-    counter, storage, dtype or device moves). Kept outside the module, dropped with it."""
+    """A value derived from ``module.weight`` and ``module.bias``, rebuilt when either changes
+    (its version counter, storage, dtype or device moves, or the bias comes or goes). Kept
+    outside the module, dropped with it."""
     hit = _kept(module, key)
     if hit is None:
         hit = _CACHE.setdefault(module, {})[key] = (_stamp(module), build())
@@ -166,8 +167,10 @@ def _kept(module: nn.Module, key: tuple):
 
 
 def _stamp(module: nn.Module) -> tuple:
-    w = module.weight
-    return (w._version, w.data_ptr(), w.dtype, w.device)
+    # (a bias changed alone, as when only biases are trained, must not keep an old copy)
+    w, b = module.weight, getattr(module, "bias", None)
+    return (w._version, w.data_ptr(), w.dtype, w.device,
+            None if b is None else (b._version, b.data_ptr(), b.dtype, b.device))
 
 
 def event_linear(module: nn.Linear, x: torch.Tensor, backend: str | None = None) -> torch.Tensor:
@@ -491,9 +494,9 @@ def event_conv2d(module: nn.Conv2d, x: torch.Tensor, backend: str | None = None)
     n, c_in, h, w = x.shape
     if _use_native(backend, x):
         oh, ow, *window = _conv_geometry(module, h, w)
-        kernel = _cached(module, ("kernel_hwio", x.dtype), lambda: _line_padded(
-            module.weight.detach().permute(2, 3, 1, 0).to(x.dtype)))
-        bias = _cached(module, ("bias_rows", x.dtype), lambda: _bias_of(module, x.dtype))
+        # the kernel's weight and bias under one key: one look-up per call (each checks the stamp)
+        kernel, bias = _cached(module, ("kernel_hwio", x.dtype), lambda: (_line_padded(
+            module.weight.detach().permute(2, 3, 1, 0).to(x.dtype)), _bias_of(module, x.dtype)))
         out = torch.empty(n, oh, ow, module.out_channels, dtype=x.dtype)
         x_cl = x.permute(0, 2, 3, 1).contiguous()  # no copy for a channels-last input
         _native_run(x_cl, kernel, bias, out, (h, w, c_in, oh, ow, module.out_channels, *window))

@@ -52,6 +52,26 @@ def test_event_conv_follows_weight_updates():
         assert torch.allclose(event_conv2d(conv, x), conv(x), atol=1e-6)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("rows", [2, 40])  # a linear layer's whole rows, then its packed form
+def test_event_layers_follow_a_bias_changed_alone(backend, rows):
+    """Only the bias moves (as when only biases are trained): the weight's version stays, and
+    a copy kept from before must not be used."""
+    torch.manual_seed(0)
+    conv, lin = nn.Conv2d(3, 4, 3, padding=1), nn.Linear(6, 200)
+    x = (torch.rand(2, 3, 5, 5) < 0.3).float()
+    xl = (torch.rand(rows, 6) < 0.5).float()
+    with torch.no_grad():
+        event_conv2d(conv, x, backend=backend), event_linear(lin, xl, backend=backend)
+        for change in (lambda b: b.add_(1.0), lambda b: setattr(b, "data", b.data * 3)):
+            change(conv.bias), change(lin.bias)
+            assert torch.allclose(event_conv2d(conv, x, backend=backend), conv(x), atol=1e-5)
+            assert torch.allclose(event_linear(lin, xl, backend=backend), lin(xl), atol=1e-5)
+        conv.bias, lin.bias = None, None  # and a bias that goes away
+        assert torch.allclose(event_conv2d(conv, x, backend=backend), conv(x), atol=1e-5)
+        assert torch.allclose(event_linear(lin, xl, backend=backend), lin(xl), atol=1e-5)
+
+
 def test_grouped_conv_falls_back_to_dense():
     conv = nn.Conv2d(4, 4, 3, groups=2)
     x = (torch.rand(2, 4, 6, 6) < 0.3).float()
