@@ -19,6 +19,7 @@ the neuron's own layer: a link from the layer to itself.
 """
 from __future__ import annotations
 
+import math
 import weakref
 from dataclasses import dataclass
 
@@ -251,7 +252,7 @@ def _group(links: list[SourceLink], shapes: dict[str, tuple[int, ...]]) -> list[
     groups = []
     for source, (full, compact) in by_source.items():
         shape = shapes[source]
-        ones = torch.ones(_numel(shape[1:]) if len(shape) >= 2 else _numel(shape), dtype=torch.float64)
+        ones = torch.ones(math.prod(shape[1:]) if len(shape) >= 2 else math.prod(shape), dtype=torch.float64)
         if len(shape) >= 2:
             compact = compact + [(None, ones)]
         else:
@@ -260,13 +261,6 @@ def _group(links: list[SourceLink], shapes: dict[str, tuple[int, ...]]) -> list[
             (tuple(t for t, _ in part), torch.stack([r.to(torch.float64) for _, r in part]) if part else None)
             for part in (full, compact))))
     return groups
-
-
-def _numel(shape) -> int:
-    n = 1
-    for s in shape:
-        n *= int(s)
-    return n
 
 
 def link_totals(links: list[SourceLink], counts: dict[str, torch.Tensor]) -> tuple[
