@@ -14,6 +14,7 @@ machine and more than one thread. Every table says which clock made it.
 """
 from __future__ import annotations
 
+import os
 import sys
 import statistics
 import time
@@ -178,20 +179,39 @@ def interleaved_ratios(fns: dict[str, Callable[[], object]], repeats: int,
 
 
 def machine() -> str:
-    """The CPU model and the flags that decide the kernels and oneDNN's paths."""
-    model, flags = "unknown CPU", set()
+    """The CPU (model name, family and model numbers: guests often show only a vendor's
+    name), the CPUs this process may use, the last-level cache, and the flags that decide the
+    kernels and oneDNN's paths."""
+    model, family, number, flags = "unknown CPU", None, None, set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and model == "unknown CPU":
-                model = line.split(":", 1)[1].strip()
-            elif line.startswith("flags") and not flags:
-                flags = set(line.split(":", 1)[1].split())
+            key, _, value = line.partition(":")
+            key, value = key.strip(), value.strip()
+            if key == "model name" and model == "unknown CPU":
+                model = value
+            elif key == "cpu family" and family is None:
+                family = value
+            elif key == "model" and number is None:
+                number = value
+            elif key == "flags" and not flags:
+                flags = set(value.split())
     except OSError:
         pass
+    caches = {}
+    for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
+        try:
+            caches[int((index / "level").read_text())] = (index / "size").read_text().strip()
+        except (OSError, ValueError):
+            pass
+    where = ", ".join(part for part in (
+        f"family {family} model {number}" if family is not None else "",
+        f"{len(os.sched_getaffinity(0))} CPUs" if hasattr(os, "sched_getaffinity") else "",
+        f"L{max(caches)} {caches[max(caches)]}" if caches else "") if part)
     shown = [f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile") if f in flags]
     from snnedge.events import native_kernel
     kernel = native_kernel()
-    return (f"{model} (flags: {' '.join(shown) or 'none of avx2/avx512f/amx'}), torch "
+    return (f"{model}{f' ({where})' if where else ''} (flags: "
+            f"{' '.join(shown) or 'none of avx2/avx512f/amx'}), torch "
             f"{torch.__version__}, snnedge kernels: {kernel.isa() if kernel else 'not compiled'}")
 
 
